@@ -1,0 +1,589 @@
+#!/usr/bin/env python3
+"""The stacklift lab: N Debian 13 hosts on one machine, each in its own namespaces.
+
+Every host runs Podman, runc, CRIU (4.2+, from forky) and sshd, keeps its own
+container storage, and is reached over SSH at its own address on a bridge that
+lives in a network namespace the lab made (``stacklift-lab``).  Nothing of the
+lab has an address in the machine's own namespace: the controller reaches the
+bridge through an ``nsenter`` proxy command, which the inventory carries.
+
+Usage: lab.py build | up [--nodes N] | status | down
+Needs root.  Roots and images are cached in $STACKLIFT_CACHE (default
+/var/cache/stacklift) under a digest of their recipe, so they are rebuilt only
+when the recipe changes.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import images as image_recipes  # noqa: E402  (lab/images.py)
+
+SUITE = "trixie"
+CACHE = Path(os.environ.get("STACKLIFT_CACHE", "/var/cache/stacklift"))
+STATE = Path(os.environ.get("STACKLIFT_LAB_DIR", REPO / ".lab"))
+LAB_NETNS = "stacklift-lab"
+BRIDGE = "br0"
+SUBNET_PREFIX = "10.231.0"   # only ever used inside namespaces the lab made
+BRIDGE_ADDR = SUBNET_PREFIX + ".1"
+IMAGES_IN_HOST = "/var/cache/stacklift-images"
+
+# The host root: Podman with runc (crun refuses hybrid cgroups), its network
+# stack, sshd and Python for Ansible, paramiko for host-to-host transfers.
+HOST_PACKAGES = [
+    "podman", "runc", "conmon", "catatonit", "netavark", "aardvark-dns",
+    "nftables", "iproute2", "openssh-server", "openssh-client", "python3",
+    "python3-paramiko", "python3-docker", "procps", "zstd", "tar", "ca-certificates",
+    "kmod", "iptables",
+]
+# CRIU 4.1 cannot dump TCP sockets on Linux >= 6.16; forky has 4.2.
+HOST_FORKY_PACKAGES = ["criu"]
+
+
+def log(msg):
+    print("[lab] %s" % msg, flush=True)
+
+
+def run(cmd, check=True, capture=False, **kw):
+    if capture:
+        kw.setdefault("stdout", subprocess.PIPE)
+        kw.setdefault("stderr", subprocess.PIPE)
+        kw.setdefault("text", True)
+    res = subprocess.run(cmd, **kw)
+    if check and res.returncode != 0:
+        err = res.stderr if capture else ""
+        raise SystemExit("command failed (%d): %s\n%s" % (res.returncode, " ".join(map(str, cmd)), err or ""))
+    return res
+
+
+# ---------------------------------------------------------------------------
+# Debian mirror: always the one this machine's own apt sources name.
+
+def debian_mirror(apt_dir=Path("/etc/apt")):
+    candidates = []
+    src_dir = Path(apt_dir) / "sources.list.d"
+    for f in sorted(src_dir.glob("*.sources")):
+        for stanza in f.read_text().split("\n\n"):
+            fields = {}
+            for line in stanza.splitlines():
+                if ":" in line and not line.lstrip().startswith("#"):
+                    k, v = line.split(":", 1)
+                    fields[k.strip().lower()] = v.strip()
+            if "deb" in fields.get("types", "").split() and fields.get("enabled", "yes") != "no":
+                for uri in fields.get("uris", "").split():
+                    candidates.append(uri)
+    legacy = Path(apt_dir) / "sources.list"
+    if legacy.exists():
+        for line in legacy.read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 3 and parts[0] == "deb":
+                candidates.append(next(p for p in parts[1:] if not p.startswith("[")))
+    for uri in candidates:
+        if uri.rstrip("/").endswith("/debian"):
+            return uri.rstrip("/")
+    raise SystemExit("no Debian mirror found in this machine's apt sources")
+
+
+# ---------------------------------------------------------------------------
+# Roots
+
+def recipe_digest(*parts):
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(json.dumps(p, sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+def ensure_tools():
+    missing = [t for t in ("debootstrap", "nsenter", "unshare", "ip", "ssh", "ssh-keygen", "nc", "gcc", "tar")
+               if shutil.which(t) is None]
+    if missing:
+        raise SystemExit("missing tools on the controller: %s (run `make deps`)" % ", ".join(missing))
+
+
+class Chroot:
+    """Mount what apt needs inside a root while packages are installed."""
+
+    def __init__(self, root):
+        self.root = Path(root)
+
+    def __enter__(self):
+        for src, dst, opts in (("proc", "proc", ["-t", "proc"]), ("/dev", "dev", ["--rbind"]),
+                               ("sysfs", "sys", ["-t", "sysfs"])):
+            (self.root / dst).mkdir(exist_ok=True)
+            run(["mount"] + opts + [src, str(self.root / dst)])
+        run(["mount", "--make-rslave", str(self.root / "dev")])
+        return self
+
+    def __exit__(self, *exc):
+        for dst in ("sys", "dev", "proc"):
+            run(["umount", "-R", "-l", str(self.root / dst)], check=False)
+
+    def sh(self, script):
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C"}
+        run(["chroot", str(self.root), "/bin/sh", "-ec", script], env=env)
+
+
+def build_root(kind, packages, forky_packages=(), post=""):
+    mirror = debian_mirror()
+    digest = recipe_digest(SUITE, kind, packages, list(forky_packages), post)
+    dest = CACHE / "roots" / ("%s-%s" % (kind, digest))
+    if (dest / ".stacklift-complete").exists():
+        return dest, digest
+    tmp = dest.with_name(dest.name + ".tmp")
+    if tmp.exists():
+        run(["umount", "-R", "-l", str(tmp / "proc"), str(tmp / "dev"), str(tmp / "sys")], check=False, capture=True)
+        shutil.rmtree(tmp)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    log("debootstrap %s root (%s) ..." % (kind, SUITE))
+    run(["debootstrap", "--variant=minbase", SUITE, str(tmp), mirror], stdout=subprocess.DEVNULL)
+    (tmp / "usr/sbin/policy-rc.d").write_text("#!/bin/sh\nexit 101\n")
+    os.chmod(tmp / "usr/sbin/policy-rc.d", 0o755)
+    (tmp / "etc/apt/sources.list").write_text("deb %s %s main\n" % (mirror, SUITE))
+    script = ["apt-get update -qq",
+              "apt-get install -y -qq --no-install-recommends %s >/dev/null" % " ".join(packages)]
+    if forky_packages:
+        (tmp / "etc/apt/sources.list.d/forky.list").write_text("deb %s forky main\n" % mirror)
+        (tmp / "etc/apt/preferences.d/forky").write_text(
+            "Package: *\nPin: release n=forky\nPin-Priority: 100\n")
+        (tmp / "etc/apt/apt.conf.d/90forky-valid-until").write_text(
+            'Acquire::Check-Valid-Until "false";\n')
+        script += ["apt-get update -qq",
+                   "apt-get install -y -qq --no-install-recommends -t forky %s >/dev/null" % " ".join(forky_packages)]
+    if post:
+        script.append(post)
+    script += ["apt-get clean", "rm -rf /var/lib/apt/lists/*"]
+    with Chroot(tmp) as ch:
+        ch.sh("\n".join(script))
+    (tmp / "usr/sbin/policy-rc.d").unlink()
+    (tmp / ".stacklift-complete").write_text(digest + "\n")
+    os.rename(tmp, dest)
+    for old in (CACHE / "roots").glob(kind + "-*"):
+        if old != dest and not old.name.endswith(".tmp"):
+            shutil.rmtree(old, ignore_errors=True)
+    log("%s root built in %.0f s" % (kind, time.time() - t0))
+    return dest, digest
+
+
+HOST_POST = r"""
+mkdir -p /etc/containers /root/.ssh /run/sshd
+cat >/etc/containers/containers.conf <<'EOF'
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+[network]
+network_backend = "netavark"
+firewall_driver = "nftables"
+EOF
+cat >/etc/containers/storage.conf <<'EOF'
+[storage]
+driver = "overlay"
+runroot = "/run/containers/storage"
+graphroot = "/var/lib/containers/storage"
+EOF
+cat >/etc/ssh/sshd_config.d/stacklift.conf <<'EOF'
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+UseDNS no
+SetEnv PODMAN_IGNORE_CGROUPSV1_WARNING=1
+MaxStartups 100:30:200
+MaxSessions 100
+EOF
+rm -f /etc/ssh/ssh_host_*
+"""
+
+
+def build_host_root():
+    return build_root("host", HOST_PACKAGES, HOST_FORKY_PACKAGES, HOST_POST)
+
+
+def build_images():
+    root, digest = build_root("image", image_recipes.IMAGE_ROOT_PACKAGES, post=image_recipes.IMAGE_ROOT_TRIM)
+    return image_recipes.build_archive(root, digest, CACHE / "images", log)
+
+
+# ---------------------------------------------------------------------------
+# Hosts
+
+def node_names(n):
+    return ["node%d" % i for i in range(1, n + 1)]
+
+
+def node_addr(name):
+    return "%s.%d" % (SUBNET_PREFIX, 10 + int(name[4:]))
+
+
+def netns_exists(name):
+    return Path("/run/netns", name).exists()
+
+
+def host_pid(name):
+    """PID (in the machine's namespace) of the host's init, or None."""
+    pidfile = STATE / name / "init.pid"
+    if not pidfile.exists():
+        return None
+    pid = int(pidfile.read_text())
+    try:
+        # The unshare process forks the host's PID 1; its comm tells it is ours.
+        children = Path("/proc/%d/task/%d/children" % (pid, pid)).read_text().split()
+    except OSError:
+        return None
+    return int(children[0]) if children else None
+
+
+def in_host(name, cmd, **kw):
+    pid = host_pid(name)
+    return run(["nsenter", "-t", str(pid), "-m", "-u", "-i", "-n", "-p", "--"] + cmd, **kw)
+
+
+INIT_SH = r"""#!/bin/sh
+# PID 1 of a lab host, before it becomes catatonit+sshd.  Args: lower state name images pubkey
+set -e
+lower=$1 state=$2 name=$3 images=$4 pubkey=$5
+root=$state/root
+mkdir -p $state/upper $state/work $state/storage $root
+mount -t overlay overlay -o lowerdir=$lower,upperdir=$state/upper,workdir=$state/work $root
+mkdir -p $root/var/lib/containers
+# Podman's storage must not sit on overlayfs.
+mount --bind $state/storage $root/var/lib/containers
+mount -t proc proc $root/proc
+mount -t sysfs sysfs $root/sys
+mount --rbind /sys/fs/cgroup $root/sys/fs/cgroup
+mount -t devtmpfs devtmpfs $root/dev
+mkdir -p $root/dev/pts $root/dev/shm
+mount -t devpts devpts $root/dev/pts -o newinstance,ptmxmode=0666
+mount --bind $root/dev/pts/ptmx $root/dev/ptmx
+mount -t tmpfs tmpfs $root/dev/shm
+mount -t tmpfs tmpfs $root/run
+mount -t tmpfs tmpfs $root/tmp
+mkdir -p $root/var/cache/stacklift-images
+mount --bind -o ro $images $root/var/cache/stacklift-images
+mkdir -p $root/run/netns $root/run/sshd $root/root/.ssh $root/.oldroot
+install -m 0600 $pubkey $root/root/.ssh/authorized_keys
+install -m 0600 ${pubkey%.pub} $root/root/.ssh/id_ed25519
+hostname $name
+echo $name > $root/etc/hostname
+cd $root
+pivot_root . .oldroot
+umount -l /.oldroot
+rmdir /.oldroot
+[ -e /etc/ssh/ssh_host_ed25519_key ] || ssh-keygen -A >/dev/null
+exec /usr/bin/catatonit -- /usr/sbin/sshd -D -e
+"""
+
+
+def ensure_ssh_key():
+    key = STATE / "ssh" / "id_ed25519"
+    if not key.exists():
+        key.parent.mkdir(parents=True, exist_ok=True)
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "stacklift-lab", "-f", str(key)])
+    return key
+
+
+def proxy_command():
+    return "nsenter --net=/run/netns/%s nc %%h %%p" % LAB_NETNS
+
+
+def ssh_base(key):
+    return ["ssh", "-i", str(key), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+            "-o", "ConnectTimeout=5", "-o", "ProxyCommand=" + proxy_command()]
+
+
+def ensure_lab_network():
+    if not netns_exists(LAB_NETNS):
+        run(["ip", "netns", "add", LAB_NETNS])
+    ip = ["ip", "-n", LAB_NETNS]
+    if run(ip + ["link", "show", BRIDGE], check=False, capture=True).returncode != 0:
+        run(ip + ["link", "add", BRIDGE, "type", "bridge"])
+        run(ip + ["addr", "add", BRIDGE_ADDR + "/24", "dev", BRIDGE])
+    run(ip + ["link", "set", BRIDGE, "up"])
+    run(ip + ["link", "set", "lo", "up"])
+
+
+def start_host(name, host_root, image_dir, key):
+    state = STATE / name
+    if host_pid(name):
+        return False
+    netns = "stacklift-" + name
+    if not netns_exists(netns):
+        run(["ip", "netns", "add", netns])
+    veth = "v" + name
+    if run(["ip", "-n", LAB_NETNS, "link", "show", veth], check=False, capture=True).returncode != 0:
+        run(["ip", "-n", LAB_NETNS, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns])
+    run(["ip", "-n", LAB_NETNS, "link", "set", veth, "master", BRIDGE, "up"])
+    addr = node_addr(name)
+    have = run(["ip", "-n", netns, "-4", "-o", "addr", "show", "dev", "eth0"], capture=True).stdout
+    if addr not in have:
+        run(["ip", "-n", netns, "addr", "add", addr + "/24", "dev", "eth0"])
+    run(["ip", "-n", netns, "link", "set", "eth0", "up"])
+    run(["ip", "-n", netns, "link", "set", "lo", "up"])
+    # A fresh host every time: the state of a host that is down is not reused.
+    if state.exists():
+        shutil.rmtree(state)
+    state.mkdir(parents=True)
+    init = state / "init.sh"
+    init.write_text(INIT_SH)
+    out = open(state / "console.log", "w")
+    proc = subprocess.Popen(
+        ["nsenter", "--net=/run/netns/" + netns, "unshare", "--mount", "--pid", "--ipc", "--uts",
+         "--fork", "--propagation", "private", "--", "/bin/sh", str(init),
+         str(host_root), str(state), name, str(image_dir), str(key) + ".pub"],
+        stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    (state / "init.pid").write_text(str(proc.pid))
+    return True
+
+
+def wait_ssh(names, key, timeout=60):
+    deadline = time.time() + timeout
+    pending = set(names)
+    while pending and time.time() < deadline:
+        for name in sorted(pending):
+            res = run(ssh_base(key) + ["root@" + node_addr(name), "true"], check=False, capture=True)
+            if res.returncode == 0:
+                pending.discard(name)
+        if pending:
+            time.sleep(0.5)
+    if pending:
+        logs = {n: (STATE / n / "console.log").read_text()[-2000:] for n in pending if (STATE / n / "console.log").exists()}
+        raise SystemExit("hosts did not answer on SSH: %s\n%s" % (", ".join(sorted(pending)), json.dumps(logs, indent=1)))
+
+
+def load_images(name, key, archive, image_ids):
+    ssh = ssh_base(key) + ["root@" + node_addr(name)]
+    have = run(ssh + ["podman images -q --no-trunc"], capture=True).stdout.split()
+    have = {h.split(":")[-1] for h in have}
+    if all(i.split(":")[-1] in have for i in image_ids.values()):
+        return
+    run(ssh + ["podman load -q -i %s/%s" % (IMAGES_IN_HOST, archive.name)], capture=True)
+
+
+def write_inventory(names, key):
+    lines = [
+        "# Written by `make lab`; the lab's hosts and how to reach them.",
+        "all:",
+        "  vars:",
+        "    ansible_user: root",
+        "    ansible_python_interpreter: /usr/bin/python3",
+        "    ansible_ssh_private_key_file: %s" % key,
+        "    ansible_ssh_common_args: >-",
+        "      -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
+        "      -o ProxyCommand=\"%s\"" % proxy_command(),
+        "    # Host-to-host transfers use this key, which every lab host holds.",
+        "    stacklift_ssh_key_on_host: /root/.ssh/id_ed25519",
+        "  children:",
+        "    lab:",
+        "      hosts:",
+    ]
+    for n in names:
+        lines += ["        %s:" % n, "          ansible_host: %s" % node_addr(n)]
+    (STATE / "inventory.yml").write_text("\n".join(lines) + "\n")
+
+
+def cmd_build(_args):
+    ensure_tools()
+    build_host_root()
+    build_images()
+
+
+def cmd_up(args):
+    ensure_tools()
+    t0 = time.time()
+    host_root, _ = build_host_root()
+    archive, image_ids = build_images()
+    key = ensure_ssh_key()
+    names = node_names(args.nodes)
+    ensure_lab_network()
+    STATE.mkdir(parents=True, exist_ok=True)
+    if not any(host_pid(n) for n in known_nodes()):
+        note_cgroup_parent()
+    started = [n for n in names if start_host(n, host_root, archive.parent, key)]
+    wait_ssh(names, key)
+    for n in names:
+        load_images(n, key, archive, image_ids)
+    write_inventory(names, key)
+    (STATE / "images.json").write_text(json.dumps(image_ids, indent=2, sort_keys=True) + "\n")
+    (STATE / "nodes").write_text("\n".join(names) + "\n")
+    log("lab up in %.1f s (%s started, %d hosts)" % (time.time() - t0, ", ".join(started) or "none", len(names)))
+    log("inventory: %s" % (STATE / "inventory.yml"))
+
+
+def known_nodes():
+    names = set()
+    if (STATE / "nodes").exists():
+        names.update((STATE / "nodes").read_text().split())
+    if STATE.exists():
+        names.update(p.parent.name for p in STATE.glob("node*/init.pid"))
+    for p in Path("/run/netns").glob("stacklift-node*") if Path("/run/netns").exists() else []:
+        names.add(p.name[len("stacklift-"):])
+    return sorted(names)
+
+
+def cmd_status(_args):
+    names = known_nodes()
+    if not names and not netns_exists(LAB_NETNS):
+        print("lab: down")
+        return 0
+    key = STATE / "ssh" / "id_ed25519"
+    rc = 0
+    for n in names:
+        pid = host_pid(n)
+        if not pid:
+            print("%s: down" % n)
+            rc = 1
+            continue
+        res = run(ssh_base(key) + ["root@" + node_addr(n),
+                                   "podman --version; criu --version | head -1; "
+                                   "podman images --format '{{.Repository}}:{{.Tag}} {{.ID}} {{.Size}}'; "
+                                   "podman ps -a --format '{{.Names}} {{.Status}}'"],
+                  check=False, capture=True)
+        rss = host_rss_kib(pid)
+        print("%s: up at %s, init pid %d, memory %.1f MiB" % (n, node_addr(n), pid, rss / 1024.0))
+        for line in res.stdout.strip().splitlines():
+            print("    " + line)
+        if res.returncode:
+            rc = 1
+    return rc
+
+
+def host_rss_kib(pid):
+    """Resident memory of every process in the host's PID namespace."""
+    try:
+        ns = os.readlink("/proc/%d/ns/pid" % pid)
+    except OSError:
+        return 0
+    total = 0
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            if os.readlink(p / "ns/pid") != ns:
+                continue
+            for line in (p / "status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total
+
+
+def container_cgroup_ids(name):
+    res = in_host(name, ["podman", "ps", "-a", "-q", "--no-trunc"], check=False, capture=True)
+    return res.stdout.split() if res.returncode == 0 else []
+
+
+def cgroup_dirs_of(ids):
+    dirs = []
+    base = Path("/sys/fs/cgroup")
+    for ctrl in base.iterdir():
+        for parent in ("libpod_parent", "machine.slice"):
+            for cid in ids:
+                for d in (ctrl / parent).glob("*%s*" % cid):
+                    dirs.append(d)
+    return dirs
+
+
+def thaw(ids):
+    for d in cgroup_dirs_of(ids):
+        state = d / "freezer.state"
+        if state.exists() and "FROZEN" in state.read_text():
+            state.write_text("THAWED")
+
+
+def stop_host(name):
+    pid = host_pid(name)
+    ids = []
+    if pid:
+        ids = container_cgroup_ids(name)
+        # A frozen cgroup would hang the teardown; thaw our containers first.
+        thaw(ids)
+        in_host(name, ["podman", "rm", "-a", "-f", "-t", "0"], check=False, capture=True)
+        in_host(name, ["podman", "network", "prune", "-f"], check=False, capture=True)
+        thaw(ids)
+        os.kill(pid, signal.SIGKILL)   # PID 1 of the host's namespace: takes all of it down
+        unshare_pid = int((STATE / name / "init.pid").read_text())
+        for _ in range(100):
+            try:
+                os.waitpid(unshare_pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            if not Path("/proc/%d" % unshare_pid).exists():
+                break
+            time.sleep(0.1)
+    for d in sorted(cgroup_dirs_of(ids), key=lambda p: -len(p.parts)):
+        try:
+            d.rmdir()
+        except OSError:
+            pass
+    netns = "stacklift-" + name
+    if netns_exists(netns):
+        run(["ip", "netns", "del", netns])
+    state = STATE / name
+    if state.exists():
+        shutil.rmtree(state, ignore_errors=True)
+
+
+CGROUP_PARENT = "libpod_parent"   # where Podman (cgroupfs manager) puts its cgroups
+CGROUP_MARKER = "cgroup-parent-made-by-lab"
+
+
+def note_cgroup_parent():
+    """Remember whether the lab's Podman will be the one to create libpod_parent."""
+    if not list(Path("/sys/fs/cgroup").glob("*/" + CGROUP_PARENT)):
+        (STATE / CGROUP_MARKER).write_text("1\n")
+
+
+def remove_cgroup_parent():
+    if not (STATE / CGROUP_MARKER).exists():
+        return
+    for d in sorted(Path("/sys/fs/cgroup").glob("*/%s/conmon" % CGROUP_PARENT)) + \
+            sorted(Path("/sys/fs/cgroup").glob("*/" + CGROUP_PARENT)):
+        try:
+            d.rmdir()
+        except OSError:
+            pass
+    (STATE / CGROUP_MARKER).unlink()
+
+
+def cmd_down(_args):
+    for n in known_nodes():
+        stop_host(n)
+        log("%s down" % n)
+    remove_cgroup_parent()
+    if netns_exists(LAB_NETNS):
+        run(["ip", "netns", "del", LAB_NETNS])
+    for f in ("inventory.yml", "nodes", "images.json"):
+        (STATE / f).unlink(missing_ok=True)
+    log("lab down")
+
+
+def main():
+    if os.geteuid() != 0:
+        raise SystemExit("the lab needs root (namespaces, mounts, CRIU)")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("build").set_defaults(fn=cmd_build)
+    up = sub.add_parser("up")
+    up.add_argument("--nodes", type=int, default=int(os.environ.get("LAB_NODES", "2")))
+    up.set_defaults(fn=cmd_up)
+    sub.add_parser("status").set_defaults(fn=cmd_status)
+    sub.add_parser("down").set_defaults(fn=cmd_down)
+    args = p.parse_args()
+    sys.exit(args.fn(args) or 0)
+
+
+if __name__ == "__main__":
+    main()
