@@ -1,0 +1,172 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) stacklift developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Host-to-host streams over SSH (paramiko), so data never passes through the controller."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import posixpath
+import subprocess
+import time
+import traceback
+import uuid
+
+try:
+    import paramiko
+    HAS_PARAMIKO = True
+    PARAMIKO_IMPORT_ERROR = None
+except ImportError:
+    HAS_PARAMIKO = False
+    PARAMIKO_IMPORT_ERROR = traceback.format_exc()
+
+try:
+    from shlex import quote
+except ImportError:  # pragma: no cover
+    from pipes import quote
+
+HOST_KEY_POLICIES = ["strict", "accept_new", "ignore"]
+CHUNK = 1 << 20
+
+SSH_ARGUMENT_SPEC = dict(
+    target_host=dict(type="str", required=True),
+    target_port=dict(type="int", default=22),
+    target_user=dict(type="str", default="root"),
+    key_file=dict(type="path"),
+    host_key_checking=dict(type="str", default="accept_new", choices=HOST_KEY_POLICIES),
+    known_hosts_file=dict(type="path", default="~/.ssh/known_hosts"),
+    connect_timeout=dict(type="int", default=10),
+)
+
+
+class TransferError(Exception):
+    def __init__(self, msg, **details):
+        super(TransferError, self).__init__(msg)
+        self.msg = msg
+        self.details = details
+
+
+def connect(params):
+    """An SSH client to the target host named in a module's SSH_ARGUMENT_SPEC params."""
+    client = paramiko.SSHClient()
+    known = os.path.expanduser(params["known_hosts_file"])
+    policy = params["host_key_checking"]
+    if policy != "ignore" and os.path.exists(known):
+        client.load_host_keys(known)
+    if policy == "strict":
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    elif policy == "accept_new":
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+    else:
+        client.set_missing_host_key_policy(paramiko.WarningPolicy())
+    try:
+        client.connect(params["target_host"], port=params["target_port"], username=params["target_user"],
+                       key_filename=params.get("key_file"), timeout=params["connect_timeout"],
+                       banner_timeout=params["connect_timeout"], allow_agent=False,
+                       look_for_keys=params.get("key_file") is None)
+    except (paramiko.SSHException, OSError) as e:
+        raise TransferError("cannot reach %s@%s:%s over SSH: %s" % (params["target_user"], params["target_host"],
+                                                                  params["target_port"], e))
+    if policy == "accept_new":
+        try:
+            d = os.path.dirname(known)
+            if not os.path.isdir(d):
+                os.makedirs(d, 0o700)
+            client.save_host_keys(known)
+        except (IOError, OSError):
+            pass
+    return client
+
+
+def remote_run(client, cmd, timeout=600):
+    """Run a shell command on the target; returns (rc, stdout, stderr)."""
+    stdin, stdout, stderr = client.exec_command(cmd, timeout=timeout)
+    stdin.close()
+    out = stdout.read().decode("utf-8", "replace")
+    err = stderr.read().decode("utf-8", "replace")
+    return stdout.channel.recv_exit_status(), out, err
+
+
+def remote_sha256(client, path):
+    rc, out, err = remote_run(client, "sha256sum %s 2>/dev/null" % quote(path))
+    return out.split()[0] if rc == 0 and out.strip() else None
+
+
+def push_file(client, local_path, remote_path, expected_sha256, mode=0o600, dir_mode=0o700):
+    """Copy a file to the target under a temporary name, check it, then rename it into place.
+
+    An interrupted copy leaves at most the temporary file, never one under the final name.
+    """
+    remote_dir = posixpath.dirname(remote_path)
+    tmp = posixpath.join(remote_dir, ".%s.part-%s" % (posixpath.basename(remote_path), uuid.uuid4().hex[:8]))
+    rc, out, err = remote_run(client, "mkdir -p %s && chmod %o %s" % (quote(remote_dir), dir_mode, quote(remote_dir)))
+    if rc != 0:
+        raise TransferError("cannot create %s on the target: %s" % (remote_dir, err.strip()), stderr=err)
+    sftp = client.open_sftp()
+    sent = 0
+    start = time.time()
+    try:
+        with open(local_path, "rb") as src:
+            with sftp.open(tmp, "wb") as dst:
+                sftp.chmod(tmp, mode)
+                dst.set_pipelined(True)
+                for block in iter(lambda: src.read(CHUNK), b""):
+                    dst.write(block)
+                    sent += len(block)
+        got = remote_sha256(client, tmp)
+        if got != expected_sha256:
+            raise TransferError("%s arrived with sha256 %s, expected %s; the final name was not touched"
+                                % (remote_path, got, expected_sha256))
+        sftp.posix_rename(tmp, remote_path)
+    except BaseException:
+        try:
+            sftp.remove(tmp)
+        except (IOError, OSError):
+            pass
+        raise
+    finally:
+        sftp.close()
+    return {"bytes": sent, "seconds": round(time.time() - start, 3)}
+
+
+def stream_to_remote(local_argv, client, remote_cmd, timeout=1800):
+    """Pipe a local command's stdout into a remote command's stdin; returns bytes and timings."""
+    start = time.time()
+    proc = subprocess.Popen(local_argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    chan = client.get_transport().open_session(timeout=timeout)
+    chan.exec_command(remote_cmd)
+    sent = 0
+    try:
+        for block in iter(lambda: proc.stdout.read(CHUNK), b""):
+            chan.sendall(block)
+            sent += len(block)
+        chan.shutdown_write()
+        local_err = proc.stderr.read().decode("utf-8", "replace")
+        local_rc = proc.wait()
+        out = b""
+        while True:
+            data = chan.recv(65536)
+            if not data:
+                break
+            out += data
+        err = b""
+        while chan.recv_stderr_ready():
+            err += chan.recv_stderr(65536)
+        remote_rc = chan.recv_exit_status()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        chan.close()
+    if local_rc != 0:
+        raise TransferError("%s failed (%d): %s" % (" ".join(local_argv), local_rc, local_err.strip()),
+                            rc=local_rc, stderr=local_err)
+    if remote_rc != 0:
+        raise TransferError("%s failed on the target (%d): %s" % (remote_cmd, remote_rc,
+                                                                 err.decode("utf-8", "replace").strip()),
+                            rc=remote_rc, stdout=out.decode("utf-8", "replace"),
+                            stderr=err.decode("utf-8", "replace"))
+    return {"bytes": sent, "seconds": round(time.time() - start, 3), "stdout": out.decode("utf-8", "replace")}

@@ -1,0 +1,173 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) stacklift developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: checkpoint_info
+short_description: Read a checkpoint archive without restoring it
+version_added: 0.1.0
+description:
+  - Reads a container checkpoint archive (plain, gzip or zstd) on the host the task runs on and
+    returns what it holds, without restoring anything.
+  - With O(check_host=true) it also checks the archive against this host (runtime, CRIU,
+    image, networks and subnets, name and address conflicts) and says what would block a restore.
+author: stacklift developers
+options:
+  path:
+    description: Path of the archive.
+    type: path
+    required: true
+  check_host:
+    description: Check whether the archive can be restored on this host.
+    type: bool
+    default: false
+  name:
+    description: Name the container would be restored under (for the name conflict check).
+    type: str
+  ignore_static_ip:
+    description: The restore would not keep the container's addresses (skips the address checks).
+    type: bool
+    default: false
+  ignore_volumes:
+    description: The restore would not restore named volumes (skips the volume conflict check).
+    type: bool
+    default: false
+  engine:
+    description: Container engine used by O(check_host). V(auto) prefers Podman, then Docker.
+    type: str
+    choices: [auto, podman, docker]
+    default: auto
+attributes:
+  check_mode:
+    support: full
+    details: Only reads.
+  diff_mode:
+    support: none
+seealso:
+  - module: stacklift.migrate.container_checkpoint
+  - module: stacklift.migrate.container_restore
+"""
+
+EXAMPLES = r"""
+- name: What is in this archive, and can it be restored here?
+  stacklift.migrate.checkpoint_info:
+    path: /var/lib/stacklift/checkpoints/db.tar.zst
+    check_host: true
+  register: info
+
+- name: Stop early when the target cannot take it
+  ansible.builtin.assert:
+    that: info.restorable
+    fail_msg: "{{ info.blockers | join('; ') }}"
+"""
+
+RETURN = r"""
+archive:
+  description: What the archive holds.
+  returned: always
+  type: dict
+  contains:
+    container_name:
+      description: Name of the checkpointed container.
+      type: str
+    container_id:
+      description: ID of the checkpointed container.
+      type: str
+    image_name:
+      description: Image name.
+      type: str
+    image_id:
+      description: Image ID (content digest of its config).
+      type: str
+    runtime:
+      description: OCI runtime that made the checkpoint.
+      type: str
+    networks:
+      description: Networks, with the container's addresses (ips), static_ips and mac.
+      type: dict
+    mounts:
+      description: Mounts beyond the standard ones (bind mounts, volumes).
+      type: list
+      elements: dict
+    volumes:
+      description: Named volumes.
+      type: list
+      elements: str
+    tcp_connections_saved:
+      description: Number of established TCP connections saved in the checkpoint.
+      type: int
+    sizes:
+      description: Bytes of memory pages, rootfs diff, volumes, CRIU images, and uncompressed total.
+      type: dict
+    archive_bytes:
+      description: Size of the archive file.
+      type: int
+    compression:
+      description: zstd, gzip or none.
+      type: str
+    created_by:
+      description: Engine, engine_version, criu_version, kernel, cgroup_version, host and time, from the manifest written by container_checkpoint (null when there is none).
+      type: dict
+    manifest_sha256:
+      description: SHA-256 the manifest records for the archive.
+      type: str
+restorable:
+  description: Whether nothing blocks a restore on this host.
+  returned: when check_host
+  type: bool
+blockers:
+  description: What would make a restore on this host fail.
+  returned: when check_host
+  type: list
+  elements: str
+  sample: ["network 'shopnet' is not on this host; create it with the same subnet first"]
+warnings_found:
+  description: What might go wrong but does not block.
+  returned: when check_host
+  type: list
+  elements: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.stacklift.migrate.plugins.module_utils.archive import (
+    ArchiveError, host_facts, read_archive, restore_blockers)
+from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
+    ENGINE_ARGUMENT_SPEC, EngineError, engine_for_module)
+
+
+def main():
+    argument_spec = dict(
+        path=dict(type="path", required=True),
+        check_host=dict(type="bool", default=False),
+        name=dict(type="str"),
+        ignore_static_ip=dict(type="bool", default=False),
+        ignore_volumes=dict(type="bool", default=False),
+    )
+    argument_spec.update(ENGINE_ARGUMENT_SPEC)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    try:
+        info = read_archive(module.params["path"])
+    except ArchiveError as e:
+        module.fail_json(msg=str(e))
+    result = dict(changed=False, archive=info)
+    if module.params["check_host"]:
+        engine = engine_for_module(module)
+        try:
+            facts = host_facts(engine, info)
+        except EngineError as e:
+            module.fail_json(**e.fail_kwargs())
+        blockers, warnings = restore_blockers(info, facts, name=module.params["name"],
+                                              ignore_static_ip=module.params["ignore_static_ip"],
+                                              ignore_volumes=module.params["ignore_volumes"])
+        result.update(restorable=not blockers, blockers=blockers, warnings_found=warnings)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

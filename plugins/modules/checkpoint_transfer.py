@@ -1,0 +1,170 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) stacklift developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: checkpoint_transfer
+short_description: Move a checkpoint archive straight from one host to another
+version_added: 0.1.0
+description:
+  - Runs on the host that holds the archive and sends it to the target host over SSH
+    (paramiko, SFTP). The data goes host to host; the controller is not a hop.
+  - The archive is written on the target under a temporary name, its sha256 is checked there,
+    and only then is it renamed to O(dest). An interrupted or damaged transfer never leaves a
+    file under the final name.
+  - The manifest written by C(stacklift.migrate.container_checkpoint) goes along.
+  - Idempotent; when O(dest) on the target already has the same sha256 nothing is sent.
+author: stacklift developers
+requirements:
+  - paramiko on the host that sends
+options:
+  src:
+    description: Path of the archive on the host the task runs on.
+    type: path
+    required: true
+  dest:
+    description: Path on the target. Defaults to O(src). Its directory is created mode 0700.
+    type: path
+  sha256:
+    description: Expected SHA-256 of the archive. Defaults to what the manifest records, else it is computed.
+    type: str
+  with_manifest:
+    description: Send the manifest (C(SRC.stacklift.json)) too, when there is one.
+    type: bool
+    default: true
+  target_host:
+    description: Address of the target host, as this host reaches it.
+    type: str
+    required: true
+  target_port:
+    description: SSH port of the target.
+    type: int
+    default: 22
+  target_user:
+    description: User on the target.
+    type: str
+    default: root
+  key_file:
+    description: Private key on this host for the target. Defaults to the usual keys in ~/.ssh.
+    type: path
+  host_key_checking:
+    description:
+      - V(strict) accepts only targets in O(known_hosts_file); V(accept_new) adds unknown ones
+        (as OpenSSH's accept-new); V(ignore) checks nothing.
+    type: str
+    choices: [strict, accept_new, ignore]
+    default: accept_new
+  known_hosts_file:
+    description: Known hosts file on this host.
+    type: path
+    default: ~/.ssh/known_hosts
+  connect_timeout:
+    description: Seconds to wait for the SSH connection.
+    type: int
+    default: 10
+attributes:
+  check_mode:
+    support: full
+    details: Connects and compares checksums, sends nothing.
+  diff_mode:
+    support: none
+seealso:
+  - module: stacklift.migrate.image_sync
+  - module: stacklift.migrate.container_restore
+"""
+
+EXAMPLES = r"""
+- name: Send the database archive from node1 to node2
+  stacklift.migrate.checkpoint_transfer:
+    src: /var/lib/stacklift/checkpoints/db.tar.zst
+    target_host: 10.0.0.12
+    key_file: /root/.ssh/id_ed25519
+  delegate_to: node1
+"""
+
+RETURN = r"""
+dest:
+  description: Path of the archive on the target.
+  returned: always
+  type: str
+sha256:
+  description: SHA-256 of the archive, as checked on the target.
+  returned: always
+  type: str
+bytes:
+  description: Bytes sent (0 when the target already had the archive).
+  returned: always
+  type: int
+seconds:
+  description: Wall time of the transfer, checks included.
+  returned: always
+  type: float
+mb_per_s:
+  description: Throughput in MB/s.
+  returned: changed
+  type: float
+"""
+
+import os
+import time
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.stacklift.migrate.plugins.module_utils._ssh import (
+    HAS_PARAMIKO, PARAMIKO_IMPORT_ERROR, SSH_ARGUMENT_SPEC, TransferError, connect, push_file, remote_sha256)
+from ansible_collections.stacklift.migrate.plugins.module_utils.archive import (
+    MANIFEST_SUFFIX, read_manifest, sha256_file)
+
+
+def main():
+    argument_spec = dict(
+        src=dict(type="path", required=True),
+        dest=dict(type="path"),
+        sha256=dict(type="str"),
+        with_manifest=dict(type="bool", default=True),
+    )
+    argument_spec.update(SSH_ARGUMENT_SPEC)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    if not HAS_PARAMIKO:
+        module.fail_json(msg=missing_required_lib("paramiko"), exception=PARAMIKO_IMPORT_ERROR)
+    p = module.params
+    src, dest = p["src"], p["dest"] or p["src"]
+    if not os.path.isfile(src):
+        module.fail_json(msg="no archive at %s on this host" % src)
+    start = time.time()
+    digest = sha256_file(src)
+    expected = (p["sha256"] or read_manifest(src).get("sha256") or digest).lower()
+    if expected != digest:
+        module.fail_json(msg="%s has sha256 %s here already, expected %s: not sending it" % (src, digest, expected),
+                         sha256=digest)
+    manifest = src + MANIFEST_SUFFIX
+    send_manifest = p["with_manifest"] and os.path.exists(manifest)
+    client = None
+    try:
+        client = connect(p)
+        up_to_date = remote_sha256(client, dest) == digest
+        if send_manifest:
+            up_to_date = up_to_date and remote_sha256(client, dest + MANIFEST_SUFFIX) == sha256_file(manifest)
+        if up_to_date or module.check_mode:
+            module.exit_json(changed=not up_to_date, dest=dest, sha256=digest, bytes=0,
+                             seconds=round(time.time() - start, 3))
+        sent = push_file(client, src, dest, digest)
+        if send_manifest:
+            push_file(client, manifest, dest + MANIFEST_SUFFIX, sha256_file(manifest))
+    except TransferError as e:
+        module.fail_json(msg=e.msg, dest=dest, sha256=digest, **e.details)
+    finally:
+        if client is not None:
+            client.close()
+    seconds = round(time.time() - start, 3)
+    module.exit_json(changed=True, dest=dest, sha256=digest, bytes=sent["bytes"], seconds=seconds,
+                     mb_per_s=round(sent["bytes"] / 1e6 / max(sent["seconds"], 1e-6), 1))
+
+
+if __name__ == "__main__":
+    main()

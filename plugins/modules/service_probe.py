@@ -1,0 +1,265 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) stacklift developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: service_probe
+short_description: Wait until a service is ready
+version_added: 0.1.0
+description:
+  - Probes a service from the host the task runs on until it is ready, then returns how many
+    attempts and how long it took. Fails when it is not ready in time, with the last answer.
+  - "Probes: V(tcp) (a connection is accepted), V(http) (status and, optionally, a body match),
+    V(command) (a command inside the container exits 0), V(postgres) (a session is accepted and
+    C(SELECT 1) answers 1), V(redis) (C(PING) answers C(PONG)). PostgreSQL and Redis are spoken to
+    directly; the host needs no client."
+  - A stability window (O(stable_for)) asks for the service to stay ready that long, and a progress
+    check (O(progress_command)) asks for a value to have changed since a baseline, so a service that
+    answers but is stuck is not taken as ready.
+author: stacklift developers
+options:
+  type:
+    description: Kind of probe.
+    type: str
+    required: true
+    choices: [tcp, http, command, postgres, redis]
+  host:
+    description: Address to probe. Defaults to the address of O(container).
+    type: str
+  container:
+    description: Container whose address is probed, and in which O(command) and O(progress_command) run.
+    type: str
+  network:
+    description: Network whose address of O(container) is used, when it has several.
+    type: str
+  port:
+    description: Port. Defaults to 5432 for V(postgres), 6379 for V(redis), 80 for V(http) (443 with https).
+    type: int
+  path:
+    description: HTTP path.
+    type: str
+    default: /
+  scheme:
+    description: HTTP scheme.
+    type: str
+    choices: [http, https]
+    default: http
+  status_code:
+    description: HTTP status codes that count as ready.
+    type: list
+    elements: int
+    default: [200]
+  body_regex:
+    description: Regular expression the HTTP body must match.
+    type: str
+  validate_certs:
+    description: Check the server's certificate with https.
+    type: bool
+    default: true
+  command:
+    description: Command run inside O(container) for V(command); ready when it exits 0.
+    type: list
+    elements: str
+  postgres_user:
+    description: PostgreSQL user (trust authentication).
+    type: str
+    default: postgres
+  postgres_db:
+    description: PostgreSQL database.
+    type: str
+    default: postgres
+  redis_password:
+    description: Redis password, when it asks for one.
+    type: str
+  retries:
+    description: Attempts at most.
+    type: int
+    default: 60
+  interval:
+    description: Seconds between attempts.
+    type: float
+    default: 1.0
+  timeout:
+    description: Seconds at most for all attempts together.
+    type: float
+  connect_timeout:
+    description: Seconds each attempt may take.
+    type: float
+    default: 2.0
+  stable_for:
+    description: Seconds the service must stay ready, attempt after attempt, to count as ready.
+    type: float
+    default: 0
+  progress_command:
+    description:
+      - Command run inside O(container) whose output must differ from O(progress_baseline) (or, without
+        one, from its first output) for the service to count as ready.
+    type: list
+    elements: str
+  progress_baseline:
+    description: Output of O(progress_command) that does not count as progress.
+    type: str
+  engine:
+    description: Container engine. V(auto) prefers Podman, then Docker.
+    type: str
+    choices: [auto, podman, docker]
+    default: auto
+attributes:
+  check_mode:
+    support: full
+    details: Probes are read-only and run in check mode too.
+  diff_mode:
+    support: none
+seealso:
+  - module: stacklift.migrate.container_restore
+"""
+
+EXAMPLES = r"""
+- name: The database accepts sessions
+  stacklift.migrate.service_probe:
+    type: postgres
+    container: db
+    timeout: 60
+
+- name: The shop answers and its request counter moves
+  stacklift.migrate.service_probe:
+    type: http
+    container: app
+    port: 8080
+    path: /health
+    stable_for: 2
+    interval: 0.5
+    progress_command: [python3, -c, "import urllib.request as u; print(u.urlopen('http://127.0.0.1:8080/stats').read())"]
+"""
+
+RETURN = r"""
+ready:
+  description: Whether the service got ready.
+  returned: always
+  type: bool
+attempts:
+  description: Attempts made.
+  returned: always
+  type: int
+elapsed:
+  description: Seconds until ready (or until giving up).
+  returned: always
+  type: float
+detail:
+  description: The last probe's answer.
+  returned: always
+  type: str
+address:
+  description: Address probed.
+  returned: when the probe is a network one
+  type: str
+progress_value:
+  description: Last output of O(progress_command).
+  returned: when progress_command is set
+  type: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.stacklift.migrate.plugins.module_utils import probes
+from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
+    ENGINE_ARGUMENT_SPEC, EngineError, engine_for_module)
+
+DEFAULT_PORTS = {"postgres": 5432, "redis": 6379, "http": 80}
+
+
+def container_address(module, engine):
+    c = engine.container(module.params["container"])
+    nets = (c.get("NetworkSettings") or {}).get("Networks") or {}
+    wanted = module.params["network"]
+    if wanted:
+        if wanted not in nets:
+            module.fail_json(msg="container %r is not on network %r (it is on: %s)"
+                             % (module.params["container"], wanted, ", ".join(sorted(nets)) or "none"))
+        return nets[wanted]["IPAddress"]
+    for name in sorted(nets):
+        if nets[name].get("IPAddress"):
+            return nets[name]["IPAddress"]
+    return (c.get("NetworkSettings") or {}).get("IPAddress") or "127.0.0.1"
+
+
+def build_probe(module, engine, address):
+    p = module.params
+    kind = p["type"]
+    port = p["port"] or (443 if kind == "http" and p["scheme"] == "https" else DEFAULT_PORTS.get(kind))
+    t = p["connect_timeout"]
+    if kind == "tcp":
+        return probes.tcp_probe(address, port, timeout=t)
+    if kind == "http":
+        return probes.http_probe(address, port, path=p["path"], scheme=p["scheme"], status_codes=p["status_code"],
+                                 body_regex=p["body_regex"], validate_certs=p["validate_certs"], timeout=t)
+    if kind == "postgres":
+        return probes.postgres_probe(address, port, user=p["postgres_user"], database=p["postgres_db"], timeout=t)
+    if kind == "redis":
+        return probes.redis_probe(address, port, password=p["redis_password"], timeout=t)
+    return probes.command_probe(module.run_command, engine.exec_command(p["container"], p["command"]))
+
+
+def main():
+    argument_spec = dict(
+        type=dict(type="str", required=True, choices=probes.PROBE_TYPES),
+        host=dict(type="str"),
+        container=dict(type="str"),
+        network=dict(type="str"),
+        port=dict(type="int"),
+        path=dict(type="str", default="/"),
+        scheme=dict(type="str", default="http", choices=["http", "https"]),
+        status_code=dict(type="list", elements="int", default=[200]),
+        body_regex=dict(type="str"),
+        validate_certs=dict(type="bool", default=True),
+        command=dict(type="list", elements="str"),
+        postgres_user=dict(type="str", default="postgres"),
+        postgres_db=dict(type="str", default="postgres"),
+        redis_password=dict(type="str", no_log=True),
+        retries=dict(type="int", default=60),
+        interval=dict(type="float", default=1.0),
+        timeout=dict(type="float"),
+        connect_timeout=dict(type="float", default=2.0),
+        stable_for=dict(type="float", default=0),
+        progress_command=dict(type="list", elements="str"),
+        progress_baseline=dict(type="str"),
+    )
+    argument_spec.update(ENGINE_ARGUMENT_SPEC)
+    module = AnsibleModule(
+        argument_spec=argument_spec, supports_check_mode=True,
+        required_if=[("type", "command", ("container", "command"))],
+        required_one_of=[("host", "container")],
+        required_by={"progress_command": "container", "network": "container"},
+    )
+    p = module.params
+    engine = engine_for_module(module) if p["container"] else None
+    try:
+        address = p["host"] or (container_address(module, engine) if p["type"] != "command" else None)
+        probe = build_probe(module, engine, address)
+        progress = None
+        if p["progress_command"]:
+            argv = engine.exec_command(p["container"], p["progress_command"])
+
+            def progress():
+                rc, out, err = module.run_command(argv)
+                return out.strip() if rc == 0 else None
+    except EngineError as e:
+        module.fail_json(**e.fail_kwargs())
+    result = probes.wait_ready(probe, retries=p["retries"], interval=p["interval"], timeout=p["timeout"],
+                               stable_for=p["stable_for"], progress=progress, baseline=p["progress_baseline"])
+    result = dict(result, changed=False)
+    if address:
+        result["address"] = address
+    if not result["ready"]:
+        module.fail_json(msg="%s probe not ready after %d attempts in %.1f s: %s"
+                         % (p["type"], result["attempts"], result["elapsed"], result["detail"]), **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
