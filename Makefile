@@ -13,7 +13,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PODMAN_IGNORE_CGROUPSV1_WARNING := 1
 
 # System packages the controller needs (Debian names), installed only when missing.
-SYSTEM_PACKAGES := debootstrap netcat-openbsd gcc libc6-dev iproute2 util-linux openssh-client tar zstd
+SYSTEM_PACKAGES := debootstrap netcat-openbsd gcc libc6-dev iproute2 util-linux openssh-client tar zstd shellcheck git
 
 .PHONY: help deps venv collection lab lab-status lab-down test unit integration sanity lint demo build clean
 

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The stacklift lab: N Debian 13 hosts on one machine, each in its own namespaces.
 
 Every host runs Podman, runc, CRIU (4.2+, from forky) and sshd, keeps its own
@@ -60,7 +59,7 @@ def run(cmd, check=True, capture=False, **kw):
         kw.setdefault("stdout", subprocess.PIPE)
         kw.setdefault("stderr", subprocess.PIPE)
         kw.setdefault("text", True)
-    res = subprocess.run(cmd, **kw)
+    res = subprocess.run(cmd, check=False, **kw)
     if check and res.returncode != 0:
         err = res.stderr if capture else ""
         raise SystemExit("command failed (%d): %s\n%s" % (res.returncode, " ".join(map(str, cmd)), err or ""))
@@ -393,7 +392,7 @@ def write_inventory(names, key):
     (STATE / "inventory.yml").write_text("\n".join(lines) + "\n")
 
 
-def cmd_build(_args):
+def cmd_build(args):  # pylint: disable=unused-argument
     ensure_tools()
     build_host_root()
     build_images()
@@ -402,7 +401,7 @@ def cmd_build(_args):
 def cmd_up(args):
     ensure_tools()
     t0 = time.time()
-    host_root, _ = build_host_root()
+    host_root = build_host_root()[0]
     archive, image_ids = build_images()
     key = ensure_ssh_key()
     names = node_names(args.nodes)
@@ -432,7 +431,7 @@ def known_nodes():
     return sorted(names)
 
 
-def cmd_status(_args):
+def cmd_status(args):  # pylint: disable=unused-argument
     names = known_nodes()
     if not names and not netns_exists(LAB_NETNS):
         print("lab: down")
@@ -515,7 +514,7 @@ def stop_host(name):
         thaw(ids)
         os.kill(pid, signal.SIGKILL)   # PID 1 of the host's namespace: takes all of it down
         unshare_pid = int((STATE / name / "init.pid").read_text())
-        for _ in range(100):
+        for _attempt in range(100):
             try:
                 os.waitpid(unshare_pid, os.WNOHANG)
             except ChildProcessError:
@@ -558,7 +557,7 @@ def remove_cgroup_parent():
     (STATE / CGROUP_MARKER).unlink()
 
 
-def cmd_down(_args):
+def cmd_down(args):  # pylint: disable=unused-argument
     for n in known_nodes():
         stop_host(n)
         log("%s down" % n)

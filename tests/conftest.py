@@ -33,7 +33,7 @@ class Host:
         return ["ssh", "-i", self.key, "-o", "BatchMode=yes"] + shlex.split(self.ssh_args) + ["root@" + self.address]
 
     def run(self, cmd, check=True, timeout=300):
-        res = subprocess.run(self.ssh_cmd() + [cmd], capture_output=True, text=True, timeout=timeout)
+        res = subprocess.run(self.ssh_cmd() + [cmd], capture_output=True, text=True, timeout=timeout, check=False)
         if check and res.returncode != 0:
             raise AssertionError("%s: `%s` failed (%d)\nstdout: %s\nstderr: %s"
                                  % (self.name, cmd, res.returncode, res.stdout, res.stderr))

@@ -68,8 +68,8 @@ def connect(params):
                        banner_timeout=params["connect_timeout"], allow_agent=False,
                        look_for_keys=params.get("key_file") is None)
     except (paramiko.SSHException, OSError) as e:
-        raise TransferError("cannot reach %s@%s:%s over SSH: %s" % (params["target_user"], params["target_host"],
-                                                                  params["target_port"], e))
+        where = "%s@%s:%s" % (params["target_user"], params["target_host"], params["target_port"])
+        raise TransferError("cannot reach %s over SSH: %s" % (where, e))
     if policy == "accept_new":
         try:
             d = os.path.dirname(known)
@@ -165,8 +165,8 @@ def stream_to_remote(local_argv, client, remote_cmd, timeout=1800):
         raise TransferError("%s failed (%d): %s" % (" ".join(local_argv), local_rc, local_err.strip()),
                             rc=local_rc, stderr=local_err)
     if remote_rc != 0:
-        raise TransferError("%s failed on the target (%d): %s" % (remote_cmd, remote_rc,
-                                                                 err.decode("utf-8", "replace").strip()),
+        remote_err = err.decode("utf-8", "replace")
+        raise TransferError("%s failed on the target (%d): %s" % (remote_cmd, remote_rc, remote_err.strip()),
                             rc=remote_rc, stdout=out.decode("utf-8", "replace"),
-                            stderr=err.decode("utf-8", "replace"))
+                            stderr=remote_err)
     return {"bytes": sent, "seconds": round(time.time() - start, 3), "stdout": out.decode("utf-8", "replace")}

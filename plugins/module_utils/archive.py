@@ -26,6 +26,8 @@ from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
     NotFound, criu_kernel_problem, parse_version)
 
 MANIFEST_SUFFIX = ".stacklift.json"
+MANIFEST_HOST_FACTS = ("engine", "engine_version", "criu_version", "kernel", "cgroup_version", "runtime_version",
+                       "host", "created")
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 GZIP_MAGIC = b"\x1f\x8b"
 _JSON_MEMBERS = ("config.dump", "spec.dump", "network.status")
@@ -178,8 +180,7 @@ def describe(docs, sizes, tcp_streams, volume_archives, path, manifest):
         "volumes": sorted(set([v["volumeName"] for v in config.get("namedVolumes") or []] + volume_archives)),
         "tcp_connections_saved": tcp_streams,
         "sizes": sizes,
-        "created_by": {k: manifest.get(k) for k in ("engine", "engine_version", "criu_version", "kernel",
-                                                      "cgroup_version", "runtime_version", "host", "created")},
+        "created_by": dict((k, manifest.get(k)) for k in MANIFEST_HOST_FACTS),
         "manifest_sha256": manifest.get("sha256"),
         "tcp_established": manifest.get("tcp_established"),
     }

@@ -70,8 +70,8 @@ def criu_kernel_problem(criu_version, kernel_version):
     for kernel_from, criu_from in CRIU_KERNEL_RULES:
         if kernel_version and kernel_version >= kernel_from and criu_version < criu_from:
             return ("CRIU %s cannot dump TCP sockets on Linux %s (Linux %s changed SO_PASSCRED); "
-                    "CRIU %s or newer is needed" % (_v(criu_version), _v(kernel_version), _v(kernel_from),
-                                                      _v(criu_from)))
+                    "CRIU %s or newer is needed"
+                    % (_v(criu_version), _v(kernel_version), _v(kernel_from), _v(criu_from)))
     return None
 
 
@@ -204,6 +204,7 @@ def make_engine(name, runner, binary=None):
         from ansible_collections.stacklift.migrate.plugins.module_utils._podman import PodmanEngine
         return PodmanEngine(runner, binary=binary or "podman")
     raise EngineError("the %s engine is not supported yet by stacklift (Podman is); use engine=podman" % name)
+
 
 ENGINE_ARGUMENT_SPEC = dict(engine=dict(type="str", default="auto", choices=ENGINE_CHOICES))
 

@@ -17,7 +17,8 @@ description:
     returns what it holds, without restoring anything.
   - With O(check_host=true) it also checks the archive against this host (runtime, CRIU,
     image, networks and subnets, name and address conflicts) and says what would block a restore.
-author: stacklift developers
+author:
+  - stacklift developers (@stacklift)
 options:
   path:
     description: Path of the archive.
@@ -45,9 +46,11 @@ options:
     default: auto
 attributes:
   check_mode:
+    description: Can run in check mode and return the changed status it predicts.
     support: full
     details: Only reads.
   diff_mode:
+    description: Returns details on what changed (or would change) with C(--diff).
     support: none
 seealso:
   - module: stacklift.migrate.container_checkpoint
@@ -112,7 +115,9 @@ archive:
       description: zstd, gzip or none.
       type: str
     created_by:
-      description: Engine, engine_version, criu_version, kernel, cgroup_version, host and time, from the manifest written by container_checkpoint (null when there is none).
+      description:
+        - Engine, engine_version, criu_version, kernel, cgroup_version, host and time, from the manifest
+          written by container_checkpoint (null when there is none).
       type: dict
     manifest_sha256:
       description: SHA-256 the manifest records for the archive.

@@ -20,7 +20,8 @@ description:
     file under the final name.
   - The manifest written by C(stacklift.migrate.container_checkpoint) goes along.
   - Idempotent; when O(dest) on the target already has the same sha256 nothing is sent.
-author: stacklift developers
+author:
+  - stacklift developers (@stacklift)
 requirements:
   - paramiko on the host that sends
 options:
@@ -70,9 +71,11 @@ options:
     default: 10
 attributes:
   check_mode:
+    description: Can run in check mode and return the changed status it predicts.
     support: full
     details: Connects and compares checksums, sends nothing.
   diff_mode:
+    description: Returns details on what changed (or would change) with C(--diff).
     support: none
 seealso:
   - module: stacklift.migrate.image_sync

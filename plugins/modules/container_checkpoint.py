@@ -25,7 +25,8 @@ description:
     container runs processes under another uid on a host without CAP_SYS_RESOURCE.
   - Idempotent; a container that is already checkpointed to the archive asked for reports
     unchanged. With O(leave_running=true) every run takes a new checkpoint.
-author: stacklift developers
+author:
+  - stacklift developers (@stacklift)
 options:
   name:
     description: Containers to checkpoint, one after another in the order given.
@@ -78,9 +79,11 @@ options:
     default: auto
 attributes:
   check_mode:
+    description: Can run in check mode and return the changed status it predicts.
     support: full
     details: Checks everything it would check, freezes nothing.
   diff_mode:
+    description: Returns details on what changed (or would change) with C(--diff).
     support: full
 notes:
   - Needs root and CRIU 4.2 or newer on Linux 6.16 and newer.

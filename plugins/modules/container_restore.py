@@ -21,7 +21,8 @@ description:
     can restore on this kernel - and fails with every problem it found.
   - Idempotent. A container already running from this archive (the same restore, recorded by
     sha256 under O(state_dir)) reports unchanged.
-author: stacklift developers
+author:
+  - stacklift developers (@stacklift)
 options:
   archive:
     description: Path of the archive on this host.
@@ -86,9 +87,11 @@ options:
     default: auto
 attributes:
   check_mode:
+    description: Can run in check mode and return the changed status it predicts.
     support: full
     details: Verifies and checks everything, restores nothing.
   diff_mode:
+    description: Returns details on what changed (or would change) with C(--diff).
     support: full
 seealso:
   - module: stacklift.migrate.container_checkpoint

@@ -18,7 +18,8 @@ description:
   - When the target lacks it, the image is streamed from this host's engine straight into the
     target's engine over SSH (paramiko), with no temporary copy on either host or on the controller.
   - When the target has the image under another name only, it is tagged there.
-author: stacklift developers
+author:
+  - stacklift developers (@stacklift)
 requirements:
   - paramiko on the host that sends
 options:
@@ -66,9 +67,11 @@ options:
     default: auto
 attributes:
   check_mode:
+    description: Can run in check mode and return the changed status it predicts.
     support: full
     details: Compares the two hosts, changes nothing.
   diff_mode:
+    description: Returns details on what changed (or would change) with C(--diff).
     support: full
 seealso:
   - module: stacklift.migrate.checkpoint_transfer

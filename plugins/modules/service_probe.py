@@ -22,7 +22,8 @@ description:
   - A stability window (O(stable_for)) asks for the service to stay ready that long, and a progress
     check (O(progress_command)) asks for a value to have changed since a baseline, so a service that
     answers but is stuck is not taken as ready.
-author: stacklift developers
+author:
+  - stacklift developers (@stacklift)
 options:
   type:
     description: Kind of probe.
@@ -112,9 +113,11 @@ options:
     default: auto
 attributes:
   check_mode:
+    description: Can run in check mode and return the changed status it predicts.
     support: full
     details: Probes are read-only and run in check mode too.
   diff_mode:
+    description: Returns details on what changed (or would change) with C(--diff).
     support: none
 seealso:
   - module: stacklift.migrate.container_restore
@@ -135,7 +138,7 @@ EXAMPLES = r"""
     path: /health
     stable_for: 2
     interval: 0.5
-    progress_command: [python3, -c, "import urllib.request as u; print(u.urlopen('http://127.0.0.1:8080/stats').read())"]
+    progress_command: [curl, -sf, http://127.0.0.1:8080/stats]
 """
 
 RETURN = r"""

@@ -1,6 +1,5 @@
 """The lab itself: hosts where CRIU works, and a container moved between them with its memory."""
 
-import json
 import subprocess
 import time
 
@@ -19,7 +18,7 @@ def test_criu_check_passes_on_every_host(lab):
 
 def test_ansible_reaches_every_host(lab, ansible_env):
     res = subprocess.run([str(BIN / "ansible"), "-i", str(INVENTORY), "all", "-m", "ping", "-o"],
-                         capture_output=True, text=True, env=ansible_env, timeout=120)
+                         capture_output=True, text=True, env=ansible_env, timeout=120, check=False)
     assert res.returncode == 0, res.stdout + res.stderr
     for name in lab:
         assert "%s | SUCCESS" % name in res.stdout
@@ -39,7 +38,7 @@ def test_hosts_are_separate_machines(lab):
     finally:
         first.run("podman rm -f lab-probe")
     # No lab address leaks into the machine's own network namespace.
-    own = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True).stdout
+    own = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True, check=True).stdout
     assert all(addr.split("/")[0] not in own for addr in addrs)
 
 

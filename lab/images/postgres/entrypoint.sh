@@ -4,7 +4,8 @@ set -e
 PGBIN=/usr/lib/postgresql/17/bin
 PGDATA=/var/lib/postgresql/17/main
 mkdir -p /run/postgresql && chown postgres:postgres /run/postgresql
-export STACKLIFT_FAKE_UID=$(id -u postgres)
+STACKLIFT_FAKE_UID="$(id -u postgres)"
+export STACKLIFT_FAKE_UID
 export LD_PRELOAD=/usr/local/lib/stacklift/fakeuid.so
 [ -f $PGDATA/PG_VERSION ] || pg_createcluster 17 main >/dev/null
 HBA=/etc/postgresql/17/main/pg_hba.conf

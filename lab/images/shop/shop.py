@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """A small web shop for the stacklift demo stack.
 
 State it keeps, so a migration can show what survived:
@@ -51,7 +50,7 @@ class Shop:
         self.open_gate.set()
         self.pool = self._connect_pool()
         self.backend_pids = []
-        conns = [self.pool.getconn() for _ in range(POOL_SIZE)]
+        conns = [self.pool.getconn() for _slot in range(POOL_SIZE)]
         for c in conns:
             self.backend_pids.append(c.get_backend_pid())
         with conns[0], conns[0].cursor() as cur:

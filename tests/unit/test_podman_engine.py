@@ -1,0 +1,93 @@
+"""The podman commands the engine builds, and how it reads podman's answers."""
+
+import json
+
+import pytest
+
+from ansible_collections.stacklift.migrate.plugins.module_utils._podman import PodmanEngine
+from ansible_collections.stacklift.migrate.plugins.module_utils.engine import EngineError, NotFound
+
+from conftest import FakeRunner
+
+STATS = {"podman_checkpoint_duration": 333155, "container_statistics": [
+    {"Id": "abc", "runtime_checkpoint_duration": 291709,
+     "criu_statistics": {"freezing_time": 101374, "frozen_time": 163451, "pages_written": 737}}]}
+
+
+def test_checkpoint_command_carries_every_flag():
+    runner = FakeRunner({"podman container checkpoint": (0, json.dumps(STATS), "")})
+    stats = PodmanEngine(runner).checkpoint("db", "/a/db.tar.zst", compression="gzip", tcp_established=True,
+                                            file_locks=True, keep=True, leave_running=True, ignore_volumes=True,
+                                            ignore_rootfs=True)
+    assert runner.calls == [["podman", "container", "checkpoint", "db", "--export", "/a/db.tar.zst", "--compress",
+                             "gzip", "--print-stats", "--file-locks", "--ignore-rootfs", "--ignore-volumes", "--keep",
+                             "--leave-running", "--tcp-established"]]
+    assert stats == {"podman_checkpoint_duration": 333155, "runtime_checkpoint_duration": 291709,
+                     "freezing_time": 101374, "frozen_time": 163451, "pages_written": 737}
+
+
+def test_checkpoint_without_options_adds_no_flags():
+    runner = FakeRunner({"podman container checkpoint": (0, "{}", "")})
+    PodmanEngine(runner).checkpoint("db", "/a/db.tar")
+    assert runner.calls[0][-3:] == ["--compress", "zstd", "--print-stats"]
+
+
+def test_unknown_compression_is_refused():
+    with pytest.raises(EngineError, match="compression must be one of"):
+        PodmanEngine(FakeRunner()).checkpoint("db", "/a", compression="xz")
+
+
+def test_restore_command():
+    runner = FakeRunner({"podman container restore": (0, "{}", "")})
+    PodmanEngine(runner).restore("/a/db.tar.zst", name="db2", publish=["8080:80", "5432"], tcp_established=True,
+                                 ignore_static_mac=True, file_locks=True)
+    assert runner.calls[0] == ["podman", "container", "restore", "--import", "/a/db.tar.zst", "--print-stats",
+                               "--name", "db2", "--publish", "8080:80", "--publish", "5432", "--file-locks",
+                               "--ignore-static-mac", "--tcp-established"]
+
+
+def test_missing_container_is_not_found():
+    runner = FakeRunner({"podman container inspect": (125, "[]", "Error: no such container nope\n")})
+    with pytest.raises(NotFound, match="no container named 'nope'"):
+        PodmanEngine(runner).container("nope")
+
+
+def test_other_failures_keep_podman_output():
+    runner = FakeRunner({"podman container checkpoint": (125, "", "Error: CRIU checkpoint failed\nlast line\n")})
+    with pytest.raises(EngineError) as exc:
+        PodmanEngine(runner).checkpoint("db", "/a")
+    assert exc.value.rc == 125 and "CRIU checkpoint failed" in exc.value.stderr and "last line" in exc.value.msg
+
+
+def test_info_reads_versions():
+    runner = FakeRunner({
+        "podman info": {"host": {"ociRuntime": {"name": "runc", "version": "runc version 1.1.15+ds1\ncommit: x"},
+                                 "cgroupVersion": "v1", "cgroupManager": "cgroupfs", "kernel": "6.18.44",
+                                 "arch": "amd64"}},
+        "podman version": {"Client": {"Version": "5.4.2"}},
+        "criu --version": (0, "Version: 4.2.1\n", ""),
+    })
+    info = PodmanEngine(runner).info()
+    assert info == {"engine": "podman", "engine_version": "5.4.2", "runtime": "runc", "runtime_version": "1.1.15",
+                    "cgroup_version": "v1", "cgroup_manager": "cgroupfs", "kernel": "6.18.44", "arch": "amd64",
+                    "criu_version": "4.2.1"}
+
+
+def test_missing_criu_gives_no_version():
+    runner = FakeRunner({"criu --version": (127, "", "criu: not found")})
+    assert PodmanEngine(runner).criu_version() is None
+
+
+def test_network_lists_addresses_of_its_containers():
+    runner = FakeRunner({"podman network inspect": [{
+        "name": "shopnet", "subnets": [{"subnet": "10.89.0.0/24", "gateway": "10.89.0.1"}],
+        "containers": {"c1": {"name": "cache", "interfaces": {"eth0": {"subnets": [{"ipnet": "10.89.0.3/24"}]}}}}}]})
+    assert PodmanEngine(runner).network("shopnet") == {
+        "name": "shopnet", "subnets": ["10.89.0.0/24"], "containers": {"c1": {"name": "cache", "ips": ["10.89.0.3"]}}}
+
+
+def test_image_streams_use_docker_archive_to_keep_the_id():
+    e = PodmanEngine(FakeRunner(), binary="/usr/bin/podman")
+    assert e.image_save_command("x") == ["/usr/bin/podman", "save", "--format", "docker-archive", "-o",
+                                         "/dev/stdout", "x"]
+    assert e.image_load_command() == ["/usr/bin/podman", "load", "-q"]
