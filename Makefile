@@ -36,8 +36,9 @@ deps: .cache/deps.stamp
 venv: $(BIN)/.stamp
 $(BIN)/.stamp: requirements.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --upgrade pip 2> >(grep -v '^WARNING: Location' >&2)
+	$(BIN)/pip install -q -r requirements.txt 2> >(grep -v '^WARNING: Location' >&2)
+	$(BIN)/python -c "import ansible, docker, paramiko, jmespath, molecule, pytest"
 	@touch $@
 
 # Ansible finds the collection by its FQCN through this link to the checkout.
@@ -61,8 +62,16 @@ unit: venv collection
 integration: lab
 	$(BIN)/pytest -q tests/integration
 
+# Unit and integration tests (the lab is started, never skipped), then ansible-test sanity and ansible-lint.
 test: lab
-	$(BIN)/pytest -q tests/unit tests/integration
+	$(BIN)/pytest tests/unit tests/integration
+	$(MAKE) --no-print-directory sanity lint
+
+sanity: deps venv
+	bash tests/sanity/run.sh
+
+lint: venv collection
+	$(BIN)/ansible-lint --offline -q
 
 demo: lab
 	@echo; echo "== the lab's hosts =="; $(LAB) status
