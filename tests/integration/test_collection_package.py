@@ -1,0 +1,49 @@
+"""The collection as users get it: built, installed elsewhere, documented by ansible-doc."""
+
+import os
+import subprocess
+import tarfile
+from pathlib import Path
+
+import yaml
+
+from playbook import BIN, REPO
+
+MODULES = {"container_checkpoint", "container_restore", "checkpoint_info", "checkpoint_transfer", "image_sync",
+           "service_probe"}
+
+
+def run(cmd, **kw):
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=300, **kw)
+    assert res.returncode == 0, "%s failed:\n%s\n%s" % (" ".join(cmd), res.stdout, res.stderr)
+    return res
+
+
+def test_built_tarball_installs_and_ansible_doc_lists_its_modules(tmp_path):
+    # Away from the checkout: no ansible.cfg pointing at it, only the installed copy.
+    dest = tmp_path / "collections"
+    env = {k: v for k, v in os.environ.items() if k != "ANSIBLE_CONFIG"}
+    env["ANSIBLE_COLLECTIONS_PATH"] = str(dest)
+    run([str(BIN / "ansible-galaxy"), "collection", "build", "--output-path", str(tmp_path), str(REPO)],
+        env=env, cwd=str(tmp_path))
+    version = yaml.safe_load((REPO / "galaxy.yml").read_text())["version"]
+    tarball = tmp_path / ("stacklift-migrate-%s.tar.gz" % version)
+    with tarfile.open(tarball) as tar:
+        names = tar.getnames()
+    assert "plugins/modules/container_checkpoint.py" in names and "meta/runtime.yml" in names
+    assert not [n for n in names if n.split("/")[0] in ("lab", ".lab", ".cache", ".venv", ".ci", "tests/output")]
+
+    run([str(BIN / "ansible-galaxy"), "collection", "install", "-p", str(dest), str(tarball)], env=env,
+        cwd=str(tmp_path))
+    listed = run([str(BIN / "ansible-doc"), "-l", "stacklift.migrate"], env=env, cwd=str(tmp_path)).stdout
+    found = {line.split()[0].rsplit(".", 1)[1] for line in listed.splitlines() if line.startswith("stacklift.")}
+    assert found == MODULES
+    for module in sorted(MODULES):
+        doc = run([str(BIN / "ansible-doc"), "stacklift.migrate." + module], env=env, cwd=str(tmp_path)).stdout
+        assert "EXAMPLES" in doc and "RETURN VALUES" in doc and str(dest) in doc
+
+
+def test_action_group_names_every_module():
+    runtime = yaml.safe_load((REPO / "meta" / "runtime.yml").read_text())
+    assert set(runtime["action_groups"]["migrate"]) == MODULES
+    assert {p.stem for p in (REPO / "plugins" / "modules").glob("*.py")} == MODULES
