@@ -10,7 +10,7 @@ import yaml
 from playbook import BIN, REPO
 
 MODULES = {"container_checkpoint", "container_restore", "checkpoint_info", "checkpoint_transfer", "image_sync",
-           "service_probe"}
+           "service_probe", "stack_plan", "container_fence", "service_quiesce"}
 
 
 def run(cmd, **kw):

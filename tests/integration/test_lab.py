@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from conftest import INVENTORY, BIN
+from playbook import BIN, INVENTORY
 
 
 def test_criu_check_passes_on_every_host(lab):

@@ -7,7 +7,7 @@ import pytest
 from ansible_collections.stacklift.migrate.plugins.module_utils._podman import PodmanEngine
 from ansible_collections.stacklift.migrate.plugins.module_utils.engine import EngineError, NotFound
 
-from conftest import FakeRunner
+from fakes import FakeRunner
 
 STATS = {"podman_checkpoint_duration": 333155, "container_statistics": [
     {"Id": "abc", "runtime_checkpoint_duration": 291709,

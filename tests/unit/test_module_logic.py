@@ -8,7 +8,7 @@ import pytest
 from ansible_collections.stacklift.migrate.plugins.modules import (
     checkpoint_info, checkpoint_transfer, container_checkpoint, container_restore, image_sync, service_probe)
 
-from conftest import FakeRunner
+from fakes import FakeRunner
 from test_archive import make_archive
 
 HOST = {

@@ -1,0 +1,100 @@
+"""The stack description: every mistake named, and the tiers a migration walks."""
+
+import pytest
+
+from ansible_collections.stacklift.migrate.plugins.module_utils import stack as st
+
+
+def shop(**changes):
+    stack = {"name": "shop", "source": "node1", "target": "node2", "services": [
+        {"name": "db", "container": "shop-db", "probe": {"type": "postgres"}, "quiesce": "postgres_idle"},
+        {"name": "cache", "container": "shop-cache", "probe": {"type": "redis"}},
+        {"name": "app", "container": "shop-app", "depends_on": ["db", "cache"],
+         "probe": {"type": "http", "port": 8080}, "quiesce": {"method": "http_drain", "port": 8080}},
+    ]}
+    stack.update(changes)
+    return stack
+
+
+def test_the_shop_plan():
+    plan = st.plan(shop())
+    assert plan["checkpoint_order"] == [["db", "cache"], ["app"]]
+    assert plan["restore_order"] == [["db", "cache"], ["app"]]
+    assert plan["quiesce_order"] == [["app"], ["db", "cache"]]
+    assert plan["by_name"]["db"]["quiesce"] == {"method": "postgres_idle"}
+    assert plan["by_name"]["cache"]["tcp"] == "established" and plan["by_name"]["cache"]["quiesce"]["method"] == "none"
+    assert plan["source_hosts"] == ["node1"] and plan["target_hosts"] == ["node2"]
+    assert [s["tier"] for s in plan["services"]] == [0, 0, 1]
+
+
+def test_a_chain_gives_one_service_per_tier():
+    stack = shop(services=[{"name": "web", "depends_on": "api"}, {"name": "api", "depends_on": ["db"]},
+                           {"name": "db"}])
+    assert st.plan(stack)["checkpoint_order"] == [["db"], ["api"], ["web"]]
+
+
+def test_a_cycle_is_named():
+    stack = shop()
+    stack["services"][0]["depends_on"] = ["app"]
+    with pytest.raises(st.StackError) as exc:
+        st.plan(stack)
+    assert exc.value.problems == ["depends_on has a cycle: db -> app -> db"]
+
+
+def test_self_dependency_is_a_cycle():
+    with pytest.raises(st.StackError, match="cycle: db -> db"):
+        st.plan(shop(services=[{"name": "db", "depends_on": ["db"]}]))
+
+
+def test_every_mistake_is_listed_at_once():
+    stack = shop(services=[
+        {"name": "db", "probe": {"type": "mysql"}, "tcp": "maybe"},
+        {"name": "db"},
+        {"name": "app", "depends_on": ["queue"], "quiesce": "pray", "colour": "red"},
+        {"container": "x"},
+    ])
+    with pytest.raises(st.StackError) as exc:
+        st.plan(stack)
+    p = exc.value.problems
+    assert "service 'db': probe type 'mysql' is not one of tcp, http, command, postgres, redis" in p
+    assert "service 'db': tcp must be one of established, close, not 'maybe'" in p
+    assert "duplicate service name 'db'" in p
+    assert "service 'app' depends on 'queue', which is not a service of the stack" in p
+    assert any(x.startswith("service 'app': quiesce method 'pray'") for x in p)
+    assert any(x.startswith("service 'app': unknown keys colour") for x in p)
+    assert "service #4 has no name" in p
+
+
+def test_hosts_are_required_and_must_differ():
+    with pytest.raises(st.StackError, match="service 'db' has no target host"):
+        st.plan(shop(target=None))
+    with pytest.raises(st.StackError, match="would move from node1 to itself"):
+        st.plan(shop(target="node1"))
+
+
+def test_a_service_may_have_its_own_target():
+    stack = shop()
+    stack["services"][1]["target"] = "node3"
+    assert st.plan(stack)["target_hosts"] == ["node2", "node3"]
+
+
+def test_two_services_on_one_container():
+    stack = shop()
+    stack["services"][1]["container"] = "shop-db"
+    with pytest.raises(st.StackError, match="services 'db' and 'cache' both name container 'shop-db' on node1"):
+        st.plan(stack)
+
+
+def test_empty_or_nameless_stacks():
+    with pytest.raises(st.StackError, match="has no services"):
+        st.plan({"name": "x", "services": []})
+    with pytest.raises(st.StackError, match="must be a mapping"):
+        st.plan(["db"])
+
+
+def test_compose_labels():
+    labels = {"com.docker.compose.service": "web",
+              "com.docker.compose.depends_on": "db:service_started:false, cache:service_healthy:true"}
+    assert st.compose_depends_on(labels) == ["db", "cache"]
+    assert st.compose_service(labels) == "web"
+    assert st.compose_depends_on({}) == [] and st.compose_service(None) is None
