@@ -98,44 +98,69 @@ def _pg_read(sock):
     return kind, _recv_exact(sock, length - 4)
 
 
+class PostgresError(Exception):
+    pass
+
+
+def postgres_query(host, port, sql, user="postgres", database="postgres", timeout=2.0):
+    """Run one query over the simple query protocol (trust auth); the rows, each a list of strings."""
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except (socket.error, OSError) as e:
+        raise PostgresError("postgres %s:%s: %s" % (host, port, e))
+    try:
+        params = b"user\x00" + user.encode() + b"\x00database\x00" + database.encode() + b"\x00\x00"
+        body = struct.pack("!I", 196608) + params
+        sock.sendall(struct.pack("!I", len(body) + 4) + body)
+        while True:
+            kind, payload = _pg_read(sock)
+            if kind == b"R" and struct.unpack("!I", payload[:4])[0] != 0:
+                raise PostgresError("postgres asks for a password; only trust authentication is supported")
+            if kind == b"E":
+                raise PostgresError("postgres: %s" % _pg_error(payload))
+            if kind == b"Z":
+                break
+        sock.sendall(_pg_message(b"Q", sql.encode() + b"\x00"))
+        rows, error = [], None
+        while True:
+            kind, payload = _pg_read(sock)
+            if kind == b"D":
+                rows.append(_pg_row(payload))
+            elif kind == b"E":
+                error = _pg_error(payload)
+            elif kind == b"Z":
+                break
+        sock.sendall(_pg_message(b"X", b""))
+    except (socket.error, OSError, EOFError, struct.error) as e:
+        raise PostgresError("postgres %s:%s: %s" % (host, port, e))
+    finally:
+        sock.close()
+    if error:
+        raise PostgresError("postgres: %s" % error)
+    return rows
+
+
+def _pg_row(payload):
+    count = struct.unpack("!H", payload[:2])[0]
+    pos, row = 2, []
+    for _col in range(count):
+        n = struct.unpack("!i", payload[pos:pos + 4])[0]
+        pos += 4
+        row.append(None if n < 0 else payload[pos:pos + n].decode("utf-8", "replace"))
+        pos += max(n, 0)
+    return row
+
+
 def postgres_probe(host, port=5432, user="postgres", database="postgres", timeout=2.0):
     """Ready when the server accepts a session (trust auth) and answers SELECT 1."""
     def probe():
         try:
-            sock = socket.create_connection((host, port), timeout=timeout)
-        except (socket.error, OSError) as e:
-            return False, "postgres %s:%s: %s" % (host, port, e)
-        try:
-            params = b"user\x00" + user.encode() + b"\x00database\x00" + database.encode() + b"\x00\x00"
-            body = struct.pack("!I", 196608) + params
-            sock.sendall(struct.pack("!I", len(body) + 4) + body)
-            while True:
-                kind, payload = _pg_read(sock)
-                if kind == b"R" and struct.unpack("!I", payload[:4])[0] != 0:
-                    return False, "postgres asks for a password; only trust auth is probed"
-                if kind == b"E":
-                    return False, "postgres: %s" % _pg_error(payload)
-                if kind == b"Z":
-                    break
-            sock.sendall(_pg_message(b"Q", b"SELECT 1\x00"))
-            value = None
-            while True:
-                kind, payload = _pg_read(sock)
-                if kind == b"D":
-                    n = struct.unpack("!I", payload[2:6])[0]
-                    value = payload[6:6 + n].decode()
-                elif kind == b"E":
-                    return False, "postgres: %s" % _pg_error(payload)
-                elif kind == b"Z":
-                    break
-            sock.sendall(_pg_message(b"X", b""))
-            if value != "1":
-                return False, "postgres answered SELECT 1 with %r" % value
-            return True, "postgres accepts sessions and answers SELECT 1"
-        except (socket.error, OSError, EOFError, struct.error) as e:
-            return False, "postgres %s:%s: %s" % (host, port, e)
-        finally:
-            sock.close()
+            rows = postgres_query(host, port, "SELECT 1", user=user, database=database, timeout=timeout)
+        except PostgresError as e:
+            return False, str(e)
+        if rows != [["1"]]:
+            return False, "postgres answered SELECT 1 with %r" % (rows,)
+        return True, "postgres accepts sessions and answers SELECT 1"
     return probe
 
 

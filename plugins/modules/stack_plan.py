@@ -1,0 +1,223 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) stacklift developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: stack_plan
+short_description: Validate a stack description and order its services for a migration
+version_added: 0.1.0
+description:
+  - Checks a stack description and returns the plan a migration follows - services in tiers,
+    dependencies first - or fails with one clear message for each mistake (a cycle in
+    C(depends_on), an unknown dependency, a duplicate name, a missing or stopped container).
+  - Run it on the source host to check the containers (O(check_containers)) or to read
+    C(depends_on) from compose labels (O(discover_depends_on)); elsewhere it only reads the
+    description.
+  - "A stack: C(name), C(source) and C(target) hosts, C(networks) (each C(name) and C(subnet)) and
+    C(services). A service: C(name), C(container) (default: the name), C(depends_on) (names of
+    services), C(probe) (the options of M(stacklift.migrate.service_probe), C(type) at least;
+    default a tcp probe), C(quiesce) (C(method): none, postgres_idle, http_drain or
+    connections_zero, with its options), C(tcp) (established or close), and C(source) and
+    C(target) to override the stack's hosts."
+author:
+  - stacklift developers (@stacklift)
+options:
+  stack:
+    description: The stack description.
+    type: dict
+    required: true
+  check_containers:
+    description: Check that the containers of the services whose source is O(host) exist here and run.
+    type: bool
+    default: false
+  discover_depends_on:
+    description: Add the dependencies recorded in compose labels (C(com.docker.compose.depends_on)) of
+      the containers of the services whose source is O(host).
+    type: bool
+    default: false
+  host:
+    description: Inventory name of the host the module runs on, to pick its services.
+      Defaults to every service.
+    type: str
+  engine:
+    description: Container engine, for the container checks. V(auto) prefers Podman, then Docker.
+    type: str
+    choices: [auto, podman, docker]
+    default: auto
+attributes:
+  check_mode:
+    description: Can run in check mode and return the changed status it predicts.
+    support: full
+    details: Only reads.
+  diff_mode:
+    description: Returns details on what changed (or would change) with C(--diff).
+    support: none
+seealso:
+  - module: stacklift.migrate.service_probe
+"""
+
+EXAMPLES = r"""
+- name: Plan the shop's migration, checking its containers on the source
+  stacklift.migrate.stack_plan:
+    stack:
+      name: shop
+      source: node1
+      target: node2
+      networks:
+        - {name: shopnet, subnet: 10.89.10.0/24}
+      services:
+        - {name: db, container: shop-db, probe: {type: postgres}, quiesce: postgres_idle}
+        - {name: cache, container: shop-cache, probe: {type: redis}}
+        - name: app
+          container: shop-app
+          depends_on: [db, cache]
+          probe: {type: http, port: 8080, path: /health}
+          quiesce: {method: http_drain, port: 8080}
+    check_containers: true
+    host: "{{ inventory_hostname }}"
+  register: plan
+  delegate_to: node1
+"""
+
+RETURN = r"""
+plan:
+  description: The migration plan.
+  returned: success
+  type: dict
+  contains:
+    name:
+      description: Stack name.
+      type: str
+    services:
+      description: Services with their defaults filled in and their tier.
+      type: list
+      elements: dict
+    by_name:
+      description: The same services by name.
+      type: dict
+    checkpoint_order:
+      description: Tiers of service names, dependencies first.
+      type: list
+      elements: list
+      sample: [[db, cache], [app]]
+    restore_order:
+      description: Tiers of service names, dependencies first; each tier must be ready before the next.
+      type: list
+      elements: list
+    quiesce_order:
+      description: Tiers of service names, dependents first.
+      type: list
+      elements: list
+    source_hosts:
+      description: Hosts the stack leaves.
+      type: list
+      elements: str
+    target_hosts:
+      description: Hosts the stack moves to.
+      type: list
+      elements: str
+    networks:
+      description: Networks the stack needs on its targets.
+      type: list
+      elements: dict
+discovered_depends_on:
+  description: Dependencies read from compose labels, by service (with O(discover_depends_on)).
+  returned: success
+  type: dict
+  sample: {app: [db, cache]}
+problems:
+  description: Every mistake found in the description.
+  returned: failure
+  type: list
+  elements: str
+"""
+
+import copy
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
+    ENGINE_ARGUMENT_SPEC, EngineError, NotFound, engine_for_module)
+from ansible_collections.stacklift.migrate.plugins.module_utils.stack import (
+    StackError, compose_depends_on, compose_service, normalize, plan)
+
+
+def local_services(norm, host):
+    return [s for s in norm["services"] if host is None or s["source"] == host]
+
+
+def discover(engine, stack, norm, host):
+    """Fold compose depends_on labels into the description (compose service names -> stack names)."""
+    stack = copy.deepcopy(stack)
+    labels = {}
+    for s in local_services(norm, host):
+        try:
+            labels[s["name"]] = (engine.container(s["container"]).get("Config") or {}).get("Labels") or {}
+        except NotFound:
+            labels[s["name"]] = {}
+    by_compose = dict((compose_service(lab), name) for name, lab in labels.items() if compose_service(lab))
+    found = {}
+    for svc in stack["services"]:
+        extra = [by_compose.get(d, d) for d in compose_depends_on(labels.get(svc.get("name")))]
+        if extra:
+            deps = list(svc.get("depends_on") or [])
+            svc["depends_on"] = deps + [d for d in extra if d not in deps]
+            found[svc["name"]] = extra
+    return stack, found
+
+
+def container_problems(engine, norm, host):
+    problems = []
+    known = None
+    for s in local_services(norm, host):
+        try:
+            state = engine.container(s["container"]).get("State") or {}
+        except NotFound:
+            if known is None:
+                known = sorted(c["name"] for c in engine.containers())
+            problems.append("service %r: no container %r on %s (containers there: %s)"
+                            % (s["name"], s["container"], s["source"], ", ".join(known) or "none"))
+            continue
+        if not state.get("Running") or state.get("Paused"):
+            problems.append("service %r: container %r on %s is %s, not running"
+                            % (s["name"], s["container"], s["source"], state.get("Status")))
+    return problems
+
+
+def main():
+    argument_spec = dict(
+        stack=dict(type="dict", required=True),
+        check_containers=dict(type="bool", default=False),
+        discover_depends_on=dict(type="bool", default=False),
+        host=dict(type="str"),
+    )
+    argument_spec.update(ENGINE_ARGUMENT_SPEC)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    p = module.params
+    stack = p["stack"]
+    discovered = {}
+    try:
+        norm = normalize(stack)
+        if p["check_containers"] or p["discover_depends_on"]:
+            engine = engine_for_module(module)
+            if p["discover_depends_on"]:
+                stack, discovered = discover(engine, stack, norm, p["host"])
+            problems = container_problems(engine, norm, p["host"]) if p["check_containers"] else []
+            if problems:
+                raise StackError(problems)
+        result = plan(stack)
+    except StackError as e:
+        module.fail_json(msg="stack %r is not valid: %s" % (stack.get("name"), "; ".join(e.problems)),
+                         problems=e.problems)
+    except EngineError as e:
+        module.fail_json(**e.fail_kwargs())
+    module.exit_json(changed=False, plan=result, discovered_depends_on=discovered)
+
+
+if __name__ == "__main__":
+    main()
