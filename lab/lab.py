@@ -36,6 +36,9 @@ LAB_NETNS = "stacklift-lab"
 BRIDGE = "br0"
 SUBNET_PREFIX = "10.231.0"   # only ever used inside namespaces the lab made
 BRIDGE_ADDR = SUBNET_PREFIX + ".1"
+# A client "machine" on the lab bridge, for test traffic to the stacks the hosts run.
+CLIENT_NETNS = "stacklift-client"
+CLIENT_ADDR = SUBNET_PREFIX + ".100"
 IMAGES_IN_HOST = "/var/cache/stacklift-images"
 
 # The host root: Podman with runc (crun refuses hybrid cgroups), its network
@@ -313,6 +316,21 @@ def ensure_lab_network():
     run(ip + ["link", "set", "lo", "up"])
 
 
+def ensure_client():
+    """A network namespace with an address on the lab bridge, from which tests act as users do."""
+    if not netns_exists(CLIENT_NETNS):
+        run(["ip", "netns", "add", CLIENT_NETNS])
+    if run(["ip", "-n", LAB_NETNS, "link", "show", "vclient"], check=False, capture=True).returncode != 0:
+        run(["ip", "-n", LAB_NETNS, "link", "add", "vclient", "type", "veth", "peer", "name", "eth0",
+             "netns", CLIENT_NETNS])
+    run(["ip", "-n", LAB_NETNS, "link", "set", "vclient", "master", BRIDGE, "up"])
+    have = run(["ip", "-n", CLIENT_NETNS, "-4", "-o", "addr", "show", "dev", "eth0"], capture=True).stdout
+    if CLIENT_ADDR not in have:
+        run(["ip", "-n", CLIENT_NETNS, "addr", "add", CLIENT_ADDR + "/24", "dev", "eth0"])
+    run(["ip", "-n", CLIENT_NETNS, "link", "set", "eth0", "up"])
+    run(["ip", "-n", CLIENT_NETNS, "link", "set", "lo", "up"])
+
+
 def start_host(name, host_root, image_dir, key):
     state = STATE / name
     if host_pid(name):
@@ -383,6 +401,8 @@ def write_inventory(names, key):
         "      -o ProxyCommand=\"%s\"" % proxy_command(),
         "    # Host-to-host transfers use this key, which every lab host holds.",
         "    stacklift_ssh_key_on_host: /root/.ssh/id_ed25519",
+        "    # A network namespace on the lab bridge where tests and the demo act as clients.",
+        "    stacklift_lab_client_netns: %s" % CLIENT_NETNS,
         "  children:",
         "    lab:",
         "      hosts:",
@@ -409,6 +429,7 @@ def cmd_up(args):
     STATE.mkdir(parents=True, exist_ok=True)
     if not any(host_pid(n) for n in known_nodes()):
         note_cgroup_parent()
+    ensure_client()
     started = [n for n in names if start_host(n, host_root, archive.parent, key)]
     wait_ssh(names, key)
     for n in names:
@@ -562,8 +583,9 @@ def cmd_down(args):  # pylint: disable=unused-argument
         stop_host(n)
         log("%s down" % n)
     remove_cgroup_parent()
-    if netns_exists(LAB_NETNS):
-        run(["ip", "netns", "del", LAB_NETNS])
+    for netns in (CLIENT_NETNS, LAB_NETNS):
+        if netns_exists(netns):
+            run(["ip", "netns", "del", netns])
     for f in ("inventory.yml", "nodes", "images.json"):
         (STATE / f).unlink(missing_ok=True)
     log("lab down")

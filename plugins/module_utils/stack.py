@@ -68,8 +68,8 @@ def normalize(stack):
             deps = [deps]
         probe = dict(svc.get("probe") or {"type": "tcp"})
         if probe.get("type") not in PROBE_TYPES:
-            problems.append("service %r: probe type %r is not one of %s" % (sname, probe.get("type"),
-                                                                          ", ".join(PROBE_TYPES)))
+            problems.append("service %r: probe type %r is not one of %s"
+                            % (sname, probe.get("type"), ", ".join(PROBE_TYPES)))
         quiesce = svc.get("quiesce") or {"method": "none"}
         if isinstance(quiesce, str):
             quiesce = {"method": quiesce}
@@ -151,7 +151,7 @@ def tiers(services):
 
     for s in services:
         depth(s["name"])
-    out = [[] for _ in range(max(tier.values()) + 1)]
+    out = [[] for _tier in range(max(tier.values()) + 1)]
     for s in services:
         out[tier[s["name"]]].append(s["name"])
     return out

@@ -112,6 +112,14 @@ mb_per_s:
   description: Throughput in MB/s.
   returned: changed
   type: float
+started_at:
+  description: Epoch time the transfer began.
+  returned: changed
+  type: float
+finished_at:
+  description: Epoch time the archive was in place on the target.
+  returned: changed
+  type: float
 """
 
 import os
@@ -166,7 +174,8 @@ def main():
             client.close()
     seconds = round(time.time() - start, 3)
     module.exit_json(changed=True, dest=dest, sha256=digest, bytes=sent["bytes"], seconds=seconds,
-                     mb_per_s=round(sent["bytes"] / 1e6 / max(sent["seconds"], 1e-6), 1))
+                     mb_per_s=round(sent["bytes"] / 1e6 / max(sent["seconds"], 1e-6), 1),
+                     started_at=start, finished_at=time.time())
 
 
 if __name__ == "__main__":

@@ -148,6 +148,12 @@ checkpoints:
     seconds:
       description: Wall time of the checkpoint, export included.
       type: float
+    started_at:
+      description: Epoch time this container's checkpoint began (null when nothing was done).
+      type: float
+    finished_at:
+      description: Epoch time it ended, archive and manifest written.
+      type: float
     timings:
       description: The engine's and CRIU's statistics, in microseconds (frozen_time is how long the processes were frozen).
       type: dict
@@ -254,7 +260,9 @@ class CheckpointManager(object):
             "compression": p["compression"], "tcp_established": p["tcp_established"],
             "file_locks": p["file_locks"], "timings": stats,
         }
-        return self.entry(name, container, archive, write_manifest(archive, manifest), digest, True, seconds, stats)
+        entry = self.entry(name, container, archive, write_manifest(archive, manifest), digest, True, seconds, stats)
+        entry.update(started_at=start, finished_at=time.time())
+        return entry
 
     def entry(self, name, container, archive, manifest, digest, changed, seconds, timings):
         image_id = container.get("Image")
@@ -262,7 +270,7 @@ class CheckpointManager(object):
                 "size": os.path.getsize(archive) if os.path.exists(archive) else 0, "sha256": digest,
                 "image_id": image_id if not image_id or image_id.startswith("sha256:") else "sha256:" + image_id,
                 "image_name": container.get("ImageName"), "changed": changed, "seconds": seconds,
-                "timings": timings}
+                "timings": timings, "started_at": None, "finished_at": None}
 
     def run(self):
         names = self.params["name"]

@@ -146,6 +146,14 @@ timings:
   description: The engine's and CRIU's restore statistics, in microseconds.
   returned: changed
   type: dict
+started_at:
+  description: Epoch time the restore began.
+  returned: changed
+  type: float
+finished_at:
+  description: Epoch time the container was restored.
+  returned: changed
+  type: float
 blockers:
   description: What blocked the restore (the module failed).
   returned: failure
@@ -254,7 +262,7 @@ class RestoreManager(object):
             json.dump({"container_id": restored["Id"], "name": wanted, "archive": archive,
                        "restored": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, f)
         self.module.exit_json(changed=True, container=self.describe(restored), sha256=digest, seconds=seconds,
-                              timings=stats, diff=diff)
+                              timings=stats, diff=diff, started_at=start, finished_at=start + seconds)
 
 
 def main():

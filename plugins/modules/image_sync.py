@@ -108,6 +108,14 @@ seconds:
   description: Wall time.
   returned: always
   type: float
+started_at:
+  description: Epoch time the sync began.
+  returned: changed
+  type: float
+finished_at:
+  description: Epoch time the image was on the target.
+  returned: changed
+  type: float
 """
 
 import time
@@ -214,7 +222,8 @@ def main():
     finally:
         if client is not None:
             client.close()
-    module.exit_json(changed=True, action=action, seconds=round(time.time() - start, 3), diff=diff, **result)
+    module.exit_json(changed=True, action=action, seconds=round(time.time() - start, 3), diff=diff,
+                     started_at=start, finished_at=time.time(), **result)
 
 
 if __name__ == "__main__":

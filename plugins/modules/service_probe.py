@@ -162,11 +162,21 @@ address:
   description: Address probed.
   returned: when the probe is a network one
   type: str
+started_at:
+  description: Epoch time probing began.
+  returned: always
+  type: float
+finished_at:
+  description: Epoch time the service was ready (or probing gave up).
+  returned: always
+  type: float
 progress_value:
   description: Last output of O(progress_command).
   returned: when progress_command is set
   type: str
 """
+
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.stacklift.migrate.plugins.module_utils import probes
@@ -253,9 +263,10 @@ def main():
                 return out.strip() if rc == 0 else None
     except EngineError as e:
         module.fail_json(**e.fail_kwargs())
+    started = time.time()
     result = probes.wait_ready(probe, retries=p["retries"], interval=p["interval"], timeout=p["timeout"],
                                stable_for=p["stable_for"], progress=progress, baseline=p["progress_baseline"])
-    result = dict(result, changed=False)
+    result = dict(result, changed=False, started_at=started, finished_at=time.time())
     if address:
         result["address"] = address
     if not result["ready"]:

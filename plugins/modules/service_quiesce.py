@@ -173,7 +173,7 @@ def main():
         path=dict(type="str", default="/admin/drain"),
         resume_path=dict(type="str", default="/admin/resume"),
         active_path=dict(type="str", default="/stats"),
-        active_key=dict(type="str", default="active"),
+        active_key=dict(type="str", default="active", no_log=False),
         postgres_user=dict(type="str", default="postgres"),
         postgres_db=dict(type="str", default="postgres"),
         timeout=dict(type="float", default=30),
@@ -186,7 +186,8 @@ def main():
     started = time.time()
     result = dict(changed=False, quiet=True, waited=0.0, attempts=0, detail="nothing to do", started_at=started)
     if p["method"] == "none" or (p["state"] == "resumed" and p["method"] != "http_drain"):
-        module.exit_json(finished_at=time.time(), **result)
+        result["finished_at"] = time.time()
+        module.exit_json(**result)
     engine = engine_for_module(module)
     try:
         address, pid = container_facts(engine, p["container"])
@@ -205,7 +206,8 @@ def main():
             module.fail_json(msg="%s hook %s:%s%s answered %d" % (p["state"], host, p["port"], hook, status))
         result["changed"] = True
         if p["state"] == "resumed":
-            module.exit_json(finished_at=time.time(), **dict(result, detail="resumed"))
+            result.update(detail="resumed", finished_at=time.time())
+            module.exit_json(**result)
     if p["method"] == "postgres_idle":
         check = quiesce.postgres_idle_check(host, p["port"] or 5432, p["postgres_user"], p["postgres_db"])
     elif p["method"] == "http_drain":
@@ -214,14 +216,15 @@ def main():
         check = quiesce.connections_zero_check(read_tcp_tables(pid), p["port"])
     if module.check_mode:
         quiet, detail = check()
-        module.exit_json(finished_at=time.time(), **dict(result, changed=p["method"] == "http_drain", quiet=quiet,
-                                                         detail=detail, attempts=1))
+        result.update(changed=p["method"] == "http_drain", quiet=quiet, detail=detail, attempts=1,
+                      finished_at=time.time())
+        module.exit_json(**result)
     waited = wait_ready(check, retries=10 ** 9, interval=p["interval"], timeout=p["timeout"])
     result.update(quiet=waited["ready"], waited=waited["elapsed"], attempts=waited["attempts"],
                   detail=waited["detail"], finished_at=time.time())
     if not waited["ready"]:
-        module.fail_json(msg="%s did not quiesce (%s) in %.1f s: %s" % (p["container"], p["method"], p["timeout"],
-                                                                      waited["detail"]), **result)
+        module.fail_json(msg="%s did not quiesce (%s) in %.1f s: %s"
+                         % (p["container"], p["method"], p["timeout"], waited["detail"]), **result)
     module.exit_json(**result)
 
 

@@ -46,7 +46,7 @@ def run_module(host, module, args, check=False, diff=False, background=False, en
     text = Path(out.name).read_text()
     os.unlink(out.name)
     if not text.strip():
-        raise AssertionError("ansible-playbook gave no result (%d):\n%s\n%s" % (proc.returncode, proc.stdout,
-                                                                               proc.stderr))
+        raise AssertionError("ansible-playbook gave no result (%d):\n%s\n%s"
+                             % (proc.returncode, proc.stdout, proc.stderr))
     result = json.loads(text)
     return result, bool(result.get("failed"))

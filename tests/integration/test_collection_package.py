@@ -3,14 +3,14 @@
 import os
 import subprocess
 import tarfile
-from pathlib import Path
 
 import yaml
 
 from playbook import BIN, REPO
 
 MODULES = {"container_checkpoint", "container_restore", "checkpoint_info", "checkpoint_transfer", "image_sync",
-           "service_probe", "stack_plan", "container_fence", "service_quiesce"}
+           "service_probe", "stack_plan", "container_fence", "service_quiesce",
+           "host_preflight", "migration_report"}
 
 
 def run(cmd, **kw):

@@ -149,8 +149,9 @@ def test_6_restore_check_mode_then_real_then_unchanged(node2, stack):
 
 
 def test_7_service_probe_on_the_restored_container(node2, stack):
-    result, failed = run_module("node2", "service_probe", {"type": "redis", "container": "modcache",
-                                                            "stable_for": 1, "interval": 0.2})
+    result, failed = run_module("node2", "service_probe", {
+        "type": "redis", "container": "modcache",
+        "stable_for": 1, "interval": 0.2})
     assert not failed and result["ready"] and result["address"] == IP and result["attempts"] >= 5
     result, failed = run_module("node2", "service_probe", {"type": "tcp", "container": "modcache", "port": 6379})
     assert not failed and result["ready"]
@@ -158,8 +159,9 @@ def test_7_service_probe_on_the_restored_container(node2, stack):
         "type": "command", "container": "modcache", "command": ["redis-cli", "ping"],
         "progress_command": ["redis-cli", "incr", "visits"], "interval": 0.1})
     assert not failed and result["ready"] and int(result["progress_value"]) > 42
-    result, failed = run_module("node2", "service_probe", {"type": "tcp", "container": "modcache", "port": 1,
-                                                            "retries": 3, "interval": 0.1})
+    result, failed = run_module("node2", "service_probe", {
+        "type": "tcp", "container": "modcache", "port": 1,
+        "retries": 3, "interval": 0.1})
     assert failed and "not ready after 3 attempts" in result["msg"]
 
 
@@ -169,8 +171,9 @@ def test_8_restore_refuses_name_and_address_taken_and_wrong_subnet(node1, node2,
     result, failed = run_module("node2", "container_restore", {"archive": ARCHIVE})
     assert failed and "the name 'modcache' is taken" in result["msg"]
     # Address taken, under another name.
-    result, failed = run_module("node2", "container_restore", {"archive": ARCHIVE, "name": "modcache2",
-                                                                "ignore_volumes": True})
+    result, failed = run_module("node2", "container_restore", {
+        "archive": ARCHIVE, "name": "modcache2",
+        "ignore_volumes": True})
     assert failed and "address %s on network '%s' is taken by container modcache" % (IP, NET) in result["msg"]
     # Wrong subnet on a host whose network was made differently.
     node1.run("podman rm -f -t 0 modcache stopped >/dev/null; podman network rm -f %s >/dev/null; "
@@ -213,8 +216,8 @@ def test_9_an_interrupted_or_damaged_transfer_never_leaves_the_final_name(node1,
 def test_postgres_probe_against_real_postgres(node1):
     node1.run("podman rm -f -t 0 probepg >/dev/null 2>&1; podman run -d --name probepg localhost/stacklift/postgres")
     try:
-        result, failed = run_module("node1", "service_probe", {"type": "postgres", "container": "probepg",
-                                                                "interval": 0.2, "timeout": 60})
+        result, failed = run_module("node1", "service_probe", {
+            "type": "postgres", "container": "probepg", "interval": 0.2, "timeout": 60})
         assert not failed and result["ready"] and "SELECT 1" in result["detail"]
     finally:
         node1.run("podman rm -f -t 0 probepg")

@@ -12,7 +12,7 @@ class FakeRunner:
 
     def __call__(self, argv, data=None, **kw):
         self.calls.append(list(argv))
-        words = [a for a in argv]
+        words = list(argv)
         words[0] = words[0].rsplit("/", 1)[-1]
         for n in range(len(words), 0, -1):
             key = " ".join(words[:n])

@@ -22,9 +22,9 @@ STATUS = {"shopnet": {"interfaces": {"eth0": {"subnets": [{"ipnet": "10.89.0.3/2
                                               "mac_address": "de:79:51:5c:b0:6e"}}}}
 
 
-def make_archive(path, compression="none", tcp_streams=2, config=CONFIG):
+def make_archive(path, compression="none", tcp_streams=2, config=None):
     buf = io.BytesIO()
-    members = {"config.dump": json.dumps(config).encode(), "spec.dump": json.dumps(SPEC).encode(),
+    members = {"config.dump": json.dumps(config or CONFIG).encode(), "spec.dump": json.dumps(SPEC).encode(),
                "network.status": json.dumps(STATUS).encode(), "checkpoint/pages-1.img": b"\0" * 4096,
                "checkpoint/inventory.img": b"inv", "rootfs-diff.tar": b"r" * 1536, "volumes/cachevol.tar": b"v" * 512}
     for i in range(tcp_streams):
@@ -148,7 +148,7 @@ def test_ignore_static_ip_and_volumes_lift_those_checks(info):
 def test_another_name_frees_the_old_one(info):
     host = good_host()
     host["containers"].append({"id": "f795e942e0ad", "name": "cache", "state": "exited"})
-    blockers, _ = ar.restore_blockers(info, host, name="cache-2")
+    blockers = ar.restore_blockers(info, host, name="cache-2")[0]
     assert blockers == []
 
 

@@ -1,0 +1,134 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) stacklift developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The migration report: what each service went through, when, and how long the stack was down.
+
+The roles hand over the results the modules returned, phase by phase; this turns
+them into per-service phase times (epoch seconds, as the hosts' clocks give them),
+the downtime (first fence to last service ready on the target), a short text
+summary and an SVG timeline.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+PHASES = ["quiesce", "fence", "checkpoint", "transfer", "restore", "ready"]
+COLOURS = {"quiesce": "#9e9e9e", "fence": "#e53935", "checkpoint": "#fb8c00", "transfer": "#1e88e5",
+           "restore": "#43a047", "ready": "#8e24aa"}
+
+
+def _service_of(result, containers):
+    item = result.get("item") or {}
+    if isinstance(item, dict) and item.get("name"):
+        return item["name"]
+    return containers.get(item) if isinstance(item, str) else None
+
+
+def events(phase, results, plan):
+    """(service, start, end, extra) for one phase's registered results."""
+    containers = dict((s["container"], s["name"]) for s in plan["services"])
+    out = []
+    for r in results or []:
+        if not isinstance(r, dict) or r.get("skipped"):
+            continue
+        if phase == "fence":
+            for c in r.get("containers") or []:
+                if c.get("at") and c["name"] in containers:
+                    out.append((containers[c["name"]], r.get("started_at"), c["at"], {}))
+            continue
+        if phase == "checkpoint":
+            for c in r.get("checkpoints") or []:
+                if c.get("started_at"):
+                    out.append((containers.get(c["name"], c["name"]), c["started_at"], c["finished_at"],
+                                {"archive_bytes": c.get("size"), "frozen_us": (c.get("timings") or {}).get("frozen_time")}))
+            continue
+        if not r.get("started_at"):
+            continue
+        extra = {"bytes": r["bytes"]} if phase == "transfer" and "bytes" in r else {}
+        out.append((_service_of(r, containers), r["started_at"], r.get("finished_at"), extra))
+    return out
+
+
+def build(plan, phases, source, target, outcome, error=None):
+    services = dict((s["name"], {"tier": s["tier"], "container": s["container"], "phases": {}}) for s in plan["services"])
+    for phase in PHASES:
+        for name, start, end, extra in events(phase, phases.get(phase), plan):
+            if name not in services or start is None:
+                continue
+            entry = {"start": round(start, 3), "end": round(end, 3) if end else None,
+                     "seconds": round(end - start, 3) if end else None}
+            entry.update(extra)
+            services[name]["phases"][phase] = entry
+            if "archive_bytes" in extra:
+                services[name]["archive_bytes"] = extra["archive_bytes"]
+    fence_starts = [s["phases"]["fence"]["start"] for s in services.values() if "fence" in s["phases"]]
+    ready_ends = [s["phases"]["ready"]["end"] for s in services.values() if "ready" in s["phases"]]
+    downtime = None
+    if fence_starts and ready_ends and outcome == "migrated":
+        downtime = round(max(ready_ends) - min(fence_starts), 3)
+    all_times = [v for s in services.values() for ph in s["phases"].values() for v in (ph["start"], ph["end"]) if v]
+    return {
+        "stack": plan["name"], "source": source, "target": target, "outcome": outcome, "error": error,
+        "downtime_s": downtime, "started": min(all_times) if all_times else None,
+        "finished": max(all_times) if all_times else None,
+        "checkpoint_order": plan["checkpoint_order"], "restore_order": plan["restore_order"],
+        "services": services,
+    }
+
+
+def summary(report):
+    lines = ["stacklift migration of stack %r: %s -> %s, %s"
+             % (report["stack"], report["source"], report["target"], report["outcome"])]
+    if report["downtime_s"] is not None:
+        lines.append("downtime (first fence to last service ready): %.3f s" % report["downtime_s"])
+    if report.get("error"):
+        lines.append("error: %s" % report["error"])
+    t0 = report["started"] or 0
+    lines.append("")
+    lines.append("%-10s %-5s " % ("service", "tier") + " ".join("%-16s" % p for p in PHASES) + " archive")
+    for name, s in sorted(report["services"].items(), key=lambda kv: (kv[1]["tier"], kv[0])):
+        cells = []
+        for p in PHASES:
+            ph = s["phases"].get(p)
+            cells.append("%-16s" % ("%.2f+%.3fs" % (ph["start"] - t0, ph["seconds"] or 0) if ph else "-"))
+        size = s.get("archive_bytes")
+        lines.append("%-10s %-5d " % (name, s["tier"]) + " ".join(cells) + (" %.1f MB" % (size / 1e6) if size else ""))
+    lines.append("")
+    lines.append("(times: seconds since the first event + duration)")
+    return "\n".join(lines) + "\n"
+
+
+def timeline_svg(report, width=900, row=26):
+    """One row per service, one bar per phase, on a common time axis."""
+    t0, t1 = report["started"], report["finished"]
+    names = sorted(report["services"], key=lambda n: (report["services"][n]["tier"], n))
+    height = row * (len(names) + 2) + 30
+    if not t0 or not t1 or t1 <= t0:
+        t0, t1 = 0, 1
+    left = 90
+    scale = (width - left - 20) / (t1 - t0)
+    out = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">'
+           % (width, height),
+           '<text x="4" y="16">%s: %s -&gt; %s, %s%s</text>' % (
+               report["stack"], report["source"], report["target"], report["outcome"],
+               ", downtime %.2f s" % report["downtime_s"] if report["downtime_s"] is not None else "")]
+    for i, name in enumerate(names):
+        y = 30 + i * row
+        out.append('<text x="4" y="%d">%s</text>' % (y + 15, name))
+        for phase in PHASES:
+            ph = report["services"][name]["phases"].get(phase)
+            if not ph or not ph["end"]:
+                continue
+            x = left + (ph["start"] - t0) * scale
+            w = max(2.0, (ph["end"] - ph["start"]) * scale)
+            out.append('<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"><title>%s %s %.3f s</title></rect>'
+                       % (x, y + 3, w, row - 8, COLOURS[phase], name, phase, ph["seconds"] or 0))
+    y = 30 + len(names) * row + 10
+    for i, phase in enumerate(PHASES):
+        out.append('<rect x="%d" y="%d" width="12" height="12" fill="%s"/><text x="%d" y="%d">%s</text>'
+                   % (left + i * 110, y, COLOURS[phase], left + i * 110 + 16, y + 11, phase))
+    out.append('<text x="%d" y="%d">%.2f s</text>' % (width - 60, y + 11, t1 - t0))
+    out.append("</svg>")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,270 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) stacklift developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: host_preflight
+short_description: Check that a host can take its part in a stack migration, before anything is touched
+version_added: 0.1.0
+description:
+  - On a source host (O(role=source)) it checks that the containers run, that CRIU works and suits
+    the kernel (C(criu check)), that CRIU can dump their processes (uid 0, or CAP_SYS_RESOURCE),
+    and that the archive directory has room; it returns what the target must match (runtime,
+    networks and addresses, images) and the CPU description CRIU compares.
+  - On a target host (O(role=target)) it checks CRIU and the kernel, the runtime against the
+    source's, the CPU against the source's (C(criu cpuinfo check)), the networks (missing ones
+    are made later; one with another subnet is a problem), names and addresses already taken,
+    and room for the archives.
+  - It changes nothing and returns every problem it found in C(problems).
+author:
+  - stacklift developers (@stacklift)
+options:
+  role:
+    description: Whether this host is the stack's source or its target.
+    type: str
+    required: true
+    choices: [source, target]
+  containers:
+    description: The stack's containers (their names on the source).
+    type: list
+    elements: str
+    required: true
+  archive_dir:
+    description: Where archives will be written (source) or received (target).
+    type: path
+    default: /var/lib/stacklift/checkpoints
+  source:
+    description: On a target, what the source's preflight returned in C(source_facts).
+    type: dict
+  networks:
+    description: Networks the stack needs, each with C(name) and C(subnet).
+    type: list
+    elements: dict
+    default: []
+  engine:
+    description: Container engine. V(auto) prefers Podman, then Docker.
+    type: str
+    choices: [auto, podman, docker]
+    default: auto
+attributes:
+  check_mode:
+    description: Can run in check mode and return the changed status it predicts.
+    support: full
+    details: Only reads.
+  diff_mode:
+    description: Returns details on what changed (or would change) with C(--diff).
+    support: none
+seealso:
+  - module: stacklift.migrate.stack_plan
+"""
+
+EXAMPLES = r"""
+- name: Source side
+  stacklift.migrate.host_preflight:
+    role: source
+    containers: [shop-db, shop-cache, shop-app]
+  register: src
+  delegate_to: node1
+
+- name: Target side
+  stacklift.migrate.host_preflight:
+    role: target
+    containers: [shop-db, shop-cache, shop-app]
+    source: "{{ src.source_facts }}"
+  delegate_to: node2
+"""
+
+RETURN = r"""
+problems:
+  description: Every reason this host cannot take its part.
+  returned: always
+  type: list
+  elements: str
+host:
+  description: Engine, runtime, CRIU, kernel and cgroup versions, free bytes in the archive directory.
+  returned: always
+  type: dict
+source_facts:
+  description: On a source, what the target must match (pass it to the target's preflight).
+  returned: role=source
+  type: dict
+"""
+
+import base64
+import os
+import shutil
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
+    ENGINE_ARGUMENT_SPEC, EngineError, NotFound, cap_bounding_set, criu_kernel_problem, engine_for_module,
+    parse_version, uid_problem)
+
+# Archives are about the size of a container's memory plus its rootfs changes; ask for that and a margin.
+SPACE_MARGIN = 1.5
+
+
+def free_bytes(path):
+    while not os.path.exists(path):
+        path = os.path.dirname(path) or "/"
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def space_problems(archive_dir, need, host):
+    free = host["archive_dir_free"] = free_bytes(archive_dir)
+    if free < need * SPACE_MARGIN:
+        return ["%s has %d MB free; the archives need about %d MB"
+                % (archive_dir, free // 10 ** 6, need * SPACE_MARGIN // 10 ** 6)]
+    return []
+
+
+def memory_bytes(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except (IOError, OSError, ValueError):
+        pass
+    return 0
+
+
+def criu_cpuinfo(module, action, blob=None):
+    """criu cpuinfo dump (returns the image, base64) or check (returns a problem or None)."""
+    d = tempfile.mkdtemp(prefix="stacklift-cpuinfo-")
+    try:
+        if action == "dump":
+            rc, out, err = module.run_command(["criu", "cpuinfo", "dump", "-D", d])
+            if rc != 0:
+                return None
+            with open(os.path.join(d, "cpuinfo.img"), "rb") as f:
+                return base64.b64encode(f.read()).decode()
+        with open(os.path.join(d, "cpuinfo.img"), "wb") as f:
+            f.write(base64.b64decode(blob))
+        rc, out, err = module.run_command(["criu", "cpuinfo", "check", "-D", d])
+        if rc != 0:
+            return "this host's CPU lacks features the source's CPU has (criu cpuinfo check: %s)" % (
+                (err or out).strip().splitlines()[-1:] or ["failed"])[0]
+        return None
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def check_criu(module, host):
+    problems = []
+    problem = criu_kernel_problem(parse_version(host.get("criu_version") or ""), parse_version(host.get("kernel") or ""))
+    if problem:
+        problems.append(problem)
+    else:
+        rc, out, err = module.run_command(["criu", "check"])
+        if rc != 0:
+            problems.append("criu check fails here: %s" % (err or out).strip()[-300:])
+    return problems
+
+
+def source_side(module, engine, host):
+    p = module.params
+    problems = check_criu(module, host)
+    capbnd = cap_bounding_set()
+    facts = {"runtime": host.get("runtime"), "criu_version": host.get("criu_version"), "containers": {},
+             "networks": {}, "images": {}}
+    need = 0
+    for name in p["containers"]:
+        try:
+            c = engine.container(name)
+        except NotFound:
+            problems.append("no container %r on this host" % name)
+            continue
+        state = c.get("State") or {}
+        if not state.get("Running"):
+            problems.append("container %r is %s, not running" % (name, state.get("Status")))
+            continue
+        problem = uid_problem(engine.container_users(name), capbnd)
+        if problem:
+            problems.append("container %r cannot be checkpointed: %s" % (name, problem))
+        nets = (c.get("NetworkSettings") or {}).get("Networks") or {}
+        facts["containers"][name] = {"image_id": c.get("Image"), "image_name": c.get("ImageName"),
+                                     "ips": dict((n, v.get("IPAddress")) for n, v in nets.items())}
+        facts["images"][c.get("ImageName") or c.get("Image")] = c.get("Image")
+        for net in nets:
+            if net not in facts["networks"]:
+                try:
+                    facts["networks"][net] = engine.network(net)["subnets"]
+                except NotFound:
+                    facts["networks"][net] = []
+        need += memory_bytes(state.get("Pid") or 0) + 64 * 1024 * 1024
+    problems += space_problems(p["archive_dir"], need, host)
+    facts["archive_bytes_estimate"] = need
+    facts["cpuinfo"] = criu_cpuinfo(module, "dump")
+    return problems, facts
+
+
+def target_side(module, engine, host):
+    p = module.params
+    src = p["source"] or {}
+    problems = check_criu(module, host)
+    if src.get("runtime") and host.get("runtime") != src["runtime"]:
+        problems.append("the source runs containers with %s, this host with %s: CRIU images do not cross runtimes"
+                        % (src["runtime"], host.get("runtime")))
+    if src.get("criu_version") and host.get("criu_version") and \
+            parse_version(host["criu_version"]) < parse_version(src["criu_version"]):
+        module.warn("this host's CRIU %s is older than the source's %s" % (host["criu_version"], src["criu_version"]))
+    if src.get("cpuinfo"):
+        problem = criu_cpuinfo(module, "check", src["cpuinfo"])
+        if problem:
+            problems.append(problem)
+    wanted = dict((n["name"], [n["subnet"]] if n.get("subnet") else []) for n in p["networks"])
+    for net, subnets in (src.get("networks") or {}).items():
+        wanted.setdefault(net, subnets)
+    for net, subnets in sorted(wanted.items()):
+        try:
+            have = engine.network(net)
+        except NotFound:
+            continue  # the restore role makes it, with the source's subnet
+        if subnets and sorted(have["subnets"]) != sorted(subnets):
+            problems.append("network %r here has subnet %s, the stack needs %s"
+                            % (net, ", ".join(have["subnets"]) or "none", ", ".join(subnets)))
+        for cid, c in have["containers"].items():
+            for name, info in (src.get("containers") or {}).items():
+                ip = (info.get("ips") or {}).get(net)
+                if ip and ip in c["ips"] and c["name"] != name:
+                    problems.append("address %s on network %r is taken here by container %s" % (ip, net, c["name"]))
+    here = dict((c["name"], c) for c in engine.containers())
+    for name in p["containers"]:
+        if name in here:
+            problems.append("a container named %r already exists here (%s)" % (name, here[name]["state"]))
+    problems += space_problems(p["archive_dir"], src.get("archive_bytes_estimate") or 0, host)
+    return problems
+
+
+def main():
+    argument_spec = dict(
+        role=dict(type="str", required=True, choices=["source", "target"]),
+        containers=dict(type="list", elements="str", required=True),
+        archive_dir=dict(type="path", default="/var/lib/stacklift/checkpoints"),
+        source=dict(type="dict"),
+        networks=dict(type="list", elements="dict", default=[]),
+    )
+    argument_spec.update(ENGINE_ARGUMENT_SPEC)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    engine = engine_for_module(module)
+    try:
+        host = engine.info()
+        if module.params["role"] == "source":
+            problems, facts = source_side(module, engine, host)
+            module.exit_json(changed=False, problems=problems, host=host, source_facts=facts)
+        problems = target_side(module, engine, host)
+    except EngineError as e:
+        module.fail_json(**e.fail_kwargs())
+    module.exit_json(changed=False, problems=problems, host=host)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) stacklift developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: migration_report
+short_description: Write the report of a stack migration
+version_added: 0.1.0
+description:
+  - Turns what the migration's modules returned, phase by phase, into a report on the host it runs
+    on (the controller, as the roles use it) - a JSON file with the stack, source, target,
+    outcome, C(downtime_s) (first fence to last service ready) and each service's phases
+    (quiesce, fence, checkpoint, transfer, restore, ready) with their start and end, and archive
+    sizes; a text summary; and an SVG timeline.
+author:
+  - stacklift developers (@stacklift)
+options:
+  plan:
+    description: The plan C(stacklift.migrate.stack_plan) returned.
+    type: dict
+    required: true
+  phases:
+    description: For each phase, the list of results its modules returned (loop results included).
+    type: dict
+    required: true
+  source:
+    description: Source host.
+    type: str
+    required: true
+  target:
+    description: Target host.
+    type: str
+    required: true
+  outcome:
+    description: How the migration ended.
+    type: str
+    required: true
+    choices: [migrated, rolled_back, failed]
+  error:
+    description: What went wrong, when it did.
+    type: str
+  report_dir:
+    description: Directory for the report files.
+    type: path
+    default: migration-reports
+attributes:
+  check_mode:
+    description: Can run in check mode and return the changed status it predicts.
+    support: full
+    details: Builds the report, writes nothing.
+  diff_mode:
+    description: Returns details on what changed (or would change) with C(--diff).
+    support: none
+"""
+
+EXAMPLES = r"""
+- name: Write the report
+  stacklift.migrate.migration_report:
+    plan: "{{ stacklift_plan }}"
+    phases: "{{ stacklift_phase_results }}"
+    source: node1
+    target: node2
+    outcome: migrated
+  delegate_to: localhost
+"""
+
+RETURN = r"""
+report:
+  description: The report (also written as JSON).
+  returned: always
+  type: dict
+downtime_s:
+  description: Seconds from the first fence to the last service ready on the target.
+  returned: always
+  type: float
+path:
+  description: Path of the JSON report.
+  returned: unless check mode
+  type: str
+summary_path:
+  description: Path of the text summary.
+  returned: unless check mode
+  type: str
+timeline_path:
+  description: Path of the SVG timeline.
+  returned: unless check mode
+  type: str
+summary:
+  description: The text summary.
+  returned: always
+  type: str
+"""
+
+import json
+import os
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.stacklift.migrate.plugins.module_utils import report as rep
+
+
+def main():
+    module = AnsibleModule(argument_spec=dict(
+        plan=dict(type="dict", required=True),
+        phases=dict(type="dict", required=True),
+        source=dict(type="str", required=True),
+        target=dict(type="str", required=True),
+        outcome=dict(type="str", required=True, choices=["migrated", "rolled_back", "failed"]),
+        error=dict(type="str"),
+        report_dir=dict(type="path", default="migration-reports"),
+    ), supports_check_mode=True)
+    p = module.params
+    report = rep.build(p["plan"], p["phases"], p["source"], p["target"], p["outcome"], p["error"])
+    text = rep.summary(report)
+    result = dict(changed=False, report=report, downtime_s=report["downtime_s"], summary=text)
+    if not module.check_mode:
+        if not os.path.isdir(p["report_dir"]):
+            os.makedirs(p["report_dir"])
+        base = os.path.join(p["report_dir"], "%s-%s" % (report["stack"], time.strftime("%Y%m%dT%H%M%S")))
+        with open(base + ".json", "w") as f:
+            json.dump(report, f, indent=2, sort_keys=True)
+        with open(base + ".txt", "w") as f:
+            f.write(text)
+        with open(base + ".svg", "w") as f:
+            f.write(rep.timeline_svg(report))
+        result.update(changed=True, path=base + ".json", summary_path=base + ".txt", timeline_path=base + ".svg")
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
