@@ -36,6 +36,8 @@ LAB_NETNS = "stacklift-lab"
 BRIDGE = "br0"
 SUBNET_PREFIX = "10.231.0"   # only ever used inside namespaces the lab made
 BRIDGE_ADDR = SUBNET_PREFIX + ".1"
+# Where the lab's stacks put their container networks (routed to the lab's clients).
+CONTAINER_NETS = "10.89.0.0/16"
 # A client "machine" on the lab bridge, for test traffic to the stacks the hosts run.
 CLIENT_NETNS = "stacklift-client"
 CLIENT_ADDR = SUBNET_PREFIX + ".100"
@@ -283,6 +285,14 @@ pivot_root . .oldroot
 umount -l /.oldroot
 rmdir /.oldroot
 [ -e /etc/ssh/ssh_host_ed25519_key ] || ssh-keygen -A >/dev/null
+# Container addresses are routable from the lab's clients, without NAT (as with routed container
+# networks in a datacenter): that traffic is not tracked, so a restored connection is not
+# masqueraded by a host whose conntrack never saw it start.
+nft -f - <<EOF
+table inet stacklift_lab_routing {
+  chain prerouting { type filter hook prerouting priority -300; ip saddr LAB_NET ip daddr CONTAINER_NETS notrack; ip saddr CONTAINER_NETS ip daddr LAB_NET notrack; }
+}
+EOF
 exec /usr/bin/catatonit -- /usr/sbin/sshd -D -e
 """
 
@@ -353,7 +363,7 @@ def start_host(name, host_root, image_dir, key):
         shutil.rmtree(state)
     state.mkdir(parents=True)
     init = state / "init.sh"
-    init.write_text(INIT_SH)
+    init.write_text(INIT_SH.replace("LAB_NET", SUBNET_PREFIX + ".0/24").replace("CONTAINER_NETS", CONTAINER_NETS))
     out = open(state / "console.log", "w")
     proc = subprocess.Popen(
         ["nsenter", "--net=/run/netns/" + netns, "unshare", "--mount", "--pid", "--ipc", "--uts",

@@ -146,6 +146,17 @@ class PodmanEngine(Engine):
     def volumes(self):
         return sorted(v["Name"] for v in self._json(["volume", "ls", "--format", "json"], "podman volume ls") or [])
 
+    def changes(self, name):
+        data = self._json(["diff", "--format", "json", name], "podman diff") or {}
+        return {"added": data.get("added") or [], "changed": data.get("changed") or [],
+                "deleted": data.get("deleted") or []}
+
+    def mount(self, name):
+        return self._run(["mount", name], "podman mount").strip()
+
+    def unmount(self, name):
+        self._run(["unmount", name], "podman unmount")
+
     def exec_command(self, name, argv):
         return [self.binary, "exec", name] + list(argv)
 

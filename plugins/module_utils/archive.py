@@ -253,3 +253,97 @@ def restore_blockers(info, facts, name=None, ignore_static_ip=False, ignore_volu
                 blockers.append("volume %r already exists here; remove it, or restore with ignore_volumes "
                                 "to keep its content" % vol)
     return blockers, warnings
+
+
+# Podman builds rootfs-diff.tar with checkpointctl's CRCreateRootFsDiffTar, which keeps a
+# changed ("C") file only if os.Stat(path) succeeds for the path on the *host* rather than in
+# the container. A file the container changed from its image (a database's data files, say) is
+# then left out unless the host happens to have a file at the same path, and the restore brings
+# back the image's version: CRIU refuses it when the file is open with another size ("has bad
+# size"), and a closed one silently goes back in time. These functions find such files and put
+# them into the archive.
+
+def rootfs_diff_names(path):
+    """Paths (with a leading /) in the archive's rootfs-diff.tar."""
+    names = set()
+    with _TarStream(path) as tar:
+        for m in tar:
+            if m.name.lstrip("./") == "rootfs-diff.tar":
+                inner = tarfile.open(fileobj=tar.extractfile(m), mode="r|")
+                names.update("/" + i.name.lstrip("./") for i in inner)
+                break
+    return names
+
+
+# Files the engine bind-mounts into every container and makes anew on restore.
+ENGINE_MANAGED = ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/run/.containerenv")
+
+
+def rootfs_gaps(changed, in_diff, rootfs):
+    """Changed regular files and symlinks of the container that rootfs-diff.tar lacks."""
+    gaps = []
+    for path in sorted(set(changed) - set(in_diff) - set(ENGINE_MANAGED)):
+        full = os.path.join(rootfs, path.lstrip("/"))
+        if os.path.islink(full) or os.path.isfile(full):
+            gaps.append(path)
+    return gaps
+
+
+def _open_writer(path, compression):
+    """(file object to write the tar to, closer) for the archive's compression."""
+    raw = open(path, "wb")
+    if compression == "gzip":
+        import gzip
+        gz = gzip.GzipFile(fileobj=raw, mode="wb")
+        return gz, lambda: (gz.close(), raw.close())
+    if compression == "zstd":
+        proc = subprocess.Popen(["zstd", "-q", "-c", "-"], stdin=subprocess.PIPE, stdout=raw)
+
+        def close():
+            proc.stdin.close()
+            if proc.wait() != 0:
+                raise ArchiveError("zstd failed while rewriting the archive")
+            raw.close()
+        return proc.stdin, close
+    return raw, raw.close
+
+
+def add_rootfs_files(path, rootfs, paths):
+    """Rewrite the archive with PATHS (read from the stopped container's ROOTFS) in rootfs-diff.tar."""
+    compression = compression_of(path)
+    tmp = path + ".rootfs.tmp"
+    out, close = _open_writer(tmp, compression)
+    done = False
+    try:
+        with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as dst:
+            with _TarStream(path) as src:
+                for m in src:
+                    data = src.extractfile(m) if m.isfile() else None
+                    if m.name.lstrip("./") == "rootfs-diff.tar":
+                        _write_rootfs_diff(dst, m, data, rootfs, paths)
+                        done = True
+                    else:
+                        dst.addfile(m, data)
+            if not done:
+                info = tarfile.TarInfo("rootfs-diff.tar")
+                info.mode = 0o644
+                _write_rootfs_diff(dst, info, None, rootfs, paths)
+    finally:
+        close()
+    os.chmod(tmp, 0o600)
+    os.rename(tmp, path)
+
+
+def _write_rootfs_diff(dst, member, data, rootfs, paths):
+    import tempfile
+    with tempfile.TemporaryFile() as buf:
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as diff:
+            if data is not None:
+                with tarfile.open(fileobj=data, mode="r|") as old:
+                    for m in old:
+                        diff.addfile(m, old.extractfile(m) if m.isfile() else None)
+            for p in paths:
+                diff.add(os.path.join(rootfs, p.lstrip("/")), arcname=p.lstrip("/"), recursive=False)
+        member.size = buf.tell()
+        buf.seek(0)
+        dst.addfile(member, buf)

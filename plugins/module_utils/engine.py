@@ -162,6 +162,17 @@ class Engine(object):
         """Names of the named volumes on the host."""
         raise NotImplementedError
 
+    def changes(self, name):
+        """The container's root file system changes: {'added': [...], 'changed': [...], 'deleted': [...]}."""
+        raise NotImplementedError
+
+    def mount(self, name):
+        """Mount the container's root file system (it may be stopped); returns its path."""
+        raise NotImplementedError
+
+    def unmount(self, name):
+        raise NotImplementedError
+
     def exec_command(self, name, argv):
         """argv that runs a command inside a container."""
         raise NotImplementedError

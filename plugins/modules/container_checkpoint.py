@@ -154,6 +154,13 @@ checkpoints:
     finished_at:
       description: Epoch time it ended, archive and manifest written.
       type: float
+    rootfs_files_added:
+      description:
+        - Files the container changed from its image that Podman's export left out of the archive's
+          root file system diff, and that the module added (Podman keeps a changed file only when the
+          same path exists on the host).
+      type: list
+      elements: str
     timings:
       description: The engine's and CRIU's statistics, in microseconds (frozen_time is how long the processes were frozen).
       type: dict
@@ -165,7 +172,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.stacklift.migrate.plugins.module_utils.archive import (
-    read_manifest, sha256_file, write_manifest)
+    ArchiveError, add_rootfs_files, read_manifest, rootfs_diff_names, rootfs_gaps, sha256_file, write_manifest)
 from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
     ENGINE_ARGUMENT_SPEC, EngineError, NotFound, cap_bounding_set, criu_kernel_problem,
     engine_for_module, parse_version, uid_problem)
@@ -244,6 +251,7 @@ class CheckpointManager(object):
             if os.path.exists(tmp):
                 os.unlink(tmp)
             self.module.fail_json(**e.fail_kwargs())
+        added = [] if p["ignore_rootfs"] else self.complete_rootfs_diff(name, tmp)
         seconds = round(time.time() - start, 3)
         os.chmod(tmp, 0o600)
         os.rename(tmp, archive)
@@ -258,11 +266,31 @@ class CheckpointManager(object):
             "cgroup_version": info.get("cgroup_version"), "host": os.uname()[1],
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "compression": p["compression"], "tcp_established": p["tcp_established"],
-            "file_locks": p["file_locks"], "timings": stats,
+            "file_locks": p["file_locks"], "timings": stats, "rootfs_files_added": added,
         }
         entry = self.entry(name, container, archive, write_manifest(archive, manifest), digest, True, seconds, stats)
-        entry.update(started_at=start, finished_at=time.time())
+        entry.update(started_at=start, finished_at=time.time(), rootfs_files_added=added)
         return entry
+
+    def complete_rootfs_diff(self, name, archive):
+        """Put into the archive the changed files Podman's rootfs diff leaves out (see archive.py)."""
+        try:
+            changed = self.engine.changes(name)["changed"]
+            in_diff = rootfs_diff_names(archive)
+            rootfs = self.engine.mount(name)
+            try:
+                gaps = rootfs_gaps(changed, in_diff, rootfs)
+                if gaps:
+                    add_rootfs_files(archive, rootfs, gaps)
+            finally:
+                self.engine.unmount(name)
+        except (EngineError, ArchiveError, OSError) as e:
+            if os.path.exists(archive):
+                os.unlink(archive)
+            details = e.fail_kwargs() if isinstance(e, EngineError) else {}
+            details["msg"] = "checkpoint of %r: could not complete its root file system diff: %s" % (name, e)
+            self.module.fail_json(**details)
+        return gaps
 
     def entry(self, name, container, archive, manifest, digest, changed, seconds, timings):
         image_id = container.get("Image")

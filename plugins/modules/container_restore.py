@@ -283,8 +283,10 @@ def main():
         state_dir=dict(type="path", default="/var/lib/stacklift/restored"),
     )
     argument_spec.update(ENGINE_ARGUMENT_SPEC)
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           mutually_exclusive=[("tcp_established", "tcp_close")])
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    # Checked by hand: mutually_exclusive would count an explicit false as set.
+    if module.params["tcp_established"] and module.params["tcp_close"]:
+        module.fail_json(msg="tcp_established and tcp_close exclude each other: restore the connections or close them")
     RestoreManager(module).run()
 
 

@@ -22,11 +22,24 @@ STATUS = {"shopnet": {"interfaces": {"eth0": {"subnets": [{"ipnet": "10.89.0.3/2
                                               "mac_address": "de:79:51:5c:b0:6e"}}}}
 
 
+def rootfs_diff(files):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in files.items():
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tar.addfile(ti, io.BytesIO(data))
+    return buf.getvalue()
+
+
+ROOTFS_DIFF = rootfs_diff({"etc/motd": b"hello"})
+
+
 def make_archive(path, compression="none", tcp_streams=2, config=None):
     buf = io.BytesIO()
     members = {"config.dump": json.dumps(config or CONFIG).encode(), "spec.dump": json.dumps(SPEC).encode(),
                "network.status": json.dumps(STATUS).encode(), "checkpoint/pages-1.img": b"\0" * 4096,
-               "checkpoint/inventory.img": b"inv", "rootfs-diff.tar": b"r" * 1536, "volumes/cachevol.tar": b"v" * 512}
+               "checkpoint/inventory.img": b"inv", "rootfs-diff.tar": ROOTFS_DIFF, "volumes/cachevol.tar": b"v" * 512}
     for i in range(tcp_streams):
         members["checkpoint/tcp-stream-%d.img" % i] = b"t"
     with tarfile.open(fileobj=buf, mode="w") as tar:
@@ -56,7 +69,7 @@ def test_reads_every_compression(tmp_path, compression):
     assert info["mounts"] == [{"destination": "/data", "type": "bind",
                                "source": "/var/lib/containers/storage/volumes/cachevol/_data"}]
     assert info["tcp_connections_saved"] == 2
-    assert info["sizes"]["memory_pages"] == 4096 and info["sizes"]["rootfs_diff"] == 1536
+    assert info["sizes"]["memory_pages"] == 4096 and info["sizes"]["rootfs_diff"] == len(ROOTFS_DIFF)
     assert info["sizes"]["volumes"] == 512
     assert info["created_by"]["criu_version"] is None   # no manifest beside it
 
@@ -88,6 +101,44 @@ def test_a_tar_without_config_dump_is_not_a_checkpoint(tmp_path):
 def test_missing_archive(tmp_path):
     with pytest.raises(ar.ArchiveError, match="no checkpoint archive at"):
         ar.read_archive(str(tmp_path / "none.tar"))
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip", "zstd"])
+def test_files_the_engine_left_out_are_added_to_the_rootfs_diff(tmp_path, compression):
+    path = make_archive(tmp_path / "a.tar", compression)
+    root = tmp_path / "root"
+    (root / "var/lib/db").mkdir(parents=True)
+    (root / "var/lib/db/table").write_bytes(b"rows")
+    (root / "var/lib/db/link").symlink_to("table")
+    (root / "etc").mkdir()
+    (root / "etc/motd").write_text("hello")
+    in_diff = ar.rootfs_diff_names(path)
+    assert in_diff == {"/etc/motd"}
+    gaps = ar.rootfs_gaps(["/var", "/var/lib/db", "/var/lib/db/table", "/var/lib/db/link", "/etc/motd",
+                           "/etc/hosts", "/gone"], in_diff, str(root))
+    assert gaps == ["/var/lib/db/link", "/var/lib/db/table"]
+    before = ar.read_archive(path)
+    ar.add_rootfs_files(path, str(root), gaps)
+    after = ar.read_archive(path)
+    assert after["compression"] == compression and after["tcp_connections_saved"] == 2
+    assert after["container_name"] == before["container_name"] and after["networks"] == before["networks"]
+    assert ar.rootfs_diff_names(path) == {"/etc/motd", "/var/lib/db/table", "/var/lib/db/link"}
+    with tarfile.open(path if compression == "none" else fileobj_of(path, compression)) as tar:
+        inner = tarfile.open(fileobj=tar.extractfile("rootfs-diff.tar"))
+        assert inner.extractfile("var/lib/db/table").read() == b"rows"
+        assert inner.getmember("var/lib/db/link").issym()
+
+
+def fileobj_of(path, compression):
+    data = open(path, "rb").read()
+    if compression == "gzip":
+        import gzip
+        data = gzip.decompress(data)
+    else:
+        data = subprocess.run(["zstd", "-dc"], input=data, stdout=subprocess.PIPE, check=True).stdout
+    tmp = path + ".plain"
+    open(tmp, "wb").write(data)
+    return tmp
 
 
 def test_sha256_file(tmp_path):

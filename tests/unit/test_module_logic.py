@@ -2,6 +2,7 @@
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +11,7 @@ from ansible_collections.stacklift.migrate.plugins.modules import (
 
 from fakes import FakeRunner
 from test_archive import make_archive
+from ansible_collections.stacklift.migrate.plugins.module_utils.archive import rootfs_diff_names
 
 HOST = {
     "podman info": {"host": {"ociRuntime": {"name": "runc", "version": "runc version 1.1.15"},
@@ -29,10 +31,19 @@ def container(running=True, checkpointed=False, status=None):
 
 
 def checkpoint_writes_archive(argv):
-    path = argv[argv.index("--export") + 1]
-    with open(path, "wb") as f:
-        f.write(b"archive bytes")
+    make_archive(Path(argv[argv.index("--export") + 1]), "zstd")
     return 0, json.dumps({"podman_checkpoint_duration": 1000}), ""
+
+
+def stopped_rootfs(tmp_path):
+    """The checkpointed container's root file system: one file changed from the image, one bind mount."""
+    root = tmp_path / "rootfs"
+    (root / "var/lib/db").mkdir(parents=True)
+    (root / "var/lib/db/table").write_bytes(b"rows changed at run time")
+    (root / "etc").mkdir()
+    (root / "etc/hosts").write_text("engine-managed")
+    return {"podman diff": {"changed": ["/var", "/var/lib/db/table", "/etc/hosts"], "added": [], "deleted": []},
+            "podman mount": (0, str(root) + "\n", ""), "podman unmount": (0, "", "")}
 
 
 @pytest.fixture
@@ -41,12 +52,16 @@ def full_capabilities(monkeypatch):
 
 
 def test_checkpoint_then_unchanged(run_module, tmp_path, full_capabilities):
-    runner = FakeRunner(dict(HOST, **{"podman container inspect": container(),
-                                      "podman container checkpoint": checkpoint_writes_archive}))
+    runner = FakeRunner(dict(HOST, **dict(stopped_rootfs(tmp_path), **{
+        "podman container inspect": container(), "podman container checkpoint": checkpoint_writes_archive})))
     result, failed = run_module(container_checkpoint, {"name": ["db"], "archive_dir": str(tmp_path / "ck")}, runner)
-    assert not failed and result["changed"]
+    assert not failed and result["changed"], result
     entry = result["checkpoints"][0]
-    assert entry["archive"] == str(tmp_path / "ck" / "db.tar.zst") and entry["size"] == len(b"archive bytes")
+    assert entry["archive"] == str(tmp_path / "ck" / "db.tar.zst") and entry["size"] > 0
+    # The changed file Podman's export leaves out is put into the archive; the bind mount is not.
+    assert entry["rootfs_files_added"] == ["/var/lib/db/table"]
+    assert "/var/lib/db/table" in rootfs_diff_names(entry["archive"])
+    assert runner.commands("podman unmount")
     assert oct(os.stat(entry["archive"]).st_mode & 0o777) == "0o600"
     assert oct(os.stat(tmp_path / "ck").st_mode & 0o777) == "0o700"
     manifest = json.loads(open(entry["manifest"]).read())
@@ -93,6 +108,16 @@ def test_non_root_processes_without_cap_sys_resource(run_module, tmp_path, monke
                                       "podman top": (0, "HUSER\npostgres\nroot\n", "")}))
     result, failed = run_module(container_checkpoint, {"name": ["db"], "archive_dir": str(tmp_path)}, runner)
     assert failed and "processes run as postgres" in result["msg"] and "CAP_SYS_RESOURCE" in result["msg"]
+
+
+def test_a_failed_rootfs_completion_leaves_no_archive(run_module, tmp_path, full_capabilities):
+    answers = dict(stopped_rootfs(tmp_path), **{"podman container inspect": container(),
+                                                "podman container checkpoint": checkpoint_writes_archive,
+                                                "podman mount": (125, "", "Error: no space left")})
+    result, failed = run_module(container_checkpoint, {"name": ["db"], "archive_dir": str(tmp_path / "ck")},
+                                FakeRunner(dict(HOST, **answers)))
+    assert failed and "could not complete its root file system diff" in result["msg"] and "no space" in result["stderr"]
+    assert os.listdir(tmp_path / "ck") == []
 
 
 def test_engine_failure_reports_stdout_stderr_and_leaves_no_part_file(run_module, tmp_path, full_capabilities):
@@ -174,7 +199,7 @@ def test_restore_check_mode_then_real_then_unchanged(run_module, tmp_path):
 def test_tcp_established_and_tcp_close_exclude_each_other(run_module, tmp_path):
     result, failed = run_module(container_restore, {"archive": "x", "tcp_established": True, "tcp_close": True},
                                 FakeRunner())
-    assert failed and "mutually exclusive" in result["msg"]
+    assert failed and "tcp_established and tcp_close exclude each other" in result["msg"]
 
 
 # -- checkpoint_info -------------------------------------------------------------
