@@ -161,7 +161,8 @@ def test_rollback_when_a_target_tier_never_gets_ready_then_a_second_run_works(no
     ok, detail = verify(shop["state"])
     assert ok, detail
     report = report_of(shop["reports"])
-    assert report["outcome"] == "rolled_back" and "tier 1" in report["error"]
+    assert report["outcome"] == "rolled_back" and report["downtime_s"] is None
+    assert "Probe app on the target" in report["error"] and "not ready after" in report["error"]
 
     node2.run("nft delete table inet stacklift_test")
     node2.run("rm -rf /var/lib/stacklift/restored")
@@ -183,13 +184,14 @@ def test_rollback_when_the_transfer_is_cut_halfway(node1, node2, shop):
         assert time.time() < deadline and proc.poll() is None, "no transfer started: " + (proc.stdout.read()
                                                                                           if proc.poll() else "")
         time.sleep(0.05)
-    killed = node1.run("pkill -KILL -f AnsiballZ_checkpoint_transfer", check=False).returncode == 0
+    # Kill the module's Python (not the shell around it): the task fails, as when the sender dies.
+    killed = node1.run("pkill -KILL -f '^/usr/bin/python3 .*AnsiballZ_checkpoint_transfer'", check=False).returncode == 0
     out = proc.communicate(timeout=300)[0]
     node2.run("nft delete table inet stacklift_test")
     assert killed and proc.returncode != 0, out[-3000:]
     assert "rolled back; the stack serves on the source again" in out, out[-4000:]
     assert running(node1) == set(CONTAINERS) and running(node2) == set()
-    # No archive under its final name on the target.
-    assert node2.out("ls %s | grep -v '^\\.' | wc -l" % ARCHIVE_DIR) == "0"
+    # The rollback took every archive, whole or cut off, away from the target.
+    assert node2.out("ls -A %s | wc -l" % ARCHIVE_DIR) == "0"
     ok, detail = verify(shop["state"])
     assert ok, detail
