@@ -120,7 +120,7 @@ def test_demo_stack_migrates_with_its_state_and_serves_every_request(node1, node
 ])
 def test_bad_stack_descriptions_fail_before_anything_is_fenced(node1, shop, change, message):
     import yaml
-    stack = yaml.safe_load(SHOP_INVENTORY.read_text())["all"]["vars"]["stacklift_stack"]
+    stack = yaml.safe_load((SHOP_INVENTORY.parent / "group_vars" / "all.yml").read_text())["stacklift_stack"]
     change(stack)
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump({"stacklift_stack": stack}, f)
