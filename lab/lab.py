@@ -290,7 +290,11 @@ rmdir /.oldroot
 # masqueraded by a host whose conntrack never saw it start.
 nft -f - <<EOF
 table inet stacklift_lab_routing {
-  chain prerouting { type filter hook prerouting priority -300; ip saddr LAB_NET ip daddr CONTAINER_NETS notrack; ip saddr CONTAINER_NETS ip daddr LAB_NET notrack; }
+  chain prerouting {
+    type filter hook prerouting priority -300;
+    ip saddr LAB_NET ip daddr CONTAINER_NETS notrack
+    ip saddr CONTAINER_NETS ip daddr LAB_NET notrack
+  }
 }
 EOF
 exec /usr/bin/catatonit -- /usr/sbin/sshd -D -e

@@ -28,5 +28,6 @@ echo "== 5. what the client saw"
 echo "== 6. sessions, carts, orders, TTLs, the shop's counters and its database connections, on node2"
 client verify "$work/shoppers.json"
 echo "== 7. the report"
-cat "$(ls -t migration-reports/shop-*.txt | head -1)"
-echo "report files: $(ls -t migration-reports/shop-*.json | head -1) (+ .txt, .svg)"
+report=$(grep -o 'report: [^"]*' "$work/migrate.log" | tail -1 | cut -d' ' -f2)
+cat "${report%.json}.txt"
+echo "report files: $report (+ .txt, .svg)"

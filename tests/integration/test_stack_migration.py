@@ -156,7 +156,7 @@ def test_rollback_when_a_target_tier_never_gets_ready_then_a_second_run_works(no
     res = playbook(REPO / "migrate_stack.yml", "-e", "stacklift_probe_timeout=6", report_dir=shop["reports"])
     assert res.returncode != 0, res.stdout[-3000:]
     assert "rolled back; the stack serves on the source again" in res.stdout
-    assert "Wait until tier 1 is ready" in res.stdout
+    assert "Wait until ready, tier 1" in res.stdout
     assert running(node1) == set(CONTAINERS) and running(node2) == set()
     ok, detail = verify(shop["state"])
     assert ok, detail

@@ -16,10 +16,11 @@ PHASES = {
     "quiesce": [{"item": item("app"), "started_at": 99.0, "finished_at": 99.5}],
     "fence": [{"item": "node1", "started_at": 100.0,
                "containers": [{"name": "shop-db", "at": 100.01}, {"name": "shop-app", "at": 100.02}]}],
-    "checkpoint": [{"item": item("db"), "checkpoints": [{"name": "shop-db", "started_at": 100.1, "finished_at": 101.0,
-                                                          "size": 5000, "timings": {"frozen_time": 800}}]},
-                   {"item": item("app"), "checkpoints": [{"name": "shop-app", "started_at": 101.0,
-                                                           "finished_at": 101.5, "size": 7000}]}],
+    "checkpoint": [
+        {"item": item("db"), "checkpoints": [
+            {"name": "shop-db", "started_at": 100.1, "finished_at": 101.0, "size": 5000, "timings": {"frozen_time": 800}}]},
+        {"item": item("app"), "checkpoints": [
+            {"name": "shop-app", "started_at": 101.0, "finished_at": 101.5, "size": 7000}]}],
     "transfer": [{"item": item("db"), "started_at": 102.0, "finished_at": 102.2, "bytes": 5000},
                  {"item": item("app"), "started_at": 104.0, "finished_at": 104.1, "bytes": 7000}],
     "restore": [{"item": item("db"), "started_at": 102.3, "finished_at": 103.0},
