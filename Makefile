@@ -15,7 +15,7 @@ export PODMAN_IGNORE_CGROUPSV1_WARNING := 1
 # System packages the controller needs (Debian names), installed only when missing.
 SYSTEM_PACKAGES := debootstrap netcat-openbsd gcc libc6-dev iproute2 util-linux openssh-client tar zstd shellcheck git
 
-.PHONY: help deps venv collection lab lab-status lab-down test unit integration sanity lint demo build clean
+.PHONY: help deps venv collection lab lab-status lab-down test unit integration sanity lint demo bench build clean
 
 help:
 	@echo "make demo        build the lab, run the shop on node1, migrate it to node2 under load (the main job)"
@@ -77,6 +77,10 @@ lint: venv collection
 demo: lab
 	@echo; echo "== the lab's hosts =="; $(LAB) status
 	@echo; bash examples/shop/demo.sh
+
+# Modules and the stack migration against bare podman/ssh commands, measured in the same run.
+bench: lab
+	$(BIN)/python bench/bench.py
 
 build: venv
 	$(BIN)/ansible-galaxy collection build --force .

@@ -6,13 +6,10 @@ how to start it (`make lab`); they never skip.
 
 import json
 import os
-import shlex
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 LAB_DIR = Path(os.environ.get("STACKLIFT_LAB_DIR", REPO / ".lab"))
@@ -22,48 +19,15 @@ BIN = Path(sys.executable).parent
 sys.path.insert(0, str(REPO / "lab"))
 sys.path.insert(0, str(REPO / "tests"))
 
-
-class Host:
-    """One lab host: run shell commands on it over SSH, as Ansible does."""
-
-    def __init__(self, name, address, key, ssh_args):
-        self.name, self.address, self.key, self.ssh_args = name, address, key, ssh_args
-
-    def ssh_cmd(self):
-        return ["ssh", "-i", self.key, "-o", "BatchMode=yes"] + shlex.split(self.ssh_args) + ["root@" + self.address]
-
-    def run(self, cmd, check=True, timeout=300):
-        res = subprocess.run(self.ssh_cmd() + [cmd], capture_output=True, text=True, timeout=timeout, check=False)
-        if check and res.returncode != 0:
-            raise AssertionError("%s: `%s` failed (%d)\nstdout: %s\nstderr: %s"
-                                 % (self.name, cmd, res.returncode, res.stdout, res.stderr))
-        return res
-
-    def out(self, cmd, **kw):
-        return self.run(cmd, **kw).stdout.strip()
-
-    def podman_json(self, cmd):
-        return json.loads(self.out("podman " + cmd))
-
-    def __repr__(self):
-        return "Host(%s)" % self.name
-
-
-def load_lab():
-    if not INVENTORY.exists():
-        pytest.fail("the lab is not up (no %s): run `make lab` (make test does it)" % INVENTORY, pytrace=False)
-    inv = yaml.safe_load(INVENTORY.read_text())
-    vars_ = inv["all"]["vars"]
-    hosts = {}
-    for name, hv in inv["all"]["children"]["lab"]["hosts"].items():
-        hosts[name] = Host(name, hv["ansible_host"], vars_["ansible_ssh_private_key_file"],
-                           vars_["ansible_ssh_common_args"])
-    return hosts
+from labhosts import LabDown, load_lab  # noqa: E402  (lab/labhosts.py)
 
 
 @pytest.fixture(scope="session")
 def lab():
-    hosts = load_lab()
+    try:
+        hosts = load_lab(INVENTORY)
+    except LabDown as e:
+        pytest.fail(str(e), pytrace=False)
     for h in hosts.values():
         res = h.run("true", check=False, timeout=30)
         if res.returncode != 0:

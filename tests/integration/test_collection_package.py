@@ -6,7 +6,7 @@ import tarfile
 
 import yaml
 
-from playbook import BIN, REPO
+from labhosts import BIN, REPO
 
 MODULES = {"container_checkpoint", "container_restore", "checkpoint_info", "checkpoint_transfer", "image_sync",
            "service_probe", "stack_plan", "container_fence", "service_quiesce",

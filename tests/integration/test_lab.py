@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from playbook import BIN, INVENTORY
+from labhosts import BIN, INVENTORY
 
 
 def test_criu_check_passes_on_every_host(lab):

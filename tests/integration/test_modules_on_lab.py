@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from playbook import run_module
+from labhosts import run_module
 
 NET, SUBNET, IP = "modnet", "10.89.3.0/24", "10.89.3.5"
 REDIS = "localhost/stacklift/redis:latest"

@@ -3,7 +3,7 @@
 import os
 import subprocess
 
-from playbook import BIN, REPO
+from labhosts import BIN, REPO
 
 
 def test_molecule_shop_scenario(lab):

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from playbook import BIN, INVENTORY, REPO, ansible_env
+from labhosts import BIN, INVENTORY, REPO, ansible_env
 
 SHOP_INVENTORY = REPO / "examples" / "shop" / "inventory.yml"
 SHOPPER = REPO / "examples" / "shop" / "shopper.py"

@@ -1,7 +1,11 @@
-"""Run one stacklift module on a lab host through ansible-playbook, and get its result back."""
+"""The lab's hosts as Python sees them: run commands over SSH the way Ansible reaches them.
+
+Used by the tests and the benchmarks.
+"""
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -9,9 +13,52 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parent.parent
 INVENTORY = REPO / ".lab" / "inventory.yml"
 BIN = Path(sys.executable).parent
+
+
+class LabDown(Exception):
+    pass
+
+
+class Host:
+    """One lab host: run shell commands on it over SSH, as Ansible does."""
+
+    def __init__(self, name, address, key, ssh_args):
+        self.name, self.address, self.key, self.ssh_args = name, address, key, ssh_args
+
+    def ssh_cmd(self):
+        return ["ssh", "-i", self.key, "-o", "BatchMode=yes"] + shlex.split(self.ssh_args) + ["root@" + self.address]
+
+    def run(self, cmd, check=True, timeout=300):
+        res = subprocess.run(self.ssh_cmd() + [cmd], capture_output=True, text=True, timeout=timeout, check=False)
+        if check and res.returncode != 0:
+            raise AssertionError("%s: `%s` failed (%d)\nstdout: %s\nstderr: %s"
+                                 % (self.name, cmd, res.returncode, res.stdout, res.stderr))
+        return res
+
+    def out(self, cmd, **kw):
+        return self.run(cmd, **kw).stdout.strip()
+
+    def podman_json(self, cmd):
+        return json.loads(self.out("podman " + cmd))
+
+    def __repr__(self):
+        return "Host(%s)" % self.name
+
+
+def load_lab(inventory=INVENTORY):
+    """{name: Host} from the lab's inventory."""
+    if not Path(inventory).exists():
+        raise LabDown("the lab is not up (no %s): run `make lab` (make test does it)" % inventory)
+    inv = yaml.safe_load(Path(inventory).read_text())
+    vars_ = inv["all"]["vars"]
+    hosts = {}
+    for name, hv in inv["all"]["children"]["lab"]["hosts"].items():
+        hosts[name] = Host(name, hv["ansible_host"], vars_["ansible_ssh_private_key_file"],
+                           vars_["ansible_ssh_common_args"])
+    return hosts
 
 
 def ansible_env(**extra):

@@ -1,0 +1,216 @@
+"""stacklift benchmarks on the lab, each against the bare commands doing the same work, in the same run.
+
+  make bench            (the lab must be up; make bench starts it)
+
+Part 1, per module: the module run as an Ansible task (ansible-playbook wall time, and the time the
+module itself reports where it does) against the bare podman/ssh command run over SSH from the
+controller. Part 2: the demo stack's downtime migrated with stacklift against the same migration
+done by hand with bare commands (fence, checkpoints, copy, restores). Results go to
+bench-results/bench-TIMESTAMP.json and are printed as a table.
+"""
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "lab"))
+sys.path.insert(0, str(REPO / ".cache" / "collections"))
+
+from labhosts import BIN, INVENTORY, ansible_env, load_lab, run_module  # noqa: E402
+from ansible_collections.stacklift.migrate.plugins.module_utils.quiesce import FENCE_RULES  # noqa: E402
+
+ROUNDS = 3
+REDIS = "localhost/stacklift/redis:latest"
+NET, SUBNET, IP = "benchnet", "10.89.20.0/24", "10.89.20.5"
+SHOP = REPO / "examples" / "shop"
+SSH_OPTS = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
+
+
+def timed(fn):
+    t = time.time()
+    out = fn()
+    return time.time() - t, out
+
+
+def median(xs):
+    return round(statistics.median(xs), 3) if xs else None
+
+
+def module_time(host, module, args):
+    wall, (result, failed) = timed(lambda: run_module(host, module, args))
+    if failed:
+        raise RuntimeError("%s failed: %s" % (module, result.get("msg")))
+    return wall, result
+
+
+def fresh_cache(node):
+    node.run("podman rm -f -t 0 benchcache >/dev/null 2>&1; podman run -d --name benchcache --network %s --ip %s %s "
+             ">/dev/null && until podman exec benchcache redis-cli ping >/dev/null 2>&1; do sleep 0.1; done; "
+             "podman exec benchcache sh -c 'seq 1 20000 | sed \"s/.*/SET key& value&/\" | redis-cli --pipe' >/dev/null" % (NET, IP, REDIS))
+
+
+def bench_modules(node1, node2):
+    for h in (node1, node2):
+        h.run("podman rm -f -t 0 benchcache >/dev/null 2>&1; podman network rm -f %s >/dev/null 2>&1; "
+              "podman network create --subnet %s %s >/dev/null; rm -rf /var/lib/stacklift/bench "
+              "/var/lib/stacklift/restored; mkdir -p /var/lib/stacklift/bench" % (NET, SUBNET, NET))
+    a = "/var/lib/stacklift/bench/benchcache.tar.zst"
+    rows = {k: {"module_task_s": [], "module_own_s": [], "bare_s": []} for k in (
+        "container_checkpoint", "checkpoint_info", "checkpoint_transfer", "image_sync", "container_restore",
+        "service_probe")}
+    for _round in range(ROUNDS):
+        # checkpoint: bare, then the module, each on a fresh container with the same data
+        fresh_cache(node1)
+        t, _ = timed(lambda: node1.run("podman container checkpoint benchcache --export /tmp/bare.tar.zst "
+                                       "--compress zstd --tcp-established --file-locks"))
+        rows["container_checkpoint"]["bare_s"].append(t)
+        fresh_cache(node1)
+        node1.run("rm -f %s*" % a)
+        t, r = module_time("node1", "container_checkpoint", {"name": "benchcache", "archive": a,
+                                                             "tcp_established": True, "file_locks": True})
+        rows["container_checkpoint"]["module_task_s"].append(t)
+        rows["container_checkpoint"]["module_own_s"].append(r["checkpoints"][0]["seconds"])
+        # info: bare reads the container's config out of the archive
+        t, _ = timed(lambda: node1.run("tar --zstd -xOf %s config.dump >/dev/null" % a))
+        rows["checkpoint_info"]["bare_s"].append(t)
+        t, r = module_time("node1", "checkpoint_info", {"path": a})
+        rows["checkpoint_info"]["module_task_s"].append(t)
+        # transfer: scp against the module (sha256 on both ends, rename into place)
+        node2.run("rm -rf /var/lib/stacklift/bench; mkdir -p /var/lib/stacklift/bench")
+        t, _ = timed(lambda: node1.run("scp -q %s %s %s:/var/lib/stacklift/bench/bare.tar.zst" % (SSH_OPTS, a, node2.address)))
+        rows["checkpoint_transfer"]["bare_s"].append(t)
+        t, r = module_time("node1", "checkpoint_transfer", {"src": a, "target_host": node2.address,
+                                                            "key_file": "/root/.ssh/id_ed25519"})
+        rows["checkpoint_transfer"]["module_task_s"].append(t)
+        rows["checkpoint_transfer"]["module_own_s"].append(r["seconds"])
+        # image: save | ssh load against the module
+        node2.run("podman rm -f -t 0 benchcache >/dev/null 2>&1; podman rmi -f %s >/dev/null" % REDIS)
+        t, _ = timed(lambda: node1.run("podman save --format docker-archive %s | ssh %s %s podman load -q >/dev/null"
+                                       % (REDIS, SSH_OPTS, node2.address)))
+        rows["image_sync"]["bare_s"].append(t)
+        node2.run("podman rmi -f %s >/dev/null" % REDIS)
+        t, r = module_time("node1", "image_sync", {"archive": a, "target_host": node2.address,
+                                                   "key_file": "/root/.ssh/id_ed25519"})
+        rows["image_sync"]["module_task_s"].append(t)
+        rows["image_sync"]["module_own_s"].append(r["seconds"])
+        # restore on node2: bare, then the module
+        node2.run("podman rm -f -t 0 benchcache >/dev/null 2>&1; podman volume prune -f >/dev/null")
+        t, _ = timed(lambda: node2.run("podman container restore --import %s --tcp-established --file-locks" % a))
+        rows["container_restore"]["bare_s"].append(t)
+        node2.run("podman rm -f -t 0 benchcache >/dev/null; rm -rf /var/lib/stacklift/restored")
+        t, r = module_time("node2", "container_restore", {"archive": a, "tcp_established": True, "file_locks": True})
+        rows["container_restore"]["module_task_s"].append(t)
+        rows["container_restore"]["module_own_s"].append(r["seconds"])
+        # probe: redis-cli ping in the container against the module's RESP PING
+        t, _ = timed(lambda: node2.run("podman exec benchcache redis-cli ping"))
+        rows["service_probe"]["bare_s"].append(t)
+        t, r = module_time("node2", "service_probe", {"type": "redis", "container": "benchcache"})
+        rows["service_probe"]["module_task_s"].append(t)
+        rows["service_probe"]["module_own_s"].append(r["elapsed"])
+    for h in (node1, node2):
+        h.run("podman rm -f -t 0 benchcache >/dev/null 2>&1; podman network rm -f %s >/dev/null 2>&1; "
+              "rm -rf /var/lib/stacklift/bench /var/lib/stacklift/restored /tmp/bare.tar.zst" % NET, check=False)
+    out = {}
+    for name, r in rows.items():
+        bare = median(r["bare_s"])
+        task = median(r["module_task_s"])
+        own = median(r["module_own_s"])
+        out[name] = {"bare_s": bare, "module_task_s": task, "module_own_s": own,
+                     "task_vs_bare": round(task / bare, 2) if bare else None,
+                     "own_vs_bare": round(own / bare, 2) if bare and own is not None else None}
+    return out
+
+
+def play(*args):
+    cmd = [str(BIN / "ansible-playbook"), "-i", str(INVENTORY), "-i", str(SHOP / "inventory.yml")] + list(args)
+    res = subprocess.run(cmd, env=ansible_env(), capture_output=True, text=True, check=False)
+    if res.returncode:
+        raise RuntimeError("%s failed:\n%s" % (" ".join(args), res.stdout[-3000:]))
+    return res.stdout
+
+
+def deploy_shop():
+    play(str(SHOP / "reset.yml"))
+    play(str(SHOP / "deploy.yml"))
+    drive = subprocess.run(["ip", "netns", "exec", "stacklift-client", sys.executable, str(SHOP / "shopper.py"),
+                            "drive", "/tmp/stacklift-bench-shoppers.json"], capture_output=True, text=True, check=False)
+    if drive.returncode:
+        raise RuntimeError(drive.stdout + drive.stderr)
+
+
+def by_hand(node1, node2):
+    """The same migration with bare commands: fence, checkpoints, copy, restores; each step timed."""
+    deploy_shop()
+    steps = {}
+    d = "/var/lib/stacklift/byhand"
+    node1.run("mkdir -p %s" % d)
+    node2.run("rm -rf %s; mkdir -p %s" % (d, d))
+    t0 = time.time()
+    # The same nftables table stacklift's container_fence puts in each container's namespace.
+    node1.run("cat > /tmp/fence.nft <<'EOF'\n%sEOF" % FENCE_RULES)
+    steps["fence_s"], _ = timed(lambda: node1.run(
+        "for c in shop-app shop-cache shop-db; do nsenter -t $(podman inspect -f '{{.State.Pid}}' $c) "
+        "-n nft -f /tmp/fence.nft; done"))
+    steps["checkpoint_s"], _ = timed(lambda: node1.run(
+        "for c in shop-db shop-cache shop-app; do podman container checkpoint $c --export %s/$c.tar.zst "
+        "--compress zstd --tcp-established --file-locks || exit 1; done" % d))
+    steps["copy_s"], _ = timed(lambda: node1.run("scp -q %s %s/*.tar.zst %s:%s/" % (SSH_OPTS, d, node2.address, d)))
+    node2.run("podman network exists shopnet || podman network create --subnet 10.89.10.0/24 shopnet >/dev/null")
+    t, res = timed(lambda: node2.run(
+        "for c in shop-db shop-cache shop-app; do podman container restore --import %s/$c.tar.zst "
+        "--tcp-established --file-locks || exit 1; done" % d, check=False))
+    steps["restore_s"] = t
+    result = {"steps": {k: round(v, 3) for k, v in steps.items()}}
+    if res.returncode != 0:
+        log = node2.out("grep -h Error /var/lib/containers/storage/overlay-containers/*/userdata/restore.log "
+                        "2>/dev/null | head -3", check=False)
+        result.update(ok=False, error=(res.stderr.strip().splitlines() or ["?"])[-1], criu=log)
+    else:
+        node2.run("until podman exec shop-app curl -sf http://127.0.0.1:8080/health >/dev/null; do sleep 0.05; done")
+        result.update(ok=True, downtime_s=round(time.time() - t0, 3))
+    result["work_s"] = round(sum(steps.values()), 3)
+    for h in (node1, node2):
+        h.run("rm -rf %s" % d, check=False)
+    return result
+
+
+def with_stacklift():
+    deploy_shop()
+    out = play(str(REPO / "migrate_stack.yml"), "-e", "stacklift_report_dir=/tmp/stacklift-bench-reports")
+    path = [line.split("report: ", 1)[1].strip().strip('",') for line in out.splitlines() if "report: " in line][-1]
+    report = json.loads(Path(path).read_text())
+    phases = {}
+    for name, s in report["services"].items():
+        for ph, v in s["phases"].items():
+            if v.get("seconds") is not None:
+                phases[ph] = round(phases.get(ph, 0) + v["seconds"], 3)
+    return {"downtime_s": report["downtime_s"], "phase_seconds_summed": phases}
+
+
+def main():
+    lab = load_lab()
+    node1, node2 = lab["node1"], lab["node2"]
+    results = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rounds": ROUNDS}
+    results["modules"] = bench_modules(node1, node2)
+    results["migration_by_hand"] = by_hand(node1, node2)
+    results["migration_stacklift"] = with_stacklift()
+    play(str(SHOP / "reset.yml"))
+    out_dir = REPO / "bench-results"
+    out_dir.mkdir(exist_ok=True)
+    path = out_dir / ("bench-%s.json" % time.strftime("%Y%m%dT%H%M%S"))
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    print("%-22s %9s %14s %13s %8s %8s" % ("module", "bare s", "module task s", "module own s", "task/x", "own/x"))
+    for name, r in results["modules"].items():
+        print("%-22s %9s %14s %13s %8s %8s" % (name, r["bare_s"], r["module_task_s"], r["module_own_s"],
+                                              r["task_vs_bare"], r["own_vs_bare"]))
+    print("\nby hand:   %s" % json.dumps(results["migration_by_hand"]))
+    print("stacklift: %s" % json.dumps(results["migration_stacklift"]))
+    print("\nwritten to %s" % path)
+
+
+if __name__ == "__main__":
+    main()
