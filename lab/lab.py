@@ -402,6 +402,20 @@ def load_images(name, key, archive, image_ids):
     run(ssh + ["podman load -q -i %s/%s" % (IMAGES_IN_HOST, archive.name)], capture=True)
 
 
+def control_path_dir():
+    return STATE / "cp"
+
+
+def close_ssh_masters():
+    """Ask the SSH connection masters Ansible left for this lab to exit, then drop their sockets."""
+    cp = control_path_dir()
+    if not cp.exists():
+        return
+    for sock in cp.iterdir():
+        run(["ssh", "-o", "ControlPath=%s" % sock, "-O", "exit", "lab"], check=False, capture=True, timeout=10)
+    shutil.rmtree(cp, ignore_errors=True)
+
+
 def write_inventory(names, key):
     lines = [
         "# Written by `make lab`; the lab's hosts and how to reach them.",
@@ -413,6 +427,9 @@ def write_inventory(names, key):
         "    ansible_ssh_common_args: >-",
         "      -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
         "      -o ProxyCommand=\"%s\"" % proxy_command(),
+        "    # SSH connection sharing of this lab only: a master left from an earlier lab at the same",
+        "    # addresses would otherwise be reused, and hang.",
+        "    ansible_control_path_dir: %s" % control_path_dir(),
         "    # Host-to-host transfers use this key, which every lab host holds.",
         "    stacklift_ssh_key_on_host: /root/.ssh/id_ed25519",
         "    # A network namespace on the lab bridge where tests and the demo act as clients.",
@@ -448,6 +465,7 @@ def cmd_up(args):
     wait_ssh(names, key)
     for n in names:
         load_images(n, key, archive, image_ids)
+    control_path_dir().mkdir(mode=0o700, exist_ok=True)
     write_inventory(names, key)
     (STATE / "images.json").write_text(json.dumps(image_ids, indent=2, sort_keys=True) + "\n")
     (STATE / "nodes").write_text("\n".join(names) + "\n")
@@ -593,6 +611,7 @@ def remove_cgroup_parent():
 
 
 def cmd_down(args):  # pylint: disable=unused-argument
+    close_ssh_masters()
     for n in known_nodes():
         stop_host(n)
         log("%s down" % n)

@@ -39,18 +39,14 @@ options:
     description: The restore would not restore named volumes (skips the volume conflict check).
     type: bool
     default: false
-  engine:
-    description: Container engine used by O(check_host). V(auto) prefers Podman, then Docker.
-    type: str
-    choices: [auto, podman, docker]
-    default: auto
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - stacklift.migrate.engine
 attributes:
   check_mode:
-    description: Can run in check mode and return the changed status it predicts.
     support: full
     details: Only reads.
   diff_mode:
-    description: Returns details on what changed (or would change) with C(--diff).
     support: none
 seealso:
   - module: stacklift.migrate.container_checkpoint

@@ -22,8 +22,6 @@ description:
   - Idempotent; when O(dest) on the target already has the same sha256 nothing is sent.
 author:
   - stacklift developers (@stacklift)
-requirements:
-  - paramiko on the host that sends
 options:
   src:
     description: Path of the archive on the host the task runs on.
@@ -39,43 +37,14 @@ options:
     description: Send the manifest (C(SRC.stacklift.json)) too, when there is one.
     type: bool
     default: true
-  target_host:
-    description: Address of the target host, as this host reaches it.
-    type: str
-    required: true
-  target_port:
-    description: SSH port of the target.
-    type: int
-    default: 22
-  target_user:
-    description: User on the target.
-    type: str
-    default: root
-  key_file:
-    description: Private key on this host for the target. Defaults to the usual keys in ~/.ssh.
-    type: path
-  host_key_checking:
-    description:
-      - V(strict) accepts only targets in O(known_hosts_file); V(accept_new) adds unknown ones
-        (as OpenSSH's accept-new); V(ignore) checks nothing.
-    type: str
-    choices: [strict, accept_new, ignore]
-    default: accept_new
-  known_hosts_file:
-    description: Known hosts file on this host.
-    type: path
-    default: ~/.ssh/known_hosts
-  connect_timeout:
-    description: Seconds to wait for the SSH connection.
-    type: int
-    default: 10
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - stacklift.migrate.engine.SSH_TARGET
 attributes:
   check_mode:
-    description: Can run in check mode and return the changed status it predicts.
     support: full
     details: Connects and compares checksums, sends nothing.
   diff_mode:
-    description: Returns details on what changed (or would change) with C(--diff).
     support: none
 seealso:
   - module: stacklift.migrate.image_sync

@@ -72,18 +72,14 @@ options:
     description: Do not put the changes to the container's root file system into the archive.
     type: bool
     default: false
-  engine:
-    description: Container engine. V(auto) prefers Podman, then Docker.
-    type: str
-    choices: [auto, podman, docker]
-    default: auto
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - stacklift.migrate.engine
 attributes:
   check_mode:
-    description: Can run in check mode and return the changed status it predicts.
     support: full
     details: Checks everything it would check, freezes nothing.
   diff_mode:
-    description: Returns details on what changed (or would change) with C(--diff).
     support: full
 notes:
   - Needs root and CRIU 4.2 or newer on Linux 6.16 and newer.

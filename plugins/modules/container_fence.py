@@ -37,17 +37,13 @@ options:
     type: str
     choices: [present, absent]
     default: present
-  engine:
-    description: Container engine. V(auto) prefers Podman, then Docker.
-    type: str
-    choices: [auto, podman, docker]
-    default: auto
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - stacklift.migrate.engine
 attributes:
   check_mode:
-    description: Can run in check mode and return the changed status it predicts.
     support: full
   diff_mode:
-    description: Returns details on what changed (or would change) with C(--diff).
     support: full
 seealso:
   - module: stacklift.migrate.container_checkpoint

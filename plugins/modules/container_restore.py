@@ -80,18 +80,14 @@ options:
     description: Where the module records what it restored, for idempotence.
     type: path
     default: /var/lib/stacklift/restored
-  engine:
-    description: Container engine. V(auto) prefers Podman, then Docker.
-    type: str
-    choices: [auto, podman, docker]
-    default: auto
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - stacklift.migrate.engine
 attributes:
   check_mode:
-    description: Can run in check mode and return the changed status it predicts.
     support: full
     details: Verifies and checks everything, restores nothing.
   diff_mode:
-    description: Returns details on what changed (or would change) with C(--diff).
     support: full
 seealso:
   - module: stacklift.migrate.container_checkpoint

@@ -20,8 +20,6 @@ description:
   - When the target has the image under another name only, it is tagged there.
 author:
   - stacklift developers (@stacklift)
-requirements:
-  - paramiko on the host that sends
 options:
   image:
     description: Image name or ID on this host.
@@ -32,46 +30,15 @@ options:
   archive:
     description: Sync the image this checkpoint archive on this host needs.
     type: path
-  target_host:
-    description: Address of the target host, as this host reaches it.
-    type: str
-    required: true
-  target_port:
-    description: SSH port of the target.
-    type: int
-    default: 22
-  target_user:
-    description: User on the target.
-    type: str
-    default: root
-  key_file:
-    description: Private key on this host for the target.
-    type: path
-  host_key_checking:
-    description: How the target's host key is checked; see C(stacklift.migrate.checkpoint_transfer).
-    type: str
-    choices: [strict, accept_new, ignore]
-    default: accept_new
-  known_hosts_file:
-    description: Known hosts file on this host.
-    type: path
-    default: ~/.ssh/known_hosts
-  connect_timeout:
-    description: Seconds to wait for the SSH connection.
-    type: int
-    default: 10
-  engine:
-    description: Container engine, on both hosts. V(auto) prefers Podman, then Docker.
-    type: str
-    choices: [auto, podman, docker]
-    default: auto
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - stacklift.migrate.engine
+  - stacklift.migrate.engine.SSH_TARGET
 attributes:
   check_mode:
-    description: Can run in check mode and return the changed status it predicts.
     support: full
     details: Compares the two hosts, changes nothing.
   diff_mode:
-    description: Returns details on what changed (or would change) with C(--diff).
     support: full
 seealso:
   - module: stacklift.migrate.checkpoint_transfer

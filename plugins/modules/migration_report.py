@@ -49,13 +49,13 @@ options:
     description: Directory for the report files.
     type: path
     default: migration-reports
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
-    description: Can run in check mode and return the changed status it predicts.
     support: full
     details: Builds the report, writes nothing.
   diff_mode:
-    description: Returns details on what changed (or would change) with C(--diff).
     support: none
 """
 

@@ -67,14 +67,6 @@ options:
     description: Command run inside O(container) for V(command); ready when it exits 0.
     type: list
     elements: str
-  postgres_user:
-    description: PostgreSQL user (trust authentication).
-    type: str
-    default: postgres
-  postgres_db:
-    description: PostgreSQL database.
-    type: str
-    default: postgres
   redis_password:
     description: Redis password, when it asks for one.
     type: str
@@ -106,18 +98,15 @@ options:
   progress_baseline:
     description: Output of O(progress_command) that does not count as progress.
     type: str
-  engine:
-    description: Container engine. V(auto) prefers Podman, then Docker.
-    type: str
-    choices: [auto, podman, docker]
-    default: auto
+extends_documentation_fragment:
+  - stacklift.migrate.engine.POSTGRES
+  - ansible.builtin.action_common_attributes
+  - stacklift.migrate.engine
 attributes:
   check_mode:
-    description: Can run in check mode and return the changed status it predicts.
     support: full
     details: Probes are read-only and run in check mode too.
   diff_mode:
-    description: Returns details on what changed (or would change) with C(--diff).
     support: none
 seealso:
   - module: stacklift.migrate.container_restore

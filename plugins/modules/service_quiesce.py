@@ -59,14 +59,6 @@ options:
     description: Key of O(active_path)'s JSON that counts requests in flight.
     type: str
     default: active
-  postgres_user:
-    description: PostgreSQL user (trust authentication).
-    type: str
-    default: postgres
-  postgres_db:
-    description: PostgreSQL database.
-    type: str
-    default: postgres
   timeout:
     description: Seconds to wait at most.
     type: float
@@ -75,18 +67,15 @@ options:
     description: Seconds between checks.
     type: float
     default: 0.1
-  engine:
-    description: Container engine. V(auto) prefers Podman, then Docker.
-    type: str
-    choices: [auto, podman, docker]
-    default: auto
+extends_documentation_fragment:
+  - stacklift.migrate.engine.POSTGRES
+  - ansible.builtin.action_common_attributes
+  - stacklift.migrate.engine
 attributes:
   check_mode:
-    description: Can run in check mode and return the changed status it predicts.
     support: full
     details: Checks how busy the service is; asks nothing of it.
   diff_mode:
-    description: Returns details on what changed (or would change) with C(--diff).
     support: none
 seealso:
   - module: stacklift.migrate.container_fence

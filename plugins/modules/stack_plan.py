@@ -45,18 +45,14 @@ options:
     description: Inventory name of the host the module runs on, to pick its services.
       Defaults to every service.
     type: str
-  engine:
-    description: Container engine, for the container checks. V(auto) prefers Podman, then Docker.
-    type: str
-    choices: [auto, podman, docker]
-    default: auto
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - stacklift.migrate.engine
 attributes:
   check_mode:
-    description: Can run in check mode and return the changed status it predicts.
     support: full
     details: Only reads.
   diff_mode:
-    description: Returns details on what changed (or would change) with C(--diff).
     support: none
 seealso:
   - module: stacklift.migrate.service_probe

@@ -38,6 +38,11 @@ def test_built_tarball_installs_and_ansible_doc_lists_its_modules(tmp_path):
     listed = run([str(BIN / "ansible-doc"), "-l", "stacklift.migrate"], env=env, cwd=str(tmp_path)).stdout
     found = {line.split()[0].rsplit(".", 1)[1] for line in listed.splitlines() if line.startswith("stacklift.")}
     assert found == MODULES
+    # The playbooks are reachable by their FQCN from the installed copy.
+    for pb in ("migrate_stack", "checkpoint_stack", "restore_stack", "rollback"):
+        out = run([str(BIN / "ansible-playbook"), "--syntax-check", "stacklift.migrate." + pb], env=env,
+                  cwd=str(tmp_path)).stdout
+        assert str(dest) in out
     for module in sorted(MODULES):
         doc = run([str(BIN / "ansible-doc"), "stacklift.migrate." + module], env=env, cwd=str(tmp_path)).stdout
         assert "EXAMPLES" in doc and "RETURN VALUES" in doc and str(dest) in doc

@@ -1,0 +1,72 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) stacklift developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+class ModuleDocFragment(object):
+    # The engine option every module that drives a container engine has.
+    DOCUMENTATION = r"""
+options:
+  engine:
+    description:
+      - Container engine on the host. V(auto) prefers Podman, then Docker.
+      - Podman is implemented; V(docker) is refused with a clear message until the Docker engine is.
+    type: str
+    choices: [auto, podman, docker]
+    default: auto
+"""
+
+    # How a module on one host reaches another host over SSH to send it data directly.
+    SSH_TARGET = r"""
+options:
+  target_host:
+    description: Address of the target host, as this host reaches it.
+    type: str
+    required: true
+  target_port:
+    description: SSH port of the target.
+    type: int
+    default: 22
+  target_user:
+    description: User on the target.
+    type: str
+    default: root
+  key_file:
+    description: Private key on this host for the target. Defaults to the usual keys in ~/.ssh.
+    type: path
+  host_key_checking:
+    description:
+      - V(strict) accepts only targets in O(known_hosts_file); V(accept_new) adds unknown ones
+        (as OpenSSH's accept-new); V(ignore) checks nothing.
+    type: str
+    choices: [strict, accept_new, ignore]
+    default: accept_new
+  known_hosts_file:
+    description: Known hosts file on this host.
+    type: path
+    default: ~/.ssh/known_hosts
+  connect_timeout:
+    description: Seconds to wait for the SSH connection.
+    type: int
+    default: 10
+requirements:
+  - paramiko on the host that sends
+"""
+
+    # How stacklift speaks to PostgreSQL itself (trust authentication, no client library).
+    POSTGRES = r"""
+options:
+  postgres_user:
+    description: PostgreSQL user (trust authentication).
+    type: str
+    default: postgres
+  postgres_db:
+    description: PostgreSQL database.
+    type: str
+    default: postgres
+"""
