@@ -426,6 +426,7 @@ def write_inventory(names, key):
         "    ansible_ssh_private_key_file: %s" % key,
         "    ansible_ssh_common_args: >-",
         "      -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
+        "      -o ServerAliveInterval=5 -o ServerAliveCountMax=3",
         "      -o ProxyCommand=\"%s\"" % proxy_command(),
         "    # SSH connection sharing of this lab only: a master left from an earlier lab at the same",
         "    # addresses would otherwise be reused, and hang.",

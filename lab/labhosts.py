@@ -38,6 +38,14 @@ class Host:
                                  % (self.name, cmd, res.returncode, res.stdout, res.stderr))
         return res
 
+    def run_inside(self, cmd):
+        """Run a shell command in the host's namespaces from the controller, without SSH
+        (for a test that has cut the host off the controller's network)."""
+        import lab as labtool  # lab/lab.py
+        pid = labtool.host_pid(self.name)
+        return subprocess.run(["nsenter", "-t", str(pid), "-m", "-u", "-i", "-n", "-p", "--", "sh", "-c", cmd],
+                              capture_output=True, text=True, check=True, timeout=60)
+
     def out(self, cmd, **kw):
         return self.run(cmd, **kw).stdout.strip()
 

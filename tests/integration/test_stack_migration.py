@@ -162,7 +162,7 @@ def test_rollback_when_a_target_tier_never_gets_ready_then_a_second_run_works(no
     assert ok, detail
     report = report_of(shop["reports"])
     assert report["outcome"] == "rolled_back" and report["downtime_s"] is None
-    assert "Probe app on the target" in report["error"] and "not ready after" in report["error"]
+    assert "Probe readiness on the target: app: http probe not ready after" in report["error"]
 
     node2.run("nft delete table inet stacklift_test")
     node2.run("rm -rf /var/lib/stacklift/restored")
@@ -173,7 +173,8 @@ def test_rollback_when_a_target_tier_never_gets_ready_then_a_second_run_works(no
     assert ok, detail
 
 
-def test_rollback_when_the_transfer_is_cut_halfway(node1, node2, shop):
+def cut_transfer_halfway(node1, node2, shop, target_goes_away=False):
+    """Start a migration, slow node1 -> node2 down, and kill the sender while an archive is in flight."""
     # Slow node1 -> node2 SSH down, so the transfer can be cut while it runs.
     node2.run("nft -f - <<'EOF'\ntable inet stacklift_test {\n chain in { type filter hook input priority -300; "
               "ip saddr %s tcp dport 22 limit rate over 400 kbytes/second drop; }\n}\nEOF" % node1.address)
@@ -185,7 +186,15 @@ def test_rollback_when_the_transfer_is_cut_halfway(node1, node2, shop):
                                                                                           if proc.poll() else "")
         time.sleep(0.05)
     # Kill the module's Python (not the shell around it): the task fails, as when the sender dies.
+    if target_goes_away:
+        # The controller loses node2 (tests reach its namespace directly, not over SSH).
+        node2.run_inside("nft add rule inet stacklift_test in ip saddr 10.231.0.1 tcp dport 22 drop")
     killed = node1.run("pkill -KILL -f '^/usr/bin/python3 .*AnsiballZ_checkpoint_transfer'", check=False).returncode == 0
+    return proc, killed
+
+
+def test_rollback_when_the_transfer_is_cut_halfway(node1, node2, shop):
+    proc, killed = cut_transfer_halfway(node1, node2, shop)
     out = proc.communicate(timeout=300)[0]
     node2.run("nft delete table inet stacklift_test")
     assert killed and proc.returncode != 0, out[-3000:]
@@ -193,5 +202,16 @@ def test_rollback_when_the_transfer_is_cut_halfway(node1, node2, shop):
     assert running(node1) == set(CONTAINERS) and running(node2) == set()
     # The rollback took every archive, whole or cut off, away from the target.
     assert node2.out("ls -A %s | wc -l" % ARCHIVE_DIR) == "0"
+    ok, detail = verify(shop["state"])
+    assert ok, detail
+
+
+def test_rollback_when_the_target_goes_away_mid_migration(node1, node2, shop):
+    proc, killed = cut_transfer_halfway(node1, node2, shop, target_goes_away=True)
+    out = proc.communicate(timeout=600)[0]
+    node2.run_inside("nft delete table inet stacklift_test")
+    assert killed and proc.returncode != 0, out[-3000:]
+    assert "rolled back; the stack serves on the source again" in out, out[-4000:]
+    assert running(node1) == set(CONTAINERS) and running(node2) == set()
     ok, detail = verify(shop["state"])
     assert ok, detail
