@@ -205,8 +205,8 @@ def main():
     path.write_text(json.dumps(results, indent=2) + "\n")
     print("%-22s %9s %14s %13s %8s %8s" % ("module", "bare s", "module task s", "module own s", "task/x", "own/x"))
     for name, r in results["modules"].items():
-        print("%-22s %9s %14s %13s %8s %8s" % (name, r["bare_s"], r["module_task_s"], r["module_own_s"],
-                                              r["task_vs_bare"], r["own_vs_bare"]))
+        cells = (name, r["bare_s"], r["module_task_s"], r["module_own_s"], r["task_vs_bare"], r["own_vs_bare"])
+        print("%-22s %9s %14s %13s %8s %8s" % cells)
     print("\nby hand:   %s" % json.dumps(results["migration_by_hand"]))
     print("stacklift: %s" % json.dumps(results["migration_stacklift"]))
     print("\nwritten to %s" % path)
