@@ -36,6 +36,10 @@ def timed(fn):
     return time.time() - t, out
 
 
+def seconds(fn):
+    return timed(fn)[0]
+
+
 def median(xs):
     return round(statistics.median(xs), 3) if xs else None
 
@@ -65,8 +69,8 @@ def bench_modules(node1, node2):
     for _round in range(ROUNDS):
         # checkpoint: bare, then the module, each on a fresh container with the same data
         fresh_cache(node1)
-        t, _ = timed(lambda: node1.run("podman container checkpoint benchcache --export /tmp/bare.tar.zst "
-                                       "--compress zstd --tcp-established --file-locks"))
+        t = seconds(lambda: node1.run("podman container checkpoint benchcache --export /tmp/bare.tar.zst "
+                                      "--compress zstd --tcp-established --file-locks"))
         rows["container_checkpoint"]["bare_s"].append(t)
         fresh_cache(node1)
         node1.run("rm -f %s*" % a)
@@ -75,13 +79,13 @@ def bench_modules(node1, node2):
         rows["container_checkpoint"]["module_task_s"].append(t)
         rows["container_checkpoint"]["module_own_s"].append(r["checkpoints"][0]["seconds"])
         # info: bare reads the container's config out of the archive
-        t, _ = timed(lambda: node1.run("tar --zstd -xOf %s config.dump >/dev/null" % a))
+        t = seconds(lambda: node1.run("tar --zstd -xOf %s config.dump >/dev/null" % a))
         rows["checkpoint_info"]["bare_s"].append(t)
         t, r = module_time("node1", "checkpoint_info", {"path": a})
         rows["checkpoint_info"]["module_task_s"].append(t)
         # transfer: scp against the module (sha256 on both ends, rename into place)
         node2.run("rm -rf /var/lib/stacklift/bench; mkdir -p /var/lib/stacklift/bench")
-        t, _ = timed(lambda: node1.run("scp -q %s %s %s:/var/lib/stacklift/bench/bare.tar.zst" % (SSH_OPTS, a, node2.address)))
+        t = seconds(lambda: node1.run("scp -q %s %s %s:/var/lib/stacklift/bench/bare.tar.zst" % (SSH_OPTS, a, node2.address)))
         rows["checkpoint_transfer"]["bare_s"].append(t)
         t, r = module_time("node1", "checkpoint_transfer", {"src": a, "target_host": node2.address,
                                                             "key_file": "/root/.ssh/id_ed25519"})
@@ -89,8 +93,8 @@ def bench_modules(node1, node2):
         rows["checkpoint_transfer"]["module_own_s"].append(r["seconds"])
         # image: save | ssh load against the module
         node2.run("podman rm -f -t 0 benchcache >/dev/null 2>&1; podman rmi -f %s >/dev/null" % REDIS)
-        t, _ = timed(lambda: node1.run("podman save --format docker-archive %s | ssh %s %s podman load -q >/dev/null"
-                                       % (REDIS, SSH_OPTS, node2.address)))
+        t = seconds(lambda: node1.run("podman save --format docker-archive %s | ssh %s %s podman load -q >/dev/null"
+                                      % (REDIS, SSH_OPTS, node2.address)))
         rows["image_sync"]["bare_s"].append(t)
         node2.run("podman rmi -f %s >/dev/null" % REDIS)
         t, r = module_time("node1", "image_sync", {"archive": a, "target_host": node2.address,
@@ -99,14 +103,14 @@ def bench_modules(node1, node2):
         rows["image_sync"]["module_own_s"].append(r["seconds"])
         # restore on node2: bare, then the module
         node2.run("podman rm -f -t 0 benchcache >/dev/null 2>&1; podman volume prune -f >/dev/null")
-        t, _ = timed(lambda: node2.run("podman container restore --import %s --tcp-established --file-locks" % a))
+        t = seconds(lambda: node2.run("podman container restore --import %s --tcp-established --file-locks" % a))
         rows["container_restore"]["bare_s"].append(t)
         node2.run("podman rm -f -t 0 benchcache >/dev/null; rm -rf /var/lib/stacklift/restored")
         t, r = module_time("node2", "container_restore", {"archive": a, "tcp_established": True, "file_locks": True})
         rows["container_restore"]["module_task_s"].append(t)
         rows["container_restore"]["module_own_s"].append(r["seconds"])
         # probe: redis-cli ping in the container against the module's RESP PING
-        t, _ = timed(lambda: node2.run("podman exec benchcache redis-cli ping"))
+        t = seconds(lambda: node2.run("podman exec benchcache redis-cli ping"))
         rows["service_probe"]["bare_s"].append(t)
         t, r = module_time("node2", "service_probe", {"type": "redis", "container": "benchcache"})
         rows["service_probe"]["module_task_s"].append(t)
@@ -152,13 +156,13 @@ def by_hand(node1, node2):
     t0 = time.time()
     # The same nftables table stacklift's container_fence puts in each container's namespace.
     node1.run("cat > /tmp/fence.nft <<'EOF'\n%sEOF" % FENCE_RULES)
-    steps["fence_s"], _ = timed(lambda: node1.run(
+    steps["fence_s"] = seconds(lambda: node1.run(
         "for c in shop-app shop-cache shop-db; do nsenter -t $(podman inspect -f '{{.State.Pid}}' $c) "
         "-n nft -f /tmp/fence.nft; done"))
-    steps["checkpoint_s"], _ = timed(lambda: node1.run(
+    steps["checkpoint_s"] = seconds(lambda: node1.run(
         "for c in shop-db shop-cache shop-app; do podman container checkpoint $c --export %s/$c.tar.zst "
         "--compress zstd --tcp-established --file-locks || exit 1; done" % d))
-    steps["copy_s"], _ = timed(lambda: node1.run("scp -q %s %s/*.tar.zst %s:%s/" % (SSH_OPTS, d, node2.address, d)))
+    steps["copy_s"] = seconds(lambda: node1.run("scp -q %s %s/*.tar.zst %s:%s/" % (SSH_OPTS, d, node2.address, d)))
     node2.run("podman network exists shopnet || podman network create --subnet 10.89.10.0/24 shopnet >/dev/null")
     t, res = timed(lambda: node2.run(
         "for c in shop-db shop-cache shop-app; do podman container restore --import %s/$c.tar.zst "

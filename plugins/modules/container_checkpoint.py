@@ -76,6 +76,9 @@ extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - stacklift.migrate.engine
 attributes:
+  platform:
+    support: full
+    platforms: posix
   check_mode:
     support: full
     details: Checks everything it would check, freezes nothing.

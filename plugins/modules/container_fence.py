@@ -41,6 +41,9 @@ extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - stacklift.migrate.engine
 attributes:
+  platform:
+    support: full
+    platforms: posix
   check_mode:
     support: full
   diff_mode:

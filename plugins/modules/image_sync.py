@@ -35,6 +35,9 @@ extends_documentation_fragment:
   - stacklift.migrate.engine
   - stacklift.migrate.engine.SSH_TARGET
 attributes:
+  platform:
+    support: full
+    platforms: posix
   check_mode:
     support: full
     details: Compares the two hosts, changes nothing.

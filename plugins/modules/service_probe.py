@@ -103,6 +103,9 @@ extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - stacklift.migrate.engine
 attributes:
+  platform:
+    support: full
+    platforms: posix
   check_mode:
     support: full
     details: Probes are read-only and run in check mode too.
