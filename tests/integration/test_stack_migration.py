@@ -49,6 +49,17 @@ def running(host):
 
 
 @pytest.fixture
+def background():
+    """Processes a test starts in the background; whatever still runs at its end is stopped."""
+    procs = []
+    yield procs
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+@pytest.fixture
 def shop(node1, node2, tmp_path):
     """The shop deployed on node1 with five shoppers' state; removed from both hosts afterwards."""
     remove_shop(node1, node2)
@@ -72,10 +83,11 @@ def report_of(report_dir):
     return json.loads(open(files[-1]).read())
 
 
-def test_demo_stack_migrates_with_its_state_and_serves_every_request(node1, node2, shop, record_timing):
+def test_demo_stack_migrates_with_its_state_and_serves_every_request(node1, node2, shop, record_timing, background):
     stop = shop["tmp"] / "stop-soak"
     soak_out = shop["tmp"] / "soak.json"
     soak = shopper("soak", str(soak_out), "--stop", str(stop), background=True)
+    background.append(soak)
     time.sleep(1)
     res = playbook(REPO / "migrate_stack.yml", report_dir=shop["reports"])
     time.sleep(1)
@@ -173,13 +185,14 @@ def test_rollback_when_a_target_tier_never_gets_ready_then_a_second_run_works(no
     assert ok, detail
 
 
-def cut_transfer_halfway(node1, node2, shop, target_goes_away=False):
+def cut_transfer_halfway(node1, node2, shop, background, target_goes_away=False):
     """Start a migration, slow node1 -> node2 down, and kill the sender while an archive is in flight."""
     # Slow node1 -> node2 SSH down, so the transfer can be cut while it runs.
     node2.run("nft -f - <<'EOF'\ntable inet stacklift_test {\n chain in { type filter hook input priority -300; "
               "ip saddr %s tcp dport 22 limit rate over 400 kbytes/second drop; }\n}\nEOF" % node1.address)
     proc = playbook(REPO / "migrate_stack.yml", env={"ANSIBLE_PIPELINING": "False"}, background=True,
                     report_dir=shop["reports"])
+    background.append(proc)
     deadline = time.time() + 240
     while node2.run("ls %s/.*.part-* >/dev/null 2>&1" % ARCHIVE_DIR, check=False).returncode != 0:
         assert time.time() < deadline and proc.poll() is None, "no transfer started: " + (proc.stdout.read()
@@ -193,8 +206,8 @@ def cut_transfer_halfway(node1, node2, shop, target_goes_away=False):
     return proc, killed
 
 
-def test_rollback_when_the_transfer_is_cut_halfway(node1, node2, shop):
-    proc, killed = cut_transfer_halfway(node1, node2, shop)
+def test_rollback_when_the_transfer_is_cut_halfway(node1, node2, shop, background):
+    proc, killed = cut_transfer_halfway(node1, node2, shop, background)
     out = proc.communicate(timeout=300)[0]
     node2.run("nft delete table inet stacklift_test")
     assert killed and proc.returncode != 0, out[-3000:]
@@ -206,8 +219,8 @@ def test_rollback_when_the_transfer_is_cut_halfway(node1, node2, shop):
     assert ok, detail
 
 
-def test_rollback_when_the_target_goes_away_mid_migration(node1, node2, shop):
-    proc, killed = cut_transfer_halfway(node1, node2, shop, target_goes_away=True)
+def test_rollback_when_the_target_goes_away_mid_migration(node1, node2, shop, background):
+    proc, killed = cut_transfer_halfway(node1, node2, shop, background, target_goes_away=True)
     out = proc.communicate(timeout=600)[0]
     node2.run_inside("nft delete table inet stacklift_test")
     assert killed and proc.returncode != 0, out[-3000:]
