@@ -210,6 +210,14 @@ def build_probe(module, engine, address):
     return probes.command_probe(module.run_command, engine.exec_command(p["container"], p["command"]))
 
 
+def command_output(module, argv):
+    """A callable that runs argv and returns its output (None when it fails): the progress value."""
+    def read():
+        rc, out, _err = module.run_command(argv)
+        return out.strip() if rc == 0 else None
+    return read
+
+
 def main():
     argument_spec = dict(
         type=dict(type="str", required=True, choices=probes.PROBE_TYPES),
@@ -248,11 +256,7 @@ def main():
         probe = build_probe(module, engine, address)
         progress = None
         if p["progress_command"]:
-            argv = engine.exec_command(p["container"], p["progress_command"])
-
-            def progress():
-                rc, out, err = module.run_command(argv)
-                return out.strip() if rc == 0 else None
+            progress = command_output(module, engine.exec_command(p["container"], p["progress_command"]))
     except EngineError as e:
         module.fail_json(**e.fail_kwargs())
     started = time.time()
