@@ -23,7 +23,7 @@ import subprocess
 import tarfile
 
 from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
-    NotFound, criu_kernel_problem, parse_version)
+    NotFound, host_criu_problem, parse_version)
 
 MANIFEST_SUFFIX = ".stacklift.json"
 MANIFEST_HOST_FACTS = ("engine", "engine_version", "criu_version", "kernel", "cgroup_version", "runtime_version",
@@ -208,7 +208,7 @@ def restore_blockers(info, facts, name=None, ignore_static_ip=False, ignore_volu
     blockers, warnings = [], []
     eng = facts["engine"]
     made = info.get("created_by") or {}
-    problem = criu_kernel_problem(parse_version(eng.get("criu_version") or ""), parse_version(eng.get("kernel") or ""))
+    problem = host_criu_problem(eng)
     if problem:
         blockers.append("host CRIU: %s" % problem)
     if info.get("runtime") and eng.get("runtime") and info["runtime"] != eng["runtime"]:

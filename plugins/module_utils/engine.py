@@ -75,6 +75,25 @@ def criu_kernel_problem(criu_version, kernel_version):
     return None
 
 
+def host_criu_problem(info):
+    """criu_kernel_problem for a host described by Engine.info()."""
+    return criu_kernel_problem(parse_version(info.get("criu_version") or ""), parse_version(info.get("kernel") or ""))
+
+
+def container_ips(container):
+    """{network: address} of a container's inspect data, networks without an address left out."""
+    nets = (container.get("NetworkSettings") or {}).get("Networks") or {}
+    return dict((n, v["IPAddress"]) for n, v in sorted(nets.items()) if v.get("IPAddress"))
+
+
+def container_address(container, network=None):
+    """The address to reach a container at: on NETWORK, else its first network, else loopback."""
+    ips = container_ips(container)
+    if network:
+        return ips.get(network)
+    return next(iter(ips.values()), None) or (container.get("NetworkSettings") or {}).get("IPAddress") or "127.0.0.1"
+
+
 def _v(t):
     return ".".join(str(x) for x in t)
 

@@ -173,8 +173,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.stacklift.migrate.plugins.module_utils.archive import (
     ArchiveError, add_rootfs_files, read_manifest, rootfs_diff_names, rootfs_gaps, sha256_file, write_manifest)
 from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
-    ENGINE_ARGUMENT_SPEC, EngineError, NotFound, cap_bounding_set, criu_kernel_problem,
-    engine_for_module, parse_version, uid_problem)
+    ENGINE_ARGUMENT_SPEC, EngineError, NotFound, cap_bounding_set, engine_for_module, host_criu_problem, uid_problem)
 
 SUFFIXES = {"zstd": ".tar.zst", "gzip": ".tar.gz", "none": ".tar"}
 
@@ -219,8 +218,7 @@ class CheckpointManager(object):
                                       name=name, state=state.get("Status"))
         if todo:
             info = self.engine.info()
-            problem = criu_kernel_problem(parse_version(info.get("criu_version") or ""),
-                                          parse_version(info.get("kernel") or ""))
+            problem = host_criu_problem(info)
             if problem:
                 self.module.fail_json(msg="cannot checkpoint on this host: %s" % problem, host=info)
             capbnd = cap_bounding_set()

@@ -168,7 +168,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.stacklift.migrate.plugins.module_utils.archive import (
     ArchiveError, host_facts, read_archive, read_manifest, restore_blockers, sha256_file)
 from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
-    ENGINE_ARGUMENT_SPEC, EngineError, NotFound, engine_for_module)
+    ENGINE_ARGUMENT_SPEC, EngineError, NotFound, container_ips, engine_for_module)
 
 
 class RestoreManager(object):
@@ -195,9 +195,8 @@ class RestoreManager(object):
         return c if c["Id"] == record.get("container_id") else None
 
     def describe(self, c):
-        nets = (c.get("NetworkSettings") or {}).get("Networks") or {}
         return {"id": c["Id"], "name": c.get("Name"), "state": (c.get("State") or {}).get("Status"),
-                "ips": {n: [v.get("IPAddress")] for n, v in sorted(nets.items()) if v.get("IPAddress")}}
+                "ips": dict((n, [ip]) for n, ip in container_ips(c).items())}
 
     def run(self):
         p = self.params

@@ -102,8 +102,8 @@ import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
-    ENGINE_ARGUMENT_SPEC, EngineError, NotFound, cap_bounding_set, criu_kernel_problem, engine_for_module,
-    parse_version, uid_problem)
+    ENGINE_ARGUMENT_SPEC, EngineError, NotFound, cap_bounding_set, container_ips, engine_for_module,
+    host_criu_problem, parse_version, uid_problem)
 
 # Archives are about the size of a container's memory plus its rootfs changes; ask for that and a margin.
 SPACE_MARGIN = 1.5
@@ -158,7 +158,7 @@ def criu_cpuinfo(module, action, blob=None):
 
 def check_criu(module, host):
     problems = []
-    problem = criu_kernel_problem(parse_version(host.get("criu_version") or ""), parse_version(host.get("kernel") or ""))
+    problem = host_criu_problem(host)
     if problem:
         problems.append(problem)
     else:
@@ -188,11 +188,10 @@ def source_side(module, engine, host):
         problem = uid_problem(engine.container_users(name), capbnd)
         if problem:
             problems.append("container %r cannot be checkpointed: %s" % (name, problem))
-        nets = (c.get("NetworkSettings") or {}).get("Networks") or {}
-        facts["containers"][name] = {"image_id": c.get("Image"), "image_name": c.get("ImageName"),
-                                     "ips": dict((n, v.get("IPAddress")) for n, v in nets.items())}
+        ips = container_ips(c)
+        facts["containers"][name] = {"image_id": c.get("Image"), "image_name": c.get("ImageName"), "ips": ips}
         facts["images"][c.get("ImageName") or c.get("Image")] = c.get("Image")
-        for net in nets:
+        for net in ips:
             if net not in facts["networks"]:
                 try:
                     facts["networks"][net] = engine.network(net)["subnets"]

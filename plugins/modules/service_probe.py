@@ -173,24 +173,19 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.stacklift.migrate.plugins.module_utils import probes
 from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
-    ENGINE_ARGUMENT_SPEC, EngineError, engine_for_module)
+    ENGINE_ARGUMENT_SPEC, EngineError, container_address, container_ips, engine_for_module)
 
 DEFAULT_PORTS = {"postgres": 5432, "redis": 6379, "http": 80}
 
 
-def container_address(module, engine):
+def address_of(module, engine):
     c = engine.container(module.params["container"])
-    nets = (c.get("NetworkSettings") or {}).get("Networks") or {}
     wanted = module.params["network"]
-    if wanted:
-        if wanted not in nets:
-            module.fail_json(msg="container %r is not on network %r (it is on: %s)"
-                             % (module.params["container"], wanted, ", ".join(sorted(nets)) or "none"))
-        return nets[wanted]["IPAddress"]
-    for name in sorted(nets):
-        if nets[name].get("IPAddress"):
-            return nets[name]["IPAddress"]
-    return (c.get("NetworkSettings") or {}).get("IPAddress") or "127.0.0.1"
+    address = container_address(c, wanted)
+    if not address:
+        module.fail_json(msg="container %r is not on network %r (it is on: %s)"
+                         % (module.params["container"], wanted, ", ".join(container_ips(c)) or "none"))
+    return address
 
 
 def build_probe(module, engine, address):
@@ -252,7 +247,7 @@ def main():
     p = module.params
     engine = engine_for_module(module) if p["container"] else None
     try:
-        address = p["host"] or (container_address(module, engine) if p["type"] != "command" else None)
+        address = p["host"] or (address_of(module, engine) if p["type"] != "command" else None)
         probe = build_probe(module, engine, address)
         progress = None
         if p["progress_command"]:

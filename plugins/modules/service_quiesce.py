@@ -131,15 +131,13 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.stacklift.migrate.plugins.module_utils import quiesce
 from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
-    ENGINE_ARGUMENT_SPEC, EngineError, NotFound, engine_for_module)
+    ENGINE_ARGUMENT_SPEC, EngineError, NotFound, container_address, engine_for_module)
 from ansible_collections.stacklift.migrate.plugins.module_utils.probes import wait_ready
 
 
 def container_facts(engine, name):
     c = engine.container(name)
-    nets = (c.get("NetworkSettings") or {}).get("Networks") or {}
-    addrs = [nets[n]["IPAddress"] for n in sorted(nets) if nets[n].get("IPAddress")]
-    return (addrs[0] if addrs else "127.0.0.1"), (c.get("State") or {}).get("Pid")
+    return container_address(c), (c.get("State") or {}).get("Pid")
 
 
 def read_tcp_tables(pid):
