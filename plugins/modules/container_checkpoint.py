@@ -18,8 +18,10 @@ description:
   - Beside each archive it writes a manifest (C(ARCHIVE.stacklift.json)) with the archive's
     sha256 and the engine, CRIU, kernel and cgroup versions that made it, which
     C(stacklift.migrate.checkpoint_info) and the transfer modules use.
-  - Archives are written mode 0600 in a directory of mode 0700, under a temporary name that is
-    renamed only once the archive is whole.
+  - Archives are written mode 0600 (a new directory is made mode 0700), under a temporary name
+    that is renamed only once the archive is whole and fsynced, so a returned archive survives a
+    power cut. When the archive cannot be completed after the container was checkpointed, the
+    incomplete archive is kept under its temporary name (C(partial) in the failure), never deleted.
   - Refuses, before freezing anything, when a container is missing or not running (with its
     actual state), when the host's CRIU cannot checkpoint on its kernel, and when the
     container runs processes under another uid on a host without CAP_SYS_RESOURCE.
@@ -170,12 +172,11 @@ import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.stacklift.migrate.plugins.module_utils.archive import (
-    ArchiveError, add_rootfs_files, read_manifest, rootfs_diff_names, rootfs_gaps, sha256_file, write_manifest)
+from ansible_collections.stacklift.migrate.plugins.module_utils.archive import read_manifest, sha256_file
+from ansible_collections.stacklift.migrate.plugins.module_utils.checkpointing import (
+    SUFFIXES, CheckpointError, archive_entry, checkpoint_container, checkpoint_problems)
 from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
-    ENGINE_ARGUMENT_SPEC, EngineError, NotFound, cap_bounding_set, engine_for_module, host_criu_problem, uid_problem)
-
-SUFFIXES = {"zstd": ".tar.zst", "gzip": ".tar.gz", "none": ".tar"}
+    ENGINE_ARGUMENT_SPEC, NotFound, engine_for_module)
 
 
 class CheckpointManager(object):
@@ -218,84 +219,22 @@ class CheckpointManager(object):
                                       name=name, state=state.get("Status"))
         if todo:
             info = self.engine.info()
-            problem = host_criu_problem(info)
-            if problem:
-                self.module.fail_json(msg="cannot checkpoint on this host: %s" % problem, host=info)
-            capbnd = cap_bounding_set()
-            for name in todo:
-                problem = uid_problem(self.engine.container_users(name), capbnd)
-                if problem:
-                    self.module.fail_json(msg="cannot checkpoint container %r: %s" % (name, problem), name=name)
+            problems = checkpoint_problems(self.engine, todo, info=info)
+            if problems:
+                self.module.fail_json(msg="; ".join(problems), problems=problems, host=info)
             self.host_info = info
         return containers, todo
 
     def checkpoint(self, name, container):
         p = self.params
-        archive = self.archive_path(name)
-        directory = os.path.dirname(archive) or "."
-        if not os.path.isdir(directory):
-            os.makedirs(directory, 0o700)
-        os.chmod(directory, 0o700)
-        # Written under a temporary name: an interrupted export never looks like an archive.
-        tmp = os.path.join(directory, ".%s.part" % os.path.basename(archive))
-        start = time.time()
         try:
-            stats = self.engine.checkpoint(name, tmp, compression=p["compression"],
-                                           tcp_established=p["tcp_established"], file_locks=p["file_locks"],
-                                           keep=p["keep"], leave_running=p["leave_running"],
-                                           ignore_volumes=p["ignore_volumes"], ignore_rootfs=p["ignore_rootfs"])
-        except EngineError as e:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            self.module.fail_json(**e.fail_kwargs())
-        added = [] if p["ignore_rootfs"] else self.complete_rootfs_diff(name, tmp)
-        seconds = round(time.time() - start, 3)
-        os.chmod(tmp, 0o600)
-        os.rename(tmp, archive)
-        digest = sha256_file(archive)
-        info = self.host_info
-        manifest = {
-            "container_name": name, "container_id": container["Id"], "sha256": digest,
-            "image_id": container.get("Image"), "image_name": container.get("ImageName"),
-            "engine": info.get("engine"), "engine_version": info.get("engine_version"),
-            "runtime": info.get("runtime"), "runtime_version": info.get("runtime_version"),
-            "criu_version": info.get("criu_version"), "kernel": info.get("kernel"),
-            "cgroup_version": info.get("cgroup_version"), "host": os.uname()[1],
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "compression": p["compression"], "tcp_established": p["tcp_established"],
-            "file_locks": p["file_locks"], "timings": stats, "rootfs_files_added": added,
-        }
-        entry = self.entry(name, container, archive, write_manifest(archive, manifest), digest, True, seconds, stats)
-        entry.update(started_at=start, finished_at=time.time(), rootfs_files_added=added)
-        return entry
-
-    def complete_rootfs_diff(self, name, archive):
-        """Put into the archive the changed files Podman's rootfs diff leaves out (see archive.py)."""
-        try:
-            changed = self.engine.changes(name)["changed"]
-            in_diff = rootfs_diff_names(archive)
-            rootfs = self.engine.mount(name)
-            try:
-                gaps = rootfs_gaps(changed, in_diff, rootfs)
-                if gaps:
-                    add_rootfs_files(archive, rootfs, gaps)
-            finally:
-                self.engine.unmount(name)
-        except (EngineError, ArchiveError, OSError) as e:
-            if os.path.exists(archive):
-                os.unlink(archive)
-            details = e.fail_kwargs() if isinstance(e, EngineError) else {}
-            details["msg"] = "checkpoint of %r: could not complete its root file system diff: %s" % (name, e)
-            self.module.fail_json(**details)
-        return gaps
-
-    def entry(self, name, container, archive, manifest, digest, changed, seconds, timings):
-        image_id = container.get("Image")
-        return {"name": name, "id": container["Id"], "archive": archive, "manifest": manifest,
-                "size": os.path.getsize(archive) if os.path.exists(archive) else 0, "sha256": digest,
-                "image_id": image_id if not image_id or image_id.startswith("sha256:") else "sha256:" + image_id,
-                "image_name": container.get("ImageName"), "changed": changed, "seconds": seconds,
-                "timings": timings, "started_at": None, "finished_at": None}
+            return checkpoint_container(
+                self.engine, name, container, self.archive_path(name), self.host_info,
+                compression=p["compression"], tcp_established=p["tcp_established"], file_locks=p["file_locks"],
+                keep=p["keep"], leave_running=p["leave_running"], ignore_volumes=p["ignore_volumes"],
+                ignore_rootfs=p["ignore_rootfs"])
+        except CheckpointError as e:
+            self.module.fail_json(name=name, **e.fail_kwargs())
 
     def run(self):
         names = self.params["name"]
@@ -309,10 +248,10 @@ class CheckpointManager(object):
             self.diff["before"][name] = {"state": (c.get("State") or {}).get("Status")}
             if name not in todo:
                 manifest = read_manifest(archive)
-                self.results.append(self.entry(name, c, archive, archive + ".stacklift.json", manifest.get("sha256"),
+                self.results.append(archive_entry(name, c, archive, archive + ".stacklift.json", manifest.get("sha256"),
                                                False, 0.0, manifest.get("timings") or {}))
             elif self.module.check_mode:
-                self.results.append(self.entry(name, c, archive, None, None, True, 0.0, {}))
+                self.results.append(archive_entry(name, c, archive, None, None, True, 0.0, {}))
             else:
                 self.results.append(self.checkpoint(name, c))
             if name in todo:

@@ -12,6 +12,7 @@ from ansible_collections.stacklift.migrate.plugins.modules import (
 from fakes import FakeRunner
 from test_archive import make_archive
 from ansible_collections.stacklift.migrate.plugins.module_utils.archive import rootfs_diff_names
+from ansible_collections.stacklift.migrate.plugins.module_utils import checkpointing
 
 HOST = {
     "podman info": {"host": {"ociRuntime": {"name": "runc", "version": "runc version 1.1.15"},
@@ -48,7 +49,7 @@ def stopped_rootfs(tmp_path):
 
 @pytest.fixture
 def full_capabilities(monkeypatch):
-    monkeypatch.setattr(container_checkpoint, "cap_bounding_set", lambda: int("1ffffffffff", 16))
+    monkeypatch.setattr(checkpointing, "cap_bounding_set", lambda: int("1ffffffffff", 16))
 
 
 def test_checkpoint_then_unchanged(run_module, tmp_path, full_capabilities):
@@ -103,21 +104,22 @@ def test_old_criu_is_refused_before_freezing(run_module, tmp_path, full_capabili
 
 
 def test_non_root_processes_without_cap_sys_resource(run_module, tmp_path, monkeypatch):
-    monkeypatch.setattr(container_checkpoint, "cap_bounding_set", lambda: int("000001fffeffffff", 16))
+    monkeypatch.setattr(checkpointing, "cap_bounding_set", lambda: int("000001fffeffffff", 16))
     runner = FakeRunner(dict(HOST, **{"podman container inspect": container(),
                                       "podman top": (0, "HUSER\npostgres\nroot\n", "")}))
     result, failed = run_module(container_checkpoint, {"name": ["db"], "archive_dir": str(tmp_path)}, runner)
     assert failed and "processes run as postgres" in result["msg"] and "CAP_SYS_RESOURCE" in result["msg"]
 
 
-def test_a_failed_rootfs_completion_leaves_no_archive(run_module, tmp_path, full_capabilities):
+def test_a_failed_rootfs_completion_keeps_the_only_archive_under_its_temporary_name(run_module, tmp_path, full_capabilities):
     answers = dict(stopped_rootfs(tmp_path), **{"podman container inspect": container(),
                                                 "podman container checkpoint": checkpoint_writes_archive,
                                                 "podman mount": (125, "", "Error: no space left")})
     result, failed = run_module(container_checkpoint, {"name": ["db"], "archive_dir": str(tmp_path / "ck")},
                                 FakeRunner(dict(HOST, **answers)))
     assert failed and "could not complete its root file system diff" in result["msg"] and "no space" in result["stderr"]
-    assert os.listdir(tmp_path / "ck") == []
+    # The container is stopped by now: its archive may be the only copy of its memory.
+    assert os.listdir(tmp_path / "ck") == [".db.tar.zst.part"] and result["partial"].endswith(".db.tar.zst.part")
 
 
 def test_engine_failure_reports_stdout_stderr_and_leaves_no_part_file(run_module, tmp_path, full_capabilities):

@@ -1,0 +1,146 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) stacklift developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Checkpoint one container to a durable, self-describing archive.
+
+Used by container_checkpoint (one container at a time, by hand) and by the migration window
+(stack_source, the services of a tier in parallel).  The archive is written under a temporary
+name, completed (Podman's rootfs diff, see archive.py), fsynced, renamed into place, and its
+manifest written and fsynced: once ``checkpoint_container`` returns, the archive survives a
+power cut.  The engine keeps its own checkpoint images too (``keep``), so the source can be
+restored in place, without the archive, on a rollback.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import time
+
+from ansible_collections.stacklift.migrate.plugins.module_utils.archive import (
+    ArchiveError, add_rootfs_files, rootfs_diff_names, rootfs_gaps, sha256_file, write_manifest)
+from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
+    EngineError, cap_bounding_set, host_criu_problem, uid_problem)
+from ansible_collections.stacklift.migrate.plugins.module_utils.journal import fsync_file
+
+SUFFIXES = {"zstd": ".tar.zst", "gzip": ".tar.gz", "none": ".tar"}
+
+
+class CheckpointError(Exception):
+    """A checkpoint failed; ``details`` go to fail_json (cmd, rc, stdout, stderr, ...)."""
+
+    def __init__(self, msg, **details):
+        super(CheckpointError, self).__init__(msg)
+        self.msg = msg
+        self.details = details
+
+    def fail_kwargs(self):
+        return dict(self.details, msg=self.msg)
+
+
+def archive_name(archive_dir, container, compression="zstd"):
+    return os.path.join(archive_dir, container + SUFFIXES[compression])
+
+
+def ensure_private_dir(directory):
+    """Create DIRECTORY mode 0700; an existing one is left as it is (it may be /tmp)."""
+    if not os.path.isdir(directory):
+        os.makedirs(directory, 0o700)
+
+
+def checkpoint_problems(engine, names, info=None, capbnd=None):
+    """Why these running containers cannot be checkpointed on this host: a list, empty when they can."""
+    info = info or engine.info()
+    problems = []
+    problem = host_criu_problem(info)
+    if problem:
+        problems.append("cannot checkpoint on this host: %s" % problem)
+    capbnd = cap_bounding_set() if capbnd is None else capbnd
+    for name in names:
+        problem = uid_problem(engine.container_users(name), capbnd)
+        if problem:
+            problems.append("cannot checkpoint container %r: %s" % (name, problem))
+    return problems
+
+
+def complete_rootfs_diff(engine, name, archive):
+    """Put into ARCHIVE the changed files Podman's rootfs diff leaves out; returns their paths."""
+    changed = engine.changes(name)["changed"]
+    in_diff = rootfs_diff_names(archive)
+    rootfs = engine.mount(name)
+    try:
+        gaps = rootfs_gaps(changed, in_diff, rootfs)
+        if gaps:
+            add_rootfs_files(archive, rootfs, gaps)
+    finally:
+        engine.unmount(name)
+    return gaps
+
+
+def checkpoint_container(engine, name, container, archive, host_info, compression="zstd",
+                         tcp_established=False, file_locks=False, keep=True, leave_running=False,
+                         ignore_volumes=False, ignore_rootfs=False):
+    """Checkpoint NAME to ARCHIVE durably; returns the entry container_checkpoint reports.
+
+    On failure nothing is left under the archive's name.  When the engine's checkpoint succeeded
+    but the archive could not be completed, the container is already stopped: the incomplete
+    archive is kept under its temporary name (``partial`` in the error) and is never deleted here,
+    since with ``keep`` false it may be the only copy of the container's memory.
+    """
+    directory = os.path.dirname(archive) or "."
+    ensure_private_dir(directory)
+    tmp = os.path.join(directory, ".%s.part" % os.path.basename(archive))
+    start = time.time()
+    try:
+        stats = engine.checkpoint(name, tmp, compression=compression, tcp_established=tcp_established,
+                                  file_locks=file_locks, keep=keep, leave_running=leave_running,
+                                  ignore_volumes=ignore_volumes, ignore_rootfs=ignore_rootfs)
+    except EngineError as e:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        details = e.fail_kwargs()
+        raise CheckpointError(details.pop("msg"), **details)
+    checkpointed_at = time.time()
+    added = []
+    try:
+        os.chmod(tmp, 0o600)
+        if not ignore_rootfs:
+            added = complete_rootfs_diff(engine, name, tmp)
+        fsync_file(tmp)
+    except (EngineError, ArchiveError, OSError) as e:
+        details = e.fail_kwargs() if isinstance(e, EngineError) else {}
+        details.pop("msg", None)
+        raise CheckpointError("checkpoint of %r: could not complete its root file system diff: %s; the "
+                              "container is checkpointed and its incomplete archive kept at %s"
+                              % (name, getattr(e, "msg", e), tmp), partial=tmp, **details)
+    os.rename(tmp, archive)
+    digest = sha256_file(archive)
+    manifest = {
+        "container_name": name, "container_id": container["Id"], "sha256": digest,
+        "image_id": container.get("Image"), "image_name": container.get("ImageName"),
+        "engine": host_info.get("engine"), "engine_version": host_info.get("engine_version"),
+        "runtime": host_info.get("runtime"), "runtime_version": host_info.get("runtime_version"),
+        "criu_version": host_info.get("criu_version"), "kernel": host_info.get("kernel"),
+        "cgroup_version": host_info.get("cgroup_version"), "host": os.uname()[1],
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "compression": compression, "tcp_established": tcp_established,
+        "file_locks": file_locks, "timings": stats, "rootfs_files_added": added,
+    }
+    mpath = write_manifest(archive, manifest)
+    fsync_file(mpath)
+    fsync_file(archive)
+    done = time.time()
+    entry = archive_entry(name, container, archive, mpath, digest, True, round(done - start, 3), stats)
+    entry.update(started_at=start, checkpointed_at=checkpointed_at, finished_at=done, rootfs_files_added=added)
+    return entry
+
+
+def archive_entry(name, container, archive, manifest, digest, changed, seconds, timings):
+    image_id = container.get("Image")
+    return {"name": name, "id": container["Id"], "archive": archive, "manifest": manifest,
+            "size": os.path.getsize(archive) if os.path.exists(archive) else 0, "sha256": digest,
+            "image_id": image_id if not image_id or image_id.startswith("sha256:") else "sha256:" + image_id,
+            "image_name": container.get("ImageName"), "changed": changed, "seconds": seconds,
+            "timings": timings, "started_at": None, "finished_at": None}

@@ -1,0 +1,251 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) stacklift developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The migration journal: an append-only record of every step, durable the moment it is written.
+
+Two kinds of file use the same format (one JSON object a line, each line fsynced):
+
+- the controller's journal, ``JOURNAL_DIR/STACK.journal``, with a lock file beside it
+  (``STACK.lock``) that allows one run per stack at a time;
+- a marker on each host of the migration, ``ARCHIVE_DIR/STACK.journal``, where the host's
+  agent records what it did (fenced, checkpointed, sent, restored, ready, committed, removed)
+  as it does it.
+
+A record is ``{"t": epoch, "run": RUN_ID, "step": STEP, "service": NAME?, ...}``.
+``fold`` turns the records of a run into the state the roles decide on.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import errno
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+
+# Steps in the order a service goes through them in a migration.
+SERVICE_STEPS = ("fenced", "checkpointed", "sent", "restored", "ready", "committed",
+                 "removed", "unfenced", "rolled_back")
+# Steps of the whole run.
+RUN_STEPS = ("begin", "committing", "committed", "rolling_back", "rolled_back", "end")
+
+
+class JournalError(Exception):
+    pass
+
+
+class LockHeld(JournalError):
+    def __init__(self, msg, holder):
+        super(LockHeld, self).__init__(msg)
+        self.holder = holder
+
+
+def new_run_id():
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
+
+
+def _fsync_dir(path):
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path):
+    """Make a file's content, and its name in its directory, durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    _fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
+class Journal(object):
+    """An append-only JSON-lines file; every append is fsynced before it returns."""
+
+    def __init__(self, path):
+        self.path = path
+        self._lock = threading.Lock()
+
+    def append(self, step, run=None, service=None, **data):
+        rec = {"t": round(time.time(), 6), "step": step}
+        if run:
+            rec["run"] = run
+        if service:
+            rec["service"] = service
+        rec.update(data)
+        line = (json.dumps(rec, sort_keys=True) + "\n").encode("utf-8")
+        with self._lock:
+            d = os.path.dirname(os.path.abspath(self.path))
+            new_dir = not os.path.isdir(d)
+            if new_dir:
+                os.makedirs(d, 0o700)
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                os.write(fd, line)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            if new_dir:
+                _fsync_dir(d)
+        return rec
+
+    def records(self, run=None):
+        """Every record (of RUN, when given); a torn last line (a crash mid-write) is ignored."""
+        if not os.path.exists(self.path):
+            return []
+        out = []
+        with open(self.path, "rb") as f:
+            for raw in f:
+                try:
+                    rec = json.loads(raw.decode("utf-8"))
+                except ValueError:
+                    continue
+                if isinstance(rec, dict) and (run is None or rec.get("run") == run):
+                    out.append(rec)
+        return out
+
+    def last_run(self):
+        """The run ID of the newest record, or None."""
+        recs = self.records()
+        return recs[-1].get("run") if recs else None
+
+
+def fold(records):
+    """The state of one run: {'run', 'steps': [run steps], 'services': {name: {step: record}}, 'status'}.
+
+    status: 'open' (begun, not ended), 'committed', 'rolled_back', or 'none' (no records).
+    """
+    state = {"run": None, "steps": [], "services": {}, "status": "none"}
+    for rec in records:
+        state["run"] = rec.get("run") or state["run"]
+        step = rec.get("step")
+        if rec.get("service"):
+            state["services"].setdefault(rec["service"], {})[step] = rec
+        elif step in RUN_STEPS:
+            state["steps"].append(step)
+    steps = state["steps"]
+    if "end" in steps:
+        state["status"] = "committed" if "committed" in steps else "rolled_back" if "rolled_back" in steps else "ended"
+    elif steps or state["services"]:
+        state["status"] = "open"
+    state["committing"] = "committing" in steps or "committed" in steps
+    return state
+
+
+def services_at(state, step):
+    """Names of the services that reached STEP."""
+    return sorted(n for n, s in state["services"].items() if step in s)
+
+
+# -- the lock -------------------------------------------------------------------------------------
+
+def _proc_start(pid):
+    """The start time of a process (clock ticks since boot), or None when there is no such process."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (IOError, OSError, ValueError, IndexError):
+        return None
+
+
+def _cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read().replace(b"\0", b" ").decode("utf-8", "replace")
+    except (IOError, OSError):
+        return ""
+
+
+def controller_pid(pid=None):
+    """The ansible-playbook (or ansible-runner) process this module runs under, else our own parent."""
+    pid = pid or os.getpid()
+    seen = 0
+    cur = pid
+    while cur > 1 and seen < 32:
+        cmd = _cmdline(cur)
+        if "ansible-playbook" in cmd or "ansible-runner" in cmd:
+            return cur
+        try:
+            with open("/proc/%d/stat" % cur) as f:
+                cur = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (IOError, OSError, ValueError, IndexError):
+            break
+        seen += 1
+    return os.getppid()
+
+
+def holder_alive(holder, hostname=None, proc_start=_proc_start):
+    """Whether the process that holds a lock is still running (True when it cannot be told)."""
+    if holder.get("host") != (hostname or socket.gethostname()):
+        return True  # another controller's lock: only its owner, or an explicit break, can end it
+    pid = holder.get("pid")
+    if not isinstance(pid, int):
+        return False
+    start = proc_start(pid)
+    return start is not None and start == holder.get("pid_start")
+
+
+class Lock(object):
+    """One run per stack: a lock file made with O_EXCL, naming its holder."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def holder(self):
+        try:
+            with open(self.path) as f:
+                return json.load(f)
+        except (IOError, OSError, ValueError):
+            return None
+
+    def acquire(self, run, pid=None, break_stale=True, alive=holder_alive):
+        """Take the lock for RUN. Returns the stale holder it replaced, or None. Raises LockHeld."""
+        pid = pid or controller_pid()
+        me = {"run": run, "pid": pid, "pid_start": _proc_start(pid), "host": socket.gethostname(),
+              "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        d = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(d):
+            os.makedirs(d, 0o700)
+        stale = None
+        for _attempt in range(2):
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except OSError as e:
+                if e.errno != errno.EEXIST:
+                    raise
+                held = self.holder() or {}
+                if held.get("run") == run:
+                    return None  # ours already (a task re-run in the same play)
+                if alive(held) or not break_stale:
+                    raise LockHeld("stack is locked by run %s (pid %s on %s since %s); wait for it to end"
+                                   % (held.get("run"), held.get("pid"), held.get("host"), held.get("since")),
+                                   held)
+                stale = held
+                os.unlink(self.path)
+                continue
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+                f.flush()
+                os.fsync(f.fileno())
+            _fsync_dir(d)
+            return stale
+        raise JournalError("could not take the lock %s" % self.path)
+
+    def release(self, run):
+        held = self.holder()
+        if held and held.get("run") == run:
+            os.unlink(self.path)
+            _fsync_dir(os.path.dirname(os.path.abspath(self.path)))
+            return True
+        return False
