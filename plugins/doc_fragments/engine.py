@@ -21,13 +21,18 @@ options:
     default: auto
 """
 
-    # How a module on one host reaches another host over SSH to send it data directly.
+    # The host a module sends data to directly (used with SSH_CONNECTION).
     SSH_TARGET = r"""
 options:
   target_host:
     description: Address of the target host, as this host reaches it.
     type: str
     required: true
+"""
+
+    # How a module on one host reaches another host over SSH to send it data directly.
+    SSH_CONNECTION = r"""
+options:
   target_port:
     description: SSH port of the target.
     type: int

@@ -103,8 +103,16 @@ class PodmanEngine(Engine):
                        keep=keep, ignore_volumes=ignore_volumes, ignore_rootfs=ignore_rootfs)
         return _stats(self._run(args, "podman container restore %s" % archive))
 
+    def restore_in_place(self, name, tcp_established=False, file_locks=False):
+        args = ["container", "restore", "--print-stats"]
+        args += _flags(tcp_established=tcp_established, file_locks=file_locks)
+        return _stats(self._run(args + ["--", name], "podman container restore %s" % name))
+
     def remove(self, name):
-        self._run(["rm", name], "podman rm %s" % name)
+        self._run(["rm", "--", name], "podman rm %s" % name)
+
+    def remove_force(self, name):
+        self._run(["rm", "-f", "-t", "0", "--", name], "podman rm -f %s" % name, missing="no container %r" % name)
 
     def image(self, ref):
         data = self._json(["image", "inspect", ref], "podman image inspect",

@@ -11,9 +11,12 @@ __metaclass__ = type
 import os
 import posixpath
 import subprocess
+import threading
 import time
 import traceback
 import uuid
+
+from ansible_collections.stacklift.migrate.plugins.module_utils.archive import sha256_file
 
 try:
     import paramiko
@@ -170,3 +173,49 @@ def stream_to_remote(local_argv, client, remote_cmd, timeout=1800):
                             rc=remote_rc, stdout=out.decode("utf-8", "replace"),
                             stderr=remote_err)
     return {"bytes": sent, "seconds": round(time.time() - start, 3), "stdout": out.decode("utf-8", "replace")}
+
+
+class Sender(object):
+    """Sends a source agent's archives to their targets: one SSH connection per target, kept open.
+
+    ``Sender(params, targets)`` with the module's SSH params and {service: target address}.
+    """
+
+    def __init__(self, params, targets, run_id, stack, abort_dir):
+        self.params = params
+        self.targets = targets
+        self.run_id = run_id
+        self.stack = stack
+        self.abort_dir = abort_dir
+        self.clients = {}
+        self.lock = threading.Lock()
+
+    def client(self, address):
+        with self.lock:
+            if address not in self.clients:
+                self.clients[address] = connect(dict(self.params, target_host=address))
+            return self.clients[address]
+
+    def __call__(self, service, archive, manifest, sha256):
+        client = self.client(self.targets[service])
+        stats = push_file(client, archive, archive, sha256)
+        # The manifest goes last: its arrival tells the target the archive is whole.
+        push_file(client, manifest, manifest, sha256_file(manifest))
+        return stats
+
+    def abort(self, msg):
+        """Tell every target this run is given up, so none waits for archives that will not come."""
+        import json
+        body = json.dumps({"run": self.run_id, "msg": msg})
+        path = posixpath.join(self.abort_dir, "%s.abort" % self.stack)
+        for address in sorted(set(self.targets.values())):
+            try:
+                remote_run(self.client(address), "mkdir -p %s && printf %%s %s > %s"
+                           % (quote(self.abort_dir), quote(body), quote(path)), timeout=30)
+            except Exception:  # pylint: disable=broad-except
+                pass  # a target that cannot be told times out waiting
+
+    def close(self):
+        for c in self.clients.values():
+            c.close()
+

@@ -150,8 +150,16 @@ class Engine(object):
         """Restore from an archive; returns the engine's statistics."""
         raise NotImplementedError
 
+    def restore_in_place(self, name, tcp_established=False, file_locks=False):
+        """Restore a checkpointed (exited) container from the checkpoint the engine kept (``keep``)."""
+        raise NotImplementedError
+
     def remove(self, name):
         """Remove a container that is not running."""
+        raise NotImplementedError
+
+    def remove_force(self, name):
+        """Kill and remove a container at once (no stop timeout)."""
         raise NotImplementedError
 
     def image(self, ref):

@@ -32,7 +32,7 @@ import uuid
 SERVICE_STEPS = ("fenced", "checkpointed", "sent", "restored", "ready", "committed",
                  "removed", "unfenced", "rolled_back")
 # Steps of the whole run.
-RUN_STEPS = ("begin", "committing", "committed", "rolling_back", "rolled_back", "end")
+RUN_STEPS = ("begin", "resumed", "committing", "committed", "rolling_back", "rolled_back", "end")
 
 
 class JournalError(Exception):
@@ -225,12 +225,15 @@ class Lock(object):
                 if e.errno != errno.EEXIST:
                     raise
                 held = self.holder() or {}
-                if held.get("run") == run:
-                    return None  # ours already (a task re-run in the same play)
-                if alive(held) or not break_stale:
+                if alive(held):
+                    if held.get("pid") == me["pid"] and held.get("host") == me["host"] and held.get("run") == run:
+                        return None  # ours already (a task re-run in the same play)
                     raise LockHeld("stack is locked by run %s (pid %s on %s since %s); wait for it to end"
                                    % (held.get("run"), held.get("pid"), held.get("host"), held.get("since")),
                                    held)
+                if not break_stale:
+                    raise LockHeld("stack is locked by run %s, whose controller (pid %s on %s) is gone"
+                                   % (held.get("run"), held.get("pid"), held.get("host")), held)
                 stale = held
                 os.unlink(self.path)
                 continue

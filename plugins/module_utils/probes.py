@@ -230,3 +230,30 @@ def wait_ready(probe, retries=60, interval=1.0, timeout=None, stable_for=0.0, pr
             return {"ready": False, "attempts": attempts, "elapsed": round(now - start, 3), "detail": detail,
                     "progress_baseline": baseline, "progress_value": progress_value}
         sleep(interval)
+
+
+DEFAULT_PORTS = {"postgres": 5432, "redis": 6379, "http": 80}
+
+
+def probe_for(spec, address, run_command=None, exec_command=None):
+    """The probe a service's description asks for (service_probe's options), aimed at ADDRESS.
+
+    run_command(argv) -> (rc, out, err) and exec_command(container, argv) -> argv serve the
+    V(command) probe.
+    """
+    kind = spec["type"]
+    scheme = spec.get("scheme") or "http"
+    port = spec.get("port") or (443 if kind == "http" and scheme == "https" else DEFAULT_PORTS.get(kind))
+    t = spec.get("connect_timeout") or 2.0
+    if kind == "tcp":
+        return tcp_probe(address, port, timeout=t)
+    if kind == "http":
+        return http_probe(address, port, path=spec.get("path") or "/", scheme=scheme,
+                          status_codes=spec.get("status_code") or [200], body_regex=spec.get("body_regex"),
+                          validate_certs=spec.get("validate_certs", True), timeout=t)
+    if kind == "postgres":
+        return postgres_probe(address, port, user=spec.get("postgres_user") or "postgres",
+                              database=spec.get("postgres_db") or "postgres", timeout=t)
+    if kind == "redis":
+        return redis_probe(address, port, password=spec.get("redis_password"), timeout=t)
+    return command_probe(run_command, exec_command(spec["container"], spec["command"]))

@@ -40,6 +40,7 @@ options:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - stacklift.migrate.engine.SSH_TARGET
+  - stacklift.migrate.engine.SSH_CONNECTION
 attributes:
   platform:
     support: full

@@ -34,6 +34,7 @@ extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - stacklift.migrate.engine
   - stacklift.migrate.engine.SSH_TARGET
+  - stacklift.migrate.engine.SSH_CONNECTION
 attributes:
   platform:
     support: full

@@ -175,9 +175,6 @@ from ansible_collections.stacklift.migrate.plugins.module_utils import probes
 from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
     ENGINE_ARGUMENT_SPEC, EngineError, container_address, container_ips, engine_for_module)
 
-DEFAULT_PORTS = {"postgres": 5432, "redis": 6379, "http": 80}
-
-
 def address_of(module, engine):
     c = engine.container(module.params["container"])
     wanted = module.params["network"]
@@ -189,20 +186,8 @@ def address_of(module, engine):
 
 
 def build_probe(module, engine, address):
-    p = module.params
-    kind = p["type"]
-    port = p["port"] or (443 if kind == "http" and p["scheme"] == "https" else DEFAULT_PORTS.get(kind))
-    t = p["connect_timeout"]
-    if kind == "tcp":
-        return probes.tcp_probe(address, port, timeout=t)
-    if kind == "http":
-        return probes.http_probe(address, port, path=p["path"], scheme=p["scheme"], status_codes=p["status_code"],
-                                 body_regex=p["body_regex"], validate_certs=p["validate_certs"], timeout=t)
-    if kind == "postgres":
-        return probes.postgres_probe(address, port, user=p["postgres_user"], database=p["postgres_db"], timeout=t)
-    if kind == "redis":
-        return probes.redis_probe(address, port, password=p["redis_password"], timeout=t)
-    return probes.command_probe(module.run_command, engine.exec_command(p["container"], p["command"]))
+    exec_command = engine.exec_command if engine else None
+    return probes.probe_for(module.params, address, module.run_command, exec_command)
 
 
 def command_output(module, argv):

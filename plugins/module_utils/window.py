@@ -1,0 +1,472 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) stacklift developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The migration window, run on the hosts rather than task by task from the controller.
+
+One call on each source host (``SourceAgent``) fences its services, checkpoints them tier by
+tier (the services of a tier in parallel) and sends each archive to its target as soon as it
+is durable.  One call on each target host (``TargetAgent``) raises a fence of its own, restores
+tier by tier as the archives arrive, each tier passing its probes before the next starts, and,
+when asked, commits: it lifts its fence, and only then can the target's copies serve.
+
+Both record every step in the host's marker journal (journal.py) the moment it completes, and
+both are idempotent: called again with the same run, they go on from what the marker says.
+Rollback is the other two states: the target removes its copies (still fenced) and confirms
+they are gone; the source restores its checkpointed containers in place and lifts its fences.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import glob
+import json
+import ipaddress
+import os
+import re
+import threading
+import time
+
+from concurrent.futures import ThreadPoolExecutor
+
+from ansible_collections.stacklift.migrate.plugins.module_utils import probes
+from ansible_collections.stacklift.migrate.plugins.module_utils.archive import (
+    ArchiveError, MANIFEST_SUFFIX, read_archive, read_manifest, sha256_file)
+from ansible_collections.stacklift.migrate.plugins.module_utils.checkpointing import (
+    CheckpointError, archive_name, checkpoint_container, checkpoint_problems)
+from ansible_collections.stacklift.migrate.plugins.module_utils.engine import EngineError, NotFound
+from ansible_collections.stacklift.migrate.plugins.module_utils.journal import Journal, fold
+from ansible_collections.stacklift.migrate.plugins.module_utils.quiesce import FENCE_RULES, FENCE_TABLE
+
+POLL = 0.05
+
+
+class WindowError(Exception):
+    """The window could not go on; ``problems`` lists every reason, ``events`` what was done."""
+
+    def __init__(self, problems, events=None, **details):
+        problems = [problems] if isinstance(problems, str) else list(problems)
+        super(WindowError, self).__init__("; ".join(problems))
+        self.msg = "; ".join(problems)
+        self.problems = problems
+        self.events = events or []
+        self.details = details
+
+
+def marker_path(archive_dir, stack):
+    return os.path.join(archive_dir, "%s.journal" % stack)
+
+
+def abort_path(archive_dir, stack):
+    return os.path.join(archive_dir, "%s.abort" % stack)
+
+
+def read_abort(archive_dir, stack, run_id):
+    """Why the source gave up on RUN_ID (it writes ``STACK.abort`` on the target), or None."""
+    try:
+        with open(abort_path(archive_dir, stack)) as f:
+            data = json.load(f)
+    except (IOError, OSError, ValueError):
+        return None
+    return data.get("msg") or "no reason given" if data.get("run") == run_id else None
+
+
+def host_fence_table(stack):
+    return "stacklift_" + re.sub(r"[^A-Za-z0-9_]", "_", stack)[:40]
+
+
+class Host(object):
+    """What an agent needs of its host: the engine, a command runner and the binaries."""
+
+    def __init__(self, engine, run, nsenter="nsenter", nft="nft"):
+        self.engine = engine
+        self.run = run  # run(argv, data=None) -> (rc, out, err)
+        self.nsenter = nsenter
+        self.nft = nft
+
+    def _nft(self, args, data=None, netns_pid=None, what="nft"):
+        argv = ([self.nsenter, "-t", str(netns_pid), "-n"] if netns_pid else []) + [self.nft] + list(args)
+        rc, out, err = self.run(argv, data=data) if data is not None else self.run(argv)
+        if rc != 0:
+            raise EngineError("%s failed: %s" % (what, (err or out).strip()), cmd=argv, rc=rc, stdout=out, stderr=err)
+        return out
+
+    # A container's own fence (the source side): everything but loopback dropped.
+    def container_fenced(self, pid):
+        argv = [self.nsenter, "-t", str(pid), "-n", self.nft, "list", "table", "inet", FENCE_TABLE]
+        return self.run(argv)[0] == 0
+
+    def fence_container(self, pid, name):
+        self._nft(["-f", "-"], data=FENCE_RULES, netns_pid=pid, what="fencing %s" % name)
+
+    def unfence_container(self, pid, name):
+        if self.container_fenced(pid):
+            self._nft(["delete", "table", "inet", FENCE_TABLE], netns_pid=pid, what="lifting the fence of %s" % name)
+
+    # The target host's fence: its restored copies' addresses cut off from everything routed.
+    def raise_host_fence(self, table):
+        self._nft(["-f", "-"], data=(
+            "table inet %s {\n"
+            "  set v4 { type ipv4_addr; }\n  set v6 { type ipv6_addr; }\n"
+            "  chain forward { type filter hook forward priority -300; policy accept;\n"
+            "    ip saddr @v4 drop; ip daddr @v4 drop; ip6 saddr @v6 drop; ip6 daddr @v6 drop; }\n"
+            "}\n" % table), what="raising the target's fence")
+
+    def fence_addresses(self, table, addresses):
+        for ip in addresses:
+            family = "v6" if ipaddress.ip_address(ip).version == 6 else "v4"
+            self._nft(["add", "element", "inet", table, family, "{ %s }" % ip], what="fencing %s" % ip)
+
+    def host_fence_up(self, table):
+        return self.run([self.nft, "list", "table", "inet", table])[0] == 0
+
+    def lift_host_fence(self, table):
+        if self.host_fence_up(table):
+            self._nft(["delete", "table", "inet", table], what="lifting the target's fence")
+
+
+class _Agent(object):
+    def __init__(self, host, stack, run_id, archive_dir, services, tiers):
+        self.host = host
+        self.engine = host.engine
+        self.stack = stack
+        self.run_id = run_id
+        self.archive_dir = archive_dir
+        self.services = services  # {name: {container, tcp, probe?, target?}} of this host
+        self.tiers = [[n for n in tier if n in services] for tier in tiers]
+        self.tiers = [t for t in self.tiers if t]
+        self.marker = Journal(marker_path(archive_dir, stack))
+        self.state = fold(self.marker.records(run_id))
+        self.events = []
+        self._lock = threading.Lock()
+
+    def record(self, step, service=None, **data):
+        rec = self.marker.append(step, run=self.run_id, service=service, **data)
+        with self._lock:
+            self.events.append(rec)
+            if service:
+                self.state["services"].setdefault(service, {})[step] = rec
+        return rec
+
+    def done(self, service, step):
+        return step in self.state["services"].get(service, {})
+
+    def archive(self, name):
+        return archive_name(self.archive_dir, self.services[name]["container"])
+
+    def container(self, name):
+        try:
+            return self.engine.container(self.services[name]["container"])
+        except NotFound:
+            return None
+
+    def parallel(self, fn, names):
+        """fn(name) for each name at once; returns {name: error message} of those that failed."""
+        errors = {}
+        with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
+            futures = dict((n, pool.submit(fn, n)) for n in names)
+        for n, f in futures.items():
+            exc = f.exception()
+            if exc is not None:
+                errors[n] = getattr(exc, "msg", None) or str(exc) or exc.__class__.__name__
+        return errors
+
+
+class SourceAgent(_Agent):
+    """One source host's part of the window."""
+
+    def __init__(self, host, stack, run_id, archive_dir, services, tiers, sender=None, compression="zstd"):
+        super(SourceAgent, self).__init__(host, stack, run_id, archive_dir, services, tiers)
+        self.sender = sender  # sender(name, archive, manifest, sha256) -> {bytes, seconds}; abort(msg)
+        self.compression = compression
+
+    def check(self):
+        """Every reason the window cannot start here, before anything is fenced."""
+        problems, containers = [], {}
+        for name in self.services:
+            c = self.container(name)
+            state = (c or {}).get("State") or {}
+            if c is None:
+                problems.append("service %s: no container %r on this host" % (name, self.services[name]["container"]))
+            elif not state.get("Running") and not self.done(name, "checkpointed"):
+                problems.append("service %s: container %r is %s, not running"
+                                % (name, self.services[name]["container"], state.get("Status")))
+            containers[name] = c
+        running = [self.services[n]["container"] for n, c in containers.items()
+                   if c and ((c.get("State") or {}).get("Running"))]
+        info = self.engine.info()
+        if running and not problems:
+            problems += checkpoint_problems(self.engine, running, info=info)
+        return problems, containers, info
+
+    def checkpointed(self):
+        problems, containers, info = self.check()
+        if problems:
+            raise WindowError(problems, self.events)
+        # The cut: every running service of this host fenced one right after the other.
+        for name in self.services:
+            state = containers[name].get("State") or {}
+            if state.get("Running") and not self.host.container_fenced(state["Pid"]):
+                self.host.fence_container(state["Pid"], name)
+            if not self.done(name, "fenced"):
+                self.record("fenced", name)
+        queue, cond, failures = [], threading.Condition(), []
+        sender_thread = None
+        if self.sender:
+            sender_thread = threading.Thread(target=self._send_loop, args=(queue, cond, failures))
+            sender_thread.start()
+        try:
+            for tier in self.tiers:
+                if failures:
+                    break
+
+                def one(name, containers=containers):
+                    entry = self._checkpoint(name, containers[name], info)
+                    with cond:
+                        queue.append((name, entry))
+                        cond.notify()
+                errors = self.parallel(one, tier)
+                if errors:
+                    failures += ["%s: %s" % (n, e) for n, e in sorted(errors.items())]
+        finally:
+            with cond:
+                queue.append(None)
+                cond.notify()
+            if sender_thread:
+                sender_thread.join()
+        if failures:
+            if self.sender:
+                self.sender.abort("source %s: %s" % (os.uname()[1], "; ".join(failures)))
+            raise WindowError(failures, self.events)
+        return self.events
+
+    def _checkpoint(self, name, container, info):
+        archive = self.archive(name)
+        rec = self.state["services"].get(name, {}).get("checkpointed")
+        if rec:
+            if not os.path.exists(archive) or sha256_file(archive) != rec["sha256"]:
+                raise WindowError("the archive %s recorded for %s is missing or changed" % (archive, name))
+            return {"archive": archive, "sha256": rec["sha256"], "manifest": archive + MANIFEST_SUFFIX}
+        svc = self.services[name]
+        try:
+            entry = checkpoint_container(self.engine, svc["container"], container, archive, info,
+                                         compression=self.compression, tcp_established=svc["tcp"] == "established",
+                                         file_locks=True, keep=True)
+        except CheckpointError as e:
+            if e.details.get("partial"):
+                self.record("checkpoint_incomplete", name, partial=e.details["partial"])
+            raise
+        self.record("checkpointed", name, archive=archive, sha256=entry["sha256"], size=entry["size"],
+                    container_id=entry["id"], started=entry["started_at"], frozen=entry["checkpointed_at"],
+                    timings=dict((k, v) for k, v in entry["timings"].items() if k.endswith(("time", "duration"))))
+        return entry
+
+    def _send_loop(self, queue, cond, failures):
+        while True:
+            with cond:
+                while not queue:
+                    cond.wait()
+                item = queue.pop(0)
+            if item is None:
+                return
+            name, entry = item
+            if failures or self.done(name, "sent"):
+                continue
+            try:
+                start = time.time()
+                stats = self.sender(name, entry["archive"], entry["manifest"], entry["sha256"])
+                self.record("sent", name, started=start, bytes=stats.get("bytes"))
+            except Exception as e:  # pylint: disable=broad-except
+                failures.append("%s: sending %s failed: %s" % (name, entry["archive"], getattr(e, "msg", e)))
+
+    def running(self):
+        """Rollback on the source: checkpointed containers restored in place, every fence lifted."""
+        problems = []
+        order = [n for tier in self.tiers for n in tier]
+        for name in order:
+            c = self.container(name)
+            state = (c or {}).get("State") or {}
+            if c is None:
+                problems.append("%s: container %r is gone from the source" % (name, self.services[name]["container"]))
+            elif not state.get("Running"):
+                try:
+                    start = time.time()
+                    self.engine.restore_in_place(self.services[name]["container"],
+                                                 tcp_established=self.services[name]["tcp"] == "established",
+                                                 file_locks=True)
+                    self.record("rolled_back", name, started=start)
+                except EngineError as e:
+                    problems.append("%s: restoring it in place failed: %s (its archive stays at %s)"
+                                    % (name, e.msg, self.archive(name)))
+        # Peers see the whole stack come back at once: fences are lifted last, on every path.
+        for name in order:
+            c = self.container(name)
+            state = (c or {}).get("State") or {}
+            if state.get("Running"):
+                try:
+                    self.host.unfence_container(state["Pid"], name)
+                    self.record("unfenced", name)
+                except EngineError as e:
+                    problems.append("%s: %s" % (name, e.msg))
+        if problems:
+            raise WindowError(problems, self.events)
+        return self.events
+
+    def absent(self, keep_archives=False):
+        """After the commit: the stopped source containers go, then their archives."""
+        problems = []
+        for name, svc in self.services.items():
+            c = self.container(name)
+            if c is not None and ((c.get("State") or {}).get("Running")):
+                problems.append("%s: container %r runs on the source; not removing it" % (name, svc["container"]))
+                continue
+            if c is not None:
+                self.engine.remove(svc["container"])
+            if not keep_archives:
+                for path in (self.archive(name), self.archive(name) + MANIFEST_SUFFIX):
+                    if os.path.exists(path):
+                        os.unlink(path)
+            self.record("removed", name)
+        if problems:
+            raise WindowError(problems, self.events)
+        return self.events
+
+
+class TargetAgent(_Agent):
+    """One target host's part of the window."""
+
+    def __init__(self, host, stack, run_id, archive_dir, services, tiers, wait_timeout=300.0,
+                 probe_timeout=60.0, stable_for=0.0):
+        super(TargetAgent, self).__init__(host, stack, run_id, archive_dir, services, tiers)
+        self.table = host_fence_table(stack)
+        self.wait_timeout = wait_timeout
+        self.probe_timeout = probe_timeout
+        self.stable_for = stable_for
+
+    def committed(self):
+        return any("committed" in s for s in self.state["services"].values())
+
+    def restored(self, commit=False):
+        if self.committed():
+            return self.events  # nothing left to do: the copies here serve
+        self.host.raise_host_fence(self.table)
+        deadline = time.time() + self.wait_timeout
+        for tier in self.tiers:
+            errors = self.parallel(lambda n: self._restore(n, deadline), tier)
+            if not errors:
+                errors = self.parallel(self._probe, tier)
+            if errors:
+                raise WindowError(["%s: %s" % (n, e) for n, e in sorted(errors.items())], self.events)
+        if commit:
+            self.serving()
+        return self.events
+
+    def _wait_for(self, name, deadline):
+        archive = self.archive(name)
+        manifest = archive + MANIFEST_SUFFIX
+        while not os.path.exists(manifest):
+            reason = read_abort(self.archive_dir, self.stack, self.run_id)
+            if reason:
+                raise WindowError("the source gave up: %s" % reason)
+            if time.time() > deadline:
+                raise WindowError("its archive %s did not arrive within %d s" % (archive, self.wait_timeout))
+            time.sleep(POLL)
+        return archive, read_manifest(archive)
+
+    def _restore(self, name, deadline):
+        svc = self.services[name]
+        if self.done(name, "restored"):
+            c = self.container(name)
+            if c and c["Id"] == self.state["services"][name]["restored"].get("container_id") and \
+                    (c.get("State") or {}).get("Running"):
+                return
+            raise WindowError("restored earlier, but its container is no longer running here")
+        archive, manifest = self._wait_for(name, deadline)
+        arrived = time.time()
+        digest = sha256_file(archive)
+        if digest != manifest.get("sha256"):
+            raise WindowError("%s has sha256 %s, its manifest says %s: damaged in transit; not restoring"
+                              % (archive, digest, manifest.get("sha256")))
+        try:
+            info = read_archive(archive)
+        except ArchiveError as e:
+            raise WindowError(str(e))
+        ips = [str(ipaddress.ip_interface(ip).ip) for net in info["networks"].values() for ip in net["ips"]]
+        self.host.fence_addresses(self.table, ips)
+        start = time.time()
+        self.engine.restore(archive, tcp_established=svc["tcp"] == "established",
+                            tcp_close=svc["tcp"] == "close", file_locks=True)
+        c = self.engine.container(svc["container"])
+        self.record("restored", name, arrived=arrived, started=start, container_id=c["Id"], addresses=ips)
+
+    def _probe(self, name):
+        svc = self.services[name]
+        spec = dict(svc.get("probe") or {"type": "tcp"}, container=svc["container"])
+        address = None
+        if spec["type"] != "command":
+            from ansible_collections.stacklift.migrate.plugins.module_utils.engine import container_address
+            address = spec.get("host") or container_address(self.engine.container(svc["container"]),
+                                                            spec.get("network"))
+        probe = probes.probe_for(spec, address, self.host.run, self.engine.exec_command)
+        start = time.time()
+        res = probes.wait_ready(probe, retries=10 ** 6, interval=spec.get("interval", 0.05),
+                                timeout=spec.get("timeout", self.probe_timeout),
+                                stable_for=spec.get("stable_for", self.stable_for))
+        if not res["ready"]:
+            raise WindowError("%s probe not ready after %.1f s: %s" % (spec["type"], res["elapsed"], res["detail"]))
+        self.record("ready", name, started=start, attempts=res["attempts"])
+
+    def serving(self):
+        """The commit: the fence goes, and the copies here serve."""
+        missing = [n for n in self.services if not self.done(n, "ready") and not self.done(n, "committed")]
+        if missing:
+            raise WindowError("cannot commit: %s not ready here" % ", ".join(sorted(missing)), self.events)
+        self.host.lift_host_fence(self.table)
+        for name in self.services:
+            if not self.done(name, "committed"):
+                self.record("committed", name)
+        return self.events
+
+    def absent(self, force=False):
+        """Rollback on the target: its copies, still fenced, removed and confirmed gone; archives too."""
+        if self.committed() and not force:
+            raise WindowError("the stack was committed on this host (its copies serve here); a rollback would "
+                              "lose their state since the commit; migrate it back instead", self.events)
+        if self.host.host_fence_up(self.table) or not self.committed():
+            self.host.raise_host_fence(self.table)
+        problems = []
+        for name, svc in self.services.items():
+            c = self.container(name)
+            if c is None:
+                continue
+            ours = self.state["services"].get(name, {}).get("restored", {}).get("container_id")
+            running = (c.get("State") or {}).get("Running")
+            if running and c["Id"] != ours and not force:
+                problems.append("%s: a running container %r here was not restored by run %s; not removing it"
+                                % (name, svc["container"], self.run_id))
+                continue
+            try:
+                self.engine.remove_force(svc["container"])
+            except NotFound:
+                pass
+            except EngineError as e:
+                problems.append("%s: %s" % (name, e.msg))
+                continue
+            if self.container(name) is not None:
+                problems.append("%s: container %r is still here after its removal" % (name, svc["container"]))
+                continue
+            self.record("removed", name)
+        for name in self.services:
+            archive = self.archive(name)
+            for path in [archive, archive + MANIFEST_SUFFIX] + glob.glob(
+                    os.path.join(self.archive_dir, ".%s*.part-*" % os.path.basename(archive))):
+                if os.path.exists(path):
+                    os.unlink(path)
+        if problems:
+            raise WindowError(problems, self.events)
+        self.host.lift_host_fence(self.table)
+        abort = abort_path(self.archive_dir, self.stack)
+        if os.path.exists(abort):
+            os.unlink(abort)
+        return self.events

@@ -1,0 +1,224 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) stacklift developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: stack_source
+short_description: A source host's part of a stack migration, in one call
+version_added: 0.2.0
+description:
+  - Runs on a source host of a stack migration and does that host's whole part of the window
+    without the controller in between, so the stack's pause is the work itself.
+  - V(checkpointed) fences every service of the host at one moment (an nftables table in each
+    container's network namespace), then checkpoints them tier by tier, the services of a tier in
+    parallel. Each archive is fsynced before it counts, recorded in the host's marker journal
+    (O(archive_dir)/STACK.journal), and sent to its target at once, over SSH, while the next tier
+    is checkpointed. The engine keeps its checkpoint too, so a rollback needs no archive.
+  - V(running) is the rollback on the source; checkpointed containers are restored in place,
+    dependencies first, with their TCP connections, then every fence is lifted.
+  - V(absent) is the clean-up after the commit; the stopped source containers and their archives go.
+    A running container is never removed.
+  - Idempotent for a run (O(run_id)): what the marker records as done is not done again.
+author:
+  - stacklift developers (@stacklift)
+requirements:
+  - paramiko (for V(checkpointed) with targets)
+  - nsenter and nft on the host
+options:
+  stack:
+    description: Name of the stack (names the marker journal).
+    type: str
+    required: true
+  run_id:
+    description: The migration run, as the controller's journal names it.
+    type: str
+    required: true
+  services:
+    description:
+      - The stack's services on this host, as C(stacklift.migrate.stack_plan) describes them
+        (C(name), C(container), C(tcp), C(target)).
+    type: list
+    elements: dict
+    required: true
+  target_addresses:
+    description: The address this host reaches each target at, by the target's name (C(target) of a service).
+    type: dict
+  tiers:
+    description: Service names, tier by tier, dependencies first (C(stack_plan)'s C(checkpoint_order)).
+    type: list
+    elements: list
+    required: true
+  state:
+    description: V(checkpointed) (fence, checkpoint, send), V(running) (rollback), V(absent) (clean-up).
+    type: str
+    choices: [checkpointed, running, absent]
+    default: checkpointed
+  archive_dir:
+    description: Where archives and the marker journal are written, here and on the targets.
+    type: path
+    default: /var/lib/stacklift/checkpoints
+  compression:
+    description: Compression of the archives.
+    type: str
+    choices: [zstd, gzip, none]
+    default: zstd
+  send:
+    description: Send each archive to its target (V(false) leaves them here).
+    type: bool
+    default: true
+  keep_archives:
+    description: With V(absent), keep the archives.
+    type: bool
+    default: false
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - stacklift.migrate.engine
+  - stacklift.migrate.engine.SSH_CONNECTION
+attributes:
+  platform:
+    support: full
+    platforms: posix
+  check_mode:
+    support: partial
+    details: Checks what would refuse and changes nothing.
+  diff_mode:
+    support: none
+seealso:
+  - module: stacklift.migrate.stack_target
+  - module: stacklift.migrate.migration_journal
+"""
+
+EXAMPLES = r"""
+- name: Fence, checkpoint and send node1's services (started async; the target waits for them)
+  stacklift.migrate.stack_source:
+    stack: shop
+    run_id: "{{ journal.run_id }}"
+    services: "{{ plan.services | selectattr('source', 'equalto', 'node1') | list }}"
+    tiers: "{{ plan.checkpoint_order }}"
+    key_file: /root/.ssh/id_ed25519
+    host_key_checking: strict
+  async: 600
+  poll: 0
+
+- name: Roll back on the source
+  stacklift.migrate.stack_source:
+    stack: shop
+    run_id: "{{ journal.run_id }}"
+    services: "{{ plan.services | selectattr('source', 'equalto', 'node1') | list }}"
+    tiers: "{{ plan.restore_order }}"
+    state: running
+"""
+
+RETURN = r"""
+events:
+  description: What this call did, step by step, as recorded in the host's marker journal.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{step: fenced, service: db, t: 1764241200.1}, {step: checkpointed, service: db, sha256: "ab12..."}]
+marker:
+  description: Path of the host's marker journal.
+  returned: always
+  type: str
+  sample: /var/lib/stacklift/checkpoints/shop.journal
+problems:
+  description: Every reason the call failed.
+  returned: failure
+  type: list
+  elements: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.stacklift.migrate.plugins.module_utils import _ssh
+from ansible_collections.stacklift.migrate.plugins.module_utils.checkpointing import CheckpointError
+from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
+    ENGINE_ARGUMENT_SPEC, EngineError, engine_for_module)
+from ansible_collections.stacklift.migrate.plugins.module_utils.window import (
+    Host, SourceAgent, WindowError, marker_path)
+
+
+def host_for_module(module):
+    def run(argv, data=None):
+        if data is None:
+            return module.run_command(argv)
+        return module.run_command(argv, data=data)
+    return Host(engine_for_module(module), run, nsenter=module.get_bin_path("nsenter", required=True),
+                nft=module.get_bin_path("nft", required=True))
+
+
+def services_by_name(module):
+    out = {}
+    for svc in module.params["services"]:
+        missing = [k for k in ("name", "container") if not svc.get(k)]
+        if missing:
+            module.fail_json(msg="each service needs %s: %r" % (" and ".join(missing), svc))
+        out[svc["name"]] = dict(svc, tcp=svc.get("tcp") or "established")
+    return out
+
+
+def main():
+    argument_spec = dict(
+        stack=dict(type="str", required=True),
+        run_id=dict(type="str", required=True),
+        services=dict(type="list", elements="dict", required=True),
+        tiers=dict(type="list", elements="list", required=True),
+        state=dict(type="str", default="checkpointed", choices=["checkpointed", "running", "absent"]),
+        archive_dir=dict(type="path", default="/var/lib/stacklift/checkpoints"),
+        compression=dict(type="str", default="zstd", choices=["zstd", "gzip", "none"]),
+        send=dict(type="bool", default=True),
+        keep_archives=dict(type="bool", default=False),
+        target_addresses=dict(type="dict"),
+    )
+    ssh_spec = dict(_ssh.SSH_ARGUMENT_SPEC)
+    ssh_spec.pop("target_host")
+    argument_spec.update(ssh_spec)
+    argument_spec.update(ENGINE_ARGUMENT_SPEC)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    p = module.params
+    services = services_by_name(module)
+    state = p["state"]
+    sender = None
+    if state == "checkpointed" and p["send"]:
+        if not _ssh.HAS_PARAMIKO:
+            module.fail_json(msg=missing_required_lib("paramiko"), exception=_ssh.PARAMIKO_IMPORT_ERROR)
+        targets = dict((n, (p["target_addresses"] or {}).get(s.get("target")) or s.get("target"))
+                       for n, s in services.items())
+        lacking = sorted(n for n, a in targets.items() if not a)
+        if lacking:
+            module.fail_json(msg="services without a target: %s" % ", ".join(lacking))
+        sender = _ssh.Sender(p, targets, p["run_id"], p["stack"], p["archive_dir"])
+    agent = SourceAgent(host_for_module(module), p["stack"], p["run_id"], p["archive_dir"], services,
+                        p["tiers"], sender=sender, compression=p["compression"])
+    result = dict(marker=marker_path(p["archive_dir"], p["stack"]))
+    try:
+        if module.check_mode:
+            problems = agent.check()[0] if state == "checkpointed" else []
+            if problems:
+                module.fail_json(msg="; ".join(problems), problems=problems, **result)
+            module.exit_json(changed=True, events=[], **result)
+        if state == "checkpointed":
+            events = agent.checkpointed()
+        elif state == "running":
+            events = agent.running()
+        else:
+            events = agent.absent(keep_archives=p["keep_archives"])
+    except WindowError as e:
+        module.fail_json(msg=e.msg, problems=e.problems, events=e.events, **dict(result, **e.details))
+    except (EngineError, CheckpointError) as e:
+        module.fail_json(events=agent.events, **dict(result, **e.fail_kwargs()))
+    except _ssh.TransferError as e:
+        module.fail_json(msg=e.msg, events=agent.events, **result)
+    finally:
+        if sender:
+            sender.close()
+    module.exit_json(changed=bool(events), events=events, **result)
+
+
+if __name__ == "__main__":
+    main()

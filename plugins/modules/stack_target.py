@@ -1,0 +1,191 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) stacklift developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: stack_target
+short_description: A target host's part of a stack migration, in one call
+version_added: 0.2.0
+description:
+  - Runs on a target host of a stack migration and does that host's whole part of the window.
+  - V(restored) raises a fence on the host (an nftables table whose forward chain drops every
+    packet from or to the restored containers' addresses), waits for each archive that
+    C(stacklift.migrate.stack_source) sends, checks its sha256, restores it, and probes it; tier by
+    tier, the services of a tier in parallel, each tier ready before the next starts. The copies
+    here serve nobody until the commit, so a rollback, or a target that vanishes, cannot make a
+    service serve twice.
+  - V(serving) is the commit; every service here must be ready, then the fence goes and the copies
+    serve. With O(commit=true), V(restored) commits by itself once all is ready.
+  - V(absent) is the rollback on the target; the copies restored by O(run_id), still fenced, are
+    removed and confirmed gone, then the archives received and the fence. It refuses once the
+    stack was committed here, and it never removes a running container another run made.
+  - Every step goes to the host's marker journal (O(archive_dir)/STACK.journal) the moment it is done.
+author:
+  - stacklift developers (@stacklift)
+requirements:
+  - nft on the host
+options:
+  stack:
+    description: Name of the stack (names the marker journal and the fence).
+    type: str
+    required: true
+  run_id:
+    description: The migration run, as the controller's journal names it.
+    type: str
+    required: true
+  services:
+    description:
+      - The stack's services on this host, as C(stacklift.migrate.stack_plan) describes them
+        (C(name), C(container), C(tcp), C(probe)).
+    type: list
+    elements: dict
+    required: true
+  tiers:
+    description: Service names, tier by tier, dependencies first (C(stack_plan)'s C(restore_order)).
+    type: list
+    elements: list
+    required: true
+  state:
+    description: V(restored) (fenced and ready), V(serving) (committed), V(absent) (rolled back here).
+    type: str
+    choices: [restored, serving, absent]
+    default: restored
+  commit:
+    description: With V(restored), commit as soon as every service here is ready.
+    type: bool
+    default: false
+  archive_dir:
+    description: Where the archives arrive and the marker journal is written.
+    type: path
+    default: /var/lib/stacklift/checkpoints
+  wait_timeout:
+    description: Seconds to wait, in all, for the archives to arrive.
+    type: float
+    default: 300
+  probe_timeout:
+    description: Seconds a service may take to be ready, when its probe sets no C(timeout).
+    type: float
+    default: 60
+  stable_for:
+    description: Seconds a service must stay ready, when its probe sets no C(stable_for).
+    type: float
+    default: 0
+  force:
+    description: With V(absent), remove the copies even after a commit, or containers of another run.
+    type: bool
+    default: false
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - stacklift.migrate.engine
+attributes:
+  platform:
+    support: full
+    platforms: posix
+  check_mode:
+    support: none
+  diff_mode:
+    support: none
+seealso:
+  - module: stacklift.migrate.stack_source
+  - module: stacklift.migrate.migration_journal
+"""
+
+EXAMPLES = r"""
+- name: Restore node2's services as their archives arrive, and commit once all are ready
+  stacklift.migrate.stack_target:
+    stack: shop
+    run_id: "{{ journal.run_id }}"
+    services: "{{ plan.services | selectattr('target', 'equalto', 'node2') | list }}"
+    tiers: "{{ plan.restore_order }}"
+    commit: true
+
+- name: Roll back on the target
+  stacklift.migrate.stack_target:
+    stack: shop
+    run_id: "{{ journal.run_id }}"
+    services: "{{ plan.services | selectattr('target', 'equalto', 'node2') | list }}"
+    tiers: "{{ plan.restore_order }}"
+    state: absent
+"""
+
+RETURN = r"""
+events:
+  description: What this call did, step by step, as recorded in the host's marker journal.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{step: restored, service: db, t: 1764241201.3}, {step: ready, service: db, t: 1764241201.5}]
+committed:
+  description: Whether the stack is committed on this host (its fence lifted, its copies serving).
+  returned: always
+  type: bool
+marker:
+  description: Path of the host's marker journal.
+  returned: always
+  type: str
+problems:
+  description: Every reason the call failed.
+  returned: failure
+  type: list
+  elements: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
+    ENGINE_ARGUMENT_SPEC, EngineError, engine_for_module)
+from ansible_collections.stacklift.migrate.plugins.module_utils.window import (
+    Host, TargetAgent, WindowError, marker_path)
+
+
+def main():
+    argument_spec = dict(
+        stack=dict(type="str", required=True),
+        run_id=dict(type="str", required=True),
+        services=dict(type="list", elements="dict", required=True),
+        tiers=dict(type="list", elements="list", required=True),
+        state=dict(type="str", default="restored", choices=["restored", "serving", "absent"]),
+        commit=dict(type="bool", default=False),
+        archive_dir=dict(type="path", default="/var/lib/stacklift/checkpoints"),
+        wait_timeout=dict(type="float", default=300),
+        probe_timeout=dict(type="float", default=60),
+        stable_for=dict(type="float", default=0),
+        force=dict(type="bool", default=False),
+    )
+    argument_spec.update(ENGINE_ARGUMENT_SPEC)
+    module = AnsibleModule(argument_spec=argument_spec)
+    p = module.params
+    services = {}
+    for svc in p["services"]:
+        if not svc.get("name") or not svc.get("container"):
+            module.fail_json(msg="each service needs name and container: %r" % (svc,))
+        services[svc["name"]] = dict(svc, tcp=svc.get("tcp") or "established")
+
+    def run(argv, data=None):
+        return module.run_command(argv) if data is None else module.run_command(argv, data=data)
+
+    host = Host(engine_for_module(module), run, nft=module.get_bin_path("nft", required=True))
+    agent = TargetAgent(host, p["stack"], p["run_id"], p["archive_dir"], services, p["tiers"],
+                        wait_timeout=p["wait_timeout"], probe_timeout=p["probe_timeout"], stable_for=p["stable_for"])
+    result = dict(marker=marker_path(p["archive_dir"], p["stack"]))
+    try:
+        if p["state"] == "restored":
+            events = agent.restored(commit=p["commit"])
+        elif p["state"] == "serving":
+            events = agent.serving()
+        else:
+            events = agent.absent(force=p["force"])
+    except WindowError as e:
+        module.fail_json(msg=e.msg, problems=e.problems, events=e.events, committed=agent.committed(), **result)
+    except EngineError as e:
+        module.fail_json(events=agent.events, committed=agent.committed(), **dict(result, **e.fail_kwargs()))
+    module.exit_json(changed=bool(events), events=events, committed=agent.committed(), **result)
+
+
+if __name__ == "__main__":
+    main()
