@@ -14,9 +14,34 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-PHASES = ["quiesce", "fence", "checkpoint", "transfer", "restore", "ready"]
+from xml.sax.saxutils import escape
+
+PHASES = ["quiesce", "fence", "checkpoint", "transfer", "restore", "ready", "commit", "rollback"]
 COLOURS = {"quiesce": "#9e9e9e", "fence": "#e53935", "checkpoint": "#fb8c00", "transfer": "#1e88e5",
-           "restore": "#43a047", "ready": "#8e24aa"}
+           "restore": "#43a047", "ready": "#8e24aa", "commit": "#212121", "rollback": "#6d4c41"}
+# The hosts' marker records (stack_source, stack_target) -> the phase each closes.
+STEP_PHASES = {"fenced": "fence", "checkpointed": "checkpoint", "sent": "transfer", "restored": "restore",
+               "ready": "ready", "committed": "commit", "removed": "rollback", "rolled_back": "rollback",
+               "unfenced": "rollback"}
+
+
+def window_events(results):
+    """(service, phase, start, end, extra) from the agents' results (their ``events``)."""
+    out = []
+    for r in results or []:
+        if not isinstance(r, dict):
+            continue
+        for rec in r.get("events") or []:
+            phase = STEP_PHASES.get(rec.get("step"))
+            if not phase or not rec.get("service"):
+                continue
+            extra = {}
+            if phase == "checkpoint":
+                extra = {"archive_bytes": rec.get("size"), "frozen_at": rec.get("frozen")}
+            elif phase == "transfer" and rec.get("bytes") is not None:
+                extra = {"bytes": rec["bytes"]}
+            out.append((rec["service"], phase, rec.get("started") or rec["t"], rec["t"], extra))
+    return out
 
 
 def _service_of(result, containers):
@@ -53,21 +78,31 @@ def events(phase, results, plan):
 
 def build(plan, phases, source, target, outcome, error=None):
     services = dict((s["name"], {"tier": s["tier"], "container": s["container"], "phases": {}}) for s in plan["services"])
-    for phase in PHASES:
-        for name, start, end, extra in events(phase, phases.get(phase), plan):
-            if name not in services or start is None:
-                continue
-            entry = {"start": round(start, 3), "end": round(end, 3) if end else None,
-                     "seconds": round(end - start, 3) if end else None}
-            entry.update(extra)
-            services[name]["phases"][phase] = entry
-            if "archive_bytes" in extra:
-                services[name]["archive_bytes"] = extra["archive_bytes"]
+    found = [(name, phase, start, end, extra) for phase in PHASES
+             for name, start, end, extra in events(phase, phases.get(phase), plan)]
+    found += window_events(phases.get("window"))
+    for name, phase, start, end, extra in found:
+        if name not in services or start is None:
+            continue
+        old = services[name]["phases"].get(phase)
+        if old:  # a phase recorded in steps (a rollback's removal, then its restore): one bar over all
+            start, end = min(start, old["start"]), max(end or 0, old["end"] or 0) or None
+        entry = {"start": round(start, 3), "end": round(end, 3) if end else None,
+                 "seconds": round(end - start, 3) if end else None}
+        entry.update(extra)
+        services[name]["phases"][phase] = entry
+        if "archive_bytes" in extra:
+            services[name]["archive_bytes"] = extra["archive_bytes"]
     fence_starts = [s["phases"]["fence"]["start"] for s in services.values() if "fence" in s["phases"]]
-    ready_ends = [s["phases"]["ready"]["end"] for s in services.values() if "ready" in s["phases"]]
+    # Clients wait from the first fence until the commit lifts the target's fence (or, in a
+    # rollback, until the source's fences are lifted); without those records, until ready.
+    last = "commit" if outcome == "migrated" else "rollback"
+    ends = [s["phases"][last]["end"] for s in services.values() if last in s["phases"]]
+    if not ends and outcome == "migrated":
+        ends = [s["phases"]["ready"]["end"] for s in services.values() if "ready" in s["phases"]]
     downtime = None
-    if fence_starts and ready_ends and outcome == "migrated":
-        downtime = round(max(ready_ends) - min(fence_starts), 3)
+    if fence_starts and ends:
+        downtime = round(max(ends) - min(fence_starts), 3)
     all_times = [v for s in services.values() for ph in s["phases"].values() for v in (ph["start"], ph["end"]) if v]
     return {
         "stack": plan["name"], "source": source, "target": target, "outcome": outcome, "error": error,
@@ -82,17 +117,18 @@ def summary(report):
     lines = ["stacklift migration of stack %r: %s -> %s, %s"
              % (report["stack"], report["source"], report["target"], report["outcome"])]
     if report["downtime_s"] is not None:
-        lines.append("downtime (first fence to last service ready): %.3f s" % report["downtime_s"])
+        lines.append("downtime (first fence to the %s): %.3f s"
+                     % ("commit" if report["outcome"] == "migrated" else "source serving again", report["downtime_s"]))
     if report.get("error"):
         lines.append("error: %s" % report["error"])
     t0 = report["started"] or 0
     lines.append("")
-    lines.append("%-10s %-5s " % ("service", "tier") + " ".join("%-16s" % p for p in PHASES) + " archive")
+    lines.append("%-10s %-5s " % ("service", "tier") + " ".join("%-14s" % p for p in PHASES) + " archive")
     for name, s in sorted(report["services"].items(), key=lambda kv: (kv[1]["tier"], kv[0])):
         cells = []
         for p in PHASES:
             ph = s["phases"].get(p)
-            cells.append("%-16s" % ("%.2f+%.3fs" % (ph["start"] - t0, ph["seconds"] or 0) if ph else "-"))
+            cells.append("%-14s" % ("%.2f+%.3fs" % (ph["start"] - t0, ph["seconds"] or 0) if ph else "-"))
         size = s.get("archive_bytes")
         lines.append("%-10s %-5d " % (name, s["tier"]) + " ".join(cells) + (" %.1f MB" % (size / 1e6) if size else ""))
     lines.append("")
@@ -112,11 +148,12 @@ def timeline_svg(report, width=900, row=26):
     out = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">'
            % (width, height),
            '<text x="4" y="16">%s: %s -&gt; %s, %s%s</text>' % (
-               report["stack"], report["source"], report["target"], report["outcome"],
+               escape(str(report["stack"])), escape(str(report["source"])), escape(str(report["target"])),
+               report["outcome"],
                ", downtime %.2f s" % report["downtime_s"] if report["downtime_s"] is not None else "")]
     for i, name in enumerate(names):
         y = 30 + i * row
-        out.append('<text x="4" y="%d">%s</text>' % (y + 15, name))
+        out.append('<text x="4" y="%d">%s</text>' % (y + 15, escape(name)))
         for phase in PHASES:
             ph = report["services"][name]["phases"].get(phase)
             if not ph or not ph["end"]:
@@ -124,11 +161,11 @@ def timeline_svg(report, width=900, row=26):
             x = left + (ph["start"] - t0) * scale
             w = max(2.0, (ph["end"] - ph["start"]) * scale)
             out.append('<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"><title>%s %s %.3f s</title></rect>'
-                       % (x, y + 3, w, row - 8, COLOURS[phase], name, phase, ph["seconds"] or 0))
+                       % (x, y + 3, w, row - 8, COLOURS[phase], escape(name), phase, ph["seconds"] or 0))
     y = 30 + len(names) * row + 10
     for i, phase in enumerate(PHASES):
         out.append('<rect x="%d" y="%d" width="12" height="12" fill="%s"/><text x="%d" y="%d">%s</text>'
-                   % (left + i * 110, y, COLOURS[phase], left + i * 110 + 16, y + 11, phase))
+                   % (left + i * 95, y, COLOURS[phase], left + i * 95 + 16, y + 11, phase))
     out.append('<text x="%d" y="%d">%.2f s</text>' % (width - 60, y + 11, t1 - t0))
     out.append("</svg>")
     return "\n".join(out) + "\n"

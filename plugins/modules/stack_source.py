@@ -24,7 +24,7 @@ description:
     dependencies first, with their TCP connections, then every fence is lifted.
   - V(absent) is the clean-up after the commit; the stopped source containers and their archives go.
     A running container is never removed.
-  - Idempotent for a run (O(run_id)): what the marker records as done is not done again.
+  - Idempotent for a run (O(run_id)); what the marker records as done is not done again.
 author:
   - stacklift developers (@stacklift)
 requirements:
