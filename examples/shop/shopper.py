@@ -101,12 +101,16 @@ def soak(out_path, stop_file, max_seconds=600):
     c = Client(timeout=120)
     c.call("POST", "/login?user=soak")
     log = {"requests": 0, "errors": [], "max_latency_s": 0.0, "latencies": []}
+    ports = []  # the client's local port, request by request: one port means one connection throughout
     deadline = time.time() + max_seconds
     while not os.path.exists(stop_file) and time.time() < deadline:
         t = time.time()
         try:
             c.call("POST", "/cart?item=tea&qty=1")
             log["requests"] += 1
+            port = c.conn.sock.getsockname()[1] if c.conn.sock else None
+            if not ports or ports[-1] != port:
+                ports.append(port)
         except Exception as e:  # every failure is what the test is looking for
             log["errors"].append("%.3f %s: %s" % (t, type(e).__name__, e))
             c = Client(timeout=120)
@@ -116,6 +120,7 @@ def soak(out_path, stop_file, max_seconds=600):
         log["max_latency_s"] = max(log["max_latency_s"], lat)
         time.sleep(0.02)
     log["cart"] = c.call("GET", "/cart")["cart"]
+    log["connections"] = len(ports)
     with open(out_path, "w") as f:
         json.dump(log, f)
 

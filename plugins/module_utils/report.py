@@ -4,8 +4,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The migration report: what each service went through, when, and how long the stack was down.
 
-The roles hand over the results the modules returned, phase by phase; this turns
-them into per-service phase times (epoch seconds, as the hosts' clocks give them),
+The roles hand over the quiesce results and the hosts' records of the window (what
+stack_source and stack_target returned); this turns them into per-service phase times (epoch seconds, as the hosts' clocks give them),
 the downtime (first fence to last service ready on the target), a short text
 summary and an SVG timeline.
 """
@@ -52,27 +52,13 @@ def _service_of(result, containers):
 
 
 def events(phase, results, plan):
-    """(service, start, end, extra) for one phase's registered results."""
+    """(service, start, end, extra) for one phase's registered results (each with started_at, finished_at)."""
     containers = dict((s["container"], s["name"]) for s in plan["services"])
     out = []
     for r in results or []:
-        if not isinstance(r, dict) or r.get("skipped"):
+        if not isinstance(r, dict) or r.get("skipped") or not r.get("started_at"):
             continue
-        if phase == "fence":
-            for c in r.get("containers") or []:
-                if c.get("at") and c["name"] in containers:
-                    out.append((containers[c["name"]], r.get("started_at"), c["at"], {}))
-            continue
-        if phase == "checkpoint":
-            for c in r.get("checkpoints") or []:
-                if c.get("started_at"):
-                    out.append((containers.get(c["name"], c["name"]), c["started_at"], c["finished_at"],
-                                {"archive_bytes": c.get("size"), "frozen_us": (c.get("timings") or {}).get("frozen_time")}))
-            continue
-        if not r.get("started_at"):
-            continue
-        extra = {"bytes": r["bytes"]} if phase == "transfer" and "bytes" in r else {}
-        out.append((_service_of(r, containers), r["started_at"], r.get("finished_at"), extra))
+        out.append((_service_of(r, containers), r["started_at"], r.get("finished_at"), {}))
     return out
 
 

@@ -20,6 +20,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
+import fcntl
 import glob
 import json
 import ipaddress
@@ -140,6 +142,29 @@ class _Agent(object):
         self.state = fold(self.marker.records(run_id))
         self.events = []
         self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def exclusive(self, timeout=600.0):
+        """One agent at a time per stack on this host: a call of a run whose controller died may
+        still be working here, and a rollback must wait for it rather than race it."""
+        if not os.path.isdir(self.archive_dir):
+            os.makedirs(self.archive_dir, 0o700)
+        fd = os.open(marker_path(self.archive_dir, self.stack) + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.time() + timeout
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except (IOError, OSError):
+                    if time.time() > deadline:
+                        raise WindowError("another stacklift call on stack %s still works on this host after %d s"
+                                          % (self.stack, timeout))
+                    time.sleep(0.1)
+            self.state = fold(self.marker.records(self.run_id))  # what that call did counts
+            yield
+        finally:
+            os.close(fd)
 
     def record(self, step, service=None, **data):
         rec = self.marker.append(step, run=self.run_id, service=service, **data)

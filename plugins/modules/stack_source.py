@@ -202,12 +202,13 @@ def main():
             if problems:
                 module.fail_json(msg="; ".join(problems), problems=problems, **result)
             module.exit_json(changed=True, events=[], **result)
-        if state == "checkpointed":
-            events = agent.checkpointed()
-        elif state == "running":
-            events = agent.running()
-        else:
-            events = agent.absent(keep_archives=p["keep_archives"])
+        with agent.exclusive():
+            if state == "checkpointed":
+                events = agent.checkpointed()
+            elif state == "running":
+                events = agent.running()
+            else:
+                events = agent.absent(keep_archives=p["keep_archives"])
     except WindowError as e:
         module.fail_json(msg=e.msg, problems=e.problems, events=e.events, **dict(result, **e.details))
     except (EngineError, CheckpointError) as e:

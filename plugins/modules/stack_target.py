@@ -174,12 +174,13 @@ def main():
                         wait_timeout=p["wait_timeout"], probe_timeout=p["probe_timeout"], stable_for=p["stable_for"])
     result = dict(marker=marker_path(p["archive_dir"], p["stack"]))
     try:
-        if p["state"] == "restored":
-            events = agent.restored(commit=p["commit"])
-        elif p["state"] == "serving":
-            events = agent.serving()
-        else:
-            events = agent.absent(force=p["force"])
+        with agent.exclusive(timeout=p["wait_timeout"] + 60):
+            if p["state"] == "restored":
+                events = agent.restored(commit=p["commit"])
+            elif p["state"] == "serving":
+                events = agent.serving()
+            else:
+                events = agent.absent(force=p["force"])
     except WindowError as e:
         module.fail_json(msg=e.msg, problems=e.problems, events=e.events, committed=agent.committed(), **result)
     except EngineError as e:

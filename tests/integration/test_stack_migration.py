@@ -19,14 +19,17 @@ CONTAINERS = ("shop-app", "shop-cache", "shop-db")
 ARCHIVE_DIR = "/var/lib/stacklift/checkpoints"
 
 
-def playbook(path, *extra, env=None, background=False, report_dir=None):
+def playbook(path, *extra, env=None, background=False, report_dir=None, new_session=False):
     cmd = [str(BIN / "ansible-playbook"), "-i", str(INVENTORY), "-i", str(SHOP_INVENTORY), str(path)]
     if report_dir:
-        cmd += ["-e", "stacklift_report_dir=%s" % report_dir]
+        # Each test its own journal, next to its reports.
+        cmd += ["-e", "stacklift_report_dir=%s" % report_dir,
+                "-e", "stacklift_journal_dir=%s" % (report_dir.parent / "journal")]
     cmd += list(extra)
     e = ansible_env(**(env or {}))
     if background:
-        return subprocess.Popen(cmd, env=e, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        return subprocess.Popen(cmd, env=e, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=new_session)
     return subprocess.run(cmd, env=e, capture_output=True, text=True, timeout=900, check=False)
 
 
@@ -39,7 +42,8 @@ def shopper(*args, background=False):
 
 def remove_shop(*hosts):
     for h in hosts:
-        h.run("nft delete table inet stacklift_test 2>/dev/null; podman rm -f -t 0 %s >/dev/null 2>&1; "
+        h.run("nft delete table inet stacklift_test 2>/dev/null; nft delete table inet stacklift_shop 2>/dev/null; "
+              "podman rm -f -t 0 %s >/dev/null 2>&1; "
               "podman network rm -f shopnet >/dev/null 2>&1; rm -rf %s /var/lib/stacklift/restored"
               % (" ".join(CONTAINERS), ARCHIVE_DIR), check=False)
 
@@ -98,12 +102,15 @@ def test_demo_stack_migrates_with_its_state_and_serves_every_request(node1, node
     # Everything now runs on node2, nothing on node1; no archive is left behind.
     assert running(node2) == set(CONTAINERS) and running(node1) == set()
     assert node1.out("podman ps -a --format '{{.Names}}'").split() == []
-    assert node1.out("ls %s 2>/dev/null | wc -l" % ARCHIVE_DIR) == "0"
+    assert node1.out("ls %s 2>/dev/null | grep -c tar || true" % ARCHIVE_DIR) == "0"
+    # The hosts' markers record every step, the source's up to its clean-up, the target's to the commit.
+    assert marker_steps(node1)[-1] == "removed" and "committed" in marker_steps(node2)
 
     ok, detail = verify(shop["state"])
     assert ok, detail
     soak = json.loads(soak_out.read_text())
     assert soak["errors"] == [] and soak["requests"] > 20, (soak["errors"], soak_log)
+    assert soak["connections"] == 1
     # Not one request lost: every cart POST the client made is in its cart.
     assert soak["cart"] == {"tea": soak["requests"]}
 
@@ -163,21 +170,45 @@ def block_shop_port(host):
              "ip daddr 10.89.10.4 tcp dport 8080 drop; }\n}\nEOF")
 
 
-def test_rollback_when_a_target_tier_never_gets_ready_then_a_second_run_works(node1, node2, shop):
+class LiveClient:
+    """A shopper holding one keep-alive connection, sending requests back to back."""
+
+    def __init__(self, tmp, background):
+        self.stop, self.out = tmp / "stop-soak", tmp / "soak.json"
+        self.proc = shopper("soak", str(self.out), "--stop", str(self.stop), background=True)
+        background.append(self.proc)
+        time.sleep(1)
+
+    def result(self):
+        time.sleep(1)
+        self.stop.write_text("")
+        log = self.proc.communicate(timeout=300)[0]
+        soak = json.loads(self.out.read_text())
+        # A pause, never an error, and the same connection throughout; nothing counted twice.
+        assert soak["errors"] == [] and soak["connections"] == 1, (soak["errors"], soak["connections"], log)
+        assert soak["cart"] == {"tea": soak["requests"]}
+        return soak
+
+
+def test_rollback_under_a_live_client_when_a_target_tier_never_gets_ready(node1, node2, shop, background):
+    client = LiveClient(shop["tmp"], background)
     block_shop_port(node2)
     res = playbook(REPO / "migrate_stack.yml", "-e", "stacklift_probe_timeout=6", report_dir=shop["reports"])
+    soak = client.result()
     assert res.returncode != 0, res.stdout[-3000:]
     assert "rolled back; the stack serves on the source again" in res.stdout
-    assert "Wait until ready, tier 1" in res.stdout
     assert running(node1) == set(CONTAINERS) and running(node2) == set()
+    # The target's fence and archives are gone with its copies.
+    assert node2.run("nft list table inet stacklift_shop", check=False).returncode != 0
+    assert node2.out("ls %s | grep -c tar.zst || true" % ARCHIVE_DIR) == "0"
     ok, detail = verify(shop["state"])
     assert ok, detail
     report = report_of(shop["reports"])
-    assert report["outcome"] == "rolled_back" and report["downtime_s"] is None
-    assert "Probe readiness on the target: app: http probe not ready after" in report["error"]
+    assert report["outcome"] == "rolled_back" and "app: http probe not ready after" in report["error"]
+    assert all("rollback" in s["phases"] for s in report["services"].values()), report["services"]
+    assert report["downtime_s"] > 0 and soak["max_latency_s"] >= report["downtime_s"] * 0.5
 
     node2.run("nft delete table inet stacklift_test")
-    node2.run("rm -rf /var/lib/stacklift/restored")
     res = playbook(REPO / "migrate_stack.yml", report_dir=shop["reports"])
     assert res.returncode == 0, res.stdout[-4000:]
     assert running(node2) == set(CONTAINERS) and running(node1) == set()
@@ -185,46 +216,62 @@ def test_rollback_when_a_target_tier_never_gets_ready_then_a_second_run_works(no
     assert ok, detail
 
 
-def cut_transfer_halfway(node1, node2, shop, background, target_goes_away=False):
-    """Start a migration, slow node1 -> node2 down, and kill the sender while an archive is in flight."""
-    # Slow node1 -> node2 SSH down, so the transfer can be cut while it runs.
-    node2.run("nft -f - <<'EOF'\ntable inet stacklift_test {\n chain in { type filter hook input priority -300; "
-              "ip saddr %s tcp dport 22 limit rate over 400 kbytes/second drop; }\n}\nEOF" % node1.address)
-    proc = playbook(REPO / "migrate_stack.yml", env={"ANSIBLE_PIPELINING": "False"}, background=True,
-                    report_dir=shop["reports"])
+def marker_steps(host):
+    out = host.run("cat %s/shop.journal 2>/dev/null" % ARCHIVE_DIR, check=False).stdout
+    return [json.loads(line)["step"] for line in out.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("kill_after", ["fenced", "restored"])
+def test_controller_killed_in_the_window_then_a_rerun_ends_with_the_stack_on_one_host(
+        node1, node2, shop, background, kill_after):
+    """SIGKILL of ansible-playbook (and its workers) in the window; the next run recovers from the journal."""
+    client = LiveClient(shop["tmp"], background)
+    proc = playbook(REPO / "migrate_stack.yml", background=True, report_dir=shop["reports"], new_session=True)
     background.append(proc)
+    where = node1 if kill_after == "fenced" else node2
     deadline = time.time() + 240
-    while node2.run("ls %s/.*.part-* >/dev/null 2>&1" % ARCHIVE_DIR, check=False).returncode != 0:
-        assert time.time() < deadline and proc.poll() is None, "no transfer started: " + (proc.stdout.read()
-                                                                                          if proc.poll() else "")
-        time.sleep(0.05)
-    # Kill the module's Python (not the shell around it): the task fails, as when the sender dies.
-    if target_goes_away:
-        # The controller loses node2 (tests reach its namespace directly, not over SSH).
-        node2.run_inside("nft add rule inet stacklift_test in ip saddr 10.231.0.1 tcp dport 22 drop")
-    killed = node1.run("pkill -KILL -f '^/usr/bin/python3 .*AnsiballZ_checkpoint_transfer'", check=False).returncode == 0
-    return proc, killed
+    while kill_after not in marker_steps(where):
+        assert time.time() < deadline and proc.poll() is None, proc.stdout.read() if proc.poll() is not None else ""
+        time.sleep(0.02)
+    os.killpg(proc.pid, 9)
+    proc.wait()
+    journal = shop["reports"].parent / "journal"
+    lock = json.loads((journal / "shop.lock").read_text())
+    assert lock["pid"] == proc.pid  # the dead controller's lock is left behind ...
 
-
-def test_rollback_when_the_transfer_is_cut_halfway(node1, node2, shop, background):
-    proc, killed = cut_transfer_halfway(node1, node2, shop, background)
-    out = proc.communicate(timeout=300)[0]
-    node2.run("nft delete table inet stacklift_test")
-    assert killed and proc.returncode != 0, out[-3000:]
-    assert "rolled back; the stack serves on the source again" in out, out[-4000:]
-    assert running(node1) == set(CONTAINERS) and running(node2) == set()
-    # The rollback took every archive, whole or cut off, away from the target.
-    assert node2.out("ls -A %s | wc -l" % ARCHIVE_DIR) == "0"
+    res = playbook(REPO / "migrate_stack.yml", report_dir=shop["reports"])  # ... and recognised
+    client.result()
+    assert res.returncode == 0, res.stdout[-5000:]
+    assert "left open by a controller that is gone" in res.stdout
+    assert running(node2) == set(CONTAINERS) and running(node1) == set()
+    assert not (journal / "shop.lock").exists()
     ok, detail = verify(shop["state"])
     assert ok, detail
 
 
-def test_rollback_when_the_target_goes_away_mid_migration(node1, node2, shop, background):
-    proc, killed = cut_transfer_halfway(node1, node2, shop, background, target_goes_away=True)
-    out = proc.communicate(timeout=600)[0]
-    node2.run_inside("nft delete table inet stacklift_test")
-    assert killed and proc.returncode != 0, out[-3000:]
-    assert "rolled back; the stack serves on the source again" in out, out[-4000:]
-    assert running(node1) == set(CONTAINERS) and running(node2) == set()
+def test_two_runs_on_one_stack_at_once_the_second_is_refused_naming_the_first(node1, node2, shop, background):
+    first = playbook(REPO / "migrate_stack.yml", background=True, report_dir=shop["reports"])
+    background.append(first)
+    journal = shop["reports"].parent / "journal"
+    deadline = time.time() + 120
+    while not (journal / "shop.lock").exists():
+        assert time.time() < deadline and first.poll() is None
+        time.sleep(0.05)
+    holder = json.loads((journal / "shop.lock").read_text())
+    second = playbook(REPO / "migrate_stack.yml", report_dir=shop["reports"])
+    out = first.communicate(timeout=600)[0]
+    assert second.returncode != 0 and "stack is locked by run %s (pid %d" % (holder["run"], holder["pid"]) in second.stdout
+    assert first.returncode == 0, out[-4000:]
+    assert running(node2) == set(CONTAINERS) and running(node1) == set()
+    ok, detail = verify(shop["state"])
+    assert ok, detail
+
+
+def test_rollback_playbook_after_a_finished_migration_changes_nothing(node1, node2, shop):
+    res = playbook(REPO / "migrate_stack.yml", "-e", "stacklift_cleanup_source=false", report_dir=shop["reports"])
+    assert res.returncode == 0, res.stdout[-4000:]
+    res = playbook(REPO / "playbooks" / "rollback.yml", report_dir=shop["reports"])
+    assert res.returncode == 0 and "nothing to roll back" in res.stdout, res.stdout[-3000:]
+    assert running(node2) == set(CONTAINERS) and running(node1) == set()
     ok, detail = verify(shop["state"])
     assert ok, detail

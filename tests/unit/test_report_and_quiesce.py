@@ -12,44 +12,60 @@ def item(name):
     return PLAN["by_name"][name]
 
 
-PHASES = {
-    "quiesce": [{"item": item("app"), "started_at": 99.0, "finished_at": 99.5}],
-    "fence": [{"item": "node1", "started_at": 100.0,
-               "containers": [{"name": "shop-db", "at": 100.01}, {"name": "shop-app", "at": 100.02}]}],
-    "checkpoint": [
-        {"item": item("db"), "checkpoints": [
-            {"name": "shop-db", "started_at": 100.1, "finished_at": 101.0, "size": 5000, "timings": {"frozen_time": 800}}]},
-        {"item": item("app"), "checkpoints": [
-            {"name": "shop-app", "started_at": 101.0, "finished_at": 101.5, "size": 7000}]}],
-    "transfer": [{"item": item("db"), "started_at": 102.0, "finished_at": 102.2, "bytes": 5000},
-                 {"item": item("app"), "started_at": 104.0, "finished_at": 104.1, "bytes": 7000}],
-    "restore": [{"item": item("db"), "started_at": 102.3, "finished_at": 103.0},
-                {"item": item("app"), "started_at": 104.2, "finished_at": 105.0}],
-    "ready": [{"item": item("db"), "started_at": 103.0, "finished_at": 103.4},
-              {"item": item("app"), "started_at": 105.0, "finished_at": 106.0},
-              {"item": item("app"), "skipped": True}],
-}
+def rec(step, service, t, started=None, **extra):
+    out = dict(step=step, service=service, t=t, **extra)
+    if started is not None:
+        out["started"] = started
+    return out
 
 
-def test_report_phases_and_downtime():
+# What stack_source, stack_target and a rollback return: the hosts' records.
+SOURCE = {"item": "node1", "events": [
+    rec("fenced", "db", 100.0), rec("fenced", "app", 100.01),
+    rec("checkpointed", "db", 101.0, started=100.1, size=5000), rec("checkpointed", "app", 101.5, started=100.1, size=7000),
+    rec("sent", "db", 101.2, started=101.0, bytes=5000), rec("sent", "app", 101.7, started=101.5, bytes=7000)]}
+TARGET = {"item": "node2", "events": [
+    rec("restored", "db", 102.0, started=101.3), rec("ready", "db", 102.2, started=102.0),
+    rec("restored", "app", 103.0, started=102.3), rec("ready", "app", 103.4, started=103.0)]}
+COMMIT = {"item": "node2", "events": [rec("committed", "db", 104.0), rec("committed", "app", 104.0)]}
+PHASES = {"quiesce": [{"item": item("app"), "started_at": 99.0, "finished_at": 99.5}, {"item": item("db"), "skipped": True}],
+          "window": [SOURCE, TARGET, COMMIT]}
+
+
+def test_report_phases_and_downtime_from_the_hosts_records():
     r = report.build(PLAN, PHASES, "node1", "node2", "migrated")
-    assert r["downtime_s"] == 6.0   # first fence 100.0 -> last ready 106.0
+    assert r["downtime_s"] == 4.0   # first fence 100.0 -> the commit 104.0
     db = r["services"]["db"]
-    assert db["archive_bytes"] == 5000 and db["phases"]["checkpoint"]["frozen_us"] == 800
-    assert db["phases"]["fence"] == {"start": 100.0, "end": 100.01, "seconds": 0.01}
+    assert db["archive_bytes"] == 5000
+    assert db["phases"]["checkpoint"] == {"start": 100.1, "end": 101.0, "seconds": 0.9, "archive_bytes": 5000,
+                                          "frozen_at": None}
     assert r["services"]["app"]["phases"]["transfer"]["bytes"] == 7000
-    assert r["started"] == 99.0 and r["finished"] == 106.0
+    assert r["services"]["app"]["phases"]["quiesce"]["seconds"] == 0.5
+    assert r["started"] == 99.0 and r["finished"] == 104.0
     text = report.summary(r)
-    assert "downtime (first fence to last service ready): 6.000 s" in text
+    assert "downtime (first fence to the commit): 4.000 s" in text
     svg = report.timeline_svg(r)
-    assert svg.startswith("<svg") and svg.count("<rect") >= 10 and "downtime 6.00 s" in svg
+    assert svg.startswith("<svg") and svg.count("<rect") >= 12 and "downtime 4.00 s" in svg
 
 
-def test_a_rolled_back_migration_has_no_downtime_figure():
-    r = report.build(PLAN, {"fence": PHASES["fence"]}, "node1", "node2", "rolled_back", error="tier 1 not ready")
-    assert r["downtime_s"] is None and r["error"] == "tier 1 not ready"
-    assert "error: tier 1 not ready" in report.summary(r)
-    assert report.timeline_svg(r).startswith("<svg")
+def test_a_rolled_back_migration_reports_its_rollback_and_the_pause_until_the_source_serves():
+    rollback = [{"item": "node2", "events": [rec("removed", "db", 105.0), rec("removed", "app", 105.1)]},
+                {"item": "node1", "events": [rec("rolled_back", "db", 105.6, started=105.2),
+                                             rec("unfenced", "app", 105.9)]}]
+    r = report.build(PLAN, {"window": [SOURCE, TARGET] + rollback}, "node1", "node2", "rolled_back",
+                     error="tier 1 not ready")
+    assert r["downtime_s"] == 5.9 and r["error"] == "tier 1 not ready"
+    assert r["services"]["db"]["phases"]["rollback"] == {"start": 105.0, "end": 105.6, "seconds": 0.6}
+    text = report.summary(r)
+    assert "error: tier 1 not ready" in text and "source serving again): 5.900 s" in text
+
+
+def test_the_timeline_escapes_names():
+    import xml.dom.minidom
+    plan = stack.plan({"name": "R&D <shop>", "source": "a", "target": "b", "services": [{"name": "x<y"}]})
+    r = report.build(plan, {"window": [{"events": [rec("fenced", "x<y", 1.0), rec("committed", "x<y", 2.0)]}]},
+                     "a", "b", "migrated")
+    xml.dom.minidom.parseString(report.timeline_svg(r))
 
 
 TCP = """  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
