@@ -168,21 +168,25 @@ def _cmdline(pid):
 
 
 def controller_pid(pid=None):
-    """The ansible-playbook (or ansible-runner) process this module runs under, else our own parent."""
-    pid = pid or os.getpid()
-    seen = 0
-    cur = pid
-    while cur > 1 and seen < 32:
+    """The ansible-playbook (or ansible-runner) process this module runs under, else our own parent.
+
+    Ansible runs a task in a fork of ansible-playbook (a worker that ends with the task), so the
+    outermost such ancestor is the controller, not the first one found.
+    """
+    cur = pid or os.getpid()
+    found = None
+    for _depth in range(32):
+        if cur <= 1:
+            break
         cmd = _cmdline(cur)
         if "ansible-playbook" in cmd or "ansible-runner" in cmd:
-            return cur
+            found = cur
         try:
             with open("/proc/%d/stat" % cur) as f:
                 cur = int(f.read().rsplit(")", 1)[1].split()[1])
         except (IOError, OSError, ValueError, IndexError):
             break
-        seen += 1
-    return os.getppid()
+    return found or os.getppid()
 
 
 def holder_alive(holder, hostname=None, proc_start=_proc_start):

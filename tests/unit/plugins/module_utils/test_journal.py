@@ -50,3 +50,25 @@ def test_a_reused_pid_is_not_taken_for_the_holder():
     assert j.holder_alive(me)
     assert not j.holder_alive(dict(me, pid_start=me["pid_start"] + 1))
     assert j.holder_alive(dict(me, host="another-controller"))  # only its owner can tell
+
+
+def test_the_controller_is_the_outermost_ansible_playbook(monkeypatch):
+    # pid 30 is a task's worker (a fork of ansible-playbook, gone after the task); 20 is the controller.
+    tree = {40: (30, "python3 AnsiballZ_migration_journal.py"), 30: (20, "ansible-playbook migrate_stack.yml"),
+            20: (10, "ansible-playbook migrate_stack.yml"), 10: (1, "bash")}
+    monkeypatch.setattr(j, "_cmdline", lambda pid: tree[pid][1])
+
+    class Stat:
+        def __init__(self, path, *a):
+            self.pid = int(path.split("/")[2])
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            return False
+
+        def read(self):
+            return "%d (x) S %d" % (self.pid, tree[self.pid][0])
+    monkeypatch.setattr(j, "open", Stat, raising=False)
+    assert j.controller_pid(40) == 20
