@@ -1,0 +1,221 @@
+"""The window's agents: what they decide and record, with only the engine's and nft's commands faked."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.stacklift.migrate.plugins.module_utils import checkpointing, window
+from ansible_collections.stacklift.migrate.plugins.module_utils._podman import PodmanEngine
+from ansible_collections.stacklift.migrate.plugins.module_utils.archive import sha256_file, write_manifest
+from ansible_collections.stacklift.migrate.plugins.module_utils.journal import Journal, fold
+
+from fakes import FakeRunner
+from test_archive import make_archive
+
+HOST = {
+    "podman info": {"host": {"ociRuntime": {"name": "runc", "version": "1.1.15"}, "cgroupVersion": "v1",
+                             "kernel": "6.18.44"}},
+    "podman version": {"Client": {"Version": "5.4.2"}},
+    "criu --version": (0, "Version: 4.2.1\n", ""),
+    "podman top": (0, "HUSER\nroot\n", ""),
+    "podman diff": {"changed": [], "added": [], "deleted": []},
+    "podman unmount": (0, "", ""),
+    "nft": (0, "", ""),
+}
+SERVICES = {"db": {"container": "shop-db", "tcp": "established", "probe": {"type": "tcp", "port": 5432}},
+            "cache": {"container": "shop-cache", "tcp": "established", "probe": {"type": "tcp", "port": 6379}},
+            "app": {"container": "shop-app", "tcp": "established", "probe": {"type": "tcp", "port": 8080}}}
+TIERS = [["db", "cache"], ["app"]]
+
+
+class Containers:
+    """The engine's view of the containers, changed by the faked checkpoint and restore commands."""
+
+    def __init__(self, **state):
+        self.state = dict(state)  # name -> running | exited | absent
+        self.ids = dict((n, "id-" + n) for n in state)
+        self.fenced = set()  # pids with a fence in their network namespace
+
+    def nsenter(self, argv):
+        pid = int(argv[2])
+        if "list" in argv:
+            return (0, "table", "") if pid in self.fenced else (1, "", "Error: No such file or directory")
+        if "delete" in argv:
+            self.fenced.discard(pid)
+        else:
+            self.fenced.add(pid)
+        return 0, "", ""
+
+    def pid(self, name):
+        return 100 + sorted(self.ids).index(name)
+
+    def inspect(self, argv):
+        name = argv[-1]
+        st = self.state.get(name, "absent")
+        if st == "absent":
+            return 125, "", "Error: no such container %s" % name
+        return 0, json.dumps([{"Id": self.ids[name], "Name": name, "Image": "img", "State": {
+            "Running": st == "running", "Checkpointed": st == "exited", "Status": st, "Pid": self.pid(name)}}]), ""
+
+
+def engine_runner(tmp_path, containers, fail_checkpoint=(), fail_restore=()):
+    root = tmp_path / "rootfs"
+    root.mkdir(exist_ok=True)
+
+    def checkpoint(argv):
+        name = argv[3]
+        if name in fail_checkpoint:
+            return 125, "", "Error: CRIU failed for %s" % name
+        make_archive(Path(argv[argv.index("--export") + 1]), "zstd")
+        containers.state[name] = "exited"
+        return 0, "{}", ""
+
+    def restore(argv):
+        name = argv[-1]
+        if name in fail_restore:
+            return 125, "", "Error: restore of %s failed" % name
+        if "--import" in argv:
+            name = {"cache": "shop-cache"}.get("cache")  # make_archive's config names "cache"
+            containers.ids[name] = "new-" + name
+        containers.state[name] = "running"
+        return 0, "{}", ""
+
+    def remove(argv):
+        containers.state[argv[-1]] = "absent"
+        return 0, "", ""
+    answers = dict(HOST, **{"podman container inspect": containers.inspect, "podman container checkpoint": checkpoint,
+                            "podman container restore": restore, "podman rm": remove, "nsenter": containers.nsenter,
+                            "podman mount": (0, str(root) + "\n", "")})
+    return FakeRunner(answers)
+
+
+@pytest.fixture(autouse=True)
+def full_capabilities(monkeypatch):
+    monkeypatch.setattr(checkpointing, "cap_bounding_set", lambda: int("1ffffffffff", 16))
+
+
+def agent(cls, tmp_path, runner, services=SERVICES, **kw):
+    host = window.Host(PodmanEngine(runner, binary="podman"), runner)
+    return cls(host, "shop", "r1", str(tmp_path / "ck"), dict((n, dict(s, name=n)) for n, s in services.items()),
+               TIERS, **kw)
+
+
+class Sender:
+    def __init__(self):
+        self.sent, self.aborted = [], []
+
+    def __call__(self, name, archive, manifest, sha256):
+        assert sha256_file(archive) == sha256  # only durable, whole archives are sent
+        self.sent.append(name)
+        return {"bytes": os.path.getsize(archive)}
+
+    def abort(self, msg):
+        self.aborted.append(msg)
+
+
+def test_source_fences_everything_first_then_checkpoints_and_sends_each_archive(tmp_path):
+    containers = Containers(**{"shop-db": "running", "shop-cache": "running", "shop-app": "running"})
+    runner = engine_runner(tmp_path, containers)
+    sender = Sender()
+    a = agent(window.SourceAgent, tmp_path, runner, sender=sender)
+    events = a.checkpointed()
+    steps = [(e["step"], e["service"]) for e in events]
+    assert steps[:3] == [("fenced", "db"), ("fenced", "cache"), ("fenced", "app")]
+    assert sorted(sender.sent) == ["app", "cache", "db"] and not sender.aborted
+    # Fences went up before the first checkpoint.
+    calls = [" ".join(c) for c in runner.calls]
+    first_ckpt = next(i for i, c in enumerate(calls) if "container checkpoint" in c)
+    assert sum(1 for c in calls[:first_ckpt] if c.startswith("nsenter") and "-f -" in c) == 3
+    state = fold(Journal(str(tmp_path / "ck" / "shop.journal")).records("r1"))
+    assert all({"fenced", "checkpointed", "sent"} <= set(s) for s in state["services"].values())
+    # Called again for the same run, nothing is done twice.
+    sender.sent.clear()
+    again = agent(window.SourceAgent, tmp_path, runner, sender=sender)
+    again.checkpointed()
+    assert sender.sent == [] and len([c for c in runner.calls if "checkpoint" in c]) == 3
+
+
+def test_one_checkpoint_failing_records_the_others_and_tells_the_target(tmp_path):
+    containers = Containers(**{"shop-db": "running", "shop-cache": "running", "shop-app": "running"})
+    runner = engine_runner(tmp_path, containers, fail_checkpoint=("shop-cache",))
+    sender = Sender()
+    with pytest.raises(window.WindowError) as e:
+        agent(window.SourceAgent, tmp_path, runner, sender=sender).checkpointed()
+    assert "cache: podman container checkpoint shop-cache failed" in e.value.msg
+    assert sender.aborted and "shop-cache" in sender.aborted[0]
+    state = fold(Journal(str(tmp_path / "ck" / "shop.journal")).records("r1"))
+    assert "checkpointed" in state["services"]["db"] and "checkpointed" not in state["services"]["cache"]
+    assert not os.path.exists(tmp_path / "ck" / "shop-cache.tar.zst")
+
+
+def test_source_rollback_restores_in_place_lists_every_problem_and_lifts_every_fence(tmp_path):
+    containers = Containers(**{"shop-db": "exited", "shop-cache": "exited", "shop-app": "running"})
+    containers.fenced.add(containers.pid("shop-app"))
+    runner = engine_runner(tmp_path, containers, fail_restore=("shop-cache",))
+    with pytest.raises(window.WindowError) as e:
+        agent(window.SourceAgent, tmp_path, runner).running()
+    assert e.value.problems == ["cache: restoring it in place failed: podman container restore shop-cache failed: "
+                                "['Error: restore of shop-cache failed'] (its archive stays at %s)"
+                                % (tmp_path / "ck" / "shop-cache.tar.zst")]
+    restores = [c for c in runner.calls if c[1:3] == ["container", "restore"]]
+    assert [c[-1] for c in restores] == ["shop-db", "shop-cache"] and all("--import" not in c for c in restores)
+    assert containers.state == {"shop-db": "running", "shop-cache": "exited", "shop-app": "running"}
+    lifted = [c for c in runner.calls if c[0] == "nsenter" and "delete" in c]
+    # The app, never checkpointed, had its fence lifted even though the cache failed; nothing is removed.
+    assert [int(c[2]) for c in lifted] == [containers.pid("shop-app")] and not containers.fenced
+    assert not [c for c in runner.calls if c[:2] == ["podman", "rm"]]
+
+
+def write_arrival(tmp_path, name, corrupt=False):
+    d = tmp_path / "ck"
+    d.mkdir(exist_ok=True)
+    archive = make_archive(d / ("%s.tar.zst" % name), "zstd")
+    digest = sha256_file(archive)
+    if corrupt:
+        with open(archive, "r+b") as f:
+            f.seek(10)
+            f.write(b"XX")
+    write_manifest(archive, {"sha256": digest})
+
+
+def test_target_refuses_an_archive_damaged_in_transit_and_restores_nothing(tmp_path):
+    containers = Containers()
+    runner = engine_runner(tmp_path, containers)
+    write_arrival(tmp_path, "shop-db", corrupt=True)
+    write_arrival(tmp_path, "shop-cache")
+    a = agent(window.TargetAgent, tmp_path, runner, services={"db": SERVICES["db"]}, wait_timeout=2)
+    with pytest.raises(window.WindowError) as e:
+        a.restored()
+    assert "damaged in transit; not restoring" in e.value.msg
+    assert not [c for c in runner.calls if c[1:3] == ["container", "restore"]]
+
+
+def test_target_stops_waiting_when_the_source_gives_up(tmp_path):
+    runner = engine_runner(tmp_path, Containers())
+    a = agent(window.TargetAgent, tmp_path, runner, wait_timeout=30)
+    (tmp_path / "ck").mkdir(exist_ok=True)
+    (tmp_path / "ck" / "shop.abort").write_text(json.dumps({"run": "r1", "msg": "db: CRIU failed"}))
+    with pytest.raises(window.WindowError) as e:
+        a.restored()
+    assert "the source gave up: db: CRIU failed" in e.value.msg
+
+
+def test_target_rollback_refuses_after_the_commit_and_spares_containers_of_others(tmp_path):
+    containers = Containers(**{"shop-db": "running", "shop-cache": "running"})
+    runner = engine_runner(tmp_path, containers)
+    marker = Journal(str(tmp_path / "ck" / "shop.journal"))
+    marker.append("restored", run="r1", service="db", container_id="id-shop-db")
+    a = agent(window.TargetAgent, tmp_path, runner, services={"db": SERVICES["db"], "cache": SERVICES["cache"]})
+    with pytest.raises(window.WindowError) as e:
+        a.absent()
+    # Ours (recorded restored by r1) is removed; a running shop-cache that r1 never made is not.
+    assert e.value.problems == ["cache: a running container 'shop-cache' here was not restored by run r1; "
+                                "not removing it"]
+    assert containers.state == {"shop-db": "absent", "shop-cache": "running"}
+    marker.append("ready", run="r1", service="db")
+    marker.append("committed", run="r1", service="db")
+    with pytest.raises(window.WindowError) as e:
+        agent(window.TargetAgent, tmp_path, runner, services={"db": SERVICES["db"]}).absent()
+    assert "was committed on this host" in e.value.msg
