@@ -193,7 +193,18 @@ def by_hand(node1, node2):
 
 def with_stacklift():
     deploy_shop()
-    out = play(str(REPO / "migrate_stack.yml"), "-e", "stacklift_report_dir=/tmp/stacklift-bench-reports")
+    soak = subprocess.Popen(["ip", "netns", "exec", "stacklift-client", sys.executable, str(SHOP / "shopper.py"),
+                             "soak", "/tmp/stacklift-bench-soak.json", "--stop", "/tmp/stacklift-bench-stop"])
+    time.sleep(1)
+    try:
+        out = play(str(REPO / "migrate_stack.yml"), "-e", "stacklift_report_dir=/tmp/stacklift-bench-reports",
+                   "-e", "stacklift_journal_dir=/tmp/stacklift-bench-journal")
+    finally:
+        time.sleep(1)
+        Path("/tmp/stacklift-bench-stop").write_text("")
+        soak.wait(timeout=300)
+        Path("/tmp/stacklift-bench-stop").unlink()
+    client = json.loads(Path("/tmp/stacklift-bench-soak.json").read_text())
     path = [line.split("report: ", 1)[1].strip().strip('",') for line in out.splitlines() if "report: " in line][-1]
     report = json.loads(Path(path).read_text())
     phases = {}
@@ -201,7 +212,41 @@ def with_stacklift():
         for ph, v in s["phases"].items():
             if v.get("seconds") is not None:
                 phases[ph] = round(phases.get(ph, 0) + v["seconds"], 3)
-    return {"downtime_s": report["downtime_s"], "phase_seconds_summed": phases}
+    return {"downtime_s": report["downtime_s"], "phase_seconds_summed": phases,
+            "client_slowest_request_s": round(client["max_latency_s"], 3), "client_errors": len(client["errors"])}
+
+
+BIG_STACK = {"stacklift_stack": {
+    "name": "big", "source": "node1", "target": "node2",
+    "networks": [{"name": "bignet", "subnet": "10.89.30.0/24"}],
+    "services": [{"name": "big", "container": "big", "probe": {"type": "redis"}, "tcp": "established"}]},
+    "stacklift_traffic_switch_tasks": ""}
+
+
+def big_redis(node1, node2, gib=1.0):
+    """A Redis holding GIB GiB of data, migrated alone with stacklift: its downtime and archive."""
+    for h in (node1, node2):
+        h.run("podman rm -f -t 0 big >/dev/null 2>&1; podman network rm -f bignet >/dev/null 2>&1; "
+              "rm -f /var/lib/stacklift/checkpoints/big*", check=False)
+    node1.run("podman network create --subnet 10.89.30.0/24 bignet >/dev/null && podman run -d --name big "
+              "--network bignet --ip 10.89.30.5 --entrypoint /usr/bin/redis-server %s --bind 0.0.0.0 "
+              "--protected-mode no --save '' --appendonly no --enable-debug-command yes >/dev/null && "
+              "until podman exec big redis-cli ping >/dev/null 2>&1; do sleep 0.1; done && "
+              "podman exec big redis-cli DEBUG POPULATE %d key 1024 >/dev/null" % (REDIS, int(gib * (1 << 20))))
+    used = int(node1.out("podman exec big redis-cli info memory | sed -n 's/^used_memory:\\([0-9]*\\).*/\\1/p'"))
+    extra = Path("/tmp/stacklift-bench-big.json")
+    extra.write_text(json.dumps(BIG_STACK))
+    out = play(str(REPO / "migrate_stack.yml"), "-e", "@%s" % extra, "-e", "stacklift_report_dir=/tmp/stacklift-bench-reports",
+               "-e", "stacklift_journal_dir=/tmp/stacklift-bench-journal")
+    path = [line.split("report: ", 1)[1].strip().strip('",') for line in out.splitlines() if "report: " in line][-1]
+    report = json.loads(Path(path).read_text())
+    keys = int(node2.out("podman exec big redis-cli dbsize"))
+    for h in (node1, node2):
+        h.run("podman rm -f -t 0 big >/dev/null 2>&1; podman network rm -f bignet >/dev/null 2>&1", check=False)
+    svc = report["services"]["big"]
+    return {"used_memory_bytes": used, "keys_after": keys, "downtime_s": report["downtime_s"],
+            "archive_bytes": svc.get("archive_bytes"),
+            "phases_s": dict((k, v["seconds"]) for k, v in svc["phases"].items())}
 
 
 def migrations(node1, node2):
@@ -212,9 +257,14 @@ def migrations(node1, node2):
         tool.append(with_stacklift())
     ok = [h["downtime_s"] for h in hand if h.get("ok")]
     out = {"by_hand_sequential": hand, "stacklift": tool,
-           "by_hand_downtime_median_s": median(ok), "stacklift_downtime_median_s": median([t["downtime_s"] for t in tool])}
+           "by_hand_downtime_median_s": median(ok), "stacklift_downtime_median_s": median([t["downtime_s"] for t in tool]),
+           "client_slowest_request_median_s": median([t["client_slowest_request_s"] for t in tool])}
     if ok:
         out["stacklift_vs_by_hand"] = round(out["stacklift_downtime_median_s"] / out["by_hand_downtime_median_s"], 2)
+    out["slowest_request_vs_downtime"] = round(out["client_slowest_request_median_s"] / out["stacklift_downtime_median_s"], 2)
+    big = [big_redis(node1, node2) for _round in range(ROUNDS)]
+    out["redis_1gib"] = big
+    out["redis_1gib_downtime_median_s"] = median([b["downtime_s"] for b in big])
     return out
 
 
@@ -236,8 +286,13 @@ def main():
     m = results["migration"]
     print("\ndemo stack downtime, median of %d: by hand, sequential %s s; stacklift %s s; ratio %s (target <= 1.0)"
           % (ROUNDS, m["by_hand_downtime_median_s"], m["stacklift_downtime_median_s"], m.get("stacklift_vs_by_hand")))
+    print("client's slowest request, median: %s s; %s x the downtime (target <= 1.5)"
+          % (m["client_slowest_request_median_s"], m["slowest_request_vs_downtime"]))
+    print("Redis with 1 GiB moved alone, downtime median: %s s (target <= 4)" % m["redis_1gib_downtime_median_s"])
     for h in m["by_hand_sequential"]:
         print("  by hand: %s" % json.dumps(h))
+    for b in m["redis_1gib"]:
+        print("  1 GiB Redis: %s" % json.dumps(b))
     print("\nwritten to %s" % path)
 
 

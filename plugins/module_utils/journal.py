@@ -32,7 +32,7 @@ import uuid
 SERVICE_STEPS = ("fenced", "checkpointed", "sent", "restored", "ready", "committed",
                  "removed", "unfenced", "rolled_back")
 # Steps of the whole run.
-RUN_STEPS = ("begin", "resumed", "committing", "committed", "rolling_back", "rolled_back", "end")
+RUN_STEPS = ("begin", "resumed", "committing", "committed", "rolling_back", "rolled_back", "refused", "end")
 
 
 class JournalError(Exception):
@@ -136,7 +136,7 @@ def fold(records):
             state["steps"].append(step)
     steps = state["steps"]
     if "end" in steps:
-        state["status"] = "committed" if "committed" in steps else "rolled_back" if "rolled_back" in steps else "ended"
+        state["status"] = next((s for s in ("committed", "rolled_back", "refused") if s in steps), "ended")
     elif steps or state["services"]:
         state["status"] = "open"
     state["committing"] = "committing" in steps or "committed" in steps

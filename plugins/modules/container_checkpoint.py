@@ -169,7 +169,6 @@ checkpoints:
 """
 
 import os
-import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.stacklift.migrate.plugins.module_utils.archive import read_manifest, sha256_file

@@ -47,6 +47,21 @@ options:
     type: list
     elements: dict
     default: []
+  target_addresses:
+    description:
+      - With V(source), the addresses of the stack's targets as this host reaches them; each is
+        reached over SSH now (and its archive directory made), as the window will reach it.
+    type: list
+    elements: str
+    default: []
+  key_file:
+    description: With O(target_addresses), the private key on this host for the targets.
+    type: path
+  host_key_checking:
+    description: With O(target_addresses), how the targets' host keys are checked.
+    type: str
+    choices: [strict, accept_new, ignore]
+    default: accept_new
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - stacklift.migrate.engine
@@ -59,6 +74,9 @@ attributes:
     details: Only reads.
   diff_mode:
     support: none
+notes:
+  - On both sides it also checks the tools the window runs (criu, nft, nsenter, zstd, sha256sum),
+    and with O(target_addresses), that the source reaches its targets over SSH.
 seealso:
   - module: stacklift.migrate.stack_plan
 """
@@ -168,9 +186,47 @@ def check_criu(module, host):
     return problems
 
 
+# What the window runs on each side, besides the engine: fences (nsenter, nft), archives (zstd),
+# the target's check of what arrived (sha256sum).
+WINDOW_TOOLS = {"source": ["criu", "nft", "nsenter", "zstd"], "target": ["criu", "nft", "zstd", "sha256sum"]}
+
+
+def tool_problems(module, role):
+    missing = [t for t in WINDOW_TOOLS[role] if not module.get_bin_path(t)]
+    return ["the migration needs %s on this host, which %s not on its PATH"
+            % (", ".join(missing), "is" if len(missing) == 1 else "are")] if missing else []
+
+
+def reach_problems(module):
+    """The source reaches each target over SSH, as the window will, before anything is frozen."""
+    p = module.params
+    if not p["target_addresses"]:
+        return []
+    from ansible_collections.stacklift.migrate.plugins.module_utils import _ssh
+    if not _ssh.HAS_PARAMIKO:
+        return ["paramiko is not installed on this host; the window sends archives with it"]
+    problems = []
+    for address in p["target_addresses"]:
+        params = dict(p, target_host=address, target_port=22, target_user="root", known_hosts_file="~/.ssh/known_hosts",
+                      connect_timeout=10)
+        try:
+            client = _ssh.connect(params)
+        except _ssh.TransferError as e:
+            problems.append(e.msg)
+            continue
+        try:
+            rc, _out, err = _ssh.remote_run(client, "test -w %s || mkdir -p %s" % (
+                _ssh.quote(p["archive_dir"]), _ssh.quote(p["archive_dir"])), timeout=30)
+            if rc != 0:
+                problems.append("%s: cannot write %s there: %s" % (address, p["archive_dir"], err.strip()))
+        finally:
+            client.close()
+    return problems
+
+
 def source_side(module, engine, host):
     p = module.params
-    problems = check_criu(module, host)
+    problems = check_criu(module, host) + tool_problems(module, "source") + reach_problems(module)
     capbnd = cap_bounding_set()
     facts = {"runtime": host.get("runtime"), "criu_version": host.get("criu_version"), "containers": {},
              "networks": {}, "images": {}}
@@ -207,7 +263,7 @@ def source_side(module, engine, host):
 def target_side(module, engine, host):
     p = module.params
     src = p["source"] or {}
-    problems = check_criu(module, host)
+    problems = check_criu(module, host) + tool_problems(module, "target")
     if src.get("runtime") and host.get("runtime") != src["runtime"]:
         problems.append("the source runs containers with %s, this host with %s: CRIU images do not cross runtimes"
                         % (src["runtime"], host.get("runtime")))
@@ -249,6 +305,9 @@ def main():
         archive_dir=dict(type="path", default="/var/lib/stacklift/checkpoints"),
         source=dict(type="dict"),
         networks=dict(type="list", elements="dict", default=[]),
+        target_addresses=dict(type="list", elements="str", default=[]),
+        key_file=dict(type="path"),
+        host_key_checking=dict(type="str", default="accept_new", choices=["strict", "accept_new", "ignore"]),
     )
     argument_spec.update(ENGINE_ARGUMENT_SPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)

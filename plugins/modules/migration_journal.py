@@ -49,9 +49,9 @@ options:
     elements: dict
     default: []
   outcome:
-    description: With V(end), how the run ended.
+    description: With V(end), how the run ended (V(refused) when the preflight found it could not start).
     type: str
-    choices: [committed, rolled_back]
+    choices: [committed, rolled_back, refused]
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
@@ -129,7 +129,7 @@ def main():
             state=dict(type="str", default="show", choices=["begin", "record", "end", "release", "show"]),
             run_id=dict(type="str"),
             records=dict(type="list", elements="dict", default=[]),
-            outcome=dict(type="str", choices=["committed", "rolled_back"]),
+            outcome=dict(type="str", choices=["committed", "rolled_back", "refused"]),
         ),
         required_if=[("state", "record", ("run_id",)), ("state", "release", ("run_id",)),
                      ("state", "end", ("run_id", "outcome"))],

@@ -3,88 +3,15 @@
 import glob
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 
 import pytest
 
-from labhosts import BIN, INVENTORY, REPO, ansible_env
-
-SHOP_INVENTORY = REPO / "examples" / "shop" / "inventory.yml"
-SHOPPER = REPO / "examples" / "shop" / "shopper.py"
-CLIENT_NETNS = "stacklift-client"
-CONTAINERS = ("shop-app", "shop-cache", "shop-db")
-ARCHIVE_DIR = "/var/lib/stacklift/checkpoints"
-
-
-def playbook(path, *extra, env=None, background=False, report_dir=None, new_session=False):
-    cmd = [str(BIN / "ansible-playbook"), "-i", str(INVENTORY), "-i", str(SHOP_INVENTORY), str(path)]
-    if report_dir:
-        # Each test its own journal, next to its reports.
-        cmd += ["-e", "stacklift_report_dir=%s" % report_dir,
-                "-e", "stacklift_journal_dir=%s" % (report_dir.parent / "journal")]
-    cmd += list(extra)
-    e = ansible_env(**(env or {}))
-    if background:
-        return subprocess.Popen(cmd, env=e, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                start_new_session=new_session)
-    return subprocess.run(cmd, env=e, capture_output=True, text=True, timeout=900, check=False)
-
-
-def shopper(*args, background=False):
-    cmd = ["ip", "netns", "exec", CLIENT_NETNS, sys.executable, str(SHOPPER)] + list(args)
-    if background:
-        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
-
-
-def remove_shop(*hosts):
-    for h in hosts:
-        h.run("nft delete table inet stacklift_test 2>/dev/null; nft delete table inet stacklift_shop 2>/dev/null; "
-              "podman rm -f -t 0 %s >/dev/null 2>&1; "
-              "podman network rm -f shopnet >/dev/null 2>&1; rm -rf %s /var/lib/stacklift/restored"
-              % (" ".join(CONTAINERS), ARCHIVE_DIR), check=False)
-
-
-def running(host):
-    return {c["Names"][0] for c in host.podman_json("ps --format json")} & set(CONTAINERS)
-
-
-@pytest.fixture
-def background():
-    """Processes a test starts in the background; whatever still runs at its end is stopped."""
-    procs = []
-    yield procs
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-
-
-@pytest.fixture
-def shop(node1, node2, tmp_path):
-    """The shop deployed on node1 with five shoppers' state; removed from both hosts afterwards."""
-    remove_shop(node1, node2)
-    res = playbook(REPO / "examples" / "shop" / "deploy.yml")
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
-    state = tmp_path / "shoppers.json"
-    res = shopper("drive", str(state))
-    assert res.returncode == 0, res.stdout + res.stderr
-    yield {"state": str(state), "reports": tmp_path / "reports", "tmp": tmp_path}
-    remove_shop(node1, node2)
-
-
-def verify(state):
-    res = shopper("verify", state)
-    return res.returncode == 0, res.stdout + res.stderr
-
-
-def report_of(report_dir):
-    files = sorted(glob.glob(str(report_dir / "shop-*.json")))
-    assert files, "no migration report in %s" % report_dir
-    return json.loads(open(files[-1]).read())
+from labhosts import REPO
+from shoplab import (  # noqa: F401  (shop and background are fixtures)
+    ARCHIVE_DIR, CONTAINERS, SHOP_INVENTORY, LiveClient, background, block_shop_port, marker_steps, playbook, report_of, running,
+    shop, shopper, verify)
 
 
 def test_demo_stack_migrates_with_its_state_and_serves_every_request(node1, node2, shop, record_timing, background):
@@ -164,32 +91,6 @@ def test_target_network_with_another_subnet_is_refused_in_preflight(node1, node2
     assert running(node1) == set(CONTAINERS)
 
 
-def block_shop_port(host):
-    """The target host cannot reach the shop's port: that tier never gets ready there."""
-    host.run("nft -f - <<'EOF'\ntable inet stacklift_test {\n chain out { type filter hook output priority -300; "
-             "ip daddr 10.89.10.4 tcp dport 8080 drop; }\n}\nEOF")
-
-
-class LiveClient:
-    """A shopper holding one keep-alive connection, sending requests back to back."""
-
-    def __init__(self, tmp, background):
-        self.stop, self.out = tmp / "stop-soak", tmp / "soak.json"
-        self.proc = shopper("soak", str(self.out), "--stop", str(self.stop), background=True)
-        background.append(self.proc)
-        time.sleep(1)
-
-    def result(self):
-        time.sleep(1)
-        self.stop.write_text("")
-        log = self.proc.communicate(timeout=300)[0]
-        soak = json.loads(self.out.read_text())
-        # A pause, never an error, and the same connection throughout; nothing counted twice.
-        assert soak["errors"] == [] and soak["connections"] == 1, (soak["errors"], soak["connections"], log)
-        assert soak["cart"] == {"tea": soak["requests"]}
-        return soak
-
-
 def test_rollback_under_a_live_client_when_a_target_tier_never_gets_ready(node1, node2, shop, background):
     client = LiveClient(shop["tmp"], background)
     block_shop_port(node2)
@@ -214,11 +115,6 @@ def test_rollback_under_a_live_client_when_a_target_tier_never_gets_ready(node1,
     assert running(node2) == set(CONTAINERS) and running(node1) == set()
     ok, detail = verify(shop["state"])
     assert ok, detail
-
-
-def marker_steps(host):
-    out = host.run("cat %s/shop.journal 2>/dev/null" % ARCHIVE_DIR, check=False).stdout
-    return [json.loads(line)["step"] for line in out.splitlines() if line.strip()]
 
 
 @pytest.mark.parametrize("kill_after", ["fenced", "restored"])

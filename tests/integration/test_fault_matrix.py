@@ -1,0 +1,164 @@
+"""The journaled window's fault matrix, on the lab, with a live client.
+
+Every case ends with every service serving on exactly one host with its state (the shoppers'
+sessions, carts and orders, Redis keys with their TTLs, the shop's counters and database
+connections: `shopper verify`), the client having seen a pause and never an error, and a second
+migration then succeeding.
+"""
+
+import json
+import time
+
+import pytest
+
+from labhosts import REPO
+from shoplab import (  # noqa: F401  (shop and background are fixtures)
+    ARCHIVE_DIR, CONTAINERS, SHOP_INVENTORY, LiveClient, background, marker_steps, playbook, running,
+    shop, verify)
+
+MIGRATE = REPO / "migrate_stack.yml"
+
+
+def served_from(node_serving, node_other):
+    """Every service runs on NODE_SERVING; on the other host nothing of the stack can serve."""
+    assert running(node_serving) == set(CONTAINERS)
+    others = running(node_other)
+    if others:  # copies left behind a fence the commit never lifted: they cannot serve
+        assert node_other.run("nft list table inet stacklift_shop", check=False).returncode == 0, others
+
+
+def migrates_afterwards(node1, node2, shop):
+    res = playbook(MIGRATE, report_dir=shop["reports"])
+    assert res.returncode == 0, res.stdout[-5000:]
+    assert running(node2) == set(CONTAINERS) and running(node1) == set()
+    assert node2.run("nft list table inet stacklift_shop", check=False).returncode != 0
+    ok, detail = verify(shop["state"])
+    assert ok, detail
+
+
+def wait_for_step(host, step, proc, timeout=240):
+    deadline = time.time() + timeout
+    while step not in marker_steps(host):
+        assert time.time() < deadline and proc.poll() is None, proc.stdout.read() if proc.poll() is not None else ""
+        time.sleep(0.02)
+
+
+def stack_with(tmp_path, **changes):
+    import yaml
+    stack = yaml.safe_load((SHOP_INVENTORY.parent / "group_vars" / "all.yml").read_text())["stacklift_stack"]
+    for name, change in changes.items():
+        next(s for s in stack["services"] if s["name"] == name).update(change)
+    path = tmp_path / "stack.json"
+    path.write_text(json.dumps({"stacklift_stack": stack}))
+    return "@%s" % path
+
+
+def test_one_container_of_a_tier_fails_to_checkpoint(node1, node2, shop, background):
+    # Told to close its TCP connections rather than keep them, CRIU refuses the cache: the shop holds
+    # connections to it ("Connected TCP socket, consider using --tcp-established").
+    client = LiveClient(shop["tmp"], background)
+    res = playbook(MIGRATE, "-e", stack_with(shop["tmp"], cache={"tcp": "close"}), report_dir=shop["reports"])
+    client.result()
+    assert res.returncode != 0 and "rolled back; the stack serves on the source again" in res.stdout, res.stdout[-4000:]
+    assert "cache: podman container checkpoint shop-cache failed" in res.stdout
+    served_from(node1, node2)
+    assert running(node2) == set()
+    ok, detail = verify(shop["state"])
+    assert ok, detail
+    steps = marker_steps(node1)
+    assert "rolled_back" in steps and "unfenced" in steps
+    migrates_afterwards(node1, node2, shop)
+
+
+def drop_off_the_network(host):
+    """The host loses its link: nothing in or out of eth0 (its containers' bridge still works inside)."""
+    host.run_inside("nft -f - <<'EOF'\ntable inet stacklift_test {\n"
+                    " chain i { type filter hook input priority -300; iifname \"eth0\" drop; }\n"
+                    " chain o { type filter hook output priority -300; oifname \"eth0\" drop; }\n"
+                    " chain f { type filter hook forward priority -300; iifname \"eth0\" drop; oifname \"eth0\" drop; }\n"
+                    "}\nEOF")
+
+
+def test_the_target_drops_off_the_network_after_it_restored_a_tier(node1, node2, shop, background):
+    client = LiveClient(shop["tmp"], background)
+    proc = playbook(MIGRATE, "-e", "stacklift_window_timeout=60", background=True, report_dir=shop["reports"])
+    background.append(proc)
+    wait_for_step(node2, "restored", proc)
+    drop_off_the_network(node2)
+    out = proc.communicate(timeout=600)[0]
+    # The target's copies never left their fence, so the source came back without waiting for it.
+    assert proc.returncode != 0 and "rolled back; the stack serves on the source again" in out, out[-5000:]
+    client.result()
+    assert running(node1) == set(CONTAINERS)
+    ok, detail = verify(shop["state"])
+    assert ok, detail
+    journal = shop["reports"].parent / "journal"
+    assert not (journal / "shop.lock").exists()  # given up, the run left open for the target's copies
+
+    node2.run_inside("nft delete table inet stacklift_test")
+    served_from(node1, node2)
+    # The next run finishes the rollback on the target (its fenced copies go), then migrates.
+    res = playbook(MIGRATE, report_dir=shop["reports"])
+    assert res.returncode == 0 and "it had not committed: rolling it back" in res.stdout, res.stdout[-5000:]
+    assert running(node2) == set(CONTAINERS) and running(node1) == set()
+    ok, detail = verify(shop["state"])
+    assert ok, detail
+
+
+def test_the_source_is_unreachable_for_a_while_after_the_fence(node1, node2, shop, background):
+    """The source's call goes on without the controller; the target commits; the clean-up waits."""
+    client = LiveClient(shop["tmp"], background)
+    proc = playbook(MIGRATE, background=True, report_dir=shop["reports"])
+    background.append(proc)
+    wait_for_step(node1, "fenced", proc)
+    # The controller loses node1 (node1 still reaches node2 and the clients).
+    node1.run_inside("nft -f - <<'EOF'\ntable inet stacklift_test {\n chain i { type filter hook input priority -300; "
+                     "ip saddr 10.231.0.1 tcp dport 22 drop; }\n}\nEOF")
+    out = proc.communicate(timeout=600)[0]
+    client.result()
+    assert proc.returncode != 0, out[-4000:]
+    assert running(node2) == set(CONTAINERS)  # committed: the stack serves on the target
+    ok, detail = verify(shop["state"])
+    assert ok, detail
+    node1.run_inside("nft delete table inet stacklift_test")
+    res = playbook(MIGRATE, report_dir=shop["reports"])
+    assert res.returncode == 0 and "it had committed: finishing it" in res.stdout, res.stdout[-5000:]
+    assert running(node2) == set(CONTAINERS) and node1.out("podman ps -a --format '{{.Names}}'") == ""
+    ok, detail = verify(shop["state"])
+    assert ok, detail
+
+
+def test_the_targets_disk_fills_during_the_transfer(node1, node2, shop, background):
+    client = LiveClient(shop["tmp"], background)
+    proc = playbook(MIGRATE, "-e", "stacklift_window_timeout=60", background=True, report_dir=shop["reports"])
+    background.append(proc)
+    wait_for_step(node1, "fenced", proc)
+    # After the preflight measured the space: the target's archive directory now holds 6 MB.
+    node2.run("mount -t tmpfs -o size=6m stacklift-test %s" % ARCHIVE_DIR)
+    try:
+        out = proc.communicate(timeout=600)[0]
+        client.result()
+    finally:
+        node2.run("umount -l %s" % ARCHIVE_DIR, check=False)
+    assert proc.returncode != 0 and "rolled back; the stack serves on the source again" in out, out[-4000:]
+    assert "No space left on device" in out or "Failure" in out, out[-4000:]
+    served_from(node1, node2)
+    assert running(node2) == set()
+    ok, detail = verify(shop["state"])
+    assert ok, detail
+    migrates_afterwards(node1, node2, shop)
+
+
+def test_a_tool_the_window_needs_missing_on_a_host_is_refused_before_anything_is_fenced(node1, node2, shop):
+    node2.run("mv /usr/bin/zstd /usr/bin/zstd.stacklift-test")
+    try:
+        res = playbook(MIGRATE, report_dir=shop["reports"])
+    finally:
+        node2.run("mv /usr/bin/zstd.stacklift-test /usr/bin/zstd")
+    assert res.returncode != 0
+    assert "node2: the migration needs zstd on this host, which is not on its PATH" in res.stdout, res.stdout[-3000:]
+    assert "nothing was touched" in res.stdout
+    assert "fenced" not in marker_steps(node1)
+    assert running(node1) == set(CONTAINERS)
+    assert not (shop["reports"].parent / "journal" / "shop.lock").exists()  # the refused run is closed
+    migrates_afterwards(node1, node2, shop)
