@@ -10,7 +10,7 @@ from labhosts import BIN, REPO
 
 MODULES = {"container_checkpoint", "container_restore", "checkpoint_info", "checkpoint_transfer", "image_sync",
            "service_probe", "stack_plan", "container_fence", "service_quiesce",
-           "host_preflight", "migration_report"}
+           "host_preflight", "migration_report", "stack_source", "stack_target", "migration_journal"}
 
 
 def run(cmd, **kw):
@@ -39,7 +39,7 @@ def test_built_tarball_installs_and_ansible_doc_lists_its_modules(tmp_path):
     found = {line.split()[0].rsplit(".", 1)[1] for line in listed.splitlines() if line.startswith("stacklift.")}
     assert found == MODULES
     # The playbooks are reachable by their FQCN from the installed copy.
-    for pb in ("migrate_stack", "checkpoint_stack", "restore_stack", "rollback"):
+    for pb in ("migrate_stack", "checkpoint_stack", "rollback"):
         out = run([str(BIN / "ansible-playbook"), "--syntax-check", "stacklift.migrate." + pb], env=env,
                   cwd=str(tmp_path)).stdout
         assert str(dest) in out
