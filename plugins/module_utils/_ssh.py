@@ -218,4 +218,3 @@ class Sender(object):
     def close(self):
         for c in self.clients.values():
             c.close()
-

@@ -100,8 +100,7 @@ def checkpoint_container(engine, name, container, archive, host_info, compressio
     except EngineError as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        details = e.fail_kwargs()
-        raise CheckpointError(details.pop("msg"), **details)
+        raise CheckpointError(e.msg, **dict((k, v) for k, v in e.fail_kwargs().items() if k != "msg"))
     checkpointed_at = time.time()
     added = []
     try:

@@ -248,7 +248,7 @@ class CheckpointManager(object):
             if name not in todo:
                 manifest = read_manifest(archive)
                 self.results.append(archive_entry(name, c, archive, archive + ".stacklift.json", manifest.get("sha256"),
-                                               False, 0.0, manifest.get("timings") or {}))
+                                                  False, 0.0, manifest.get("timings") or {}))
             elif self.module.check_mode:
                 self.results.append(archive_entry(name, c, archive, None, None, True, 0.0, {}))
             else:

@@ -175,6 +175,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils import probes
 from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
     ENGINE_ARGUMENT_SPEC, EngineError, container_address, container_ips, engine_for_module)
 
+
 def address_of(module, engine):
     c = engine.container(module.params["container"])
     wanted = module.params["network"]

@@ -6,8 +6,6 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 from labhosts import BIN, INVENTORY, REPO, ansible_env
 
 SHOP_INVENTORY = REPO / "examples" / "shop" / "inventory.yml"
@@ -50,30 +48,6 @@ def running(host):
     return {c["Names"][0] for c in host.podman_json("ps --format json")} & set(CONTAINERS)
 
 
-@pytest.fixture
-def background():
-    """Processes a test starts in the background; whatever still runs at its end is stopped."""
-    procs = []
-    yield procs
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-
-
-@pytest.fixture
-def shop(node1, node2, tmp_path):
-    """The shop deployed on node1 with five shoppers' state; removed from both hosts afterwards."""
-    remove_shop(node1, node2)
-    res = playbook(REPO / "examples" / "shop" / "deploy.yml")
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
-    state = tmp_path / "shoppers.json"
-    res = shopper("drive", str(state))
-    assert res.returncode == 0, res.stdout + res.stderr
-    yield {"state": str(state), "reports": tmp_path / "reports", "tmp": tmp_path}
-    remove_shop(node1, node2)
-
-
 def verify(state):
     res = shopper("verify", state)
     return res.returncode == 0, res.stdout + res.stderr
@@ -114,5 +88,3 @@ class LiveClient:
 def marker_steps(host):
     out = host.run("cat %s/shop.journal 2>/dev/null" % ARCHIVE_DIR, check=False).stdout
     return [json.loads(line)["step"] for line in out.splitlines() if line.strip()]
-
-

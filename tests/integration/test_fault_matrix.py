@@ -9,12 +9,9 @@ migration then succeeding.
 import json
 import time
 
-import pytest
-
 from labhosts import REPO
-from shoplab import (  # noqa: F401  (shop and background are fixtures)
-    ARCHIVE_DIR, CONTAINERS, SHOP_INVENTORY, LiveClient, background, marker_steps, playbook, running,
-    shop, verify)
+from shoplab import (
+    ARCHIVE_DIR, CONTAINERS, SHOP_INVENTORY, LiveClient, marker_steps, playbook, running, verify)
 
 MIGRATE = REPO / "migrate_stack.yml"
 

@@ -9,9 +9,9 @@ import time
 import pytest
 
 from labhosts import REPO
-from shoplab import (  # noqa: F401  (shop and background are fixtures)
-    ARCHIVE_DIR, CONTAINERS, SHOP_INVENTORY, LiveClient, background, block_shop_port, marker_steps, playbook, report_of, running,
-    shop, shopper, verify)
+from shoplab import (
+    ARCHIVE_DIR, CONTAINERS, SHOP_INVENTORY, LiveClient, block_shop_port, marker_steps, playbook, report_of, running,
+    shopper, verify)
 
 
 def test_demo_stack_migrates_with_its_state_and_serves_every_request(node1, node2, shop, record_timing, background):

@@ -96,7 +96,8 @@ def full_capabilities(monkeypatch):
     monkeypatch.setattr(checkpointing, "cap_bounding_set", lambda: int("1ffffffffff", 16))
 
 
-def agent(cls, tmp_path, runner, services=SERVICES, **kw):
+def agent(cls, tmp_path, runner, services=None, **kw):
+    services = services or SERVICES
     host = window.Host(PodmanEngine(runner, binary="podman"), runner)
     return cls(host, "shop", "r1", str(tmp_path / "ck"), dict((n, dict(s, name=n)) for n, s in services.items()),
                TIERS, **kw)
