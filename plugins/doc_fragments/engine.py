@@ -75,3 +75,34 @@ options:
     type: str
     default: postgres
 """
+
+    # The options stack_source and stack_target share: which run of which stack, on which services.
+    STACK_AGENT = r"""
+options:
+  stack:
+    description: Name of the stack (it names the host's marker journal and the target's fence).
+    type: str
+    required: true
+  run_id:
+    description: The migration run, as the controller's journal (C(stacklift.migrate.migration_journal)) names it.
+    type: str
+    required: true
+  services:
+    description:
+      - The stack's services on this host, as C(stacklift.migrate.stack_plan) describes them
+        (C(name), C(container), C(tcp); C(target) on a source, C(probe) on a target).
+    type: list
+    elements: dict
+    required: true
+  tiers:
+    description:
+      - Service names, tier by tier, dependencies first (C(stack_plan)'s C(checkpoint_order) or
+        C(restore_order)); names of services on other hosts are skipped.
+    type: list
+    elements: list
+    required: true
+  archive_dir:
+    description: Where the archives and the host's marker journal (C(STACK.journal)) are, on every host.
+    type: path
+    default: /var/lib/stacklift/checkpoints
+"""

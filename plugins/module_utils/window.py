@@ -498,3 +498,30 @@ class TargetAgent(_Agent):
         if os.path.exists(abort):
             os.unlink(abort)
         return self.events
+
+
+AGENT_ARGUMENT_SPEC = dict(
+    stack=dict(type="str", required=True),
+    run_id=dict(type="str", required=True),
+    services=dict(type="list", elements="dict", required=True),
+    tiers=dict(type="list", elements="list", required=True),
+    archive_dir=dict(type="path", default="/var/lib/stacklift/checkpoints"),
+)
+
+
+def agent_services(module):
+    """{name: service} from the module's services; fails the module on one without name or container."""
+    out = {}
+    for svc in module.params["services"]:
+        if not svc.get("name") or not svc.get("container"):
+            module.fail_json(msg="each service needs name and container: %r" % (svc,))
+        out[svc["name"]] = dict(svc, tcp=svc.get("tcp") or "established")
+    return out
+
+
+def agent_host(module, engine):
+    """The Host of an agent module: its engine, run_command, nsenter and nft."""
+    def run(argv, data=None):
+        return module.run_command(argv) if data is None else module.run_command(argv, data=data)
+    return Host(engine, run, nsenter=module.get_bin_path("nsenter") or "nsenter",
+                nft=module.get_bin_path("nft", required=True))

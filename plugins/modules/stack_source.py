@@ -31,38 +31,14 @@ requirements:
   - paramiko (for V(checkpointed) with targets)
   - nsenter and nft on the host
 options:
-  stack:
-    description: Name of the stack (names the marker journal).
-    type: str
-    required: true
-  run_id:
-    description: The migration run, as the controller's journal names it.
-    type: str
-    required: true
-  services:
-    description:
-      - The stack's services on this host, as C(stacklift.migrate.stack_plan) describes them
-        (C(name), C(container), C(tcp), C(target)).
-    type: list
-    elements: dict
-    required: true
   target_addresses:
     description: The address this host reaches each target at, by the target's name (C(target) of a service).
     type: dict
-  tiers:
-    description: Service names, tier by tier, dependencies first (C(stack_plan)'s C(checkpoint_order)).
-    type: list
-    elements: list
-    required: true
   state:
     description: V(checkpointed) (fence, checkpoint, send), V(running) (rollback), V(absent) (clean-up).
     type: str
     choices: [checkpointed, running, absent]
     default: checkpointed
-  archive_dir:
-    description: Where archives and the marker journal are written, here and on the targets.
-    type: path
-    default: /var/lib/stacklift/checkpoints
   compression:
     description: Compression of the archives.
     type: str
@@ -78,6 +54,7 @@ options:
     default: false
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - stacklift.migrate.engine.STACK_AGENT
   - stacklift.migrate.engine
   - stacklift.migrate.engine.SSH_CONNECTION
 attributes:
@@ -140,36 +117,13 @@ from ansible_collections.stacklift.migrate.plugins.module_utils.checkpointing im
 from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
     ENGINE_ARGUMENT_SPEC, EngineError, engine_for_module)
 from ansible_collections.stacklift.migrate.plugins.module_utils.window import (
-    Host, SourceAgent, WindowError, marker_path)
-
-
-def host_for_module(module):
-    def run(argv, data=None):
-        if data is None:
-            return module.run_command(argv)
-        return module.run_command(argv, data=data)
-    return Host(engine_for_module(module), run, nsenter=module.get_bin_path("nsenter", required=True),
-                nft=module.get_bin_path("nft", required=True))
-
-
-def services_by_name(module):
-    out = {}
-    for svc in module.params["services"]:
-        missing = [k for k in ("name", "container") if not svc.get(k)]
-        if missing:
-            module.fail_json(msg="each service needs %s: %r" % (" and ".join(missing), svc))
-        out[svc["name"]] = dict(svc, tcp=svc.get("tcp") or "established")
-    return out
+    AGENT_ARGUMENT_SPEC, SourceAgent, WindowError, agent_host, agent_services, marker_path)
 
 
 def main():
     argument_spec = dict(
-        stack=dict(type="str", required=True),
-        run_id=dict(type="str", required=True),
-        services=dict(type="list", elements="dict", required=True),
-        tiers=dict(type="list", elements="list", required=True),
+        AGENT_ARGUMENT_SPEC,
         state=dict(type="str", default="checkpointed", choices=["checkpointed", "running", "absent"]),
-        archive_dir=dict(type="path", default="/var/lib/stacklift/checkpoints"),
         compression=dict(type="str", default="zstd", choices=["zstd", "gzip", "none"]),
         send=dict(type="bool", default=True),
         keep_archives=dict(type="bool", default=False),
@@ -181,7 +135,7 @@ def main():
     argument_spec.update(ENGINE_ARGUMENT_SPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
-    services = services_by_name(module)
+    services = agent_services(module)
     state = p["state"]
     sender = None
     if state == "checkpointed" and p["send"]:
@@ -193,7 +147,7 @@ def main():
         if lacking:
             module.fail_json(msg="services without a target: %s" % ", ".join(lacking))
         sender = _ssh.Sender(p, targets, p["run_id"], p["stack"], p["archive_dir"])
-    agent = SourceAgent(host_for_module(module), p["stack"], p["run_id"], p["archive_dir"], services,
+    agent = SourceAgent(agent_host(module, engine_for_module(module)), p["stack"], p["run_id"], p["archive_dir"], services,
                         p["tiers"], sender=sender, compression=p["compression"])
     result = dict(marker=marker_path(p["archive_dir"], p["stack"]))
     try:

@@ -31,26 +31,6 @@ author:
 requirements:
   - nft on the host
 options:
-  stack:
-    description: Name of the stack (names the marker journal and the fence).
-    type: str
-    required: true
-  run_id:
-    description: The migration run, as the controller's journal names it.
-    type: str
-    required: true
-  services:
-    description:
-      - The stack's services on this host, as C(stacklift.migrate.stack_plan) describes them
-        (C(name), C(container), C(tcp), C(probe)).
-    type: list
-    elements: dict
-    required: true
-  tiers:
-    description: Service names, tier by tier, dependencies first (C(stack_plan)'s C(restore_order)).
-    type: list
-    elements: list
-    required: true
   state:
     description: V(restored) (fenced and ready), V(serving) (committed), V(absent) (rolled back here).
     type: str
@@ -60,10 +40,6 @@ options:
     description: With V(restored), commit as soon as every service here is ready.
     type: bool
     default: false
-  archive_dir:
-    description: Where the archives arrive and the marker journal is written.
-    type: path
-    default: /var/lib/stacklift/checkpoints
   wait_timeout:
     description: Seconds to wait, in all, for the archives to arrive.
     type: float
@@ -82,6 +58,7 @@ options:
     default: false
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - stacklift.migrate.engine.STACK_AGENT
   - stacklift.migrate.engine
 attributes:
   platform:
@@ -140,18 +117,14 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
     ENGINE_ARGUMENT_SPEC, EngineError, engine_for_module)
 from ansible_collections.stacklift.migrate.plugins.module_utils.window import (
-    Host, TargetAgent, WindowError, marker_path)
+    AGENT_ARGUMENT_SPEC, TargetAgent, WindowError, agent_host, agent_services, marker_path)
 
 
 def main():
     argument_spec = dict(
-        stack=dict(type="str", required=True),
-        run_id=dict(type="str", required=True),
-        services=dict(type="list", elements="dict", required=True),
-        tiers=dict(type="list", elements="list", required=True),
+        AGENT_ARGUMENT_SPEC,
         state=dict(type="str", default="restored", choices=["restored", "serving", "absent"]),
         commit=dict(type="bool", default=False),
-        archive_dir=dict(type="path", default="/var/lib/stacklift/checkpoints"),
         wait_timeout=dict(type="float", default=300),
         probe_timeout=dict(type="float", default=60),
         stable_for=dict(type="float", default=0),
@@ -160,16 +133,8 @@ def main():
     argument_spec.update(ENGINE_ARGUMENT_SPEC)
     module = AnsibleModule(argument_spec=argument_spec)
     p = module.params
-    services = {}
-    for svc in p["services"]:
-        if not svc.get("name") or not svc.get("container"):
-            module.fail_json(msg="each service needs name and container: %r" % (svc,))
-        services[svc["name"]] = dict(svc, tcp=svc.get("tcp") or "established")
-
-    def run(argv, data=None):
-        return module.run_command(argv) if data is None else module.run_command(argv, data=data)
-
-    host = Host(engine_for_module(module), run, nft=module.get_bin_path("nft", required=True))
+    services = agent_services(module)
+    host = agent_host(module, engine_for_module(module))
     agent = TargetAgent(host, p["stack"], p["run_id"], p["archive_dir"], services, p["tiers"],
                         wait_timeout=p["wait_timeout"], probe_timeout=p["probe_timeout"], stable_for=p["stable_for"])
     result = dict(marker=marker_path(p["archive_dir"], p["stack"]))
