@@ -18,8 +18,9 @@ __metaclass__ = type
 
 import json
 import socket
+import time
 
-from ansible_collections.stacklift.migrate.plugins.module_utils.probes import PostgresError, postgres_query
+from ansible_collections.stacklift.migrate.plugins.module_utils.probes import PostgresError, postgres_query, wait_ready
 
 try:
     from http.client import HTTPConnection
@@ -103,3 +104,71 @@ def http_drained_check(host, port, active_path, active_key, timeout=2.0):
         n = int(body[active_key])
         return n == 0, "%d request(s) in flight" % n
     return check
+
+
+class QuiesceError(Exception):
+    def __init__(self, msg, **details):
+        super(QuiesceError, self).__init__(msg)
+        self.msg = msg
+        self.details = details
+
+
+def read_tcp_tables(pid):
+    """A reader of the TCP tables of a process's network namespace."""
+    def read():
+        texts = []
+        for table in ("tcp", "tcp6"):
+            try:
+                with open("/proc/%d/net/%s" % (pid, table)) as f:
+                    texts.append(f.read())
+            except (IOError, OSError):
+                pass
+        return texts
+    return read
+
+
+def quiesce_service(host, pid, spec, state="quiesced", check_mode=False):
+    """Quiesce (or resume) one service at HOST, as its ``quiesce`` settings say.
+
+    spec: method (none, postgres_idle, http_drain, connections_zero), port, path, resume_path,
+    active_path, active_key, postgres_user, postgres_db, timeout, interval.  Returns what
+    service_quiesce reports (changed, quiet, waited, attempts, detail, started_at, finished_at);
+    raises QuiesceError.
+    """
+    method = spec.get("method") or "none"
+    started = time.time()
+    result = dict(changed=False, quiet=True, waited=0.0, attempts=0, detail="nothing to do", started_at=started)
+    if method == "none" or (state == "resumed" and method != "http_drain"):
+        result["finished_at"] = time.time()
+        return result
+    port = spec.get("port")
+    if method == "http_drain" and not check_mode:
+        hook = spec.get("path") or "/admin/drain" if state == "quiesced" else spec.get("resume_path") or "/admin/resume"
+        try:
+            status, _body = http_call(host, port, "POST", hook)
+        except (socket.error, OSError) as e:
+            raise QuiesceError("%s hook %s:%s%s failed: %s" % (state, host, port, hook, e))
+        if status >= 300:
+            raise QuiesceError("%s hook %s:%s%s answered %d" % (state, host, port, hook, status))
+        result["changed"] = True
+        if state == "resumed":
+            result.update(detail="resumed", finished_at=time.time())
+            return result
+    if method == "postgres_idle":
+        check = postgres_idle_check(host, port or 5432, spec.get("postgres_user") or "postgres",
+                                    spec.get("postgres_db") or "postgres")
+    elif method == "http_drain":
+        check = http_drained_check(host, port, spec.get("active_path") or "/stats", spec.get("active_key") or "active")
+    else:
+        check = connections_zero_check(read_tcp_tables(pid), port)
+    if check_mode:
+        quiet, detail = check()
+        result.update(changed=method == "http_drain", quiet=quiet, detail=detail, attempts=1, finished_at=time.time())
+        return result
+    timeout = float(spec.get("timeout") or 30)
+    waited = wait_ready(check, retries=10 ** 9, interval=float(spec.get("interval") or 0.1), timeout=timeout)
+    result.update(quiet=waited["ready"], waited=waited["elapsed"], attempts=waited["attempts"],
+                  detail=waited["detail"], finished_at=time.time())
+    if not waited["ready"]:
+        raise QuiesceError("did not quiesce (%s) in %.1f s: %s" % (method, timeout, waited["detail"]), **result)
+    return result

@@ -20,7 +20,7 @@ PHASES = ["quiesce", "fence", "checkpoint", "transfer", "restore", "ready", "com
 COLOURS = {"quiesce": "#9e9e9e", "fence": "#e53935", "checkpoint": "#fb8c00", "transfer": "#1e88e5",
            "restore": "#43a047", "ready": "#8e24aa", "commit": "#212121", "rollback": "#6d4c41"}
 # The hosts' marker records (stack_source, stack_target) -> the phase each closes.
-STEP_PHASES = {"fenced": "fence", "checkpointed": "checkpoint", "sent": "transfer", "restored": "restore",
+STEP_PHASES = {"quiesced": "quiesce", "fenced": "fence", "checkpointed": "checkpoint", "sent": "transfer", "restored": "restore",
                "ready": "ready", "committed": "commit", "removed": "rollback", "rolled_back": "rollback",
                "unfenced": "rollback"}
 

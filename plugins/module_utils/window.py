@@ -37,9 +37,10 @@ from ansible_collections.stacklift.migrate.plugins.module_utils.archive import (
     ArchiveError, MANIFEST_SUFFIX, read_archive, read_manifest, sha256_file)
 from ansible_collections.stacklift.migrate.plugins.module_utils.checkpointing import (
     CheckpointError, archive_name, checkpoint_container, checkpoint_problems)
-from ansible_collections.stacklift.migrate.plugins.module_utils.engine import EngineError, NotFound
+from ansible_collections.stacklift.migrate.plugins.module_utils.engine import EngineError, NotFound, container_address
 from ansible_collections.stacklift.migrate.plugins.module_utils.journal import Journal, fold
-from ansible_collections.stacklift.migrate.plugins.module_utils.quiesce import FENCE_RULES, FENCE_TABLE
+from ansible_collections.stacklift.migrate.plugins.module_utils.quiesce import (
+    FENCE_RULES, FENCE_TABLE, QuiesceError, quiesce_service)
 
 POLL = 0.05
 
@@ -202,8 +203,10 @@ class _Agent(object):
 class SourceAgent(_Agent):
     """One source host's part of the window."""
 
-    def __init__(self, host, stack, run_id, archive_dir, services, tiers, sender=None, compression="zstd"):
+    def __init__(self, host, stack, run_id, archive_dir, services, tiers, sender=None, compression="zstd",
+                 quiesce_timeout=30.0):
         super(SourceAgent, self).__init__(host, stack, run_id, archive_dir, services, tiers)
+        self.quiesce_timeout = quiesce_timeout
         self.sender = sender  # sender(name, archive, manifest, sha256) -> {bytes, seconds}; abort(msg)
         self.compression = compression
         self.workers = max(2, os.cpu_count() or 1)
@@ -227,10 +230,25 @@ class SourceAgent(_Agent):
             problems += checkpoint_problems(self.engine, running, info=info)
         return problems, containers, info
 
+    def quiesce(self, containers):
+        """Dependents first, each service as its ``quiesce`` settings say, right before the fence."""
+        for name in [n for tier in reversed(self.tiers) for n in tier]:
+            state = containers[name].get("State") or {}
+            spec = dict(self.services[name].get("quiesce") or {"method": "none"})
+            if not state.get("Running") or self.done(name, "fenced") or spec.get("method", "none") == "none":
+                continue
+            spec.setdefault("timeout", self.quiesce_timeout)
+            try:
+                res = quiesce_service(container_address(containers[name]), state.get("Pid"), spec)
+            except QuiesceError as e:
+                raise WindowError("%s: %s %s" % (name, self.services[name]["container"], e.msg), self.events)
+            self.record("quiesced", name, started=res["started_at"], method=spec["method"])
+
     def checkpointed(self):
         problems, containers, info = self.check()
         if problems:
             raise WindowError(problems, self.events)
+        self.quiesce(containers)
         # The cut: every running service of this host fenced one right after the other.
         for name in self.services:
             state = containers[name].get("State") or {}
@@ -433,7 +451,6 @@ class TargetAgent(_Agent):
         spec = dict(svc.get("probe") or {"type": "tcp"}, container=svc["container"])
         address = None
         if spec["type"] != "command":
-            from ansible_collections.stacklift.migrate.plugins.module_utils.engine import container_address
             address = spec.get("host") or container_address(self.engine.container(svc["container"]),
                                                             spec.get("network"))
         probe = probes.probe_for(spec, address, self.host.run, self.engine.exec_command)

@@ -125,32 +125,10 @@ finished_at:
   type: float
 """
 
-import socket
-import time
-
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.stacklift.migrate.plugins.module_utils import quiesce
 from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
     ENGINE_ARGUMENT_SPEC, EngineError, NotFound, container_address, engine_for_module)
-from ansible_collections.stacklift.migrate.plugins.module_utils.probes import wait_ready
-
-
-def container_facts(engine, name):
-    c = engine.container(name)
-    return container_address(c), (c.get("State") or {}).get("Pid")
-
-
-def read_tcp_tables(pid):
-    def read():
-        texts = []
-        for table in ("tcp", "tcp6"):
-            try:
-                with open("/proc/%d/net/%s" % (pid, table)) as f:
-                    texts.append(f.read())
-            except (IOError, OSError):
-                pass
-        return texts
-    return read
 
 
 def main():
@@ -173,48 +151,21 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            required_if=[("method", "http_drain", ("port",)), ("method", "connections_zero", ("port",))])
     p = module.params
-    started = time.time()
-    result = dict(changed=False, quiet=True, waited=0.0, attempts=0, detail="nothing to do", started_at=started)
     if p["method"] == "none" or (p["state"] == "resumed" and p["method"] != "http_drain"):
-        result["finished_at"] = time.time()
-        module.exit_json(**result)
+        module.exit_json(**quiesce.quiesce_service(None, None, p, p["state"]))
     engine = engine_for_module(module)
     try:
-        address, pid = container_facts(engine, p["container"])
+        c = engine.container(p["container"])
     except NotFound as e:
         module.fail_json(msg=e.msg)
     except EngineError as e:
         module.fail_json(**e.fail_kwargs())
-    host = p["host"] or address
-    if p["method"] == "http_drain" and not module.check_mode:
-        hook = p["path"] if p["state"] == "quiesced" else p["resume_path"]
-        try:
-            status, _body = quiesce.http_call(host, p["port"], "POST", hook)
-        except (socket.error, OSError) as e:
-            module.fail_json(msg="%s hook %s:%s%s failed: %s" % (p["state"], host, p["port"], hook, e))
-        if status >= 300:
-            module.fail_json(msg="%s hook %s:%s%s answered %d" % (p["state"], host, p["port"], hook, status))
-        result["changed"] = True
-        if p["state"] == "resumed":
-            result.update(detail="resumed", finished_at=time.time())
-            module.exit_json(**result)
-    if p["method"] == "postgres_idle":
-        check = quiesce.postgres_idle_check(host, p["port"] or 5432, p["postgres_user"], p["postgres_db"])
-    elif p["method"] == "http_drain":
-        check = quiesce.http_drained_check(host, p["port"], p["active_path"], p["active_key"])
-    else:
-        check = quiesce.connections_zero_check(read_tcp_tables(pid), p["port"])
-    if module.check_mode:
-        quiet, detail = check()
-        result.update(changed=p["method"] == "http_drain", quiet=quiet, detail=detail, attempts=1,
-                      finished_at=time.time())
-        module.exit_json(**result)
-    waited = wait_ready(check, retries=10 ** 9, interval=p["interval"], timeout=p["timeout"])
-    result.update(quiet=waited["ready"], waited=waited["elapsed"], attempts=waited["attempts"],
-                  detail=waited["detail"], finished_at=time.time())
-    if not waited["ready"]:
-        module.fail_json(msg="%s did not quiesce (%s) in %.1f s: %s"
-                         % (p["container"], p["method"], p["timeout"], waited["detail"]), **result)
+    try:
+        result = quiesce.quiesce_service(p["host"] or container_address(c), (c.get("State") or {}).get("Pid"), p,
+                                         p["state"], check_mode=module.check_mode)
+    except quiesce.QuiesceError as e:
+        msg = e.msg if e.msg.startswith(p["state"]) else "%s %s" % (p["container"], e.msg)
+        module.fail_json(msg=msg, **e.details)
     module.exit_json(**result)
 
 

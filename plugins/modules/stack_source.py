@@ -15,7 +15,8 @@ version_added: 0.2.0
 description:
   - Runs on a source host of a stack migration and does that host's whole part of the window
     without the controller in between, so the stack's pause is the work itself.
-  - V(checkpointed) fences every service of the host at one moment (an nftables table in each
+  - V(checkpointed) quiesces the services that say how (C(quiesce) of a service, as in
+    C(stacklift.migrate.service_quiesce); dependents first), then fences every service of the host at one moment (an nftables table in each
     container's network namespace), then checkpoints them tier by tier, the services of a tier in
     parallel. Each archive is fsynced before it counts, recorded in the host's marker journal
     (O(archive_dir)/STACK.journal), and sent to its target at once, over SSH, while the next tier
@@ -48,6 +49,10 @@ options:
     description: Send each archive to its target (V(false) leaves them here).
     type: bool
     default: true
+  quiesce_timeout:
+    description: Seconds a service may take to quiesce, when its C(quiesce) sets no C(timeout).
+    type: float
+    default: 30
   keep_archives:
     description: With V(absent), keep the archives.
     type: bool
@@ -128,6 +133,7 @@ def main():
         send=dict(type="bool", default=True),
         keep_archives=dict(type="bool", default=False),
         target_addresses=dict(type="dict"),
+        quiesce_timeout=dict(type="float", default=30),
     )
     ssh_spec = dict(_ssh.SSH_ARGUMENT_SPEC)
     ssh_spec.pop("target_host")
@@ -148,7 +154,7 @@ def main():
             module.fail_json(msg="services without a target: %s" % ", ".join(lacking))
         sender = _ssh.Sender(p, targets, p["run_id"], p["stack"], p["archive_dir"])
     agent = SourceAgent(agent_host(module, engine_for_module(module)), p["stack"], p["run_id"], p["archive_dir"], services,
-                        p["tiers"], sender=sender, compression=p["compression"])
+                        p["tiers"], sender=sender, compression=p["compression"], quiesce_timeout=p["quiesce_timeout"])
     result = dict(marker=marker_path(p["archive_dir"], p["stack"]))
     try:
         if module.check_mode:
