@@ -256,3 +256,68 @@ class Lock(object):
             _fsync_dir(os.path.dirname(os.path.abspath(self.path)))
             return True
         return False
+
+
+# -- migration_journal's work, done the same way by its module and its action plugin -----------
+
+JOURNAL_ARGUMENT_SPEC = dict(
+    stack=dict(type="str", required=True),
+    journal_dir=dict(type="path", required=True),
+    state=dict(type="str", default="show", choices=["begin", "record", "end", "release", "show"]),
+    run_id=dict(type="str"),
+    records=dict(type="list", elements="dict", default=[]),
+    outcome=dict(type="str", choices=["committed", "rolled_back", "refused"]),
+)
+JOURNAL_REQUIRED_IF = [("state", "record", ("run_id",)), ("state", "release", ("run_id",)),
+                       ("state", "end", ("run_id", "outcome"))]
+
+
+def journal_task(p, check_mode=False, pid=None):
+    """(failed, result) of a migration_journal task with the validated params P."""
+    path = os.path.join(p["journal_dir"], "%s.journal" % p["stack"])
+    journal = Journal(path)
+    lock = Lock(os.path.join(p["journal_dir"], "%s.lock" % p["stack"]))
+    out = dict(path=path, previous=None, run={}, run_id=p.get("run_id"), changed=False)
+
+    def fail(msg, **extra):
+        out.update(extra, msg=msg)
+        return True, out
+    try:
+        if p["state"] in ("show", "begin"):
+            last = journal.last_run()
+            previous = fold(journal.records(last)) if last else None
+            out["previous"] = previous if previous and previous["status"] == "open" else None
+            out["holder"] = lock.holder()
+            if p["state"] == "show" or check_mode:
+                out.update(run_id=last, run=fold(journal.records(last)) if last else {})
+                return False, out
+            # A run a dead controller left open is resumed under its own ID (the hosts' markers
+            # know it by that ID), to be finished or rolled back before a new run begins.
+            run_id = out["previous"]["run"] if out["previous"] else new_run_id()
+            try:
+                lock.acquire(run_id, pid=pid)
+            except LockHeld as e:
+                return fail("stack %s: %s" % (p["stack"], e), run_id=None, holder=e.holder)
+            journal.append("resumed" if out["previous"] else "begin", run=run_id)
+            out["holder"] = lock.holder()
+        else:
+            run_id = p["run_id"]
+            held = lock.holder() or {}
+            if held.get("run") != run_id:
+                return fail("stack %s: run %s does not hold the lock (held by %s)"
+                            % (p["stack"], run_id, held.get("run") or "nobody"))
+            bad = [r for r in p["records"] if not r.get("step")]
+            if bad:
+                return fail("every record needs a step: %r" % (bad[0],))
+            for rec in p["records"]:
+                data = dict((k, v) for k, v in rec.items() if k not in ("step", "run"))
+                journal.append(rec["step"], run=run_id, **data)
+            if p["state"] == "end":
+                journal.append(p["outcome"], run=run_id)
+                journal.append("end", run=run_id)
+            if p["state"] in ("end", "release"):
+                lock.release(run_id)
+    except (JournalError, IOError, OSError) as e:
+        return fail("journal %s: %s" % (path, e))
+    out.update(changed=True, run_id=run_id, run=fold(journal.records(run_id)))
+    return False, out

@@ -13,7 +13,7 @@ module: migration_journal
 short_description: The controller's journal of a stack migration, and its lock
 version_added: 0.2.0
 description:
-  - Keeps, on the controller (run it with C(delegate_to=localhost)), an append-only journal of a
+  - Keeps, on the controller (its action plugin runs there, whatever the task's host), an append-only journal of a
     stack's migrations, C(JOURNAL_DIR/STACK.journal), each record fsynced before the task returns,
     and a lock, C(JOURNAL_DIR/STACK.lock), so that one run at a time works on a stack.
   - V(begin) takes the lock and starts a run. A lock held by a live run is refused, naming its
@@ -114,74 +114,20 @@ holder:
   sample: {run: 20261128T101500-1a2b3c4d, pid: 4242, host: controller, since: "2026-11-28T10:15:00Z"}
 """
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.stacklift.migrate.plugins.module_utils.journal import (
-    Journal, JournalError, Lock, LockHeld, fold, new_run_id)
+    JOURNAL_ARGUMENT_SPEC, JOURNAL_REQUIRED_IF, journal_task)
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            stack=dict(type="str", required=True),
-            journal_dir=dict(type="path", required=True),
-            state=dict(type="str", default="show", choices=["begin", "record", "end", "release", "show"]),
-            run_id=dict(type="str"),
-            records=dict(type="list", elements="dict", default=[]),
-            outcome=dict(type="str", choices=["committed", "rolled_back", "refused"]),
-        ),
-        required_if=[("state", "record", ("run_id",)), ("state", "release", ("run_id",)),
-                     ("state", "end", ("run_id", "outcome"))],
-        supports_check_mode=True,
-    )
-    p = module.params
-    path = os.path.join(p["journal_dir"], "%s.journal" % p["stack"])
-    journal = Journal(path)
-    lock = Lock(os.path.join(p["journal_dir"], "%s.lock" % p["stack"]))
-    out = dict(path=path, previous=None)
-    try:
-        if p["state"] in ("show", "begin"):
-            last = journal.last_run()
-            previous = fold(journal.records(last)) if last else None
-            if previous and previous["status"] != "open":
-                previous = None
-            out["previous"] = previous
-            out["holder"] = lock.holder()
-        if p["state"] == "show" or (p["state"] == "begin" and module.check_mode):
-            last = journal.last_run()
-            module.exit_json(changed=False, run_id=last, run=fold(journal.records(last)), **out)
-        if p["state"] == "begin":
-            # A run a dead controller left open is resumed under its own ID (the hosts' markers
-            # know it by that ID), to be finished or rolled back before a new run begins.
-            run_id = out["previous"]["run"] if out["previous"] else new_run_id()
-            try:
-                lock.acquire(run_id)
-            except LockHeld as e:
-                module.fail_json(msg="stack %s: %s" % (p["stack"], e), run_id=None, run={}, **dict(out, holder=e.holder))
-            journal.append("resumed" if out["previous"] else "begin", run=run_id)
-            out["holder"] = lock.holder()
-        else:
-            run_id = p["run_id"]
-            held = lock.holder() or {}
-            if held.get("run") != run_id:
-                module.fail_json(msg="stack %s: run %s does not hold the lock (held by %s)"
-                                 % (p["stack"], run_id, held.get("run") or "nobody"), run_id=run_id, run={}, **out)
-            for rec in p["records"]:
-                rec = dict(rec)
-                step = rec.pop("step", None)
-                if not step:
-                    module.fail_json(msg="every record needs a step: %r" % (rec,), run_id=run_id, run={}, **out)
-                rec.pop("run", None)
-                journal.append(step, run=run_id, **rec)
-            if p["state"] == "end":
-                journal.append(p["outcome"], run=run_id)
-                journal.append("end", run=run_id)
-            if p["state"] in ("end", "release"):
-                lock.release(run_id)
-    except (JournalError, IOError, OSError) as e:
-        module.fail_json(msg="journal %s: %s" % (path, e), run_id=p["run_id"], run={}, **out)
-    module.exit_json(changed=True, run_id=run_id, run=fold(journal.records(run_id)), **out)
+    # The action plugin of the same name does this on the controller without starting a module;
+    # this serves ansible-doc, and anyone running the module on its own.
+    module = AnsibleModule(argument_spec=JOURNAL_ARGUMENT_SPEC, required_if=JOURNAL_REQUIRED_IF,
+                           supports_check_mode=True)
+    failed, result = journal_task(module.params, check_mode=module.check_mode)
+    if failed:
+        module.fail_json(**result)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":
