@@ -10,6 +10,7 @@ __metaclass__ = type
 
 import os
 import posixpath
+import socket
 import subprocess
 import threading
 import time
@@ -33,6 +34,10 @@ except ImportError:  # pragma: no cover
 
 HOST_KEY_POLICIES = ["strict", "accept_new", "ignore"]
 CHUNK = 1 << 20
+# A target that stops answering must not hang a migration while its stack is frozen: SSH keepalives,
+# and no read or write may wait longer than this for progress.
+KEEPALIVE = 5
+STALL_TIMEOUT = 30
 
 SSH_ARGUMENT_SPEC = dict(
     target_host=dict(type="str", required=True),
@@ -81,6 +86,7 @@ def connect(params):
             client.save_host_keys(known)
         except (IOError, OSError):
             pass
+    client.get_transport().set_keepalive(KEEPALIVE)
     return client
 
 
@@ -94,7 +100,7 @@ def remote_run(client, cmd, timeout=600):
 
 
 def remote_sha256(client, path):
-    rc, out, err = remote_run(client, "sha256sum %s 2>/dev/null" % quote(path))
+    rc, out, err = remote_run(client, "sha256sum %s 2>/dev/null" % quote(path), timeout=STALL_TIMEOUT * 4)
     return out.split()[0] if rc == 0 and out.strip() else None
 
 
@@ -109,6 +115,7 @@ def push_file(client, local_path, remote_path, expected_sha256, mode=0o600, dir_
     if rc != 0:
         raise TransferError("cannot create %s on the target: %s" % (remote_dir, err.strip()), stderr=err)
     sftp = client.open_sftp()
+    sftp.get_channel().settimeout(STALL_TIMEOUT)
     sent = 0
     start = time.time()
     try:
@@ -124,10 +131,13 @@ def push_file(client, local_path, remote_path, expected_sha256, mode=0o600, dir_
             raise TransferError("%s arrived with sha256 %s, expected %s; the final name was not touched"
                                 % (remote_path, got, expected_sha256))
         sftp.posix_rename(tmp, remote_path)
+    except socket.timeout:
+        raise TransferError("the transfer of %s to the target stalled for %d s; the final name was not touched"
+                            % (remote_path, STALL_TIMEOUT))
     except BaseException:
         try:
             sftp.remove(tmp)
-        except (IOError, OSError):
+        except (IOError, OSError, socket.timeout):
             pass
         raise
     finally:

@@ -265,6 +265,12 @@ def restore_blockers(info, facts, name=None, ignore_static_ip=False, ignore_volu
 # size"), and a closed one silently goes back in time. These functions find such files and put
 # them into the archive.
 
+def podman_kept(changed, exists=os.path.exists):
+    """The changed paths Podman's export keeps in rootfs-diff.tar: those that os.Stat finds *on the
+    host* (the bug above). Predicting it spares reading a large archive back to find out."""
+    return set(p for p in changed if exists(p))
+
+
 def rootfs_diff_names(path):
     """Paths (with a leading /) in the archive's rootfs-diff.tar."""
     names = set()

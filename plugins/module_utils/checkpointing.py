@@ -20,9 +20,9 @@ import os
 import time
 
 from ansible_collections.stacklift.migrate.plugins.module_utils.archive import (
-    ArchiveError, add_rootfs_files, rootfs_diff_names, rootfs_gaps, sha256_file, write_manifest)
+    ArchiveError, add_rootfs_files, podman_kept, rootfs_gaps, sha256_file, write_manifest)
 from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
-    EngineError, cap_bounding_set, host_criu_problem, uid_problem)
+    EngineError, cap_bounding_set, container_ips, host_criu_problem, uid_problem)
 from ansible_collections.stacklift.migrate.plugins.module_utils.journal import fsync_file
 
 SUFFIXES = {"zstd": ".tar.zst", "gzip": ".tar.gz", "none": ".tar"}
@@ -68,7 +68,7 @@ def checkpoint_problems(engine, names, info=None, capbnd=None):
 def complete_rootfs_diff(engine, name, archive):
     """Put into ARCHIVE the changed files Podman's rootfs diff leaves out; returns their paths."""
     changed = engine.changes(name)["changed"]
-    in_diff = rootfs_diff_names(archive)
+    in_diff = podman_kept(changed)
     rootfs = engine.mount(name)
     try:
         gaps = rootfs_gaps(changed, in_diff, rootfs)
@@ -126,6 +126,8 @@ def checkpoint_container(engine, name, container, archive, host_info, compressio
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "compression": compression, "tcp_established": tcp_established,
         "file_locks": file_locks, "timings": stats, "rootfs_files_added": added,
+        # The target fences these before it restores, without reading the archive.
+        "addresses": container_ips(container),
     }
     mpath = write_manifest(archive, manifest)
     fsync_file(mpath)

@@ -146,6 +146,48 @@ def test_the_targets_disk_fills_during_the_transfer(node1, node2, shop, backgrou
     migrates_afterwards(node1, node2, shop)
 
 
+def test_an_archive_corrupted_in_transit(node1, node2, shop, background):
+    """What lands on the target is not what left the source: the end-to-end sha256 catches it."""
+    # A sha256sum on the target's PATH that first flips a byte of the database's archive as it landed.
+    node2.run("cat > /usr/local/bin/sha256sum <<'EOF'\n#!/bin/sh\ncase \"$1\" in */.shop-db.tar.zst.part-*) "
+              "printf 'X' | dd of=\"$1\" bs=1 seek=100 conv=notrunc 2>/dev/null;; esac\nexec /usr/bin/sha256sum \"$@\"\n"
+              "EOF\nchmod +x /usr/local/bin/sha256sum")
+    try:
+        client = LiveClient(shop["tmp"], background)
+        res = playbook(MIGRATE, "-e", "stacklift_window_timeout=60", report_dir=shop["reports"])
+        client.result()
+    finally:
+        node2.run("rm -f /usr/local/bin/sha256sum")
+    assert res.returncode != 0 and "rolled back; the stack serves on the source again" in res.stdout, res.stdout[-4000:]
+    assert "shop-db.tar.zst arrived with sha256" in res.stdout, res.stdout[-4000:]
+    served_from(node1, node2)
+    assert running(node2) == set()
+    ok, detail = verify(shop["state"])
+    assert ok, detail
+    migrates_afterwards(node1, node2, shop)
+
+
+def test_the_transfer_is_cut_off(node1, node2, shop, background):
+    """node1 -> node2 goes silent mid-window: the stalled transfer gives up, and the source comes back."""
+    client = LiveClient(shop["tmp"], background)
+    proc = playbook(MIGRATE, "-e", "stacklift_window_timeout=120", background=True, report_dir=shop["reports"])
+    background.append(proc)
+    wait_for_step(node1, "fenced", proc)
+    node2.run_inside("nft -f - <<'EOF'\ntable inet stacklift_test {\n chain i { type filter hook input priority -300; "
+                     "ip saddr %s tcp dport 22 drop; }\n}\nEOF" % node1.address)
+    try:
+        out = proc.communicate(timeout=600)[0]
+        client.result()
+    finally:
+        node2.run_inside("nft delete table inet stacklift_test")
+    assert proc.returncode != 0 and "rolled back; the stack serves on the source again" in out, out[-4000:]
+    served_from(node1, node2)
+    assert running(node2) == set()
+    ok, detail = verify(shop["state"])
+    assert ok, detail
+    migrates_afterwards(node1, node2, shop)
+
+
 def test_a_tool_the_window_needs_missing_on_a_host_is_refused_before_anything_is_fenced(node1, node2, shop):
     node2.run("mv /usr/bin/zstd /usr/bin/zstd.stacklift-test")
     try:

@@ -117,14 +117,14 @@ def test_rollback_under_a_live_client_when_a_target_tier_never_gets_ready(node1,
     assert ok, detail
 
 
-@pytest.mark.parametrize("kill_after", ["fenced", "restored"])
+@pytest.mark.parametrize("kill_after", ["fenced", "restored", "committed"])
 def test_controller_killed_in_the_window_then_a_rerun_ends_with_the_stack_on_one_host(
         node1, node2, shop, background, kill_after):
     """SIGKILL of ansible-playbook (and its workers) in the window; the next run recovers from the journal."""
     client = LiveClient(shop["tmp"], background)
     proc = playbook(REPO / "migrate_stack.yml", background=True, report_dir=shop["reports"], new_session=True)
     background.append(proc)
-    where = node1 if kill_after == "fenced" else node2
+    where = node1 if kill_after == "fenced" else node2  # committed: the target lifted its fence
     deadline = time.time() + 240
     while kill_after not in marker_steps(where):
         assert time.time() < deadline and proc.poll() is None, proc.stdout.read() if proc.poll() is not None else ""
@@ -146,6 +146,7 @@ def test_controller_killed_in_the_window_then_a_rerun_ends_with_the_stack_on_one
 
 
 def test_two_runs_on_one_stack_at_once_the_second_is_refused_naming_the_first(node1, node2, shop, background):
+    client = LiveClient(shop["tmp"], background)
     first = playbook(REPO / "migrate_stack.yml", background=True, report_dir=shop["reports"])
     background.append(first)
     journal = shop["reports"].parent / "journal"
@@ -156,6 +157,7 @@ def test_two_runs_on_one_stack_at_once_the_second_is_refused_naming_the_first(no
     holder = json.loads((journal / "shop.lock").read_text())
     second = playbook(REPO / "migrate_stack.yml", report_dir=shop["reports"])
     out = first.communicate(timeout=600)[0]
+    client.result()
     assert second.returncode != 0 and "stack is locked by run %s (pid %d" % (holder["run"], holder["pid"]) in second.stdout
     assert first.returncode == 0, out[-4000:]
     assert running(node2) == set(CONTAINERS) and running(node1) == set()
