@@ -37,7 +37,7 @@ CHUNK = 1 << 20
 # A target that stops answering must not hang a migration while its stack is frozen: SSH keepalives,
 # and no read or write may wait longer than this for progress.
 KEEPALIVE = 5
-STALL_TIMEOUT = 30
+STALL_TIMEOUT = 15
 
 SSH_ARGUMENT_SPEC = dict(
     target_host=dict(type="str", required=True),
@@ -220,8 +220,11 @@ class Sender(object):
         path = posixpath.join(self.abort_dir, "%s.abort" % self.stack)
         for address in sorted(set(self.targets.values())):
             try:
-                remote_run(self.client(address), "mkdir -p %s && printf %%s %s > %s"
-                           % (quote(self.abort_dir), quote(body), quote(path)), timeout=30)
+                # A connection of its own: the one that carried the archives may be the one that stalled.
+                client = connect(dict(self.params, target_host=address, connect_timeout=5))
+                remote_run(client, "mkdir -p %s && printf %%s %s > %s"
+                           % (quote(self.abort_dir), quote(body), quote(path)), timeout=STALL_TIMEOUT)
+                client.close()
             except Exception:  # pylint: disable=broad-except
                 pass  # a target that cannot be told times out waiting
 

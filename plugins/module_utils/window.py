@@ -43,6 +43,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils.quiesce import (
     FENCE_RULES, FENCE_TABLE, QuiesceError, quiesce_service)
 
 POLL = 0.05
+STALL_TIMEOUT = 20  # seconds a transfer under way may make no progress (the sender gives up at 15)
 
 
 class WindowError(Exception):
@@ -411,12 +412,20 @@ class TargetAgent(_Agent):
     def _wait_for(self, name, deadline):
         archive = self.archive(name)
         manifest = archive + MANIFEST_SUFFIX
+        parts = os.path.join(self.archive_dir, ".%s.part-*" % os.path.basename(archive))
+        last_size, last_change = None, time.time()
         while not os.path.exists(manifest):
             reason = read_abort(self.archive_dir, self.stack, self.run_id)
             if reason:
                 raise WindowError("the source gave up: %s" % reason)
             if time.time() > deadline:
                 raise WindowError("its archive %s did not arrive within %d s" % (archive, self.wait_timeout))
+            # Once the archive is on its way, a transfer that stops moving is given up on early.
+            size = sum(os.path.getsize(f) for f in glob.glob(parts) if os.path.exists(f)) or None
+            if size != last_size:
+                last_size, last_change = size, time.time()
+            elif size and time.time() - last_change > STALL_TIMEOUT:
+                raise WindowError("the transfer of %s stalled at %d bytes for %d s" % (archive, size, STALL_TIMEOUT))
             time.sleep(POLL)
         return archive, read_manifest(archive)
 

@@ -78,6 +78,7 @@ class LiveClient:
         time.sleep(1)
         self.stop.write_text("")
         log = self.proc.communicate(timeout=300)[0]
+        assert self.out.exists(), "the client died: %s" % log[-3000:]
         soak = json.loads(self.out.read_text())
         # A pause, never an error, and the same connection throughout; nothing counted twice.
         assert soak["errors"] == [] and soak["connections"] == 1, (soak["errors"], soak["connections"], log)

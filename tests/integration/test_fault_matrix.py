@@ -170,7 +170,7 @@ def test_an_archive_corrupted_in_transit(node1, node2, shop, background):
 def test_the_transfer_is_cut_off(node1, node2, shop, background):
     """node1 -> node2 goes silent mid-window: the stalled transfer gives up, and the source comes back."""
     client = LiveClient(shop["tmp"], background)
-    proc = playbook(MIGRATE, "-e", "stacklift_window_timeout=120", background=True, report_dir=shop["reports"])
+    proc = playbook(MIGRATE, "-e", "stacklift_window_timeout=45", background=True, report_dir=shop["reports"])
     background.append(proc)
     wait_for_step(node1, "fenced", proc)
     node2.run_inside("nft -f - <<'EOF'\ntable inet stacklift_test {\n chain i { type filter hook input priority -300; "
