@@ -24,7 +24,7 @@ play migrate_stack.yml -e "stacklift_report_dir=$PWD/migration-reports" | tee "$
 grep -q 'failed=0' "$work/migrate.log"
 sleep 1; touch "$work/stop"; wait $soak; trap - EXIT
 echo "== 5. what the client saw"
-"$py" -c "import json,sys; d=json.load(open(sys.argv[1])); print('%d requests over one connection, %d errors, slowest %.2f s (the pause), cart %s' % (d['requests'], len(d['errors']), d['max_latency_s'], d['cart']))" "$work/soak.json"
+"$py" -c "import json,sys; d=json.load(open(sys.argv[1])); print('%d requests over %d connection(s), %d errors, slowest %.2f s (the pause), cart %s' % (d['requests'], d['connections'], len(d['errors']), d['max_latency_s'], d['cart']))" "$work/soak.json"
 echo "== 6. sessions, carts, orders, TTLs, the shop's counters and its database connections, on node2"
 client verify "$work/shoppers.json"
 echo "== 7. the report"

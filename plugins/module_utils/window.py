@@ -37,7 +37,8 @@ from ansible_collections.stacklift.migrate.plugins.module_utils.archive import (
     ArchiveError, MANIFEST_SUFFIX, read_archive, read_manifest, sha256_file)
 from ansible_collections.stacklift.migrate.plugins.module_utils.checkpointing import (
     CheckpointError, archive_name, checkpoint_container, checkpoint_problems)
-from ansible_collections.stacklift.migrate.plugins.module_utils.engine import EngineError, NotFound, container_address
+from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
+    EngineError, NotFound, container_address, container_ips)
 from ansible_collections.stacklift.migrate.plugins.module_utils.journal import Journal, fold
 from ansible_collections.stacklift.migrate.plugins.module_utils.quiesce import (
     FENCE_RULES, FENCE_TABLE, QuiesceError, quiesce_service)
@@ -328,15 +329,25 @@ class SourceAgent(_Agent):
                 failures.append("%s: sending %s failed: %s" % (name, entry["archive"], getattr(e, "msg", e)))
 
     def running(self):
-        """Rollback on the source: checkpointed containers restored in place, every fence lifted."""
+        """Rollback on the source: checkpointed containers restored in place, every fence lifted.
+
+        Podman makes a container's new network namespace, with its address, before CRIU has put
+        its sockets back: a client's packet arriving in between would be answered with a reset.
+        So the restores happen behind the host's own fence (as on a target), lifted last.
+        """
         problems = []
         order = [n for tier in self.tiers for n in tier]
-        for name in order:
-            c = self.container(name)
-            state = (c or {}).get("State") or {}
-            if c is None:
-                problems.append("%s: container %r is gone from the source" % (name, self.services[name]["container"]))
-            elif not state.get("Running"):
+        stopped = [n for n in order if not ((self.container(n) or {}).get("State") or {}).get("Running")]
+        table = host_fence_table(self.stack)
+        addresses = sorted(set(ip for n in stopped for ip in self._addresses(n)))
+        try:
+            if addresses:
+                self.host.raise_host_fence(table)
+                self.host.fence_addresses(table, addresses)
+            for name in stopped:
+                if self.container(name) is None:
+                    problems.append("%s: container %r is gone from the source" % (name, self.services[name]["container"]))
+                    continue
                 try:
                     start = time.time()
                     self.engine.restore_in_place(self.services[name]["container"],
@@ -346,19 +357,27 @@ class SourceAgent(_Agent):
                 except EngineError as e:
                     problems.append("%s: restoring it in place failed: %s (its archive stays at %s)"
                                     % (name, e.msg, self.archive(name)))
-        # Peers see the whole stack come back at once: fences are lifted last, on every path.
-        for name in order:
-            c = self.container(name)
-            state = (c or {}).get("State") or {}
-            if state.get("Running"):
-                try:
-                    self.host.unfence_container(state["Pid"], name)
-                    self.record("unfenced", name)
-                except EngineError as e:
-                    problems.append("%s: %s" % (name, e.msg))
+            # Peers see the whole stack come back at once: fences are lifted last, on every path.
+            for name in order:
+                state = (self.container(name) or {}).get("State") or {}
+                if state.get("Running"):
+                    try:
+                        self.host.unfence_container(state["Pid"], name)
+                        self.record("unfenced", name)
+                    except EngineError as e:
+                        problems.append("%s: %s" % (name, e.msg))
+        finally:
+            self.host.lift_host_fence(table)
         if problems:
             raise WindowError(problems, self.events)
         return self.events
+
+    def _addresses(self, name):
+        """A stopped container's addresses: from its archive's manifest, else its inspect data."""
+        recorded = read_manifest(self.archive(name)).get("addresses")
+        if recorded is None:
+            recorded = container_ips(self.container(name) or {})
+        return list(recorded.values())
 
     def absent(self, keep_archives=False):
         """After the commit: the stopped source containers go, then their archives."""

@@ -74,14 +74,16 @@ class LiveClient:
         background.append(self.proc)
         time.sleep(1)
 
-    def result(self):
+    def result(self, context=""):
+        """The client's log, checked: CONTEXT (the playbook's output) is shown when it is not right."""
         time.sleep(1)
         self.stop.write_text("")
         log = self.proc.communicate(timeout=300)[0]
-        assert self.out.exists(), "the client died: %s" % log[-3000:]
+        assert self.out.exists(), "the client died: %s\n%s" % (log[-3000:], context[-6000:])
         soak = json.loads(self.out.read_text())
         # A pause, never an error, and the same connection throughout; nothing counted twice.
-        assert soak["errors"] == [] and soak["connections"] == 1, (soak["errors"], soak["connections"], log)
+        assert soak["errors"] == [] and soak["connections"] == 1, (soak["errors"], soak["connections"], log,
+                                                                   context[-6000:])
         assert soak["cart"] == {"tea": soak["requests"]}
         return soak
 

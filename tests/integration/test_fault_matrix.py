@@ -55,7 +55,7 @@ def test_one_container_of_a_tier_fails_to_checkpoint(node1, node2, shop, backgro
     # connections to it ("Connected TCP socket, consider using --tcp-established").
     client = LiveClient(shop["tmp"], background)
     res = playbook(MIGRATE, "-e", stack_with(shop["tmp"], cache={"tcp": "close"}), report_dir=shop["reports"])
-    client.result()
+    client.result(res.stdout + "\n".join(node1.out("cat %s/shop.journal" % ARCHIVE_DIR).splitlines()[-20:]))
     assert res.returncode != 0 and "rolled back; the stack serves on the source again" in res.stdout, res.stdout[-4000:]
     assert "cache: podman container checkpoint shop-cache failed" in res.stdout
     served_from(node1, node2)

@@ -57,7 +57,8 @@ class Containers:
         if st == "absent":
             return 125, "", "Error: no such container %s" % name
         return 0, json.dumps([{"Id": self.ids[name], "Name": name, "Image": "img", "State": {
-            "Running": st == "running", "Checkpointed": st == "exited", "Status": st, "Pid": self.pid(name)}}]), ""
+            "Running": st == "running", "Checkpointed": st == "exited", "Status": st, "Pid": self.pid(name)},
+            "NetworkSettings": {"Networks": {"shopnet": {"IPAddress": "10.89.10.%d" % self.pid(name)}}}}]), ""
 
 
 def engine_runner(tmp_path, containers, fail_checkpoint=(), fail_restore=()):
@@ -166,6 +167,13 @@ def test_source_rollback_restores_in_place_lists_every_problem_and_lifts_every_f
     lifted = [c for c in runner.calls if c[0] == "nsenter" and "delete" in c]
     # The app, never checkpointed, had its fence lifted even though the cache failed; nothing is removed.
     assert [int(c[2]) for c in lifted] == [containers.pid("shop-app")] and not containers.fenced
+    # The in-place restores happen behind the host's fence (a new namespace has its address before
+    # CRIU has its sockets back), which comes down last.
+    calls = [" ".join(c) for c in runner.calls]
+    up = calls.index("nft -f -")
+    first_restore = next(i for i, c in enumerate(calls) if "container restore" in c)
+    down = max(i for i, c in enumerate(calls) if c == "nft delete table inet stacklift_shop")
+    assert up < first_restore < down == max(i for i, c in enumerate(calls) if c.startswith(("nft", "nsenter", "podman")))
     assert not [c for c in runner.calls if c[:2] == ["podman", "rm"]]
 
 

@@ -1,0 +1,19 @@
+"""host_preflight's checks of the window's tools, with only the host's PATH faked."""
+
+from ansible_collections.stacklift.migrate.plugins.modules import host_preflight
+
+
+class Module:
+    def __init__(self, missing):
+        self.missing = missing
+
+    def get_bin_path(self, name):
+        return None if name in self.missing else "/usr/bin/" + name
+
+
+def test_every_missing_tool_is_named_at_once():
+    assert host_preflight.tool_problems(Module(()), "source") == []
+    assert host_preflight.tool_problems(Module(("zstd",)), "target") == [
+        "the migration needs zstd on this host, which is not on its PATH"]
+    assert host_preflight.tool_problems(Module(("nft", "nsenter")), "source") == [
+        "the migration needs nft, nsenter on this host, which are not on its PATH"]
