@@ -21,7 +21,7 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
         del tmp
-        _, params = self.validate_argument_spec(argument_spec=JOURNAL_ARGUMENT_SPEC,
+        dummy, params = self.validate_argument_spec(argument_spec=JOURNAL_ARGUMENT_SPEC,
                                                 required_if=JOURNAL_REQUIRED_IF)
         import os
         params["journal_dir"] = os.path.expanduser(params["journal_dir"])
