@@ -9,6 +9,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
+
 from ansible.plugins.action import ActionBase
 from ansible_collections.stacklift.migrate.plugins.module_utils.journal import (
     JOURNAL_ARGUMENT_SPEC, JOURNAL_REQUIRED_IF, journal_task)
@@ -22,8 +24,7 @@ class ActionModule(ActionBase):
         result = super(ActionModule, self).run(tmp, task_vars)
         del tmp
         dummy, params = self.validate_argument_spec(argument_spec=JOURNAL_ARGUMENT_SPEC,
-                                                required_if=JOURNAL_REQUIRED_IF)
-        import os
+                                                    required_if=JOURNAL_REQUIRED_IF)
         params["journal_dir"] = os.path.expanduser(params["journal_dir"])
         failed, out = journal_task(params, check_mode=self._task.check_mode)
         result.update(out)
