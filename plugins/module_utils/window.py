@@ -33,6 +33,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.stacklift.migrate.plugins.module_utils import probes
+from ansible_collections.stacklift.migrate.plugins.module_utils._ssh import TransferError
 from ansible_collections.stacklift.migrate.plugins.module_utils.archive import (
     ArchiveError, MANIFEST_SUFFIX, read_archive, read_manifest, sha256_file)
 from ansible_collections.stacklift.migrate.plugins.module_utils.checkpointing import (
@@ -168,6 +169,10 @@ class _Agent(object):
             yield
         finally:
             os.close(fd)
+
+    def status(self):
+        """What the module returns about this host besides the events."""
+        return {}
 
     def record(self, step, service=None, **data):
         rec = self.marker.append(step, run=self.run_id, service=service, **data)
@@ -413,6 +418,9 @@ class TargetAgent(_Agent):
     def committed(self):
         return any("committed" in s for s in self.state["services"].values())
 
+    def status(self):
+        return {"committed": self.committed()}
+
     def restored(self, commit=False):
         if self.committed():
             return self.events  # nothing left to do: the copies here serve
@@ -573,3 +581,21 @@ def agent_host(module, engine):
         return module.run_command(argv) if data is None else module.run_command(argv, data=data)
     return Host(engine, run, nsenter=module.get_bin_path("nsenter") or "nsenter",
                 nft=module.get_bin_path("nft", required=True))
+
+
+def run_agent(module, agent, call, timeout=600.0, cleanup=None):
+    """Run CALL (one of the agent's states) under the host's lock; exit or fail MODULE with its events."""
+    result = dict(marker=marker_path(agent.archive_dir, agent.stack))
+    try:
+        with agent.exclusive(timeout=timeout):
+            events = call()
+    except WindowError as e:
+        module.fail_json(msg=e.msg, problems=e.problems, events=e.events, **dict(result, **dict(e.details, **agent.status())))
+    except (EngineError, CheckpointError) as e:
+        module.fail_json(events=agent.events, **dict(result, **dict(e.fail_kwargs(), **agent.status())))
+    except TransferError as e:
+        module.fail_json(msg=e.msg, events=agent.events, **dict(result, **agent.status()))
+    finally:
+        if cleanup:
+            cleanup()
+    module.exit_json(changed=bool(events), events=events, **dict(result, **agent.status()))

@@ -118,11 +118,9 @@ problems:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.stacklift.migrate.plugins.module_utils import _ssh
-from ansible_collections.stacklift.migrate.plugins.module_utils.checkpointing import CheckpointError
-from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
-    ENGINE_ARGUMENT_SPEC, EngineError, engine_for_module)
+from ansible_collections.stacklift.migrate.plugins.module_utils.engine import ENGINE_ARGUMENT_SPEC, engine_for_module
 from ansible_collections.stacklift.migrate.plugins.module_utils.window import (
-    AGENT_ARGUMENT_SPEC, SourceAgent, WindowError, agent_host, agent_services, marker_path)
+    AGENT_ARGUMENT_SPEC, SourceAgent, agent_host, agent_services, marker_path, run_agent)
 
 
 def main():
@@ -155,30 +153,14 @@ def main():
         sender = _ssh.Sender(p, targets, p["run_id"], p["stack"], p["archive_dir"])
     agent = SourceAgent(agent_host(module, engine_for_module(module)), p["stack"], p["run_id"], p["archive_dir"], services,
                         p["tiers"], sender=sender, compression=p["compression"], quiesce_timeout=p["quiesce_timeout"])
-    result = dict(marker=marker_path(p["archive_dir"], p["stack"]))
-    try:
-        if module.check_mode:
-            problems = agent.check()[0] if state == "checkpointed" else []
-            if problems:
-                module.fail_json(msg="; ".join(problems), problems=problems, **result)
-            module.exit_json(changed=True, events=[], **result)
-        with agent.exclusive():
-            if state == "checkpointed":
-                events = agent.checkpointed()
-            elif state == "running":
-                events = agent.running()
-            else:
-                events = agent.absent(keep_archives=p["keep_archives"])
-    except WindowError as e:
-        module.fail_json(msg=e.msg, problems=e.problems, events=e.events, **dict(result, **e.details))
-    except (EngineError, CheckpointError) as e:
-        module.fail_json(events=agent.events, **dict(result, **e.fail_kwargs()))
-    except _ssh.TransferError as e:
-        module.fail_json(msg=e.msg, events=agent.events, **result)
-    finally:
-        if sender:
-            sender.close()
-    module.exit_json(changed=bool(events), events=events, **result)
+    if module.check_mode:
+        problems = agent.check()[0] if state == "checkpointed" else []
+        if problems:
+            module.fail_json(msg="; ".join(problems), problems=problems, marker=marker_path(p["archive_dir"], p["stack"]))
+        module.exit_json(changed=True, events=[], marker=marker_path(p["archive_dir"], p["stack"]))
+    call = {"checkpointed": agent.checkpointed, "running": agent.running,
+            "absent": lambda: agent.absent(keep_archives=p["keep_archives"])}[state]
+    run_agent(module, agent, call, cleanup=sender.close if sender else None)
 
 
 if __name__ == "__main__":

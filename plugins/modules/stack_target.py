@@ -114,10 +114,9 @@ problems:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
-    ENGINE_ARGUMENT_SPEC, EngineError, engine_for_module)
+from ansible_collections.stacklift.migrate.plugins.module_utils.engine import ENGINE_ARGUMENT_SPEC, engine_for_module
 from ansible_collections.stacklift.migrate.plugins.module_utils.window import (
-    AGENT_ARGUMENT_SPEC, TargetAgent, WindowError, agent_host, agent_services, marker_path)
+    AGENT_ARGUMENT_SPEC, TargetAgent, agent_host, agent_services, run_agent)
 
 
 def main():
@@ -137,20 +136,9 @@ def main():
     host = agent_host(module, engine_for_module(module))
     agent = TargetAgent(host, p["stack"], p["run_id"], p["archive_dir"], services, p["tiers"],
                         wait_timeout=p["wait_timeout"], probe_timeout=p["probe_timeout"], stable_for=p["stable_for"])
-    result = dict(marker=marker_path(p["archive_dir"], p["stack"]))
-    try:
-        with agent.exclusive(timeout=p["wait_timeout"] + 60):
-            if p["state"] == "restored":
-                events = agent.restored(commit=p["commit"])
-            elif p["state"] == "serving":
-                events = agent.serving()
-            else:
-                events = agent.absent(force=p["force"])
-    except WindowError as e:
-        module.fail_json(msg=e.msg, problems=e.problems, events=e.events, committed=agent.committed(), **result)
-    except EngineError as e:
-        module.fail_json(events=agent.events, committed=agent.committed(), **dict(result, **e.fail_kwargs()))
-    module.exit_json(changed=bool(events), events=events, committed=agent.committed(), **result)
+    call = {"restored": lambda: agent.restored(commit=p["commit"]), "serving": agent.serving,
+            "absent": lambda: agent.absent(force=p["force"])}[p["state"]]
+    run_agent(module, agent, call, timeout=p["wait_timeout"] + 60)
 
 
 if __name__ == "__main__":

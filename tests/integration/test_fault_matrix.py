@@ -33,6 +33,16 @@ def migrates_afterwards(node1, node2, shop):
     assert ok, detail
 
 
+def ends_rolled_back_then_migrates(node1, node2, shop, returncode, out):
+    """The run rolled back: the stack serves on node1 with its state, nothing of it on node2; then it migrates."""
+    assert returncode != 0 and "rolled back; the stack serves on the source again" in out, out[-4000:]
+    served_from(node1, node2)
+    assert running(node2) == set()
+    ok, detail = verify(shop["state"])
+    assert ok, detail
+    migrates_afterwards(node1, node2, shop)
+
+
 def wait_for_step(host, step, proc, timeout=240):
     deadline = time.time() + timeout
     while step not in marker_steps(host):
@@ -56,15 +66,10 @@ def test_one_container_of_a_tier_fails_to_checkpoint(node1, node2, shop, backgro
     client = LiveClient(shop["tmp"], background)
     res = playbook(MIGRATE, "-e", stack_with(shop["tmp"], cache={"tcp": "close"}), report_dir=shop["reports"])
     client.result(res.stdout + "\n".join(node1.out("cat %s/shop.journal" % ARCHIVE_DIR).splitlines()[-20:]))
-    assert res.returncode != 0 and "rolled back; the stack serves on the source again" in res.stdout, res.stdout[-4000:]
     assert "cache: podman container checkpoint shop-cache failed" in res.stdout
-    served_from(node1, node2)
-    assert running(node2) == set()
-    ok, detail = verify(shop["state"])
-    assert ok, detail
     steps = marker_steps(node1)
     assert "rolled_back" in steps and "unfenced" in steps
-    migrates_afterwards(node1, node2, shop)
+    ends_rolled_back_then_migrates(node1, node2, shop, res.returncode, res.stdout)
 
 
 def drop_off_the_network(host):
@@ -137,13 +142,8 @@ def test_the_targets_disk_fills_during_the_transfer(node1, node2, shop, backgrou
         client.result()
     finally:
         node2.run("umount -l %s" % ARCHIVE_DIR, check=False)
-    assert proc.returncode != 0 and "rolled back; the stack serves on the source again" in out, out[-4000:]
     assert "No space left on device" in out or "Failure" in out, out[-4000:]
-    served_from(node1, node2)
-    assert running(node2) == set()
-    ok, detail = verify(shop["state"])
-    assert ok, detail
-    migrates_afterwards(node1, node2, shop)
+    ends_rolled_back_then_migrates(node1, node2, shop, proc.returncode, out)
 
 
 def test_an_archive_corrupted_in_transit(node1, node2, shop, background):
@@ -158,13 +158,8 @@ def test_an_archive_corrupted_in_transit(node1, node2, shop, background):
         client.result()
     finally:
         node2.run("rm -f /usr/local/bin/sha256sum")
-    assert res.returncode != 0 and "rolled back; the stack serves on the source again" in res.stdout, res.stdout[-4000:]
     assert "shop-db.tar.zst arrived with sha256" in res.stdout, res.stdout[-4000:]
-    served_from(node1, node2)
-    assert running(node2) == set()
-    ok, detail = verify(shop["state"])
-    assert ok, detail
-    migrates_afterwards(node1, node2, shop)
+    ends_rolled_back_then_migrates(node1, node2, shop, res.returncode, res.stdout)
 
 
 def test_the_transfer_is_cut_off(node1, node2, shop, background):
@@ -180,12 +175,7 @@ def test_the_transfer_is_cut_off(node1, node2, shop, background):
         client.result()
     finally:
         node2.run_inside("nft delete table inet stacklift_test")
-    assert proc.returncode != 0 and "rolled back; the stack serves on the source again" in out, out[-4000:]
-    served_from(node1, node2)
-    assert running(node2) == set()
-    ok, detail = verify(shop["state"])
-    assert ok, detail
-    migrates_afterwards(node1, node2, shop)
+    ends_rolled_back_then_migrates(node1, node2, shop, proc.returncode, out)
 
 
 def test_a_tool_the_window_needs_missing_on_a_host_is_refused_before_anything_is_fenced(node1, node2, shop):
