@@ -143,11 +143,6 @@ def fold(records):
     return state
 
 
-def services_at(state, step):
-    """Names of the services that reached STEP."""
-    return sorted(n for n, s in state["services"].items() if step in s)
-
-
 # -- the lock -------------------------------------------------------------------------------------
 
 def _proc_start(pid):
