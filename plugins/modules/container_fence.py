@@ -85,7 +85,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
     ENGINE_ARGUMENT_SPEC, EngineError, NotFound, engine_for_module)
-from ansible_collections.stacklift.migrate.plugins.module_utils.quiesce import FENCE_RULES, FENCE_TABLE
+from ansible_collections.stacklift.migrate.plugins.module_utils.window import Host
 
 
 def main():
@@ -97,8 +97,8 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     engine = engine_for_module(module)
     want = module.params["state"] == "present"
-    nsenter = module.get_bin_path("nsenter", required=True)
-    nft = module.get_bin_path("nft", required=True)
+    host = Host(engine, module.run_command, nsenter=module.get_bin_path("nsenter", required=True),
+                nft=module.get_bin_path("nft", required=True))
     pids = {}
     try:
         for name in module.params["name"]:
@@ -114,28 +114,20 @@ def main():
     except EngineError as e:
         module.fail_json(**e.fail_kwargs())
     # Decide everything first, so the changes themselves follow each other closely.
-    results, todo = [], []
+    results = []
     for name in module.params["name"]:
-        if name not in pids:
-            results.append({"name": name, "fenced": False, "changed": False, "at": None})
-            continue
-        netns = [nsenter, "-t", str(pids[name]), "-n"]
-        rc, _out, _err = module.run_command(netns + [nft, "list", "table", "inet", FENCE_TABLE])
-        entry = {"name": name, "fenced": rc == 0, "changed": (rc == 0) != want, "at": None}
-        results.append(entry)
-        if entry["changed"]:
-            todo.append((entry, netns))
+        fenced = name in pids and host.container_fenced(pids[name])
+        results.append({"name": name, "fenced": fenced, "changed": name in pids and fenced != want, "at": None})
     started = time.time()
     if not module.check_mode:
-        for entry, netns in todo:
-            if want:
-                rc, out, err = module.run_command(netns + [nft, "-f", "-"], data=FENCE_RULES)
-            else:
-                rc, out, err = module.run_command(netns + [nft, "delete", "table", "inet", FENCE_TABLE])
-            if rc != 0:
-                module.fail_json(msg="could not %s the fence of %s: %s" % ("raise" if want else "lift", entry["name"],
-                                                                           err.strip()),
-                                 rc=rc, stdout=out, stderr=err, containers=results)
+        for entry in [e for e in results if e["changed"]]:
+            try:
+                if want:
+                    host.fence_container(pids[entry["name"]], entry["name"])
+                else:
+                    host.unfence_container(pids[entry["name"]], entry["name"])
+            except EngineError as e:
+                module.fail_json(containers=results, **e.fail_kwargs())
             entry["at"] = time.time()
             entry["fenced"] = want
     changed = any(e["changed"] for e in results)
