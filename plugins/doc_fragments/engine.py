@@ -67,9 +67,14 @@ requirements:
     POSTGRES = r"""
 options:
   postgres_user:
-    description: PostgreSQL user (trust authentication).
+    description: PostgreSQL user.
     type: str
     default: postgres
+  postgres_password:
+    description:
+      - Password of O(postgres_user), when the server asks for one (C(scram-sha-256), C(md5) or
+        C(password) in C(pg_hba.conf)). Keep it in a vaulted variable; it is never logged.
+    type: str
   postgres_db:
     description: PostgreSQL database.
     type: str
@@ -94,6 +99,13 @@ options:
     type: list
     elements: dict
     required: true
+  secrets:
+    description:
+      - The services' passwords, C({service: {probe: {postgres_password, redis_password}, quiesce:
+        {postgres_password}}}), as the filter C(stacklift.migrate.stack_secrets) takes them from the
+        stack description. Never logged.
+    type: dict
+    default: {}
   tiers:
     description:
       - Service names, tier by tier, dependencies first (C(stack_plan)'s C(checkpoint_order) or

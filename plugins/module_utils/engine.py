@@ -27,6 +27,16 @@ CRIU_KERNEL_RULES = [((6, 16), (4, 2))]
 
 CAP_SYS_RESOURCE = 24
 
+# Container names as Podman and Docker accept them (and never an option: no leading "-").
+CONTAINER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+
+
+def container_name_problem(name):
+    """Why NAME cannot be a container's name or ID, or None."""
+    if not isinstance(name, str) or not CONTAINER_NAME.match(name):
+        return "%r is not a container name (letters, digits, '_', '.', '-', not first)" % (name,)
+    return None
+
 
 class EngineError(Exception):
     """An engine call failed, or the engine cannot do what was asked."""

@@ -14,6 +14,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import base64
+import hashlib
+import hmac
+import os
 import re
 import socket
 import ssl
@@ -26,6 +30,45 @@ except ImportError:  # pragma: no cover (Python 2)
     from httplib import HTTPConnection, HTTPSConnection
 
 PROBE_TYPES = ["tcp", "http", "command", "postgres", "redis"]
+
+# A probe's options, as service_probe takes them and as a stack's service gives them in ``probe``.
+# No defaults here: a stack leaves unset what the window decides; service_probe adds its own.
+PROBE_OPTIONS = dict(
+    type=dict(type="str", choices=PROBE_TYPES),
+    host=dict(type="str"),
+    network=dict(type="str"),
+    port=dict(type="int"),
+    path=dict(type="str"),
+    scheme=dict(type="str", choices=["http", "https"]),
+    status_code=dict(type="list", elements="int"),
+    body_regex=dict(type="str"),
+    validate_certs=dict(type="bool"),
+    command=dict(type="list", elements="str"),
+    postgres_user=dict(type="str"),
+    postgres_password=dict(type="str", no_log=True),
+    postgres_db=dict(type="str"),
+    redis_user=dict(type="str"),
+    redis_password=dict(type="str", no_log=True),
+    retries=dict(type="int"),
+    interval=dict(type="float"),
+    timeout=dict(type="float"),
+    connect_timeout=dict(type="float"),
+    stable_for=dict(type="float"),
+    progress_command=dict(type="list", elements="str"),
+    progress_baseline=dict(type="str"),
+)
+# The least each number may be: a probe needs one attempt and a positive wait between attempts.
+PROBE_MINIMUMS = dict(port=1, retries=1, interval=0.01, timeout=0.1, connect_timeout=0.1, stable_for=0)
+
+
+def below_minimums(params, minimums):
+    """Problems with numbers under their minimum, e.g. ["interval must be at least 0.01, not -1"]."""
+    problems = []
+    for key in sorted(minimums):
+        value = params.get(key)
+        if value is not None and value < minimums[key]:
+            problems.append("%s must be at least %s, not %s" % (key, minimums[key], value))
+    return problems
 
 
 def tcp_probe(host, port, timeout=2.0):
@@ -102,8 +145,12 @@ class PostgresError(Exception):
     pass
 
 
-def postgres_query(host, port, sql, user="postgres", database="postgres", timeout=2.0):
-    """Run one query over the simple query protocol (trust auth); the rows, each a list of strings."""
+def postgres_query(host, port, sql, user="postgres", database="postgres", password=None, timeout=2.0):
+    """Run one query over the simple query protocol; the rows, each a list of strings.
+
+    Authenticates as the server asks: trust, scram-sha-256, md5 or password (the last two only
+    with PASSWORD given).
+    """
     try:
         sock = socket.create_connection((host, port), timeout=timeout)
     except (socket.error, OSError) as e:
@@ -112,13 +159,14 @@ def postgres_query(host, port, sql, user="postgres", database="postgres", timeou
         params = b"user\x00" + user.encode() + b"\x00database\x00" + database.encode() + b"\x00\x00"
         body = struct.pack("!I", 196608) + params
         sock.sendall(struct.pack("!I", len(body) + 4) + body)
+        scram = None
         while True:
             kind, payload = _pg_read(sock)
-            if kind == b"R" and struct.unpack("!I", payload[:4])[0] != 0:
-                raise PostgresError("postgres asks for a password; only trust authentication is supported")
-            if kind == b"E":
+            if kind == b"R":
+                scram = _pg_authenticate(sock, struct.unpack("!I", payload[:4])[0], payload[4:], user, password, scram)
+            elif kind == b"E":
                 raise PostgresError("postgres: %s" % _pg_error(payload))
-            if kind == b"Z":
+            elif kind == b"Z":
                 break
         sock.sendall(_pg_message(b"Q", sql.encode() + b"\x00"))
         rows, error = [], None
@@ -140,6 +188,77 @@ def postgres_query(host, port, sql, user="postgres", database="postgres", timeou
     return rows
 
 
+PG_AUTH_NAMES = {3: "password", 5: "md5", 10: "scram-sha-256"}
+
+
+def _pg_authenticate(sock, code, data, user, password, scram):
+    """Answer one authentication request; returns the SCRAM exchange in progress (or None)."""
+    if code == 0:  # AuthenticationOk
+        return None
+    if code in PG_AUTH_NAMES and password is None:
+        raise PostgresError("postgres asks for a password (%s authentication); set postgres_password"
+                            % PG_AUTH_NAMES[code])
+    if code == 3:
+        sock.sendall(_pg_message(b"p", password.encode("utf-8") + b"\x00"))
+    elif code == 5:
+        inner = hashlib.md5(password.encode("utf-8") + user.encode("utf-8")).hexdigest()
+        outer = hashlib.md5(inner.encode("ascii") + data[:4]).hexdigest()
+        sock.sendall(_pg_message(b"p", b"md5" + outer.encode("ascii") + b"\x00"))
+    elif code == 10:
+        mechanisms = [m for m in data.split(b"\x00") if m]
+        if b"SCRAM-SHA-256" not in mechanisms:
+            raise PostgresError("postgres offers SASL %s; only SCRAM-SHA-256 is supported"
+                                % b", ".join(mechanisms).decode("ascii", "replace"))
+        scram = ScramSha256(password)
+        first = scram.client_first()
+        sock.sendall(_pg_message(b"p", b"SCRAM-SHA-256\x00" + struct.pack("!I", len(first)) + first))
+        return scram
+    elif code == 11 and scram is not None:
+        sock.sendall(_pg_message(b"p", scram.client_final(data)))
+        return scram
+    elif code == 12 and scram is not None:
+        scram.verify_server(data)
+        return None
+    else:
+        raise PostgresError("postgres asks for an authentication stacklift does not speak (code %d)" % code)
+    return None
+
+
+class ScramSha256(object):
+    """The client side of SCRAM-SHA-256 (RFC 5802, RFC 7677), as PostgreSQL speaks it."""
+
+    def __init__(self, password, nonce=None, username=""):
+        # PostgreSQL takes the user from the startup message and ignores SCRAM's (left empty).
+        self.password = password.encode("utf-8")
+        self.nonce = nonce or base64.b64encode(os.urandom(18)).decode("ascii")
+        self.first_bare = "n=%s,r=%s" % (username, self.nonce)
+        self.server_signature = None
+
+    def client_first(self):
+        return ("n,," + self.first_bare).encode("ascii")
+
+    def client_final(self, server_first):
+        text = server_first.decode("ascii")
+        attrs = dict(part.split("=", 1) for part in text.split(","))
+        if not attrs.get("r", "").startswith(self.nonce):
+            raise PostgresError("postgres SCRAM: the server's nonce does not extend ours")
+        salted = hashlib.pbkdf2_hmac("sha256", self.password, base64.b64decode(attrs["s"]), int(attrs["i"]))
+        client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+        stored_key = hashlib.sha256(client_key).digest()
+        without_proof = "c=biws,r=%s" % attrs["r"]
+        auth_message = ",".join([self.first_bare, text, without_proof]).encode("ascii")
+        signature = hmac.new(stored_key, auth_message, hashlib.sha256).digest()
+        proof = bytes(bytearray(a ^ b for a, b in zip(bytearray(client_key), bytearray(signature))))
+        server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+        self.server_signature = hmac.new(server_key, auth_message, hashlib.sha256).digest()
+        return ("%s,p=%s" % (without_proof, base64.b64encode(proof).decode("ascii"))).encode("ascii")
+
+    def verify_server(self, server_final):
+        attrs = dict(part.split("=", 1) for part in server_final.decode("ascii").split(","))
+        if base64.b64decode(attrs.get("v", "")) != self.server_signature:
+            raise PostgresError("postgres SCRAM: the server's signature is wrong (not the server we asked)")
+
+
 def _pg_row(payload):
     count = struct.unpack("!H", payload[:2])[0]
     pos, row = 2, []
@@ -151,11 +270,12 @@ def _pg_row(payload):
     return row
 
 
-def postgres_probe(host, port=5432, user="postgres", database="postgres", timeout=2.0):
-    """Ready when the server accepts a session (trust auth) and answers SELECT 1."""
+def postgres_probe(host, port=5432, user="postgres", database="postgres", password=None, timeout=2.0):
+    """Ready when the server accepts a session and answers SELECT 1."""
     def probe():
         try:
-            rows = postgres_query(host, port, "SELECT 1", user=user, database=database, timeout=timeout)
+            rows = postgres_query(host, port, "SELECT 1", user=user, database=database, password=password,
+                                  timeout=timeout)
         except PostgresError as e:
             return False, str(e)
         if rows != [["1"]]:
@@ -169,19 +289,29 @@ def _pg_error(payload):
     return fields.get(b"M", "error")
 
 
-def redis_probe(host, port=6379, password=None, timeout=2.0):
-    """Ready when PING answers PONG."""
+def resp_command(*words):
+    """One RESP command, e.g. resp_command("AUTH", "user", "secret")."""
+    out = b"*%d\r\n" % len(words)
+    for word in words:
+        data = word.encode("utf-8") if not isinstance(word, bytes) else word
+        out += b"$%d\r\n%s\r\n" % (len(data), data)
+    return out
+
+
+def redis_probe(host, port=6379, password=None, user=None, timeout=2.0):
+    """Ready when PING answers PONG (after AUTH with PASSWORD, as USER when given: an ACL user)."""
     def probe():
         try:
             sock = socket.create_connection((host, port), timeout=timeout)
         except (socket.error, OSError) as e:
             return False, "redis %s:%s: %s" % (host, port, e)
         try:
-            if password:
-                sock.sendall(b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n" % (len(password), password.encode()))
-                if not sock.recv(512).startswith(b"+OK"):
-                    return False, "redis refused the password"
-            sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+            if password is not None:
+                sock.sendall(resp_command("AUTH", *([user, password] if user else [password])))
+                answer = sock.recv(512)
+                if not answer.startswith(b"+OK"):
+                    return False, "redis refused the credentials: %s" % answer[:80].decode("utf-8", "replace").strip()
+            sock.sendall(resp_command("PING"))
             reply = sock.recv(512)
         except (socket.error, OSError) as e:
             return False, "redis %s:%s: %s" % (host, port, e)
@@ -189,6 +319,8 @@ def redis_probe(host, port=6379, password=None, timeout=2.0):
             sock.close()
         if reply.startswith(b"+PONG"):
             return True, "redis answered PONG"
+        if reply.startswith(b"-NOAUTH"):
+            return False, "redis asks for a password; set redis_password (and redis_user for an ACL user)"
         return False, "redis answered %r" % reply[:80]
     return probe
 
@@ -253,7 +385,8 @@ def probe_for(spec, address, run_command=None, exec_command=None):
                           validate_certs=spec.get("validate_certs", True), timeout=t)
     if kind == "postgres":
         return postgres_probe(address, port, user=spec.get("postgres_user") or "postgres",
-                              database=spec.get("postgres_db") or "postgres", timeout=t)
+                              database=spec.get("postgres_db") or "postgres",
+                              password=spec.get("postgres_password"), timeout=t)
     if kind == "redis":
-        return redis_probe(address, port, password=spec.get("redis_password"), timeout=t)
+        return redis_probe(address, port, password=spec.get("redis_password"), user=spec.get("redis_user"), timeout=t)
     return command_probe(run_command, exec_command(spec["container"], spec["command"]))

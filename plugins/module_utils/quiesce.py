@@ -39,15 +39,34 @@ OPEN_TRANSACTIONS_SQL = (
     "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
     "AND xact_start IS NOT NULL AND pid <> pg_backend_pid()")
 
+QUIESCE_METHODS = ["none", "postgres_idle", "http_drain", "connections_zero"]
+# A service's quiesce settings, as service_quiesce takes them and a stack's service gives them.
+QUIESCE_OPTIONS = dict(
+    method=dict(type="str", choices=QUIESCE_METHODS),
+    port=dict(type="int"),
+    path=dict(type="str"),
+    resume_path=dict(type="str"),
+    active_path=dict(type="str"),
+    active_key=dict(type="str", no_log=False),
+    postgres_user=dict(type="str"),
+    postgres_password=dict(type="str", no_log=True),
+    postgres_db=dict(type="str"),
+    timeout=dict(type="float"),
+    interval=dict(type="float"),
+)
+QUIESCE_REQUIRED_IF = [("method", "http_drain", ("port",)), ("method", "connections_zero", ("port",))]
+QUIESCE_MINIMUMS = dict(port=1, timeout=0.1, interval=0.01)
+
 TCP_ESTABLISHED = "01"
 TCP_LISTEN = "0A"
 
 
-def postgres_idle_check(host, port=5432, user="postgres", database="postgres", timeout=2.0):
+def postgres_idle_check(host, port=5432, user="postgres", database="postgres", password=None, timeout=2.0):
     """Done when no client session of the server has a transaction open."""
     def check():
         try:
-            rows = postgres_query(host, port, OPEN_TRANSACTIONS_SQL, user=user, database=database, timeout=timeout)
+            rows = postgres_query(host, port, OPEN_TRANSACTIONS_SQL, user=user, database=database,
+                                  password=password, timeout=timeout)
         except PostgresError as e:
             return False, str(e)
         n = int(rows[0][0])
@@ -156,7 +175,7 @@ def quiesce_service(host, pid, spec, state="quiesced", check_mode=False):
             return result
     if method == "postgres_idle":
         check = postgres_idle_check(host, port or 5432, spec.get("postgres_user") or "postgres",
-                                    spec.get("postgres_db") or "postgres")
+                                    spec.get("postgres_db") or "postgres", spec.get("postgres_password"))
     elif method == "http_drain":
         check = http_drained_check(host, port, spec.get("active_path") or "/stats", spec.get("active_key") or "active")
     else:

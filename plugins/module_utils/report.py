@@ -14,6 +14,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
+import re
+
 from xml.sax.saxutils import escape
 
 PHASES = ["quiesce", "fence", "checkpoint", "transfer", "restore", "ready", "commit", "rollback"]
@@ -97,6 +100,12 @@ def build(plan, phases, source, target, outcome, error=None):
         "checkpoint_order": plan["checkpoint_order"], "restore_order": plan["restore_order"],
         "services": services,
     }
+
+
+def report_base(report_dir, stack, stamp):
+    """The reports' path without suffix: inside REPORT_DIR whatever the stack is called."""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", str(stack)).lstrip(".") or "stack"
+    return os.path.join(report_dir, "%s-%s" % (name, stamp))
 
 
 def summary(report):

@@ -18,11 +18,42 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.stacklift.migrate.plugins.module_utils.probes import PROBE_TYPES
+import re
+
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+from ansible_collections.stacklift.migrate.plugins.module_utils.engine import container_name_problem
+from ansible_collections.stacklift.migrate.plugins.module_utils.probes import (
+    PROBE_MINIMUMS, PROBE_OPTIONS, below_minimums)
+from ansible_collections.stacklift.migrate.plugins.module_utils.quiesce import (
+    QUIESCE_MINIMUMS, QUIESCE_OPTIONS, QUIESCE_REQUIRED_IF)
 
 TCP_POLICIES = ["established", "close"]
-QUIESCE_METHODS = ["none", "postgres_idle", "http_drain", "connections_zero"]
-SERVICE_KEYS = set(["name", "container", "source", "target", "depends_on", "probe", "quiesce", "tcp"])
+# Stack and service names become file, journal and nftables names: a safe, short identifier.
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+UNSUPPORTED = re.compile(r"^(.*)\. Supported parameters include: (.*)\.$")
+
+NETWORK_OPTIONS = dict(name=dict(type="str", required=True), subnet=dict(type="str"))
+SERVICE_OPTIONS = dict(
+    name=dict(type="str", required=True),
+    container=dict(type="str"),
+    source=dict(type="str"),
+    target=dict(type="str"),
+    depends_on=dict(type="list", elements="str"),
+    probe=dict(type="dict", options=PROBE_OPTIONS),
+    quiesce=dict(type="raw"),
+    tcp=dict(type="str", choices=TCP_POLICIES),
+)
+# The stack description, as stack_plan, the stack modules and the roles' argument specs take it.
+STACK_OPTIONS = dict(
+    name=dict(type="str", required=True),
+    source=dict(type="str"),
+    target=dict(type="str"),
+    networks=dict(type="list", elements="dict", options=NETWORK_OPTIONS),
+    services=dict(type="list", elements="dict", required=True, options=SERVICE_OPTIONS),
+)
+SERVICE_KEYS = set(SERVICE_OPTIONS)
 
 # docker compose v2 records a service's dependencies on its containers; podman-compose does too.
 COMPOSE_SERVICE_LABELS = ("com.docker.compose.service", "io.podman.compose.service")
@@ -37,64 +68,112 @@ class StackError(Exception):
         self.problems = problems
 
 
+def validate(options, value, where, problems, required_if=None):
+    """VALUE checked against an argument spec; the typed value, or None with PROBLEMS extended.
+
+    Messages name the setting (WHERE) the way a user wrote it, e.g. "service 'db' probe: ...".
+    """
+    if not isinstance(value, dict):
+        problems.append("%s must be a mapping, not %r" % (where, value))
+        return None
+    result = ArgumentSpecValidator(options, required_if=required_if).validate(dict(value))
+    found = [UNSUPPORTED.sub(r"unknown keys \1 (allowed: \2)", m).replace(" found in ", " in ")
+             for m in result.error_messages if not m.startswith("dictionary requested")]
+    problems.extend("%s: %s" % (where, m) for m in found)
+    return None if found else result.validated_parameters
+
+
+def spec_with(options, **changes):
+    """A copy of the argument spec OPTIONS with some options changed, e.g. given defaults."""
+    out = dict((k, dict(v)) for k, v in options.items())
+    for key, change in changes.items():
+        out[key].update(change)
+    return out
+
+
+def _unset(params):
+    return dict((k, v) for k, v in params.items() if v is not None)
+
+
+def _service(svc, index, stack, problems):
+    """One service checked and filled in, or None."""
+    if not isinstance(svc, dict) or not svc.get("name"):
+        problems.append("service #%d has no name" % (index + 1))
+        return None
+    sname = svc["name"]
+    where = "service %r" % (sname,)
+    before = len(problems)
+    flat = dict(svc, probe=None, quiesce=None)
+    flat = dict((k, v) for k, v in flat.items() if v is not None or k in SERVICE_KEYS)
+    checked = validate(SERVICE_OPTIONS, flat, where, problems) or {}
+    if not NAME.match(str(sname)):
+        problems.append("%s: a service name is letters, digits, '_', '.' and '-' (at most 63)" % where)
+    container = checked.get("container") or sname
+    name_problem = container_name_problem(container)
+    if name_problem:
+        problems.append("%s: %s" % (where, name_problem))
+    probe = svc.get("probe")
+    probe = validate(PROBE_OPTIONS, {"type": "tcp"} if probe is None else probe, where + " probe", problems)
+    if probe is not None:
+        probe = _unset(probe)
+        probe.setdefault("type", "tcp")
+        problems.extend("%s probe: %s" % (where, m) for m in below_minimums(probe, PROBE_MINIMUMS))
+        if probe["type"] == "command" and not probe.get("command"):
+            problems.append("%s probe: type command needs command (the argv run in the container)" % where)
+    quiesce = svc.get("quiesce") or {"method": "none"}
+    if isinstance(quiesce, str):
+        quiesce = {"method": quiesce}
+    quiesce = validate(QUIESCE_OPTIONS, quiesce, where + " quiesce", problems, QUIESCE_REQUIRED_IF)
+    if quiesce is not None:
+        quiesce = _unset(quiesce)
+        quiesce.setdefault("method", "none")
+        problems.extend("%s quiesce: %s" % (where, m) for m in below_minimums(quiesce, QUIESCE_MINIMUMS))
+    source = checked.get("source") or stack.get("source")
+    target = checked.get("target") or stack.get("target")
+    if not source or not target:
+        problems.append("%s has no %s host (set it on the stack or the service)"
+                        % (where, "source" if not source else "target"))
+    elif source == target:
+        problems.append("%s would move from %s to itself" % (where, source))
+    if len(problems) > before:
+        return None
+    return {"name": sname, "container": container, "depends_on": checked.get("depends_on") or [],
+            "probe": probe, "quiesce": quiesce, "tcp": checked.get("tcp") or "established",
+            "source": source, "target": target}
+
+
 def normalize(stack):
     """Check a stack description and fill in its defaults. Raises StackError with every problem."""
     problems = []
     if not isinstance(stack, dict):
-        raise StackError(["the stack must be a mapping with name, source, target and services"])
+        raise StackError(["the stack must be a mapping with name, source, target and services, not %r"
+                          % (type(stack).__name__,)])
     name = stack.get("name")
+    services = stack.get("services")
+    top = validate(dict(STACK_OPTIONS, services=dict(type="raw"), name=dict(type="raw")),
+                   stack, "the stack", problems) or {}
     if not name:
         problems.append("the stack has no name")
-    services = stack.get("services")
+    elif not isinstance(name, str) or not NAME.match(name):
+        problems.append("the stack's name %r: letters, digits, '_', '.' and '-' (at most 63)" % (name,))
     if not isinstance(services, list) or not services:
-        raise StackError(problems + ["stack %r has no services" % name])
+        raise StackError(problems + ["stack %r has no services (a list of mappings)" % (name,)])
     out = []
     seen = set()
     for i, svc in enumerate(services):
-        if not isinstance(svc, dict) or not svc.get("name"):
-            problems.append("service #%d has no name" % (i + 1))
-            continue
-        sname = svc["name"]
-        if sname in seen:
+        sname = svc.get("name") if isinstance(svc, dict) else None
+        if sname and sname in seen:
             problems.append("duplicate service name %r" % sname)
             continue
         seen.add(sname)
-        unknown = sorted(set(svc) - SERVICE_KEYS)
-        if unknown:
-            problems.append("service %r: unknown keys %s (allowed: %s)"
-                            % (sname, ", ".join(unknown), ", ".join(sorted(SERVICE_KEYS))))
-        deps = svc.get("depends_on") or []
-        if isinstance(deps, str):
-            deps = [deps]
-        probe = dict(svc.get("probe") or {"type": "tcp"})
-        if probe.get("type") not in PROBE_TYPES:
-            problems.append("service %r: probe type %r is not one of %s"
-                            % (sname, probe.get("type"), ", ".join(PROBE_TYPES)))
-        quiesce = svc.get("quiesce") or {"method": "none"}
-        if isinstance(quiesce, str):
-            quiesce = {"method": quiesce}
-        quiesce = dict(quiesce)
-        quiesce.setdefault("method", "none")
-        if quiesce["method"] not in QUIESCE_METHODS:
-            problems.append("service %r: quiesce method %r is not one of %s"
-                            % (sname, quiesce["method"], ", ".join(QUIESCE_METHODS)))
-        tcp = svc.get("tcp", "established")
-        if tcp not in TCP_POLICIES:
-            problems.append("service %r: tcp must be one of %s, not %r" % (sname, ", ".join(TCP_POLICIES), tcp))
-        source = svc.get("source") or stack.get("source")
-        target = svc.get("target") or stack.get("target")
-        if not source or not target:
-            problems.append("service %r has no %s host (set it on the stack or the service)"
-                            % (sname, "source" if not source else "target"))
-        elif source == target:
-            problems.append("service %r would move from %s to itself" % (sname, source))
-        out.append({"name": sname, "container": svc.get("container") or sname, "depends_on": list(deps),
-                    "probe": probe, "quiesce": quiesce, "tcp": tcp, "source": source, "target": target})
-    names = set(s["name"] for s in out)
-    for s in out:
-        for d in s["depends_on"]:
-            if d not in names:
-                problems.append("service %r depends on %r, which is not a service of the stack" % (s["name"], d))
+        checked = _service(svc, i, stack, problems)
+        if checked:
+            out.append(checked)
+    for svc in services:
+        deps = svc.get("depends_on") if isinstance(svc, dict) else None
+        for d in [deps] if isinstance(deps, (str, int)) else deps if isinstance(deps, list) else []:
+            if str(d) not in seen:
+                problems.append("service %r depends on %r, which is not a service of the stack" % (svc["name"], d))
     containers = {}
     for s in out:
         key = (s["source"], s["container"])
@@ -109,7 +188,52 @@ def normalize(stack):
     if problems:
         raise StackError(problems)
     return {"name": name, "source": stack.get("source"), "target": stack.get("target"),
-            "networks": stack.get("networks") or [], "services": out}
+            "networks": [_unset(n) for n in top.get("networks") or []], "services": out}
+
+
+SECRET_KEYS = ("postgres_password", "redis_password")
+
+
+def secrets_of(stack):
+    """The passwords of a stack description: {service: {"probe": {...}, "quiesce": {...}}}.
+
+    A plan never carries them (stack_plan's result is shown and journaled); the modules that
+    speak to the services get them in a no_log option, from the description, by this function.
+    """
+    out = {}
+    services = stack.get("services") if isinstance(stack, dict) else None
+    for svc in services if isinstance(services, list) else []:
+        if not isinstance(svc, dict) or not svc.get("name"):
+            continue
+        found = {}
+        for part in ("probe", "quiesce"):
+            spec = svc.get(part)
+            keys = [k for k in SECRET_KEYS if isinstance(spec, dict) and spec.get(k) is not None]
+            if keys:
+                found[part] = dict((k, str(spec[k])) for k in keys)
+        if found:
+            out[svc["name"]] = found
+    return out
+
+
+def without_secrets(plan):
+    """A copy of PLAN without any password (see secrets_of)."""
+    out = dict(plan)
+    out["services"] = [dict(s, **dict((part, dict((k, v) for k, v in (s.get(part) or {}).items() if k not in SECRET_KEYS))
+                                      for part in ("probe", "quiesce") if s.get(part) is not None))
+                       for s in plan["services"]]
+    if "by_name" in plan:
+        out["by_name"] = dict((s["name"], s) for s in out["services"])
+    return out
+
+
+def with_secrets(service, secrets):
+    """A copy of a plan's SERVICE with its passwords from SECRETS (secrets_of) put back."""
+    mine = (secrets or {}).get(service["name"]) or {}
+    out = dict(service)
+    for part, values in mine.items():
+        out[part] = dict(out.get(part) or {}, **values)
+    return out
 
 
 def find_cycle(services):

@@ -41,6 +41,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils.checkpointing im
 from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
     EngineError, NotFound, container_address, container_ips)
 from ansible_collections.stacklift.migrate.plugins.module_utils.journal import Journal, fold
+from ansible_collections.stacklift.migrate.plugins.module_utils.stack import with_secrets
 from ansible_collections.stacklift.migrate.plugins.module_utils.quiesce import (
     FENCE_RULES, FENCE_TABLE, QuiesceError, quiesce_service)
 
@@ -560,18 +561,19 @@ AGENT_ARGUMENT_SPEC = dict(
     stack=dict(type="str", required=True),
     run_id=dict(type="str", required=True),
     services=dict(type="list", elements="dict", required=True),
+    secrets=dict(type="dict", no_log=True, default={}),
     tiers=dict(type="list", elements="list", required=True),
     archive_dir=dict(type="path", default="/var/lib/stacklift/checkpoints"),
 )
 
 
 def agent_services(module):
-    """{name: service} from the module's services; fails the module on one without name or container."""
+    """{name: service} from the module's services, with their passwords from its secrets."""
     out = {}
     for svc in module.params["services"]:
         if not svc.get("name") or not svc.get("container"):
             module.fail_json(msg="each service needs name and container: %r" % (svc,))
-        out[svc["name"]] = dict(svc, tcp=svc.get("tcp") or "established")
+        out[svc["name"]] = with_secrets(dict(svc, tcp=svc.get("tcp") or "established"), module.params["secrets"])
     return out
 
 

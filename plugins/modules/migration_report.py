@@ -125,7 +125,7 @@ def main():
     if not module.check_mode:
         if not os.path.isdir(p["report_dir"]):
             os.makedirs(p["report_dir"])
-        base = os.path.join(p["report_dir"], "%s-%s" % (report["stack"], time.strftime("%Y%m%dT%H%M%S")))
+        base = rep.report_base(p["report_dir"], report["stack"], time.strftime("%Y%m%dT%H%M%S"))
         with open(base + ".json", "w") as f:
             json.dump(report, f, indent=2, sort_keys=True)
         with open(base + ".txt", "w") as f:

@@ -68,7 +68,12 @@ options:
     type: list
     elements: str
   redis_password:
-    description: Redis password, when it asks for one.
+    description: Redis password, when it asks for one (C(requirepass), or an ACL user's password).
+      Keep it in a vaulted variable; it is never logged.
+    type: str
+  redis_user:
+    description: Redis ACL user that O(redis_password) belongs to (C(AUTH user password)). Without it,
+      the password is the default user's.
     type: str
   retries:
     description: Attempts at most.
@@ -172,6 +177,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.stacklift.migrate.plugins.module_utils import probes
+from ansible_collections.stacklift.migrate.plugins.module_utils.stack import spec_with
 from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
     ENGINE_ARGUMENT_SPEC, EngineError, container_address, container_ips, engine_for_module)
 
@@ -200,29 +206,12 @@ def command_output(module, argv):
 
 
 def main():
-    argument_spec = dict(
-        type=dict(type="str", required=True, choices=probes.PROBE_TYPES),
-        host=dict(type="str"),
-        container=dict(type="str"),
-        network=dict(type="str"),
-        port=dict(type="int"),
-        path=dict(type="str", default="/"),
-        scheme=dict(type="str", default="http", choices=["http", "https"]),
-        status_code=dict(type="list", elements="int", default=[200]),
-        body_regex=dict(type="str"),
-        validate_certs=dict(type="bool", default=True),
-        command=dict(type="list", elements="str"),
-        postgres_user=dict(type="str", default="postgres"),
-        postgres_db=dict(type="str", default="postgres"),
-        redis_password=dict(type="str", no_log=True),
-        retries=dict(type="int", default=60),
-        interval=dict(type="float", default=1.0),
-        timeout=dict(type="float"),
-        connect_timeout=dict(type="float", default=2.0),
-        stable_for=dict(type="float", default=0),
-        progress_command=dict(type="list", elements="str"),
-        progress_baseline=dict(type="str"),
-    )
+    argument_spec = spec_with(probes.PROBE_OPTIONS, type=dict(required=True), path=dict(default="/"),
+                              scheme=dict(default="http"), status_code=dict(default=[200]),
+                              validate_certs=dict(default=True), postgres_user=dict(default="postgres"),
+                              postgres_db=dict(default="postgres"), retries=dict(default=60),
+                              interval=dict(default=1.0), connect_timeout=dict(default=2.0), stable_for=dict(default=0))
+    argument_spec["container"] = dict(type="str")
     argument_spec.update(ENGINE_ARGUMENT_SPEC)
     module = AnsibleModule(
         argument_spec=argument_spec, supports_check_mode=True,
@@ -231,6 +220,9 @@ def main():
         required_by={"progress_command": "container", "network": "container"},
     )
     p = module.params
+    problems = probes.below_minimums(p, probes.PROBE_MINIMUMS)
+    if problems:
+        module.fail_json(msg="; ".join(problems))
     engine = engine_for_module(module) if p["container"] else None
     try:
         address = p["host"] or (address_of(module, engine) if p["type"] != "command" else None)

@@ -127,30 +127,26 @@ finished_at:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.stacklift.migrate.plugins.module_utils import quiesce
+from ansible_collections.stacklift.migrate.plugins.module_utils.probes import below_minimums
+from ansible_collections.stacklift.migrate.plugins.module_utils.stack import spec_with
 from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
     ENGINE_ARGUMENT_SPEC, EngineError, NotFound, container_address, engine_for_module)
 
 
 def main():
-    argument_spec = dict(
-        method=dict(type="str", required=True, choices=["none", "postgres_idle", "http_drain", "connections_zero"]),
-        state=dict(type="str", default="quiesced", choices=["quiesced", "resumed"]),
-        container=dict(type="str", required=True),
-        host=dict(type="str"),
-        port=dict(type="int"),
-        path=dict(type="str", default="/admin/drain"),
-        resume_path=dict(type="str", default="/admin/resume"),
-        active_path=dict(type="str", default="/stats"),
-        active_key=dict(type="str", default="active", no_log=False),
-        postgres_user=dict(type="str", default="postgres"),
-        postgres_db=dict(type="str", default="postgres"),
-        timeout=dict(type="float", default=30),
-        interval=dict(type="float", default=0.1),
-    )
+    argument_spec = spec_with(quiesce.QUIESCE_OPTIONS, method=dict(required=True), path=dict(default="/admin/drain"),
+                              resume_path=dict(default="/admin/resume"), active_path=dict(default="/stats"),
+                              active_key=dict(default="active"), postgres_user=dict(default="postgres"),
+                              postgres_db=dict(default="postgres"), timeout=dict(default=30), interval=dict(default=0.1))
+    argument_spec.update(state=dict(type="str", default="quiesced", choices=["quiesced", "resumed"]),
+                         container=dict(type="str", required=True), host=dict(type="str"))
     argument_spec.update(ENGINE_ARGUMENT_SPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           required_if=[("method", "http_drain", ("port",)), ("method", "connections_zero", ("port",))])
+                           required_if=quiesce.QUIESCE_REQUIRED_IF)
     p = module.params
+    problems = below_minimums(p, quiesce.QUIESCE_MINIMUMS)
+    if problems:
+        module.fail_json(msg="; ".join(problems))
     if p["method"] == "none" or (p["state"] == "resumed" and p["method"] != "http_drain"):
         module.exit_json(**quiesce.quiesce_service(None, None, p, p["state"]))
     engine = engine_for_module(module)

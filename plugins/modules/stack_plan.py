@@ -25,6 +25,7 @@ description:
     default a tcp probe), C(quiesce) (C(method): none, postgres_idle, http_drain or
     connections_zero, with its options), C(tcp) (established or close), and C(source) and
     C(target) to override the stack's hosts."
+  - The returned plan carries no password; see the C(stacklift.migrate.stack_secrets) filter.
 author:
   - stacklift developers (@stacklift)
 options:
@@ -45,6 +46,10 @@ options:
     description: Inventory name of the host the module runs on, to pick its services.
       Defaults to every service.
     type: str
+  inventory_hosts:
+    description: The inventory's hosts (C(groups['all'])); each source and target must be one of them.
+    type: list
+    elements: str
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - stacklift.migrate.engine
@@ -143,7 +148,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
     ENGINE_ARGUMENT_SPEC, EngineError, NotFound, engine_for_module)
 from ansible_collections.stacklift.migrate.plugins.module_utils.stack import (
-    StackError, compose_depends_on, compose_service, normalize, plan)
+    StackError, compose_depends_on, compose_service, normalize, plan, secrets_of, without_secrets)
 
 
 def local_services(norm, host):
@@ -194,14 +199,23 @@ def main():
         check_containers=dict(type="bool", default=False),
         discover_depends_on=dict(type="bool", default=False),
         host=dict(type="str"),
+        inventory_hosts=dict(type="list", elements="str"),
     )
     argument_spec.update(ENGINE_ARGUMENT_SPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
     stack = p["stack"]
+    for parts in secrets_of(stack).values():
+        for values in parts.values():
+            module.no_log_values.update(values.values())
     discovered = {}
     try:
         norm = normalize(stack)
+        if p["inventory_hosts"] is not None:
+            missing = sorted(set(h for s in norm["services"] for h in (s["source"], s["target"]))
+                             - set(p["inventory_hosts"]))
+            if missing:
+                raise StackError(["host %r is not in the inventory" % h for h in missing])
         if p["check_containers"] or p["discover_depends_on"]:
             engine = engine_for_module(module)
             if p["discover_depends_on"]:
@@ -215,7 +229,7 @@ def main():
                          problems=e.problems)
     except EngineError as e:
         module.fail_json(**e.fail_kwargs())
-    module.exit_json(changed=False, plan=result, discovered_depends_on=discovered)
+    module.exit_json(changed=False, plan=without_secrets(result), discovered_depends_on=discovered)
 
 
 if __name__ == "__main__":

@@ -173,3 +173,26 @@ def test_command_probe():
     assert probes.command_probe(lambda argv: (0, "", ""), ["true"])()[0]
     ok, detail = probes.command_probe(lambda argv: (1, "", "not ready"), ["false"])()
     assert not ok and "exited 1: not ready" in detail
+
+
+def test_scram_sha_256_gives_rfc_7677s_proof_and_checks_the_server():
+    scram = probes.ScramSha256("pencil", nonce="rOprNGfwEbeRWgbNEkqO", username="user")
+    assert scram.client_first() == b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO"
+    server_first = b"r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"
+    assert scram.client_final(server_first) == (
+        b"c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=")
+    scram.verify_server(b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=")
+    with pytest.raises(probes.PostgresError, match="signature is wrong"):
+        scram.verify_server(b"v=AAAATRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=")
+    with pytest.raises(probes.PostgresError, match="nonce"):
+        probes.ScramSha256("pencil", nonce="abc").client_final(b"r=xyz,s=AAAA,i=1")
+
+
+def test_a_password_asked_for_but_not_given_is_named():
+    with pytest.raises(probes.PostgresError, match=r"asks for a password \(scram-sha-256 authentication\); set "
+                                                   r"postgres_password"):
+        probes._pg_authenticate(None, 10, b"SCRAM-SHA-256\x00\x00", "shop", None, None)
+
+
+def test_resp_commands():
+    assert probes.resp_command("AUTH", "shop", "p w") == b"*3\r\n$4\r\nAUTH\r\n$4\r\nshop\r\n$3\r\np w\r\n"

@@ -60,9 +60,18 @@ def test_a_rolled_back_migration_reports_its_rollback_and_the_pause_until_the_so
     assert "error: tier 1 not ready" in text and "source serving again): 5.900 s" in text
 
 
+def test_reports_stay_in_their_directory():
+    assert report.report_base("/r", "/etc/x", "T") == "/r/_etc_x-T"
+    assert report.report_base("/r", "../../x", "T") == "/r/_.._x-T"
+    assert report.report_base("/r", "shop", "T") == "/r/shop-T"
+
+
 def test_the_timeline_escapes_names():
     import xml.dom.minidom
-    plan = stack.plan({"name": "R&D <shop>", "source": "a", "target": "b", "services": [{"name": "x<y"}]})
+    # stack names are identifiers now; the timeline still escapes what it is given
+    plan = stack.plan({"name": "shop", "source": "a", "target": "b", "services": [{"name": "x"}]})
+    plan["name"], plan["services"][0]["name"] = "R&D <shop>", "x<y"
+    plan["by_name"] = {"x<y": plan["services"][0]}
     r = report.build(plan, {"window": [{"events": [rec("fenced", "x<y", 1.0), rec("committed", "x<y", 2.0)]}]},
                      "a", "b", "migrated")
     xml.dom.minidom.parseString(report.timeline_svg(r))

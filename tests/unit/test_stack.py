@@ -56,13 +56,62 @@ def test_every_mistake_is_listed_at_once():
     with pytest.raises(st.StackError) as exc:
         st.plan(stack)
     p = exc.value.problems
-    assert "service 'db': probe type 'mysql' is not one of tcp, http, command, postgres, redis" in p
-    assert "service 'db': tcp must be one of established, close, not 'maybe'" in p
+    assert ("service 'db' probe: value of type must be one of: tcp, http, command, postgres, redis, got: mysql"
+            in p)
+    assert "service 'db': value of tcp must be one of: established, close, got: maybe" in p
     assert "duplicate service name 'db'" in p
     assert "service 'app' depends on 'queue', which is not a service of the stack" in p
-    assert any(x.startswith("service 'app': quiesce method 'pray'") for x in p)
-    assert any(x.startswith("service 'app': unknown keys colour") for x in p)
+    assert any(x.startswith("service 'app' quiesce: value of method must be one of: none,") for x in p)
+    assert "service 'app': unknown keys colour (allowed: container, depends_on, name, probe, quiesce, source, " \
+        "target, tcp)" in p
     assert "service #4 has no name" in p
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"probe": {"timeout": "soon"}},
+     "service 'db' probe: argument 'timeout' is of type str and we were unable to convert to float"),
+    ({"probe": "tcp"}, "service 'db' probe must be a mapping, not 'tcp'"),
+    ({"depends_on": 5}, "service 'db' depends on 5, which is not a service of the stack"),
+    ({"quiesce": {"method": "http_drain"}},
+     "service 'db' quiesce: method is http_drain but all of the following are missing: port"),
+    ({"quiesce": {"method": "connections_zero"}},
+     "service 'db' quiesce: method is connections_zero but all of the following are missing: port"),
+    ({"probe": {"type": "redis", "interval": -1}}, "service 'db' probe: interval must be at least 0.01, not -1.0"),
+    ({"probe": {"type": "command"}}, "service 'db' probe: type command needs command"),
+    ({"container": "-l"}, "service 'db': '-l' is not a container name"),
+    ({"container": "a b"}, "service 'db': 'a b' is not a container name"),
+    ({"name": "../db"}, "service '../db': a service name is letters, digits"),
+    ({"probe": {"type": "http", "port": 0}}, "service 'db' probe: port must be at least 1, not 0"),
+])
+def test_a_wrong_setting_is_named(change, message):
+    stack = shop()
+    stack["services"][0].update(change)
+    with pytest.raises(st.StackError) as exc:
+        st.plan(stack)
+    assert any(p.startswith(message) for p in exc.value.problems), exc.value.problems
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"networks": "shopnet"}, "the stack: Elements value for option 'networks' is of type"),
+    ({"networks": [{"subnet": "10.0.0.0/24"}]}, "the stack: missing required arguments: name"),
+    ({"name": "/etc/x"}, "the stack's name '/etc/x': letters, digits"),
+    ({"name": ["shop"]}, "the stack's name ['shop']"),
+    ({"colour": "red"}, "the stack: unknown keys colour (allowed: name, networks, services, source, target)"),
+])
+def test_a_wrong_stack_setting_is_named(change, message):
+    with pytest.raises(st.StackError) as exc:
+        st.plan(shop(**change))
+    assert any(p.startswith(message) for p in exc.value.problems), exc.value.problems
+
+
+def test_passwords_and_probe_options_reach_the_plan():
+    stack = shop()
+    stack["services"][0]["probe"] = {"type": "postgres", "postgres_user": "shop", "postgres_password": "s3cret",
+                                     "interval": "0.5"}
+    stack["services"][0]["quiesce"] = {"method": "postgres_idle", "postgres_password": "s3cret"}
+    db = st.plan(stack)["by_name"]["db"]
+    assert db["probe"] == {"type": "postgres", "postgres_user": "shop", "postgres_password": "s3cret", "interval": 0.5}
+    assert db["quiesce"] == {"method": "postgres_idle", "postgres_password": "s3cret"}
 
 
 def test_hosts_are_required_and_must_differ():
