@@ -111,7 +111,8 @@ def push_file(client, local_path, remote_path, expected_sha256, mode=0o600, dir_
     """
     remote_dir = posixpath.dirname(remote_path)
     tmp = posixpath.join(remote_dir, ".%s.part-%s" % (posixpath.basename(remote_path), uuid.uuid4().hex[:8]))
-    rc, out, err = remote_run(client, "mkdir -p %s && chmod %o %s" % (quote(remote_dir), dir_mode, quote(remote_dir)))
+    # Only a directory made here gets DIR_MODE: an existing one (say /tmp) keeps its own.
+    rc, out, err = remote_run(client, "test -d %s || mkdir -p -m %o %s" % (quote(remote_dir), dir_mode, quote(remote_dir)))
     if rc != 0:
         raise TransferError("cannot create %s on the target: %s" % (remote_dir, err.strip()), stderr=err)
     sftp = client.open_sftp()

@@ -31,6 +31,9 @@ MANIFEST_HOST_FACTS = ("engine", "engine_version", "criu_version", "kernel", "cg
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 GZIP_MAGIC = b"\x1f\x8b"
 _JSON_MEMBERS = ("config.dump", "spec.dump", "network.status")
+# Caps of the archive reader: a small compressed archive must not make it allocate gigabytes.
+MAX_JSON_MEMBER = 16 << 20
+MAX_MEMBERS = 1000000
 
 
 class ArchiveError(Exception):
@@ -124,10 +127,12 @@ def read_archive(path):
         with _TarStream(path) as tar:
             for m in tar:
                 members += 1
+                if members > MAX_MEMBERS:
+                    raise ArchiveError("%s has more than %d members; not a checkpoint archive" % (path, MAX_MEMBERS))
                 name = m.name.lstrip("./")
                 sizes["uncompressed"] += m.size
                 if name in _JSON_MEMBERS:
-                    docs[name] = json.loads(tar.extractfile(m).read().decode("utf-8"))
+                    docs[name] = _json_member(tar, m, path)
                 elif name.startswith("checkpoint/"):
                     base = name[len("checkpoint/"):]
                     sizes["criu_images"] += m.size
@@ -265,6 +270,18 @@ def restore_blockers(info, facts, name=None, ignore_static_ip=False, ignore_volu
 # size"), and a closed one silently goes back in time. These functions find such files and put
 # them into the archive.
 
+def _json_member(tar, member, path):
+    """A JSON member of an archive, within MAX_JSON_MEMBER bytes; ArchiveError otherwise."""
+    if not member.isfile() or member.size > MAX_JSON_MEMBER:
+        raise ArchiveError("%s: %s is %s, not a JSON document of at most %d bytes"
+                           % (path, member.name, "%d bytes" % member.size if member.isfile() else "not a file",
+                              MAX_JSON_MEMBER))
+    try:
+        return json.loads(tar.extractfile(member).read(MAX_JSON_MEMBER).decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ArchiveError("%s: %s is not valid JSON: %s" % (path, member.name, e))
+
+
 def podman_kept(changed, exists=os.path.exists):
     """The changed paths Podman's export keeps in rootfs-diff.tar: those that os.Stat finds *on the
     host* (the bug above). Predicting it spares reading a large archive back to find out."""
@@ -287,11 +304,44 @@ def rootfs_diff_names(path):
 ENGINE_MANAGED = ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/run/.containerenv")
 
 
+def in_root(rootfs, path, max_links=40):
+    """Where PATH of the container is on the host: its directories resolved inside ROOTFS.
+
+    Symlinks among the directories are followed as the container sees them (an absolute target
+    starts again at ROOTFS, ".." stops at it), so a container's "data -> /etc" never reaches the
+    host's /etc. The last component is not followed: a symlink is archived as a symlink.
+    """
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if not parts:
+        return rootfs
+    done = []
+    todo = parts[:-1]
+    links = 0
+    while todo:
+        part = todo.pop(0)
+        if part == "..":
+            if done:
+                done.pop()
+            continue
+        candidate = os.path.join(rootfs, *(done + [part]))
+        if os.path.islink(candidate):
+            links += 1
+            if links > max_links:
+                raise ArchiveError("too many symlinks resolving %s in the container" % path)
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                done = []
+            todo = [p for p in target.split("/") if p not in ("", ".")] + todo
+            continue
+        done.append(part)
+    return os.path.join(rootfs, *(done + [parts[-1]]))
+
+
 def rootfs_gaps(changed, in_diff, rootfs):
     """Changed regular files and symlinks of the container that rootfs-diff.tar lacks."""
     gaps = []
     for path in sorted(set(changed) - set(in_diff) - set(ENGINE_MANAGED)):
-        full = os.path.join(rootfs, path.lstrip("/"))
+        full = in_root(rootfs, path)
         if os.path.islink(full) or os.path.isfile(full):
             gaps.append(path)
     return gaps
@@ -299,7 +349,8 @@ def rootfs_gaps(changed, in_diff, rootfs):
 
 def _open_writer(path, compression):
     """(file object to write the tar to, closer) for the archive's compression."""
-    raw = open(path, "wb")
+    # 0600 from its first byte (it holds the container's memory), and never an existing file
+    raw = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
     if compression == "gzip":
         import gzip
         gz = gzip.GzipFile(fileobj=raw, mode="wb")
@@ -320,8 +371,11 @@ def add_rootfs_files(path, rootfs, paths):
     """Rewrite the archive with PATHS (read from the stopped container's ROOTFS) in rootfs-diff.tar."""
     compression = compression_of(path)
     tmp = path + ".rootfs.tmp"
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
     out, close = _open_writer(tmp, compression)
     done = False
+    ok = False
     try:
         with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as dst:
             with _TarStream(path) as src:
@@ -336,9 +390,13 @@ def add_rootfs_files(path, rootfs, paths):
                 info = tarfile.TarInfo("rootfs-diff.tar")
                 info.mode = 0o644
                 _write_rootfs_diff(dst, info, None, rootfs, paths)
+        ok = True
     finally:
-        close()
-    os.chmod(tmp, 0o600)
+        try:
+            close()
+        finally:
+            if not ok and os.path.exists(tmp):
+                os.unlink(tmp)
     os.rename(tmp, path)
 
 
@@ -351,7 +409,7 @@ def _write_rootfs_diff(dst, member, data, rootfs, paths):
                     for m in old:
                         diff.addfile(m, old.extractfile(m) if m.isfile() else None)
             for p in paths:
-                diff.add(os.path.join(rootfs, p.lstrip("/")), arcname=p.lstrip("/"), recursive=False)
+                diff.add(in_root(rootfs, p), arcname=p.lstrip("/"), recursive=False)
         member.size = buf.tell()
         buf.seek(0)
         dst.addfile(member, buf)

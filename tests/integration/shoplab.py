@@ -29,6 +29,16 @@ def playbook(path, *extra, env=None, background=False, report_dir=None, new_sess
     return subprocess.run(cmd, env=e, capture_output=True, text=True, timeout=900, check=False)
 
 
+def demo_passwords():
+    """The demo stack's vaulted passwords, as Ansible reads them."""
+    res = subprocess.run([str(BIN / "ansible"), "-i", str(SHOP_INVENTORY), "localhost", "-m", "debug", "-a",
+                          "msg={{ [shop_db_password, shop_cache_password] | to_json }}"],
+                         env=ansible_env(), capture_output=True, text=True, timeout=120, check=True)
+    passwords = json.loads(json.loads(res.stdout.split("=>", 1)[1])["msg"])
+    assert all(len(p) >= 16 for p in passwords), passwords
+    return passwords
+
+
 def shopper(*args, background=False):
     cmd = ["ip", "netns", "exec", CLIENT_NETNS, sys.executable, str(SHOPPER)] + list(args)
     if background:

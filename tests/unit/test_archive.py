@@ -3,6 +3,7 @@
 import copy
 import io
 import json
+import os
 import subprocess
 import tarfile
 
@@ -210,3 +211,47 @@ def test_older_criu_and_other_cgroup_version_only_warn(info):
     host["engine"]["criu_version"] = "4.2.0"
     blockers, warnings = ar.restore_blockers(info, host)
     assert blockers == [] and len(warnings) == 2
+
+
+def test_rootfs_paths_resolve_inside_the_containers_root(tmp_path):
+    root = tmp_path / "root"
+    (root / "srv").mkdir(parents=True)
+    (root / "etc").mkdir()
+    (root / "data").symlink_to("/etc")            # absolute: the container's /etc, not the host's
+    (root / "srv" / "up").symlink_to("../../..")  # ".." stops at the container's root
+    (root / "srv" / "loop").symlink_to("loop")
+    assert ar.in_root(str(root), "/data/passwd") == str(root / "etc" / "passwd")
+    assert ar.in_root(str(root), "/srv/up/etc/passwd") == str(root / "etc" / "passwd")
+    assert ar.in_root(str(root), "/data") == str(root / "data")  # the last component stays a link
+    with pytest.raises(ar.ArchiveError, match="too many symlinks"):
+        ar.in_root(str(root), "/srv/loop/x")
+
+
+def test_the_archive_reader_refuses_huge_or_broken_json_members(tmp_path):
+    for name, data in (("huge.tar", b" " * (ar.MAX_JSON_MEMBER + 1)), ("bad.tar", b"{not json")):
+        path = tmp_path / name
+        with tarfile.open(path, "w") as tar:
+            info = tarfile.TarInfo("config.dump")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        with pytest.raises(ar.ArchiveError, match="config.dump is"):
+            ar.read_archive(str(path))
+
+
+def test_the_rootfs_rewrite_is_private_and_leaves_nothing_on_failure(tmp_path, monkeypatch):
+    path = tmp_path / "a.tar"
+    with tarfile.open(path, "w"):
+        pass
+    modes = []
+    real_open = ar._open_writer
+
+    def spy(p, compression):
+        modes.append(oct(os.stat(p).st_mode & 0o777) if os.path.exists(p) else None)
+        out, close = real_open(p, compression)
+        modes.append(oct(os.stat(p).st_mode & 0o777))
+        return out, close
+    monkeypatch.setattr(ar, "_open_writer", spy)
+    with pytest.raises(OSError):
+        ar.add_rootfs_files(str(path), str(tmp_path / "no-root"), ["/missing"])
+    assert modes == [None, "0o600"]
+    assert not os.path.exists(str(path) + ".rootfs.tmp")

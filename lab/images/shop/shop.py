@@ -27,6 +27,9 @@ import redis
 
 DB_DSN = os.environ.get("SHOP_DB_DSN", "host=db user=postgres dbname=postgres")
 REDIS_HOST = os.environ.get("SHOP_REDIS_HOST", "cache")
+# The database's password comes as libpq's PGPASSWORD; Redis' as an ACL user and password.
+REDIS_USER = os.environ.get("SHOP_REDIS_USER") or None
+REDIS_PASSWORD = os.environ.get("SHOP_REDIS_PASSWORD") or None
 SESSION_TTL = int(os.environ.get("SHOP_SESSION_TTL", "1800"))
 POOL_SIZE = int(os.environ.get("SHOP_POOL_SIZE", "3"))
 PORT = int(os.environ.get("SHOP_PORT", "8080"))
@@ -57,7 +60,8 @@ class Shop:
             cur.execute(SCHEMA)
         for c in conns:
             self.pool.putconn(c)
-        self.redis = redis.Redis(host=REDIS_HOST, decode_responses=True, socket_keepalive=True)
+        self.redis = redis.Redis(host=REDIS_HOST, username=REDIS_USER, password=REDIS_PASSWORD,
+                                 decode_responses=True, socket_keepalive=True)
         threading.Thread(target=self._tick, daemon=True).start()
 
     @staticmethod
