@@ -36,6 +36,7 @@ SETTINGS = {
     "stacklift_engine": dict(type="str", choices=ENGINE_CHOICES),
     "stacklift_ssh_key_on_host": dict(type="path"),
     "stacklift_host_key_checking": dict(type="str", choices=["strict", "accept_new", "ignore"]),
+    "stacklift_known_hosts_file": dict(type="path"),
     "stacklift_quiesce_timeout": dict(type="float"),
     "stacklift_probe_timeout": dict(type="float"),
     "stacklift_probe_stable_for": dict(type="float"),

@@ -46,15 +46,17 @@ options:
     type: path
   host_key_checking:
     description:
-      - V(strict) accepts only targets in O(known_hosts_file); V(accept_new) adds unknown ones
-        (as OpenSSH's accept-new); V(ignore) checks nothing.
+      - V(strict) accepts only targets whose key is in O(known_hosts_file) (the roles' preflight puts
+        each target's key there, read over the controller's own connection to it); V(accept_new)
+        trusts an unknown target on first use and records it (as OpenSSH's accept-new: a first
+        connection to an impostor would receive the stack's memory); V(ignore) checks nothing.
     type: str
     choices: [strict, accept_new, ignore]
-    default: accept_new
+    default: strict
   known_hosts_file:
-    description: Known hosts file on this host.
+    description: Known hosts file on this host; stacklift's own, so no other file is rewritten.
     type: path
-    default: ~/.ssh/known_hosts
+    default: /var/lib/stacklift/known_hosts
   connect_timeout:
     description: Seconds to wait for the SSH connection.
     type: int

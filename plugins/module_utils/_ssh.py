@@ -33,6 +33,9 @@ except ImportError:  # pragma: no cover
     from pipes import quote
 
 HOST_KEY_POLICIES = ["strict", "accept_new", "ignore"]
+# stacklift's own known hosts: the preflight puts each target's key there, read over the connection
+# the controller already trusts, so the first connection from a source to a target is checked too.
+KNOWN_HOSTS = "/var/lib/stacklift/known_hosts"
 CHUNK = 1 << 20
 # A target that stops answering must not hang a migration while its stack is frozen: SSH keepalives,
 # and no read or write may wait longer than this for progress.
@@ -44,8 +47,8 @@ SSH_ARGUMENT_SPEC = dict(
     target_port=dict(type="int", default=22),
     target_user=dict(type="str", default="root"),
     key_file=dict(type="path"),
-    host_key_checking=dict(type="str", default="accept_new", choices=HOST_KEY_POLICIES),
-    known_hosts_file=dict(type="path", default="~/.ssh/known_hosts"),
+    host_key_checking=dict(type="str", default="strict", choices=HOST_KEY_POLICIES),
+    known_hosts_file=dict(type="path", default=KNOWN_HOSTS),
     connect_timeout=dict(type="int", default=10),
 )
 
@@ -70,13 +73,22 @@ def connect(params):
         client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
     else:
         client.set_missing_host_key_policy(paramiko.WarningPolicy())
+    where = "%s@%s:%s" % (params["target_user"], params["target_host"], params["target_port"])
     try:
         client.connect(params["target_host"], port=params["target_port"], username=params["target_user"],
                        key_filename=params.get("key_file"), timeout=params["connect_timeout"],
                        banner_timeout=params["connect_timeout"], allow_agent=False,
                        look_for_keys=params.get("key_file") is None)
-    except (paramiko.SSHException, OSError) as e:
-        where = "%s@%s:%s" % (params["target_user"], params["target_host"], params["target_port"])
+    except paramiko.BadHostKeyException as e:
+        raise TransferError("%s's host key is not the one %s holds for it (%s): refusing to send the stack there"
+                            % (where, known, e))
+    except paramiko.SSHException as e:
+        if policy == "strict" and "not found in known_hosts" in str(e):
+            raise TransferError("%s's host key is not in %s (host_key_checking=strict); stacklift's preflight "
+                                "puts it there, read over the controller's own connection to the target"
+                                % (where, known))
+        raise TransferError("cannot reach %s over SSH: %s" % (where, e))
+    except (OSError, EOFError) as e:
         raise TransferError("cannot reach %s over SSH: %s" % (where, e))
     if policy == "accept_new":
         try:

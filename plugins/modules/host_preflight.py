@@ -58,10 +58,15 @@ options:
     description: With O(target_addresses), the private key on this host for the targets.
     type: path
   host_key_checking:
-    description: With O(target_addresses), how the targets' host keys are checked.
+    description: With O(target_addresses), how the targets' host keys are checked (as
+      M(stacklift.migrate.stack_source) checks them).
     type: str
     choices: [strict, accept_new, ignore]
-    default: accept_new
+    default: strict
+  known_hosts_file:
+    description: With O(target_addresses), the known hosts file that holds the targets' keys.
+    type: path
+    default: /var/lib/stacklift/known_hosts
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - stacklift.migrate.engine
@@ -207,8 +212,7 @@ def reach_problems(module):
         return ["paramiko is not installed on this host; the window sends archives with it"]
     problems = []
     for address in p["target_addresses"]:
-        params = dict(p, target_host=address, target_port=22, target_user="root", known_hosts_file="~/.ssh/known_hosts",
-                      connect_timeout=10)
+        params = dict(p, target_host=address, target_port=22, target_user="root", connect_timeout=10)
         try:
             client = _ssh.connect(params)
         except _ssh.TransferError as e:
@@ -307,7 +311,8 @@ def main():
         networks=dict(type="list", elements="dict", default=[]),
         target_addresses=dict(type="list", elements="str", default=[]),
         key_file=dict(type="path"),
-        host_key_checking=dict(type="str", default="accept_new", choices=["strict", "accept_new", "ignore"]),
+        host_key_checking=dict(type="str", default="strict", choices=["strict", "accept_new", "ignore"]),
+        known_hosts_file=dict(type="path", default="/var/lib/stacklift/known_hosts"),
     )
     argument_spec.update(ENGINE_ARGUMENT_SPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)

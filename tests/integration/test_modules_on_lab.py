@@ -52,7 +52,11 @@ def stack(node1, node2):
               % (REDIS, REDIS, node2.address), check=False)
 
 
-def ssh_args(node2):
+def ssh_args(node1, node2):
+    """SSH from node1 to node2, with node2's host key in node1's stacklift known hosts (read from node2
+    over the test's own connection, as the preflight does)."""
+    key = " ".join(node2.out("cat /etc/ssh/ssh_host_ed25519_key.pub").split()[:2])
+    node1.run("mkdir -p /var/lib/stacklift && echo '%s %s' > /var/lib/stacklift/known_hosts" % (node2.address, key))
     return {"target_host": node2.address, "key_file": "/root/.ssh/id_ed25519"}
 
 
@@ -96,17 +100,33 @@ def test_3_checkpoint_info_reads_the_archive(node1, stack):
 
 def test_4_target_without_the_image_is_told_so(node1, node2, stack):
     # The archive is on node2 only after the transfer; check what node1's archive would need there.
-    result, failed = run_module("node1", "checkpoint_transfer", dict(ssh_args(node2), src=ARCHIVE), check=True)
+    result, failed = run_module("node1", "checkpoint_transfer", dict(ssh_args(node1, node2), src=ARCHIVE), check=True)
     assert not failed and result["changed"] and result["bytes"] == 0
     assert node2.run("test -e %s" % ARCHIVE, check=False).returncode == 1
 
-    result, failed = run_module("node1", "checkpoint_transfer", dict(ssh_args(node2), src=ARCHIVE))
+    # Host keys are checked strictly by default: an unknown target, or another key, gets nothing.
+    node1.run("echo '%s ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDK5GZ0fR8P1L7fwt6ZcwUeFzGwn4s9K3B0PjN4v9wqA' "
+              "> /tmp/other_known_hosts; : > /tmp/no_known_hosts" % node2.address)
+    for known, says in (("/tmp/no_known_hosts", "host key is not in /tmp/no_known_hosts"),
+                        ("/tmp/other_known_hosts", "host key is not the one /tmp/other_known_hosts holds")):
+        result, failed = run_module("node1", "checkpoint_transfer",
+                                    dict(ssh_args(node1, node2), src=ARCHIVE, known_hosts_file=known))
+        assert failed and says in result["msg"], result
+        assert node2.run("test -e %s" % ARCHIVE, check=False).returncode == 1
+
+    result, failed = run_module("node1", "checkpoint_transfer", dict(ssh_args(node1, node2), src=ARCHIVE))
     assert not failed and result["changed"] and result["bytes"] > 0, result
     assert node2.out("sha256sum %s" % ARCHIVE).split()[0] == result["sha256"]
     assert node2.out("stat -c %%a %s %s" % (ARCHIVE_DIR, ARCHIVE)).split() == ["700", "600"]
     assert node2.run("test -e %s.stacklift.json" % ARCHIVE, check=False).returncode == 0
-    result, failed = run_module("node1", "checkpoint_transfer", dict(ssh_args(node2), src=ARCHIVE))
+    result, failed = run_module("node1", "checkpoint_transfer", dict(ssh_args(node1, node2), src=ARCHIVE))
     assert not failed and not result["changed"] and result["bytes"] == 0
+    # A directory that exists keeps its mode (only what the transfer makes is 0700).
+    node2.run("mkdir -p /tmp/shared && chmod 1777 /tmp/shared")
+    result, failed = run_module("node1", "checkpoint_transfer",
+                                dict(ssh_args(node1, node2), src=ARCHIVE, dest="/tmp/shared/a.tar"))
+    assert not failed and node2.out("stat -c %a /tmp/shared") == "1777", result
+    node2.run("rm -rf /tmp/shared")
 
     result, failed = run_module("node2", "checkpoint_info", {"path": ARCHIVE, "check_host": True})
     assert not failed and result["restorable"] is False
@@ -117,7 +137,7 @@ def test_4_target_without_the_image_is_told_so(node1, node2, stack):
 
 
 def test_5_image_sync_streams_then_is_unchanged(node1, node2, stack):
-    args = dict(ssh_args(node2), archive=ARCHIVE)
+    args = dict(ssh_args(node1, node2), archive=ARCHIVE)
     result, failed = run_module("node1", "image_sync", args, check=True)
     assert not failed and result["changed"] and result["action"] == "copied"
     assert node2.run("podman image exists %s" % REDIS, check=False).returncode == 1
@@ -190,7 +210,7 @@ def test_9_an_interrupted_or_damaged_transfer_never_leaves_the_final_name(node1,
     node1.run("mkdir -p %s && head -c 1G /dev/urandom > %s" % (ARCHIVE_DIR, big))
     node2.run("rm -f %s %s/.big.bin.part-*" % (big, ARCHIVE_DIR))
     # Without pipelining the module runs from a file whose name pkill can find.
-    proc = run_module("node1", "checkpoint_transfer", dict(ssh_args(node2), src=big), background=True,
+    proc = run_module("node1", "checkpoint_transfer", dict(ssh_args(node1, node2), src=big), background=True,
                       env={"ANSIBLE_PIPELINING": "False"})
     deadline = time.time() + 60
     while node2.run("ls %s/.big.bin.part-* >/dev/null 2>&1" % ARCHIVE_DIR, check=False).returncode != 0:
@@ -202,11 +222,11 @@ def test_9_an_interrupted_or_damaged_transfer_never_leaves_the_final_name(node1,
     assert killed and proc.returncode != 0, "the transfer was not cut: " + output[-2000:]
     assert node2.run("test -e %s" % big, check=False).returncode == 1, "an interrupted transfer left the final name"
     # A wrong checksum is refused before sending; the final name is never made.
-    result, failed = run_module("node1", "checkpoint_transfer", dict(ssh_args(node2), src=big, sha256="0" * 64))
+    result, failed = run_module("node1", "checkpoint_transfer", dict(ssh_args(node1, node2), src=big, sha256="0" * 64))
     assert failed and "expected " + "0" * 64 in result["msg"]
     assert node2.run("test -e %s" % big, check=False).returncode == 1
     # Sent again, whole, it lands.
-    result, failed = run_module("node1", "checkpoint_transfer", dict(ssh_args(node2), src=big))
+    result, failed = run_module("node1", "checkpoint_transfer", dict(ssh_args(node1, node2), src=big))
     assert not failed and result["changed"] and result["bytes"] == 2 ** 30
     assert node2.out("sha256sum %s" % big).split()[0] == node1.out("sha256sum %s" % big).split()[0]
     node1.run("rm -f %s" % big)
