@@ -47,9 +47,10 @@ options:
   host_key_checking:
     description:
       - V(strict) accepts only targets whose key is in O(known_hosts_file) (the roles' preflight puts
-        each target's key there, read over the controller's own connection to it); V(accept_new)
-        trusts an unknown target on first use and records it (as OpenSSH's accept-new: a first
-        connection to an impostor would receive the stack's memory); V(ignore) checks nothing.
+        each target's key there, read over the controller's own connection to it).
+      - V(accept_new) trusts an unknown target on first use and records it, as OpenSSH's accept-new
+        does (so a first connection to an impostor would receive the stack's memory).
+      - V(ignore) checks nothing.
     type: str
     choices: [strict, accept_new, ignore]
     default: strict
@@ -103,9 +104,9 @@ options:
     required: true
   secrets:
     description:
-      - The services' passwords, C({service: {probe: {postgres_password, redis_password}, quiesce:
-        {postgres_password}}}), as the filter C(stacklift.migrate.stack_secrets) takes them from the
-        stack description. Never logged.
+      - The services' passwords by service name, each with C(probe) and C(quiesce) mappings of
+        C(postgres_password) and C(redis_password), as the filter C(stacklift.migrate.stack_secrets)
+        takes them from the stack description. Never logged.
     type: dict
     default: {}
   tiers:

@@ -198,6 +198,25 @@ def stream_to_remote(local_argv, client, remote_cmd, timeout=1800):
     return {"bytes": sent, "seconds": round(time.time() - start, 3), "stdout": out.decode("utf-8", "replace")}
 
 
+def clock_offset(client, tries=3):
+    """(the target's clock minus this host's, the most it can be off): the read with the shortest
+    round trip, its error half that round trip."""
+    best = None
+    for _try in range(tries):
+        t0 = time.time()
+        rc, out, _err = remote_run(client, "date +%s.%N", timeout=STALL_TIMEOUT)
+        t1 = time.time()
+        if rc != 0:
+            continue
+        try:
+            remote = float(out.strip())
+        except ValueError:
+            continue
+        if best is None or t1 - t0 < 2 * best[1]:
+            best = (remote - (t0 + t1) / 2, (t1 - t0) / 2)
+    return (round(best[0], 4), round(best[1], 4)) if best else (None, None)
+
+
 class Sender(object):
     """Sends a source agent's archives to their targets: one SSH connection per target, kept open.
 
@@ -211,20 +230,25 @@ class Sender(object):
         self.stack = stack
         self.abort_dir = abort_dir
         self.clients = {}
+        self.offsets = {}
         self.lock = threading.Lock()
 
     def client(self, address):
         with self.lock:
             if address not in self.clients:
                 self.clients[address] = connect(dict(self.params, target_host=address))
+                # The report puts the target's times on this host's clock (downtime on one clock).
+                self.offsets[address] = clock_offset(self.clients[address])
             return self.clients[address]
 
     def __call__(self, service, archive, manifest, sha256):
-        client = self.client(self.targets[service])
+        address = self.targets[service]
+        client = self.client(address)
         stats = push_file(client, archive, archive, sha256)
         # The manifest goes last: its arrival tells the target the archive is whole.
         push_file(client, manifest, manifest, sha256_file(manifest))
-        return stats
+        offset, error = self.offsets.get(address, (None, None))
+        return dict(stats, clock_offset=offset, clock_error=error)
 
     def abort(self, msg):
         """Tell every target this run is given up, so none waits for archives that will not come."""

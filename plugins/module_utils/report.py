@@ -28,8 +28,22 @@ STEP_PHASES = {"quiesced": "quiesce", "fenced": "fence", "checkpointed": "checkp
                "unfenced": "rollback"}
 
 
-def window_events(results):
-    """(service, phase, start, end, extra) from the agents' results (their ``events``)."""
+def clock_offsets(results):
+    """{service: (its target's clock minus its source's, error)} from the sources' "sent" records."""
+    out = {}
+    for r in results or []:
+        for rec in (r.get("events") or []) if isinstance(r, dict) else []:
+            if rec.get("step") == "sent" and rec.get("clock_offset") is not None:
+                out[rec["service"]] = (rec["clock_offset"], rec.get("clock_error") or 0.0)
+    return out
+
+
+def window_events(results, offsets=None):
+    """(service, phase, start, end, extra) from the agents' results (their ``events``).
+
+    Times recorded on a target (``side: target``) are put on its source's clock with OFFSETS
+    (clock_offsets), so a downtime never subtracts one host's clock from another's.
+    """
     out = []
     for r in results or []:
         if not isinstance(r, dict):
@@ -43,7 +57,8 @@ def window_events(results):
                 extra = {"archive_bytes": rec.get("size"), "frozen_at": rec.get("frozen")}
             elif phase == "transfer" and rec.get("bytes") is not None:
                 extra = {"bytes": rec["bytes"]}
-            out.append((rec["service"], phase, rec.get("started") or rec["t"], rec["t"], extra))
+            shift = (offsets or {}).get(rec["service"], (0.0, 0.0))[0] if r.get("side") == "target" else 0.0
+            out.append((rec["service"], phase, (rec.get("started") or rec["t"]) - shift, rec["t"] - shift, extra))
     return out
 
 
@@ -69,7 +84,8 @@ def build(plan, phases, source, target, outcome, error=None):
     services = dict((s["name"], {"tier": s["tier"], "container": s["container"], "phases": {}}) for s in plan["services"])
     found = [(name, phase, start, end, extra) for phase in PHASES
              for name, start, end, extra in events(phase, phases.get(phase), plan)]
-    found += window_events(phases.get("window"))
+    offsets = clock_offsets(phases.get("window"))
+    found += window_events(phases.get("window"), offsets)
     for name, phase, start, end, extra in found:
         if name not in services or start is None:
             continue
@@ -95,6 +111,9 @@ def build(plan, phases, source, target, outcome, error=None):
     all_times = [v for s in services.values() for ph in s["phases"].values() for v in (ph["start"], ph["end"]) if v]
     return {
         "stack": plan["name"], "source": source, "target": target, "outcome": outcome, "error": error,
+        # every time is on the source's clock; a target's were shifted by its measured offset
+        "clock": {"reference": "source", "target_offsets_s": dict((k, v[0]) for k, v in offsets.items()),
+                  "max_error_s": max([v[1] for v in offsets.values()] or [0.0])},
         "downtime_s": downtime, "started": min(all_times) if all_times else None,
         "finished": max(all_times) if all_times else None,
         "checkpoint_order": plan["checkpoint_order"], "restore_order": plan["restore_order"],

@@ -171,9 +171,11 @@ class _Agent(object):
         finally:
             os.close(fd)
 
+    side = None
+
     def status(self):
         """What the module returns about this host besides the events."""
-        return {}
+        return {"side": self.side}
 
     def record(self, step, service=None, **data):
         rec = self.marker.append(step, run=self.run_id, service=service, **data)
@@ -210,6 +212,8 @@ class _Agent(object):
 
 class SourceAgent(_Agent):
     """One source host's part of the window."""
+
+    side = "source"
 
     def __init__(self, host, stack, run_id, archive_dir, services, tiers, sender=None, compression="zstd",
                  quiesce_timeout=30.0):
@@ -330,7 +334,8 @@ class SourceAgent(_Agent):
             try:
                 start = time.time()
                 stats = self.sender(name, entry["archive"], entry["manifest"], entry["sha256"])
-                self.record("sent", name, started=start, bytes=stats.get("bytes"))
+                self.record("sent", name, started=start, bytes=stats.get("bytes"),
+                            clock_offset=stats.get("clock_offset"), clock_error=stats.get("clock_error"))
             except Exception as e:  # pylint: disable=broad-except
                 failures.append("%s: sending %s failed: %s" % (name, entry["archive"], getattr(e, "msg", e)))
 
@@ -408,6 +413,8 @@ class SourceAgent(_Agent):
 class TargetAgent(_Agent):
     """One target host's part of the window."""
 
+    side = "target"
+
     def __init__(self, host, stack, run_id, archive_dir, services, tiers, wait_timeout=300.0,
                  probe_timeout=60.0, stable_for=0.0):
         super(TargetAgent, self).__init__(host, stack, run_id, archive_dir, services, tiers)
@@ -420,7 +427,7 @@ class TargetAgent(_Agent):
         return any("committed" in s for s in self.state["services"].values())
 
     def status(self):
-        return {"committed": self.committed()}
+        return {"side": self.side, "committed": self.committed()}
 
     def restored(self, commit=False):
         if self.committed():

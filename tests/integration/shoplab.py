@@ -6,6 +6,8 @@ import subprocess
 import sys
 import time
 
+import yaml
+
 from labhosts import BIN, INVENTORY, REPO, ansible_env
 
 SHOP_INVENTORY = REPO / "examples" / "shop" / "inventory.yml"
@@ -27,6 +29,19 @@ def playbook(path, *extra, env=None, background=False, report_dir=None, new_sess
         return subprocess.Popen(cmd, env=e, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 start_new_session=new_session)
     return subprocess.run(cmd, env=e, capture_output=True, text=True, timeout=900, check=False)
+
+
+class DemoVarsLoader(yaml.SafeLoader):
+    """Reads the demo's group_vars, leaving its vaulted values as they are (Ansible decrypts them)."""
+
+
+DemoVarsLoader.add_constructor("!vault", lambda loader, node: loader.construct_scalar(node))
+
+
+def demo_stack():
+    """The demo's stack description, as examples/shop/group_vars/all.yml gives it."""
+    text = (SHOP_INVENTORY.parent / "group_vars" / "all.yml").read_text()
+    return yaml.load(text, Loader=DemoVarsLoader)["stacklift_stack"]
 
 
 def demo_passwords():

@@ -48,7 +48,12 @@ def test_built_tarball_installs_and_ansible_doc_lists_its_modules(tmp_path):
         assert "EXAMPLES" in doc and "RETURN VALUES" in doc and str(dest) in doc
 
 
-def test_action_group_names_every_module():
+def test_action_group_names_every_module_with_an_engine():
+    # module_defaults: {group/stacklift.migrate.migrate: {engine: podman}} must suit each of its modules.
     runtime = yaml.safe_load((REPO / "meta" / "runtime.yml").read_text())
-    assert set(runtime["action_groups"]["migrate"]) == MODULES
     assert {p.stem for p in (REPO / "plugins" / "modules").glob("*.py")} == MODULES
+    with_engine = {m for m in MODULES
+                   if "stacklift.migrate.engine\n" in (REPO / "plugins" / "modules" / (m + ".py")).read_text()
+                   or "  - stacklift.migrate.engine\n" in (REPO / "plugins" / "modules" / (m + ".py")).read_text()}
+    assert set(runtime["action_groups"]["migrate"]) == with_engine
+    assert with_engine == MODULES - {"checkpoint_transfer", "migration_journal", "migration_report"}

@@ -11,7 +11,7 @@ import time
 
 from labhosts import REPO
 from shoplab import (
-    ARCHIVE_DIR, CONTAINERS, SHOP_INVENTORY, LiveClient, marker_steps, playbook, running, verify)
+    ARCHIVE_DIR, CONTAINERS, LiveClient, demo_stack, marker_steps, playbook, running, verify)
 
 MIGRATE = REPO / "migrate_stack.yml"
 
@@ -51,8 +51,7 @@ def wait_for_step(host, step, proc, timeout=240):
 
 
 def stack_with(tmp_path, **changes):
-    import yaml
-    stack = yaml.safe_load((SHOP_INVENTORY.parent / "group_vars" / "all.yml").read_text())["stacklift_stack"]
+    stack = demo_stack()
     for name, change in changes.items():
         next(s for s in stack["services"] if s["name"] == name).update(change)
     path = tmp_path / "stack.json"

@@ -1,17 +1,15 @@
 """The demo stack migrated between the lab's hosts, with its users' state; bad input; rollbacks."""
 
-import copy
 import glob
 import json
 import os
 import time
 
 import pytest
-import yaml
 
 from labhosts import REPO
 from shoplab import (
-    ARCHIVE_DIR, CONTAINERS, SHOP_INVENTORY, LiveClient, block_shop_port, demo_passwords, marker_steps, playbook,
+    ARCHIVE_DIR, CONTAINERS, LiveClient, block_shop_port, demo_passwords, demo_stack, marker_steps, playbook,
     report_of, running, shopper, verify)
 
 
@@ -48,6 +46,9 @@ def test_demo_stack_migrates_with_its_state_and_serves_every_request(node1, node
     report = report_of(shop["reports"])
     assert report["stack"] == "shop" and report["source"] == "node1" and report["target"] == "node2"
     assert report["outcome"] == "migrated" and 0 < report["downtime_s"] < 60
+    # One clock: the targets' times were put on the source's clock (the lab's hosts share one, so ~0).
+    assert set(report["clock"]["target_offsets_s"]) == {"db", "cache", "app"}
+    assert all(abs(v) < 0.5 for v in report["clock"]["target_offsets_s"].values()) and report["clock"]["max_error_s"] < 0.5
     for name in ("db", "cache", "app"):
         phases = report["services"][name]["phases"]
         assert set(phases) >= {"fence", "checkpoint", "transfer", "restore", "ready"}, (name, phases)
@@ -62,21 +63,9 @@ def test_demo_stack_migrates_with_its_state_and_serves_every_request(node1, node
                                      "archive_bytes": {n: s["archive_bytes"] for n, s in report["services"].items()}})
 
 
-class DemoVarsLoader(yaml.SafeLoader):
-    """Reads the demo's group_vars, leaving its vaulted values as they are."""
-
-
-DemoVarsLoader.add_constructor("!vault", lambda loader, node: loader.construct_scalar(node))
-
-
-def shop_stack():
-    text = (SHOP_INVENTORY.parent / "group_vars" / "all.yml").read_text()
-    return yaml.load(text, Loader=DemoVarsLoader)["stacklift_stack"]
-
-
 def changed(service=None, **changes):
     """The demo's stack with CHANGES to the stack, or to one SERVICE's settings."""
-    stack = copy.deepcopy(shop_stack())
+    stack = demo_stack()
     if service:
         svc = next(s for s in stack["services"] if s["name"] == service)
         svc.update(changes)
@@ -98,7 +87,7 @@ WRONG = [
     (changed("cache", probe="tcp"), "probe"),
     (changed("app", depends_on=5), "service 'app' depends on 5, which is not a service of the stack"),
     (changed("app", quiesce={"method": "http_drain"}), "method is http_drain but all of the following are missing: port"),
-    ({"stacklift_stack": [shop_stack()]}, "stacklift_stack"),
+    ({"stacklift_stack": [demo_stack()]}, "stacklift_stack"),
     (changed("db", container="-l"), "'-l' is not a container name"),
     (changed("cache", probe={"type": "redis", "interval": -1}), "interval must be at least 0.01"),
     (dict(changed(), stacklift_window_timeout="soon"), "stacklift_window_timeout"),

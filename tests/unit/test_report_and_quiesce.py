@@ -1,5 +1,7 @@
 """The migration report built from module results, and the quiesce checks."""
 
+import copy
+
 import pytest
 
 from ansible_collections.stacklift.migrate.plugins.module_utils import quiesce, report, stack
@@ -108,3 +110,20 @@ def test_fence_drops_everything_but_loopback():
 def test_postgres_idle_check(monkeypatch, rows, done):
     monkeypatch.setattr(quiesce, "postgres_query", lambda *a, **k: rows)
     assert quiesce.postgres_idle_check("10.0.0.2")()[0] is done
+
+
+def test_the_downtime_is_measured_on_the_sources_clock():
+    # node2's clock runs 100 s ahead: its records are shifted back by the offset the source measured
+    ahead = copy.deepcopy(PHASES)
+    ahead["window"][0]["events"][4]["clock_offset"] = 100.0
+    ahead["window"][0]["events"][5].update(clock_offset=100.0, clock_error=0.002)
+    for result in ahead["window"][1:]:
+        result["side"] = "target"
+        for r in result["events"]:
+            r["t"] += 100.0
+            if "started" in r:
+                r["started"] += 100.0
+    r = report.build(PLAN, ahead, "node1", "node2", "migrated")
+    assert r["downtime_s"] == 4.0
+    assert r["clock"] == {"reference": "source", "target_offsets_s": {"db": 100.0, "app": 100.0}, "max_error_s": 0.002}
+    assert r["services"]["app"]["phases"]["ready"] == {"start": 103.0, "end": 103.4, "seconds": 0.4}
