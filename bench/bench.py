@@ -192,14 +192,15 @@ def by_hand(node1, node2):
     return result
 
 
-def with_stacklift():
+def with_stacklift(encrypt=False):
     deploy_shop()
     soak = subprocess.Popen(["ip", "netns", "exec", "stacklift-client", sys.executable, str(SHOP / "shopper.py"),
                              "soak", "/tmp/stacklift-bench-soak.json", "--stop", "/tmp/stacklift-bench-stop"])
     time.sleep(1)
     try:
         out = play(str(REPO / "migrate_stack.yml"), "-e", "stacklift_report_dir=/tmp/stacklift-bench-reports",
-                   "-e", "stacklift_journal_dir=/tmp/stacklift-bench-journal")
+                   "-e", "stacklift_journal_dir=/tmp/stacklift-bench-journal",
+                   *(["-e", "stacklift_encryption_key={{ shop_archive_key }}"] if encrypt else []))
     finally:
         time.sleep(1)
         Path("/tmp/stacklift-bench-stop").write_text("")
@@ -255,11 +256,11 @@ def big_redis_by_hand(node1, node2, gib=1.0):
     return {"downtime_s": downtime, "keys_after": keys, "steps": dict((k, round(v, 3)) for k, v in steps.items())}
 
 
-def big_redis(node1, node2, gib=1.0):
+def big_redis(node1, node2, gib=1.0, encrypt=False):
     """A Redis holding GIB GiB of data, migrated alone with stacklift: its downtime and archive."""
     used = start_big(node1, node2, gib)
     extra = Path("/tmp/stacklift-bench-big.json")
-    extra.write_text(json.dumps(BIG_STACK))
+    extra.write_text(json.dumps(dict(BIG_STACK, stacklift_encryption_key="bench passphrase") if encrypt else BIG_STACK))
     out = play(str(REPO / "migrate_stack.yml"), "-e", "@%s" % extra, "-e", "stacklift_report_dir=/tmp/stacklift-bench-reports",
                "-e", "stacklift_journal_dir=/tmp/stacklift-bench-journal")
     path = [line.split("report: ", 1)[1].strip().strip('",') for line in out.splitlines() if "report: " in line][-1]
@@ -268,29 +269,35 @@ def big_redis(node1, node2, gib=1.0):
     for h in (node1, node2):
         h.run("podman rm -f -t 0 big >/dev/null 2>&1; podman network rm -f bignet >/dev/null 2>&1", check=False)
     svc = report["services"]["big"]
-    return {"used_memory_bytes": used, "keys_after": keys, "downtime_s": report["downtime_s"],
+    return {"used_memory_bytes": used, "keys_after": keys, "downtime_s": report["downtime_s"], "encrypted": encrypt,
             "archive_bytes": svc.get("archive_bytes"),
             "phases_s": dict((k, v["seconds"]) for k, v in svc["phases"].items())}
 
 
 def migrations(node1, node2):
     """By hand and with stacklift, alternately, ROUNDS times each; medians and the ratio."""
-    hand, tool = [], []
+    hand, tool, encrypted = [], [], []
     for _round in range(ROUNDS):
         hand.append(by_hand(node1, node2))
         tool.append(with_stacklift())
+        encrypted.append(with_stacklift(encrypt=True))
     ok = [h["downtime_s"] for h in hand if h.get("ok")]
     out = {"by_hand_sequential": hand, "stacklift": tool,
            "by_hand_downtime_median_s": median(ok), "stacklift_downtime_median_s": median([t["downtime_s"] for t in tool]),
            "client_slowest_request_median_s": median([t["client_slowest_request_s"] for t in tool])}
     if ok:
         out["stacklift_vs_by_hand"] = round(out["stacklift_downtime_median_s"] / out["by_hand_downtime_median_s"], 2)
+    out["stacklift_encrypted"] = encrypted
+    out["stacklift_encrypted_downtime_median_s"] = median([t["downtime_s"] for t in encrypted])
+    out["encrypted_vs_plain"] = round(out["stacklift_encrypted_downtime_median_s"] / out["stacklift_downtime_median_s"], 2)
     out["slowest_request_vs_downtime"] = round(out["client_slowest_request_median_s"] / out["stacklift_downtime_median_s"], 2)
-    big, big_hand = [], []
+    big, big_hand, big_encrypted = [], [], []
     for _round in range(ROUNDS):
         big_hand.append(big_redis_by_hand(node1, node2))
         big.append(big_redis(node1, node2))
-    out["redis_1gib"], out["redis_1gib_by_hand"] = big, big_hand
+        big_encrypted.append(big_redis(node1, node2, encrypt=True))
+    out["redis_1gib"], out["redis_1gib_by_hand"], out["redis_1gib_encrypted"] = big, big_hand, big_encrypted
+    out["redis_1gib_encrypted_downtime_median_s"] = median([b["downtime_s"] for b in big_encrypted])
     out["redis_1gib_downtime_median_s"] = median([b["downtime_s"] for b in big])
     out["redis_1gib_by_hand_downtime_median_s"] = median([b["downtime_s"] for b in big_hand])
     return out
@@ -318,9 +325,11 @@ def main():
           % (m["client_slowest_request_median_s"], m["slowest_request_vs_downtime"]))
     print("Redis with 1 GiB moved alone, downtime median: %s s (target <= 4); the bare podman commands, one after "
           "another: %s s" % (m["redis_1gib_downtime_median_s"], m["redis_1gib_by_hand_downtime_median_s"]))
+    print("encrypted archives (AES-256-GCM): demo downtime median %s s (%s x unencrypted); 1 GiB Redis %s s"
+          % (m["stacklift_encrypted_downtime_median_s"], m["encrypted_vs_plain"], m["redis_1gib_encrypted_downtime_median_s"]))
     for h in m["by_hand_sequential"]:
         print("  by hand: %s" % json.dumps(h))
-    for b in m["redis_1gib"] + m["redis_1gib_by_hand"]:
+    for b in m["redis_1gib"] + m["redis_1gib_by_hand"] + m["redis_1gib_encrypted"]:
         print("  1 GiB Redis: %s" % json.dumps(b))
     print("\nwritten to %s" % path)
 

@@ -37,6 +37,7 @@ SETTINGS = {
     "stacklift_ssh_key_on_host": dict(type="path"),
     "stacklift_host_key_checking": dict(type="str", choices=["strict", "accept_new", "ignore"]),
     "stacklift_known_hosts_file": dict(type="path"),
+    "stacklift_encryption_key": dict(type="str", no_log=True),
     "stacklift_quiesce_timeout": dict(type="float"),
     "stacklift_probe_timeout": dict(type="float"),
     "stacklift_probe_stable_for": dict(type="float"),

@@ -19,8 +19,11 @@ client soak "$work/soak.json" --stop "$work/stop" &
 soak=$!
 trap 'touch "$work/stop"; wait $soak 2>/dev/null || true' EXIT
 sleep 2
-echo "== 4. ansible-playbook migrate_stack.yml: node1 -> node2"
-play migrate_stack.yml -e "stacklift_report_dir=$PWD/migration-reports" | tee "$work/migrate.log" | grep -E '^(TASK|PLAY RECAP)|downtime|report:|timeline:' || true
+# ENCRYPT=1 (make demo ENCRYPT=1): the archives are encrypted at rest with the vaulted shop_archive_key.
+encrypt=()
+[ "${ENCRYPT:-}" = 1 ] && encrypt=(-e 'stacklift_encryption_key={{ shop_archive_key }}')
+echo "== 4. ansible-playbook migrate_stack.yml: node1 -> node2${ENCRYPT:+ (archives encrypted)}"
+play migrate_stack.yml "${encrypt[@]}" -e "stacklift_report_dir=$PWD/migration-reports" | tee "$work/migrate.log" | grep -E '^(TASK|PLAY RECAP)|downtime|report:|timeline:' || true
 grep -q 'failed=0' "$work/migrate.log"
 sleep 1; touch "$work/stop"; wait $soak; trap - EXIT
 echo "== 5. what the client saw"

@@ -66,6 +66,21 @@ requirements:
   - paramiko on the host that sends
 """
 
+    # Archives encrypted at rest (module_utils/crypt.py).
+    ENCRYPTION = r"""
+options:
+  encryption_key:
+    description:
+      - Passphrase of the archives' encryption at rest (keep it in a vaulted variable; never logged).
+      - On checkpoint the archive is encrypted (AES-256-GCM in authenticated chunks, the key derived
+        with scrypt) as soon as it is complete, and its plaintext removed; on restore or inspection an
+        encrypted archive is decrypted into a private file beside it, removed right after. A tampered,
+        cut or wrongly keyed archive is refused.
+    type: str
+requirements:
+  - cryptography, with O(encryption_key)
+"""
+
     # How stacklift speaks to PostgreSQL itself (trust authentication, no client library).
     POSTGRES = r"""
 options:

@@ -114,8 +114,11 @@ def write_manifest(path, data):
     return mpath
 
 
-def read_archive(path):
-    """Everything stacklift needs to know about an archive, read without restoring it."""
+def read_archive(path, original=None):
+    """Everything stacklift needs to know about an archive, read without restoring it.
+
+    ORIGINAL: the archive PATH is the plaintext of (crypt.plaintext), whose manifest and name count.
+    """
     if not os.path.isfile(path):
         raise ArchiveError("no checkpoint archive at %s" % path)
     docs = {}
@@ -150,7 +153,7 @@ def read_archive(path):
     if "config.dump" not in docs:
         raise ArchiveError("%s is not a Podman checkpoint archive (no config.dump among its %d members)"
                            % (path, members))
-    return describe(docs, sizes, tcp_streams, volume_archives, path, read_manifest(path))
+    return describe(docs, sizes, tcp_streams, volume_archives, original or path, read_manifest(original or path))
 
 
 def describe(docs, sizes, tcp_streams, volume_archives, path, manifest):

@@ -21,6 +21,7 @@ import time
 
 from ansible_collections.stacklift.migrate.plugins.module_utils.archive import (
     ArchiveError, add_rootfs_files, podman_kept, rootfs_gaps, sha256_file, write_manifest)
+from ansible_collections.stacklift.migrate.plugins.module_utils.crypt import CryptError, encrypt_file
 from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
     EngineError, cap_bounding_set, container_ips, host_criu_problem, uid_problem)
 from ansible_collections.stacklift.migrate.plugins.module_utils.journal import fsync_file
@@ -81,8 +82,11 @@ def complete_rootfs_diff(engine, name, archive):
 
 def checkpoint_container(engine, name, container, archive, host_info, compression="zstd",
                          tcp_established=False, file_locks=False, keep=True, leave_running=False,
-                         ignore_volumes=False, ignore_rootfs=False):
+                         ignore_volumes=False, ignore_rootfs=False, encryption_key=None):
     """Checkpoint NAME to ARCHIVE durably; returns the entry container_checkpoint reports.
+
+    With ENCRYPTION_KEY the archive is encrypted (crypt.py) as soon as it is complete, and its
+    plaintext removed: what is kept and sent is only ever the encrypted file.
 
     On failure nothing is left under the archive's name.  When the engine's checkpoint succeeded
     but the archive could not be completed, the container is already stopped: the incomplete
@@ -108,7 +112,14 @@ def checkpoint_container(engine, name, container, archive, host_info, compressio
         if not ignore_rootfs:
             added = complete_rootfs_diff(engine, name, tmp)
         fsync_file(tmp)
-    except (EngineError, ArchiveError, OSError) as e:
+        if encryption_key:
+            encrypted = tmp + ".enc"
+            if os.path.lexists(encrypted):
+                os.unlink(encrypted)
+            encrypt_file(tmp, encrypted, encryption_key)
+            os.unlink(tmp)
+            tmp = encrypted
+    except (EngineError, ArchiveError, CryptError, OSError) as e:
         details = e.fail_kwargs() if isinstance(e, EngineError) else {}
         details.pop("msg", None)
         raise CheckpointError("checkpoint of %r: could not complete its root file system diff: %s; the "
@@ -125,6 +136,7 @@ def checkpoint_container(engine, name, container, archive, host_info, compressio
         "cgroup_version": host_info.get("cgroup_version"), "host": os.uname()[1],
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "compression": compression, "tcp_established": tcp_established,
+        "encryption": "aes-256-gcm-stream" if encryption_key else None,
         "file_locks": file_locks, "timings": stats, "rootfs_files_added": added,
         # The target fences these before it restores, without reading the archive.
         "addresses": container_ips(container),

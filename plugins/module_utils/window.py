@@ -33,15 +33,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.stacklift.migrate.plugins.module_utils import probes
-from ansible_collections.stacklift.migrate.plugins.module_utils._ssh import TransferError
 from ansible_collections.stacklift.migrate.plugins.module_utils.archive import (
     ArchiveError, MANIFEST_SUFFIX, read_archive, read_manifest, sha256_file)
 from ansible_collections.stacklift.migrate.plugins.module_utils.checkpointing import (
     CheckpointError, archive_name, checkpoint_container, checkpoint_problems)
+from ansible_collections.stacklift.migrate.plugins.module_utils.crypt import CryptError, plaintext
 from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
     EngineError, NotFound, container_address, container_ips)
 from ansible_collections.stacklift.migrate.plugins.module_utils.journal import Journal, fold
-from ansible_collections.stacklift.migrate.plugins.module_utils.stack import with_secrets
 from ansible_collections.stacklift.migrate.plugins.module_utils.quiesce import (
     FENCE_RULES, FENCE_TABLE, QuiesceError, quiesce_service)
 
@@ -134,6 +133,8 @@ class Host(object):
 
 
 class _Agent(object):
+    encryption_key = None  # archives encrypted at rest (crypt.py) when set
+
     def __init__(self, host, stack, run_id, archive_dir, services, tiers):
         self.host = host
         self.engine = host.engine
@@ -310,7 +311,7 @@ class SourceAgent(_Agent):
         try:
             entry = checkpoint_container(self.engine, svc["container"], container, archive, info,
                                          compression=self.compression, tcp_established=svc["tcp"] == "established",
-                                         file_locks=True, keep=True)
+                                         file_locks=True, keep=True, encryption_key=self.encryption_key)
         except CheckpointError as e:
             if e.details.get("partial"):
                 self.record("checkpoint_incomplete", name, partial=e.details["partial"])
@@ -482,14 +483,19 @@ class TargetAgent(_Agent):
             ips = sorted(set(manifest["addresses"].values()))
         else:  # an archive from elsewhere: read its addresses (a full pass over the archive)
             try:
-                info = read_archive(archive)
-            except ArchiveError as e:
+                with plaintext(archive, self.encryption_key) as plain:
+                    info = read_archive(plain, original=archive)
+            except (ArchiveError, CryptError) as e:
                 raise WindowError(str(e))
             ips = [str(ipaddress.ip_interface(ip).ip) for net in info["networks"].values() for ip in net["ips"]]
         self.host.fence_addresses(self.table, ips)
         start = time.time()
-        self.engine.restore(archive, tcp_established=svc["tcp"] == "established",
-                            tcp_close=svc["tcp"] == "close", file_locks=True)
+        try:
+            with plaintext(archive, self.encryption_key) as plain:  # decrypted beside it, gone after
+                self.engine.restore(plain, tcp_established=svc["tcp"] == "established",
+                                    tcp_close=svc["tcp"] == "close", file_locks=True)
+        except CryptError as e:
+            raise WindowError(str(e))
         c = self.engine.container(svc["container"])
         self.record("restored", name, arrived=arrived, started=start, container_id=c["Id"], addresses=ips)
 
@@ -563,48 +569,3 @@ class TargetAgent(_Agent):
             os.unlink(abort)
         return self.events
 
-
-AGENT_ARGUMENT_SPEC = dict(
-    stack=dict(type="str", required=True),
-    run_id=dict(type="str", required=True),
-    services=dict(type="list", elements="dict", required=True),
-    secrets=dict(type="dict", no_log=True, default={}),
-    tiers=dict(type="list", elements="list", required=True),
-    archive_dir=dict(type="path", default="/var/lib/stacklift/checkpoints"),
-)
-
-
-def agent_services(module):
-    """{name: service} from the module's services, with their passwords from its secrets."""
-    out = {}
-    for svc in module.params["services"]:
-        if not svc.get("name") or not svc.get("container"):
-            module.fail_json(msg="each service needs name and container: %r" % (svc,))
-        out[svc["name"]] = with_secrets(dict(svc, tcp=svc.get("tcp") or "established"), module.params["secrets"])
-    return out
-
-
-def agent_host(module, engine):
-    """The Host of an agent module: its engine, run_command, nsenter and nft."""
-    def run(argv, data=None):
-        return module.run_command(argv) if data is None else module.run_command(argv, data=data)
-    return Host(engine, run, nsenter=module.get_bin_path("nsenter") or "nsenter",
-                nft=module.get_bin_path("nft", required=True))
-
-
-def run_agent(module, agent, call, timeout=600.0, cleanup=None):
-    """Run CALL (one of the agent's states) under the host's lock; exit or fail MODULE with its events."""
-    result = dict(marker=marker_path(agent.archive_dir, agent.stack))
-    try:
-        with agent.exclusive(timeout=timeout):
-            events = call()
-    except WindowError as e:
-        module.fail_json(msg=e.msg, problems=e.problems, events=e.events, **dict(result, **dict(e.details, **agent.status())))
-    except (EngineError, CheckpointError) as e:
-        module.fail_json(events=agent.events, **dict(result, **dict(e.fail_kwargs(), **agent.status())))
-    except TransferError as e:
-        module.fail_json(msg=e.msg, events=agent.events, **dict(result, **agent.status()))
-    finally:
-        if cleanup:
-            cleanup()
-    module.exit_json(changed=bool(events), events=events, **dict(result, **agent.status()))

@@ -40,6 +40,7 @@ options:
     type: bool
     default: false
 extends_documentation_fragment:
+  - stacklift.migrate.engine.ENCRYPTION
   - ansible.builtin.action_common_attributes
   - stacklift.migrate.engine
 attributes:
@@ -138,7 +139,9 @@ warnings_found:
   elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.stacklift.migrate.plugins.module_utils.crypt import (
+    CRYPTOGRAPHY_IMPORT_ERROR, HAS_CRYPTOGRAPHY, CryptError, is_encrypted, plaintext)
 from ansible_collections.stacklift.migrate.plugins.module_utils.archive import (
     ArchiveError, host_facts, read_archive, restore_blockers)
 from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
@@ -152,13 +155,18 @@ def main():
         name=dict(type="str"),
         ignore_static_ip=dict(type="bool", default=False),
         ignore_volumes=dict(type="bool", default=False),
+        encryption_key=dict(type="str", no_log=True),
     )
     argument_spec.update(ENGINE_ARGUMENT_SPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    path = module.params["path"]
+    if module.params["encryption_key"] and not HAS_CRYPTOGRAPHY:
+        module.fail_json(msg=missing_required_lib("cryptography (encryption_key)"), exception=CRYPTOGRAPHY_IMPORT_ERROR)
     try:
-        info = read_archive(module.params["path"])
-    except ArchiveError as e:
-        module.fail_json(msg=str(e))
+        with plaintext(path, module.params["encryption_key"]) as plain:
+            info = read_archive(plain, original=path)
+    except (ArchiveError, CryptError) as e:
+        module.fail_json(msg=str(e), encrypted=is_encrypted(path))
     result = dict(changed=False, archive=info)
     if module.params["check_host"]:
         engine = engine_for_module(module)

@@ -75,6 +75,7 @@ options:
     type: bool
     default: false
 extends_documentation_fragment:
+  - stacklift.migrate.engine.ENCRYPTION
   - ansible.builtin.action_common_attributes
   - stacklift.migrate.engine
 attributes:
@@ -170,7 +171,8 @@ checkpoints:
 
 import os
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.stacklift.migrate.plugins.module_utils.crypt import CRYPTOGRAPHY_IMPORT_ERROR, HAS_CRYPTOGRAPHY
 from ansible_collections.stacklift.migrate.plugins.module_utils.archive import read_manifest, sha256_file
 from ansible_collections.stacklift.migrate.plugins.module_utils.checkpointing import (
     SUFFIXES, CheckpointError, archive_entry, checkpoint_container, checkpoint_problems)
@@ -231,7 +233,7 @@ class CheckpointManager(object):
                 self.engine, name, container, self.archive_path(name), self.host_info,
                 compression=p["compression"], tcp_established=p["tcp_established"], file_locks=p["file_locks"],
                 keep=p["keep"], leave_running=p["leave_running"], ignore_volumes=p["ignore_volumes"],
-                ignore_rootfs=p["ignore_rootfs"])
+                ignore_rootfs=p["ignore_rootfs"], encryption_key=p["encryption_key"])
         except CheckpointError as e:
             self.module.fail_json(name=name, **e.fail_kwargs())
 
@@ -277,9 +279,12 @@ def main():
         leave_running=dict(type="bool", default=False),
         ignore_volumes=dict(type="bool", default=False),
         ignore_rootfs=dict(type="bool", default=False),
+        encryption_key=dict(type="str", no_log=True),
     )
     argument_spec.update(ENGINE_ARGUMENT_SPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    if module.params["encryption_key"] and not HAS_CRYPTOGRAPHY:  # before anything is frozen
+        module.fail_json(msg=missing_required_lib("cryptography (encryption_key)"), exception=CRYPTOGRAPHY_IMPORT_ERROR)
     CheckpointManager(module).run()
 
 

@@ -81,6 +81,7 @@ options:
     type: path
     default: /var/lib/stacklift/restored
 extends_documentation_fragment:
+  - stacklift.migrate.engine.ENCRYPTION
   - ansible.builtin.action_common_attributes
   - stacklift.migrate.engine
 attributes:
@@ -164,7 +165,9 @@ import json
 import os
 import time
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.stacklift.migrate.plugins.module_utils.crypt import (
+    CRYPTOGRAPHY_IMPORT_ERROR, HAS_CRYPTOGRAPHY, CryptError, plaintext)
 from ansible_collections.stacklift.migrate.plugins.module_utils.archive import (
     ArchiveError, host_facts, read_archive, read_manifest, restore_blockers, sha256_file)
 from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
@@ -211,10 +214,19 @@ class RestoreManager(object):
         if recorded and recorded != digest:
             self.module.fail_json(msg="%s has sha256 %s, but its manifest records %s: the archive changed since "
                                   "it was made" % (archive, digest, recorded), sha256=digest)
+        if p["encryption_key"] and not HAS_CRYPTOGRAPHY:
+            self.module.fail_json(msg=missing_required_lib("cryptography (encryption_key)"),
+                                  exception=CRYPTOGRAPHY_IMPORT_ERROR)
         try:
-            info = read_archive(archive)
-        except ArchiveError as e:
+            with plaintext(archive, p["encryption_key"]) as plain:
+                return self.restore(plain, archive, digest)
+        except (ArchiveError, CryptError) as e:
             self.module.fail_json(msg=str(e), sha256=digest)
+
+    def restore(self, plain, archive, digest):
+        """Restore from PLAIN (ARCHIVE, decrypted when it was encrypted)."""
+        p = self.params
+        info = read_archive(plain, original=archive)
         wanted = p["name"] or info["container_name"]
         try:
             current = self.running_from_archive(info, digest, wanted)
@@ -246,7 +258,7 @@ class RestoreManager(object):
                 self.engine.remove(c["id"])
             start = time.time()
             stats = self.engine.restore(
-                archive, name=p["name"], publish=p["publish"], ignore_static_ip=p["ignore_static_ip"],
+                plain, name=p["name"], publish=p["publish"], ignore_static_ip=p["ignore_static_ip"],
                 ignore_static_mac=p["ignore_static_mac"], tcp_established=p["tcp_established"],
                 tcp_close=p["tcp_close"], file_locks=p["file_locks"], keep=p["keep"],
                 ignore_volumes=p["ignore_volumes"], ignore_rootfs=p["ignore_rootfs"])
@@ -254,13 +266,18 @@ class RestoreManager(object):
             restored = self.engine.container(wanted)
         except EngineError as e:
             self.module.fail_json(sha256=digest, **e.fail_kwargs())
+        self.record(archive, digest, wanted, restored, dict(timings=stats, diff=diff, seconds=seconds,
+                                                            started_at=start, finished_at=start + seconds))
+
+    def record(self, archive, digest, wanted, restored, result):
+        """Remember which container this archive became (idempotence), and exit."""
+        p = self.params
         if not os.path.isdir(p["state_dir"]):
             os.makedirs(p["state_dir"], 0o700)
         with open(self.record_path(digest), "w") as f:
             json.dump({"container_id": restored["Id"], "name": wanted, "archive": archive,
                        "restored": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, f)
-        self.module.exit_json(changed=True, container=self.describe(restored), sha256=digest, seconds=seconds,
-                              timings=stats, diff=diff, started_at=start, finished_at=start + seconds)
+        self.module.exit_json(changed=True, container=self.describe(restored), sha256=digest, **result)
 
 
 def main():
@@ -279,6 +296,7 @@ def main():
         sha256=dict(type="str"),
         replace=dict(type="bool", default=False),
         state_dir=dict(type="path", default="/var/lib/stacklift/restored"),
+        encryption_key=dict(type="str", no_log=True),
     )
     argument_spec.update(ENGINE_ARGUMENT_SPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)

@@ -67,6 +67,10 @@ options:
     description: With O(target_addresses), the known hosts file that holds the targets' keys.
     type: path
     default: /var/lib/stacklift/known_hosts
+  encrypted:
+    description: The archives will be encrypted (C(encryption_key)); checks this host can do it.
+    type: bool
+    default: false
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - stacklift.migrate.engine
@@ -198,8 +202,14 @@ WINDOW_TOOLS = {"source": ["criu", "nft", "nsenter", "zstd"], "target": ["criu",
 
 def tool_problems(module, role):
     missing = [t for t in WINDOW_TOOLS[role] if not module.get_bin_path(t)]
-    return ["the migration needs %s on this host, which %s not on its PATH"
-            % (", ".join(missing), "is" if len(missing) == 1 else "are")] if missing else []
+    problems = ["the migration needs %s on this host, which %s not on its PATH"
+                % (", ".join(missing), "is" if len(missing) == 1 else "are")] if missing else []
+    if module.params["encrypted"]:
+        from ansible_collections.stacklift.migrate.plugins.module_utils.crypt import HAS_CRYPTOGRAPHY
+        if not HAS_CRYPTOGRAPHY:
+            problems.append("encrypted archives need the Python library cryptography on this host "
+                            "(python3-cryptography)")
+    return problems
 
 
 def reach_problems(module):
@@ -313,6 +323,7 @@ def main():
         key_file=dict(type="path"),
         host_key_checking=dict(type="str", default="strict", choices=["strict", "accept_new", "ignore"]),
         known_hosts_file=dict(type="path", default="/var/lib/stacklift/known_hosts"),
+        encrypted=dict(type="bool", default=False),
     )
     argument_spec.update(ENGINE_ARGUMENT_SPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)

@@ -58,6 +58,7 @@ options:
     type: bool
     default: false
 extends_documentation_fragment:
+  - stacklift.migrate.engine.ENCRYPTION
   - ansible.builtin.action_common_attributes
   - stacklift.migrate.engine.STACK_AGENT
   - stacklift.migrate.engine
@@ -119,8 +120,10 @@ problems:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.stacklift.migrate.plugins.module_utils import _ssh
 from ansible_collections.stacklift.migrate.plugins.module_utils.engine import ENGINE_ARGUMENT_SPEC, engine_for_module
-from ansible_collections.stacklift.migrate.plugins.module_utils.window import (
-    AGENT_ARGUMENT_SPEC, SourceAgent, agent_host, agent_services, marker_path, run_agent)
+from ansible_collections.stacklift.migrate.plugins.module_utils.agent_module import (
+    AGENT_ARGUMENT_SPEC, agent_host, agent_services, run_agent)
+from ansible_collections.stacklift.migrate.plugins.module_utils.crypt import CRYPTOGRAPHY_IMPORT_ERROR, HAS_CRYPTOGRAPHY
+from ansible_collections.stacklift.migrate.plugins.module_utils.window import SourceAgent, marker_path
 
 
 def main():
@@ -153,6 +156,9 @@ def main():
         sender = _ssh.Sender(p, targets, p["run_id"], p["stack"], p["archive_dir"])
     agent = SourceAgent(agent_host(module, engine_for_module(module)), p["stack"], p["run_id"], p["archive_dir"], services,
                         p["tiers"], sender=sender, compression=p["compression"], quiesce_timeout=p["quiesce_timeout"])
+    agent.encryption_key = p["encryption_key"]
+    if p["encryption_key"] and not HAS_CRYPTOGRAPHY:
+        module.fail_json(msg=missing_required_lib("cryptography (encryption_key)"), exception=CRYPTOGRAPHY_IMPORT_ERROR)
     if module.check_mode:
         problems = agent.check()[0] if state == "checkpointed" else []
         if problems:

@@ -57,6 +57,7 @@ options:
     type: bool
     default: false
 extends_documentation_fragment:
+  - stacklift.migrate.engine.ENCRYPTION
   - ansible.builtin.action_common_attributes
   - stacklift.migrate.engine.STACK_AGENT
   - stacklift.migrate.engine
@@ -113,10 +114,12 @@ problems:
   elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.stacklift.migrate.plugins.module_utils.engine import ENGINE_ARGUMENT_SPEC, engine_for_module
-from ansible_collections.stacklift.migrate.plugins.module_utils.window import (
-    AGENT_ARGUMENT_SPEC, TargetAgent, agent_host, agent_services, run_agent)
+from ansible_collections.stacklift.migrate.plugins.module_utils.agent_module import (
+    AGENT_ARGUMENT_SPEC, agent_host, agent_services, run_agent)
+from ansible_collections.stacklift.migrate.plugins.module_utils.crypt import CRYPTOGRAPHY_IMPORT_ERROR, HAS_CRYPTOGRAPHY
+from ansible_collections.stacklift.migrate.plugins.module_utils.window import TargetAgent
 
 
 def main():
@@ -136,6 +139,9 @@ def main():
     host = agent_host(module, engine_for_module(module))
     agent = TargetAgent(host, p["stack"], p["run_id"], p["archive_dir"], services, p["tiers"],
                         wait_timeout=p["wait_timeout"], probe_timeout=p["probe_timeout"], stable_for=p["stable_for"])
+    agent.encryption_key = p["encryption_key"]
+    if p["encryption_key"] and not HAS_CRYPTOGRAPHY:
+        module.fail_json(msg=missing_required_lib("cryptography (encryption_key)"), exception=CRYPTOGRAPHY_IMPORT_ERROR)
     call = {"restored": lambda: agent.restored(commit=p["commit"]), "serving": agent.serving,
             "absent": lambda: agent.absent(force=p["force"])}[p["state"]]
     run_agent(module, agent, call, timeout=p["wait_timeout"] + 60)

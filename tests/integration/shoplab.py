@@ -44,14 +44,18 @@ def demo_stack():
     return yaml.load(text, Loader=DemoVarsLoader)["stacklift_stack"]
 
 
-def demo_passwords():
-    """The demo stack's vaulted passwords, as Ansible reads them."""
+def demo_secrets(*names):
+    """The demo's vaulted variables NAMES, as Ansible reads them."""
     res = subprocess.run([str(BIN / "ansible"), "-i", str(SHOP_INVENTORY), "localhost", "-m", "debug", "-a",
-                          "msg={{ [shop_db_password, shop_cache_password] | to_json }}"],
+                          "msg={{ [%s] | to_json }}" % ", ".join(names)],
                          env=ansible_env(), capture_output=True, text=True, timeout=120, check=True)
-    passwords = json.loads(json.loads(res.stdout.split("=>", 1)[1])["msg"])
-    assert all(len(p) >= 16 for p in passwords), passwords
-    return passwords
+    values = json.loads(json.loads(res.stdout.split("=>", 1)[1])["msg"])
+    assert all(len(v) >= 16 for v in values), "the demo's secrets are long random strings"
+    return values
+
+
+def demo_passwords():
+    return demo_secrets("shop_db_password", "shop_cache_password")
 
 
 def shopper(*args, background=False):

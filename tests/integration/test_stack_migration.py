@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from labhosts import REPO
+from labhosts import REPO, run_module
 from shoplab import (
-    ARCHIVE_DIR, CONTAINERS, LiveClient, block_shop_port, demo_passwords, demo_stack, marker_steps, playbook,
+    ARCHIVE_DIR, CONTAINERS, LiveClient, block_shop_port, demo_passwords, demo_secrets, demo_stack, marker_steps, playbook,
     report_of, running, shopper, verify)
 
 
@@ -201,9 +201,35 @@ def test_two_runs_on_one_stack_at_once_the_second_is_refused_naming_the_first(no
     assert ok, detail
 
 
-def test_rollback_playbook_after_a_finished_migration_changes_nothing(node1, node2, shop):
-    res = playbook(REPO / "migrate_stack.yml", "-e", "stacklift_cleanup_source=false", report_dir=shop["reports"])
+def test_encrypted_archives_then_the_rollback_playbook_after_a_finished_migration_changes_nothing(
+        node1, node2, shop):
+    # The archives encrypted at rest (a vaulted passphrase), and kept on both hosts.
+    res = playbook(REPO / "migrate_stack.yml", "-e", "stacklift_cleanup_source=false",
+                   "-e", "stacklift_encryption_key={{ shop_archive_key }}", report_dir=shop["reports"])
     assert res.returncode == 0, res.stdout[-4000:]
+    ok, detail = verify(shop["state"])
+    assert ok, detail
+    for host in (node1, node2):
+        names = host.out("ls -A %s" % ARCHIVE_DIR).split()
+        archives = [n for n in names if n.endswith(".tar.zst")]
+        assert len(archives) == 3 and not [n for n in names if n.startswith(".")], names  # no plaintext left
+        for name in archives:
+            head = host.out("head -c 21 %s/%s" % (ARCHIVE_DIR, name))
+            assert head == "STACKLIFT-AES256GCM-1", (host, name, head)
+            assert "aes-256-gcm" in host.out("cat %s/%s.stacklift.json" % (ARCHIVE_DIR, name))
+    # Without the key an archive cannot even be read; with it, it reads; altered, it is refused.
+    archive = "%s/shop-cache.tar.zst" % ARCHIVE_DIR
+    result, failed = run_module("node2", "checkpoint_info", {"path": archive})
+    assert failed and "is encrypted; give the key" in result["msg"] and result["encrypted"], result
+    key = demo_secrets("shop_archive_key")[0]
+    result, failed = run_module("node2", "checkpoint_info", {"path": archive, "encryption_key": key})
+    assert not failed and result["archive"]["container_name"] == "shop-cache", result
+    node2.run("cp %s /tmp/altered.tar.zst && printf x | dd of=/tmp/altered.tar.zst bs=1 seek=5000 conv=notrunc "
+              "status=none" % archive)
+    result, failed = run_module("node2", "checkpoint_info", {"path": "/tmp/altered.tar.zst", "encryption_key": key})
+    node2.run("rm -f /tmp/altered.tar.zst")
+    assert failed and "does not decrypt" in result["msg"], result
+    assert key not in json.dumps(result)
     res = playbook(REPO / "playbooks" / "rollback.yml", report_dir=shop["reports"])
     assert res.returncode == 0 and "nothing to roll back" in res.stdout, res.stdout[-3000:]
     assert running(node2) == set(CONTAINERS) and running(node1) == set()

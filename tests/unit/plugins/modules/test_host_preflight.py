@@ -4,8 +4,9 @@ from ansible_collections.stacklift.migrate.plugins.modules import host_preflight
 
 
 class Module:
-    def __init__(self, missing):
+    def __init__(self, missing, encrypted=False):
         self.missing = missing
+        self.params = {"encrypted": encrypted}
 
     def get_bin_path(self, name):
         return None if name in self.missing else "/usr/bin/" + name
@@ -17,3 +18,12 @@ def test_every_missing_tool_is_named_at_once():
         "the migration needs zstd on this host, which is not on its PATH"]
     assert host_preflight.tool_problems(Module(("nft", "nsenter")), "source") == [
         "the migration needs nft, nsenter on this host, which are not on its PATH"]
+
+
+def test_encrypted_archives_need_cryptography_on_the_host(monkeypatch):
+    from ansible_collections.stacklift.migrate.plugins.module_utils import crypt
+    assert host_preflight.tool_problems(Module((), encrypted=True), "target") == []
+    monkeypatch.setattr(crypt, "HAS_CRYPTOGRAPHY", False)
+    assert host_preflight.tool_problems(Module((), encrypted=True), "target") == [
+        "encrypted archives need the Python library cryptography on this host (python3-cryptography)"]
+    assert host_preflight.tool_problems(Module(()), "target") == []

@@ -1,0 +1,63 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) stacklift developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""What stack_source and stack_target share as modules: options, services, and one way to run an agent."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.stacklift.migrate.plugins.module_utils._ssh import TransferError
+from ansible_collections.stacklift.migrate.plugins.module_utils.checkpointing import CheckpointError
+from ansible_collections.stacklift.migrate.plugins.module_utils.crypt import CryptError
+from ansible_collections.stacklift.migrate.plugins.module_utils.engine import EngineError
+from ansible_collections.stacklift.migrate.plugins.module_utils.stack import with_secrets
+from ansible_collections.stacklift.migrate.plugins.module_utils.window import Host, WindowError, marker_path
+
+
+AGENT_ARGUMENT_SPEC = dict(
+    stack=dict(type="str", required=True),
+    run_id=dict(type="str", required=True),
+    services=dict(type="list", elements="dict", required=True),
+    secrets=dict(type="dict", no_log=True, default={}),
+    tiers=dict(type="list", elements="list", required=True),
+    archive_dir=dict(type="path", default="/var/lib/stacklift/checkpoints"),
+    encryption_key=dict(type="str", no_log=True),
+)
+
+
+def agent_services(module):
+    """{name: service} from the module's services, with their passwords from its secrets."""
+    out = {}
+    for svc in module.params["services"]:
+        if not svc.get("name") or not svc.get("container"):
+            module.fail_json(msg="each service needs name and container: %r" % (svc,))
+        out[svc["name"]] = with_secrets(dict(svc, tcp=svc.get("tcp") or "established"), module.params["secrets"])
+    return out
+
+
+def agent_host(module, engine):
+    """The Host of an agent module: its engine, run_command, nsenter and nft."""
+    def run(argv, data=None):
+        return module.run_command(argv) if data is None else module.run_command(argv, data=data)
+    return Host(engine, run, nsenter=module.get_bin_path("nsenter") or "nsenter",
+                nft=module.get_bin_path("nft", required=True))
+
+
+def run_agent(module, agent, call, timeout=600.0, cleanup=None):
+    """Run CALL (one of the agent's states) under the host's lock; exit or fail MODULE with its events."""
+    result = dict(marker=marker_path(agent.archive_dir, agent.stack))
+    try:
+        with agent.exclusive(timeout=timeout):
+            events = call()
+    except WindowError as e:
+        module.fail_json(msg=e.msg, problems=e.problems, events=e.events, **dict(result, **dict(e.details, **agent.status())))
+    except (EngineError, CheckpointError) as e:
+        module.fail_json(events=agent.events, **dict(result, **dict(e.fail_kwargs(), **agent.status())))
+    except (TransferError, CryptError) as e:
+        module.fail_json(msg=getattr(e, "msg", str(e)), events=agent.events, **dict(result, **agent.status()))
+    finally:
+        if cleanup:
+            cleanup()
+    module.exit_json(changed=bool(events), events=events, **dict(result, **agent.status()))

@@ -1,0 +1,174 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) stacklift developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Archives encrypted at rest: AES-256-GCM in chunks, authenticated end to end.
+
+A checkpoint archive holds a stack's memory (passwords, session keys, database pages). With a
+key (a vaulted variable), the archive that is kept, sent and left behind is this file:
+
+    MAGIC | salt (16) | nonce prefix (7) | chunk size (4) | chunks
+
+Each chunk is AES-GCM over up to ``chunk size`` bytes, with the nonce ``prefix | counter (4) |
+last (1)`` and the header as associated data, so a chunk changed, moved, dropped or added, or a
+file cut short, fails authentication (the STREAM construction of Hoang, Reyhanitabar, Rogaway
+and Vizar). The key is derived from the passphrase with scrypt and a per-file salt.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import contextlib
+import os
+import struct
+import traceback
+
+try:
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+    HAS_CRYPTOGRAPHY = True
+    CRYPTOGRAPHY_IMPORT_ERROR = None
+except ImportError:
+    HAS_CRYPTOGRAPHY = False
+    CRYPTOGRAPHY_IMPORT_ERROR = traceback.format_exc()
+
+MAGIC = b"STACKLIFT-AES256GCM-1\n"
+CHUNK = 1 << 20
+TAG = 16
+SCRYPT_N = 1 << 14
+
+
+class CryptError(Exception):
+    pass
+
+
+def is_encrypted(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(MAGIC)) == MAGIC
+    except (IOError, OSError):
+        return False
+
+
+def _key(passphrase, salt):
+    if not HAS_CRYPTOGRAPHY:
+        raise CryptError("encrypted archives need the Python library cryptography on this host")
+    if not passphrase:
+        raise CryptError("an encryption key is needed")
+    return Scrypt(salt=salt, length=32, n=SCRYPT_N, r=8, p=1).derive(passphrase.encode("utf-8"))
+
+
+def _nonce(prefix, counter, last):
+    return prefix + struct.pack("!I", counter) + (b"\x01" if last else b"\x00")
+
+
+def _write_private(path):
+    """A new file mode 0600 (never an existing one)."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
+
+
+def encrypt_file(src, dest, passphrase, chunk=CHUNK):
+    """Write SRC encrypted to DEST (a new file, 0600); returns DEST's size."""
+    salt, prefix = os.urandom(16), os.urandom(7)
+    header = MAGIC + salt + prefix + struct.pack("!I", chunk)
+    aead = AESGCM(_key(passphrase, salt))
+    with open(src, "rb") as fin, _write_private(dest) as fout:
+        fout.write(header)
+        counter = 0
+        block = fin.read(chunk)
+        while True:
+            following = fin.read(chunk) if len(block) == chunk else b""
+            last = not following
+            fout.write(aead.encrypt(_nonce(prefix, counter, last), block, header))
+            if last:
+                break
+            block, counter = following, counter + 1
+        fout.flush()
+        os.fsync(fout.fileno())
+    return os.path.getsize(dest)
+
+
+class DecryptingReader(object):
+    """A file-like reader of an encrypted archive's plaintext; raises CryptError when it was altered."""
+
+    def __init__(self, path, passphrase):
+        self.f = open(path, "rb")
+        header = self.f.read(len(MAGIC) + 16 + 7 + 4)
+        if len(header) < len(MAGIC) + 27 or not header.startswith(MAGIC):
+            self.f.close()
+            raise CryptError("%s is not an archive stacklift encrypted" % path)
+        salt = header[len(MAGIC):len(MAGIC) + 16]
+        self.prefix = header[len(MAGIC) + 16:len(MAGIC) + 23]
+        self.chunk = struct.unpack("!I", header[-4:])[0]
+        if not 0 < self.chunk <= 64 << 20:
+            self.f.close()
+            raise CryptError("%s has a damaged header" % path)
+        self.header = header
+        self.path = path
+        self.aead = AESGCM(_key(passphrase, salt))
+        self.counter = 0
+        self.buffer = b""
+        self.done = False
+        self.pending = self.f.read(self.chunk + TAG)
+
+    def _next(self):
+        block = self.pending
+        self.pending = self.f.read(self.chunk + TAG)
+        last = not self.pending
+        try:
+            plain = self.aead.decrypt(_nonce(self.prefix, self.counter, last), block, self.header)
+        except InvalidTag:
+            raise CryptError("%s does not decrypt: a wrong key, or the archive was altered or cut short "
+                             "(chunk %d)" % (self.path, self.counter))
+        self.counter += 1
+        self.done = last
+        return plain
+
+    def read(self, n=-1):
+        while not self.done and (n < 0 or len(self.buffer) < n):
+            self.buffer += self._next()
+        if n < 0:
+            out, self.buffer = self.buffer, b""
+        else:
+            out, self.buffer = self.buffer[:n], self.buffer[n:]
+        return out
+
+    def close(self):
+        self.f.close()
+
+
+def decrypt_file(src, dest, passphrase):
+    """Write SRC's plaintext to DEST (a new file, 0600). DEST is removed when SRC does not decrypt."""
+    reader = DecryptingReader(src, passphrase)
+    try:
+        with _write_private(dest) as fout:
+            for block in iter(lambda: reader.read(CHUNK), b""):
+                fout.write(block)
+    except BaseException:
+        if os.path.exists(dest):
+            os.unlink(dest)
+        raise
+    finally:
+        reader.close()
+
+
+@contextlib.contextmanager
+def plaintext(path, passphrase):
+    """PATH itself when it is not encrypted; otherwise its plaintext in a private file beside it,
+    which is removed when the block ends (whatever happens)."""
+    if not is_encrypted(path):
+        yield path
+        return
+    if not passphrase:
+        raise CryptError("%s is encrypted; give the key it was encrypted with" % path)
+    plain = os.path.join(os.path.dirname(path) or ".", ".%s.plain" % os.path.basename(path))
+    if os.path.lexists(plain):
+        os.unlink(plain)
+    decrypt_file(path, plain, passphrase)
+    try:
+        yield plain
+    finally:
+        if os.path.exists(plain):
+            os.unlink(plain)
