@@ -17,7 +17,7 @@ COMPRESSIONS = ["zstd", "gzip", "none"]
 
 # Podman's wording when a thing is missing; it exits 125 for these as for other errors.
 _MISSING = ("no such container", "no such object", "no such image", "image not known",
-            "unable to find network", "network not found", "no such network")
+            "unable to find network", "network not found", "no such network", "no such volume")
 
 
 class PodmanEngine(Engine):
@@ -113,6 +113,9 @@ class PodmanEngine(Engine):
 
     def remove_force(self, name):
         self._run(["rm", "-f", "-t", "0", "--", name], "podman rm -f %s" % name, missing="no container %r" % name)
+
+    def remove_volume(self, name):
+        self._run(["volume", "rm", "--", name], "podman volume rm %s" % name, missing="no volume %r" % name)
 
     def image(self, ref):
         data = self._json(["image", "inspect", ref], "podman image inspect",

@@ -23,7 +23,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils.archive import (
     ArchiveError, add_rootfs_files, podman_kept, rootfs_gaps, sha256_file, write_manifest)
 from ansible_collections.stacklift.migrate.plugins.module_utils.crypt import CryptError, encrypt_file
 from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
-    EngineError, cap_bounding_set, container_ips, host_criu_problem, uid_problem)
+    EngineError, cap_bounding_set, container_ips, container_volumes, host_criu_problem, uid_problem)
 from ansible_collections.stacklift.migrate.plugins.module_utils.journal import fsync_file
 
 SUFFIXES = {"zstd": ".tar.zst", "gzip": ".tar.gz", "none": ".tar"}
@@ -140,6 +140,8 @@ def checkpoint_container(engine, name, container, archive, host_info, compressio
         "file_locks": file_locks, "timings": stats, "rootfs_files_added": added,
         # The target fences these before it restores, without reading the archive.
         "addresses": container_ips(container),
+        # The named volumes the restore makes on the target (a rollback removes them there).
+        "volumes": sorted(container_volumes(container)) if not ignore_volumes else [],
     }
     mpath = write_manifest(archive, manifest)
     fsync_file(mpath)

@@ -96,6 +96,12 @@ def container_ips(container):
     return dict((n, v["IPAddress"]) for n, v in sorted(nets.items()) if v.get("IPAddress"))
 
 
+def container_volumes(container):
+    """{name: host path} of the named volumes a container's inspect data mounts."""
+    return dict((m["Name"], m.get("Source")) for m in container.get("Mounts") or []
+                if m.get("Type") == "volume" and m.get("Name"))
+
+
 def container_address(container, network=None):
     """The address to reach a container at: on NETWORK, else its first network, else loopback."""
     ips = container_ips(container)
@@ -170,6 +176,10 @@ class Engine(object):
 
     def remove_force(self, name):
         """Kill and remove a container at once (no stop timeout)."""
+        raise NotImplementedError
+
+    def remove_volume(self, name):
+        """Remove a named volume no container uses; raises NotFound when there is none."""
         raise NotImplementedError
 
     def image(self, ref):

@@ -526,8 +526,22 @@ class TargetAgent(_Agent):
                 self.record("committed", name)
         return self.events
 
+    def _remove_volumes(self, name, volumes):
+        """The named volumes the restore of NAME made here (the preflight refused any that existed)."""
+        problems = []
+        for volume in volumes:
+            try:
+                self.engine.remove_volume(volume)
+                self.record("volume_removed", name, volume=volume)
+            except NotFound:
+                pass
+            except EngineError as e:
+                problems.append("%s: volume %r: %s" % (name, volume, e.msg))
+        return problems
+
     def absent(self, force=False):
-        """Rollback on the target: its copies, still fenced, removed and confirmed gone; archives too."""
+        """Rollback on the target: its copies, still fenced, removed and confirmed gone; volumes and
+        archives too."""
         if self.committed() and not force:
             raise WindowError("the stack was committed on this host (its copies serve here); a rollback would "
                               "lose their state since the commit; migrate it back instead", self.events)
@@ -557,6 +571,7 @@ class TargetAgent(_Agent):
             self.record("removed", name)
         for name in self.services:
             archive = self.archive(name)
+            problems += self._remove_volumes(name, read_manifest(archive).get("volumes") or [])
             for path in [archive, archive + MANIFEST_SUFFIX] + glob.glob(
                     os.path.join(self.archive_dir, ".%s*.part-*" % os.path.basename(archive))):
                 if os.path.exists(path):

@@ -129,8 +129,8 @@ import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
-    ENGINE_ARGUMENT_SPEC, EngineError, NotFound, cap_bounding_set, container_ips, engine_for_module,
-    host_criu_problem, parse_version, uid_problem)
+    ENGINE_ARGUMENT_SPEC, EngineError, NotFound, cap_bounding_set, container_ips, container_volumes,
+    engine_for_module, host_criu_problem, parse_version, uid_problem)
 
 # Archives are about the size of a container's memory plus its rootfs changes; ask for that and a margin.
 SPACE_MARGIN = 1.5
@@ -149,6 +149,18 @@ def space_problems(archive_dir, need, host):
         return ["%s has %d MB free; the archives need about %d MB"
                 % (archive_dir, free // 10 ** 6, need * SPACE_MARGIN // 10 ** 6)]
     return []
+
+
+def tree_bytes(path):
+    """Bytes of the files below PATH (a volume's data), symlinks not followed."""
+    total = 0
+    for root, _dirs, files in os.walk(path or "/nonexistent"):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(root, f)).st_size
+            except OSError:
+                pass
+    return total
 
 
 def memory_bytes(pid):
@@ -259,7 +271,9 @@ def source_side(module, engine, host):
         if problem:
             problems.append("container %r cannot be checkpointed: %s" % (name, problem))
         ips = container_ips(c)
-        facts["containers"][name] = {"image_id": c.get("Image"), "image_name": c.get("ImageName"), "ips": ips}
+        volumes = container_volumes(c)
+        facts["containers"][name] = {"image_id": c.get("Image"), "image_name": c.get("ImageName"), "ips": ips,
+                                     "volumes": sorted(volumes)}
         facts["images"][c.get("ImageName") or c.get("Image")] = c.get("Image")
         for net in ips:
             if net not in facts["networks"]:
@@ -267,7 +281,8 @@ def source_side(module, engine, host):
                     facts["networks"][net] = engine.network(net)["subnets"]
                 except NotFound:
                     facts["networks"][net] = []
-        need += memory_bytes(state.get("Pid") or 0) + 64 * 1024 * 1024
+        # the archive holds the memory, the changed files and the named volumes' contents
+        need += memory_bytes(state.get("Pid") or 0) + 64 * 1024 * 1024 + sum(tree_bytes(v) for v in volumes.values())
     problems += space_problems(p["archive_dir"], need, host)
     facts["archive_bytes_estimate"] = need
     facts["cpuinfo"] = criu_cpuinfo(module, "dump")
@@ -308,7 +323,15 @@ def target_side(module, engine, host):
     for name in p["containers"]:
         if name in here:
             problems.append("a container named %r already exists here (%s)" % (name, here[name]["state"]))
-    problems += space_problems(p["archive_dir"], src.get("archive_bytes_estimate") or 0, host)
+    volumes = set(engine.volumes())
+    for name, info in sorted((src.get("containers") or {}).items()):
+        for volume in info.get("volumes") or []:
+            if volume in volumes:
+                problems.append("volume %r of container %r already exists here; the restore makes it from the "
+                                "archive" % (volume, name))
+    # an encrypted archive is decrypted beside itself for the restore: room for both
+    need = (src.get("archive_bytes_estimate") or 0) * (2 if p["encrypted"] else 1)
+    problems += space_problems(p["archive_dir"], need, host)
     return problems
 
 

@@ -69,7 +69,8 @@ def remove_shop(*hosts):
     for h in hosts:
         h.run("nft delete table inet stacklift_test 2>/dev/null; nft delete table inet stacklift_shop 2>/dev/null; "
               "podman rm -f -t 0 %s >/dev/null 2>&1; "
-              "podman network rm -f shopnet >/dev/null 2>&1; rm -rf %s /var/lib/stacklift/restored"
+              "podman network rm -f shopnet >/dev/null 2>&1; podman volume rm -f shopcache >/dev/null 2>&1; "
+              "rm -rf %s /var/lib/stacklift/restored"
               % (" ".join(CONTAINERS), ARCHIVE_DIR), check=False)
 
 

@@ -30,6 +30,7 @@ def test_demo_stack_migrates_with_its_state_and_serves_every_request(node1, node
 
     # Everything now runs on node2, nothing on node1; no archive is left behind.
     assert running(node2) == set(CONTAINERS) and running(node1) == set()
+    assert node2.out("podman volume ls -q") == "shopcache"  # the cache's named volume moved with it
     assert node1.out("podman ps -a --format '{{.Names}}'").split() == []
     assert node1.out("ls %s 2>/dev/null | grep -c tar || true" % ARCHIVE_DIR) == "0"
     # The hosts' markers record every step, the source's up to its clean-up, the target's to the commit.
@@ -135,9 +136,11 @@ def test_rollback_under_a_live_client_when_a_target_tier_never_gets_ready(node1,
     assert res.returncode != 0, res.stdout[-3000:]
     assert "rolled back; the stack serves on the source again" in res.stdout
     assert running(node1) == set(CONTAINERS) and running(node2) == set()
-    # The target's fence and archives are gone with its copies.
+    # The target's fence, archives and the cache's named volume are gone with its copies (a retry
+    # would otherwise fail on "volume already exists"); the source's volume is still in use.
     assert node2.run("nft list table inet stacklift_shop", check=False).returncode != 0
     assert node2.out("ls %s | grep -c tar.zst || true" % ARCHIVE_DIR) == "0"
+    assert node2.out("podman volume ls -q") == "" and node1.out("podman volume ls -q") == "shopcache"
     ok, detail = verify(shop["state"])
     assert ok, detail
     report = report_of(shop["reports"])
@@ -204,7 +207,7 @@ def test_two_runs_on_one_stack_at_once_the_second_is_refused_naming_the_first(no
 def test_encrypted_archives_then_the_rollback_playbook_after_a_finished_migration_changes_nothing(
         node1, node2, shop):
     # The archives encrypted at rest (a vaulted passphrase), and kept on both hosts.
-    res = playbook(REPO / "migrate_stack.yml", "-e", "stacklift_cleanup_source=false",
+    res = playbook(REPO / "migrate_stack.yml", "-e", "stacklift_cleanup_source=false", "-e", "stacklift_keep_archives=true",
                    "-e", "stacklift_encryption_key={{ shop_archive_key }}", report_dir=shop["reports"])
     assert res.returncode == 0, res.stdout[-4000:]
     ok, detail = verify(shop["state"])
@@ -212,7 +215,7 @@ def test_encrypted_archives_then_the_rollback_playbook_after_a_finished_migratio
     for host in (node1, node2):
         names = host.out("ls -A %s" % ARCHIVE_DIR).split()
         archives = [n for n in names if n.endswith(".tar.zst")]
-        assert len(archives) == 3 and not [n for n in names if n.startswith(".")], names  # no plaintext left
+        assert len(archives) == 3 and not [n for n in names if n.startswith(".")], (host, names)  # no plaintext
         for name in archives:
             head = host.out("head -c 21 %s/%s" % (ARCHIVE_DIR, name))
             assert head == "STACKLIFT-AES256GCM-1", (host, name, head)
