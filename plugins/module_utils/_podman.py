@@ -70,25 +70,24 @@ class PodmanEngine(Engine):
         return ".".join(str(x) for x in v) if v else None
 
     def container(self, name):
-        data = self._json(["container", "inspect", name], "podman container inspect",
+        data = self._json(["container", "inspect", "--", name], "podman container inspect",
                           missing="no container named %r on this host" % name)
         if not data:
             raise NotFound("no container named %r on this host" % name)
         return data[0]
 
     def container_users(self, name):
-        out = self._run(["top", name, "huser"], "podman top")
+        out = self._run(["top", "--", name, "huser"], "podman top")
         return [line.strip() for line in out.splitlines()[1:] if line.strip()]
 
     def checkpoint(self, name, archive, compression="zstd", tcp_established=False, file_locks=False,
                    keep=False, leave_running=False, ignore_volumes=False, ignore_rootfs=False):
         if compression not in COMPRESSIONS:
             raise EngineError("compression must be one of %s" % ", ".join(COMPRESSIONS))
-        args = ["container", "checkpoint", name, "--export", archive, "--compress", compression,
-                "--print-stats"]
+        args = ["container", "checkpoint", "--export", archive, "--compress", compression, "--print-stats"]
         args += _flags(tcp_established=tcp_established, file_locks=file_locks, keep=keep,
                        leave_running=leave_running, ignore_volumes=ignore_volumes, ignore_rootfs=ignore_rootfs)
-        return _stats(self._run(args, "podman container checkpoint %s" % name))
+        return _stats(self._run(args + ["--", name], "podman container checkpoint %s" % name))
 
     def restore(self, archive, name=None, publish=None, ignore_static_ip=False, ignore_static_mac=False,
                 tcp_established=False, tcp_close=False, file_locks=False, keep=False,
@@ -118,7 +117,7 @@ class PodmanEngine(Engine):
         self._run(["volume", "rm", "--", name], "podman volume rm %s" % name, missing="no volume %r" % name)
 
     def image(self, ref):
-        data = self._json(["image", "inspect", ref], "podman image inspect",
+        data = self._json(["image", "inspect", "--", ref], "podman image inspect",
                           missing="no image %r on this host" % ref)
         if not data:
             raise NotFound("no image %r on this host" % ref)
@@ -132,10 +131,10 @@ class PodmanEngine(Engine):
         return [self.binary, "load", "-q"]
 
     def tag(self, image_id, ref):
-        self._run(["tag", image_id, ref], "podman tag")
+        self._run(["tag", "--", image_id, ref], "podman tag")
 
     def network(self, name):
-        data = self._json(["network", "inspect", name], "podman network inspect",
+        data = self._json(["network", "inspect", "--", name], "podman network inspect",
                           missing="no network named %r on this host" % name)
         if not data:
             raise NotFound("no network named %r on this host" % name)
@@ -158,18 +157,18 @@ class PodmanEngine(Engine):
         return sorted(v["Name"] for v in self._json(["volume", "ls", "--format", "json"], "podman volume ls") or [])
 
     def changes(self, name):
-        data = self._json(["diff", "--format", "json", name], "podman diff") or {}
+        data = self._json(["diff", "--format", "json", "--", name], "podman diff") or {}
         return {"added": data.get("added") or [], "changed": data.get("changed") or [],
                 "deleted": data.get("deleted") or []}
 
     def mount(self, name):
-        return self._run(["mount", name], "podman mount").strip()
+        return self._run(["mount", "--", name], "podman mount").strip()
 
     def unmount(self, name):
-        self._run(["unmount", name], "podman unmount")
+        self._run(["unmount", "--", name], "podman unmount")
 
     def exec_command(self, name, argv):
-        return [self.binary, "exec", name] + list(argv)
+        return [self.binary, "exec", "--", name] + list(argv)
 
 
 def _flags(**flags):

@@ -191,6 +191,22 @@ def normalize(stack):
             "networks": [_unset(n) for n in top.get("networks") or []], "services": out}
 
 
+# The roles' numeric settings and the least each may be.
+SETTING_MINIMUMS = dict(stacklift_quiesce_timeout=0.1, stacklift_probe_timeout=0.1, stacklift_probe_stable_for=0,
+                        stacklift_window_timeout=1)
+
+
+def setting_problems(settings):
+    """Problems with the roles' numeric SETTINGS ({name: value}): not numbers, or below their minimum."""
+    problems, numbers = [], {}
+    for name, value in sorted((settings or {}).items()):
+        try:
+            numbers[name] = float(value)
+        except (TypeError, ValueError):
+            problems.append("%s must be a number, not %r" % (name, value))
+    return problems + below_minimums(numbers, dict((k, v) for k, v in SETTING_MINIMUMS.items() if k in numbers))
+
+
 SECRET_KEYS = ("postgres_password", "redis_password")
 
 

@@ -50,6 +50,10 @@ options:
     description: The inventory's hosts (C(groups['all'])); each source and target must be one of them.
     type: list
     elements: str
+  settings:
+    description: The roles' numeric settings (C(stacklift_probe_timeout), C(stacklift_quiesce_timeout),
+      C(stacklift_probe_stable_for), C(stacklift_window_timeout)), checked against their minimums.
+    type: dict
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - stacklift.migrate.engine
@@ -148,7 +152,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
     ENGINE_ARGUMENT_SPEC, EngineError, NotFound, engine_for_module)
 from ansible_collections.stacklift.migrate.plugins.module_utils.stack import (
-    StackError, compose_depends_on, compose_service, normalize, plan, secrets_of, without_secrets)
+    StackError, compose_depends_on, compose_service, normalize, plan, secrets_of, setting_problems, without_secrets)
 
 
 def local_services(norm, host):
@@ -200,6 +204,7 @@ def main():
         discover_depends_on=dict(type="bool", default=False),
         host=dict(type="str"),
         inventory_hosts=dict(type="list", elements="str"),
+        settings=dict(type="dict"),
     )
     argument_spec.update(ENGINE_ARGUMENT_SPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
@@ -210,6 +215,9 @@ def main():
             module.no_log_values.update(values.values())
     discovered = {}
     try:
+        problems = setting_problems(p["settings"])
+        if problems:
+            raise StackError(problems)
         norm = normalize(stack)
         if p["inventory_hosts"] is not None:
             missing = sorted(set(h for s in norm["services"] for h in (s["source"], s["target"]))

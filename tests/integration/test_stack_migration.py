@@ -92,6 +92,7 @@ WRONG = [
     (changed("db", container="-l"), "'-l' is not a container name"),
     (changed("cache", probe={"type": "redis", "interval": -1}), "interval must be at least 0.01"),
     (dict(changed(), stacklift_window_timeout="soon"), "stacklift_window_timeout"),
+    (dict(changed(), stacklift_probe_timeout=-1), "stacklift_probe_timeout must be at least 0.1, not -1.0"),
 ]
 
 

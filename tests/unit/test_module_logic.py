@@ -226,7 +226,7 @@ def test_command_probe_runs_inside_the_container(run_module):
     runner = FakeRunner({"podman exec": (0, "", "")})
     result, failed = run_module(service_probe, {"type": "command", "container": "db", "command": ["pg_isready"]},
                                 runner)
-    assert not failed and result["ready"] and runner.calls[-1] == ["/usr/bin/podman", "exec", "db", "pg_isready"]
+    assert not failed and result["ready"] and runner.calls[-1] == ["/usr/bin/podman", "exec", "--", "db", "pg_isready"]
 
 
 def test_probe_not_ready_fails_with_the_last_answer(run_module):

@@ -19,9 +19,9 @@ def test_checkpoint_command_carries_every_flag():
     stats = PodmanEngine(runner).checkpoint("db", "/a/db.tar.zst", compression="gzip", tcp_established=True,
                                             file_locks=True, keep=True, leave_running=True, ignore_volumes=True,
                                             ignore_rootfs=True)
-    assert runner.calls == [["podman", "container", "checkpoint", "db", "--export", "/a/db.tar.zst", "--compress",
+    assert runner.calls == [["podman", "container", "checkpoint", "--export", "/a/db.tar.zst", "--compress",
                              "gzip", "--print-stats", "--file-locks", "--ignore-rootfs", "--ignore-volumes", "--keep",
-                             "--leave-running", "--tcp-established"]]
+                             "--leave-running", "--tcp-established", "--", "db"]]
     assert stats == {"podman_checkpoint_duration": 333155, "runtime_checkpoint_duration": 291709,
                      "freezing_time": 101374, "frozen_time": 163451, "pages_written": 737}
 
@@ -29,7 +29,17 @@ def test_checkpoint_command_carries_every_flag():
 def test_checkpoint_without_options_adds_no_flags():
     runner = FakeRunner({"podman container checkpoint": (0, "{}", "")})
     PodmanEngine(runner).checkpoint("db", "/a/db.tar")
-    assert runner.calls[0][-3:] == ["--compress", "zstd", "--print-stats"]
+    assert runner.calls[0][-5:] == ["--compress", "zstd", "--print-stats", "--", "db"]
+
+
+def test_a_name_is_never_taken_for_an_option():
+    runner = FakeRunner({"podman container checkpoint": (0, "{}", ""), "podman rm": (0, "", ""),
+                         "podman container inspect": (0, "[{}]", "")})
+    engine = PodmanEngine(runner)
+    engine.checkpoint("-l", "/a/x.tar")
+    engine.remove_force("-l")
+    engine.container("-l")
+    assert all(call[call.index("--") + 1] == "-l" for call in runner.calls), runner.calls
 
 
 def test_unknown_compression_is_refused():

@@ -147,3 +147,9 @@ def test_compose_labels():
     assert st.compose_depends_on(labels) == ["db", "cache"]
     assert st.compose_service(labels) == "web"
     assert st.compose_depends_on({}) == [] and st.compose_service(None) is None
+
+
+def test_numeric_settings_have_minimums():
+    assert st.setting_problems({"stacklift_probe_timeout": "60", "stacklift_window_timeout": 300}) == []
+    assert st.setting_problems({"stacklift_probe_timeout": -1, "stacklift_window_timeout": "soon"}) == [
+        "stacklift_window_timeout must be a number, not 'soon'", "stacklift_probe_timeout must be at least 0.1, not -1.0"]

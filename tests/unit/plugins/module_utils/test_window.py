@@ -66,7 +66,7 @@ def engine_runner(tmp_path, containers, fail_checkpoint=(), fail_restore=()):
     root.mkdir(exist_ok=True)
 
     def checkpoint(argv):
-        name = argv[3]
+        name = argv[-1]
         if name in fail_checkpoint:
             return 125, "", "Error: CRIU failed for %s" % name
         make_archive(Path(argv[argv.index("--export") + 1]), "zstd")
