@@ -66,7 +66,7 @@ requirements:
   - paramiko on the host that sends
 """
 
-    # Archives encrypted at rest (module_utils/crypt.py).
+    # Archives encrypted at rest (module_utils/encryption.py).
     ENCRYPTION = r"""
 options:
   encryption_key:

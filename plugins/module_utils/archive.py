@@ -117,7 +117,7 @@ def write_manifest(path, data):
 def read_archive(path, original=None):
     """Everything stacklift needs to know about an archive, read without restoring it.
 
-    ORIGINAL: the archive PATH is the plaintext of (crypt.plaintext), whose manifest and name count.
+    ORIGINAL: the archive PATH is the plaintext of (encryption.plaintext), whose manifest and name count.
     """
     if not os.path.isfile(path):
         raise ArchiveError("no checkpoint archive at %s" % path)

@@ -21,7 +21,7 @@ import time
 
 from ansible_collections.stacklift.migrate.plugins.module_utils.archive import (
     ArchiveError, add_rootfs_files, podman_kept, rootfs_gaps, sha256_file, write_manifest)
-from ansible_collections.stacklift.migrate.plugins.module_utils.crypt import CryptError, encrypt_file
+from ansible_collections.stacklift.migrate.plugins.module_utils.encryption import CryptError, encrypt_file
 from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
     EngineError, cap_bounding_set, container_ips, container_volumes, host_criu_problem, uid_problem)
 from ansible_collections.stacklift.migrate.plugins.module_utils.journal import fsync_file
@@ -85,7 +85,7 @@ def checkpoint_container(engine, name, container, archive, host_info, compressio
                          ignore_volumes=False, ignore_rootfs=False, encryption_key=None):
     """Checkpoint NAME to ARCHIVE durably; returns the entry container_checkpoint reports.
 
-    With ENCRYPTION_KEY the archive is encrypted (crypt.py) as soon as it is complete, and its
+    With ENCRYPTION_KEY the archive is encrypted (encryption.py) as soon as it is complete, and its
     plaintext removed: what is kept and sent is only ever the encrypted file.
 
     On failure nothing is left under the archive's name.  When the engine's checkpoint succeeded

@@ -37,7 +37,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils.archive import (
     ArchiveError, MANIFEST_SUFFIX, read_archive, read_manifest, sha256_file)
 from ansible_collections.stacklift.migrate.plugins.module_utils.checkpointing import (
     CheckpointError, archive_name, checkpoint_container, checkpoint_problems)
-from ansible_collections.stacklift.migrate.plugins.module_utils.crypt import CryptError, plaintext
+from ansible_collections.stacklift.migrate.plugins.module_utils.encryption import CryptError, plaintext
 from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
     EngineError, NotFound, container_address, container_ips)
 from ansible_collections.stacklift.migrate.plugins.module_utils.journal import Journal, fold
@@ -133,7 +133,7 @@ class Host(object):
 
 
 class _Agent(object):
-    encryption_key = None  # archives encrypted at rest (crypt.py) when set
+    encryption_key = None  # archives encrypted at rest (encryption.py) when set
 
     def __init__(self, host, stack, run_id, archive_dir, services, tiers):
         self.host = host
@@ -583,4 +583,3 @@ class TargetAgent(_Agent):
         if os.path.exists(abort):
             os.unlink(abort)
         return self.events
-

@@ -172,7 +172,7 @@ checkpoints:
 import os
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.stacklift.migrate.plugins.module_utils.crypt import CRYPTOGRAPHY_IMPORT_ERROR, HAS_CRYPTOGRAPHY
+from ansible_collections.stacklift.migrate.plugins.module_utils.encryption import CRYPTOGRAPHY_IMPORT_ERROR, HAS_CRYPTOGRAPHY
 from ansible_collections.stacklift.migrate.plugins.module_utils.archive import read_manifest, sha256_file
 from ansible_collections.stacklift.migrate.plugins.module_utils.checkpointing import (
     SUFFIXES, CheckpointError, archive_entry, checkpoint_container, checkpoint_problems)

@@ -217,7 +217,7 @@ def tool_problems(module, role):
     problems = ["the migration needs %s on this host, which %s not on its PATH"
                 % (", ".join(missing), "is" if len(missing) == 1 else "are")] if missing else []
     if module.params["encrypted"]:
-        from ansible_collections.stacklift.migrate.plugins.module_utils.crypt import HAS_CRYPTOGRAPHY
+        from ansible_collections.stacklift.migrate.plugins.module_utils.encryption import HAS_CRYPTOGRAPHY
         if not HAS_CRYPTOGRAPHY:
             problems.append("encrypted archives need the Python library cryptography on this host "
                             "(python3-cryptography)")

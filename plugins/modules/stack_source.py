@@ -122,7 +122,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils import _ssh
 from ansible_collections.stacklift.migrate.plugins.module_utils.engine import ENGINE_ARGUMENT_SPEC, engine_for_module
 from ansible_collections.stacklift.migrate.plugins.module_utils.agent_module import (
     AGENT_ARGUMENT_SPEC, agent_host, agent_services, run_agent)
-from ansible_collections.stacklift.migrate.plugins.module_utils.crypt import CRYPTOGRAPHY_IMPORT_ERROR, HAS_CRYPTOGRAPHY
+from ansible_collections.stacklift.migrate.plugins.module_utils.encryption import CRYPTOGRAPHY_IMPORT_ERROR, HAS_CRYPTOGRAPHY
 from ansible_collections.stacklift.migrate.plugins.module_utils.window import SourceAgent, marker_path
 
 

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from ansible_collections.stacklift.migrate.plugins.module_utils import crypt
+from ansible_collections.stacklift.migrate.plugins.module_utils import encryption as crypt
 
 
 @pytest.fixture
