@@ -507,10 +507,18 @@ class TargetAgent(_Agent):
             address = spec.get("host") or container_address(self.engine.container(svc["container"]),
                                                             spec.get("network"))
         probe = probes.probe_for(spec, address, self.host.run, self.engine.exec_command)
+        progress = None
+        if spec.get("progress_command"):  # a value that must move: a service that answers but is stuck is not ready
+            argv = self.engine.exec_command(svc["container"], spec["progress_command"])
+
+            def progress():
+                rc, out, _err = self.host.run(argv)
+                return out.strip() if rc == 0 else None
         start = time.time()
-        res = probes.wait_ready(probe, retries=10 ** 6, interval=spec.get("interval", 0.05),
+        res = probes.wait_ready(probe, retries=spec.get("retries") or 10 ** 6, interval=spec.get("interval", 0.05),
                                 timeout=spec.get("timeout", self.probe_timeout),
-                                stable_for=spec.get("stable_for", self.stable_for))
+                                stable_for=spec.get("stable_for", self.stable_for),
+                                progress=progress, baseline=spec.get("progress_baseline"))
         if not res["ready"]:
             raise WindowError("%s probe not ready after %.1f s: %s" % (spec["type"], res["elapsed"], res["detail"]))
         self.record("ready", name, started=start, attempts=res["attempts"])

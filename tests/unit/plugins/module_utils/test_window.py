@@ -228,3 +228,42 @@ def test_target_rollback_refuses_after_the_commit_and_spares_containers_of_other
     with pytest.raises(window.WindowError) as e:
         agent(window.TargetAgent, tmp_path, runner, services={"db": SERVICES["db"]}).absent()
     assert "was committed on this host" in e.value.msg
+
+
+@pytest.mark.parametrize("moving, ready", [(True, True), (False, False)])
+def test_a_target_probe_with_a_progress_command_needs_the_value_to_move(tmp_path, moving, ready):
+    containers = Containers(**{"shop-db": "running"})
+    runner = engine_runner(tmp_path, containers)
+    reads = []
+
+    def execute(argv):
+        if argv[-1] == "counter":
+            reads.append(1)
+            return 0, "%d\n" % (len(reads) if moving else 7), ""
+        return 0, "", ""
+    runner.answers["podman exec"] = execute
+    probe = {"type": "command", "command": ["true"], "progress_command": ["cat", "counter"], "interval": 0.01,
+             "timeout": 0.3}
+    a = agent(window.TargetAgent, tmp_path, runner, services={"db": dict(SERVICES["db"], probe=probe)})
+    if ready:
+        a._probe("db")
+        assert a.done("db", "ready")
+    else:
+        with pytest.raises(window.WindowError, match="no progress: value still '7'"):
+            a._probe("db")
+    assert ["podman", "exec", "--", "shop-db", "cat", "counter"] in runner.calls
+
+
+def test_a_target_rollback_removes_the_volumes_its_restore_made(tmp_path):
+    containers = Containers(**{"shop-cache": "running"})
+    runner = engine_runner(tmp_path, containers)
+    runner.answers["podman volume rm"] = (0, "", "")
+    write_arrival(tmp_path, "shop-cache")
+    manifest = tmp_path / "ck" / "shop-cache.tar.zst.stacklift.json"
+    manifest.write_text(json.dumps(dict(json.loads(manifest.read_text()), volumes=["shopcache"])))
+    Journal(str(tmp_path / "ck" / "shop.journal")).append("restored", run="r1", service="cache",
+                                                          container_id="id-shop-cache")
+    a = agent(window.TargetAgent, tmp_path, runner, services={"cache": SERVICES["cache"]})
+    a.absent()
+    assert ["podman", "volume", "rm", "--", "shopcache"] in runner.calls
+    assert a.done("cache", "volume_removed") and not manifest.exists()
