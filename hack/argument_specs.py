@@ -20,7 +20,7 @@ sys.path.insert(0, str(REPO / ".cache" / "collections"))
 
 from ansible_collections.stacklift.migrate.plugins.doc_fragments.engine import ModuleDocFragment  # noqa: E402
 from ansible_collections.stacklift.migrate.plugins.module_utils import stack  # noqa: E402
-from ansible_collections.stacklift.migrate.plugins.module_utils.engine import ENGINE_CHOICES  # noqa: E402
+from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import ENGINE_CHOICES  # noqa: E402
 from ansible_collections.stacklift.migrate.plugins.modules import service_probe  # noqa: E402
 
 ROLES = {

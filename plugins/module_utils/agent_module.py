@@ -11,7 +11,7 @@ __metaclass__ = type
 from ansible_collections.stacklift.migrate.plugins.module_utils._ssh import TransferError
 from ansible_collections.stacklift.migrate.plugins.module_utils.checkpointing import CheckpointError
 from ansible_collections.stacklift.migrate.plugins.module_utils.encryption import CryptError
-from ansible_collections.stacklift.migrate.plugins.module_utils.engine import EngineError
+from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import EngineError
 from ansible_collections.stacklift.migrate.plugins.module_utils.stack import with_secrets
 from ansible_collections.stacklift.migrate.plugins.module_utils.window import Host, WindowError, marker_path
 

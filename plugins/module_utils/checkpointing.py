@@ -6,7 +6,7 @@
 
 Used by container_checkpoint (one container at a time, by hand) and by the migration window
 (stack_source, the services of a tier in parallel).  The archive is written under a temporary
-name, completed (Podman's rootfs diff, see archive.py), fsynced, renamed into place, and its
+name, completed by its engine (Podman's rootfs diff: engines/podman.py), fsynced, renamed into place, and its
 manifest written and fsynced: once ``checkpoint_container`` returns, the archive survives a
 power cut.  The engine keeps its own checkpoint images too (``keep``), so the source can be
 restored in place, without the archive, on a rollback.
@@ -19,11 +19,12 @@ __metaclass__ = type
 import os
 import time
 
-from ansible_collections.stacklift.migrate.plugins.module_utils.archive import (
-    ArchiveError, add_rootfs_files, podman_kept, rootfs_gaps, sha256_file, write_manifest)
+from ansible_collections.stacklift.migrate.plugins.module_utils.archive import ArchiveError, sha256_file, write_manifest
 from ansible_collections.stacklift.migrate.plugins.module_utils.encryption import CryptError, encrypt_file
-from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
-    EngineError, cap_bounding_set, container_ips, container_volumes, host_criu_problem, uid_problem)
+from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import (
+    EngineError, container_ips, container_volumes)
+from ansible_collections.stacklift.migrate.plugins.module_utils.hostchecks import (
+    cap_bounding_set, host_criu_problem, uid_problem)
 from ansible_collections.stacklift.migrate.plugins.module_utils.journal import fsync_file
 
 SUFFIXES = {"zstd": ".tar.zst", "gzip": ".tar.gz", "none": ".tar"}
@@ -66,20 +67,6 @@ def checkpoint_problems(engine, names, info=None, capbnd=None):
     return problems
 
 
-def complete_rootfs_diff(engine, name, archive):
-    """Put into ARCHIVE the changed files Podman's rootfs diff leaves out; returns their paths."""
-    changed = engine.changes(name)["changed"]
-    in_diff = podman_kept(changed)
-    rootfs = engine.mount(name)
-    try:
-        gaps = rootfs_gaps(changed, in_diff, rootfs)
-        if gaps:
-            add_rootfs_files(archive, rootfs, gaps)
-    finally:
-        engine.unmount(name)
-    return gaps
-
-
 def checkpoint_container(engine, name, container, archive, host_info, compression="zstd",
                          tcp_established=False, file_locks=False, keep=True, leave_running=False,
                          ignore_volumes=False, ignore_rootfs=False, encryption_key=None):
@@ -110,7 +97,7 @@ def checkpoint_container(engine, name, container, archive, host_info, compressio
     try:
         os.chmod(tmp, 0o600)
         if not ignore_rootfs:
-            added = complete_rootfs_diff(engine, name, tmp)
+            added = engine.complete_archive(name, tmp)
         fsync_file(tmp)
         if encryption_key:
             encrypted = tmp + ".enc"

@@ -22,7 +22,7 @@ import re
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
-from ansible_collections.stacklift.migrate.plugins.module_utils.engine import container_name_problem
+from ansible_collections.stacklift.migrate.plugins.module_utils.hostchecks import container_name_problem
 from ansible_collections.stacklift.migrate.plugins.module_utils.probes import (
     PROBE_MINIMUMS, PROBE_OPTIONS, below_minimums)
 from ansible_collections.stacklift.migrate.plugins.module_utils.quiesce import (

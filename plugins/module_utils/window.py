@@ -38,7 +38,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils.archive import (
 from ansible_collections.stacklift.migrate.plugins.module_utils.checkpointing import (
     CheckpointError, archive_name, checkpoint_container, checkpoint_problems)
 from ansible_collections.stacklift.migrate.plugins.module_utils.encryption import CryptError, plaintext
-from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
+from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import (
     EngineError, NotFound, container_address, container_ips)
 from ansible_collections.stacklift.migrate.plugins.module_utils.journal import Journal, fold
 from ansible_collections.stacklift.migrate.plugins.module_utils.quiesce import (

@@ -144,8 +144,9 @@ from ansible_collections.stacklift.migrate.plugins.module_utils.encryption impor
     CRYPTOGRAPHY_IMPORT_ERROR, HAS_CRYPTOGRAPHY, CryptError, is_encrypted, plaintext)
 from ansible_collections.stacklift.migrate.plugins.module_utils.archive import (
     ArchiveError, host_facts, read_archive, restore_blockers)
-from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
-    ENGINE_ARGUMENT_SPEC, EngineError, engine_for_module)
+from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import EngineError
+from ansible_collections.stacklift.migrate.plugins.module_utils.engines.selection import (
+    ENGINE_ARGUMENT_SPEC, engine_for_module)
 
 
 def main():

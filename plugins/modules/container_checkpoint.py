@@ -175,9 +175,10 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.stacklift.migrate.plugins.module_utils.encryption import CRYPTOGRAPHY_IMPORT_ERROR, HAS_CRYPTOGRAPHY
 from ansible_collections.stacklift.migrate.plugins.module_utils.archive import read_manifest, sha256_file
 from ansible_collections.stacklift.migrate.plugins.module_utils.checkpointing import (
-    SUFFIXES, CheckpointError, archive_entry, checkpoint_container, checkpoint_problems)
-from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
-    ENGINE_ARGUMENT_SPEC, NotFound, engine_for_module)
+    CheckpointError, SUFFIXES, archive_entry, checkpoint_container, checkpoint_problems)
+from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import NotFound
+from ansible_collections.stacklift.migrate.plugins.module_utils.engines.selection import (
+    ENGINE_ARGUMENT_SPEC, engine_for_module)
 
 
 class CheckpointManager(object):

@@ -83,8 +83,9 @@ finished_at:
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
-    ENGINE_ARGUMENT_SPEC, EngineError, NotFound, engine_for_module)
+from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import EngineError, NotFound
+from ansible_collections.stacklift.migrate.plugins.module_utils.engines.selection import (
+    ENGINE_ARGUMENT_SPEC, engine_for_module)
 from ansible_collections.stacklift.migrate.plugins.module_utils.window import Host
 
 

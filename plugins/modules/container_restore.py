@@ -170,8 +170,9 @@ from ansible_collections.stacklift.migrate.plugins.module_utils.encryption impor
     CRYPTOGRAPHY_IMPORT_ERROR, HAS_CRYPTOGRAPHY, CryptError, plaintext)
 from ansible_collections.stacklift.migrate.plugins.module_utils.archive import (
     ArchiveError, host_facts, read_archive, read_manifest, restore_blockers, sha256_file)
-from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
-    ENGINE_ARGUMENT_SPEC, EngineError, NotFound, container_ips, engine_for_module)
+from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import EngineError, NotFound, container_ips
+from ansible_collections.stacklift.migrate.plugins.module_utils.engines.selection import (
+    ENGINE_ARGUMENT_SPEC, engine_for_module)
 
 
 class RestoreManager(object):

@@ -128,9 +128,12 @@ import shutil
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
-    ENGINE_ARGUMENT_SPEC, EngineError, NotFound, cap_bounding_set, container_ips, container_volumes,
-    engine_for_module, host_criu_problem, parse_version, uid_problem)
+from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import (
+    EngineError, NotFound, container_ips, container_volumes, parse_version)
+from ansible_collections.stacklift.migrate.plugins.module_utils.engines.selection import (
+    ENGINE_ARGUMENT_SPEC, engine_for_module)
+from ansible_collections.stacklift.migrate.plugins.module_utils.hostchecks import (
+    cap_bounding_set, host_criu_problem, uid_problem)
 
 # Archives are about the size of a container's memory plus its rootfs changes; ask for that and a margin.
 SPACE_MARGIN = 1.5

@@ -96,8 +96,9 @@ from ansible_collections.stacklift.migrate.plugins.module_utils._ssh import (
     HAS_PARAMIKO, PARAMIKO_IMPORT_ERROR, SSH_ARGUMENT_SPEC, TransferError, connect, quote, remote_run,
     stream_to_remote)
 from ansible_collections.stacklift.migrate.plugins.module_utils.archive import ArchiveError, read_archive
-from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
-    ENGINE_ARGUMENT_SPEC, EngineError, NotFound, engine_for_module, make_engine)
+from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import EngineError, NotFound
+from ansible_collections.stacklift.migrate.plugins.module_utils.engines.selection import (
+    ENGINE_ARGUMENT_SPEC, engine_for_module, make_engine)
 
 
 def wanted_image(module, engine):

@@ -178,8 +178,10 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.stacklift.migrate.plugins.module_utils import probes
 from ansible_collections.stacklift.migrate.plugins.module_utils.stack import spec_with
-from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
-    ENGINE_ARGUMENT_SPEC, EngineError, container_address, container_ips, engine_for_module)
+from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import (
+    EngineError, container_address, container_ips)
+from ansible_collections.stacklift.migrate.plugins.module_utils.engines.selection import (
+    ENGINE_ARGUMENT_SPEC, engine_for_module)
 
 
 def address_of(module, engine):

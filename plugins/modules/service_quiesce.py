@@ -129,8 +129,10 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.stacklift.migrate.plugins.module_utils import quiesce
 from ansible_collections.stacklift.migrate.plugins.module_utils.probes import below_minimums
 from ansible_collections.stacklift.migrate.plugins.module_utils.stack import spec_with
-from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
-    ENGINE_ARGUMENT_SPEC, EngineError, NotFound, container_address, engine_for_module)
+from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import (
+    EngineError, NotFound, container_address)
+from ansible_collections.stacklift.migrate.plugins.module_utils.engines.selection import (
+    ENGINE_ARGUMENT_SPEC, engine_for_module)
 
 
 def main():

@@ -46,6 +46,11 @@ options:
     description: Inventory name of the host the module runs on, to pick its services.
       Defaults to every service.
     type: str
+  list_running:
+    description: Return in RV(running) which of the stack's containers run on this host (a target,
+      say, to tell a migration that already happened).
+    type: bool
+    default: false
   inventory_hosts:
     description: The inventory's hosts (C(groups['all'])); each source and target must be one of them.
     type: list
@@ -94,6 +99,12 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+running:
+  description: With O(list_running), the stack's containers that run on this host.
+  returned: when O(list_running) is true
+  type: list
+  elements: str
+  sample: [shop-app, shop-cache, shop-db]
 plan:
   description: The migration plan.
   returned: success
@@ -149,8 +160,9 @@ problems:
 import copy
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
-    ENGINE_ARGUMENT_SPEC, EngineError, NotFound, engine_for_module)
+from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import EngineError, NotFound
+from ansible_collections.stacklift.migrate.plugins.module_utils.engines.selection import (
+    ENGINE_ARGUMENT_SPEC, engine_for_module)
 from ansible_collections.stacklift.migrate.plugins.module_utils.stack import (
     StackError, compose_depends_on, compose_service, normalize, plan, secrets_of, setting_problems, without_secrets)
 
@@ -204,6 +216,7 @@ def main():
         discover_depends_on=dict(type="bool", default=False),
         host=dict(type="str"),
         inventory_hosts=dict(type="list", elements="str"),
+        list_running=dict(type="bool", default=False),
         settings=dict(type="dict"),
     )
     argument_spec.update(ENGINE_ARGUMENT_SPEC)
@@ -224,6 +237,11 @@ def main():
                              - set(p["inventory_hosts"]))
             if missing:
                 raise StackError(["host %r is not in the inventory" % h for h in missing])
+        running = None
+        if p["list_running"]:
+            names = set(svc["container"] for svc in norm["services"])
+            running = sorted(c["name"] for c in engine_for_module(module).containers()
+                             if c["name"] in names and c["state"] == "running")
         if p["check_containers"] or p["discover_depends_on"]:
             engine = engine_for_module(module)
             if p["discover_depends_on"]:
@@ -237,7 +255,8 @@ def main():
                          problems=e.problems)
     except EngineError as e:
         module.fail_json(**e.fail_kwargs())
-    module.exit_json(changed=False, plan=without_secrets(result), discovered_depends_on=discovered)
+    module.exit_json(changed=False, plan=without_secrets(result), discovered_depends_on=discovered,
+                     **({"running": running} if running is not None else {}))
 
 
 if __name__ == "__main__":

@@ -119,7 +119,8 @@ problems:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.stacklift.migrate.plugins.module_utils import _ssh
-from ansible_collections.stacklift.migrate.plugins.module_utils.engine import ENGINE_ARGUMENT_SPEC, engine_for_module
+from ansible_collections.stacklift.migrate.plugins.module_utils.engines.selection import (
+    ENGINE_ARGUMENT_SPEC, engine_for_module)
 from ansible_collections.stacklift.migrate.plugins.module_utils.agent_module import (
     AGENT_ARGUMENT_SPEC, agent_host, agent_services, run_agent)
 from ansible_collections.stacklift.migrate.plugins.module_utils.encryption import CRYPTOGRAPHY_IMPORT_ERROR, HAS_CRYPTOGRAPHY

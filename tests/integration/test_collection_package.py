@@ -9,7 +9,7 @@ import yaml
 from labhosts import BIN, REPO
 
 MODULES = {"container_checkpoint", "container_restore", "checkpoint_info", "checkpoint_transfer", "image_sync",
-           "service_probe", "stack_plan", "container_fence", "service_quiesce",
+           "service_probe", "stack_plan", "container_fence", "container_network", "service_quiesce",
            "host_preflight", "migration_report", "stack_source", "stack_target", "migration_journal"}
 
 

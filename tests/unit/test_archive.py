@@ -10,6 +10,7 @@ import tarfile
 import pytest
 
 from ansible_collections.stacklift.migrate.plugins.module_utils import archive as ar
+from ansible_collections.stacklift.migrate.plugins.module_utils.engines import podman as pod
 
 CONFIG = {
     "id": "f795e942e0ad", "name": "cache", "rootfsImageID": "cf2f42f1", "rootfsImageName": "localhost/stacklift/redis:latest",
@@ -113,17 +114,17 @@ def test_files_the_engine_left_out_are_added_to_the_rootfs_diff(tmp_path, compre
     (root / "var/lib/db/link").symlink_to("table")
     (root / "etc").mkdir()
     (root / "etc/motd").write_text("hello")
-    in_diff = ar.rootfs_diff_names(path)
+    in_diff = pod.rootfs_diff_names(path)
     assert in_diff == {"/etc/motd"}
-    gaps = ar.rootfs_gaps(["/var", "/var/lib/db", "/var/lib/db/table", "/var/lib/db/link", "/etc/motd",
+    gaps = pod.rootfs_gaps(["/var", "/var/lib/db", "/var/lib/db/table", "/var/lib/db/link", "/etc/motd",
                            "/etc/hosts", "/gone"], in_diff, str(root))
     assert gaps == ["/var/lib/db/link", "/var/lib/db/table"]
     before = ar.read_archive(path)
-    ar.add_rootfs_files(path, str(root), gaps)
+    pod.add_rootfs_files(path, str(root), gaps)
     after = ar.read_archive(path)
     assert after["compression"] == compression and after["tcp_connections_saved"] == 2
     assert after["container_name"] == before["container_name"] and after["networks"] == before["networks"]
-    assert ar.rootfs_diff_names(path) == {"/etc/motd", "/var/lib/db/table", "/var/lib/db/link"}
+    assert pod.rootfs_diff_names(path) == {"/etc/motd", "/var/lib/db/table", "/var/lib/db/link"}
     with tarfile.open(path if compression == "none" else fileobj_of(path, compression)) as tar:
         inner = tarfile.open(fileobj=tar.extractfile("rootfs-diff.tar"))
         assert inner.extractfile("var/lib/db/table").read() == b"rows"
@@ -220,11 +221,11 @@ def test_rootfs_paths_resolve_inside_the_containers_root(tmp_path):
     (root / "data").symlink_to("/etc")            # absolute: the container's /etc, not the host's
     (root / "srv" / "up").symlink_to("../../..")  # ".." stops at the container's root
     (root / "srv" / "loop").symlink_to("loop")
-    assert ar.in_root(str(root), "/data/passwd") == str(root / "etc" / "passwd")
-    assert ar.in_root(str(root), "/srv/up/etc/passwd") == str(root / "etc" / "passwd")
-    assert ar.in_root(str(root), "/data") == str(root / "data")  # the last component stays a link
+    assert pod.in_root(str(root), "/data/passwd") == str(root / "etc" / "passwd")
+    assert pod.in_root(str(root), "/srv/up/etc/passwd") == str(root / "etc" / "passwd")
+    assert pod.in_root(str(root), "/data") == str(root / "data")  # the last component stays a link
     with pytest.raises(ar.ArchiveError, match="too many symlinks"):
-        ar.in_root(str(root), "/srv/loop/x")
+        pod.in_root(str(root), "/srv/loop/x")
 
 
 def test_the_archive_reader_refuses_huge_or_broken_json_members(tmp_path):
@@ -243,15 +244,15 @@ def test_the_rootfs_rewrite_is_private_and_leaves_nothing_on_failure(tmp_path, m
     with tarfile.open(path, "w"):
         pass
     modes = []
-    real_open = ar._open_writer
+    real_open = pod._open_writer
 
     def spy(p, compression):
         modes.append(oct(os.stat(p).st_mode & 0o777) if os.path.exists(p) else None)
         out, close = real_open(p, compression)
         modes.append(oct(os.stat(p).st_mode & 0o777))
         return out, close
-    monkeypatch.setattr(ar, "_open_writer", spy)
+    monkeypatch.setattr(pod, "_open_writer", spy)
     with pytest.raises(OSError):
-        ar.add_rootfs_files(str(path), str(tmp_path / "no-root"), ["/missing"])
+        pod.add_rootfs_files(str(path), str(tmp_path / "no-root"), ["/missing"])
     assert modes == [None, "0o600"]
     assert not os.path.exists(str(path) + ".rootfs.tmp")

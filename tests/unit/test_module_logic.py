@@ -11,7 +11,7 @@ from ansible_collections.stacklift.migrate.plugins.modules import (
 
 from fakes import FakeRunner
 from test_archive import make_archive
-from ansible_collections.stacklift.migrate.plugins.module_utils.archive import rootfs_diff_names
+from ansible_collections.stacklift.migrate.plugins.module_utils.engines.podman import rootfs_diff_names
 from ansible_collections.stacklift.migrate.plugins.module_utils import checkpointing
 
 HOST = {

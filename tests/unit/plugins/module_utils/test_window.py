@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.stacklift.migrate.plugins.module_utils import checkpointing, window
-from ansible_collections.stacklift.migrate.plugins.module_utils._podman import PodmanEngine
+from ansible_collections.stacklift.migrate.plugins.module_utils.engines.podman import PodmanEngine
 from ansible_collections.stacklift.migrate.plugins.module_utils.archive import sha256_file, write_manifest
 from ansible_collections.stacklift.migrate.plugins.module_utils.journal import Journal, fold
 

@@ -2,15 +2,23 @@
 # Copyright (c) stacklift developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The Podman engine: the podman CLI, run through the module's run_command."""
+"""The Podman engine: the podman CLI, run through the module's run_command.
+
+Its workaround lives here too: Podman's export leaves out of rootfs-diff.tar the changed files
+that do not exist at the same path on the host (it calls os.Stat on the host's path, not the
+container's); ``complete_archive`` puts them in, read inside the container's root."""
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
 import json
+import os
+import subprocess
+import tarfile
 
-from ansible_collections.stacklift.migrate.plugins.module_utils.engine import (
+from ansible_collections.stacklift.migrate.plugins.module_utils.archive import ArchiveError, _TarStream, compression_of
+from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import (
     Engine, EngineError, NotFound, parse_version)
 
 COMPRESSIONS = ["zstd", "gzip", "none"]
@@ -148,6 +156,15 @@ class PodmanEngine(Engine):
         return {"name": net["name"], "subnets": [s["subnet"] for s in net.get("subnets") or []],
                 "containers": containers}
 
+    def create_network(self, name, subnets):
+        args = ["network", "create"]
+        for subnet in subnets or []:
+            args += ["--subnet", subnet]
+        self._run(args + ["--", name], "podman network create %s" % name)
+
+    def remove_network(self, name):
+        self._run(["network", "rm", "--", name], "podman network rm %s" % name, missing="no network %r" % name)
+
     def containers(self):
         data = self._json(["ps", "-a", "--format", "json"], "podman ps") or []
         return [{"id": c["Id"], "name": (c.get("Names") or [""])[0], "state": c.get("State"),
@@ -170,6 +187,19 @@ class PodmanEngine(Engine):
     def exec_command(self, name, argv):
         return [self.binary, "exec", "--", name] + list(argv)
 
+    def complete_archive(self, name, archive):
+        """Put into ARCHIVE the changed files Podman's rootfs diff leaves out; returns their paths."""
+        changed = self.changes(name)["changed"]
+        in_diff = podman_kept(changed)
+        rootfs = self.mount(name)
+        try:
+            gaps = rootfs_gaps(changed, in_diff, rootfs)
+            if gaps:
+                add_rootfs_files(archive, rootfs, gaps)
+        finally:
+            self.unmount(name)
+        return gaps
+
 
 def _flags(**flags):
     return ["--" + k.replace("_", "-") for k, v in sorted(flags.items()) if v]
@@ -186,3 +216,144 @@ def _stats(out):
         stats.update({k: v for k, v in c.items() if k != "Id" and not isinstance(v, dict)})
         stats.update(c.get("criu_statistics") or {})
     return stats
+
+
+# Podman builds rootfs-diff.tar with checkpointctl's CRCreateRootFsDiffTar, which keeps a
+# changed ("C") file only if os.Stat(path) succeeds for the path on the *host* rather than in
+# the container. A file the container changed from its image (a database's data files, say) is
+# then left out unless the host happens to have a file at the same path, and the restore brings
+# back the image's version: CRIU refuses it when the file is open with another size ("has bad
+# size"), and a closed one silently goes back in time. These functions find such files and put
+# them into the archive.
+
+def podman_kept(changed, exists=os.path.exists):
+    """The changed paths Podman's export keeps in rootfs-diff.tar: those that os.Stat finds *on the
+    host* (the bug above). Predicting it spares reading a large archive back to find out."""
+    return set(p for p in changed if exists(p))
+
+
+def rootfs_diff_names(path):
+    """Paths (with a leading /) in the archive's rootfs-diff.tar."""
+    names = set()
+    with _TarStream(path) as tar:
+        for m in tar:
+            if m.name.lstrip("./") == "rootfs-diff.tar":
+                inner = tarfile.open(fileobj=tar.extractfile(m), mode="r|")
+                names.update("/" + i.name.lstrip("./") for i in inner)
+                break
+    return names
+
+
+# Files the engine bind-mounts into every container and makes anew on restore.
+ENGINE_MANAGED = ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/run/.containerenv")
+
+
+def in_root(rootfs, path, max_links=40):
+    """Where PATH of the container is on the host: its directories resolved inside ROOTFS.
+
+    Symlinks among the directories are followed as the container sees them (an absolute target
+    starts again at ROOTFS, ".." stops at it), so a container's "data -> /etc" never reaches the
+    host's /etc. The last component is not followed: a symlink is archived as a symlink.
+    """
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if not parts:
+        return rootfs
+    done = []
+    todo = parts[:-1]
+    links = 0
+    while todo:
+        part = todo.pop(0)
+        if part == "..":
+            if done:
+                done.pop()
+            continue
+        candidate = os.path.join(rootfs, *(done + [part]))
+        if os.path.islink(candidate):
+            links += 1
+            if links > max_links:
+                raise ArchiveError("too many symlinks resolving %s in the container" % path)
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                done = []
+            todo = [p for p in target.split("/") if p not in ("", ".")] + todo
+            continue
+        done.append(part)
+    return os.path.join(rootfs, *(done + [parts[-1]]))
+
+
+def rootfs_gaps(changed, in_diff, rootfs):
+    """Changed regular files and symlinks of the container that rootfs-diff.tar lacks."""
+    gaps = []
+    for path in sorted(set(changed) - set(in_diff) - set(ENGINE_MANAGED)):
+        full = in_root(rootfs, path)
+        if os.path.islink(full) or os.path.isfile(full):
+            gaps.append(path)
+    return gaps
+
+
+def _open_writer(path, compression):
+    """(file object to write the tar to, closer) for the archive's compression."""
+    # 0600 from its first byte (it holds the container's memory), and never an existing file
+    raw = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
+    if compression == "gzip":
+        import gzip
+        gz = gzip.GzipFile(fileobj=raw, mode="wb")
+        return gz, lambda: (gz.close(), raw.close())
+    if compression == "zstd":
+        proc = subprocess.Popen(["zstd", "-q", "-c", "-"], stdin=subprocess.PIPE, stdout=raw)
+
+        def close():
+            proc.stdin.close()
+            if proc.wait() != 0:
+                raise ArchiveError("zstd failed while rewriting the archive")
+            raw.close()
+        return proc.stdin, close
+    return raw, raw.close
+
+
+def add_rootfs_files(path, rootfs, paths):
+    """Rewrite the archive with PATHS (read from the stopped container's ROOTFS) in rootfs-diff.tar."""
+    compression = compression_of(path)
+    tmp = path + ".rootfs.tmp"
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
+    out, close = _open_writer(tmp, compression)
+    done = False
+    ok = False
+    try:
+        with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as dst:
+            with _TarStream(path) as src:
+                for m in src:
+                    data = src.extractfile(m) if m.isfile() else None
+                    if m.name.lstrip("./") == "rootfs-diff.tar":
+                        _write_rootfs_diff(dst, m, data, rootfs, paths)
+                        done = True
+                    else:
+                        dst.addfile(m, data)
+            if not done:
+                info = tarfile.TarInfo("rootfs-diff.tar")
+                info.mode = 0o644
+                _write_rootfs_diff(dst, info, None, rootfs, paths)
+        ok = True
+    finally:
+        try:
+            close()
+        finally:
+            if not ok and os.path.exists(tmp):
+                os.unlink(tmp)
+    os.rename(tmp, path)
+
+
+def _write_rootfs_diff(dst, member, data, rootfs, paths):
+    import tempfile
+    with tempfile.TemporaryFile() as buf:
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as diff:
+            if data is not None:
+                with tarfile.open(fileobj=data, mode="r|") as old:
+                    for m in old:
+                        diff.addfile(m, old.extractfile(m) if m.isfile() else None)
+            for p in paths:
+                diff.add(in_root(rootfs, p), arcname=p.lstrip("/"), recursive=False)
+        member.size = buf.tell()
+        buf.seek(0)
+        dst.addfile(member, buf)

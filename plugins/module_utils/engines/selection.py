@@ -1,0 +1,69 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) stacklift developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Which engine a host has: ``engine: auto`` prefers Podman, then Docker, as community.crypto
+selects a backend; and the glue that gives a module its engine."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+
+from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import ENGINE_CHOICES, EngineError
+from ansible_collections.stacklift.migrate.plugins.module_utils.engines.podman import PodmanEngine
+
+
+def _which(binary):
+    for d in os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep) + ["/usr/sbin", "/usr/bin"]:
+        p = os.path.join(d, binary)
+        if os.path.isfile(p) and os.access(p, os.X_OK):
+            return p
+    return None
+
+
+def select_engine(requested, runner, which=None):
+    """Return an Engine for ``engine: auto|podman|docker``.
+
+    ``runner(argv, data=None)`` -> (rc, stdout, stderr) runs a command on this host
+    (AnsibleModule.run_command in modules, a fake in unit tests).
+    """
+    which = which or _which
+    if requested not in ENGINE_CHOICES:
+        raise EngineError("engine must be one of %s, not %r" % (", ".join(ENGINE_CHOICES), requested))
+    if requested in ("auto", "podman"):
+        path = which("podman")
+        if path:
+            return make_engine("podman", runner, binary=path)
+        if requested == "podman":
+            raise EngineError("engine=podman was asked for, but no podman binary is on this host's PATH")
+    if requested == "docker" or which("dockerd") or os.path.exists("/var/run/docker.sock"):
+        return make_engine("docker", runner)
+    raise EngineError("no container engine found on this host (looked for podman and docker)")
+
+
+
+def make_engine(name, runner, binary=None):
+    """The Engine called ``name``, running its commands through ``runner`` (local or over SSH)."""
+    if name == "podman":
+        return PodmanEngine(runner, binary=binary or "podman")
+    raise EngineError("the %s engine is not supported yet by stacklift (Podman is); use engine=podman" % name)
+
+
+ENGINE_ARGUMENT_SPEC = dict(engine=dict(type="str", default="auto", choices=ENGINE_CHOICES))
+
+
+
+def engine_for_module(module):
+    """select_engine for an AnsibleModule: commands go through run_command; failures fail the module."""
+
+    def runner(argv, data=None):
+        if data is None:
+            return module.run_command(argv)
+        return module.run_command(argv, data=data, binary_data=True)
+
+    try:
+        return select_engine(module.params["engine"], runner)
+    except EngineError as e:
+        module.fail_json(**e.fail_kwargs())

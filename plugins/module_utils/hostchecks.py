@@ -1,0 +1,81 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) stacklift developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Host checks, in one place: CRIU against the kernel, capabilities, container names.
+
+What host_preflight, the checkpoint and the stack description ask of a host before anything is
+frozen; each returns why not (a sentence for the user), or None."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+
+from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import parse_version
+
+# Linux 6.16 limited SO_PASSCRED/SO_PASSSEC to unix and netlink sockets; CRIU
+# older than 4.2 fails to dump any TCP socket there (CRIU issues 2705, 2718).
+CRIU_MIN = (3, 11)
+CRIU_KERNEL_RULES = [((6, 16), (4, 2))]
+
+CAP_SYS_RESOURCE = 24
+
+# Container names as Podman and Docker accept them (and never an option: no leading "-").
+CONTAINER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+
+
+
+def container_name_problem(name):
+    """Why NAME cannot be a container's name or ID, or None."""
+    if not isinstance(name, str) or not CONTAINER_NAME.match(name):
+        return "%r is not a container name (letters, digits, '_', '.', '-', not first)" % (name,)
+    return None
+
+
+def criu_kernel_problem(criu_version, kernel_version):
+    """Why this CRIU cannot checkpoint on this kernel, or None when it can."""
+    if criu_version is None:
+        return "CRIU is not installed (criu --version failed)"
+    if criu_version < CRIU_MIN:
+        return "CRIU %s is older than the %s that Podman needs" % (_v(criu_version), _v(CRIU_MIN))
+    for kernel_from, criu_from in CRIU_KERNEL_RULES:
+        if kernel_version and kernel_version >= kernel_from and criu_version < criu_from:
+            return ("CRIU %s cannot dump TCP sockets on Linux %s (Linux %s changed SO_PASSCRED); "
+                    "CRIU %s or newer is needed"
+                    % (_v(criu_version), _v(kernel_version), _v(kernel_from), _v(criu_from)))
+    return None
+
+
+def host_criu_problem(info):
+    """criu_kernel_problem for a host described by Engine.info()."""
+    return criu_kernel_problem(parse_version(info.get("criu_version") or ""), parse_version(info.get("kernel") or ""))
+
+
+def _v(t):
+    return ".".join(str(x) for x in t)
+
+
+def cap_bounding_set(status_path="/proc/self/status"):
+    """The capability bounding set of this process, as an int (None if unreadable)."""
+    try:
+        with open(status_path) as f:
+            for line in f:
+                if line.startswith("CapBnd:"):
+                    return int(line.split()[1], 16)
+    except (IOError, OSError, ValueError):
+        return None
+    return None
+
+
+def uid_problem(users, capbnd):
+    """CRIU reads every task's rlimits; for a task of another uid that needs CAP_SYS_RESOURCE."""
+    if capbnd is None or capbnd & (1 << CAP_SYS_RESOURCE):
+        return None
+    others = sorted(set(u for u in users if u not in ("root", "0")))
+    if not others:
+        return None
+    return ("processes run as %s, but this host lacks CAP_SYS_RESOURCE in its capability bounding set, "
+            "so CRIU cannot read their rlimits (`Can't get rlimit: Operation not permitted`); run the "
+            "container's processes as uid 0 or give the host CAP_SYS_RESOURCE" % ", ".join(others))

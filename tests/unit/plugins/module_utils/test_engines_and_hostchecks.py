@@ -1,0 +1,78 @@
+"""Engine selection and the version rules that decide whether CRIU can work."""
+
+import pytest
+
+from ansible_collections.stacklift.migrate.plugins.module_utils import hostchecks
+from ansible_collections.stacklift.migrate.plugins.module_utils.engines import base, selection
+from ansible_collections.stacklift.migrate.plugins.module_utils.engines.podman import PodmanEngine
+
+
+@pytest.mark.parametrize("text,version", [
+    ("Version: 4.2.1", (4, 2, 1)), ("5.4.2", (5, 4, 2)), ("6.18.44-fc-v669", (6, 18, 44)),
+    ("runc version 1.1.15+ds1", (1, 1, 15)), ("4.2", (4, 2)), ("", None), (None, None),
+])
+def test_parse_version(text, version):
+    assert base.parse_version(text) == version
+
+
+def test_criu_4_1_on_linux_6_18_is_refused_with_the_reason():
+    problem = hostchecks.criu_kernel_problem((4, 1, 1), (6, 18, 44))
+    assert "CRIU 4.1.1 cannot dump TCP sockets on Linux 6.18.44" in problem
+    assert "4.2 or newer" in problem
+
+
+def test_criu_4_2_on_linux_6_18_is_fine():
+    assert hostchecks.criu_kernel_problem((4, 2, 1), (6, 18, 44)) is None
+
+
+def test_old_criu_is_fine_on_an_old_kernel_but_not_ancient_criu():
+    assert hostchecks.criu_kernel_problem((3, 17), (6, 1)) is None
+    assert "older than" in hostchecks.criu_kernel_problem((3, 9), (5, 10))
+    assert "not installed" in hostchecks.criu_kernel_problem(None, (6, 1))
+
+
+def test_uid_problem_only_without_cap_sys_resource():
+    full = int("000001ffffffffff", 16)
+    missing = int("000001fffeffffff", 16)
+    assert hostchecks.uid_problem(["postgres", "root"], full) is None
+    assert hostchecks.uid_problem(["root", "0"], missing) is None
+    problem = hostchecks.uid_problem(["root", "postgres", "www-data"], missing)
+    assert "postgres, www-data" in problem and "CAP_SYS_RESOURCE" in problem
+
+
+def test_cap_bounding_set_reads_proc_status(tmp_path):
+    status = tmp_path / "status"
+    status.write_text("Name:\tx\nCapBnd:\t000001fffeffffff\n")
+    assert hostchecks.cap_bounding_set(str(status)) == int("000001fffeffffff", 16)
+    assert hostchecks.cap_bounding_set(str(tmp_path / "missing")) is None
+
+
+def test_auto_prefers_podman():
+    engine = selection.select_engine("auto", runner=None, which=lambda b: "/usr/bin/podman" if b == "podman" else None)
+    assert isinstance(engine, PodmanEngine) and engine.binary == "/usr/bin/podman"
+
+
+def test_podman_asked_for_but_missing_is_a_clear_error():
+    with pytest.raises(base.EngineError, match="no podman binary"):
+        selection.select_engine("podman", runner=None, which=lambda b: None)
+
+
+def test_docker_is_refused_until_it_is_implemented():
+    with pytest.raises(base.EngineError, match="docker engine is not supported yet"):
+        selection.select_engine("docker", runner=None, which=lambda b: None)
+
+
+def test_no_engine_at_all():
+    with pytest.raises(base.EngineError, match="no container engine found"):
+        selection.select_engine("auto", runner=None, which=lambda b: None)
+
+
+def test_unknown_engine_name():
+    with pytest.raises(base.EngineError, match="engine must be one of"):
+        selection.select_engine("lxc", runner=None)
+
+
+def test_engine_error_gives_fail_json_arguments():
+    e = base.EngineError("boom", cmd=["podman", "x"], rc=125, stdout="o", stderr="e", name="db")
+    assert e.fail_kwargs() == {"msg": "boom", "rc": 125, "stdout": "o", "stderr": "e", "cmd": "podman x",
+                               "name": "db"}
