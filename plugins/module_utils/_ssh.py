@@ -147,11 +147,15 @@ def push_file(client, local_path, remote_path, expected_sha256, mode=0o600, dir_
     except socket.timeout:
         raise TransferError("the transfer of %s to the target stalled for %d s; the final name was not touched"
                             % (remote_path, STALL_TIMEOUT))
-    except BaseException:
+    except BaseException as e:
         try:
             sftp.remove(tmp)
-        except (IOError, OSError, socket.timeout):
+        except (IOError, OSError, socket.timeout, paramiko.SSHException):
             pass
+        if isinstance(e, (IOError, OSError, EOFError, paramiko.SSHException)):
+            # a full disk, a dropped connection: a clean error, not a traceback
+            raise TransferError("sending %s to the target failed after %d bytes: %s; the final name was not "
+                                "touched" % (remote_path, sent, e or type(e).__name__))
         raise
     finally:
         sftp.close()

@@ -39,7 +39,7 @@ def test_built_tarball_installs_and_ansible_doc_lists_its_modules(tmp_path):
     found = {line.split()[0].rsplit(".", 1)[1] for line in listed.splitlines() if line.startswith("stacklift.")}
     assert found == MODULES
     # The playbooks are reachable by their FQCN from the installed copy.
-    for pb in ("migrate_stack", "checkpoint_stack", "rollback"):
+    for pb in ("migrate_stack", "checkpoint_stack", "rollback", "preflight"):
         out = run([str(BIN / "ansible-playbook"), "--syntax-check", "stacklift.migrate." + pb], env=env,
                   cwd=str(tmp_path)).stdout
         assert str(dest) in out

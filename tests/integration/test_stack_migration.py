@@ -96,6 +96,17 @@ WRONG = [
 ]
 
 
+def test_the_preflight_playbook_checks_and_touches_nothing(shop, node1, node2):
+    res = playbook(REPO / "playbooks" / "preflight.yml", report_dir=shop["reports"])
+    assert res.returncode == 0, res.stdout[-3000:]
+    assert "stack shop can migrate from node1 to node2: checkpoint and restore in tiers db + cache -> app" in res.stdout
+    assert running(node1) == set(CONTAINERS) and not running(node2)
+    assert not (shop["reports"].parent / "journal").exists()
+    node2.run("podman network create --subnet 10.89.99.0/24 shopnet >/dev/null")
+    res = playbook(REPO / "playbooks" / "preflight.yml", report_dir=shop["reports"])
+    assert res.returncode != 0 and "network 'shopnet' here has subnet 10.89.99.0/24" in res.stdout
+
+
 def test_each_wrong_setting_is_refused_before_anything_is_touched(shop, node1, node2):
     journal = shop["reports"].parent / "journal"
     misses = []
