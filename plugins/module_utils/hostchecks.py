@@ -26,7 +26,6 @@ CAP_SYS_RESOURCE = 24
 CONTAINER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 
 
-
 def container_name_problem(name):
     """Why NAME cannot be a container's name or ID, or None."""
     if not isinstance(name, str) or not CONTAINER_NAME.match(name):

@@ -16,7 +16,7 @@ description:
   - Creates a network with the given subnets when it is missing (V(present)), or removes one that
     no container uses (V(absent)), through the host's engine.
   - A restored container keeps its addresses, so the target needs the source's networks with the
-    same subnets. A network that exists with other subnets is not touched: the module fails,
+    same subnets. A network that exists with other subnets is not touched; the module fails,
     naming both, since containers may be using it.
 author:
   - stacklift developers (@stacklift)

@@ -18,7 +18,6 @@ import re
 ENGINE_CHOICES = ["auto", "podman", "docker"]
 
 
-
 class EngineError(Exception):
     """An engine call failed, or the engine cannot do what was asked."""
 

@@ -43,7 +43,6 @@ def select_engine(requested, runner, which=None):
     raise EngineError("no container engine found on this host (looked for podman and docker)")
 
 
-
 def make_engine(name, runner, binary=None):
     """The Engine called ``name``, running its commands through ``runner`` (local or over SSH)."""
     if name == "podman":
@@ -52,7 +51,6 @@ def make_engine(name, runner, binary=None):
 
 
 ENGINE_ARGUMENT_SPEC = dict(engine=dict(type="str", default="auto", choices=ENGINE_CHOICES))
-
 
 
 def engine_for_module(module):

@@ -46,8 +46,8 @@ def test_a_stack_that_fits_nowhere_is_reported_with_each_hosts_reason_and_the_ot
 def test_two_replicas_never_on_one_host_and_a_limit_of_stacks():
     stacks = [stack("shop-a", 1, spread=["shop"]), stack("shop-b", 1, spread=["shop"]),
               stack("shop-c", 1, spread=["shop"])]
-    plan = placement.place(stacks, [host("node2", 8), host("node3", 8, stacks=[{"name": "old", "spread": []}],
-                                                                   max_stacks=2)])
+    hosts = [host("node2", 8), host("node3", 8, stacks=[{"name": "old", "spread": []}], max_stacks=2)]
+    plan = placement.place(stacks, hosts)
     targets = dict((p["stack"], p["target"]) for p in plan["placements"])
     assert len(set(targets.values())) == len(targets) == 2
     assert plan["unplaced"][0]["stack"] == "shop-c"
