@@ -116,22 +116,60 @@ def remote_sha256(client, path):
     return out.split()[0] if rc == 0 and out.strip() else None
 
 
+class Watchdog(object):
+    """Closes CLIENT's connection when a step makes no progress in time.
+
+    Some of paramiko's waits have no timeout of their own (opening a channel or the SFTP
+    subsystem waits as long as the transport lives, and a target whose packets are dropped keeps
+    it alive for many minutes); closing the transport ends every one of them with an error.
+    """
+
+    def __init__(self, client, seconds=None):
+        self.client = client
+        self.seconds = seconds or STALL_TIMEOUT
+        self.deadline = time.time() + self.seconds
+        self.fired = False
+        self.done = threading.Event()
+        thread = threading.Thread(target=self._watch)
+        thread.daemon = True
+        thread.start()
+
+    def touch(self, seconds=None):
+        """Progress: the next step has SECONDS (default the stall limit) to make some."""
+        self.deadline = time.time() + (seconds or self.seconds)
+
+    def _watch(self):
+        while not self.done.wait(0.2):
+            if time.time() > self.deadline:
+                self.fired = True
+                self.client.close()
+                return
+
+    def stop(self):
+        self.done.set()
+
+
 def push_file(client, local_path, remote_path, expected_sha256, mode=0o600, dir_mode=0o700):
     """Copy a file to the target under a temporary name, check it, then rename it into place.
 
-    An interrupted copy leaves at most the temporary file, never one under the final name.
+    An interrupted copy leaves at most the temporary file, never one under the final name. A
+    target that stops answering ends it within STALL_TIMEOUT (the Watchdog), with a clean error.
     """
     remote_dir = posixpath.dirname(remote_path)
     tmp = posixpath.join(remote_dir, ".%s.part-%s" % (posixpath.basename(remote_path), uuid.uuid4().hex[:8]))
-    # Only a directory made here gets DIR_MODE: an existing one (say /tmp) keeps its own.
-    rc, out, err = remote_run(client, "test -d %s || mkdir -p -m %o %s" % (quote(remote_dir), dir_mode, quote(remote_dir)))
-    if rc != 0:
-        raise TransferError("cannot create %s on the target: %s" % (remote_dir, err.strip()), stderr=err)
-    sftp = client.open_sftp()
-    sftp.get_channel().settimeout(STALL_TIMEOUT)
+    watchdog = Watchdog(client)
     sent = 0
     start = time.time()
+    sftp = None
     try:
+        # Only a directory made here gets DIR_MODE: an existing one (say /tmp) keeps its own.
+        rc, out, err = remote_run(client, "test -d %s || mkdir -p -m %o %s"
+                                  % (quote(remote_dir), dir_mode, quote(remote_dir)), timeout=STALL_TIMEOUT)
+        if rc != 0:
+            raise TransferError("cannot create %s on the target: %s" % (remote_dir, err.strip()), stderr=err)
+        watchdog.touch()
+        sftp = client.open_sftp()
+        sftp.get_channel().settimeout(STALL_TIMEOUT)
         with open(local_path, "rb") as src:
             with sftp.open(tmp, "wb") as dst:
                 sftp.chmod(tmp, mode)
@@ -139,26 +177,36 @@ def push_file(client, local_path, remote_path, expected_sha256, mode=0o600, dir_
                 for block in iter(lambda: src.read(CHUNK), b""):
                     dst.write(block)
                     sent += len(block)
+                    watchdog.touch()
+        watchdog.touch(STALL_TIMEOUT * 4)  # the target reads the whole file back
         got = remote_sha256(client, tmp)
         if got != expected_sha256:
             raise TransferError("%s arrived with sha256 %s, expected %s; the final name was not touched"
                                 % (remote_path, got, expected_sha256))
+        watchdog.touch()
         sftp.posix_rename(tmp, remote_path)
-    except socket.timeout:
-        raise TransferError("the transfer of %s to the target stalled for %d s; the final name was not touched"
-                            % (remote_path, STALL_TIMEOUT))
     except BaseException as e:
-        try:
-            sftp.remove(tmp)
-        except (IOError, OSError, socket.timeout, paramiko.SSHException):
-            pass
+        stalled = watchdog.fired or isinstance(e, socket.timeout)
+        if sftp is not None and not stalled:
+            try:
+                sftp.remove(tmp)
+            except (IOError, OSError, socket.timeout, paramiko.SSHException):
+                pass
+        if stalled:
+            raise TransferError("the transfer of %s to the target stalled for %g s after %d bytes; the final "
+                                "name was not touched" % (remote_path, STALL_TIMEOUT, sent))
         if isinstance(e, (IOError, OSError, EOFError, paramiko.SSHException)):
             # a full disk, a dropped connection: a clean error, not a traceback
             raise TransferError("sending %s to the target failed after %d bytes: %s; the final name was not "
                                 "touched" % (remote_path, sent, e or type(e).__name__))
         raise
     finally:
-        sftp.close()
+        watchdog.stop()
+        if sftp is not None:
+            try:
+                sftp.close()
+            except (IOError, OSError, paramiko.SSHException):
+                pass
     return {"bytes": sent, "seconds": round(time.time() - start, 3)}
 
 
