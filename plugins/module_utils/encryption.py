@@ -44,6 +44,14 @@ class CryptError(Exception):
     pass
 
 
+def require_for(module):
+    """Fail MODULE, before it does anything, when it is given an encryption_key and this host
+    lacks the cryptography library."""
+    if module.params.get("encryption_key") and not HAS_CRYPTOGRAPHY:
+        from ansible.module_utils.basic import missing_required_lib
+        module.fail_json(msg=missing_required_lib("cryptography (encryption_key)"), exception=CRYPTOGRAPHY_IMPORT_ERROR)
+
+
 def is_encrypted(path):
     try:
         with open(path, "rb") as f:

@@ -139,9 +139,9 @@ warnings_found:
   elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.stacklift.migrate.plugins.module_utils.encryption import (
-    CRYPTOGRAPHY_IMPORT_ERROR, HAS_CRYPTOGRAPHY, CryptError, is_encrypted, plaintext)
+    CryptError, is_encrypted, plaintext, require_for)
 from ansible_collections.stacklift.migrate.plugins.module_utils.archive import (
     ArchiveError, host_facts, read_archive, restore_blockers)
 from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import EngineError
@@ -161,8 +161,7 @@ def main():
     argument_spec.update(ENGINE_ARGUMENT_SPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     path = module.params["path"]
-    if module.params["encryption_key"] and not HAS_CRYPTOGRAPHY:
-        module.fail_json(msg=missing_required_lib("cryptography (encryption_key)"), exception=CRYPTOGRAPHY_IMPORT_ERROR)
+    require_for(module)
     try:
         with plaintext(path, module.params["encryption_key"]) as plain:
             info = read_archive(plain, original=path)

@@ -171,8 +171,8 @@ checkpoints:
 
 import os
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.stacklift.migrate.plugins.module_utils.encryption import CRYPTOGRAPHY_IMPORT_ERROR, HAS_CRYPTOGRAPHY
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.stacklift.migrate.plugins.module_utils.encryption import require_for
 from ansible_collections.stacklift.migrate.plugins.module_utils.archive import read_manifest, sha256_file
 from ansible_collections.stacklift.migrate.plugins.module_utils.checkpointing import (
     CheckpointError, SUFFIXES, archive_entry, checkpoint_container, checkpoint_problems)
@@ -284,8 +284,7 @@ def main():
     )
     argument_spec.update(ENGINE_ARGUMENT_SPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if module.params["encryption_key"] and not HAS_CRYPTOGRAPHY:  # before anything is frozen
-        module.fail_json(msg=missing_required_lib("cryptography (encryption_key)"), exception=CRYPTOGRAPHY_IMPORT_ERROR)
+    require_for(module)  # before anything is frozen
     CheckpointManager(module).run()
 
 

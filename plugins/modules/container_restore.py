@@ -165,9 +165,9 @@ import json
 import os
 import time
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.stacklift.migrate.plugins.module_utils.encryption import (
-    CRYPTOGRAPHY_IMPORT_ERROR, HAS_CRYPTOGRAPHY, CryptError, plaintext)
+    CryptError, plaintext, require_for)
 from ansible_collections.stacklift.migrate.plugins.module_utils.archive import (
     ArchiveError, host_facts, read_archive, read_manifest, restore_blockers, sha256_file)
 from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import EngineError, NotFound, container_ips
@@ -215,9 +215,7 @@ class RestoreManager(object):
         if recorded and recorded != digest:
             self.module.fail_json(msg="%s has sha256 %s, but its manifest records %s: the archive changed since "
                                   "it was made" % (archive, digest, recorded), sha256=digest)
-        if p["encryption_key"] and not HAS_CRYPTOGRAPHY:
-            self.module.fail_json(msg=missing_required_lib("cryptography (encryption_key)"),
-                                  exception=CRYPTOGRAPHY_IMPORT_ERROR)
+        require_for(self.module)
         try:
             with plaintext(archive, p["encryption_key"]) as plain:
                 return self.restore(plain, archive, digest)

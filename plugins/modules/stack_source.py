@@ -123,7 +123,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils.engines.selectio
     ENGINE_ARGUMENT_SPEC, engine_for_module)
 from ansible_collections.stacklift.migrate.plugins.module_utils.agent_module import (
     AGENT_ARGUMENT_SPEC, agent_host, agent_services, run_agent)
-from ansible_collections.stacklift.migrate.plugins.module_utils.encryption import CRYPTOGRAPHY_IMPORT_ERROR, HAS_CRYPTOGRAPHY
+from ansible_collections.stacklift.migrate.plugins.module_utils.encryption import require_for
 from ansible_collections.stacklift.migrate.plugins.module_utils.window import SourceAgent, marker_path
 
 
@@ -158,8 +158,7 @@ def main():
     agent = SourceAgent(agent_host(module, engine_for_module(module)), p["stack"], p["run_id"], p["archive_dir"], services,
                         p["tiers"], sender=sender, compression=p["compression"], quiesce_timeout=p["quiesce_timeout"])
     agent.encryption_key = p["encryption_key"]
-    if p["encryption_key"] and not HAS_CRYPTOGRAPHY:
-        module.fail_json(msg=missing_required_lib("cryptography (encryption_key)"), exception=CRYPTOGRAPHY_IMPORT_ERROR)
+    require_for(module)
     if module.check_mode:
         problems = agent.check()[0] if state == "checkpointed" else []
         if problems:

@@ -114,12 +114,12 @@ problems:
   elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.stacklift.migrate.plugins.module_utils.engines.selection import (
     ENGINE_ARGUMENT_SPEC, engine_for_module)
 from ansible_collections.stacklift.migrate.plugins.module_utils.agent_module import (
     AGENT_ARGUMENT_SPEC, agent_host, agent_services, run_agent)
-from ansible_collections.stacklift.migrate.plugins.module_utils.encryption import CRYPTOGRAPHY_IMPORT_ERROR, HAS_CRYPTOGRAPHY
+from ansible_collections.stacklift.migrate.plugins.module_utils.encryption import require_for
 from ansible_collections.stacklift.migrate.plugins.module_utils.window import TargetAgent
 
 
@@ -141,8 +141,7 @@ def main():
     agent = TargetAgent(host, p["stack"], p["run_id"], p["archive_dir"], services, p["tiers"],
                         wait_timeout=p["wait_timeout"], probe_timeout=p["probe_timeout"], stable_for=p["stable_for"])
     agent.encryption_key = p["encryption_key"]
-    if p["encryption_key"] and not HAS_CRYPTOGRAPHY:
-        module.fail_json(msg=missing_required_lib("cryptography (encryption_key)"), exception=CRYPTOGRAPHY_IMPORT_ERROR)
+    require_for(module)
     call = {"restored": lambda: agent.restored(commit=p["commit"]), "serving": agent.serving,
             "absent": lambda: agent.absent(force=p["force"])}[p["state"]]
     run_agent(module, agent, call, timeout=p["wait_timeout"] + 60)
