@@ -11,6 +11,9 @@ LAB_NODES ?= 2
 export LAB_NODES
 # make demo ENCRYPT=1: the demo's archives encrypted at rest
 export ENCRYPT
+# make demo ENGINE=docker: the demo on the lab hosts' Docker engines (podman by default)
+ENGINE ?= podman
+export ENGINE
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PODMAN_IGNORE_CGROUPSV1_WARNING := 1
 
@@ -21,7 +24,7 @@ SYSTEM_PACKAGES := debootstrap netcat-openbsd gcc libc6-dev iproute2 util-linux 
 
 help:
 	@echo "make demo        build the lab, run the shop on node1, migrate it to node2 under load (the main job)"
-	@echo "                 (ENCRYPT=1: with the archives encrypted at rest)"
+	@echo "                 (ENCRYPT=1: with the archives encrypted at rest; ENGINE=docker: on Docker)"
 	@echo "make test        unit and integration tests; starts the lab"
 	@echo "make lab | lab-status | lab-down   the N-host lab (LAB_NODES=$(LAB_NODES))"
 	@echo "make build       the collection tarball"

@@ -13,7 +13,6 @@ when the recipe changes.
 """
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -27,10 +26,10 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
+import engines as lab_engines  # noqa: E402  (lab/engines.py)
 import images as image_recipes  # noqa: E402  (lab/images.py)
+from roots import CACHE, SUITE, build_root, debian_mirror, log, run  # noqa: E402,F401  (lab/roots.py)
 
-SUITE = "trixie"
-CACHE = Path(os.environ.get("STACKLIFT_CACHE", "/var/cache/stacklift"))
 STATE = Path(os.environ.get("STACKLIFT_LAB_DIR", REPO / ".lab"))
 LAB_NETNS = "stacklift-lab"
 BRIDGE = "br0"
@@ -44,9 +43,11 @@ CLIENT_ADDR = SUBNET_PREFIX + ".100"
 IMAGES_IN_HOST = "/var/cache/stacklift-images"
 
 # The host root: Podman with runc (crun refuses hybrid cgroups), its network
-# stack, sshd and Python for Ansible, paramiko for host-to-host transfers.
+# stack, sshd and Python for Ansible, paramiko for host-to-host transfers; and
+# the Docker engine beside it (the same runc and CRIU), driven through the SDK.
 HOST_PACKAGES = [
     "podman", "runc", "conmon", "catatonit", "netavark", "aardvark-dns",
+    "docker.io", "docker-cli", "containerd",
     "nftables", "iproute2", "openssh-server", "openssh-client", "python3",
     "python3-paramiko", "python3-docker", "procps", "zstd", "tar", "ca-certificates",
     "kmod", "iptables",
@@ -55,130 +56,11 @@ HOST_PACKAGES = [
 HOST_FORKY_PACKAGES = ["criu"]
 
 
-def log(msg):
-    print("[lab] %s" % msg, flush=True)
-
-
-def run(cmd, check=True, capture=False, **kw):
-    if capture:
-        kw.setdefault("stdout", subprocess.PIPE)
-        kw.setdefault("stderr", subprocess.PIPE)
-        kw.setdefault("text", True)
-    res = subprocess.run(cmd, check=False, **kw)
-    if check and res.returncode != 0:
-        err = res.stderr if capture else ""
-        raise SystemExit("command failed (%d): %s\n%s" % (res.returncode, " ".join(map(str, cmd)), err or ""))
-    return res
-
-
-# ---------------------------------------------------------------------------
-# Debian mirror: always the one this machine's own apt sources name.
-
-def debian_mirror(apt_dir=Path("/etc/apt")):
-    candidates = []
-    src_dir = Path(apt_dir) / "sources.list.d"
-    for f in sorted(src_dir.glob("*.sources")):
-        for stanza in f.read_text().split("\n\n"):
-            fields = {}
-            for line in stanza.splitlines():
-                if ":" in line and not line.lstrip().startswith("#"):
-                    k, v = line.split(":", 1)
-                    fields[k.strip().lower()] = v.strip()
-            if "deb" in fields.get("types", "").split() and fields.get("enabled", "yes") != "no":
-                for uri in fields.get("uris", "").split():
-                    candidates.append(uri)
-    legacy = Path(apt_dir) / "sources.list"
-    if legacy.exists():
-        for line in legacy.read_text().splitlines():
-            parts = line.split()
-            if len(parts) >= 3 and parts[0] == "deb":
-                candidates.append(next(p for p in parts[1:] if not p.startswith("[")))
-    for uri in candidates:
-        if uri.rstrip("/").endswith("/debian"):
-            return uri.rstrip("/")
-    raise SystemExit("no Debian mirror found in this machine's apt sources")
-
-
-# ---------------------------------------------------------------------------
-# Roots
-
-def recipe_digest(*parts):
-    h = hashlib.sha256()
-    for p in parts:
-        h.update(json.dumps(p, sort_keys=True).encode())
-    return h.hexdigest()[:16]
-
-
 def ensure_tools():
     missing = [t for t in ("debootstrap", "nsenter", "unshare", "ip", "ssh", "ssh-keygen", "nc", "gcc", "tar")
                if shutil.which(t) is None]
     if missing:
         raise SystemExit("missing tools on the controller: %s (run `make deps`)" % ", ".join(missing))
-
-
-class Chroot:
-    """Mount what apt needs inside a root while packages are installed."""
-
-    def __init__(self, root):
-        self.root = Path(root)
-
-    def __enter__(self):
-        for src, dst, opts in (("proc", "proc", ["-t", "proc"]), ("/dev", "dev", ["--rbind"]),
-                               ("sysfs", "sys", ["-t", "sysfs"])):
-            (self.root / dst).mkdir(exist_ok=True)
-            run(["mount"] + opts + [src, str(self.root / dst)])
-        run(["mount", "--make-rslave", str(self.root / "dev")])
-        return self
-
-    def __exit__(self, *exc):
-        for dst in ("sys", "dev", "proc"):
-            run(["umount", "-R", "-l", str(self.root / dst)], check=False)
-
-    def sh(self, script):
-        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C"}
-        run(["chroot", str(self.root), "/bin/sh", "-ec", script], env=env)
-
-
-def build_root(kind, packages, forky_packages=(), post=""):
-    mirror = debian_mirror()
-    digest = recipe_digest(SUITE, kind, packages, list(forky_packages), post)
-    dest = CACHE / "roots" / ("%s-%s" % (kind, digest))
-    if (dest / ".stacklift-complete").exists():
-        return dest, digest
-    tmp = dest.with_name(dest.name + ".tmp")
-    if tmp.exists():
-        run(["umount", "-R", "-l", str(tmp / "proc"), str(tmp / "dev"), str(tmp / "sys")], check=False, capture=True)
-        shutil.rmtree(tmp)
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
-    log("debootstrap %s root (%s) ..." % (kind, SUITE))
-    run(["debootstrap", "--variant=minbase", SUITE, str(tmp), mirror], stdout=subprocess.DEVNULL)
-    (tmp / "usr/sbin/policy-rc.d").write_text("#!/bin/sh\nexit 101\n")
-    os.chmod(tmp / "usr/sbin/policy-rc.d", 0o755)
-    (tmp / "etc/apt/sources.list").write_text("deb %s %s main\n" % (mirror, SUITE))
-    script = ["apt-get update -qq",
-              "apt-get install -y -qq --no-install-recommends %s >/dev/null" % " ".join(packages)]
-    if forky_packages:
-        (tmp / "etc/apt/sources.list.d/forky.list").write_text("deb %s forky main\n" % mirror)
-        (tmp / "etc/apt/preferences.d/forky").write_text(
-            "Package: *\nPin: release n=forky\nPin-Priority: 100\n")
-        (tmp / "etc/apt/apt.conf.d/90forky-valid-until").write_text(
-            'Acquire::Check-Valid-Until "false";\n')
-        script += ["apt-get update -qq",
-                   "apt-get install -y -qq --no-install-recommends -t forky %s >/dev/null" % " ".join(forky_packages)]
-    if post:
-        script.append(post)
-    script += ["apt-get clean", "rm -rf /var/lib/apt/lists/*"]
-    with Chroot(tmp) as ch:
-        ch.sh("\n".join(script))
-    (tmp / "usr/sbin/policy-rc.d").unlink()
-    (tmp / ".stacklift-complete").write_text(digest + "\n")
-    os.rename(tmp, dest)
-    for old in (CACHE / "roots").glob(kind + "-*"):
-        if old != dest and not old.name.endswith(".tmp"):
-            shutil.rmtree(old, ignore_errors=True)
-    log("%s root built in %.0f s" % (kind, time.time() - t0))
-    return dest, digest
 
 
 HOST_POST = r"""
@@ -207,6 +89,10 @@ MaxStartups 100:30:200
 MaxSessions 100
 EOF
 rm -f /etc/ssh/ssh_host_*
+# CRIU options for Docker's checkpoints, named per container by the annotation org.criu.config
+# (Docker has no option of its own for them; /etc/criu/runc.conf would apply to Podman's too).
+mkdir -p /etc/criu
+printf 'tcp-established\nfile-locks\n' >/etc/criu/stacklift-docker.conf
 """
 
 
@@ -258,11 +144,13 @@ INIT_SH = r"""#!/bin/sh
 set -e
 lower=$1 state=$2 name=$3 images=$4 pubkey=$5
 root=$state/root
-mkdir -p $state/upper $state/work $state/storage $root
+mkdir -p $state/upper $state/work $state/storage $state/docker $state/containerd $root
 mount -t overlay overlay -o lowerdir=$lower,upperdir=$state/upper,workdir=$state/work $root
-mkdir -p $root/var/lib/containers
-# Podman's storage must not sit on overlayfs.
+mkdir -p $root/var/lib/containers $root/var/lib/docker $root/var/lib/containerd
+# The engines' storage must not sit on overlayfs.
 mount --bind $state/storage $root/var/lib/containers
+mount --bind $state/docker $root/var/lib/docker
+mount --bind $state/containerd $root/var/lib/containerd
 mount -t proc proc $root/proc
 mount -t sysfs sysfs $root/sys
 mount --rbind /sys/fs/cgroup $root/sys/fs/cgroup
@@ -297,6 +185,7 @@ table inet stacklift_lab_routing {
   }
 }
 EOF
+INIT_DOCKER
 exec /usr/bin/catatonit -- /usr/sbin/sshd -D -e
 """
 
@@ -367,7 +256,8 @@ def start_host(name, host_root, image_dir, key):
         shutil.rmtree(state)
     state.mkdir(parents=True)
     init = state / "init.sh"
-    init.write_text(INIT_SH.replace("LAB_NET", SUBNET_PREFIX + ".0/24").replace("CONTAINER_NETS", CONTAINER_NETS))
+    init.write_text(INIT_SH.replace("LAB_NET", SUBNET_PREFIX + ".0/24").replace("CONTAINER_NETS", CONTAINER_NETS)
+                    .replace("INIT_DOCKER", lab_engines.init_docker(name)))
     out = open(state / "console.log", "w")
     proc = subprocess.Popen(
         ["nsenter", "--net=/run/netns/" + netns, "unshare", "--mount", "--pid", "--ipc", "--uts",
@@ -394,12 +284,14 @@ def wait_ssh(names, key, timeout=60):
 
 
 def load_images(name, key, archive, image_ids):
+    """The lab's images into both engines of the host (the same IDs in each)."""
     ssh = ssh_base(key) + ["root@" + node_addr(name)]
-    have = run(ssh + ["podman images -q --no-trunc"], capture=True).stdout.split()
-    have = {h.split(":")[-1] for h in have}
-    if all(i.split(":")[-1] in have for i in image_ids.values()):
-        return
-    run(ssh + ["podman load -q -i %s/%s" % (IMAGES_IN_HOST, archive.name)], capture=True)
+    run(ssh + [lab_engines.wait_docker_command()], capture=True)
+    for engine in lab_engines.ENGINES:
+        have = run(ssh + [lab_engines.image_ids_command(engine)], capture=True).stdout.split()
+        have = {h.split(":")[-1] for h in have}
+        if not all(i.split(":")[-1] in have for i in image_ids.values()):
+            run(ssh + [lab_engines.load_command(engine, "%s/%s" % (IMAGES_IN_HOST, archive.name))], capture=True)
 
 
 def control_path_dir():
@@ -499,9 +391,10 @@ def cmd_status(args):  # pylint: disable=unused-argument
             rc = 1
             continue
         res = run(ssh_base(key) + ["root@" + node_addr(n),
-                                   "podman --version; criu --version | head -1; "
+                                   "podman --version; docker --version; criu --version | head -1; "
                                    "podman images --format '{{.Repository}}:{{.Tag}} {{.ID}} {{.Size}}'; "
-                                   "podman ps -a --format '{{.Names}} {{.Status}}'"],
+                                   "podman ps -a --format '{{.Names}} {{.Status}}'; "
+                                   "docker ps -a --format 'docker: {{.Names}} {{.Status}}'"],
                   check=False, capture=True)
         rss = host_rss_kib(pid)
         print("%s: up at %s, init pid %d, memory %.1f MiB" % (n, node_addr(n), pid, rss / 1024.0))
@@ -534,23 +427,15 @@ def host_rss_kib(pid):
 
 
 def container_cgroup_ids(name):
-    res = in_host(name, ["podman", "ps", "-a", "-q", "--no-trunc"], check=False, capture=True)
-    return res.stdout.split() if res.returncode == 0 else []
+    ids = []
+    for cmd in lab_engines.container_ids_commands():
+        res = in_host(name, cmd, check=False, capture=True)
+        ids += res.stdout.split() if res.returncode == 0 else []
+    return ids
 
 
-def cgroup_dirs_of(ids):
-    dirs = []
-    base = Path("/sys/fs/cgroup")
-    for ctrl in base.iterdir():
-        for parent in ("libpod_parent", "machine.slice"):
-            for cid in ids:
-                for d in (ctrl / parent).glob("*%s*" % cid):
-                    dirs.append(d)
-    return dirs
-
-
-def thaw(ids):
-    for d in cgroup_dirs_of(ids):
+def thaw(name, ids):
+    for d in lab_engines.cgroup_dirs(name, ids):
         state = d / "freezer.state"
         if state.exists() and "FROZEN" in state.read_text():
             state.write_text("THAWED")
@@ -562,10 +447,10 @@ def stop_host(name):
     if pid:
         ids = container_cgroup_ids(name)
         # A frozen cgroup would hang the teardown; thaw our containers first.
-        thaw(ids)
-        in_host(name, ["podman", "rm", "-a", "-f", "-t", "0"], check=False, capture=True)
-        in_host(name, ["podman", "network", "prune", "-f"], check=False, capture=True)
-        thaw(ids)
+        thaw(name, ids)
+        for cmd in lab_engines.remove_all_commands():
+            in_host(name, cmd, check=False, capture=True)
+        thaw(name, ids)
         os.kill(pid, signal.SIGKILL)   # PID 1 of the host's namespace: takes all of it down
         unshare_pid = int((STATE / name / "init.pid").read_text())
         for _attempt in range(100):
@@ -576,7 +461,8 @@ def stop_host(name):
             if not Path("/proc/%d" % unshare_pid).exists():
                 break
             time.sleep(0.1)
-    for d in sorted(cgroup_dirs_of(ids), key=lambda p: -len(p.parts)):
+    for d in sorted(lab_engines.cgroup_dirs(name, ids), key=lambda p: -len(p.parts)) + \
+            lab_engines.leftover_parent_dirs(name):
         try:
             d.rmdir()
         except OSError:

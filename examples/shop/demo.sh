@@ -4,12 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 py=.venv/bin/python
-play() { .venv/bin/ansible-playbook -i .lab/inventory.yml -i examples/shop/inventory.yml "$@"; }
+# ENGINE=docker (make demo ENGINE=docker): the shop runs on, and moves between, the hosts' Docker engines.
+engine=(-e "stacklift_engine=${ENGINE:-podman}")
+play() { .venv/bin/ansible-playbook -i .lab/inventory.yml -i examples/shop/inventory.yml "${engine[@]}" "$@"; }
 client() { ip netns exec stacklift-client "$py" examples/shop/shopper.py "$@"; }
 work=.lab/demo
 rm -rf "$work" && mkdir -p "$work"
 
-echo "== 1. deploy the shop on node1 (PostgreSQL, Redis, the web shop)"
+echo "== 1. deploy the shop on node1 (PostgreSQL, Redis, the web shop), on ${ENGINE:-podman}"
 play examples/shop/reset.yml >/dev/null
 play examples/shop/deploy.yml >/dev/null
 echo "== 2. shoppers log in, fill carts, place orders"

@@ -30,7 +30,7 @@ MANIFEST_HOST_FACTS = ("engine", "engine_version", "criu_version", "kernel", "cg
                        "host", "created")
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 GZIP_MAGIC = b"\x1f\x8b"
-_JSON_MEMBERS = ("config.dump", "spec.dump", "network.status")
+_JSON_MEMBERS = ("config.dump", "spec.dump", "network.status", "container.json")
 # Caps of the archive reader: a small compressed archive must not make it allocate gigabytes.
 MAX_JSON_MEMBER = 16 << 20
 MAX_MEMBERS = 1000000
@@ -94,6 +94,26 @@ class _TarStream(object):
         return False
 
 
+def open_writer(path, compression):
+    """(file object to write a tar to, closer) for an archive of COMPRESSION (zstd, gzip, none)."""
+    # 0600 from its first byte (it holds the container's memory), and never an existing file
+    raw = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
+    if compression == "gzip":
+        import gzip
+        gz = gzip.GzipFile(fileobj=raw, mode="wb")
+        return gz, lambda: (gz.close(), raw.close())
+    if compression == "zstd":
+        proc = subprocess.Popen(["zstd", "-q", "-c", "-"], stdin=subprocess.PIPE, stdout=raw)
+
+        def close():
+            proc.stdin.close()
+            if proc.wait() != 0:
+                raise ArchiveError("zstd failed while writing the archive")
+            raw.close()
+        return proc.stdin, close
+    return raw, raw.close
+
+
 def read_manifest(path):
     mpath = path + MANIFEST_SUFFIX
     if not os.path.exists(mpath):
@@ -150,14 +170,63 @@ def read_archive(path, original=None):
                     volume_archives.append(name[len("volumes/"):-len(".tar")])
     except (tarfile.TarError, EOFError, ValueError) as e:
         raise ArchiveError("%s is not a readable checkpoint archive: %s" % (path, e))
+    manifest = read_manifest(original or path)
+    if "container.json" in docs:
+        return describe_docker(docs["container.json"], sizes, tcp_streams, volume_archives, original or path,
+                               manifest)
     if "config.dump" not in docs:
-        raise ArchiveError("%s is not a Podman checkpoint archive (no config.dump among its %d members)"
-                           % (path, members))
-    return describe(docs, sizes, tcp_streams, volume_archives, original or path, read_manifest(original or path))
+        raise ArchiveError("%s is not a checkpoint archive of Podman or of stacklift's Docker engine (no "
+                           "config.dump or container.json among its %d members)" % (path, members))
+    return describe(docs, sizes, tcp_streams, volume_archives, original or path, manifest)
+
+
+STANDARD_MOUNTS = ("/proc", "/dev", "/sys", "/dev/pts", "/dev/mqueue", "/sys/fs/cgroup", "/dev/shm",
+                   "/etc/hosts", "/etc/resolv.conf", "/etc/hostname", "/run/.containerenv")
+
+
+def _common_facts(path, sizes, tcp_streams, manifest):
+    return {
+        "path": path,
+        "archive_bytes": os.path.getsize(path),
+        "compression": compression_of(path),
+        "tcp_connections_saved": tcp_streams,
+        "sizes": sizes,
+        "created_by": dict((k, manifest.get(k)) for k in MANIFEST_HOST_FACTS),
+        "manifest_sha256": manifest.get("sha256"),
+        "tcp_established": manifest.get("tcp_established"),
+    }
+
+
+def describe_docker(c, sizes, tcp_streams, volume_archives, path, manifest):
+    """The facts of a stacklift Docker archive, whose container.json is the container's inspect data."""
+    facts = _common_facts(path, sizes, tcp_streams, manifest)
+    networks = {}
+    for net, ep in sorted(((c.get("NetworkSettings") or {}).get("Networks") or {}).items()):
+        static = (ep.get("IPAMConfig") or {}).get("IPv4Address")
+        ips = ["%s/%s" % (ep["IPAddress"], ep.get("IPPrefixLen") or 32)] if ep.get("IPAddress") else []
+        networks[net] = {"static_ips": [static] if static else [], "ips": ips, "mac": ep.get("MacAddress")}
+    host = c.get("HostConfig") or {}
+    image_id = c.get("Image")
+    facts.update({
+        "engine": "docker",
+        "container_name": (c.get("Name") or "").lstrip("/"),
+        "container_id": c.get("Id"),
+        "image_name": (c.get("Config") or {}).get("Image"),
+        "image_id": "sha256:" + image_id if image_id and not image_id.startswith("sha256:") else image_id,
+        "runtime": host.get("Runtime"),
+        "cgroup_manager": None,
+        "networks": networks,
+        "network_mode": host.get("NetworkMode"),
+        "mounts": [{"destination": m.get("Destination"), "type": m.get("Type"), "source": m.get("Source")}
+                   for m in c.get("Mounts") or [] if m.get("Destination") not in STANDARD_MOUNTS],
+        "volumes": sorted(set([m["Name"] for m in c.get("Mounts") or [] if m.get("Type") == "volume"
+                               and m.get("Name")] + volume_archives)),
+    })
+    return facts
 
 
 def describe(docs, sizes, tcp_streams, volume_archives, path, manifest):
-    """Turn an archive's documents into the facts checkpoint_info returns."""
+    """Turn a Podman archive's documents into the facts checkpoint_info returns."""
     config = docs["config.dump"]
     spec = docs.get("spec.dump") or config.get("spec") or {}
     status = docs.get("network.status") or {}
@@ -169,15 +238,12 @@ def describe(docs, sizes, tcp_streams, volume_archives, path, manifest):
         for iface in (st.get("interfaces") or {}).values():
             entry["ips"] += [s["ipnet"] for s in iface.get("subnets") or []]
             entry["mac"] = entry["mac"] or iface.get("mac_address")
-    standard = ("/proc", "/dev", "/sys", "/dev/pts", "/dev/mqueue", "/sys/fs/cgroup", "/dev/shm",
-                "/etc/hosts", "/etc/resolv.conf", "/etc/hostname", "/run/.containerenv")
     mounts = [{"destination": m["destination"], "type": m.get("type"), "source": m.get("source")}
-              for m in spec.get("mounts") or [] if m.get("destination") not in standard]
+              for m in spec.get("mounts") or [] if m.get("destination") not in STANDARD_MOUNTS]
     image_id = config.get("rootfsImageID")
-    return {
-        "path": path,
-        "archive_bytes": os.path.getsize(path),
-        "compression": compression_of(path),
+    facts = _common_facts(path, sizes, tcp_streams, manifest)
+    facts.update({
+        "engine": "podman",
         "container_name": config.get("name"),
         "container_id": config.get("id"),
         "image_name": config.get("rootfsImageName") or config.get("RawImageName"),
@@ -188,12 +254,8 @@ def describe(docs, sizes, tcp_streams, volume_archives, path, manifest):
         "network_mode": config.get("networkMode"),
         "mounts": mounts,
         "volumes": sorted(set([v["volumeName"] for v in config.get("namedVolumes") or []] + volume_archives)),
-        "tcp_connections_saved": tcp_streams,
-        "sizes": sizes,
-        "created_by": dict((k, manifest.get(k)) for k in MANIFEST_HOST_FACTS),
-        "manifest_sha256": manifest.get("sha256"),
-        "tcp_established": manifest.get("tcp_established"),
-    }
+    })
+    return facts
 
 
 def host_facts(engine, info):
@@ -221,6 +283,9 @@ def restore_blockers(info, facts, name=None, ignore_static_ip=False, ignore_volu
     problem = host_criu_problem(eng)
     if problem:
         blockers.append("host CRIU: %s" % problem)
+    if info.get("engine") and eng.get("engine") and info["engine"] != eng["engine"]:
+        blockers.append("the archive was made by %s, this host's engine is %s: restore it with engine=%s"
+                        % (info["engine"], eng["engine"], info["engine"]))
     if info.get("runtime") and eng.get("runtime") and info["runtime"] != eng["runtime"]:
         blockers.append("the archive was made with the %s runtime, this host's engine uses %s"
                         % (info["runtime"], eng["runtime"]))

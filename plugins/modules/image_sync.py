@@ -162,7 +162,7 @@ def main():
             return remote_run(client, " ".join(quote(a) for a in argv))
 
         # The target's engine, driven over SSH through the same Engine code.
-        remote = make_engine(local.name, remote_runner)
+        remote = make_engine(local.name, remote_runner, remote=True)
         result = dict(image_id=image_id, image_name=name, bytes=0)
         try:
             img = remote.image(image_id)

@@ -14,10 +14,10 @@ __metaclass__ = type
 
 import json
 import os
-import subprocess
 import tarfile
 
-from ansible_collections.stacklift.migrate.plugins.module_utils.archive import ArchiveError, _TarStream, compression_of
+from ansible_collections.stacklift.migrate.plugins.module_utils.archive import (
+    ArchiveError, _TarStream, compression_of, open_writer as _open_writer)
 from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import (
     Engine, EngineError, NotFound, parse_version)
 
@@ -289,26 +289,6 @@ def rootfs_gaps(changed, in_diff, rootfs):
         if os.path.islink(full) or os.path.isfile(full):
             gaps.append(path)
     return gaps
-
-
-def _open_writer(path, compression):
-    """(file object to write the tar to, closer) for the archive's compression."""
-    # 0600 from its first byte (it holds the container's memory), and never an existing file
-    raw = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
-    if compression == "gzip":
-        import gzip
-        gz = gzip.GzipFile(fileobj=raw, mode="wb")
-        return gz, lambda: (gz.close(), raw.close())
-    if compression == "zstd":
-        proc = subprocess.Popen(["zstd", "-q", "-c", "-"], stdin=subprocess.PIPE, stdout=raw)
-
-        def close():
-            proc.stdin.close()
-            if proc.wait() != 0:
-                raise ArchiveError("zstd failed while rewriting the archive")
-            raw.close()
-        return proc.stdin, close
-    return raw, raw.close
 
 
 def add_rootfs_files(path, rootfs, paths):

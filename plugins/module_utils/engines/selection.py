@@ -11,7 +11,10 @@ __metaclass__ = type
 
 import os
 
+from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import ENGINE_CHOICES, EngineError
+from ansible_collections.stacklift.migrate.plugins.module_utils.engines.docker import (
+    DOCKER_IMPORT_ERROR, HAS_DOCKER, DockerEngine, DockerRemote)
 from ansible_collections.stacklift.migrate.plugins.module_utils.engines.podman import PodmanEngine
 
 
@@ -43,11 +46,16 @@ def select_engine(requested, runner, which=None):
     raise EngineError("no container engine found on this host (looked for podman and docker)")
 
 
-def make_engine(name, runner, binary=None):
-    """The Engine called ``name``, running its commands through ``runner`` (local or over SSH)."""
+def make_engine(name, runner, binary=None, remote=False):
+    """The Engine called ``name``, running its commands through ``runner``.
+
+    REMOTE: the engine of another host, reached through a runner over SSH (image_sync's target);
+    for Docker that is the CLI's image calls, since the SDK talks to this host's daemon only."""
     if name == "podman":
         return PodmanEngine(runner, binary=binary or "podman")
-    raise EngineError("the %s engine is not supported yet by stacklift (Podman is); use engine=podman" % name)
+    if name == "docker":
+        return DockerRemote(runner) if remote else DockerEngine(runner)
+    raise EngineError("unknown engine %r (stacklift has %s)" % (name, ", ".join(ENGINE_CHOICES[1:])))
 
 
 ENGINE_ARGUMENT_SPEC = dict(engine=dict(type="str", default="auto", choices=ENGINE_CHOICES))
@@ -62,6 +70,9 @@ def engine_for_module(module):
         return module.run_command(argv, data=data, binary_data=True)
 
     try:
-        return select_engine(module.params["engine"], runner)
+        engine = select_engine(module.params["engine"], runner)
     except EngineError as e:
         module.fail_json(**e.fail_kwargs())
+    if engine.name == "docker" and not HAS_DOCKER:
+        module.fail_json(msg=missing_required_lib("docker"), exception=DOCKER_IMPORT_ERROR)
+    return engine

@@ -57,11 +57,6 @@ def test_podman_asked_for_but_missing_is_a_clear_error():
         selection.select_engine("podman", runner=None, which=lambda b: None)
 
 
-def test_docker_is_refused_until_it_is_implemented():
-    with pytest.raises(base.EngineError, match="docker engine is not supported yet"):
-        selection.select_engine("docker", runner=None, which=lambda b: None)
-
-
 def test_no_engine_at_all():
     with pytest.raises(base.EngineError, match="no container engine found"):
         selection.select_engine("auto", runner=None, which=lambda b: None)

@@ -1,0 +1,348 @@
+"""The Docker engine over a fake Engine API (the one thing faked): its archive, its restore, its workarounds."""
+
+import json
+import os
+import stat
+import tarfile
+
+import pytest
+from docker.errors import APIError, NotFound as DockerNotFound
+
+from ansible_collections.stacklift.migrate.plugins.module_utils import archive as archive_mod
+from ansible_collections.stacklift.migrate.plugins.module_utils.engines import docker as dk
+from ansible_collections.stacklift.migrate.plugins.module_utils.engines import selection
+from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import EngineError, NotFound
+
+from fakes import FakeRunner
+
+IMAGE_ID = "sha256:" + "ab" * 32
+
+
+class Response:
+    def __init__(self, status, reason=""):
+        self.status_code, self.reason = status, reason
+
+
+def api_error(status, explanation):
+    cls = DockerNotFound if status == 404 else APIError
+    return cls("%d error" % status, response=Response(status), explanation=explanation)
+
+
+class FakeAPI:
+    """docker.APIClient as the engine calls it: answers from a dict, records every call."""
+
+    def __init__(self, root, containers=None, fail=None):
+        self.root = root
+        self.calls = []
+        self.made = {}
+        self.by_name = dict(containers or {})
+        self.fail = dict(fail or {})   # call name -> list of exceptions to raise, one per call
+        self.volumes_made = {}
+
+    def _maybe_fail(self, name):
+        errors = self.fail.get(name) or []
+        if errors:
+            raise errors.pop(0)
+
+    # raw endpoints
+    def _url(self, path):
+        return path
+
+    def _post_json(self, url, data=None, params=None):
+        self.calls.append(("post", url, data, params))
+        self._maybe_fail("post " + url.rsplit("/", 1)[-1])
+        if url.endswith("/checkpoints"):
+            cid = url.split("/")[2]
+            d = os.path.join(self.root, "containers", cid, "checkpoints", data["CheckpointID"])
+            os.makedirs(d)
+            for name, content in (("pages-1.img", b"P" * 4096), ("inventory.img", b"I"), ("tcp-stream-1.img", b"T")):
+                with open(os.path.join(d, name), "wb") as f:
+                    f.write(content)
+        return {}
+
+    def _post(self, url, params=None):
+        return self._post_json(url, None, params)
+
+    def _delete(self, url, params=None):
+        self.calls.append(("delete", url, None, params))
+        self._maybe_fail("delete")
+        return {}
+
+    def _get(self, url, params=None):
+        self.calls.append(("get", url, None, params))
+        return {}
+
+    def _result(self, res, json=False):
+        return res
+
+    # SDK methods
+    def info(self):
+        return {"DefaultRuntime": "runc", "CgroupVersion": "1", "KernelVersion": "6.18.44", "Driver": "overlay2",
+                "DockerRootDir": self.root, "ExperimentalBuild": True, "CgroupDriver": "cgroupfs"}
+
+    def version(self):
+        return {"Version": "26.1.5", "ApiVersion": "1.45", "Experimental": True}
+
+    def inspect_container(self, name):
+        self.calls.append(("inspect", name))
+        if name in self.made:
+            return self.made[name]
+        if name not in self.by_name:
+            raise api_error(404, "No such container: %s" % name)
+        return self.by_name[name]
+
+    def top(self, name, ps_args=None):
+        return {"Titles": ["PID", "USER"], "Processes": [["10", "root"], ["11", "postgres"]]}
+
+    def create_volume(self, name, driver=None, labels=None):
+        path = os.path.join(self.root, "volumes", name, "_data")
+        os.makedirs(path)
+        self.volumes_made[name] = path
+        self.calls.append(("create_volume", name))
+
+    def inspect_volume(self, name):
+        return {"Name": name, "Mountpoint": self.volumes_made[name]}
+
+    def create_container_from_config(self, body, name=None):
+        self.calls.append(("create", name, body))
+        self._maybe_fail("create")
+        cid = "f" * 64
+        upper = os.path.join(self.root, "overlay2", "new", "diff")
+        os.makedirs(upper)
+        self.made[cid] = {"Id": cid, "Name": "/" + name, "GraphDriver": {"Name": "overlay2", "Data": {"UpperDir": upper}},
+                          "Config": body, "State": {"Running": False}}
+        return {"Id": cid}
+
+    def remove_container(self, name, force=False):
+        self.calls.append(("remove", name, force))
+
+    def remove_volume(self, name, force=False):
+        self.calls.append(("remove_volume", name))
+
+    def inspect_image(self, ref):
+        if ref in ("localhost/stacklift/redis:latest", IMAGE_ID):
+            return {"Id": IMAGE_ID, "RepoTags": ["localhost/stacklift/redis:latest"]}
+        raise api_error(404, "No such image: %s" % ref)
+
+
+def old_container(tmp_path, cid="a" * 64):
+    """A checkpointable container: an overlay2 upper dir with a change, a deletion and an opaque dir; a volume."""
+    upper = tmp_path / "src-upper"
+    (upper / "etc").mkdir(parents=True)
+    (upper / "etc" / "added.conf").write_text("new\n")
+    (upper / ".hidden").write_text("dot\n")
+    vol = tmp_path / "vol-data"
+    (vol / "sub").mkdir(parents=True)
+    (vol / "sub" / "dump.rdb").write_bytes(b"R" * 100)
+    return {
+        "Id": cid, "Name": "/cache", "Image": IMAGE_ID,
+        "Config": {"Image": "localhost/stacklift/redis:latest", "Cmd": ["redis-server"], "Env": ["A=1"],
+                   "Hostname": cid[:12], "MacAddress": "02:42:0a:59:07:05"},
+        "HostConfig": {"NetworkMode": "dnet", "Binds": ["dvol:/data", "/srv/conf:/conf"],
+                       "Annotations": {"org.criu.config": "/etc/criu/x.conf"}},
+        "NetworkSettings": {"Networks": {"dnet": {"IPAddress": "10.89.7.5", "IPPrefixLen": 24,
+                                                  "IPAMConfig": {"IPv4Address": "10.89.7.5"},
+                                                  "MacAddress": "02:42:0a:59:07:05", "Aliases": ["cache", cid[:12]]}}},
+        "Mounts": [{"Type": "volume", "Name": "dvol", "Source": str(vol), "Destination": "/data", "Driver": "local"},
+                   {"Type": "bind", "Source": "/srv/conf", "Destination": "/conf"}],
+        "GraphDriver": {"Name": "overlay2", "Data": {"UpperDir": str(upper)}},
+        "State": {"Running": True, "Pid": 1234},
+    }
+
+
+@pytest.fixture
+def whiteouts(monkeypatch):
+    """The overlay whiteouts in the source upper dir: char devices 0/0 as tar sees them (making real
+    ones needs CAP_MKNOD), and os.mknod recorded on restore."""
+    made = []
+    real_add = tarfile.TarFile.add
+
+    def add(self, name, arcname=None, recursive=True, *, filter=None):
+        real_add(self, name, arcname, recursive, filter=filter)
+        if arcname == "etc" and filter is not None:
+            info = tarfile.TarInfo("etc/issue")
+            info.type = tarfile.CHRTYPE
+            info.devmajor = info.devminor = 0
+            assert filter(info) is None
+
+    monkeypatch.setattr(tarfile.TarFile, "add", add)
+    monkeypatch.setattr(os, "mknod", lambda path, mode, dev: made.append((path, stat.S_ISCHR(mode), dev)))
+    return made
+
+
+def engine(tmp_path, **kw):
+    api = FakeAPI(str(tmp_path / "docker-root"), **kw)
+    return dk.DockerEngine(FakeRunner({"criu --version": (0, "Version: 4.2.1", ""),
+                                       "runc --version": (0, "runc version 1.1.15", "")}), api=api), api
+
+
+def members(path):
+    with archive_mod._TarStream(path) as tar:
+        return [m.name for m in tar]
+
+
+def test_checkpoint_writes_a_self_describing_archive_in_restore_order(tmp_path, whiteouts):
+    c = old_container(tmp_path)
+    e, api = engine(tmp_path, containers={"cache": c})
+    path = str(tmp_path / "cache.tar.zst")
+    stats = e.checkpoint("cache", path, tcp_established=True, keep=False)
+    assert ("post", "/containers/%s/checkpoints" % c["Id"], {"CheckpointID": "stacklift", "Exit": True}, None) \
+        in api.calls
+    assert stats["runtime_checkpoint_duration"] >= 0 and "archive_duration" in stats
+    names = members(path)
+    assert names[:5] == ["container.json", "volumes/dvol.tar", "rootfs-diff.tar", "deleted.files", "opaque.dirs"]
+    assert sorted(names[5:]) == ["checkpoint/inventory.img", "checkpoint/pages-1.img", "checkpoint/tcp-stream-1.img"]
+    # not kept: the checkpoint is dropped from the container's directory once it is in the archive
+    assert api.calls[-1][0] == "delete"
+    info = archive_mod.read_archive(path)
+    assert info["engine"] == "docker" and info["container_name"] == "cache" and info["image_id"] == IMAGE_ID
+    assert info["networks"] == {"dnet": {"static_ips": ["10.89.7.5"], "ips": ["10.89.7.5/24"],
+                                         "mac": "02:42:0a:59:07:05"}}
+    assert info["volumes"] == ["dvol"] and info["tcp_connections_saved"] == 1
+    assert info["sizes"]["memory_pages"] == 4096
+    assert [m["destination"] for m in info["mounts"]] == ["/data", "/conf"]
+
+
+def test_checkpoint_refuses_a_container_without_overlay2_before_freezing(tmp_path):
+    c = old_container(tmp_path)
+    c["GraphDriver"] = {"Name": "vfs", "Data": {}}
+    e, api = engine(tmp_path, containers={"cache": c})
+    with pytest.raises(EngineError, match="overlay2"):
+        e.checkpoint("cache", str(tmp_path / "x.tar"))
+    assert not [call for call in api.calls if call[0] == "post"]
+
+
+def test_restore_makes_the_same_container_fills_it_and_starts_it_from_the_checkpoint(tmp_path, whiteouts):
+    c = old_container(tmp_path)
+    e, api = engine(tmp_path, containers={"cache": c})
+    path = str(tmp_path / "cache.tar")
+    e.checkpoint("cache", path, compression="none", keep=True)
+    e2, api2 = engine(tmp_path / "target")
+    stats = e2.restore(path)
+    create = [call for call in api2.calls if call[0] == "create"][0]
+    _, name, body = create
+    assert name == "cache" and body["Image"] == "localhost/stacklift/redis:latest"
+    assert body["Cmd"] == ["redis-server"] and body["Hostname"] == c["Id"][:12] and "MacAddress" not in body
+    assert body["HostConfig"]["Annotations"] == {"org.criu.config": "/etc/criu/x.conf"}
+    assert body["NetworkingConfig"] == {"EndpointsConfig": {"dnet": {
+        "Aliases": ["cache"], "IPAMConfig": {"IPv4Address": "10.89.7.5"}, "MacAddress": "02:42:0a:59:07:05"}}}
+    assert ("create_volume", "dvol") in api2.calls
+    new = api2.made["f" * 64]
+    upper = new["GraphDriver"]["Data"]["UpperDir"]
+    assert open(os.path.join(upper, "etc", "added.conf")).read() == "new\n"
+    assert open(os.path.join(upper, ".hidden")).read() == "dot\n"
+    assert whiteouts == [(os.path.join(upper, "etc", "issue"), True, os.makedev(0, 0))]
+    assert open(os.path.join(api2.volumes_made["dvol"], "sub", "dump.rdb"), "rb").read() == b"R" * 100
+    cpdir = os.path.join(api2.root, "containers", "f" * 64, "checkpoints", "stacklift")
+    assert sorted(os.listdir(cpdir)) == ["inventory.img", "pages-1.img", "tcp-stream-1.img"]
+    assert ("post", "/containers/%s/start" % ("f" * 64), None, {"checkpoint": "stacklift"}) in api2.calls
+    assert stats["runtime_restore_duration"] >= 0
+
+
+def test_restore_retries_containerds_already_exists_race_only(tmp_path, whiteouts):
+    c = old_container(tmp_path)
+    e, _ = engine(tmp_path, containers={"cache": c})
+    path = str(tmp_path / "cache.tar")
+    e.checkpoint("cache", path, compression="gzip")
+    race = "failed to upload checkpoint to containerd: commit failed: content sha256:1: already exists"
+    e2, api2 = engine(tmp_path / "t1", fail={"post start": [api_error(500, race), api_error(500, race)]})
+    e2.restore(path)
+    assert len([x for x in api2.calls if x[0] == "post" and x[1].endswith("/start")]) == 3
+
+    e3, api3 = engine(tmp_path / "t2", fail={"post start": [api_error(500, "criu failed: type RESTORE")]})
+    with pytest.raises(EngineError, match="criu failed"):
+        e3.restore(path)
+    # what the failed restore made is gone again: the container and the volume
+    assert ("remove", "f" * 64, True) in api3.calls and ("remove_volume", "dvol") in api3.calls
+
+
+def test_restore_with_another_image_name_uses_the_id_and_can_drop_addresses(tmp_path, whiteouts):
+    c = old_container(tmp_path)
+    c["Config"]["Image"] = "elsewhere/redis:7"
+    body = dk.create_body(c, publish=["127.0.0.1:8080:80"], ignore_static_ip=True, ignore_static_mac=True,
+                          ignore_volumes=True, image=IMAGE_ID)
+    assert body["Image"] == IMAGE_ID
+    assert body["NetworkingConfig"]["EndpointsConfig"]["dnet"] == {"Aliases": ["cache"]}
+    assert body["HostConfig"]["PortBindings"] == {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}]}
+    assert body["HostConfig"]["Binds"] == ["/srv/conf:/conf"]
+
+
+def test_tcp_close_is_refused_with_the_way_round(tmp_path):
+    e, _ = engine(tmp_path)
+    with pytest.raises(EngineError, match="tcp-close in the container's CRIU configuration"):
+        e.restore("/nonexistent", tcp_close=True)
+
+
+def nested(tmp_path, entries):
+    path = tmp_path / "evil.tar"
+    with tarfile.open(path, "w") as t:
+        for name, kind, target in entries:
+            info = tarfile.TarInfo(name)
+            if kind == "sym":
+                info.type, info.linkname = tarfile.SYMTYPE, target
+                t.addfile(info)
+            elif kind == "hard":
+                info.type, info.linkname = tarfile.LNKTYPE, target
+                t.addfile(info)
+            else:
+                data = b"x"
+                info.size = 1
+                import io
+                t.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.mark.parametrize("entries,says", [
+    ([("../escape", "file", None)], "outside"),
+    ([("/abs/file", "file", None)], None),
+    ([("data", "sym", "/etc"), ("data/passwd", "file", None)], "symlink leads it outside"),
+    ([("link", "hard", "../../etc/passwd")], "outside"),
+])
+def test_nested_tars_never_write_outside_their_directory(tmp_path, entries, says):
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    path = nested(tmp_path, entries)
+    if says is None:   # a leading '/' is taken off, as tar does: it lands inside
+        with open(path, "rb") as f:
+            dk._untar(f, str(dest))
+        assert (dest / "abs" / "file").exists()
+        return
+    with open(path, "rb") as f, pytest.raises(archive_mod.ArchiveError, match=says):
+        dk._untar(f, str(dest))
+    assert not (tmp_path / "escape").exists()
+
+
+def test_deletions_stay_inside_the_upper_dir(tmp_path):
+    with pytest.raises(archive_mod.ArchiveError, match="outside the container"):
+        dk.apply_deletions(str(tmp_path), ["/../../etc/passwd"], [])
+
+
+def test_inspect_data_is_read_as_podmans(tmp_path):
+    e, _ = engine(tmp_path, containers={"cache": old_container(tmp_path)})
+    c = e.container("cache")
+    assert c["Name"] == "cache" and c["ImageName"] == "localhost/stacklift/redis:latest"
+    with pytest.raises(NotFound, match="no container named 'nope'"):
+        e.container("nope")
+    assert e.container_users("cache") == ["root", "postgres"]
+    info = e.info()
+    assert info["engine"] == "docker" and info["experimental"] and info["storage_driver"] == "overlay2"
+    assert info["criu_version"] == "4.2.1" and info["runtime_version"] == "1.1.15"
+
+
+def test_selection_gives_docker_when_asked_or_when_it_is_all_there_is():
+    assert isinstance(selection.select_engine("docker", FakeRunner(), which=lambda b: None), dk.DockerEngine)
+    only_docker = selection.select_engine("auto", FakeRunner(), which=lambda b: "/usr/bin/dockerd" if b == "dockerd"
+                                          else None)
+    assert only_docker.name == "docker"
+    assert isinstance(selection.make_engine("docker", FakeRunner(), remote=True), dk.DockerRemote)
+
+
+def test_the_remote_engine_reads_images_over_the_cli():
+    runner = FakeRunner({"docker image inspect": (1, "", "Error: No such image: x"),
+                         "docker tag": (0, "", "")})
+    remote = dk.DockerRemote(runner)
+    with pytest.raises(NotFound):
+        remote.image("x")
+    remote.tag(IMAGE_ID, "localhost/x:1")
+    assert runner.calls[-1] == ["docker", "tag", IMAGE_ID, "localhost/x:1"]
+    assert json.loads(json.dumps(remote.image_load_command())) == ["docker", "load", "-q"]
