@@ -24,7 +24,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils.encryption impor
 from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import (
     EngineError, container_ips, container_volumes)
 from ansible_collections.stacklift.migrate.plugins.module_utils.hostchecks import (
-    cap_bounding_set, host_criu_problem, uid_problem)
+    cap_bounding_set, docker_container_problems, docker_daemon_problems, host_criu_problem, uid_problem)
 from ansible_collections.stacklift.migrate.plugins.module_utils.journal import fsync_file
 
 SUFFIXES = {"zstd": ".tar.zst", "gzip": ".tar.gz", "none": ".tar"}
@@ -52,18 +52,27 @@ def ensure_private_dir(directory):
         os.makedirs(directory, 0o700)
 
 
-def checkpoint_problems(engine, names, info=None, capbnd=None):
-    """Why these running containers cannot be checkpointed on this host: a list, empty when they can."""
+def checkpoint_problems(engine, names, info=None, capbnd=None, tcp_established=(), file_locks=(), tcp_close=()):
+    """Why these running containers cannot be checkpointed on this host: a list, empty when they can.
+
+    TCP_ESTABLISHED, FILE_LOCKS, TCP_CLOSE: the names moved with those CRIU options (True: all of them)."""
     info = info or engine.info()
+    tcp_established, file_locks, tcp_close = [set(names) if v is True else set(v or ()) for v in
+                                              (tcp_established, file_locks, tcp_close)]
     problems = []
     problem = host_criu_problem(info)
     if problem:
         problems.append("cannot checkpoint on this host: %s" % problem)
+    if info.get("engine") == "docker":
+        problems += ["cannot checkpoint on this host: %s" % p for p in docker_daemon_problems(info)]
     capbnd = cap_bounding_set() if capbnd is None else capbnd
     for name in names:
         problem = uid_problem(engine.container_users(name), capbnd)
         if problem:
             problems.append("cannot checkpoint container %r: %s" % (name, problem))
+        if info.get("engine") == "docker":
+            problems += docker_container_problems(name, engine.container(name), tcp_established=name in tcp_established,
+                                                  file_locks=name in file_locks, tcp_close=name in tcp_close)
     return problems
 
 

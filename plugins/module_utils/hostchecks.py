@@ -78,3 +78,53 @@ def uid_problem(users, capbnd):
     return ("processes run as %s, but this host lacks CAP_SYS_RESOURCE in its capability bounding set, "
             "so CRIU cannot read their rlimits (`Can't get rlimit: Operation not permitted`); run the "
             "container's processes as uid 0 or give the host CAP_SYS_RESOURCE" % ", ".join(others))
+
+
+# Docker passes CRIU no options of its own; runc reads them from the file the container's
+# org.criu.config annotation names, else from this one.
+RUNC_CRIU_CONFIG = "/etc/criu/runc.conf"
+
+
+def docker_daemon_problems(info):
+    """Why this Docker daemon cannot checkpoint containers for stacklift (Engine.info() of docker)."""
+    problems = []
+    if not info.get("experimental"):
+        problems.append("the Docker daemon is not in experimental mode, which checkpoints need: add "
+                        "\"experimental\": true to /etc/docker/daemon.json and restart dockerd")
+    if info.get("storage_driver") and info["storage_driver"] != "overlay2":
+        problems.append("the Docker daemon stores containers with %s; stacklift moves a Docker container's "
+                        "changed files from overlay2 only" % info["storage_driver"])
+    return problems
+
+
+def criu_options(path, read=None):
+    """The options of a CRIU configuration file (one per line, '#' comments), or None if unreadable."""
+    try:
+        text = read(path) if read else open(path).read()
+    except (IOError, OSError):
+        return None
+    return set(line.split("#", 1)[0].strip().lstrip("-") for line in text.splitlines()) - {""}
+
+
+def docker_container_problems(name, container, tcp_established=False, file_locks=False, tcp_close=False, read=None):
+    """Why Docker container NAME (its inspect data) cannot be checkpointed and restored as asked."""
+    problems = []
+    host = container.get("HostConfig") or {}
+    if tcp_close:
+        problems.append("container %r is to be restored with its TCP connections closed (tcp: close), which the "
+                        "Docker engine cannot ask of CRIU per restore; use tcp: established" % name)
+    if host.get("AutoRemove"):
+        problems.append("container %r was started with --rm: Docker removes it, with its checkpoint, the moment "
+                        "it is checkpointed" % name)
+    needed = [o for o, want in (("tcp-established", tcp_established), ("file-locks", file_locks)) if want]
+    if needed:
+        path = (host.get("Annotations") or {}).get("org.criu.config") or RUNC_CRIU_CONFIG
+        have = criu_options(path, read) or set()
+        missing = [o for o in needed if o not in have]
+        if missing:
+            problems.append("container %r needs CRIU's %s, and Docker has no option for it: add the line%s to %s "
+                            "(read by runc for every container), or start the container with "
+                            "--annotation org.criu.config=FILE naming a file with %s"
+                            % (name, " and ".join(missing), "s" if len(missing) > 1 else "", path,
+                               "them" if len(missing) > 1 else "it"))
+    return problems

@@ -240,7 +240,10 @@ class SourceAgent(_Agent):
                    if c and ((c.get("State") or {}).get("Running"))]
         info = self.engine.info()
         if running and not problems:
-            problems += checkpoint_problems(self.engine, running, info=info)
+            by_tcp = dict((t, [self.services[n]["container"] for n in self.services if self.services[n]["tcp"] == t])
+                          for t in ("established", "close"))
+            problems += checkpoint_problems(self.engine, running, info=info, tcp_established=by_tcp["established"],
+                                            tcp_close=by_tcp["close"])
         return problems, containers, info
 
     def quiesce(self, containers):

@@ -221,7 +221,9 @@ class CheckpointManager(object):
                                       name=name, state=state.get("Status"))
         if todo:
             info = self.engine.info()
-            problems = checkpoint_problems(self.engine, todo, info=info)
+            problems = checkpoint_problems(self.engine, todo, info=info,
+                                           tcp_established=self.module.params["tcp_established"],
+                                           file_locks=self.module.params["file_locks"])
             if problems:
                 self.module.fail_json(msg="; ".join(problems), problems=problems, host=info)
             self.host_info = info

@@ -133,7 +133,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base imp
 from ansible_collections.stacklift.migrate.plugins.module_utils.engines.selection import (
     ENGINE_ARGUMENT_SPEC, engine_for_module)
 from ansible_collections.stacklift.migrate.plugins.module_utils.hostchecks import (
-    cap_bounding_set, host_criu_problem, uid_problem)
+    cap_bounding_set, docker_daemon_problems, host_criu_problem, uid_problem)
 
 # Archives are about the size of a container's memory plus its rootfs changes; ask for that and a margin.
 SPACE_MARGIN = 1.5
@@ -199,7 +199,7 @@ def criu_cpuinfo(module, action, blob=None):
 
 
 def check_criu(module, host):
-    problems = []
+    problems = docker_daemon_problems(host) if host.get("engine") == "docker" else []
     problem = host_criu_problem(host)
     if problem:
         problems.append(problem)

@@ -17,8 +17,10 @@ CONTAINERS = ("shop-app", "shop-cache", "shop-db")
 ARCHIVE_DIR = "/var/lib/stacklift/checkpoints"
 
 
-def playbook(path, *extra, env=None, background=False, report_dir=None, new_session=False):
+def playbook(path, *extra, env=None, background=False, report_dir=None, new_session=False, engine=None):
     cmd = [str(BIN / "ansible-playbook"), "-i", str(INVENTORY), "-i", str(SHOP_INVENTORY), str(path)]
+    if engine:
+        cmd += ["-e", "stacklift_engine=%s" % engine]
     if report_dir:
         # Each test its own journal, next to its reports.
         cmd += ["-e", "stacklift_report_dir=%s" % report_dir,
@@ -66,16 +68,27 @@ def shopper(*args, background=False):
 
 
 def remove_shop(*hosts):
+    """The shop gone from HOSTS, from both engines."""
     for h in hosts:
         h.run("nft delete table inet stacklift_test 2>/dev/null; nft delete table inet stacklift_shop 2>/dev/null; "
-              "podman rm -f -t 0 %s >/dev/null 2>&1; "
+              "podman rm -f -t 0 {c} >/dev/null 2>&1; "
               "podman network rm -f shopnet >/dev/null 2>&1; podman volume rm -f shopcache >/dev/null 2>&1; "
-              "rm -rf %s /var/lib/stacklift/restored"
-              % (" ".join(CONTAINERS), ARCHIVE_DIR), check=False)
+              "docker rm -f {c} >/dev/null 2>&1; "
+              "docker network rm -f shopnet >/dev/null 2>&1; docker volume rm -f shopcache >/dev/null 2>&1; "
+              "rm -rf {a} /var/lib/stacklift/restored".format(c=" ".join(CONTAINERS), a=ARCHIVE_DIR), check=False)
 
 
-def running(host):
-    return {c["Names"][0] for c in host.podman_json("ps --format json")} & set(CONTAINERS)
+def running(host, engine="podman"):
+    """The shop's containers running on HOST, in ENGINE."""
+    return set(host.out("%s ps --format '{{.Names}}'" % engine).split()) & set(CONTAINERS)
+
+
+def all_containers(host, engine="podman"):
+    return host.out("%s ps -a --format '{{.Names}}'" % engine).split()
+
+
+def volumes(host, engine="podman"):
+    return host.out("%s volume ls -q" % engine)
 
 
 def verify(state):

@@ -9,17 +9,21 @@ import pytest
 
 from labhosts import REPO, run_module
 from shoplab import (
-    ARCHIVE_DIR, CONTAINERS, LiveClient, block_shop_port, demo_passwords, demo_secrets, demo_stack, marker_steps, playbook,
-    report_of, running, shopper, verify)
+    ARCHIVE_DIR, CONTAINERS, LiveClient, all_containers, block_shop_port, demo_passwords, demo_secrets, demo_stack,
+    marker_steps, playbook, report_of, running, shopper, verify, volumes)
+
+ENGINES = ["podman", "docker"]
 
 
-def test_demo_stack_migrates_with_its_state_and_serves_every_request(node1, node2, shop, record_timing, background):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_demo_stack_migrates_with_its_state_and_serves_every_request(node1, node2, shop, record_timing, background,
+                                                                    engine):
     stop = shop["tmp"] / "stop-soak"
     soak_out = shop["tmp"] / "soak.json"
     soak = shopper("soak", str(soak_out), "--stop", str(stop), background=True)
     background.append(soak)
     time.sleep(1)
-    res = playbook(REPO / "migrate_stack.yml", "-vvv", report_dir=shop["reports"])
+    res = playbook(REPO / "migrate_stack.yml", "-vvv", report_dir=shop["reports"], engine=engine)
     time.sleep(1)
     stop.write_text("")
     soak_log = soak.communicate(timeout=180)[0]
@@ -29,9 +33,9 @@ def test_demo_stack_migrates_with_its_state_and_serves_every_request(node1, node
         assert password not in res.stdout + res.stderr
 
     # Everything now runs on node2, nothing on node1; no archive is left behind.
-    assert running(node2) == set(CONTAINERS) and running(node1) == set()
-    assert node2.out("podman volume ls -q") == "shopcache"  # the cache's named volume moved with it
-    assert node1.out("podman ps -a --format '{{.Names}}'").split() == []
+    assert running(node2, engine) == set(CONTAINERS) and running(node1, engine) == set()
+    assert volumes(node2, engine) == "shopcache"  # the cache's named volume moved with it
+    assert all_containers(node1, engine) == []
     assert node1.out("ls %s 2>/dev/null | grep -c tar || true" % ARCHIVE_DIR) == "0"
     # The hosts' markers record every step, the source's up to its clean-up, the target's to the commit.
     assert marker_steps(node1)[-1] == "removed" and "committed" in marker_steps(node2)
@@ -59,7 +63,7 @@ def test_demo_stack_migrates_with_its_state_and_serves_every_request(node1, node
     assert report["services"]["app"]["phases"]["restore"]["start"] >= max(
         report["services"][n]["phases"]["ready"]["end"] for n in ("db", "cache"))
     assert glob.glob(str(shop["reports"] / "shop-*.svg")) and glob.glob(str(shop["reports"] / "shop-*.txt"))
-    record_timing("demo_migration", {"downtime_s": report["downtime_s"], "soak_requests": soak["requests"],
+    record_timing("demo_migration" + ("" if engine == "podman" else "_" + engine), {"downtime_s": report["downtime_s"], "soak_requests": soak["requests"],
                                      "soak_max_latency_s": round(soak["max_latency_s"], 3),
                                      "archive_bytes": {n: s["archive_bytes"] for n, s in report["services"].items()}})
 
@@ -140,19 +144,21 @@ def test_target_network_with_another_subnet_is_refused_in_preflight(node1, node2
     assert running(node1) == set(CONTAINERS)
 
 
-def test_rollback_under_a_live_client_when_a_target_tier_never_gets_ready(node1, node2, shop, background):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_rollback_under_a_live_client_when_a_target_tier_never_gets_ready(node1, node2, shop, background, engine):
     client = LiveClient(shop["tmp"], background)
     block_shop_port(node2)
-    res = playbook(REPO / "migrate_stack.yml", "-e", "stacklift_probe_timeout=6", report_dir=shop["reports"])
+    res = playbook(REPO / "migrate_stack.yml", "-e", "stacklift_probe_timeout=6", report_dir=shop["reports"],
+                   engine=engine)
     soak = client.result()
     assert res.returncode != 0, res.stdout[-3000:]
     assert "rolled back; the stack serves on the source again" in res.stdout
-    assert running(node1) == set(CONTAINERS) and running(node2) == set()
+    assert running(node1, engine) == set(CONTAINERS) and running(node2, engine) == set()
     # The target's fence, archives and the cache's named volume are gone with its copies (a retry
     # would otherwise fail on "volume already exists"); the source's volume is still in use.
     assert node2.run("nft list table inet stacklift_shop", check=False).returncode != 0
     assert node2.out("ls %s | grep -c tar.zst || true" % ARCHIVE_DIR) == "0"
-    assert node2.out("podman volume ls -q") == "" and node1.out("podman volume ls -q") == "shopcache"
+    assert volumes(node2, engine) == "" and volumes(node1, engine) == "shopcache"
     ok, detail = verify(shop["state"])
     assert ok, detail
     report = report_of(shop["reports"])
@@ -161,19 +167,21 @@ def test_rollback_under_a_live_client_when_a_target_tier_never_gets_ready(node1,
     assert report["downtime_s"] > 0 and soak["max_latency_s"] >= report["downtime_s"] * 0.5
 
     node2.run("nft delete table inet stacklift_test")
-    res = playbook(REPO / "migrate_stack.yml", report_dir=shop["reports"])
+    res = playbook(REPO / "migrate_stack.yml", report_dir=shop["reports"], engine=engine)
     assert res.returncode == 0, res.stdout[-4000:]
-    assert running(node2) == set(CONTAINERS) and running(node1) == set()
+    assert running(node2, engine) == set(CONTAINERS) and running(node1, engine) == set()
     ok, detail = verify(shop["state"])
     assert ok, detail
 
 
-@pytest.mark.parametrize("kill_after", ["fenced", "restored", "committed"])
+@pytest.mark.parametrize("kill_after,engine", [("fenced", "podman"), ("restored", "podman"), ("committed", "podman"),
+                                               ("restored", "docker")])
 def test_controller_killed_in_the_window_then_a_rerun_ends_with_the_stack_on_one_host(
-        node1, node2, shop, background, kill_after):
+        node1, node2, shop, background, kill_after, engine):
     """SIGKILL of ansible-playbook (and its workers) in the window; the next run recovers from the journal."""
     client = LiveClient(shop["tmp"], background)
-    proc = playbook(REPO / "migrate_stack.yml", background=True, report_dir=shop["reports"], new_session=True)
+    proc = playbook(REPO / "migrate_stack.yml", background=True, report_dir=shop["reports"], new_session=True,
+                    engine=engine)
     background.append(proc)
     where = node1 if kill_after == "fenced" else node2  # committed: the target lifted its fence
     deadline = time.time() + 240
@@ -186,11 +194,11 @@ def test_controller_killed_in_the_window_then_a_rerun_ends_with_the_stack_on_one
     lock = json.loads((journal / "shop.lock").read_text())
     assert lock["pid"] == proc.pid  # the dead controller's lock is left behind ...
 
-    res = playbook(REPO / "migrate_stack.yml", report_dir=shop["reports"])  # ... and recognised
+    res = playbook(REPO / "migrate_stack.yml", report_dir=shop["reports"], engine=engine)  # ... and recognised
     client.result()
     assert res.returncode == 0, res.stdout[-5000:]
     assert "left open by a controller that is gone" in res.stdout
-    assert running(node2) == set(CONTAINERS) and running(node1) == set()
+    assert running(node2, engine) == set(CONTAINERS) and running(node1, engine) == set()
     assert not (journal / "shop.lock").exists()
     ok, detail = verify(shop["state"])
     assert ok, detail

@@ -71,3 +71,31 @@ def test_engine_error_gives_fail_json_arguments():
     e = base.EngineError("boom", cmd=["podman", "x"], rc=125, stdout="o", stderr="e", name="db")
     assert e.fail_kwargs() == {"msg": "boom", "rc": 125, "stdout": "o", "stderr": "e", "cmd": "podman x",
                                "name": "db"}
+
+
+def test_a_docker_daemon_without_experimental_is_told_how_to_fix_it():
+    problems = hostchecks.docker_daemon_problems({"experimental": False, "storage_driver": "vfs"})
+    assert "\"experimental\": true to /etc/docker/daemon.json" in problems[0]
+    assert "vfs" in problems[1] and "overlay2" in problems[1]
+    assert hostchecks.docker_daemon_problems({"experimental": True, "storage_driver": "overlay2"}) == []
+
+
+def test_docker_containers_need_criu_options_in_their_config_file():
+    files = {"/etc/criu/runc.conf": "# nothing\n", "/etc/criu/tcp.conf": "tcp-established  # keep them\n--file-locks\n"}
+
+    def read(path):
+        if path not in files:
+            raise IOError(path)
+        return files[path]
+
+    plain = {"HostConfig": {}}
+    annotated = {"HostConfig": {"Annotations": {"org.criu.config": "/etc/criu/tcp.conf"}}}
+    problems = hostchecks.docker_container_problems("db", plain, tcp_established=True, read=read)
+    assert len(problems) == 1 and "tcp-established" in problems[0] and "/etc/criu/runc.conf" in problems[0]
+    assert hostchecks.docker_container_problems("db", annotated, tcp_established=True, file_locks=True, read=read) == []
+    assert hostchecks.docker_container_problems("db", plain, read=read) == []
+    missing = {"HostConfig": {"Annotations": {"org.criu.config": "/nope"}}}
+    assert "tcp-established and file-locks" in hostchecks.docker_container_problems(
+        "db", missing, tcp_established=True, file_locks=True, read=read)[0]
+    rm = hostchecks.docker_container_problems("db", {"HostConfig": {"AutoRemove": True}}, tcp_close=True, read=read)
+    assert "--rm" in rm[1] and "tcp: close" in rm[0]
