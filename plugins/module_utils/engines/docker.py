@@ -27,6 +27,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import calendar
 import io
 import json
 import os
@@ -63,6 +64,8 @@ except ImportError:
 
 COMPRESSIONS = ["zstd", "gzip", "none"]
 CHECKPOINT_ID = "stacklift"
+# Left in the checkpoint directory when its images went into an archive only (keep=false).
+ARCHIVED_MARKER = "stacklift-archived"
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 # containerd's race on an immediate restore (moby issue 42900): retried, it always went through.
 ALREADY_EXISTS = "already exists"
@@ -169,9 +172,17 @@ class DockerEngine(Engine):
         return ".".join(str(x) for x in v) if v else None
 
     def container(self, name):
-        c = self._call("docker inspect", self.api.inspect_container, name,
-                       missing="no container named %r on this host" % name)
-        return normalize(c)
+        c = normalize(self._call("docker inspect", self.api.inspect_container, name,
+                                 missing="no container named %r on this host" % name))
+        state = c.setdefault("State", {})
+        if not state.get("Running"):
+            # Podman's State.Checkpointed, which Docker lacks: stopped by our checkpoint, not started since
+            cpdir = self._checkpoint_dir(c["Id"])
+            state["Checkpointed"] = os.path.isdir(cpdir) and os.stat(cpdir).st_mtime >= _seconds(state.get("StartedAt"))
+        return c
+
+    def _checkpoint_dir(self, cid):
+        return os.path.join(self.docker_root(), "containers", cid, "checkpoints", CHECKPOINT_ID)
 
     def container_users(self, name):
         top = self._call("docker top", self.api.top, name, ps_args="-o pid,user")
@@ -194,7 +205,7 @@ class DockerEngine(Engine):
         self._raw("post", "/containers/%s/checkpoints" % c["Id"], "docker checkpoint create %s" % name,
                   data={"CheckpointID": CHECKPOINT_ID, "Exit": not leave_running})
         t1 = time.time()
-        cpdir = os.path.join(self.docker_root(), "containers", c["Id"], "checkpoints", CHECKPOINT_ID)
+        cpdir = self._checkpoint_dir(c["Id"])
         try:
             write_archive(archive, compression, c, cpdir, upper,
                           {} if ignore_volumes else volume_dirs(c))
@@ -203,7 +214,7 @@ class DockerEngine(Engine):
                               % (name, e, cpdir), checkpoint_dir=cpdir)
         t2 = time.time()
         if not keep:
-            self._drop_checkpoint(c["Id"])
+            trim_checkpoint(cpdir, archive)
         return {"runtime_checkpoint_duration": int((t1 - t0) * 1e6), "archive_duration": int((t2 - t1) * 1e6),
                 "docker_checkpoint_duration": int((time.time() - t0) * 1e6)}
 
@@ -324,6 +335,8 @@ class DockerEngine(Engine):
 
     def restore_in_place(self, name, tcp_established=False, file_locks=False):
         c = self.container(name)
+        if os.path.exists(os.path.join(self._checkpoint_dir(c["Id"]), ARCHIVED_MARKER)):
+            raise EngineError("the checkpoint of %r was not kept (keep=false): restore it from its archive" % name)
         t0 = time.time()
         self._start_from_checkpoint(c["Id"], name)
         self._drop_checkpoint(c["Id"])
@@ -427,6 +440,29 @@ class DockerRemote(Engine):
         rc, out, err = self.runner(cmd)
         if rc != 0:
             raise EngineError("docker tag failed", cmd=cmd, rc=rc, stdout=out, stderr=err)
+
+
+def trim_checkpoint(cpdir, archive):
+    """Remove the CRIU images once they are in the archive (keep=false), leaving the directory with a
+    note of where they went: the container still reads as checkpointed, and cannot restore in place."""
+    for name in os.listdir(cpdir):
+        path = os.path.join(cpdir, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+    with open(os.path.join(cpdir, ARCHIVED_MARKER), "w") as f:
+        f.write(archive + "\n")
+
+
+def _seconds(stamp):
+    """Docker's '2026-11-28T15:47:18.123456789Z' as seconds since the epoch (0 when there is none)."""
+    if not stamp or stamp.startswith("0001-"):
+        return 0
+    try:
+        return calendar.timegm(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return 0
 
 
 def _explain(e):

@@ -70,7 +70,7 @@ class FakeAPI:
 
     def _get(self, url, params=None):
         self.calls.append(("get", url, None, params))
-        return {}
+        return []
 
     def _result(self, res, json=False):
         return res
@@ -192,8 +192,15 @@ def test_checkpoint_writes_a_self_describing_archive_in_restore_order(tmp_path, 
     names = members(path)
     assert names[:5] == ["container.json", "volumes/dvol.tar", "rootfs-diff.tar", "deleted.files", "opaque.dirs"]
     assert sorted(names[5:]) == ["checkpoint/inventory.img", "checkpoint/pages-1.img", "checkpoint/tcp-stream-1.img"]
-    # not kept: the checkpoint is dropped from the container's directory once it is in the archive
-    assert api.calls[-1][0] == "delete"
+    # not kept: the CRIU images leave the container's directory once they are in the archive, which it names
+    cpdir = os.path.join(api.root, "containers", c["Id"], "checkpoints", "stacklift")
+    assert os.listdir(cpdir) == ["stacklift-archived"]
+    api.by_name["cache"]["State"] = {"Running": False, "StartedAt": "2020-01-01T00:00:00.5Z"}
+    assert e.container("cache")["State"]["Checkpointed"]
+    with pytest.raises(EngineError, match="not kept"):
+        e.restore_in_place("cache")
+    api.by_name["cache"]["State"] = {"Running": False, "StartedAt": "2999-01-01T00:00:00Z"}
+    assert not e.container("cache")["State"]["Checkpointed"]
     info = archive_mod.read_archive(path)
     assert info["engine"] == "docker" and info["container_name"] == "cache" and info["image_id"] == IMAGE_ID
     assert info["networks"] == {"dnet": {"static_ips": ["10.89.7.5"], "ips": ["10.89.7.5/24"],
@@ -318,9 +325,16 @@ def test_deletions_stay_inside_the_upper_dir(tmp_path):
 
 
 def test_inspect_data_is_read_as_podmans(tmp_path):
-    e, _ = engine(tmp_path, containers={"cache": old_container(tmp_path)})
+    e, api = engine(tmp_path, containers={"cache": old_container(tmp_path)})
     c = e.container("cache")
     assert c["Name"] == "cache" and c["ImageName"] == "localhost/stacklift/redis:latest"
+    assert "Checkpointed" not in c["State"]
+    api.by_name["cache"]["State"] = {"Running": False, "Status": "exited"}
+    assert e.container("cache")["State"]["Checkpointed"] is False
+    e.checkpoint("cache", str(tmp_path / "a.tar"), compression="none", keep=True)
+    assert e.container("cache")["State"]["Checkpointed"] is True
+    assert sorted(os.listdir(str(tmp_path / "docker-root" / "containers" / ("a" * 64) / "checkpoints" / "stacklift"))) \
+        == ["inventory.img", "pages-1.img", "tcp-stream-1.img"]
     with pytest.raises(NotFound, match="no container named 'nope'"):
         e.container("nope")
     assert e.container_users("cache") == ["root", "postgres"]
