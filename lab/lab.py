@@ -28,7 +28,7 @@ sys.path.insert(0, str(HERE))
 
 import engines as lab_engines  # noqa: E402  (lab/engines.py)
 import images as image_recipes  # noqa: E402  (lab/images.py)
-from roots import CACHE, SUITE, build_root, debian_mirror, log, run  # noqa: E402,F401  (lab/roots.py)
+from roots import CACHE, build_root, log, run  # noqa: E402  (lab/roots.py)
 
 STATE = Path(os.environ.get("STACKLIFT_LAB_DIR", REPO / ".lab"))
 LAB_NETNS = "stacklift-lab"

@@ -16,8 +16,8 @@ ENGINES = ["podman", "docker"]
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_demo_stack_migrates_with_its_state_and_serves_every_request(node1, node2, shop, record_timing, background,
-                                                                    engine):
+def test_demo_stack_migrates_with_its_state_and_serves_every_request(
+        node1, node2, shop, record_timing, background, engine):
     stop = shop["tmp"] / "stop-soak"
     soak_out = shop["tmp"] / "soak.json"
     soak = shopper("soak", str(soak_out), "--stop", str(stop), background=True)
@@ -63,9 +63,10 @@ def test_demo_stack_migrates_with_its_state_and_serves_every_request(node1, node
     assert report["services"]["app"]["phases"]["restore"]["start"] >= max(
         report["services"][n]["phases"]["ready"]["end"] for n in ("db", "cache"))
     assert glob.glob(str(shop["reports"] / "shop-*.svg")) and glob.glob(str(shop["reports"] / "shop-*.txt"))
-    record_timing("demo_migration" + ("" if engine == "podman" else "_" + engine), {"downtime_s": report["downtime_s"], "soak_requests": soak["requests"],
-                                     "soak_max_latency_s": round(soak["max_latency_s"], 3),
-                                     "archive_bytes": {n: s["archive_bytes"] for n, s in report["services"].items()}})
+    record_timing("demo_migration" + ("" if engine == "podman" else "_" + engine), {
+        "downtime_s": report["downtime_s"], "soak_requests": soak["requests"],
+        "soak_max_latency_s": round(soak["max_latency_s"], 3),
+        "archive_bytes": {n: s["archive_bytes"] for n, s in report["services"].items()}})
 
 
 def changed(service=None, **changes):

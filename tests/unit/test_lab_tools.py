@@ -8,6 +8,7 @@ import pytest
 
 import images
 import lab
+import roots
 
 
 def write(path, text):
@@ -19,24 +20,24 @@ def test_mirror_comes_from_deb822_sources_and_skips_security(tmp_path):
     write(tmp_path / "sources.list.d/debian.sources",
           "Types: deb\nURIs: http://mirror.invalid/debian-security\nSuites: bookworm-security\n\n"
           "Types: deb\nURIs: http://mirror.invalid/debian/\nSuites: bookworm\nComponents: main\n")
-    assert lab.debian_mirror(tmp_path) == "http://mirror.invalid/debian"
+    assert roots.debian_mirror(tmp_path) == "http://mirror.invalid/debian"
 
 
 def test_mirror_comes_from_legacy_sources_list(tmp_path):
     write(tmp_path / "sources.list", "# comment\ndeb [arch=amd64] http://legacy.invalid/debian bookworm main\n")
-    assert lab.debian_mirror(tmp_path) == "http://legacy.invalid/debian"
+    assert roots.debian_mirror(tmp_path) == "http://legacy.invalid/debian"
 
 
 def test_disabled_stanzas_are_ignored(tmp_path):
     write(tmp_path / "sources.list.d/a.sources",
           "Types: deb\nURIs: http://off.invalid/debian\nEnabled: no\n\nTypes: deb\nURIs: http://on.invalid/debian\n")
-    assert lab.debian_mirror(tmp_path) == "http://on.invalid/debian"
+    assert roots.debian_mirror(tmp_path) == "http://on.invalid/debian"
 
 
 def test_no_mirror_is_a_clear_error(tmp_path):
     (tmp_path / "sources.list.d").mkdir()
     with pytest.raises(SystemExit, match="no Debian mirror"):
-        lab.debian_mirror(tmp_path)
+        roots.debian_mirror(tmp_path)
 
 
 def test_service_layer_is_reproducible():

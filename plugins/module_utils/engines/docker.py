@@ -362,15 +362,16 @@ class DockerEngine(Engine):
         return [self.binary, "load", "-q"]
 
     def tag(self, image_id, ref):
-        repo, _, tag = ref.rpartition(":") if ":" in ref.rsplit("/", 1)[-1] else (ref, "", "latest")
+        repo, tag = ref.rsplit(":", 1) if ":" in ref.rsplit("/", 1)[-1] else (ref, "latest")
         self._call("docker tag", self.api.tag, image_id, repo, tag)
 
     def network(self, name):
         net = self._call("docker network inspect", self.api.inspect_network, name,
                          missing="no network named %r on this host" % name)
-        containers = dict((cid, {"name": c.get("Name"), "ips": [a.split("/")[0] for a in
-                                                                  (c.get("IPv4Address"), c.get("IPv6Address")) if a]})
-                          for cid, c in (net.get("Containers") or {}).items())
+        containers = {}
+        for cid, c in (net.get("Containers") or {}).items():
+            addresses = (c.get("IPv4Address"), c.get("IPv6Address"))
+            containers[cid] = {"name": c.get("Name"), "ips": [a.split("/")[0] for a in addresses if a]}
         subnets = [cfg["Subnet"] for cfg in (net.get("IPAM") or {}).get("Config") or [] if cfg.get("Subnet")]
         return {"name": net["Name"], "subnets": subnets, "containers": containers}
 

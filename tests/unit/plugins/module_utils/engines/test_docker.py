@@ -226,8 +226,7 @@ def test_restore_makes_the_same_container_fills_it_and_starts_it_from_the_checkp
     e.checkpoint("cache", path, compression="none", keep=True)
     e2, api2 = engine(tmp_path / "target")
     stats = e2.restore(path)
-    create = [call for call in api2.calls if call[0] == "create"][0]
-    _, name, body = create
+    name, body = [call[1:] for call in api2.calls if call[0] == "create"][0]
     assert name == "cache" and body["Image"] == "localhost/stacklift/redis:latest"
     assert body["Cmd"] == ["redis-server"] and body["Hostname"] == c["Id"][:12] and "MacAddress" not in body
     assert body["HostConfig"]["Annotations"] == {"org.criu.config": "/etc/criu/x.conf"}
@@ -248,7 +247,7 @@ def test_restore_makes_the_same_container_fills_it_and_starts_it_from_the_checkp
 
 def test_restore_retries_containerds_already_exists_race_only(tmp_path, whiteouts):
     c = old_container(tmp_path)
-    e, _ = engine(tmp_path, containers={"cache": c})
+    e = engine(tmp_path, containers={"cache": c})[0]
     path = str(tmp_path / "cache.tar")
     e.checkpoint("cache", path, compression="gzip")
     race = "failed to upload checkpoint to containerd: commit failed: content sha256:1: already exists"
@@ -275,7 +274,7 @@ def test_restore_with_another_image_name_uses_the_id_and_can_drop_addresses(tmp_
 
 
 def test_tcp_close_is_refused_with_the_way_round(tmp_path):
-    e, _ = engine(tmp_path)
+    e = engine(tmp_path)[0]
     with pytest.raises(EngineError, match="tcp-close in the container's CRIU configuration"):
         e.restore("/nonexistent", tcp_close=True)
 
