@@ -9,13 +9,22 @@ __metaclass__ = type
 
 
 class ModuleDocFragment(object):
+
     # The engine option every module that drives a container engine has.
     DOCUMENTATION = r"""
+requirements:
+  - on the host, podman (O(engine=podman)) or the Docker SDK for Python C(docker) and a Docker daemon (O(engine=docker))
 options:
   engine:
     description:
       - Container engine on the host. V(auto) prefers Podman, then Docker.
-      - Podman is implemented; V(docker) is refused with a clear message until the Docker engine is.
+      - V(podman) drives the podman CLI. V(docker) drives the Docker Engine API through the Docker SDK
+        for Python (C(docker)) on the host; the daemon must run in experimental mode, with the
+        overlay2 storage driver.
+      - On Docker, CRIU options (tcp-established, file-locks) come from the file that the container's
+        C(org.criu.config) annotation names, else from C(/etc/criu/runc.conf), as runc reads them;
+        checkpoints are refused, before anything is frozen, when an option asked for is not there.
+      - The two engines' archives differ; an archive is restored by the engine that made it.
     type: str
     choices: [auto, podman, docker]
     default: auto

@@ -76,6 +76,12 @@ archive:
   returned: always
   type: dict
   contains:
+    engine:
+      description:
+        - The engine whose archive this is, V(podman) (Podman's export) or V(docker) (stacklift's own
+          archive of a Docker container, with its inspect data, CRIU images, changed files and volumes).
+      type: str
+      sample: docker
     container_name:
       description: Name of the checkpointed container.
       type: str
