@@ -10,6 +10,7 @@ from docker.errors import APIError, NotFound as DockerNotFound
 
 from ansible_collections.stacklift.migrate.plugins.module_utils import archive as archive_mod
 from ansible_collections.stacklift.migrate.plugins.module_utils.engines import docker as dk
+from ansible_collections.stacklift.migrate.plugins.module_utils.engines import docker_archive as dka
 from ansible_collections.stacklift.migrate.plugins.module_utils.engines import selection
 from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import EngineError, NotFound
 
@@ -87,6 +88,7 @@ class FakeAPI:
         self.calls.append(("inspect", name))
         if name in self.made:
             return self.made[name]
+        name = next((n for n, c in self.by_name.items() if c["Id"] == name), name)
         if name not in self.by_name:
             raise api_error(404, "No such container: %s" % name)
         return self.by_name[name]
@@ -168,6 +170,12 @@ def whiteouts(monkeypatch):
     monkeypatch.setattr(tarfile.TarFile, "add", add)
     monkeypatch.setattr(os, "mknod", lambda path, mode, dev: made.append((path, stat.S_ISCHR(mode), dev)))
     return made
+
+
+@pytest.fixture(autouse=True)
+def no_ctr(monkeypatch):
+    """containerd's ctr is not on the host unless a test says so."""
+    monkeypatch.setattr(dk, "_which_ctr", lambda: None)
 
 
 def engine(tmp_path, **kw):
@@ -310,17 +318,17 @@ def test_nested_tars_never_write_outside_their_directory(tmp_path, entries, says
     path = nested(tmp_path, entries)
     if says is None:   # a leading '/' is taken off, as tar does: it lands inside
         with open(path, "rb") as f:
-            dk._untar(f, str(dest))
+            dka._untar(f, str(dest))
         assert (dest / "abs" / "file").exists()
         return
     with open(path, "rb") as f, pytest.raises(archive_mod.ArchiveError, match=says):
-        dk._untar(f, str(dest))
+        dka._untar(f, str(dest))
     assert not (tmp_path / "escape").exists()
 
 
 def test_deletions_stay_inside_the_upper_dir(tmp_path):
     with pytest.raises(archive_mod.ArchiveError, match="outside the container"):
-        dk.apply_deletions(str(tmp_path), ["/../../etc/passwd"], [])
+        dka.apply_deletions(str(tmp_path), ["/../../etc/passwd"], [])
 
 
 def test_inspect_data_is_read_as_podmans(tmp_path):
@@ -359,3 +367,58 @@ def test_the_remote_engine_reads_images_over_the_cli():
     remote.tag(IMAGE_ID, "localhost/x:1")
     assert runner.calls[-1] == ["docker", "tag", IMAGE_ID, "localhost/x:1"]
     assert json.loads(json.dumps(remote.image_load_command())) == ["docker", "load", "-q"]
+
+
+def ctr_dump(container):
+    """ctr task checkpoint as runc does it: the images written straight into --image-path; the task exits."""
+    def dump(argv):
+        path = argv[argv.index("--image-path") + 1]
+        for name in ("pages-1.img", "inventory.img"):
+            with open(os.path.join(path, name), "wb") as f:
+                f.write(b"C")
+        container["State"] = {"Running": False, "Status": "exited"}
+        return 0, "", ""
+    return dump
+
+
+def test_the_dump_goes_straight_to_disk_through_containerd_when_it_can(tmp_path, whiteouts, monkeypatch):
+    monkeypatch.setattr(dk, "_which_ctr", lambda: "/usr/bin/ctr")
+    c = old_container(tmp_path)
+    e, api = engine(tmp_path, containers={"cache": c})
+    e.runner.answers["ctr"] = ctr_dump(c)
+    stats = e.checkpoint("cache", str(tmp_path / "a.tar"), compression="none", keep=True)
+    argv = e.runner.commands("ctr")[0]
+    cpdir = os.path.join(api.root, "containers", c["Id"], "checkpoints", "stacklift")
+    assert argv[:5] == ["/usr/bin/ctr", "--namespace", "moby", "task", "checkpoint"]
+    assert argv[argv.index("--image-path") + 1] == cpdir and argv[-2:] == ["--exit", c["Id"]]
+    assert stats["checkpoint_path"] == "containerd" and not [x for x in api.calls if x[0] == "post"]
+    assert "checkpoint/pages-1.img" in members(str(tmp_path / "a.tar"))
+
+
+def test_a_container_with_a_restart_policy_is_dumped_through_dockers_api(tmp_path, whiteouts, monkeypatch):
+    # dockerd would restart it when its task exits under it: a second copy of the service
+    monkeypatch.setattr(dk, "_which_ctr", lambda: "/usr/bin/ctr")
+    c = old_container(tmp_path)
+    c["HostConfig"]["RestartPolicy"] = {"Name": "unless-stopped"}
+    e, api = engine(tmp_path, containers={"cache": c})
+    stats = e.checkpoint("cache", str(tmp_path / "a.tar"), compression="none")
+    assert stats["checkpoint_path"] == "engine-api" and not e.runner.commands("ctr")
+
+
+def test_a_failed_dump_says_what_criu_said_and_is_not_retried_another_way(tmp_path, monkeypatch):
+    monkeypatch.setattr(dk, "_which_ctr", lambda: "/usr/bin/ctr")
+    c = old_container(tmp_path)
+    e, api = engine(tmp_path, containers={"cache": c})
+
+    def fail(argv):
+        work = argv[argv.index("--work-path") + 1]
+        with open(os.path.join(work, "dump.log"), "w") as f:
+            f.write("(00.1) Error (criu/sk-inet.c:191): inet: Connected TCP socket, consider using --tcp-established\n")
+        return 1, "", "ctr: runc did not terminate successfully: exit status 1"
+    e.runner.answers["ctr"] = fail
+    with pytest.raises(EngineError, match="consider using --tcp-established"):
+        e.checkpoint("cache", str(tmp_path / "a.tar"))
+    assert not [x for x in api.calls if x[0] == "post"]
+    # containerd not there (dockerd runs its own): Docker's API instead
+    e.runner.answers["ctr"] = (1, "", "ctr: failed to dial \"/run/containerd/containerd.sock\": no such file")
+    assert e.checkpoint("cache", str(tmp_path / "b.tar"), compression="none")["checkpoint_path"] == "engine-api"
