@@ -85,8 +85,9 @@ demo: lab
 	@echo; bash examples/shop/demo.sh
 
 # Modules and the stack migration against bare podman/ssh commands, measured in the same run.
+# make bench: Podman; make bench ENGINE=docker: the Docker engine (and the demo on Podman in the same run)
 bench: lab
-	$(BIN)/python bench/bench.py
+	$(BIN)/python bench/$(if $(filter docker,$(ENGINE)),bench_docker.py,bench.py)
 
 build: venv
 	$(BIN)/ansible-galaxy collection build --force .

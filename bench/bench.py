@@ -137,9 +137,9 @@ def play(*args):
     return res.stdout
 
 
-def deploy_shop():
+def deploy_shop(engine="podman"):
     play(str(SHOP / "reset.yml"))
-    play(str(SHOP / "deploy.yml"))
+    play(str(SHOP / "deploy.yml"), "-e", "stacklift_engine=%s" % engine)
     drive = subprocess.run(["ip", "netns", "exec", "stacklift-client", sys.executable, str(SHOP / "shopper.py"),
                             "drive", "/tmp/stacklift-bench-shoppers.json"], capture_output=True, text=True, check=False)
     if drive.returncode:
@@ -192,14 +192,14 @@ def by_hand(node1, node2):
     return result
 
 
-def with_stacklift(encrypt=False):
-    deploy_shop()
+def with_stacklift(encrypt=False, engine="podman"):
+    deploy_shop(engine)
     soak = subprocess.Popen(["ip", "netns", "exec", "stacklift-client", sys.executable, str(SHOP / "shopper.py"),
                              "soak", "/tmp/stacklift-bench-soak.json", "--stop", "/tmp/stacklift-bench-stop"])
     time.sleep(1)
     try:
         out = play(str(REPO / "migrate_stack.yml"), "-e", "stacklift_report_dir=/tmp/stacklift-bench-reports",
-                   "-e", "stacklift_journal_dir=/tmp/stacklift-bench-journal",
+                   "-e", "stacklift_journal_dir=/tmp/stacklift-bench-journal", "-e", "stacklift_engine=%s" % engine,
                    *(["-e", "stacklift_encryption_key={{ shop_archive_key }}"] if encrypt else []))
     finally:
         time.sleep(1)
