@@ -61,6 +61,7 @@ except ImportError:
     class DockerNotFound(APIError):
         pass
 
+
 COMPRESSIONS = ["zstd", "gzip", "none"]
 CHECKPOINT_ID = "stacklift"
 CONTAINERD_NAMESPACE = "moby"   # where dockerd keeps its containers in containerd
@@ -68,6 +69,8 @@ DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 # containerd's race on an immediate restore (moby issue 42900): retried, it always went through.
 ALREADY_EXISTS = "already exists"
 START_ATTEMPTS = 6
+
+
 class DockerEngine(Engine):
     name = "docker"
 
