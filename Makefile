@@ -20,11 +20,12 @@ export PODMAN_IGNORE_CGROUPSV1_WARNING := 1
 # System packages the controller needs (Debian names), installed only when missing.
 SYSTEM_PACKAGES := debootstrap netcat-openbsd gcc libc6-dev iproute2 util-linux openssh-client tar zstd shellcheck git
 
-.PHONY: help deps venv collection lab lab-status lab-down test unit integration sanity lint demo bench build clean
+.PHONY: help deps venv collection lab lab-status lab-down test unit integration sanity lint demo demo-fleet bench bench-fleet build clean
 
 help:
 	@echo "make demo        build the lab, run the shop on node1, migrate it to node2 under load (the main job)"
 	@echo "                 (ENCRYPT=1: with the archives encrypted at rest; ENGINE=docker: on Docker)"
+	@echo "make demo-fleet  a three-host lab; node1 runs three stacks, drained to node2 and node3 at once"
 	@echo "make test        unit and integration tests; starts the lab"
 	@echo "make lab | lab-status | lab-down   the N-host lab (LAB_NODES=$(LAB_NODES))"
 	@echo "make build       the collection tarball"
@@ -65,10 +66,13 @@ lab-down:
 unit: venv collection
 	$(BIN)/pytest -q tests/unit
 
+integration: LAB_NODES = 3
 integration: lab
 	$(BIN)/pytest -q tests/integration
 
-# Unit and integration tests (the lab is started, never skipped), then ansible-test sanity and ansible-lint.
+# Unit and integration tests (the lab is started, three hosts for the fleet tests, never skipped), then
+# ansible-test sanity and ansible-lint.
+test: LAB_NODES = 3
 test: lab
 	$(BIN)/pytest tests/unit tests/integration
 	$(MAKE) --no-print-directory sanity lint
@@ -85,6 +89,16 @@ demo: lab
 	@echo; bash examples/shop/demo.sh
 
 # Modules and the stack migration against bare podman/ssh commands, measured in the same run.
+# Three stacks on node1 (two shops, a Redis), drained at once to node2 and node3 (examples/fleet/demo.sh).
+demo-fleet: LAB_NODES = 3
+demo-fleet: lab
+	@echo; bash examples/fleet/demo.sh
+
+# Three stacks drained at once against each alone (bench/bench_fleet.py), on three hosts.
+bench-fleet: LAB_NODES = 3
+bench-fleet: lab
+	$(BIN)/python bench/bench_fleet.py
+
 # make bench: Podman; make bench ENGINE=docker: the Docker engine (and the demo on Podman in the same run)
 bench: lab
 	$(BIN)/python bench/$(if $(filter docker,$(ENGINE)),bench_docker.py,bench.py)

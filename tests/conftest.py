@@ -47,6 +47,15 @@ def node2(lab):
 
 
 @pytest.fixture(scope="session")
+def node3(lab):
+    """The third host the fleet tests drain to; `make test` starts three."""
+    if "node3" not in lab:
+        pytest.fail("the fleet tests need a third lab host: run `make lab LAB_NODES=3` (make test does)",
+                    pytrace=False)
+    return lab["node3"]
+
+
+@pytest.fixture(scope="session")
 def lab_images():
     return json.loads((LAB_DIR / "images.json").read_text())
 

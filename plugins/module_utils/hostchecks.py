@@ -11,6 +11,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
 import re
 
 from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import parse_version
@@ -128,3 +129,69 @@ def docker_container_problems(name, container, tcp_established=False, file_locks
                             % (name, " and ".join(missing), "s" if len(missing) > 1 else "", path,
                                "them" if len(missing) > 1 else "it"))
     return problems
+
+
+# What a host has room for, and what a container takes: the preflight's and the fleet's measures.
+
+def free_bytes(path):
+    while not os.path.exists(path):
+        path = os.path.dirname(path) or "/"
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def tree_bytes(path):
+    """Bytes of the files below PATH (a volume's data), symlinks not followed."""
+    total = 0
+    for root, _dirs, files in os.walk(path or "/nonexistent"):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(root, f)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def memory_bytes(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except (IOError, OSError, ValueError):
+        pass
+    return 0
+
+
+def memory_available(meminfo="/proc/meminfo"):
+    """MemAvailable of this host, in bytes (0 when unreadable)."""
+    try:
+        with open(meminfo) as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (IOError, OSError, ValueError):
+        pass
+    return 0
+
+
+def container_memory_bytes(pid, proc="/proc"):
+    """Resident memory of every process in the PID namespace of PID (a container's processes), in bytes."""
+    try:
+        ns = os.readlink(os.path.join(proc, str(pid), "ns", "pid"))
+    except (IOError, OSError):
+        return 0
+    total = 0
+    for entry in os.listdir(proc):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.readlink(os.path.join(proc, entry, "ns", "pid")) != ns:
+                continue
+            with open(os.path.join(proc, entry, "status")) as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+        except (IOError, OSError, ValueError):
+            continue
+    return total

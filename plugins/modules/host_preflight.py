@@ -133,17 +133,10 @@ from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base imp
 from ansible_collections.stacklift.migrate.plugins.module_utils.engines.selection import (
     ENGINE_ARGUMENT_SPEC, engine_for_module)
 from ansible_collections.stacklift.migrate.plugins.module_utils.hostchecks import (
-    cap_bounding_set, docker_daemon_problems, host_criu_problem, uid_problem)
+    cap_bounding_set, docker_daemon_problems, free_bytes, host_criu_problem, memory_bytes, tree_bytes, uid_problem)
 
 # Archives are about the size of a container's memory plus its rootfs changes; ask for that and a margin.
 SPACE_MARGIN = 1.5
-
-
-def free_bytes(path):
-    while not os.path.exists(path):
-        path = os.path.dirname(path) or "/"
-    st = os.statvfs(path)
-    return st.f_bavail * st.f_frsize
 
 
 def space_problems(archive_dir, need, host):
@@ -152,29 +145,6 @@ def space_problems(archive_dir, need, host):
         return ["%s has %d MB free; the archives need about %d MB"
                 % (archive_dir, free // 10 ** 6, need * SPACE_MARGIN // 10 ** 6)]
     return []
-
-
-def tree_bytes(path):
-    """Bytes of the files below PATH (a volume's data), symlinks not followed."""
-    total = 0
-    for root, _dirs, files in os.walk(path or "/nonexistent"):
-        for f in files:
-            try:
-                total += os.lstat(os.path.join(root, f)).st_size
-            except OSError:
-                pass
-    return total
-
-
-def memory_bytes(pid):
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except (IOError, OSError, ValueError):
-        pass
-    return 0
 
 
 def criu_cpuinfo(module, action, blob=None):

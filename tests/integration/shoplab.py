@@ -41,8 +41,8 @@ DemoVarsLoader.add_constructor("!vault", lambda loader, node: loader.construct_s
 
 
 def demo_stack():
-    """The demo's stack description, as examples/shop/group_vars/all.yml gives it."""
-    text = (SHOP_INVENTORY.parent / "group_vars" / "all.yml").read_text()
+    """The demo's stack description, as examples/shop/group_vars/all/stack.yml gives it."""
+    text = (SHOP_INVENTORY.parent / "group_vars" / "all" / "stack.yml").read_text()
     return yaml.load(text, Loader=DemoVarsLoader)["stacklift_stack"]
 
 
@@ -102,10 +102,10 @@ def report_of(report_dir):
     return json.loads(open(files[-1]).read())
 
 
-def block_shop_port(host):
+def block_shop_port(host, address="10.89.10.4"):
     """The target host cannot reach the shop's port: that tier never gets ready there."""
     host.run("nft -f - <<'EOF'\ntable inet stacklift_test {\n chain out { type filter hook output priority -300; "
-             "ip daddr 10.89.10.4 tcp dport 8080 drop; }\n}\nEOF")
+             "ip daddr %s tcp dport 8080 drop; }\n}\nEOF" % address)
 
 
 class LiveClient:

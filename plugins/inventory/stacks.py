@@ -1,0 +1,163 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) stacklift developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+name: stacks
+short_description: Container stacks as inventory hosts, for fleet migrations
+version_added: 0.3.0
+description:
+  - Reads a YAML file of stack descriptions (the same description C(stacklift_stack) takes) and
+    adds one inventory host per stack, so that Ansible can target, limit and group stacks as it
+    does hosts; C(playbooks/drain_host.yml) and C(playbooks/migrate_stacks.yml) migrate them.
+  - Each stack host runs on the controller (C(ansible_connection=local)); its description is in
+    the variable C(stacklift_stack_description), its source host in C(stacklift_stack_source), and
+    what placement reads in C(stacklift_fleet) (C(labels), C(requires), C(spread)).
+  - Groups made, C(stacks) with every stack, C(stacks_on_HOST) with the stacks running on HOST,
+    and C(stacks_LABEL_VALUE) for each of a stack's labels; O(keyed_groups), O(groups) and
+    O(compose) add more, as in other constructed inventories.
+  - The file's name must end in C(.stacks.yml) or C(.stacks.yaml), and the plugin must be enabled
+    (C(enable_plugins) in C(ansible.cfg) lists C(stacklift.migrate.stacks)).
+author:
+  - stacklift developers (@stacklift)
+extends_documentation_fragment:
+  - constructed
+options:
+  plugin:
+    description: Marks the file as this plugin's.
+    required: true
+    choices: [stacklift.migrate.stacks]
+  stacks:
+    description:
+      - The stacks, each a stack description (C(name), C(source), C(services), C(networks), and
+        optionally C(target)), with optional C(labels) (a dict), C(requires) (host labels a target
+        must have), C(spread) (groups of which no two stacks may share a host) and C(vars)
+        (variables of the stack's inventory host, for example its C(stacklift_traffic_switch_tasks)).
+    type: list
+    elements: dict
+    required: true
+  host_prefix:
+    description: Prefix of the stacks' inventory host names, to keep them apart from real hosts.
+    type: str
+    default: stack_
+"""
+
+EXAMPLES = r"""
+# fleet.stacks.yml
+plugin: stacklift.migrate.stacks
+stacks:
+  - name: shop
+    source: node1
+    labels: {team: web}
+    spread: [shops]
+    networks: [{name: shopnet, subnet: 10.89.10.0/24}]
+    services:
+      - {name: db, container: shop-db, probe: {type: postgres}}
+      - {name: app, container: shop-app, depends_on: [db], probe: {type: http, port: 8080}}
+  - name: sessions
+    source: node1
+    services: [{name: cache, container: sessions-redis, probe: {type: redis}}]
+keyed_groups:
+  - key: stacklift_stack_description.labels.team | default('none')
+    prefix: team
+
+# ansible-inventory -i .lab/inventory.yml -i fleet.stacks.yml --graph
+# ansible-playbook stacklift.migrate.drain_host -i hosts.yml -i fleet.stacks.yml -e stacklift_drain_host=node1
+"""
+
+import re
+
+from ansible.errors import AnsibleParserError
+from ansible.plugins.inventory import BaseInventoryPlugin, Constructable
+
+try:
+    from ansible.template import trust_as_template  # ansible-core 2.19: what a plugin writes is data until trusted
+except ImportError:  # older ansible-core templates every string
+    def trust_as_template(value):
+        return value
+
+NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def group_part(text):
+    """A string as it can be part of a group name (letters, digits, underscores)."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", str(text))
+
+
+def stack_problems(stacks):
+    """Every problem of the file's stack list at once (the stacks themselves are validated by stack_plan)."""
+    if not isinstance(stacks, list) or not stacks:
+        return ["stacks must be a non-empty list of stack descriptions"]
+    problems, seen = [], set()
+    for i, s in enumerate(stacks):
+        if not isinstance(s, dict):
+            problems.append("stacks[%d] is not a dict" % i)
+            continue
+        name = s.get("name")
+        if not isinstance(name, str) or not NAME.match(name):
+            problems.append("stacks[%d]: name %r is not an identifier" % (i, name))
+        elif name in seen:
+            problems.append("stack %r is listed twice" % name)
+        seen.add(name)
+        if not s.get("source"):
+            problems.append("stack %r has no source host" % name)
+        if not isinstance(s.get("labels", {}), dict):
+            problems.append("stack %r: labels must be a dict" % name)
+        for key in ("requires", "spread"):
+            if not isinstance(s.get(key, []), list):
+                problems.append("stack %r: %s must be a list" % (name, key))
+        if not isinstance(s.get("vars", {}), dict):
+            problems.append("stack %r: vars must be a dict" % name)
+    return problems
+
+
+FLEET_KEYS = ("labels", "requires", "spread", "vars")
+
+
+def stack_hosts(stacks, prefix="stack_"):
+    """[(inventory host name, its variables, its groups)] of the stacks."""
+    out = []
+    for s in stacks:
+        groups = ["stacks", "stacks_on_" + group_part(s["source"])]
+        groups += ["stacks_%s_%s" % (group_part(k), group_part(v)) for k, v in sorted((s.get("labels") or {}).items())]
+        hostvars = dict(s.get("vars") or {})
+        hostvars.update({
+            "ansible_connection": "local", "ansible_python_interpreter": trust_as_template("{{ ansible_playbook_python }}"),
+            "stacklift_stack_description": dict((k, v) for k, v in s.items() if k not in FLEET_KEYS),
+            "stacklift_stack_source": s["source"],
+            "stacklift_fleet": {"labels": s.get("labels") or {}, "requires": s.get("requires") or [],
+                                "spread": s.get("spread") or []}})
+        out.append((prefix + s["name"], hostvars, groups))
+    return out
+
+
+class InventoryModule(BaseInventoryPlugin, Constructable):
+    NAME = "stacklift.migrate.stacks"
+
+    def verify_file(self, path):
+        return super(InventoryModule, self).verify_file(path) and path.endswith((".stacks.yml", ".stacks.yaml"))
+
+    def parse(self, inventory, loader, path, cache=True):
+        super(InventoryModule, self).parse(inventory, loader, path, cache)
+        self._read_config_data(path)
+        stacks = self.get_option("stacks")
+        problems = stack_problems(stacks)
+        if problems:
+            raise AnsibleParserError("%s: %s" % (path, "; ".join(problems)))
+        strict = self.get_option("strict")
+        for host, hostvars, groups in stack_hosts(stacks, self.get_option("host_prefix")):
+            for group in groups:
+                self.inventory.add_group(group)
+            self.inventory.add_host(host, group=groups[0])
+            for group in groups[1:]:
+                self.inventory.add_child(group, host)
+            for key, value in hostvars.items():
+                self.inventory.set_variable(host, key, value)
+            self._set_composite_vars(self.get_option("compose"), hostvars, host, strict=strict)
+            self._add_host_to_composed_groups(self.get_option("groups"), hostvars, host, strict=strict)
+            self._add_host_to_keyed_groups(self.get_option("keyed_groups"), hostvars, host, strict=strict)

@@ -1,0 +1,126 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) stacklift developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Fleet migrations: what each stack needs (from what its containers take on their source), and the
+fleet report (every stack's outcome, source, target and downtime, the total time, a timeline).
+
+The placement itself is placement.py; the per-stack migrations are the migrate_stack role's."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+import time
+
+from xml.sax.saxutils import escape
+
+# What an archive holds beyond its container's memory and volumes (CRIU's other images, changed files).
+ARCHIVE_OVERHEAD = 64 * 1024 * 1024
+OUTCOMES = ("migrated", "rolled_back", "failed", "unplaced", "skipped")
+COLOURS = {"migrated": "#43a047", "rolled_back": "#fb8c00", "failed": "#e53935", "unplaced": "#9e9e9e",
+           "skipped": "#bdbdbd"}
+
+
+def stack_demand(stack, usage):
+    """What STACK (a description with services) needs on a target, from USAGE ({container: {memory_bytes,
+    volume_bytes}} as host_capacity measured them on its source), for placement.place."""
+    containers = [s.get("container") or s["name"] for s in stack.get("services") or []]
+    measured = [usage.get(c) or {} for c in containers]
+    memory = sum(int(m.get("memory_bytes") or 0) for m in measured)
+    volumes = sum(int(m.get("volume_bytes") or 0) for m in measured)
+    return {"name": stack["name"], "source": stack.get("source"), "memory_bytes": memory,
+            "archive_bytes": memory + volumes + ARCHIVE_OVERHEAD * len(containers),
+            "requires": list(stack.get("requires") or []), "spread": list(stack.get("spread") or []),
+            "missing": sorted(c for c in containers if c not in usage)}
+
+
+def build(stacks, started, finished):
+    """The fleet report from each stack's outcome.
+
+    stacks: [{stack, source, target, outcome, downtime_s?, error?, report?: path of its own report,
+    window?: [first fence, commit or rollback] epoch seconds}].
+    """
+    rows = sorted(stacks, key=lambda s: s["stack"])
+    counts = dict((o, sum(1 for s in rows if s["outcome"] == o)) for o in OUTCOMES)
+    downtimes = [s["downtime_s"] for s in rows if s["outcome"] == "migrated" and s.get("downtime_s") is not None]
+    return {
+        "stacks": rows, "counts": counts, "ok": counts["migrated"] + counts["skipped"] == len(rows),
+        "started": started, "finished": finished, "total_s": round(finished - started, 3),
+        "max_downtime_s": max(downtimes) if downtimes else None,
+    }
+
+
+def summary(report):
+    lines = ["stacklift fleet migration: %d stacks, %s in %.1f s" % (
+        len(report["stacks"]), ", ".join("%d %s" % (n, o.replace("_", " ")) for o, n in report["counts"].items() if n),
+        report["total_s"])]
+    lines.append("")
+    lines.append("%-20s %-8s %-8s %-12s %10s  %s" % ("stack", "source", "target", "outcome", "downtime", "why"))
+    for s in report["stacks"]:
+        down = "%.3f s" % s["downtime_s"] if s.get("downtime_s") is not None else "-"
+        lines.append("%-20s %-8s %-8s %-12s %10s  %s" % (s["stack"], s.get("source") or "-", s.get("target") or "-",
+                                                         s["outcome"], down, (s.get("error") or "")[:200]))
+    return "\n".join(lines) + "\n"
+
+
+def timeline_svg(report, width=900, row=28):
+    """Each stack a row: its window (first fence to commit, or rollback) on the fleet run's clock."""
+    t0, t1 = report["started"], max(report["finished"], report["started"] + 0.001)
+    left, right = 170, 20
+    scale = (width - left - right) / (t1 - t0)
+    height = 50 + row * len(report["stacks"])
+    out = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">'
+           % (width, height),
+           '<text x="10" y="20" font-weight="bold">%s</text>' % escape(summary(report).splitlines()[0])]
+    for i, s in enumerate(report["stacks"]):
+        y = 40 + i * row
+        out.append('<text x="10" y="%d">%s</text>' % (y + 15, escape("%s %s>%s" % (
+            s["stack"], s.get("source") or "?", s.get("target") or "?"))))
+        w = s.get("window")
+        if w and w[0] is not None and w[1] is not None:
+            x = left + (w[0] - t0) * scale
+            out.append('<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"><title>%s</title></rect>'
+                       % (x, y, max(1.0, (w[1] - w[0]) * scale), row - 8, COLOURS[s["outcome"]],
+                          escape("%s: %s" % (s["stack"], s["outcome"]))))
+        else:
+            label = escape(s["outcome"].replace("_", " "))
+            out.append('<text x="%d" y="%d" fill="%s">%s</text>' % (left, y + 15, COLOURS[s["outcome"]], label))
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def stack_entry(name, source, target, outcome, report_path=None, error=None):
+    """One stack's row, read from its own migration report when it wrote one."""
+    entry = {"stack": name, "source": source, "target": target, "outcome": outcome, "error": error}
+    if report_path and os.path.exists(report_path):
+        with open(report_path) as f:
+            rep = json.load(f)
+        entry.update(report=report_path, downtime_s=rep.get("downtime_s"), outcome=rep.get("outcome") or outcome)
+        entry["error"] = entry["error"] or rep.get("error")
+        starts, ends = [], []
+        for svc in (rep.get("services") or {}).values():
+            for phase, times in (svc.get("phases") or {}).items():
+                if phase != "quiesce" and times.get("start"):
+                    starts.append(times["start"])
+                if times.get("end"):
+                    ends.append(times["end"])
+        entry["window"] = [min(starts) if starts else None, max(ends) if ends else None]
+    return entry
+
+
+def write(report, report_dir, stamp=None):
+    """fleet-STAMP.json, .txt and .svg in REPORT_DIR; returns the JSON's path."""
+    stamp = stamp or time.strftime("%Y%m%dT%H%M%S", time.gmtime(report["started"]))
+    if not os.path.isdir(report_dir):
+        os.makedirs(report_dir, 0o755)
+    base = os.path.join(report_dir, "fleet-%s" % stamp)
+    with open(base + ".json", "w") as f:
+        json.dump(report, f, indent=2, sort_keys=True)
+    with open(base + ".txt", "w") as f:
+        f.write(summary(report))
+    with open(base + ".svg", "w") as f:
+        f.write(timeline_svg(report))
+    return base + ".json"

@@ -1,0 +1,107 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) stacklift developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: fleet_report
+short_description: Write the report of a fleet migration
+version_added: 0.3.0
+description:
+  - Writes C(fleet-STAMP.json), C(.txt) and C(.svg) (a timeline, one row a stack) beside the stacks'
+    own migration reports, from each stack's outcome and its own report.
+  - Runs on the controller (C(delegate_to=localhost)).
+author:
+  - stacklift developers (@stacklift)
+options:
+  stacks:
+    description:
+      - Each stack's C(stack), C(source), C(target), C(outcome) (V(migrated), V(rolled_back),
+        V(failed), V(unplaced), V(skipped)), and optionally C(report) (its migration report's path)
+        and C(error).
+    type: list
+    elements: dict
+    required: true
+  started:
+    description: When the fleet run started, epoch seconds.
+    type: float
+    required: true
+  report_dir:
+    description: Where to write the report.
+    type: path
+    required: true
+attributes:
+  check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
+    support: full
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: none
+"""
+
+EXAMPLES = r"""
+- name: Report the fleet run
+  stacklift.migrate.fleet_report:
+    stacks: [{stack: shop, source: node1, target: node2, outcome: migrated, report: /r/shop-1.json}]
+    started: "{{ fleet_started }}"
+    report_dir: /r
+  delegate_to: localhost
+"""
+
+RETURN = r"""
+path:
+  description: The report's JSON file (its .txt and .svg beside it).
+  returned: when not in check mode
+  type: str
+summary:
+  description: The report as text.
+  returned: always
+  type: str
+ok:
+  description: Whether every stack moved (or had nothing to move).
+  returned: always
+  type: bool
+counts:
+  description: How many stacks ended each way.
+  returned: always
+  type: dict
+report:
+  description: The whole report.
+  returned: always
+  type: dict
+"""
+
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.stacklift.migrate.plugins.module_utils import fleet
+
+
+def main():
+    module = AnsibleModule(argument_spec=dict(
+        stacks=dict(type="list", elements="dict", required=True),
+        started=dict(type="float", required=True),
+        report_dir=dict(type="path", required=True),
+    ), supports_check_mode=True)
+    rows = []
+    for s in module.params["stacks"]:
+        if s.get("outcome") not in fleet.OUTCOMES:
+            module.fail_json(msg="stack %r: outcome must be one of %s, not %r"
+                             % (s.get("stack"), ", ".join(fleet.OUTCOMES), s.get("outcome")))
+        rows.append(fleet.stack_entry(s["stack"], s.get("source"), s.get("target"), s["outcome"],
+                                      report_path=s.get("report"), error=s.get("error")))
+    report = fleet.build(rows, module.params["started"], time.time())
+    result = dict(changed=not module.check_mode, summary=fleet.summary(report), ok=report["ok"],
+                  counts=report["counts"], report=report)
+    if not module.check_mode:
+        result["path"] = fleet.write(report, module.params["report_dir"])
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

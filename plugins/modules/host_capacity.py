@@ -1,0 +1,135 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) stacklift developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: host_capacity
+short_description: What a host has room for, and what given containers take on it
+version_added: 0.3.0
+description:
+  - Reports the host's available memory, the free space where archives go and its CPUs, and for
+    each container named in O(containers) the memory its processes use and the size of its named
+    volumes; what M(stacklift.migrate.fleet_plan) places stacks by.
+  - Changes nothing.
+author:
+  - stacklift developers (@stacklift)
+extends_documentation_fragment:
+  - stacklift.migrate.engine
+options:
+  containers:
+    description: Containers to measure on this host. A container that is not running is reported as missing.
+    type: list
+    elements: str
+    default: []
+  stack:
+    description: A stack description whose services' containers are measured too (a service's container defaults to its name).
+    type: dict
+  archive_dir:
+    description: Where archives go on this host (its file system's free space is reported).
+    type: path
+    default: /var/lib/stacklift/checkpoints
+attributes:
+  check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
+    support: full
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: none
+"""
+
+EXAMPLES = r"""
+- name: Room on the targets
+  stacklift.migrate.host_capacity:
+  delegate_to: "{{ item }}"
+  loop: [node2, node3]
+  register: capacity
+
+- name: What the shop takes on its source
+  stacklift.migrate.host_capacity:
+    containers: [shop-db, shop-cache, shop-app]
+  delegate_to: node1
+"""
+
+RETURN = r"""
+free_memory_bytes:
+  description: The host's available memory (MemAvailable).
+  returned: always
+  type: int
+free_archive_bytes:
+  description: Free space of the file system holding O(archive_dir).
+  returned: always
+  type: int
+cpus:
+  description: The host's CPUs.
+  returned: always
+  type: int
+containers:
+  description: For each container measured, C(memory_bytes) (resident memory of its processes) and C(volume_bytes).
+  returned: always
+  type: dict
+  sample: {shop-db: {memory_bytes: 52000000, volume_bytes: 0}}
+missing:
+  description: Containers of O(containers) that are not running here.
+  returned: always
+  type: list
+  elements: str
+used_bytes:
+  description: Memory and volume bytes of all measured containers together.
+  returned: always
+  type: int
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import (
+    EngineError, NotFound, container_volumes)
+from ansible_collections.stacklift.migrate.plugins.module_utils.engines.selection import (
+    ENGINE_ARGUMENT_SPEC, engine_for_module)
+from ansible_collections.stacklift.migrate.plugins.module_utils.hostchecks import (
+    container_memory_bytes, free_bytes, memory_available, tree_bytes)
+
+
+def main():
+    argument_spec = dict(
+        containers=dict(type="list", elements="str", default=[]),
+        stack=dict(type="dict"),
+        archive_dir=dict(type="path", default="/var/lib/stacklift/checkpoints"),
+    )
+    argument_spec.update(ENGINE_ARGUMENT_SPEC)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    result = dict(changed=False, free_memory_bytes=memory_available(), cpus=os.cpu_count() or 1,
+                  free_archive_bytes=free_bytes(module.params["archive_dir"]), containers={}, missing=[])
+    names = list(module.params["containers"])
+    for svc in (module.params["stack"] or {}).get("services") or []:
+        if isinstance(svc, dict) and (svc.get("container") or svc.get("name")) not in names:
+            names.append(svc.get("container") or svc.get("name"))
+    if names:
+        engine = engine_for_module(module)
+        for name in names:
+            try:
+                c = engine.container(name)
+            except NotFound:
+                result["missing"].append(name)
+                continue
+            except EngineError as e:
+                module.fail_json(**e.fail_kwargs())
+            state = c.get("State") or {}
+            if not state.get("Running"):
+                result["missing"].append(name)
+                continue
+            result["containers"][name] = {
+                "memory_bytes": container_memory_bytes(state.get("Pid") or 0),
+                "volume_bytes": sum(tree_bytes(v) for v in container_volumes(c).values())}
+    result["used_bytes"] = sum(c["memory_bytes"] + c["volume_bytes"] for c in result["containers"].values())
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""Fleet migrations on a three-host lab: node1 drained of three stacks (two shops, a Redis) at once,
+placed by capacity on node2 and node3, each with a client; one stack that rolls back while the others
+move; a stack too big for any target; --check."""
+
+import glob
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from labhosts import BIN, INVENTORY, REPO, ansible_env
+from shoplab import CLIENT_NETNS, SHOPPER, block_shop_port
+
+FLEET = REPO / "examples" / "fleet" / "fleet.stacks.yml"
+SECRETS = REPO / "examples" / "shop" / "group_vars" / "all" / "secrets.yml"
+STACKS = {"shop": ("shop-db", "shop-cache", "shop-app"), "shop2": ("shop2-db", "shop2-cache", "shop2-app"),
+          "sessions": ("sessions-cache",)}
+SHOPS = {"shop": "10.89.10.4", "shop2": "10.89.11.4"}
+
+
+def fleet_play(path, *extra, tmp=None):
+    cmd = [str(BIN / "ansible-playbook"), "-i", str(INVENTORY), "-i", str(FLEET), "-e", "@%s" % SECRETS, str(path)]
+    if tmp:
+        cmd += ["-e", "stacklift_report_dir=%s" % (tmp / "reports"), "-e", "stacklift_journal_dir=%s" % (tmp / "journal")]
+    return subprocess.run(cmd + list(extra), env=ansible_env(), capture_output=True, text=True, timeout=1200,
+                          check=False)
+
+
+def where(hosts):
+    """{stack: [hosts it runs on]} (all its containers running there)."""
+    out = {}
+    for name, containers in STACKS.items():
+        out[name] = [h.name for h in hosts
+                     if set(containers) <= set(h.out("podman ps --format '{{.Names}}'").split())]
+    return out
+
+
+def in_client(args, env=None, background=False):
+    cmd = ["ip", "netns", "exec", CLIENT_NETNS] + args
+    e = dict(ansible_env(), **(env or {}))
+    if background:
+        return subprocess.Popen(cmd, env=e, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.run(cmd, env=e, capture_output=True, text=True, timeout=300, check=False)
+
+
+def cache_password():
+    res = subprocess.run([str(BIN / "ansible"), "-i", str(FLEET), "localhost", "-e", "@%s" % SECRETS, "-m", "debug",
+                          "-a", "msg={{ shop_cache_password }}"], env=ansible_env(), capture_output=True, text=True,
+                         timeout=120, check=True)
+    return json.loads(res.stdout.split("=>", 1)[1])["msg"]
+
+
+@pytest.fixture
+def fleet(node1, node2, node3, tmp_path, background):
+    """The three stacks on node1, shoppers' state in both shops, a client on each stack."""
+    hosts = (node1, node2, node3)
+    assert fleet_play(REPO / "examples" / "shop" / "reset.yml").returncode == 0
+    for name, net in (("shop", 10), ("shop2", 11)):
+        res = fleet_play(REPO / "examples" / "shop" / "deploy.yml",
+                         "-e", '{"stacklift_stack": "{{ hostvars.stack_%s.stacklift_stack_description }}"}' % name,
+                         "-e", '{"shop_addresses": {"db": "10.89.%d.2", "cache": "10.89.%d.3", "app": "10.89.%d.4"}}'
+                         % (net, net, net))
+        assert res.returncode == 0, res.stdout[-3000:]
+    res = fleet_play(REPO / "examples" / "fleet" / "sessions.yml")
+    assert res.returncode == 0, res.stdout[-3000:]
+    stop = tmp_path / "stop"
+    clients = {}
+    for name, address in SHOPS.items():
+        res = in_client([sys.executable, str(SHOPPER), "drive", str(tmp_path / ("%s.json" % name))],
+                        env={"SHOP_ADDRESS": address})
+        assert res.returncode == 0, res.stdout + res.stderr
+        clients[name] = in_client([sys.executable, str(SHOPPER), "soak", str(tmp_path / ("%s-soak.json" % name)),
+                                   "--stop", str(stop)], env={"SHOP_ADDRESS": address}, background=True)
+    clients["sessions"] = in_client([sys.executable, str(REPO / "examples" / "fleet" / "counter.py"), "10.89.12.3",
+                                     str(tmp_path / "sessions-soak.json"), "--stop", str(stop)],
+                                    env={"REDIS_PASSWORD": cache_password()}, background=True)
+    background.extend(clients.values())
+    time.sleep(1)
+    assert where(hosts) == {"shop": ["node1"], "shop2": ["node1"], "sessions": ["node1"]}
+    yield {"tmp": tmp_path, "stop": stop, "clients": clients, "hosts": hosts}
+    fleet_play(REPO / "examples" / "shop" / "reset.yml")
+
+
+def clients_saw(f):
+    time.sleep(1)
+    f["stop"].write_text("")
+    seen = {}
+    for name, proc in f["clients"].items():
+        log = proc.communicate(timeout=300)[0]
+        seen[name] = json.loads((f["tmp"] / ("%s-soak.json" % name)).read_text())
+        assert seen[name]["errors"] == [] and seen[name]["connections"] == 1, (name, seen[name]["errors"], log)
+    return seen
+
+
+def fleet_report(tmp):
+    files = sorted(glob.glob(str(tmp / "reports" / "fleet-*.json")))
+    assert files, "no fleet report"
+    return json.loads(open(files[-1]).read())
+
+
+def test_check_mode_prints_the_plan_and_changes_nothing(fleet):
+    res = fleet_play(REPO / "playbooks" / "drain_host.yml", "--check", "-e", "stacklift_drain_host=node1",
+                     tmp=fleet["tmp"])
+    assert res.returncode == 0, res.stdout[-4000:]
+    assert "shop: node1 -> node" in res.stdout and "sessions: node1 -> node" in res.stdout
+    assert where(fleet["hosts"]) == {"shop": ["node1"], "shop2": ["node1"], "sessions": ["node1"]}
+    assert not (fleet["tmp"] / "journal").exists() and not (fleet["tmp"] / "reports").exists()
+
+
+def test_drain_moves_every_stack_at_once_placed_by_capacity_and_spread(fleet, record_timing):
+    t0 = time.time()
+    res = fleet_play(REPO / "playbooks" / "drain_host.yml", "-e", "stacklift_drain_host=node1", tmp=fleet["tmp"])
+    total = time.time() - t0
+    seen = clients_saw(fleet)
+    assert res.returncode == 0, res.stdout[-6000:]
+    now = where(fleet["hosts"])
+    assert all(len(h) == 1 and h[0] in ("node2", "node3") for h in now.values()), now
+    assert now["shop"] != now["shop2"]  # the spread group: no two shops on one host
+    for name, address in SHOPS.items():
+        res = in_client([sys.executable, str(SHOPPER), "verify", str(fleet["tmp"] / ("%s.json" % name))],
+                        env={"SHOP_ADDRESS": address})
+        assert res.returncode == 0, res.stdout + res.stderr
+    assert seen["sessions"]["in_order"] and seen["sessions"]["requests"] > 20
+    report = fleet_report(fleet["tmp"])
+    assert report["ok"] and report["counts"]["migrated"] == 3
+    by_stack = dict((s["stack"], s) for s in report["stacks"])
+    assert all(by_stack[n]["target"] == now[n][0] and by_stack[n]["downtime_s"] > 0 for n in STACKS)
+    assert glob.glob(str(fleet["tmp"] / "reports" / "fleet-*.svg"))
+    # The stacks' windows overlapped: they ran at once, not one after another.
+    windows = sorted(s["window"] for s in report["stacks"])
+    assert windows[1][0] < windows[0][1] and windows[2][0] < windows[0][1], windows
+    record_timing("fleet_drain", {"total_s": round(total, 3), "downtimes_s": dict(
+        (n, by_stack[n]["downtime_s"]) for n in STACKS), "slowest_requests_s": dict(
+        (n, round(seen[n]["max_latency_s"], 3)) for n in STACKS)})
+
+
+def test_one_stack_that_never_gets_ready_rolls_back_and_the_others_move(fleet):
+    for h in fleet["hosts"][1:]:
+        block_shop_port(h, "10.89.11.4")   # shop2's app never answers on either target
+    try:
+        res = fleet_play(REPO / "playbooks" / "drain_host.yml", "-e", "stacklift_drain_host=node1",
+                         "-e", "stacklift_probe_timeout=6", tmp=fleet["tmp"])
+    finally:
+        for h in fleet["hosts"][1:]:
+            h.run("nft delete table inet stacklift_test", check=False)
+    clients_saw(fleet)
+    assert res.returncode != 0 and "shop2 did not move" in res.stdout, res.stdout[-4000:]
+    now = where(fleet["hosts"])
+    assert now["shop2"] == ["node1"] and now["shop"] != ["node1"] and now["sessions"] != ["node1"], now
+    report = fleet_report(fleet["tmp"])
+    by_stack = dict((s["stack"], s) for s in report["stacks"])
+    assert by_stack["shop2"]["outcome"] == "rolled_back" and "not ready" in by_stack["shop2"]["error"]
+    assert by_stack["shop"]["outcome"] == "migrated" and by_stack["sessions"]["outcome"] == "migrated"
+
+
+def test_a_stack_too_big_for_any_target_stays_and_says_why(fleet, node2):
+    free = json.loads(subprocess.run(
+        [str(BIN / "ansible"), "-i", str(INVENTORY), "node2", "-m", "stacklift.migrate.host_capacity"],
+        env=ansible_env(), capture_output=True, text=True, timeout=120, check=True).stdout.split("=>", 1)[1])
+    # The targets keep all but 60 MB for themselves: the sessions Redis fits, a shop does not.
+    reserve = free["free_memory_bytes"] - 60 * 10 ** 6
+    res = fleet_play(REPO / "playbooks" / "migrate_stacks.yml", "--limit", "stack_shop,stack_sessions",
+                     "-e", '{"stacklift_fleet_reserved_memory": {"node2": %d, "node3": %d}}' % (reserve, reserve),
+                     tmp=fleet["tmp"])
+    clients_saw(fleet)
+    assert res.returncode != 0 and "shop did not move" in res.stdout, res.stdout[-4000:]
+    assert "shop fits on no target" in res.stdout and "of free memory, the stack needs" in res.stdout
+    now = where(fleet["hosts"])
+    assert now["shop"] == ["node1"] and now["shop2"] == ["node1"] and now["sessions"] != ["node1"], now
+    by_stack = dict((s["stack"], s) for s in fleet_report(fleet["tmp"])["stacks"])
+    assert by_stack["shop"]["outcome"] == "unplaced" and set(by_stack) == {"shop", "sessions"}

@@ -1,0 +1,70 @@
+"""The stacks inventory plugin, as ansible-inventory runs it: one inventory host per stack, grouped by
+source and labels; every problem of a bad file at once."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[4]
+BIN = Path(sys.executable).parent
+sys.path.insert(0, str(REPO / ".cache" / "collections"))
+
+from ansible_collections.stacklift.migrate.plugins.inventory import stacks as plugin_mod  # noqa: E402
+
+
+def inventory(tmp_path, text, name="fleet.stacks.yml"):
+    path = tmp_path / name
+    path.write_text(text)
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_INVENTORY_UNPARSED_FAILED="1")
+    res = subprocess.run([str(BIN / "ansible-inventory"), "-i", str(path), "--list"], cwd=str(REPO), env=env,
+                         capture_output=True, text=True, timeout=120, check=False)
+    return res, (json.loads(res.stdout) if res.returncode == 0 else None)
+
+
+def test_one_host_per_stack_grouped_by_source_and_labels(tmp_path):
+    res, inv = inventory(tmp_path, """
+plugin: stacklift.migrate.stacks
+stacks:
+  - {name: shop, source: node1, labels: {app: shop}, spread: [shops], vars: {stacklift_traffic_switch_tasks: /t.yml},
+     services: [{name: db, container: shop-db}]}
+  - {name: sessions, source: node2, requires: [ssd], services: [{name: cache}]}
+keyed_groups:
+  - key: stacklift_fleet.requires
+    prefix: needs
+""")
+    assert res.returncode == 0, res.stderr
+    assert sorted(inv["stacks"]["hosts"]) == ["stack_sessions", "stack_shop"]
+    assert inv["stacks_on_node1"]["hosts"] == ["stack_shop"] and inv["stacks_app_shop"]["hosts"] == ["stack_shop"]
+    assert inv["needs_ssd"]["hosts"] == ["stack_sessions"]
+    shop = inv["_meta"]["hostvars"]["stack_shop"]
+    # the description is what stack_plan validates: the fleet's own keys are kept apart
+    assert shop["stacklift_stack_description"] == {"name": "shop", "source": "node1",
+                                                   "services": [{"name": "db", "container": "shop-db"}]}
+    assert shop["stacklift_fleet"] == {"labels": {"app": "shop"}, "requires": [], "spread": ["shops"]}
+    assert shop["stacklift_traffic_switch_tasks"] == "/t.yml"
+
+
+def test_every_problem_of_the_file_at_once(tmp_path):
+    res = inventory(tmp_path, """
+plugin: stacklift.migrate.stacks
+stacks:
+  - {name: shop, source: node1}
+  - {name: shop, source: node1}
+  - {name: "bad name", labels: [x], spread: x}
+""")[0]
+    assert res.returncode != 0
+    for part in ("stack 'shop' is listed twice", "'bad name' is not an identifier", "has no source host",
+                 "labels must be a dict", "spread must be a list"):
+        assert part in res.stderr, res.stderr
+
+
+def test_a_file_of_another_name_is_not_read(tmp_path):
+    res = inventory(tmp_path, "plugin: stacklift.migrate.stacks\nstacks: [{name: a, source: b}]\n", name="hosts.yml")[0]
+    assert res.returncode != 0
+
+
+def test_stack_hosts_is_plain_python():
+    hosts = plugin_mod.stack_hosts([{"name": "shop", "source": "node1"}, {"name": "s", "source": "node-2"}], prefix="s_")
+    assert [h[0] for h in hosts] == ["s_shop", "s_s"] and hosts[1][2] == ["stacks", "stacks_on_node_2"]

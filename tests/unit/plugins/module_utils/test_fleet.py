@@ -1,0 +1,48 @@
+"""The fleet's logic: what a stack needs from what its containers take, and the fleet report."""
+
+import json
+import os
+
+from ansible_collections.stacklift.migrate.plugins.module_utils import fleet
+from ansible_collections.stacklift.migrate.plugins.module_utils.placement import place
+
+MB = 10 ** 6
+
+
+def test_a_stacks_demand_adds_its_containers_and_names_those_not_running():
+    stack = {"name": "shop", "source": "node1", "spread": ["shops"],
+             "services": [{"name": "db", "container": "shop-db"}, {"name": "cache"}]}
+    usage = {"shop-db": {"memory_bytes": 50 * MB, "volume_bytes": 5 * MB}}
+    d = fleet.stack_demand(stack, usage)
+    assert d["memory_bytes"] == 50 * MB and d["missing"] == ["cache"] and d["spread"] == ["shops"]
+    assert d["archive_bytes"] == 55 * MB + 2 * fleet.ARCHIVE_OVERHEAD
+
+
+def test_demands_place_two_shops_apart_and_report_the_one_that_fits_nowhere():
+    usage = {"a": {"memory_bytes": 100 * MB}, "b": {"memory_bytes": 100 * MB}, "big": {"memory_bytes": 5000 * MB}}
+    stacks = [fleet.stack_demand({"name": n, "source": "node1", "spread": ["shops"] if n != "big" else [],
+                                  "services": [{"name": n}]}, usage) for n in ("a", "b", "big")]
+    hosts = [{"name": h, "free_memory_bytes": 1000 * MB, "free_archive_bytes": 10 ** 12, "cpus": 2}
+             for h in ("node2", "node3")]
+    plan = place(stacks, hosts)
+    assert sorted(p["target"] for p in plan["placements"]) == ["node2", "node3"]
+    assert plan["unplaced"][0]["stack"] == "big" and "free memory" in plan["unplaced"][0]["why"][0]
+
+
+def test_the_fleet_report_reads_each_stacks_report(tmp_path):
+    rep = tmp_path / "shop-1.json"
+    rep.write_text(json.dumps({"outcome": "migrated", "downtime_s": 3.2, "services": {
+        "db": {"phases": {"quiesce": {"start": 5.0, "end": 6.0}, "fence": {"start": 10.0, "end": 10.1},
+                          "commit": {"start": 13.0, "end": 13.2}}}}}))
+    rows = [fleet.stack_entry("shop", "node1", "node2", "failed", report_path=str(rep)),
+            fleet.stack_entry("big", "node1", None, "unplaced", error="node2: 900 MB of free memory"),
+            fleet.stack_entry("sessions", "node1", "node3", "rolled_back", error="cache: not ready")]
+    assert rows[0]["outcome"] == "migrated" and rows[0]["window"] == [10.0, 13.2]
+    report = fleet.build(rows, 0.0, 20.0)
+    assert not report["ok"] and report["counts"]["migrated"] == 1 and report["counts"]["unplaced"] == 1
+    assert report["total_s"] == 20.0 and report["max_downtime_s"] == 3.2
+    text = fleet.summary(report)
+    assert "3 stacks, 1 migrated, 1 rolled back, 1 unplaced in 20.0 s" in text and "900 MB" in text
+    path = fleet.write(report, str(tmp_path / "reports"), stamp="x")
+    assert path.endswith("fleet-x.json") and os.path.exists(path[:-5] + ".svg")
+    assert "<rect" in open(path[:-5] + ".svg").read()
