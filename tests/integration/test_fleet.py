@@ -129,8 +129,9 @@ def test_drain_moves_every_stack_at_once_placed_by_capacity_and_spread(fleet, re
     assert all(by_stack[n]["target"] == now[n][0] and by_stack[n]["downtime_s"] > 0 for n in STACKS)
     assert glob.glob(str(fleet["tmp"] / "reports" / "fleet-*.svg"))
     # The stacks' windows overlapped: they ran at once, not one after another.
-    windows = sorted(s["window"] for s in report["stacks"])
-    assert windows[1][0] < windows[0][1] and windows[2][0] < windows[0][1], windows
+    windows = [s["window"] for s in report["stacks"]]
+    for i, (start, end) in enumerate(windows):
+        assert any(start < e and s < end for j, (s, e) in enumerate(windows) if j != i), windows
     record_timing("fleet_drain", {"total_s": round(total, 3), "downtimes_s": dict(
         (n, by_stack[n]["downtime_s"]) for n in STACKS), "slowest_requests_s": dict(
         (n, round(seen[n]["max_latency_s"], 3)) for n in STACKS)})
