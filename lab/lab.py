@@ -50,7 +50,7 @@ HOST_PACKAGES = [
     "docker.io", "docker-cli", "containerd",
     "nftables", "iproute2", "openssh-server", "openssh-client", "python3",
     "python3-paramiko", "python3-docker", "procps", "zstd", "tar", "ca-certificates",
-    "kmod", "iptables",
+    "kmod", "iptables", "conntrack",
 ]
 # CRIU 4.1 cannot dump TCP sockets on Linux >= 6.16; forky has 4.2.
 HOST_FORKY_PACKAGES = ["criu"]

@@ -17,7 +17,7 @@ description:
     does hosts; C(playbooks/drain_host.yml) and C(playbooks/migrate_stacks.yml) migrate them.
   - Each stack host runs on the controller (C(ansible_connection=local)); its description is in
     the variable C(stacklift_stack_description), its source host in C(stacklift_stack_source), and
-    what placement reads in C(stacklift_fleet) (C(labels), C(requires), C(spread)).
+    what placement reads in C(stacklift_fleet) (C(labels), C(requires), C(spread), C(cpus)).
   - Groups made, C(stacks) with every stack, C(stacks_on_HOST) with the stacks running on HOST,
     and C(stacks_LABEL_VALUE) for each of a stack's labels; O(keyed_groups), O(groups) and
     O(compose) add more, as in other constructed inventories.
@@ -36,7 +36,8 @@ options:
     description:
       - The stacks, each a stack description (C(name), C(source), C(services), C(networks), and
         optionally C(target)), with optional C(labels) (a dict), C(requires) (host labels a target
-        must have), C(spread) (groups of which no two stacks may share a host) and C(vars)
+        must have), C(spread) (groups of which no two stacks may share a host), C(cpus) (CPUs a
+        target must have) and C(vars)
         (variables of the stack's inventory host, for example its C(stacklift_traffic_switch_tasks)).
     type: list
     elements: dict
@@ -111,12 +112,14 @@ def stack_problems(stacks):
         for key in ("requires", "spread"):
             if not isinstance(s.get(key, []), list):
                 problems.append("stack %r: %s must be a list" % (name, key))
+        if s.get("cpus") is not None and (not isinstance(s["cpus"], int) or s["cpus"] < 1):
+            problems.append("stack %r: cpus must be a positive integer" % name)
         if not isinstance(s.get("vars", {}), dict):
             problems.append("stack %r: vars must be a dict" % name)
     return problems
 
 
-FLEET_KEYS = ("labels", "requires", "spread", "vars")
+FLEET_KEYS = ("labels", "requires", "spread", "cpus", "vars")
 
 
 def stack_hosts(stacks, prefix="stack_"):
@@ -131,7 +134,7 @@ def stack_hosts(stacks, prefix="stack_"):
             "stacklift_stack_description": dict((k, v) for k, v in s.items() if k not in FLEET_KEYS),
             "stacklift_stack_source": s["source"],
             "stacklift_fleet": {"labels": s.get("labels") or {}, "requires": s.get("requires") or [],
-                                "spread": s.get("spread") or []}})
+                                "spread": s.get("spread") or [], "cpus": s.get("cpus")}})
         out.append((prefix + s["name"], hostvars, groups))
     return out
 

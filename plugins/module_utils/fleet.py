@@ -37,6 +37,54 @@ def stack_demand(stack, usage):
             "missing": sorted(c for c in containers if c not in usage)}
 
 
+def locate(stacks, measured):
+    """{stack: the host it runs on} from host_capacity's results on each host ({host: result}, whose
+    ``stacks_here`` names the stacks with all their containers running there): its declared source when
+    it runs there, else the first such host by name, else None."""
+    out = {}
+    for stack in stacks:
+        hosts = [h for h in sorted(measured) if stack["name"] in (measured[h].get("stacks_here") or [])]
+        out[stack["name"]] = stack.get("source") if stack.get("source") in hosts else (hosts[0] if hosts else None)
+    return out
+
+
+def plan_inputs(stacks, extras, measured, targets, target_labels=None, max_stacks=None, reserved_memory=None,
+                from_host=None):
+    """(demands, hosts, pinned, sources, excluded, nowhere) for placement.place, from what host_capacity
+    measured on every host involved. FROM_HOST: only the stacks running there move (a drain)."""
+    sources = locate(stacks, measured)
+    extra_of = dict((s["name"], e or {}) for s, e in zip(stacks, extras or [{}] * len(stacks)))
+    demands, pinned, excluded, nowhere = [], {}, [], []
+    for stack in stacks:
+        src = sources[stack["name"]]
+        if src is None:
+            nowhere.append({"stack": stack["name"], "source": stack.get("source"),
+                            "why": ["its containers do not all run on any of %s" % ", ".join(sorted(measured))]})
+            continue
+        if from_host and src != from_host:
+            excluded.append(stack["name"])
+            continue
+        desc = dict(stack, source=src, requires=extra_of[stack["name"]].get("requires") or [],
+                    spread=extra_of[stack["name"]].get("spread") or [])
+        demand = stack_demand(desc, (measured[src].get("containers") or {}))
+        demand["cpus"] = extra_of[stack["name"]].get("cpus")
+        demands.append(demand)
+        if stack.get("target"):
+            pinned[stack["name"]] = stack["target"]
+    hosts = []
+    for name in targets:
+        cap = measured.get(name) or {}
+        free = int(cap.get("free_memory_bytes") or 0) - int((reserved_memory or {}).get(name) or 0)
+        limit = (max_stacks or {}).get(name)
+        there = [{"name": n, "spread": extra_of.get(n, {}).get("spread") or []}
+                 for n in cap.get("stacks_here") or [] if n not in [d["name"] for d in demands]]
+        hosts.append({"name": name, "free_memory_bytes": max(0, free),
+                      "free_archive_bytes": cap.get("free_archive_bytes"), "cpus": cap.get("cpus"),
+                      "labels": (target_labels or {}).get(name) or [],
+                      "max_stacks": int(limit) if limit is not None else None, "stacks": there})
+    return demands, hosts, pinned, sources, excluded, nowhere
+
+
 def build(stacks, started, finished):
     """The fleet report from each stack's outcome.
 

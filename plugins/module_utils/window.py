@@ -39,7 +39,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils.checkpointing im
     CheckpointError, archive_name, checkpoint_container, checkpoint_problems)
 from ansible_collections.stacklift.migrate.plugins.module_utils.encryption import CryptError, plaintext
 from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import (
-    EngineError, NotFound, container_address, container_ips)
+    EngineError, NotFound, container_address, container_ips, container_volumes)
 from ansible_collections.stacklift.migrate.plugins.module_utils.journal import Journal, fold
 from ansible_collections.stacklift.migrate.plugins.module_utils.quiesce import (
     FENCE_RULES, FENCE_TABLE, QuiesceError, quiesce_service)
@@ -85,11 +85,12 @@ def host_fence_table(stack):
 class Host(object):
     """What an agent needs of its host: the engine, a command runner and the binaries."""
 
-    def __init__(self, engine, run, nsenter="nsenter", nft="nft"):
+    def __init__(self, engine, run, nsenter="nsenter", nft="nft", conntrack="conntrack"):
         self.engine = engine
         self.run = run  # run(argv, data=None) -> (rc, out, err)
         self.nsenter = nsenter
         self.nft = nft
+        self.conntrack = _which(conntrack)
 
     def _nft(self, args, data=None, netns_pid=None, what="nft"):
         argv = ([self.nsenter, "-t", str(netns_pid), "-n"] if netns_pid else []) + [self.nft] + list(args)
@@ -120,9 +121,14 @@ class Host(object):
             "}\n" % table), what="raising the target's fence")
 
     def fence_addresses(self, table, addresses):
+        """Fence ADDRESSES before a restore here, and forget this host's connection tracking of them: an
+        entry left from when the stack ran here before holds the old sequence numbers, and the restored
+        connections' packets would be dropped as invalid (found moving stacks back after a drain)."""
         for ip in addresses:
             family = "v6" if ipaddress.ip_address(ip).version == 6 else "v4"
             self._nft(["add", "element", "inet", table, family, "{ %s }" % ip], what="fencing %s" % ip)
+            for way in ("-s", "-d") if self.conntrack else ():  # rc 1: none; no conntrack: the preflight warns
+                self.run([self.conntrack, "-D", way, ip])
 
     def host_fence_up(self, table):
         return self.run([self.nft, "list", "table", "inet", table])[0] == 0
@@ -130,6 +136,13 @@ class Host(object):
     def lift_host_fence(self, table):
         if self.host_fence_up(table):
             self._nft(["delete", "table", "inet", table], what="lifting the target's fence")
+
+
+def _which(binary):
+    for d in os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep) + ["/usr/sbin", "/sbin"]:
+        if os.access(os.path.join(d, binary), os.X_OK):
+            return os.path.join(d, binary)
+    return None
 
 
 class _Agent(object):
@@ -395,7 +408,8 @@ class SourceAgent(_Agent):
         return list(recorded.values())
 
     def absent(self, keep_archives=False):
-        """After the commit: the stopped source containers go, then their archives."""
+        """After the commit: the stopped source containers go, their named volumes (moved in the
+        archives; one another container still uses stays), then their archives."""
         problems = []
         for name, svc in self.services.items():
             c = self.container(name)
@@ -404,6 +418,11 @@ class SourceAgent(_Agent):
                 continue
             if c is not None:
                 self.engine.remove(svc["container"])
+                for volume in sorted(container_volumes(c)):
+                    try:
+                        self.engine.remove_volume(volume)
+                    except EngineError:  # gone already, or in use by a container of no stack of ours
+                        pass
             if not keep_archives:
                 for path in (self.archive(name), self.archive(name) + MANIFEST_SUFFIX):
                     if os.path.exists(path):

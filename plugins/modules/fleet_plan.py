@@ -25,42 +25,38 @@ author:
   - stacklift developers (@stacklift)
 options:
   stacks:
-    description: The stacks' descriptions (C(stacklift_stack_description) of the stacks inventory); a C(target) in one pins it there.
-    type: list
-    elements: dict
-    required: true
-  usage:
     description:
-      - What M(stacklift.migrate.host_capacity) measured of each stack on its source (its results, in
-        the order of O(stacks); their C(containers) are read).
+      - "The stacks' descriptions (C(stacklift_stack_description) of the stacks inventory); a C(target) in one pins it there."
+      - Each stack moves from the host where all its containers run (its declared C(source) when they run there).
     type: list
     elements: dict
     required: true
   fleet:
-    description: Each stack's C(requires) and C(spread) (C(stacklift_fleet) of the stacks inventory), in the order of O(stacks).
+    description: "Each stack's C(requires), C(spread) and C(cpus) (C(stacklift_fleet) of the stacks inventory), in the order of O(stacks)."
     type: list
     elements: dict
     default: []
-  targets:
-    description: The hosts stacks may go to.
-    type: list
-    elements: str
-    required: true
-  capacity:
-    description: M(stacklift.migrate.host_capacity)'s result on each target, in the order of O(targets).
+  measured:
+    description:
+      - "M(stacklift.migrate.host_capacity)'s results, with O(stacks) given to it, on every host involved
+        (the stacks' sources and the targets), each with C(item) naming its host (a registered loop's C(results))."
     type: list
     elements: dict
     required: true
+  targets:
+    description: The hosts stacks may go to (a stack never goes to the host it runs on).
+    type: list
+    elements: str
+    required: true
+  from_host:
+    description: Only the stacks running on this host move (a drain); the others are listed in RV(excluded).
+    type: str
   target_labels:
     description: "C({host: [labels]}) of the targets, matched against the stacks' C(requires)."
     type: dict
     default: {}
   max_stacks:
     description: "C({host: limit}) of stacks a target may run (the ones it runs already count)."
-    type: dict
-    default: {}
-  target_stacks:
-    description: "C({host: [{name, spread}]}) of the stacks the targets run already."
     type: dict
     default: {}
   reserved_memory:
@@ -77,13 +73,20 @@ attributes:
 """
 
 EXAMPLES = r"""
-- name: Plan the drain
+- name: Measure every host involved
+  stacklift.migrate.host_capacity:
+    stacks: "{{ stacks | map('extract', hostvars, 'stacklift_stack_description') }}"
+  delegate_to: "{{ item }}"
+  loop: [node1, node2, node3]
+  register: measured
+
+- name: Plan the drain of node1
   stacklift.migrate.fleet_plan:
     stacks: "{{ stacks | map('extract', hostvars, 'stacklift_stack_description') }}"
     fleet: "{{ stacks | map('extract', hostvars, 'stacklift_fleet') }}"
-    usage: "{{ usage.results }}"
+    measured: "{{ measured.results }}"
     targets: [node2, node3]
-    capacity: "{{ capacity.results }}"
+    from_host: node1
     target_labels: {node2: [ssd]}
     max_stacks: {node2: 10, node3: 10}
   delegate_to: localhost
@@ -119,54 +122,40 @@ hosts:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.stacklift.migrate.plugins.module_utils.fleet import stack_demand
+from ansible_collections.stacklift.migrate.plugins.module_utils.fleet import plan_inputs
 from ansible_collections.stacklift.migrate.plugins.module_utils.placement import PlacementError, place
 
 
 def main():
     module = AnsibleModule(argument_spec=dict(
         stacks=dict(type="list", elements="dict", required=True),
-        usage=dict(type="list", elements="dict", required=True),
         fleet=dict(type="list", elements="dict", default=[]),
+        measured=dict(type="list", elements="dict", required=True),
         targets=dict(type="list", elements="str", required=True),
-        capacity=dict(type="list", elements="dict", required=True),
+        from_host=dict(type="str"),
         target_labels=dict(type="dict", default={}),
         max_stacks=dict(type="dict", default={}),
-        target_stacks=dict(type="dict", default={}),
         reserved_memory=dict(type="dict", default={}),
     ), supports_check_mode=True)
     p = module.params
-    problems = []
-    if len(p["usage"]) != len(p["stacks"]):
-        problems.append("usage has %d entries for %d stacks" % (len(p["usage"]), len(p["stacks"])))
     if p["fleet"] and len(p["fleet"]) != len(p["stacks"]):
-        problems.append("fleet has %d entries for %d stacks" % (len(p["fleet"]), len(p["stacks"])))
-    if len(p["capacity"]) != len(p["targets"]):
-        problems.append("capacity has %d entries for %d targets" % (len(p["capacity"]), len(p["targets"])))
-    if problems:
-        module.fail_json(msg="; ".join(problems))
-    demands, pinned = [], {}
-    for i, desc in enumerate(p["stacks"]):
-        extra = p["fleet"][i] if p["fleet"] else {}
-        desc = dict(desc, requires=extra.get("requires") or [], spread=extra.get("spread") or [])
-        demands.append(stack_demand(desc, p["usage"][i].get("containers") or {}))
-        if desc.get("target"):
-            pinned[desc["name"]] = desc["target"]
-    hosts = []
-    for name, cap in zip(p["targets"], p["capacity"]):
-        limit = p["max_stacks"].get(name)
-        free = int(cap.get("free_memory_bytes") or 0) - int(p["reserved_memory"].get(name) or 0)
-        hosts.append({"name": name, "free_memory_bytes": max(0, free),
-                      "free_archive_bytes": cap.get("free_archive_bytes"), "cpus": cap.get("cpus"),
-                      "labels": p["target_labels"].get(name) or [],
-                      "max_stacks": int(limit) if limit is not None else None,
-                      "stacks": p["target_stacks"].get(name) or []})
+        module.fail_json(msg="fleet has %d entries for %d stacks" % (len(p["fleet"]), len(p["stacks"])))
+    measured = dict((r.get("item"), r) for r in p["measured"])
+    if None in measured:
+        module.fail_json(msg="each result of measured needs the item naming its host (a registered loop's results)")
+    missing = sorted(set(p["targets"]) - set(measured))
+    if missing:
+        module.fail_json(msg="no measurement of the target%s %s" % ("s" if len(missing) > 1 else "", ", ".join(missing)))
+    demands, hosts, pinned, sources, excluded, nowhere = plan_inputs(
+        p["stacks"], p["fleet"], measured, p["targets"], p["target_labels"], p["max_stacks"], p["reserved_memory"],
+        p["from_host"])
     try:
         plan = place(demands, hosts, pinned=pinned)
     except PlacementError as e:
         module.fail_json(msg=str(e))
+    plan["unplaced"] = sorted(plan["unplaced"] + nowhere, key=lambda u: u["stack"])
     plan["targets"] = dict((pl["stack"], pl["target"]) for pl in plan["placements"])
-    module.exit_json(changed=False, demands=demands, **plan)
+    module.exit_json(changed=False, demands=demands, sources=sources, excluded=excluded, **plan)
 
 
 if __name__ == "__main__":

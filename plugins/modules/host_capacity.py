@@ -27,9 +27,13 @@ options:
     type: list
     elements: str
     default: []
-  stack:
-    description: A stack description whose services' containers are measured too (a service's container defaults to its name).
-    type: dict
+  stacks:
+    description:
+      - "Stack descriptions whose services' containers are measured too (a service's container defaults to its name);
+        RV(stacks_here) names those whose containers all run here."
+    type: list
+    elements: dict
+    default: []
   archive_dir:
     description: Where archives go on this host (its file system's free space is reported).
     type: path
@@ -54,6 +58,12 @@ EXAMPLES = r"""
   stacklift.migrate.host_capacity:
     containers: [shop-db, shop-cache, shop-app]
   delegate_to: node1
+
+- name: Which of the fleet's stacks run on each host, and what they take
+  stacklift.migrate.host_capacity:
+    stacks: "{{ groups['stacks'] | map('extract', hostvars, 'stacklift_stack_description') }}"
+  delegate_to: "{{ item }}"
+  loop: [node1, node2, node3]
 """
 
 RETURN = r"""
@@ -79,6 +89,11 @@ missing:
   returned: always
   type: list
   elements: str
+stacks_here:
+  description: The stacks of O(stacks) whose containers all run on this host.
+  returned: always
+  type: list
+  elements: str
 used_bytes:
   description: Memory and volume bytes of all measured containers together.
   returned: always
@@ -99,7 +114,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils.hostchecks impor
 def main():
     argument_spec = dict(
         containers=dict(type="list", elements="str", default=[]),
-        stack=dict(type="dict"),
+        stacks=dict(type="list", elements="dict", default=[]),
         archive_dir=dict(type="path", default="/var/lib/stacklift/checkpoints"),
     )
     argument_spec.update(ENGINE_ARGUMENT_SPEC)
@@ -107,9 +122,11 @@ def main():
     result = dict(changed=False, free_memory_bytes=memory_available(), cpus=os.cpu_count() or 1,
                   free_archive_bytes=free_bytes(module.params["archive_dir"]), containers={}, missing=[])
     names = list(module.params["containers"])
-    for svc in (module.params["stack"] or {}).get("services") or []:
-        if isinstance(svc, dict) and (svc.get("container") or svc.get("name")) not in names:
-            names.append(svc.get("container") or svc.get("name"))
+    by_stack = {}
+    for stack in module.params["stacks"]:
+        by_stack[stack.get("name")] = [s.get("container") or s.get("name") for s in stack.get("services") or []
+                                       if isinstance(s, dict)]
+        names += [c for c in by_stack[stack.get("name")] if c not in names]
     if names:
         engine = engine_for_module(module)
         for name in names:
@@ -127,6 +144,7 @@ def main():
             result["containers"][name] = {
                 "memory_bytes": container_memory_bytes(state.get("Pid") or 0),
                 "volume_bytes": sum(tree_bytes(v) for v in container_volumes(c).values())}
+    result["stacks_here"] = sorted(n for n, cs in by_stack.items() if cs and all(c in result["containers"] for c in cs))
     result["used_bytes"] = sum(c["memory_bytes"] + c["volume_bytes"] for c in result["containers"].values())
     module.exit_json(**result)
 

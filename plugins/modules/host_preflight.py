@@ -186,6 +186,9 @@ WINDOW_TOOLS = {"source": ["criu", "nft", "nsenter", "zstd"], "target": ["criu",
 
 
 def tool_problems(module, role):
+    if role == "target" and not module.get_bin_path("conntrack"):
+        module.warn("conntrack is not on this host's PATH: a stack that ran here before may find its restored "
+                    "connections dropped by the connection tracking it left (install conntrack)")
     missing = [t for t in WINDOW_TOOLS[role] if not module.get_bin_path(t)]
     problems = ["the migration needs %s on this host, which %s not on its PATH"
                 % (", ".join(missing), "is" if len(missing) == 1 else "are")] if missing else []

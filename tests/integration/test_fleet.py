@@ -136,6 +136,16 @@ def test_drain_moves_every_stack_at_once_placed_by_capacity_and_spread(fleet, re
         (n, by_stack[n]["downtime_s"]) for n in STACKS), "slowest_requests_s": dict(
         (n, round(seen[n]["max_latency_s"], 3)) for n in STACKS)})
 
+    # After the maintenance: the same inventory moves stacks back, each from where it runs now (one
+    # shop only: the spread group keeps the two shops apart).
+    res = fleet_play(REPO / "playbooks" / "migrate_stacks.yml", "--limit", "stack_shop,stack_sessions",
+                     "-e", '{"stacklift_fleet_targets": ["node1"]}', tmp=fleet["tmp"])
+    assert res.returncode == 0, res.stdout[-6000:]
+    assert where(fleet["hosts"]) == {"shop": ["node1"], "shop2": now["shop2"], "sessions": ["node1"]}
+    res = in_client([sys.executable, str(SHOPPER), "verify", str(fleet["tmp"] / "shop.json")],
+                    env={"SHOP_ADDRESS": SHOPS["shop"]})
+    assert res.returncode == 0, res.stdout + res.stderr
+
 
 def test_one_stack_that_never_gets_ready_rolls_back_and_the_others_move(fleet):
     for h in fleet["hosts"][1:]:

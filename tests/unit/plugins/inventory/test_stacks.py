@@ -42,7 +42,7 @@ keyed_groups:
     # the description is what stack_plan validates: the fleet's own keys are kept apart
     assert shop["stacklift_stack_description"] == {"name": "shop", "source": "node1",
                                                    "services": [{"name": "db", "container": "shop-db"}]}
-    assert shop["stacklift_fleet"] == {"labels": {"app": "shop"}, "requires": [], "spread": ["shops"]}
+    assert shop["stacklift_fleet"] == {"labels": {"app": "shop"}, "requires": [], "spread": ["shops"], "cpus": None}
     assert shop["stacklift_traffic_switch_tasks"] == "/t.yml"
 
 

@@ -46,3 +46,42 @@ def test_the_fleet_report_reads_each_stacks_report(tmp_path):
     path = fleet.write(report, str(tmp_path / "reports"), stamp="x")
     assert path.endswith("fleet-x.json") and os.path.exists(path[:-5] + ".svg")
     assert "<rect" in open(path[:-5] + ".svg").read()
+
+
+def measured_hosts():
+    return {
+        "node1": {"free_memory_bytes": 500 * MB, "free_archive_bytes": 10 ** 12, "cpus": 2, "stacks_here": ["a"],
+                  "containers": {"a": {"memory_bytes": 100 * MB, "volume_bytes": 0}}},
+        "node2": {"free_memory_bytes": 900 * MB, "free_archive_bytes": 10 ** 12, "cpus": 2, "stacks_here": ["b"],
+                  "containers": {"b": {"memory_bytes": 200 * MB, "volume_bytes": 0}}},
+        "node3": {"free_memory_bytes": 800 * MB, "free_archive_bytes": 10 ** 12, "cpus": 2, "stacks_here": []},
+    }
+
+
+def test_a_stack_moves_from_where_it_runs_not_where_it_was_declared():
+    stacks = [{"name": "a", "source": "node1", "services": [{"name": "a"}]},
+              {"name": "b", "source": "node1", "services": [{"name": "b"}]},   # moved to node2 by a drain
+              {"name": "c", "source": "node1", "services": [{"name": "c"}]}]   # runs nowhere
+    assert fleet.locate(stacks, measured_hosts()) == {"a": "node1", "b": "node2", "c": None}
+
+
+def test_a_drain_moves_only_the_stacks_running_on_its_host_and_counts_those_on_the_targets():
+    stacks = [{"name": "a", "source": "node1", "services": [{"name": "a"}]},
+              {"name": "b", "source": "node1", "services": [{"name": "b"}]},
+              {"name": "c", "source": "node1", "services": [{"name": "c"}]}]
+    extras = [{"spread": ["g"]}, {"spread": ["g"]}, {}]
+    demands, hosts, pinned, sources, excluded, nowhere = fleet.plan_inputs(
+        stacks, extras, measured_hosts(), ["node2", "node3"], max_stacks={"node3": 0}, from_host="node1")
+    assert [d["name"] for d in demands] == ["a"] and excluded == ["b"] and nowhere[0]["stack"] == "c"
+    node2 = [h for h in hosts if h["name"] == "node2"][0]
+    assert node2["stacks"] == [{"name": "b", "spread": ["g"]}]  # b runs there: a of the same group may not
+    plan = place(demands, hosts, pinned=pinned)
+    why = plan["unplaced"][0]["why"]
+    assert any("spread group g" in w for w in why) and any("its limit" in w for w in why), why
+
+
+def test_moving_back_after_maintenance_is_the_same_plan_with_the_old_host_as_target():
+    stacks = [{"name": "b", "source": "node1", "services": [{"name": "b"}]}]
+    demands, hosts, pinned, sources, excluded, nowhere = fleet.plan_inputs(stacks, [], measured_hosts(), ["node1"])
+    assert sources == {"b": "node2"} and place(demands, hosts)["placements"] == [
+        {"stack": "b", "source": "node2", "target": "node1"}]

@@ -267,3 +267,38 @@ def test_a_target_rollback_removes_the_volumes_its_restore_made(tmp_path):
     a.absent()
     assert ["podman", "volume", "rm", "--", "shopcache"] in runner.calls
     assert a.done("cache", "volume_removed") and not manifest.exists()
+
+
+def test_the_source_clean_up_after_the_commit_removes_the_containers_named_volumes(tmp_path):
+    # found by moving a stack back after a drain: the source's stale copy of a volume blocked the return
+    containers = Containers(**{"shop-cache": "exited"})
+    runner = engine_runner(tmp_path, containers)
+    real_inspect = containers.inspect
+
+    def inspect_with_volume(argv):
+        rc, out, err = real_inspect(argv)
+        if rc == 0:
+            data = json.loads(out)
+            data[0]["Mounts"] = [{"Type": "volume", "Name": "shopcache", "Source": "/v/shopcache/_data"}]
+            out = json.dumps(data)
+        return rc, out, err
+    runner.answers["podman container inspect"] = inspect_with_volume
+    runner.answers["podman volume rm"] = (2, "", "Error: volume shopcache is being used by container other")
+    a = agent(window.SourceAgent, tmp_path, runner, services={"cache": SERVICES["cache"]})
+    a.absent()
+    assert ["podman", "volume", "rm", "--", "shopcache"] in runner.calls
+    assert containers.state["shop-cache"] == "absent" and a.done("cache", "removed")  # one still in use stays
+
+
+def test_a_target_forgets_its_connection_tracking_of_the_addresses_it_fences(monkeypatch):
+    # a stack moved back to a host it ran on: the old conntrack entries would drop its restored connections
+    monkeypatch.setattr(window, "_which", lambda b: "/usr/sbin/" + b)
+    runner = FakeRunner({"nft": (0, "", ""), "conntrack": (1, "", "0 flow entries have been deleted.")})
+    host = window.Host(PodmanEngine(runner, binary="podman"), runner)
+    host.fence_addresses("stacklift_shop", ["10.89.10.3"])
+    assert runner.commands("conntrack") == [["/usr/sbin/conntrack", "-D", "-s", "10.89.10.3"],
+                                            ["/usr/sbin/conntrack", "-D", "-d", "10.89.10.3"]]
+    monkeypatch.setattr(window, "_which", lambda b: None)
+    runner.calls[:] = []
+    window.Host(PodmanEngine(runner, binary="podman"), runner).fence_addresses("stacklift_shop", ["10.89.10.3"])
+    assert not runner.commands("conntrack")
