@@ -110,6 +110,15 @@ targets:
   description: "C({stack name: target}) of the placed stacks."
   returned: always
   type: dict
+sources:
+  description: "C({stack name: the host it runs on}) (null for a stack running nowhere)."
+  returned: always
+  type: dict
+excluded:
+  description: Stacks that do not run on O(from_host), left out of the plan.
+  returned: always
+  type: list
+  elements: str
 demands:
   description: What each stack was placed by (C(memory_bytes), C(archive_bytes)).
   returned: always
