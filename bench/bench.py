@@ -118,11 +118,14 @@ def bench_modules(node1, node2):
     for h in (node1, node2):
         h.run("podman rm -f -t 0 benchcache >/dev/null 2>&1; podman network rm -f %s >/dev/null 2>&1; "
               "rm -rf /var/lib/stacklift/bench /var/lib/stacklift/restored /tmp/bare.tar.zst" % NET, check=False)
+    return summarize(rows)
+
+
+def summarize(rows):
+    """Medians of each module's timings, and their ratios to the bare commands'."""
     out = {}
     for name, r in rows.items():
-        bare = median(r["bare_s"])
-        task = median(r["module_task_s"])
-        own = median(r["module_own_s"])
+        bare, task, own = median(r["bare_s"]), median(r["module_task_s"]), median(r["module_own_s"])
         out[name] = {"bare_s": bare, "module_task_s": task, "module_own_s": own,
                      "task_vs_bare": round(task / bare, 2) if bare else None,
                      "own_vs_bare": round(own / bare, 2) if bare and own is not None else None}
@@ -225,16 +228,20 @@ BIG_STACK = {"stacklift_stack": {
     "stacklift_traffic_switch_tasks": ""}
 
 
-def start_big(node1, node2, gib):
+def start_big(node1, node2, gib, engine="podman", name="big", prefix="10.89.30", options=""):
+    """A Redis holding GIB GiB on node1 (ENGINE's container NAME on network NAMEnet, PREFIX.0/24); its used memory."""
+    rm = "podman rm -f -t 0" if engine == "podman" else "docker rm -f"
     for h in (node1, node2):
-        h.run("podman rm -f -t 0 big >/dev/null 2>&1; podman network rm -f bignet >/dev/null 2>&1; "
-              "rm -f /var/lib/stacklift/checkpoints/big* /tmp/big.tar.zst", check=False)
-    node1.run("podman network create --subnet 10.89.30.0/24 bignet >/dev/null && podman run -d --name big "
-              "--network bignet --ip 10.89.30.5 --entrypoint /usr/bin/redis-server %s --bind 0.0.0.0 "
+        h.run("{rm} {n} >/dev/null 2>&1; {e} network rm -f {n}net >/dev/null 2>&1; "
+              "rm -rf /var/lib/stacklift/checkpoints/{n}* /tmp/{n}.tar.zst".format(rm=rm, e=engine, n=name), check=False)
+    node1.run("{e} network create --subnet {p}.0/24 {n}net >/dev/null && {e} run -d --name {n} "
+              "--network {n}net --ip {p}.5 {o} --entrypoint /usr/bin/redis-server {r} --bind 0.0.0.0 "
               "--protected-mode no --save '' --appendonly no --enable-debug-command yes >/dev/null && "
-              "until podman exec big redis-cli ping >/dev/null 2>&1; do sleep 0.1; done && "
-              "podman exec big redis-cli DEBUG POPULATE %d key 1024 >/dev/null" % (REDIS, int(gib * (1 << 20))))
-    return int(node1.out("podman exec big redis-cli info memory | sed -n 's/^used_memory:\\([0-9]*\\).*/\\1/p'"))
+              "until {e} exec {n} redis-cli ping >/dev/null 2>&1; do sleep 0.1; done && "
+              "{e} exec {n} redis-cli DEBUG POPULATE {k} key 1024 >/dev/null".format(
+                  e=engine, n=name, p=prefix, o=options, r=REDIS, k=int(gib * (1 << 20))))
+    return int(node1.out("%s exec %s redis-cli info memory | sed -n 's/^used_memory:\\([0-9]*\\).*/\\1/p'"
+                         % (engine, name)))
 
 
 def big_redis_by_hand(node1, node2, gib=1.0):
@@ -303,6 +310,14 @@ def migrations(node1, node2):
     return out
 
 
+def print_modules(modules, title="module"):
+    """The per-module table: bare command, the module as a task and its own time, and their ratios."""
+    print("%-22s %9s %14s %13s %8s %8s" % (title, "bare s", "module task s", "module own s", "task/x", "own/x"))
+    for name, r in modules.items():
+        cells = (name, r["bare_s"], r["module_task_s"], r["module_own_s"], r["task_vs_bare"], r["own_vs_bare"])
+        print("%-22s %9s %14s %13s %8s %8s" % cells)
+
+
 def main():
     lab = load_lab()
     node1, node2 = lab["node1"], lab["node2"]
@@ -314,10 +329,7 @@ def main():
     out_dir.mkdir(exist_ok=True)
     path = out_dir / ("bench-%s.json" % time.strftime("%Y%m%dT%H%M%S"))
     path.write_text(json.dumps(results, indent=2) + "\n")
-    print("%-22s %9s %14s %13s %8s %8s" % ("module", "bare s", "module task s", "module own s", "task/x", "own/x"))
-    for name, r in results["modules"].items():
-        cells = (name, r["bare_s"], r["module_task_s"], r["module_own_s"], r["task_vs_bare"], r["own_vs_bare"])
-        print("%-22s %9s %14s %13s %8s %8s" % cells)
+    print_modules(results["modules"])
     m = results["migration"]
     print("\ndemo stack downtime, median of %d: by hand, sequential %s s; stacklift %s s; ratio %s (target <= 1.0)"
           % (ROUNDS, m["by_hand_downtime_median_s"], m["stacklift_downtime_median_s"], m.get("stacklift_vs_by_hand")))

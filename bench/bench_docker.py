@@ -17,8 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench import (  # noqa: E402  (bench/bench.py)
-    REDIS, REPO, ROUNDS, SHOP, SSH_OPTS, median, module_time, play, seconds, with_stacklift)
+import bench  # noqa: E402  (bench/bench.py)
+from bench import (  # noqa: E402
+    REDIS, REPO, ROUNDS, SHOP, SSH_OPTS, median, module_time, play, print_modules, seconds, summarize, with_stacklift)
 from labhosts import load_lab  # noqa: E402
 
 NET, SUBNET, IP = "dbenchnet", "10.89.21.0/24", "10.89.21.5"
@@ -92,13 +93,7 @@ def bench_modules(node1, node2):
     for h in (node1, node2):
         h.run("docker rm -f benchcache >/dev/null 2>&1; docker network rm -f %s >/dev/null 2>&1; rm -rf "
               "/var/lib/stacklift/dbench /var/lib/stacklift/restored /tmp/bare-cp" % NET, check=False)
-    out = {}
-    for name, r in rows.items():
-        bare, task, own = median(r["bare_s"]), median(r["module_task_s"]), median(r["module_own_s"])
-        out[name] = {"bare_s": bare, "module_task_s": task, "module_own_s": own,
-                     "task_vs_bare": round(task / bare, 2) if bare else None,
-                     "own_vs_bare": round(own / bare, 2) if bare and own is not None else None}
-    return out
+    return summarize(rows)
 
 
 BIG = {"stacklift_stack": {
@@ -110,14 +105,8 @@ BIG = {"stacklift_stack": {
 
 def start_big(node1, node2, mib):
     for h in (node1, node2):
-        h.run("docker rm -f dbig >/dev/null 2>&1; docker network rm -f dbignet >/dev/null 2>&1; "
-              "rm -rf /var/lib/stacklift/checkpoints/dbig* /tmp/dbig-work /tmp/dbig-images", check=False)
-    node1.run("docker network create --subnet 10.89.31.0/24 dbignet >/dev/null && docker run -d --name dbig "
-              "--network dbignet --ip 10.89.31.5 %s --entrypoint /usr/bin/redis-server %s --bind 0.0.0.0 "
-              "--protected-mode no --save '' --appendonly no --enable-debug-command yes >/dev/null && "
-              "until docker exec dbig redis-cli ping >/dev/null 2>&1; do sleep 0.1; done && "
-              "docker exec dbig redis-cli DEBUG POPULATE %d key 1024 >/dev/null" % (CRIU_CONF, REDIS, mib * 1024))
-    return int(node1.out("docker exec dbig redis-cli info memory | sed -n 's/^used_memory:\\([0-9]*\\).*/\\1/p'"))
+        h.run("rm -rf /tmp/dbig-work /tmp/dbig-images", check=False)
+    return bench.start_big(node1, node2, mib / 1024.0, engine="docker", name="dbig", prefix="10.89.31", options=CRIU_CONF)
 
 
 def big(node1, node2, mib=512):
@@ -171,10 +160,7 @@ def main():
     out_dir.mkdir(exist_ok=True)
     path = out_dir / ("bench-docker-%s.json" % time.strftime("%Y%m%dT%H%M%S"))
     path.write_text(json.dumps(results, indent=2) + "\n")
-    print("%-22s %9s %14s %13s %8s %8s" % ("module (docker)", "bare s", "module task s", "module own s", "task/x", "own/x"))
-    for name, r in results["modules"].items():
-        print("%-22s %9s %14s %13s %8s %8s" % (name, r["bare_s"], r["module_task_s"], r["module_own_s"],
-                                               r["task_vs_bare"], r["own_vs_bare"]))
+    print_modules(results["modules"], "module (docker)")
     d = results["demo"]
     print("\ndemo shop downtime, median of %d: Docker %s s, Podman %s s (same run); Docker client's slowest request "
           "%s s, %d errors" % (ROUNDS, d["docker_downtime_median_s"], d["podman_downtime_median_s"],

@@ -23,6 +23,8 @@ description:
   - Runs anywhere (the controller, with C(delegate_to=localhost)); changes nothing.
 author:
   - stacklift developers (@stacklift)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 options:
   stacks:
     description:
@@ -64,11 +66,12 @@ options:
     type: dict
     default: {}
 attributes:
+  platform:
+    support: full
+    platforms: posix
   check_mode:
-    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
 """
 

@@ -18,6 +18,8 @@ description:
   - Runs on the controller (C(delegate_to=localhost)).
 author:
   - stacklift developers (@stacklift)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 options:
   stacks:
     description:
@@ -36,11 +38,12 @@ options:
     type: path
     required: true
 attributes:
+  platform:
+    support: full
+    platforms: posix
   check_mode:
-    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
 """
 

@@ -20,6 +20,7 @@ description:
 author:
   - stacklift developers (@stacklift)
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - stacklift.migrate.engine
 options:
   containers:
@@ -39,11 +40,12 @@ options:
     type: path
     default: /var/lib/stacklift/checkpoints
 attributes:
+  platform:
+    support: full
+    platforms: posix
   check_mode:
-    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
 """
 
