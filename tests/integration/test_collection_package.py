@@ -10,7 +10,8 @@ from labhosts import BIN, REPO
 
 MODULES = {"container_checkpoint", "container_restore", "checkpoint_info", "checkpoint_transfer", "image_sync",
            "service_probe", "stack_plan", "container_fence", "container_network", "service_quiesce",
-           "host_preflight", "migration_report", "stack_source", "stack_target", "migration_journal"}
+           "host_preflight", "migration_report", "stack_source", "stack_target", "migration_journal",
+           "host_capacity", "fleet_plan", "fleet_report"}
 
 
 def run(cmd, **kw):
@@ -39,13 +40,18 @@ def test_built_tarball_installs_and_ansible_doc_lists_its_modules(tmp_path):
     found = {line.split()[0].rsplit(".", 1)[1] for line in listed.splitlines() if line.startswith("stacklift.")}
     assert found == MODULES
     # The playbooks are reachable by their FQCN from the installed copy.
-    for pb in ("migrate_stack", "checkpoint_stack", "rollback", "preflight"):
+    for pb in ("migrate_stack", "checkpoint_stack", "rollback", "preflight", "drain_host", "migrate_stacks"):
         out = run([str(BIN / "ansible-playbook"), "--syntax-check", "stacklift.migrate." + pb], env=env,
                   cwd=str(tmp_path)).stdout
         assert str(dest) in out
     for module in sorted(MODULES):
         doc = run([str(BIN / "ansible-doc"), "stacklift.migrate." + module], env=env, cwd=str(tmp_path)).stdout
         assert "EXAMPLES" in doc and "RETURN VALUES" in doc and str(dest) in doc
+    # The fleets' inventory plugin and role, from the installed copy too.
+    doc = run([str(BIN / "ansible-doc"), "-t", "inventory", "stacklift.migrate.stacks"], env=env, cwd=str(tmp_path)).stdout
+    assert "stacks_on_HOST" in doc and str(dest) in doc
+    doc = run([str(BIN / "ansible-doc"), "-t", "role", "stacklift.migrate.fleet"], env=env, cwd=str(tmp_path)).stdout
+    assert "stacklift_fleet_targets" in doc and "stacklift_fleet_started" in doc
 
 
 def test_action_group_names_every_module_with_an_engine():
@@ -56,4 +62,5 @@ def test_action_group_names_every_module_with_an_engine():
                    if "stacklift.migrate.engine\n" in (REPO / "plugins" / "modules" / (m + ".py")).read_text()
                    or "  - stacklift.migrate.engine\n" in (REPO / "plugins" / "modules" / (m + ".py")).read_text()}
     assert set(runtime["action_groups"]["migrate"]) == with_engine
-    assert with_engine == MODULES - {"checkpoint_transfer", "migration_journal", "migration_report"}
+    assert with_engine == MODULES - {"checkpoint_transfer", "migration_journal", "migration_report", "fleet_plan",
+                                     "fleet_report"}
