@@ -519,7 +519,11 @@ class TargetAgent(_Agent):
         except CryptError as e:
             raise WindowError(str(e))
         c = self.engine.container(svc["container"])
-        self.record("restored", name, arrived=arrived, started=start, container_id=c["Id"], addresses=ips)
+        try:
+            self.record("restored", name, arrived=arrived, started=start, container_id=c["Id"], addresses=ips)
+        except (IOError, OSError) as e:  # a copy this host has no record of would outlive the rollback
+            self.engine.remove_force(svc["container"])
+            raise WindowError("restored, but its record could not be written (%s): the copy is removed again" % e)
 
     def _probe(self, name):
         svc = self.services[name]

@@ -2,6 +2,7 @@
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -302,3 +303,24 @@ def test_a_target_forgets_its_connection_tracking_of_the_addresses_it_fences(mon
     runner.calls[:] = []
     window.Host(PodmanEngine(runner, binary="podman"), runner).fence_addresses("stacklift_shop", ["10.89.10.3"])
     assert not runner.commands("conntrack")
+
+
+def test_a_restore_whose_record_cannot_be_written_takes_its_copy_away(tmp_path, monkeypatch):
+    # found by the fault matrix: the target's disk filled between the restore and its record, and the
+    # unrecorded copy outlived the rollback
+    containers = Containers(**{"shop-cache": "absent"})
+    runner = engine_runner(tmp_path, containers)
+    runner.answers["nft"] = (0, "", "")
+    runner.answers["podman rm"] = lambda argv: (containers.state.__setitem__("shop-cache", "absent") or (0, "", ""))
+    write_arrival(tmp_path, "shop-cache")
+    a = agent(window.TargetAgent, tmp_path, runner, services={"cache": SERVICES["cache"]})
+    real = a.record
+
+    def record(step, name, **kw):
+        if step == "restored":
+            raise OSError(28, "No space left on device")
+        return real(step, name, **kw)
+    monkeypatch.setattr(a, "record", record)
+    with pytest.raises(window.WindowError, match="could not be written.*removed again"):
+        a._restore("cache", time.time() + 5)
+    assert containers.state["shop-cache"] == "absent"
