@@ -152,9 +152,10 @@ def tree_bytes(path):
     return total
 
 
-def memory_bytes(pid):
+def memory_bytes(pid, proc="/proc"):
+    """Resident memory of process PID, in bytes (0 when it cannot be read)."""
     try:
-        with open("/proc/%d/status" % pid) as f:
+        with open(os.path.join(proc, str(pid), "status")) as f:
             for line in f:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1]) * 1024
@@ -186,12 +187,8 @@ def container_memory_bytes(pid, proc="/proc"):
         if not entry.isdigit():
             continue
         try:
-            if os.readlink(os.path.join(proc, entry, "ns", "pid")) != ns:
-                continue
-            with open(os.path.join(proc, entry, "status")) as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) * 1024
-        except (IOError, OSError, ValueError):
+            if os.readlink(os.path.join(proc, entry, "ns", "pid")) == ns:
+                total += memory_bytes(entry, proc)
+        except (IOError, OSError):
             continue
     return total

@@ -39,7 +39,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils.checkpointing im
     CheckpointError, archive_name, checkpoint_container, checkpoint_problems)
 from ansible_collections.stacklift.migrate.plugins.module_utils.encryption import CryptError, plaintext
 from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import (
-    EngineError, NotFound, container_address, container_ips, container_volumes)
+    EngineError, NotFound, container_address, container_ips, container_volumes, which as _which)
 from ansible_collections.stacklift.migrate.plugins.module_utils.journal import Journal, fold
 from ansible_collections.stacklift.migrate.plugins.module_utils.quiesce import (
     FENCE_RULES, FENCE_TABLE, QuiesceError, quiesce_service)
@@ -136,13 +136,6 @@ class Host(object):
     def lift_host_fence(self, table):
         if self.host_fence_up(table):
             self._nft(["delete", "table", "inet", table], what="lifting the target's fence")
-
-
-def _which(binary):
-    for d in os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep) + ["/usr/sbin", "/sbin"]:
-        if os.access(os.path.join(d, binary), os.X_OK):
-            return os.path.join(d, binary)
-    return None
 
 
 class _Agent(object):

@@ -13,6 +13,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
 import re
 
 ENGINE_CHOICES = ["auto", "podman", "docker"]
@@ -41,6 +42,16 @@ class EngineError(Exception):
 
 class NotFound(EngineError):
     """The container, image or network asked for does not exist."""
+
+
+def which(binary):
+    """Path of an executable BINARY on this host (PATH, then the usual system directories), or None."""
+    usual = ["/usr/sbin", "/usr/bin", "/sbin", "/usr/local/bin"]
+    for d in os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep) + usual:
+        p = os.path.join(d, binary)
+        if os.path.isfile(p) and os.access(p, os.X_OK):
+            return p
+    return None
 
 
 def parse_version(text):

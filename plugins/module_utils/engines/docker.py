@@ -40,7 +40,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils.engines.docker_a
     ARCHIVED_MARKER, CONTAINER_JSON, DELETED_FILES, OPAQUE_DIRS, _untar, _extract_to, apply_deletions, member_name,
     trim_checkpoint, write_archive)
 from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import (
-    Engine, EngineError, NotFound, parse_version)
+    Engine, EngineError, NotFound, parse_version, which)
 
 try:
     import docker
@@ -469,11 +469,7 @@ class DockerRemote(Engine):
 
 
 def _which_ctr():
-    for d in os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep) + ["/usr/bin", "/usr/local/bin"]:
-        p = os.path.join(d, "ctr")
-        if os.path.isfile(p) and os.access(p, os.X_OK):
-            return p
-    return None
+    return which("ctr")
 
 
 def _tail(path, lines=20):

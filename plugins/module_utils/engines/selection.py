@@ -12,18 +12,10 @@ __metaclass__ = type
 import os
 
 from ansible.module_utils.basic import missing_required_lib
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import ENGINE_CHOICES, EngineError
+from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import ENGINE_CHOICES, EngineError, which as _which
 from ansible_collections.stacklift.migrate.plugins.module_utils.engines.docker import (
     DOCKER_IMPORT_ERROR, HAS_DOCKER, DockerEngine, DockerRemote)
 from ansible_collections.stacklift.migrate.plugins.module_utils.engines.podman import PodmanEngine
-
-
-def _which(binary):
-    for d in os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep) + ["/usr/sbin", "/usr/bin"]:
-        p = os.path.join(d, binary)
-        if os.path.isfile(p) and os.access(p, os.X_OK):
-            return p
-    return None
 
 
 def select_engine(requested, runner, which=None):
