@@ -49,9 +49,12 @@ def locate(stacks, measured):
 
 
 def plan_inputs(stacks, extras, measured, targets, target_labels=None, max_stacks=None, reserved_memory=None,
-                from_host=None):
+                from_host=None, memory_budget=None):
     """(demands, hosts, pinned, sources, excluded, nowhere) for placement.place, from what host_capacity
-    measured on every host involved. FROM_HOST: only the stacks running there move (a drain)."""
+    measured on every host involved. FROM_HOST: only the stacks running there move (a drain).
+
+    A target's room is its free memory less RESERVED_MEMORY, and, when MEMORY_BUDGET gives it one, no
+    more than its budget less what the stacks it runs already use."""
     sources = locate(stacks, measured)
     extra_of = dict((s["name"], e or {}) for s, e in zip(stacks, extras or [{}] * len(stacks)))
     demands, pinned, excluded, nowhere = [], {}, [], []
@@ -78,6 +81,12 @@ def plan_inputs(stacks, extras, measured, targets, target_labels=None, max_stack
         limit = (max_stacks or {}).get(name)
         there = [{"name": n, "spread": extra_of.get(n, {}).get("spread") or []}
                  for n in cap.get("stacks_here") or [] if n not in [d["name"] for d in demands]]
+        budget = (memory_budget or {}).get(name)
+        if budget is not None:
+            by_name = dict((s["name"], s) for s in stacks)
+            used = sum(stack_demand(by_name[t["name"]], cap.get("containers") or {})["memory_bytes"]
+                       for t in there if t["name"] in by_name)
+            free = min(free, int(budget) - used)
         hosts.append({"name": name, "free_memory_bytes": max(0, free),
                       "free_archive_bytes": cap.get("free_archive_bytes"), "cpus": cap.get("cpus"),
                       "labels": (target_labels or {}).get(name) or [],

@@ -65,6 +65,12 @@ options:
     description: "C({host: bytes}) of memory a target keeps for itself, not counted as free."
     type: dict
     default: {}
+  memory_budget:
+    description:
+      - "C({host: bytes}): the most memory the stacks on a target may use together, counting the ones it
+        runs already (as measured there); a target without an entry is bounded by its free memory only."
+    type: dict
+    default: {}
 attributes:
   platform:
     support: full
@@ -92,6 +98,7 @@ EXAMPLES = r"""
     from_host: node1
     target_labels: {node2: [ssd]}
     max_stacks: {node2: 10, node3: 10}
+    memory_budget: {node3: "{{ 8 * 1024 ** 3 }}"}
   delegate_to: localhost
   register: fleet
 """
@@ -148,6 +155,7 @@ def main():
         target_labels=dict(type="dict", default={}),
         max_stacks=dict(type="dict", default={}),
         reserved_memory=dict(type="dict", default={}),
+        memory_budget=dict(type="dict", default={}),
     ), supports_check_mode=True)
     p = module.params
     if p["fleet"] and len(p["fleet"]) != len(p["stacks"]):
@@ -160,7 +168,7 @@ def main():
         module.fail_json(msg="no measurement of the target%s %s" % ("s" if len(missing) > 1 else "", ", ".join(missing)))
     demands, hosts, pinned, sources, excluded, nowhere = plan_inputs(
         p["stacks"], p["fleet"], measured, p["targets"], p["target_labels"], p["max_stacks"], p["reserved_memory"],
-        p["from_host"])
+        p["from_host"], p["memory_budget"])
     try:
         plan = place(demands, hosts, pinned=pinned)
     except PlacementError as e:

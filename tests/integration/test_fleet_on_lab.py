@@ -166,14 +166,18 @@ def test_one_stack_that_never_gets_ready_rolls_back_and_the_others_move(fleet):
     assert by_stack["shop"]["outcome"] == "migrated" and by_stack["sessions"]["outcome"] == "migrated"
 
 
-def test_a_stack_too_big_for_any_target_stays_and_says_why(fleet, node2):
-    free = json.loads(subprocess.run(
-        [str(BIN / "ansible"), "-i", str(INVENTORY), "node2", "-m", "stacklift.migrate.host_capacity"],
+def test_a_stack_too_big_for_any_target_stays_and_says_why(fleet):
+    measured = json.loads(subprocess.run(
+        [str(BIN / "ansible"), "-i", str(INVENTORY), "node1", "-m", "stacklift.migrate.host_capacity",
+         "-a", json.dumps({"containers": list(STACKS["shop"] + STACKS["sessions"])})],
         env=ansible_env(), capture_output=True, text=True, timeout=120, check=True).stdout.split("=>", 1)[1])
-    # The targets keep all but 60 MB for themselves: the sessions Redis fits, a shop does not.
-    reserve = free["free_memory_bytes"] - 60 * 10 ** 6
+    need = dict((name, sum(measured["containers"][c]["memory_bytes"] for c in STACKS[name]))
+                for name in ("shop", "sessions"))
+    assert need["shop"] > 2 * need["sessions"], need
+    # Each target gives stacks half way between what the sessions Redis and a shop take: one fits, one not.
+    budget = (need["shop"] + need["sessions"]) // 2
     res = fleet_play(REPO / "playbooks" / "migrate_stacks.yml", "--limit", "stack_shop,stack_sessions",
-                     "-e", '{"stacklift_fleet_reserved_memory": {"node2": %d, "node3": %d}}' % (reserve, reserve),
+                     "-e", '{"stacklift_fleet_memory_budget": {"node2": %d, "node3": %d}}' % (budget, budget),
                      tmp=fleet["tmp"])
     clients_saw(fleet)
     assert res.returncode != 0 and "shop did not move" in res.stdout, res.stdout[-4000:]

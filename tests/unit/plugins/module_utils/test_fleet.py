@@ -85,3 +85,21 @@ def test_moving_back_after_maintenance_is_the_same_plan_with_the_old_host_as_tar
     demands, hosts, pinned, sources, excluded, nowhere = fleet.plan_inputs(stacks, [], measured_hosts(), ["node1"])
     assert sources == {"b": "node2"} and place(demands, hosts)["placements"] == [
         {"stack": "b", "source": "node2", "target": "node1"}]
+
+
+def test_a_memory_budget_bounds_a_target_counting_the_stacks_it_runs_already():
+    stacks = [{"name": "a", "source": "node1", "services": [{"name": "a"}]},
+              {"name": "b", "source": "node1", "services": [{"name": "b"}]}]
+    # node2 runs b (200 MB): a budget of 250 MB leaves 50 MB there; node3's 90 MB budget, 90 MB.
+    demands, hosts, pinned, sources, excluded, nowhere = fleet.plan_inputs(
+        stacks, [], measured_hosts(), ["node2", "node3"], from_host="node1",
+        memory_budget={"node2": 250 * MB, "node3": 90 * MB})
+    free = dict((h["name"], h["free_memory_bytes"]) for h in hosts)
+    assert free == {"node2": 50 * MB, "node3": 90 * MB}
+    plan = place(demands, hosts, pinned=pinned)
+    assert plan["placements"] == [] and plan["unplaced"][0]["stack"] == "a"
+    assert any("node3: 90 MB of free memory, the stack needs 100 MB" in w for w in plan["unplaced"][0]["why"])
+    # A budget above the free memory leaves the free memory the bound.
+    hosts = fleet.plan_inputs(stacks, [], measured_hosts(), ["node3"], from_host="node1",
+                              memory_budget={"node3": 10 ** 15})[1]
+    assert hosts[0]["free_memory_bytes"] == 800 * MB
