@@ -190,3 +190,34 @@ def test_a_tool_the_window_needs_missing_on_a_host_is_refused_before_anything_is
     assert running(node1) == set(CONTAINERS)
     assert not (shop["reports"].parent / "journal" / "shop.lock").exists()  # the refused run is closed
     migrates_afterwards(node1, node2, shop)
+
+
+def test_a_step_after_the_commit_fails_nothing_rolls_back_and_the_next_run_finishes(
+        node1, node2, shop, background, tmp_path):
+    """The traffic switch reports a failure once the stack serves on node2 (a load balancer's API that did
+    not confirm, say): the targets may have taken writes already, so the run must not roll back to node1.
+    It fails saying so, leaving the run open; the next run finishes it."""
+    switch = tmp_path / "switch_then_fail.yml"
+    switch.write_text(
+        "- name: Switch the traffic as the demo does\n"
+        "  ansible.builtin.include_tasks: %s\n"
+        "- name: Then fail, as a load balancer that does not confirm\n"
+        "  ansible.builtin.fail:\n"
+        "    msg: the load balancer did not confirm the switch\n"
+        "  when: stacklift_traffic_to == 'target'\n" % (REPO / "examples" / "shop" / "traffic.yml"))
+    client = LiveClient(shop["tmp"], background)
+    res = playbook(MIGRATE, "-e", "stacklift_traffic_switch_tasks=%s" % switch, report_dir=shop["reports"])
+    assert res.returncode != 0 and "shop was committed and runs on node2" in res.stdout, res.stdout[-5000:]
+    assert "the load balancer did not confirm the switch" in res.stdout
+    assert "the stack serves on the source again" not in res.stdout and "rolled_back" not in marker_steps(node1)
+    # The stack serves on node2 only; node1 keeps its checkpointed containers (the clean-up did not run).
+    assert running(node2) == set(CONTAINERS) and running(node1) == set()
+    assert "removed" not in marker_steps(node1)
+    assert not (shop["reports"].parent / "journal" / "shop.lock").exists()  # given up, the run left open
+    # The next run finds the committed run open and finishes it: traffic, health checks, the source cleaned.
+    res = playbook(MIGRATE, report_dir=shop["reports"])
+    client.result(res.stdout)
+    assert res.returncode == 0 and "it had committed: finishing it" in res.stdout, res.stdout[-5000:]
+    assert running(node2) == set(CONTAINERS) and marker_steps(node1)[-1] == "removed"
+    ok, detail = verify(shop["state"])
+    assert ok, detail
