@@ -186,7 +186,8 @@ table inet stacklift_lab_routing {
 }
 EOF
 INIT_DOCKER
-exec /usr/bin/catatonit -- /usr/sbin/sshd -D -e
+# Port 2222 too: a test moves a stack with every host reached there (ansible_port), host to host included.
+exec /usr/bin/catatonit -- /usr/sbin/sshd -D -e -p 22 -p 2222
 """
 
 

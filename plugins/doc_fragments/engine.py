@@ -34,7 +34,10 @@ options:
     SSH_TARGET = r"""
 options:
   target_host:
-    description: Address of the target host, as this host reaches it.
+    description:
+      - Address of the target host, as this host reaches it; C(user@address:port) gives the user and
+        port too (C(user@[address]:port) for IPv6), over O(target_user) and O(target_port).
+      - The C(stacklift.migrate.ssh_endpoint) filter makes it from a target's inventory variables.
     type: str
     required: true
 """

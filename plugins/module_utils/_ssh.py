@@ -60,8 +60,33 @@ class TransferError(Exception):
         self.details = details
 
 
+def parse_endpoint(address, user="root", port=22):
+    """(user, host, port) of an SSH endpoint ``[user@]host[:port]`` (an IPv6 host with a port in
+    brackets, ``[fd00::2]:2222``); USER and PORT where it gives none."""
+    if "@" in address:
+        user, address = address.rsplit("@", 1)
+    if address.startswith("["):
+        host, _sep, rest = address[1:].partition("]")
+        if rest.startswith(":") and rest[1:].isdigit():
+            port = int(rest[1:])
+        return user, host, port
+    if address.count(":") == 1:
+        host, rest = address.split(":")
+        if rest.isdigit():
+            return user, host, int(rest)
+    return user, address, port
+
+
+def known_hosts_name(host, port):
+    """How OpenSSH's known_hosts (and paramiko) name HOST reached on PORT."""
+    return host if int(port) == 22 else "[%s]:%d" % (host, int(port))
+
+
 def connect(params):
-    """An SSH client to the target host named in a module's SSH_ARGUMENT_SPEC params."""
+    """An SSH client to the target host named in a module's SSH_ARGUMENT_SPEC params; its target_host
+    may give the user and port too (``root@192.0.2.12:2222``)."""
+    user, host, port = parse_endpoint(params["target_host"], params["target_user"], params["target_port"])
+    params = dict(params, target_host=host, target_user=user, target_port=port)
     client = paramiko.SSHClient()
     known = os.path.expanduser(params["known_hosts_file"])
     policy = params["host_key_checking"]

@@ -51,6 +51,7 @@ options:
     description:
       - With V(source), the addresses of the stack's targets as this host reaches them; each is
         reached over SSH now (and its archive directory made), as the window will reach it.
+      - C(user@address:port) gives the user and port too (the C(stacklift.migrate.ssh_endpoint) filter makes it); root and 22 otherwise.
     type: list
     elements: str
     default: []
@@ -111,15 +112,43 @@ problems:
   description: Every reason this host cannot take its part.
   returned: always
   type: list
+  sample: ["criu 4.1 cannot dump TCP sockets on Linux 6.18: install CRIU 4.2 or newer"]
   elements: str
 host:
-  description: Engine, runtime, CRIU, kernel and cgroup versions, free bytes in the archive directory.
+  description: The engine, its runtime, CRIU, the kernel, the cgroup version and manager, the architecture.
   returned: always
   type: dict
+  sample:
+    engine: podman
+    engine_version: 5.4.2
+    runtime: runc
+    runtime_version: 1.3.0
+    cgroup_version: v2
+    cgroup_manager: cgroupfs
+    kernel: 6.18.0
+    arch: amd64
+    criu_version: 4.2.1
 source_facts:
   description: On a source, what the target must match (pass it to the target's preflight).
   returned: role=source
   type: dict
+  sample:
+    runtime: runc
+    criu_version: 4.2.1
+    containers:
+      shop-db:
+        image_id: 8d2a41c0f3b9
+        image_name: localhost/stacklift/postgres:latest
+        ips:
+          shopnet: 10.89.10.2
+        volumes: []
+    networks:
+      shopnet:
+      - 10.89.10.0/24
+    images:
+      localhost/stacklift/postgres:latest: 8d2a41c0f3b9
+    archive_bytes_estimate: 353326592
+    cpuinfo: null
 """
 
 import base64
@@ -210,7 +239,7 @@ def reach_problems(module):
         return ["paramiko is not installed on this host; the window sends archives with it"]
     problems = []
     for address in p["target_addresses"]:
-        params = dict(p, target_host=address, target_port=22, target_user="root", connect_timeout=10)
+        params = dict(p, target_host=address, target_port=22, target_user="root", connect_timeout=10)  # address may say otherwise
         try:
             client = _ssh.connect(params)
         except _ssh.TransferError as e:

@@ -11,7 +11,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 module: stack_source
 short_description: A source host's part of a stack migration, in one call
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Runs on a source host of a stack migration and does that host's whole part of the window
     without the controller in between, so the stack's pause is the work itself.
@@ -33,7 +33,9 @@ requirements:
   - nsenter and nft on the host
 options:
   target_addresses:
-    description: The address this host reaches each target at, by the target's name (C(target) of a service).
+    description:
+      - The address this host reaches each target at, by the target's name (C(target) of a service);
+        C(user@address:port) gives the user and port too (the C(stacklift.migrate.ssh_endpoint) filter makes it).
     type: dict
   state:
     description: V(checkpointed) (fence, checkpoint, send), V(running) (rollback), V(absent) (clean-up).
@@ -114,6 +116,7 @@ problems:
   description: Every reason the call failed.
   returned: failure
   type: list
+  sample: ["shop-db: the container is not running"]
   elements: str
 """
 

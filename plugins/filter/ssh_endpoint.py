@@ -1,0 +1,69 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) stacklift developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+name: ssh_endpoint
+short_description: Where a source reaches a target host over SSH, host to host
+version_added: 0.1.0
+description:
+  - The SSH endpoint C(user@address:port) by which a source host sends archives and images to the
+    target host named by the input, from the target's inventory variables; the collection's modules
+    take it as their C(target_host) (or in C(target_addresses)).
+  - The address is the target's C(ansible_host) (else its inventory name), the port its
+    C(ansible_port) (else 22), the user its C(stacklift_ssh_user_on_host) (else V(root)).
+author:
+  - stacklift developers (@stacklift)
+options:
+  _input:
+    description: The target's inventory name.
+    type: str
+    required: true
+  hostvars:
+    description: The play's C(hostvars).
+    type: raw
+    required: true
+  known_hosts:
+    description: Give the name the target has in a known_hosts file instead (C(address), or C([address]:port) off port 22).
+    type: bool
+    default: false
+"""
+
+EXAMPLES = r"""
+- name: Send the stack's images to node2, host to host
+  stacklift.migrate.image_sync:
+    container: shop-db
+    target_host: "{{ 'node2' | stacklift.migrate.ssh_endpoint(hostvars) }}"
+  delegate_to: node1
+"""
+
+RETURN = r"""
+_value:
+  description: "C(user@address:port) (C(user@[address]:port) for an IPv6 address), or its known_hosts name."
+  type: str
+"""
+
+from ansible.errors import AnsibleFilterError
+from ansible_collections.stacklift.migrate.plugins.module_utils._ssh import known_hosts_name
+
+
+def ssh_endpoint(name, hostvars, known_hosts=False):
+    if name not in hostvars:
+        raise AnsibleFilterError("ssh_endpoint: %s is not a host of the inventory" % name)
+    hv = hostvars[name]
+    host = str(hv.get("ansible_host") or name)
+    port = int(hv.get("ansible_port") or 22)
+    if known_hosts:
+        return known_hosts_name(host, port)
+    user = str(hv.get("stacklift_ssh_user_on_host") or "root")
+    return "%s@%s:%d" % (user, "[%s]" % host if ":" in host else host, port)
+
+
+class FilterModule(object):
+    def filters(self):
+        return {"ssh_endpoint": ssh_endpoint}
