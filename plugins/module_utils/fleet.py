@@ -24,6 +24,40 @@ COLOURS = {"migrated": "#43a047", "rolled_back": "#fb8c00", "failed": "#e53935",
            "skipped": "#bdbdbd"}
 
 
+class SelectError(Exception):
+    pass
+
+
+def select(stacks, extras, query, sources=None):
+    """The names of the STACKS a JMESPath QUERY selects. It runs on the list of the stacks, each its
+    description with its fleet settings (C(labels), C(requires), C(spread), C(cpus)) and C(runs_on) (the
+    host it runs on, from SOURCES), and may return stacks or their names:
+    ``[?labels.team=='web']``, ``[?name=='shop' || name=='sessions'].name``, ``[?runs_on=='node1']``."""
+    import jmespath  # the caller checks it is there (missing_required_lib)
+    rows = []
+    for stack, extra in zip(stacks, extras or [{}] * len(stacks)):
+        row = dict(stack)
+        for key in ("labels", "requires", "spread", "cpus"):
+            row.setdefault(key, (extra or {}).get(key))
+        row["runs_on"] = (sources or {}).get(stack["name"])
+        rows.append(row)
+    try:
+        found = jmespath.search(query, rows)
+    except jmespath.exceptions.JMESPathError as e:
+        raise SelectError("the stacks' selection %r is no JMESPath expression: %s" % (query, e))
+    if found is None:
+        return []
+    if not isinstance(found, list):
+        found = [found]
+    names = []
+    for item in found:
+        name = item.get("name") if isinstance(item, dict) else item
+        if not isinstance(name, str) or name not in [s["name"] for s in stacks]:
+            raise SelectError("the stacks' selection %r gave %r, neither a stack nor a stack's name" % (query, item))
+        names.append(name)
+    return sorted(set(names))
+
+
 def stack_demand(stack, usage):
     """What STACK (a description with services) needs on a target, from USAGE ({container: {memory_bytes,
     volume_bytes}} as host_capacity measured them on its source), for placement.place."""
@@ -49,9 +83,10 @@ def locate(stacks, measured):
 
 
 def plan_inputs(stacks, extras, measured, targets, target_labels=None, max_stacks=None, reserved_memory=None,
-                from_host=None, memory_budget=None):
+                from_host=None, memory_budget=None, selected=None):
     """(demands, hosts, pinned, sources, excluded, nowhere) for placement.place, from what host_capacity
-    measured on every host involved. FROM_HOST: only the stacks running there move (a drain).
+    measured on every host involved. FROM_HOST: only the stacks running there move (a drain); SELECTED
+    (names, when given): only those move. The others are EXCLUDED.
 
     A target's room is its free memory less RESERVED_MEMORY, and, when MEMORY_BUDGET gives it one, no
     more than its budget less what the stacks it runs already use."""
@@ -60,6 +95,9 @@ def plan_inputs(stacks, extras, measured, targets, target_labels=None, max_stack
     demands, pinned, excluded, nowhere = [], {}, [], []
     for stack in stacks:
         src = sources[stack["name"]]
+        if selected is not None and stack["name"] not in selected:
+            excluded.append(stack["name"])
+            continue
         if src is None:
             nowhere.append({"stack": stack["name"], "source": stack.get("source"),
                             "why": ["its containers do not all run on any of %s" % ", ".join(sorted(measured))]})

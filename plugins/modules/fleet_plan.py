@@ -11,7 +11,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 module: fleet_plan
 short_description: Place many stacks on target hosts by capacity, deterministically
-version_added: 0.3.0
+version_added: 0.1.0
 description:
   - Decides where each stack of a fleet migration goes, from what its containers take on their
     source and what each target has room for (memory, archive space, CPUs), the labels a stack
@@ -65,12 +65,23 @@ options:
     description: "C({host: bytes}) of memory a target keeps for itself, not counted as free."
     type: dict
     default: {}
+  select:
+    description:
+      - "A JMESPath expression choosing which of O(stacks) move; the others are listed in RV(excluded).
+        It runs on the list of the stacks, each its description with its C(labels), C(requires), C(spread),
+        C(cpus) and C(runs_on) (the host it runs on), and returns stacks or their names."
+      - "For example V([?labels.team=='web']), V([?name=='shop' || name=='sessions'].name), V([?runs_on=='node1'])."
+      - Every stack moves when it is empty.
+    type: str
+    default: ""
   memory_budget:
     description:
       - "C({host: bytes}): the most memory the stacks on a target may use together, counting the ones it
         runs already (as measured there); a target without an entry is bounded by its free memory only."
     type: dict
     default: {}
+requirements:
+  - jmespath (with O(select))
 attributes:
   platform:
     support: full
@@ -98,6 +109,7 @@ EXAMPLES = r"""
     from_host: node1
     target_labels: {node2: [ssd]}
     max_stacks: {node2: 10, node3: 10}
+    select: "[?labels.team=='web']"
     memory_budget: {node3: "{{ 8 * 1024 ** 3 }}"}
   delegate_to: localhost
   register: fleet
@@ -120,28 +132,51 @@ targets:
   description: "C({stack name: target}) of the placed stacks."
   returned: always
   type: dict
+  sample: {"shop": "node2", "sessions": "node3"}
 sources:
   description: "C({stack name: the host it runs on}) (null for a stack running nowhere)."
   returned: always
   type: dict
+  sample: {"shop": "node1", "sessions": "node1", "old": null}
 excluded:
   description: Stacks that do not run on O(from_host), left out of the plan.
   returned: always
   type: list
+  sample: ["reports"]
   elements: str
 demands:
   description: What each stack was placed by (C(memory_bytes), C(archive_bytes)).
   returned: always
   type: list
+  sample:
+    - name: shop
+      source: node1
+      memory_bytes: 152000000
+      archive_bytes: 353326592
+      requires: []
+      spread:
+      - shops
+      cpus: null
+      missing: []
   elements: dict
 hosts:
   description: What each target has left once the plan is done.
   returned: always
   type: dict
+  sample: {"node2": {"free_memory_bytes": 1548000000, "free_archive_bytes": 52000000000, "stacks": ["shop"]}}
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.stacklift.migrate.plugins.module_utils.fleet import plan_inputs
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.stacklift.migrate.plugins.module_utils.fleet import SelectError, locate, plan_inputs, select
+
+try:
+    import jmespath  # noqa: F401, pylint: disable=unused-import
+except ImportError:
+    JMESPATH_IMPORT_ERROR = traceback.format_exc()
+else:
+    JMESPATH_IMPORT_ERROR = None
 from ansible_collections.stacklift.migrate.plugins.module_utils.placement import PlacementError, place
 
 
@@ -156,6 +191,7 @@ def main():
         max_stacks=dict(type="dict", default={}),
         reserved_memory=dict(type="dict", default={}),
         memory_budget=dict(type="dict", default={}),
+        select=dict(type="str", default=""),
     ), supports_check_mode=True)
     p = module.params
     if p["fleet"] and len(p["fleet"]) != len(p["stacks"]):
@@ -166,9 +202,17 @@ def main():
     missing = sorted(set(p["targets"]) - set(measured))
     if missing:
         module.fail_json(msg="no measurement of the target%s %s" % ("s" if len(missing) > 1 else "", ", ".join(missing)))
+    selected = None
+    if p["select"]:
+        if JMESPATH_IMPORT_ERROR:
+            module.fail_json(msg=missing_required_lib("jmespath"), exception=JMESPATH_IMPORT_ERROR)
+        try:
+            selected = select(p["stacks"], p["fleet"], p["select"], locate(p["stacks"], measured))
+        except SelectError as e:
+            module.fail_json(msg=str(e))
     demands, hosts, pinned, sources, excluded, nowhere = plan_inputs(
         p["stacks"], p["fleet"], measured, p["targets"], p["target_labels"], p["max_stacks"], p["reserved_memory"],
-        p["from_host"], p["memory_budget"])
+        p["from_host"], p["memory_budget"], selected)
     try:
         plan = place(demands, hosts, pinned=pinned)
     except PlacementError as e:

@@ -3,6 +3,8 @@
 import json
 import os
 
+import pytest
+
 from ansible_collections.stacklift.migrate.plugins.module_utils import fleet
 from ansible_collections.stacklift.migrate.plugins.module_utils.placement import place
 
@@ -103,3 +105,22 @@ def test_a_memory_budget_bounds_a_target_counting_the_stacks_it_runs_already():
     hosts = fleet.plan_inputs(stacks, [], measured_hosts(), ["node3"], from_host="node1",
                               memory_budget={"node3": 10 ** 15})[1]
     assert hosts[0]["free_memory_bytes"] == 800 * MB
+
+
+def test_a_jmespath_query_selects_the_stacks_by_labels_names_or_host():
+    stacks = [{"name": "a", "services": [{"name": "a"}]}, {"name": "b", "services": [{"name": "b"}]},
+              {"name": "c", "labels": {"team": "web"}, "services": [{"name": "c"}]}]
+    extras = [{"labels": {"team": "web"}}, {"labels": {"team": "ops"}}, {}]
+    sources = fleet.locate(stacks, measured_hosts())
+    assert fleet.select(stacks, extras, "[?labels.team=='web']", sources) == ["a", "c"]
+    assert fleet.select(stacks, extras, "[?name=='b' || name=='a'].name", sources) == ["a", "b"]
+    assert fleet.select(stacks, extras, "[?runs_on=='node2']", sources) == ["b"]
+    assert fleet.select(stacks, extras, "[?name=='nothing']", sources) == []
+    with pytest.raises(fleet.SelectError, match="no JMESPath expression"):
+        fleet.select(stacks, extras, "[?name==", sources)
+    with pytest.raises(fleet.SelectError, match="neither a stack nor a stack's name"):
+        fleet.select(stacks, extras, "[].services", sources)
+    # The stacks left out are excluded, even one that runs nowhere; the others are planned.
+    demands, hosts, pinned, srcs, excluded, nowhere = fleet.plan_inputs(
+        stacks, extras, measured_hosts(), ["node3"], selected=["a"])
+    assert [d["name"] for d in demands] == ["a"] and excluded == ["b", "c"] and nowhere == []
