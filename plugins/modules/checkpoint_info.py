@@ -85,53 +85,76 @@ archive:
     container_name:
       description: Name of the checkpointed container.
       type: str
+      sample: "shop-db"
     container_id:
       description: ID of the checkpointed container.
       type: str
+      sample: "3f1c0e5a9b7d"
     image_name:
       description: Image name.
       type: str
+      sample: "localhost/stacklift/postgres:latest"
     image_id:
       description: Image ID (content digest of its config).
       type: str
+      sample: "sha256:8d2a41c0f3b9"
     runtime:
       description: OCI runtime that made the checkpoint.
       type: str
+      sample: "runc"
     networks:
       description: Networks, with the container's addresses (ips), static_ips and mac.
       type: dict
+      sample: {"shopnet": {"static_ips": ["10.89.10.2"], "ips": ["10.89.10.2/24"], "mac": "8a:5e:12:34:56:78"}}
     mounts:
       description: Mounts beyond the standard ones (bind mounts, volumes).
       type: list
+      sample: [{"destination": "/data", "type": "volume", "source": "/var/lib/containers/storage/volumes/shopcache/_data"}]
       elements: dict
     volumes:
       description: Named volumes.
       type: list
+      sample: ["shopcache"]
       elements: str
     tcp_connections_saved:
       description: Number of established TCP connections saved in the checkpoint.
       type: int
+      sample: 2
     sizes:
       description: Bytes of memory pages, rootfs diff, volumes, CRIU images, and uncompressed total.
       type: dict
+      sample: {"memory_pages": 31457280, "rootfs_diff": 40960, "volumes": 10240, "criu_images": 33554432, "uncompressed": 33605632}
     archive_bytes:
       description: Size of the archive file.
       type: int
+      sample: 3612345
     compression:
       description: zstd, gzip or none.
       type: str
+      sample: "zstd"
     created_by:
       description:
         - Engine, engine_version, criu_version, kernel, cgroup_version, host and time, from the manifest
           written by container_checkpoint (null when there is none).
       type: dict
+      sample:
+        engine: podman
+        engine_version: 5.4.2
+        criu_version: 4.2.1
+        kernel: 6.18.0
+        cgroup_version: v2
+        runtime_version: 1.3.0
+        host: node1
+        created: '2026-11-28T10:15:15Z'
     manifest_sha256:
       description: SHA-256 the manifest records for the archive.
       type: str
+      sample: "9f2c4e6a8b0d1f3e5a7c9b1d3f5e7a9c0b2d4f6e8a0c2e4a6b8d0f2e4a6c8b0d"
 restorable:
   description: Whether nothing blocks a restore on this host.
   returned: when check_host
   type: bool
+  sample: true
 blockers:
   description: What would make a restore on this host fail.
   returned: when check_host
@@ -142,6 +165,7 @@ warnings_found:
   description: What might go wrong but does not block.
   returned: when check_host
   type: list
+  sample: ["the archive was made with CRIU 4.2.1, this host has 4.2.2"]
   elements: str
 """
 

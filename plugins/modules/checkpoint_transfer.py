@@ -69,30 +69,37 @@ dest:
   description: Path of the archive on the target.
   returned: always
   type: str
+  sample: "/var/lib/stacklift/checkpoints/shop-db.tar.zst"
 sha256:
   description: SHA-256 of the archive, as checked on the target.
   returned: always
   type: str
+  sample: "9f2c4e6a8b0d1f3e5a7c9b1d3f5e7a9c0b2d4f6e8a0c2e4a6b8d0f2e4a6c8b0d"
 bytes:
   description: Bytes sent (0 when the target already had the archive).
   returned: always
   type: int
+  sample: 3612345
 seconds:
   description: Wall time of the transfer, checks included.
   returned: always
   type: float
+  sample: 0.21
 mb_per_s:
   description: Throughput in MB/s.
   returned: changed
   type: float
+  sample: 17.2
 started_at:
   description: Epoch time the transfer began.
   returned: changed
   type: float
+  sample: 1764324915.412
 finished_at:
   description: Epoch time the archive was in place on the target.
   returned: changed
   type: float
+  sample: 1764324915.622
 """
 
 import os

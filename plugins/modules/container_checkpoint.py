@@ -124,6 +124,7 @@ checkpoints:
     id:
       description: Container ID.
       type: str
+      sample: "3f1c0e5a9b7d"
     archive:
       description: Path of the archive.
       type: str
@@ -131,6 +132,7 @@ checkpoints:
     manifest:
       description: Path of the manifest written beside the archive.
       type: str
+      sample: "/var/lib/stacklift/checkpoints/db.tar.zst.manifest.json"
     size:
       description: Archive size in bytes.
       type: int
@@ -138,30 +140,38 @@ checkpoints:
     sha256:
       description: SHA-256 of the archive.
       type: str
+      sample: "9f2c4e6a8b0d1f3e5a7c9b1d3f5e7a9c0b2d4f6e8a0c2e4a6b8d0f2e4a6c8b0d"
     image_id:
       description: ID of the container's image, which the target host needs.
       type: str
+      sample: "sha256:8d2a41c0f3b9"
     image_name:
       description: Name of the container's image.
       type: str
+      sample: "localhost/stacklift/postgres:latest"
     changed:
       description: Whether this container was checkpointed by this run.
       type: bool
+      sample: true
     seconds:
       description: Wall time of the checkpoint, export included.
       type: float
+      sample: 0.42
     started_at:
       description: Epoch time this container's checkpoint began (null when nothing was done).
       type: float
+      sample: 1764324915.412
     finished_at:
       description: Epoch time it ended, archive and manifest written.
       type: float
+      sample: 1764324915.832
     rootfs_files_added:
       description:
         - Files the container changed from its image that Podman's export left out of the archive's
           root file system diff, and that the module added (Podman keeps a changed file only when the
           same path exists on the host).
       type: list
+      sample: ["/var/lib/postgresql/.psql_history"]
       elements: str
     timings:
       description: The engine's and CRIU's statistics, in microseconds (frozen_time is how long the processes were frozen).

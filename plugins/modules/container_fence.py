@@ -74,10 +74,12 @@ started_at:
   description: Epoch time of the first fence change.
   returned: always
   type: float
+  sample: 1764324915.412
 finished_at:
   description: Epoch time of the last fence change.
   returned: always
   type: float
+  sample: 1764324915.424
 """
 
 import time

@@ -11,7 +11,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 module: container_network
 short_description: Make sure a container network exists with the subnets a stack needs
-version_added: 0.3.0
+version_added: 0.1.0
 description:
   - Creates a network with the given subnets when it is missing (V(present)), or removes one that
     no container uses (V(absent)), through the host's engine.

@@ -123,9 +123,11 @@ container:
     id:
       description: Container ID.
       type: str
+      sample: "7a0d2c4e6f81"
     name:
       description: Container name.
       type: str
+      sample: "shop-db"
     state:
       description: Container state after the restore.
       type: str
@@ -138,26 +140,32 @@ sha256:
   description: SHA-256 of the archive.
   returned: always
   type: str
+  sample: "9f2c4e6a8b0d1f3e5a7c9b1d3f5e7a9c0b2d4f6e8a0c2e4a6b8d0f2e4a6c8b0d"
 seconds:
   description: Wall time of the restore.
   returned: changed
   type: float
+  sample: 0.61
 timings:
   description: The engine's and CRIU's restore statistics, in microseconds.
   returned: changed
   type: dict
+  sample: {"podman_restore_duration": 402113, "runtime_restore_duration": 351876, "forking_time": 210, "restore_time": 98432, "pages_restored": 7680}
 started_at:
   description: Epoch time the restore began.
   returned: changed
   type: float
+  sample: 1764324915.912
 finished_at:
   description: Epoch time the container was restored.
   returned: changed
   type: float
+  sample: 1764324916.5219998
 blockers:
   description: What blocked the restore (the module failed).
   returned: failure
   type: list
+  sample: ["image sha256:8d2a41c0f3b9 is not on this host; sync it first (image_sync)"]
   elements: str
 """
 

@@ -11,7 +11,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 module: fleet_report
 short_description: Write the report of a fleet migration
-version_added: 0.3.0
+version_added: 0.1.0
 description:
   - Writes C(fleet-STAMP.json), C(.txt) and C(.svg) (a timeline, one row a stack) beside the stacks'
     own migration reports, from each stack's outcome and its own report.
@@ -61,22 +61,36 @@ path:
   description: The report's JSON file (its .txt and .svg beside it).
   returned: when not in check mode
   type: str
+  sample: "/srv/stacklift/reports/fleet-20261128T101515.json"
 summary:
   description: The report as text.
   returned: always
   type: str
+  sample: "stacklift fleet migration: 3 stacks, 3 migrated in 36.7 s\n"
 ok:
   description: Whether every stack moved (or had nothing to move).
   returned: always
   type: bool
+  sample: true
 counts:
   description: How many stacks ended each way.
   returned: always
   type: dict
+  sample: {"migrated": 3, "rolled_back": 0, "failed": 0, "unplaced": 0, "skipped": 0}
 report:
   description: The whole report.
   returned: always
   type: dict
+  sample:
+    ok: true
+    total_s: 36.7
+    max_downtime_s: 6.1
+    stacks:
+    - stack: shop
+      source: node1
+      target: node2
+      outcome: migrated
+      downtime_s: 6.1
 """
 
 import time

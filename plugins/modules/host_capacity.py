@@ -11,7 +11,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 module: host_capacity
 short_description: What a host has room for, and what given containers take on it
-version_added: 0.3.0
+version_added: 0.1.0
 description:
   - Reports the host's available memory, the free space where archives go and its CPUs, and for
     each container named in O(containers) the memory its processes use and the size of its named
@@ -73,14 +73,17 @@ free_memory_bytes:
   description: The host's available memory (MemAvailable).
   returned: always
   type: int
+  sample: 3221225472
 free_archive_bytes:
   description: Free space of the file system holding O(archive_dir).
   returned: always
   type: int
+  sample: 52000000000
 cpus:
   description: The host's CPUs.
   returned: always
   type: int
+  sample: 4
 containers:
   description: For each container measured, C(memory_bytes) (resident memory of its processes) and C(volume_bytes).
   returned: always
@@ -90,16 +93,19 @@ missing:
   description: Containers of O(containers) that are not running here.
   returned: always
   type: list
+  sample: ["shop-app"]
   elements: str
 stacks_here:
   description: The stacks of O(stacks) whose containers all run on this host.
   returned: always
   type: list
+  sample: ["sessions", "shop"]
   elements: str
 used_bytes:
   description: Memory and volume bytes of all measured containers together.
   returned: always
   type: int
+  sample: 152010240
 """
 
 import os

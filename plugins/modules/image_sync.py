@@ -63,30 +63,37 @@ image_id:
   description: ID of the image on both hosts.
   returned: always
   type: str
+  sample: "sha256:8d2a41c0f3b9"
 image_name:
   description: Name of the image.
   returned: always
   type: str
+  sample: "localhost/stacklift/postgres:latest"
 action:
   description: V(present) (nothing to do), V(tagged) (the target had it under another name) or V(copied).
   returned: always
   type: str
+  sample: "copied"
 bytes:
   description: Bytes streamed to the target.
   returned: always
   type: int
+  sample: 148897792
 seconds:
   description: Wall time.
   returned: always
   type: float
+  sample: 2.4
 started_at:
   description: Epoch time the sync began.
   returned: changed
   type: float
+  sample: 1764324915.412
 finished_at:
   description: Epoch time the image was on the target.
   returned: changed
   type: float
+  sample: 1764324917.812
 """
 
 import time

@@ -11,7 +11,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 module: migration_journal
 short_description: The controller's journal of a stack migration, and its lock
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Keeps, on the controller (its action plugin runs there, whatever the task's host), an append-only journal of a
     stack's migrations, C(JOURNAL_DIR/STACK.journal), each record fsynced before the task returns,
@@ -107,6 +107,18 @@ previous:
   description: The run a dead controller left open, folded (resumed by V(begin)); null when there is none.
   returned: always
   type: dict
+  sample:
+    run: 20261128T094002-9e8d7c6b
+    steps:
+    - begin
+    services:
+      db:
+        checkpointed:
+          step: checkpointed
+          service: db
+          run: 20261128T094002-9e8d7c6b
+    status: open
+    committing: false
 holder:
   description: With V(begin) refused, or V(show), who holds the lock.
   returned: when locked

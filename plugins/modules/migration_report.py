@@ -75,29 +75,96 @@ EXAMPLES = r"""
 
 RETURN = r"""
 report:
-  description: The report (also written as JSON).
+  description: The report (also written as JSON). Every time is epoch seconds on the source's clock.
   returned: always
   type: dict
+  contains:
+    stack:
+      description: The stack's name.
+      type: str
+      sample: shop
+    source:
+      description: The source hosts, comma-separated.
+      type: str
+      sample: node1
+    target:
+      description: The target hosts, comma-separated.
+      type: str
+      sample: node2
+    outcome:
+      description: How the migration ended.
+      type: str
+      choices: [migrated, rolled_back, failed]
+      sample: migrated
+    error:
+      description: What went wrong (null when nothing did).
+      type: str
+      sample: "Restore on the targets behind their fence, tier by tier: node2: cache: not ready within 60 s"
+    downtime_s:
+      description: Seconds from the first fence to the commit (a rollback, to the source's fences lifted).
+      type: float
+      sample: 3.61
+    started:
+      description: The first recorded time.
+      type: float
+      sample: 1764324915.412
+    finished:
+      description: The last recorded time.
+      type: float
+      sample: 1764324921.873
+    clock:
+      description: The clock the times are on (V(source)), each target's measured offset and the largest error.
+      type: dict
+      sample: {reference: source, target_offsets_s: {node2: 0.0004}, max_error_s: 0.0011}
+    checkpoint_order:
+      description: The tiers the services were checkpointed in.
+      type: list
+      elements: list
+      sample: [[db, cache], [app]]
+    restore_order:
+      description: The tiers the services were restored in, each ready before the next.
+      type: list
+      elements: list
+      sample: [[db, cache], [app]]
+    services:
+      description:
+        - Each service's C(tier), C(container), C(archive_bytes) and C(phases), each phase
+          (V(quiesce), V(fence), V(checkpoint), V(transfer), V(restore), V(ready), V(commit), V(rollback), ...)
+          with its C(start), C(end) and C(seconds).
+      type: dict
+      sample:
+        db:
+          tier: 0
+          container: shop-db
+          archive_bytes: 3612345
+          phases:
+            fence: {start: 1764324915.412, end: 1764324915.424, seconds: 0.012}
+            checkpoint: {start: 1764324915.424, end: 1764324915.866, seconds: 0.442}
 downtime_s:
   description: Seconds from the first fence to the last service ready on the target.
   returned: always
   type: float
+  sample: 3.6
 path:
   description: Path of the JSON report.
   returned: unless check mode
   type: str
+  sample: "/srv/stacklift/reports/shop-20261128T101515.json"
 summary_path:
   description: Path of the text summary.
   returned: unless check mode
   type: str
+  sample: "/srv/stacklift/reports/shop-20261128T101515.txt"
 timeline_path:
   description: Path of the SVG timeline.
   returned: unless check mode
   type: str
+  sample: "/srv/stacklift/reports/shop-20261128T101515.svg"
 summary:
   description: The text summary.
   returned: always
   type: str
+  sample: "stacklift migration of shop: node1 -> node2, migrated, downtime 3.6 s\n"
 """
 
 import json

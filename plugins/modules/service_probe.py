@@ -143,34 +143,42 @@ ready:
   description: Whether the service got ready.
   returned: always
   type: bool
+  sample: true
 attempts:
   description: Attempts made.
   returned: always
   type: int
+  sample: 3
 elapsed:
   description: Seconds until ready (or until giving up).
   returned: always
   type: float
+  sample: 0.41
 detail:
   description: The last probe's answer.
   returned: always
   type: str
+  sample: "HTTP 200"
 address:
   description: Address probed.
   returned: when the probe is a network one
   type: str
+  sample: "10.89.10.4:8080"
 started_at:
   description: Epoch time probing began.
   returned: always
   type: float
+  sample: 1764324915.412
 finished_at:
   description: Epoch time the service was ready (or probing gave up).
   returned: always
   type: float
+  sample: 1764324915.822
 progress_value:
   description: Last output of O(progress_command).
   returned: when progress_command is set
   type: str
+  sample: "42"
 """
 
 import time

@@ -103,26 +103,32 @@ quiet:
   description: Whether the service reached its quiet point.
   returned: always
   type: bool
+  sample: true
 waited:
   description: Seconds it took.
   returned: always
   type: float
+  sample: 0.3
 attempts:
   description: Checks made.
   returned: always
   type: int
+  sample: 4
 detail:
   description: The last check's answer.
   returned: always
   type: str
+  sample: "0 transactions open"
 started_at:
   description: Epoch time the quiesce began.
   returned: always
   type: float
+  sample: 1764324915.412
 finished_at:
   description: Epoch time it ended.
   returned: always
   type: float
+  sample: 1764324915.712
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -113,13 +113,25 @@ plan:
     name:
       description: Stack name.
       type: str
+      sample: "shop"
     services:
       description: Services with their defaults filled in and their tier.
       type: list
+      sample:
+        - name: db
+          container: shop-db
+          source: node1
+          target: node2
+          depends_on: []
+          tier: 0
+          probe:
+            type: postgres
+          tcp: established
       elements: dict
     by_name:
       description: The same services by name.
       type: dict
+      sample: {"db": {"name": "db", "container": "shop-db", "source": "node1", "target": "node2", "tier": 0}}
     checkpoint_order:
       description: Tiers of service names, dependencies first.
       type: list
@@ -128,22 +140,27 @@ plan:
     restore_order:
       description: Tiers of service names, dependencies first; each tier must be ready before the next.
       type: list
+      sample: [["db", "cache"], ["app"]]
       elements: list
     quiesce_order:
       description: Tiers of service names, dependents first.
       type: list
+      sample: [["app"], ["db", "cache"]]
       elements: list
     source_hosts:
       description: Hosts the stack leaves.
       type: list
+      sample: ["node1"]
       elements: str
     target_hosts:
       description: Hosts the stack moves to.
       type: list
+      sample: ["node2"]
       elements: str
     networks:
       description: Networks the stack needs on its targets.
       type: list
+      sample: [{"name": "shopnet", "subnet": "10.89.10.0/24"}]
       elements: dict
 discovered_depends_on:
   description: Dependencies read from compose labels, by service (with O(discover_depends_on)).
@@ -154,6 +171,7 @@ problems:
   description: Every mistake found in the description.
   returned: failure
   type: list
+  sample: ["service app: depends_on names db2, which is not a service of the stack", "services app, db: depends_on makes a cycle (app -> db -> app)"]
   elements: str
 """
 

@@ -11,7 +11,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 module: stack_target
 short_description: A target host's part of a stack migration, in one call
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Runs on a target host of a stack migration and does that host's whole part of the window.
   - V(restored) raises a fence on the host (an nftables table whose forward chain drops every
@@ -103,14 +103,17 @@ committed:
   description: Whether the stack is committed on this host (its fence lifted, its copies serving).
   returned: always
   type: bool
+  sample: true
 marker:
   description: Path of the host's marker journal.
   returned: always
   type: str
+  sample: "/var/lib/stacklift/checkpoints/shop.journal"
 problems:
   description: Every reason the call failed.
   returned: failure
   type: list
+  sample: ["cache: not ready within 60 s (connection refused)"]
   elements: str
 """
 
