@@ -45,7 +45,7 @@ $(BIN)/.stamp: requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip 2> >(grep -v '^WARNING: Location' >&2)
 	$(BIN)/pip install -q -r requirements.txt 2> >(grep -v '^WARNING: Location' >&2)
-	$(BIN)/python -c "import ansible, docker, paramiko, jmespath, molecule, pytest"
+	$(BIN)/python -c "import ansible, docker, paramiko, jmespath, molecule, pytest, ansible_runner"
 	@touch $@
 
 # Ansible finds the collection by its FQCN through this link to the checkout.
@@ -82,6 +82,7 @@ sanity: deps venv
 
 lint: venv collection
 	$(BIN)/ansible-lint --offline -q
+	$(BIN)/antsibull-changelog lint
 
 # The e-commerce stack migrated from node1 to node2 while a client uses it (examples/shop/demo.sh).
 demo: lab

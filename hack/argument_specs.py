@@ -48,6 +48,8 @@ SETTINGS = {
     "stacklift_report_dir": dict(type="path"),
     "stacklift_journal_dir": dict(type="path"),
     "stacklift_window_timeout": dict(type="int"),
+    "stacklift_stack_name": dict(type="str"),
+    "stacklift_target_host": dict(type="str"),
 }
 STACK_DOC = {
     "name": "Name of the stack: letters, digits, C(_), C(.) and C(-). It names the journal, reports and fences.",

@@ -10,7 +10,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 name: stack_secrets
 short_description: The passwords of a stack description, by service
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Takes the passwords (C(postgres_password), C(redis_password)) out of a stack description's
     services' C(probe) and C(quiesce) settings, for the C(secrets) option of

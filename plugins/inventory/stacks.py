@@ -10,7 +10,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 name: stacks
 short_description: Container stacks as inventory hosts, for fleet migrations
-version_added: 0.3.0
+version_added: 0.1.0
 description:
   - Reads a YAML file of stack descriptions (the same description C(stacklift_stack) takes) and
     adds one inventory host per stack, so that Ansible can target, limit and group stacks as it
