@@ -72,3 +72,51 @@ def test_the_controller_is_the_outermost_ansible_playbook(monkeypatch):
             return "%d (x) S %d" % (self.pid, tree[self.pid][0])
     monkeypatch.setattr(j, "open", Stat, raising=False)
     assert j.controller_pid(40) == 20
+
+
+def test_a_fleets_windows_let_so_many_runs_in_at_once_and_the_next_waits_for_one_to_leave(tmp_path):
+    d = str(tmp_path)
+    assert j.enter_window(d, 2, "r1", pid=os.getpid())[0] == 0
+    assert j.enter_window(d, 2, "r2", pid=os.getpid())[0] == 1
+    # Both held by live runs: r3 waits, and gives up at its timeout with a clear message.
+    now = [0.0]
+
+    def sleep(s):
+        now[0] += s
+    with pytest.raises(j.JournalError, match="no migration window free in 5 s: 2 windows open at once"):
+        j.enter_window(d, 2, "r3", pid=os.getpid(), wait_timeout=5, clock=lambda: now[0], sleep=sleep)
+    # r1 leaves: r3 gets its slot, having waited until then.
+    waits = []
+
+    def leave_then_sleep(s):
+        waits.append(s)
+        if len(waits) == 3:
+            assert j.leave_window(d, 2, "r1")
+        now[0] += s
+    now[0] = 0.0
+    slot, waited = j.enter_window(d, 2, "r3", pid=os.getpid(), clock=lambda: now[0], sleep=leave_then_sleep)
+    assert slot == 0 and abs(waited - 0.6) < 1e-9
+    assert not j.leave_window(d, 2, "r1") and j.leave_window(d, 2, "r2") and j.leave_window(d, 2, "r3")
+
+
+def test_a_window_held_by_a_dead_controller_is_taken_over(tmp_path):
+    path = tmp_path / "windows" / "slot-0.lock"
+    path.parent.mkdir()
+    path.write_text(json.dumps({"run": "gone", "pid": 999999999, "pid_start": 1, "host": os.uname()[1]}))
+    assert j.enter_window(str(tmp_path), 1, "r1", pid=os.getpid(), wait_timeout=0)[0] == 0
+    assert j.Lock(str(path)).holder()["run"] == "r1"
+
+
+def test_the_journal_task_enters_and_leaves_and_does_nothing_without_a_limit(tmp_path):
+    p = dict(stack="shop", journal_dir=str(tmp_path), state="begin", run_id=None, records=[], outcome=None,
+             windows=0, wait_timeout=1)
+    failed, out = j.journal_task(p, pid=os.getpid())
+    run = out["run_id"]
+    assert not failed
+    failed, out = j.journal_task(dict(p, state="enter", run_id=run), pid=os.getpid())
+    assert not failed and not out["changed"] and not (tmp_path / "windows").exists()
+    failed, out = j.journal_task(dict(p, state="enter", run_id=run, windows=1), pid=os.getpid())
+    assert not failed and out["slot"] == 0 and (tmp_path / "windows" / "slot-0.lock").exists()
+    assert any(r["step"] == "window_slot" for r in j.Journal(str(tmp_path / "shop.journal")).records(run))
+    failed, out = j.journal_task(dict(p, state="leave", run_id=run, windows=1), pid=os.getpid())
+    assert not failed and out["changed"] and not (tmp_path / "windows" / "slot-0.lock").exists()
