@@ -71,72 +71,16 @@ keyed_groups:
 # ansible-playbook stacklift.migrate.drain_host -i hosts.yml -i fleet.stacks.yml -e stacklift_drain_host=node1
 """
 
-import re
-
 from ansible.errors import AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin, Constructable
+
+from ansible_collections.stacklift.migrate.plugins.module_utils.stack_hosts import stack_hosts, stack_problems
 
 try:
     from ansible.template import trust_as_template  # ansible-core 2.19: what a plugin writes is data until trusted
 except ImportError:  # older ansible-core templates every string
     def trust_as_template(value):
         return value
-
-NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def group_part(text):
-    """A string as it can be part of a group name (letters, digits, underscores)."""
-    return re.sub(r"[^A-Za-z0-9_]", "_", str(text))
-
-
-def stack_problems(stacks):
-    """Every problem of the file's stack list at once (the stacks themselves are validated by stack_plan)."""
-    if not isinstance(stacks, list) or not stacks:
-        return ["stacks must be a non-empty list of stack descriptions"]
-    problems, seen = [], set()
-    for i, s in enumerate(stacks):
-        if not isinstance(s, dict):
-            problems.append("stacks[%d] is not a dict" % i)
-            continue
-        name = s.get("name")
-        if not isinstance(name, str) or not NAME.match(name):
-            problems.append("stacks[%d]: name %r is not an identifier" % (i, name))
-        elif name in seen:
-            problems.append("stack %r is listed twice" % name)
-        seen.add(name)
-        if not s.get("source"):
-            problems.append("stack %r has no source host" % name)
-        if not isinstance(s.get("labels", {}), dict):
-            problems.append("stack %r: labels must be a dict" % name)
-        for key in ("requires", "spread"):
-            if not isinstance(s.get(key, []), list):
-                problems.append("stack %r: %s must be a list" % (name, key))
-        if s.get("cpus") is not None and (not isinstance(s["cpus"], int) or s["cpus"] < 1):
-            problems.append("stack %r: cpus must be a positive integer" % name)
-        if not isinstance(s.get("vars", {}), dict):
-            problems.append("stack %r: vars must be a dict" % name)
-    return problems
-
-
-FLEET_KEYS = ("labels", "requires", "spread", "cpus", "vars")
-
-
-def stack_hosts(stacks, prefix="stack_"):
-    """[(inventory host name, its variables, its groups)] of the stacks."""
-    out = []
-    for s in stacks:
-        groups = ["stacks", "stacks_on_" + group_part(s["source"])]
-        groups += ["stacks_%s_%s" % (group_part(k), group_part(v)) for k, v in sorted((s.get("labels") or {}).items())]
-        hostvars = dict(s.get("vars") or {})
-        hostvars.update({
-            "ansible_connection": "local", "ansible_python_interpreter": trust_as_template("{{ ansible_playbook_python }}"),
-            "stacklift_stack_description": dict((k, v) for k, v in s.items() if k not in FLEET_KEYS),
-            "stacklift_stack_source": s["source"],
-            "stacklift_fleet": {"labels": s.get("labels") or {}, "requires": s.get("requires") or [],
-                                "spread": s.get("spread") or [], "cpus": s.get("cpus")}})
-        out.append((prefix + s["name"], hostvars, groups))
-    return out
 
 
 class InventoryModule(BaseInventoryPlugin, Constructable):
@@ -153,7 +97,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
         if problems:
             raise AnsibleParserError("%s: %s" % (path, "; ".join(problems)))
         strict = self.get_option("strict")
-        for host, hostvars, groups in stack_hosts(stacks, self.get_option("host_prefix")):
+        for host, hostvars, groups in stack_hosts(stacks, self.get_option("host_prefix"), trust=trust_as_template):
             for group in groups:
                 self.inventory.add_group(group)
             self.inventory.add_host(host, group=groups[0])

@@ -7,11 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[4]
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(REPO / ".cache" / "collections"))
 
-from ansible_collections.stacklift.migrate.plugins.inventory import stacks as plugin_mod  # noqa: E402
+from ansible_collections.stacklift.migrate.plugins.module_utils import stack_hosts as plugin_mod  # noqa: E402
 
 
 def inventory(tmp_path, text, name="fleet.stacks.yml"):
@@ -68,3 +70,18 @@ def test_a_file_of_another_name_is_not_read(tmp_path):
 def test_stack_hosts_is_plain_python():
     hosts = plugin_mod.stack_hosts([{"name": "shop", "source": "node1"}, {"name": "s", "source": "node-2"}], prefix="s_")
     assert [h[0] for h in hosts] == ["s_shop", "s_s"] and hosts[1][2] == ["stacks", "stacks_on_node_2"]
+
+
+def test_a_list_of_stacks_in_a_variable_gives_the_same_hosts_for_add_host():
+    from ansible.errors import AnsibleFilterError
+    from ansible_collections.stacklift.migrate.plugins.filter.stack_hosts import stack_hosts
+    hosts = stack_hosts([{"name": "shop", "source": "node1", "labels": {"app": "shop"}, "spread": ["shops"],
+                          "vars": {"stacklift_probe_timeout": 90}, "services": [{"name": "db"}]}])
+    assert hosts == [{
+        "name": "stack_shop", "groups": ["stacks", "stacks_on_node1", "stacks_app_shop"],
+        "ansible_connection": "local", "stacklift_probe_timeout": 90, "stacklift_stack_source": "node1",
+        "stacklift_stack_description": {"name": "shop", "source": "node1", "services": [{"name": "db"}]},
+        "stacklift_fleet": {"labels": {"app": "shop"}, "requires": [], "spread": ["shops"], "cpus": None}}]
+    with pytest.raises(AnsibleFilterError) as e:
+        stack_hosts([{"name": "a"}, {"name": "a", "source": "n"}])
+    assert "stack 'a' has no source host" in str(e.value) and "stack 'a' is listed twice" in str(e.value)
