@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+import yaml
 
 from labhosts import BIN, INVENTORY, REPO, ansible_env
 from shoplab import CLIENT_NETNS, SHOPPER, block_shop_port
@@ -107,6 +108,23 @@ def test_check_mode_prints_the_plan_and_changes_nothing(fleet):
     assert "shop: node1 -> node" in res.stdout and "sessions: node1 -> node" in res.stdout
     assert where(fleet["hosts"]) == {"shop": ["node1"], "shop2": ["node1"], "sessions": ["node1"]}
     assert not (fleet["tmp"] / "journal").exists() and not (fleet["tmp"] / "reports").exists()
+    # What an AWX survey gives: the stacks chosen by a JMESPath query, the targets comma-separated.
+    res = fleet_play(REPO / "playbooks" / "drain_host.yml", "--check", "-e", "stacklift_drain_host=node1",
+                     "-e", json.dumps({"stacklift_fleet_select": "[?name=='sessions' || name=='shop2']",
+                                       "stacklift_fleet_targets": "node3"}), tmp=fleet["tmp"])
+    assert res.returncode == 0, res.stdout[-4000:]
+    assert "sessions: node1 -> node3" in res.stdout and "shop2: node1 -> node3" in res.stdout
+    assert "shop: node1 ->" not in res.stdout and "shop: fits nowhere" not in res.stdout
+    # The same stacks as a plain list in a variable (group_vars, say) instead of the stacks inventory.
+    listed = fleet["tmp"] / "stacks.yml"
+    # (its values are templated where the list is read: no inventory_dir there, a path of its own)
+    listed.write_text(yaml.safe_dump({"stacklift_stacks": yaml.safe_load(
+        FLEET.read_text().replace("{{ inventory_dir }}", str(FLEET.parent)))["stacks"]}))
+    res = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(INVENTORY), "-e", "@%s" % SECRETS, "-e", "@%s" % listed,
+                          str(REPO / "playbooks" / "drain_host.yml"), "--check", "-e", "stacklift_drain_host=node1"],
+                         env=ansible_env(), capture_output=True, text=True, timeout=600, check=False)
+    assert res.returncode == 0, res.stdout[-4000:]
+    assert all("%s: node1 -> node" % name in res.stdout for name in STACKS), res.stdout[-4000:]
 
 
 def test_drain_moves_every_stack_at_once_placed_by_capacity_and_spread(fleet, record_timing):
@@ -151,8 +169,10 @@ def test_one_stack_that_never_gets_ready_rolls_back_and_the_others_move(fleet):
     for h in fleet["hosts"][1:]:
         block_shop_port(h, "10.89.11.4")   # shop2's app never answers on either target
     try:
+        # One window at a time: the stacks prepare together, then freeze one after the other, and the one
+        # that rolls back gives its window up to the others.
         res = fleet_play(REPO / "playbooks" / "drain_host.yml", "-e", "stacklift_drain_host=node1",
-                         "-e", "stacklift_probe_timeout=6", tmp=fleet["tmp"])
+                         "-e", "stacklift_probe_timeout=6", "-e", "stacklift_fleet_windows=1", tmp=fleet["tmp"])
     finally:
         for h in fleet["hosts"][1:]:
             h.run("nft delete table inet stacklift_test", check=False)
@@ -164,6 +184,8 @@ def test_one_stack_that_never_gets_ready_rolls_back_and_the_others_move(fleet):
     by_stack = dict((s["stack"], s) for s in report["stacks"])
     assert by_stack["shop2"]["outcome"] == "rolled_back" and "not ready" in by_stack["shop2"]["error"]
     assert by_stack["shop"]["outcome"] == "migrated" and by_stack["sessions"]["outcome"] == "migrated"
+    windows = sorted(s["window"] for s in report["stacks"])
+    assert all(later[0] >= earlier[1] for earlier, later in zip(windows, windows[1:])), windows
 
 
 def test_a_stack_too_big_for_any_target_stays_and_says_why(fleet):
