@@ -48,6 +48,18 @@ POLL = 0.05
 STALL_TIMEOUT = 20  # seconds a transfer under way may make no progress (the sender gives up at 15)
 
 
+def bytes_of(paths):
+    """The bytes of the files PATHS that still exist: a transfer's part file is renamed into place
+    between the listing and the look at its size."""
+    total = 0
+    for path in paths:
+        try:
+            total += os.path.getsize(path)
+        except OSError:
+            pass
+    return total
+
+
 class WindowError(Exception):
     """The window could not go on; ``problems`` lists every reason, ``events`` what was done."""
 
@@ -472,7 +484,7 @@ class TargetAgent(_Agent):
             if time.time() > deadline:
                 raise WindowError("its archive %s did not arrive within %d s" % (archive, self.wait_timeout))
             # Once the archive is on its way, a transfer that stops moving is given up on early.
-            size = sum(os.path.getsize(f) for f in glob.glob(parts) if os.path.exists(f)) or None
+            size = bytes_of(glob.glob(parts)) or None
             if size != last_size:
                 last_size, last_change = size, time.time()
             elif size and time.time() - last_change > STALL_TIMEOUT:
