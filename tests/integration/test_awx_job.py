@@ -4,6 +4,7 @@ the inventory, the survey's answers as extra vars), against the lab, its hosts r
 start and end, and the outcome comes back to AWX through set_stats."""
 
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -50,8 +51,10 @@ def checkout_project(dest):
     local = dest.parent / "requirements.yml"
     local.write_text(yaml.safe_dump(requirements))
     installed = dest.parent / "requirements_collections"
+    # As AWX's project update runs it: in the project, with its ansible.cfg (not the one make exports).
+    env = dict(os.environ, ANSIBLE_CONFIG=str(dest / "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=str(installed))
     res = subprocess.run([str(BIN / "ansible-galaxy"), "collection", "install", "-r", str(local), "-p", str(installed)],
-                         cwd=str(dest), capture_output=True, text=True, timeout=300, check=False)
+                         cwd=str(dest), env=env, capture_output=True, text=True, timeout=300, check=False)
     assert res.returncode == 0, res.stdout + res.stderr
     assert (installed / "ansible_collections" / "stacklift" / "migrate" / "MANIFEST.json").exists()
     return installed
@@ -74,6 +77,8 @@ def private_data_dir(tmp, extravars, port=None):
     (pdd / "env" / "extravars").write_text(json.dumps(extravars))
     (pdd / "env" / "envvars").write_text(json.dumps({
         "ANSIBLE_COLLECTIONS_PATH": str(collections),
+        # The project's own ansible.cfg, as in an AWX job (not the checkout's, which make exports).
+        "ANSIBLE_CONFIG": str(pdd / "project" / "ansible.cfg"),
         "PATH": "%s:/usr/sbin:/usr/bin:/sbin:/bin" % BIN,
         "ANSIBLE_FORCE_COLOR": "0",
     }))

@@ -2,6 +2,7 @@
 collection's own requirements for it, and the job templates' surveys."""
 
 import json
+import os
 import subprocess
 
 import yaml
@@ -21,17 +22,25 @@ def test_ansible_builder_accepts_the_definition_and_finds_the_collections_requir
     context = tmp_path / "context"
     run([str(BIN / "ansible-builder"), "create", "-f", str(REPO / "examples" / "awx" / "execution-environment.yml"),
          "-c", str(context)])
-    containerfile = next(p for p in (context / "Containerfile", context / "Dockerfile") if p.exists())
+    files = [p for p in (context / "Containerfile", context / "Dockerfile") if p.exists()]
+    assert files, "no Containerfile in %s: %s" % (context, sorted(str(p) for p in context.rglob("*")))
+    containerfile = files[0]
     assert "ansible-galaxy" in containerfile.read_text() and "EE_BASE_IMAGE" in containerfile.read_text()
     galaxy = yaml.safe_load((context / "_build" / "requirements.yml").read_text())
     assert [c["name"] for c in galaxy["collections"]] == ["https://github.com/stacklift/stacklift.migrate.git"]
 
     # The collection as Galaxy serves it (built, installed) declares its controller-side requirements
     # the standard way (meta/execution-environment.yml), which ansible-builder's introspection reads.
-    run([str(BIN / "ansible-galaxy"), "collection", "build", "--output-path", str(tmp_path), str(REPO)], cwd=str(tmp_path))
+    # Away from the checkout's ansible.cfg (make exports it), whose collections path holds the checkout:
+    # ansible-galaxy would find the collection installed there and install nothing.
+    env = dict((k, v) for k, v in os.environ.items() if k != "ANSIBLE_CONFIG")
+    env["ANSIBLE_COLLECTIONS_PATH"] = str(tmp_path / "installed")
+    run([str(BIN / "ansible-galaxy"), "collection", "build", "--output-path", str(tmp_path), str(REPO)],
+        cwd=str(tmp_path), env=env)
     tarball = next(tmp_path.glob("stacklift-migrate-*.tar.gz"))
-    run([str(BIN / "ansible-galaxy"), "collection", "install", "-p", str(tmp_path / "installed"), str(tarball)],
-        cwd=str(tmp_path))
+    out = run([str(BIN / "ansible-galaxy"), "collection", "install", "-p", str(tmp_path / "installed"), str(tarball)],
+              cwd=str(tmp_path), env=env)
+    assert (tmp_path / "installed" / "ansible_collections" / "stacklift" / "migrate" / "MANIFEST.json").exists(), out
     found = yaml.safe_load(run([str(BIN / "ansible-builder"), "introspect", "--sanitize", str(tmp_path / "installed")]))
     assert "jmespath>=1.0  # from collection stacklift.migrate" in found["python"]
     assert "openssh-client [platform:dpkg]  # from collection stacklift.migrate" in found["system"]
