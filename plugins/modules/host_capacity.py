@@ -32,6 +32,8 @@ options:
     description:
       - "Stack descriptions whose services' containers are measured too (a service's container defaults to its name);
         RV(stacks_here) names those whose containers all run here."
+      - A stack's C(engine) (V(auto), V(podman) or V(docker)) measures its containers with that engine, over
+        O(engine), so a fleet may hold stacks of both engines.
     type: list
     elements: dict
     default: []
@@ -129,17 +131,25 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     result = dict(changed=False, free_memory_bytes=memory_available(), cpus=os.cpu_count() or 1,
                   free_archive_bytes=free_bytes(module.params["archive_dir"]), containers={}, missing=[])
-    names = list(module.params["containers"])
+    # {container: the engine it is measured with}
+    names = dict((c, module.params["engine"]) for c in module.params["containers"])
     by_stack = {}
     for stack in module.params["stacks"]:
         by_stack[stack.get("name")] = [s.get("container") or s.get("name") for s in stack.get("services") or []
                                        if isinstance(s, dict)]
-        names += [c for c in by_stack[stack.get("name")] if c not in names]
+        for c in by_stack[stack.get("name")]:
+            names.setdefault(c, stack.get("engine") or module.params["engine"])
+    engines = {}
     if names:
-        engine = engine_for_module(module)
-        for name in names:
+        for name, requested in names.items():
+            if requested not in engines:
+                # a host without a stack's engine runs none of its containers
+                engines[requested] = engine_for_module(module, requested, required=requested == module.params["engine"])
+            if engines[requested] is None:
+                result["missing"].append(name)
+                continue
             try:
-                c = engine.container(name)
+                c = engines[requested].container(name)
             except NotFound:
                 result["missing"].append(name)
                 continue

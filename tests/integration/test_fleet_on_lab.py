@@ -208,3 +208,53 @@ def test_a_stack_too_big_for_any_target_stays_and_says_why(fleet):
     assert now["shop"] == ["node1"] and now["shop2"] == ["node1"] and now["sessions"] != ["node1"], now
     by_stack = dict((s["stack"], s) for s in fleet_report(fleet["tmp"])["stacks"])
     assert by_stack["shop"]["outcome"] == "unplaced" and set(by_stack) == {"shop", "sessions"}
+
+
+def test_one_drain_moves_a_podman_stack_and_a_docker_stack_each_with_its_engine(node1, node2, node3, tmp_path,
+                                                                                background):
+    """A fleet mixing engines: the sessions Redis runs in Docker (stacklift_engine: docker among its
+    stack's vars), the shop in Podman; one drain places and moves both, each through its own engine."""
+    hosts = (node1, node2, node3)
+    stacks = yaml.safe_load(FLEET.read_text().replace("{{ inventory_dir }}", str(FLEET.parent)))["stacks"]
+    stacks = [s for s in stacks if s["name"] in ("shop", "sessions")]
+    for s in stacks:
+        s["vars"] = dict(s["vars"], **({"stacklift_engine": "docker"} if s["name"] == "sessions" else {}))
+    mixed = tmp_path / "mixed.stacks.yml"
+    mixed.write_text(yaml.safe_dump({"plugin": "stacklift.migrate.stacks", "stacks": stacks}))
+
+    def play(path, *extra):
+        return subprocess.run([str(BIN / "ansible-playbook"), "-i", str(INVENTORY), "-i", str(mixed),
+                               "-e", "@%s" % SECRETS, str(path)] + list(extra),
+                              env=ansible_env(), capture_output=True, text=True, timeout=900, check=False)
+    assert fleet_play(REPO / "examples" / "shop" / "reset.yml").returncode == 0
+    try:
+        res = play(REPO / "examples" / "shop" / "deploy.yml",
+                   "-e", '{"stacklift_stack": "{{ hostvars.stack_shop.stacklift_stack_description }}"}',
+                   "-e", '{"shop_addresses": {"db": "10.89.10.2", "cache": "10.89.10.3", "app": "10.89.10.4"}}')
+        assert res.returncode == 0, res.stdout[-3000:]
+        res = play(REPO / "examples" / "fleet" / "sessions.yml")
+        assert res.returncode == 0, res.stdout[-3000:]
+        assert node1.out("docker ps --format '{{.Names}}'").split() == ["sessions-cache"]
+        stop = tmp_path / "stop"
+        counter = in_client([sys.executable, str(REPO / "examples" / "fleet" / "counter.py"), "10.89.12.3",
+                             str(tmp_path / "sessions-soak.json"), "--stop", str(stop)],
+                            env={"REDIS_PASSWORD": cache_password()}, background=True)
+        background.append(counter)
+        time.sleep(1)
+        res = play(REPO / "playbooks" / "drain_host.yml", "-e", "stacklift_drain_host=node1",
+                   "-e", "stacklift_report_dir=%s" % (tmp_path / "reports"),
+                   "-e", "stacklift_journal_dir=%s" % (tmp_path / "journal"))
+        time.sleep(1)
+        stop.write_text("")
+        log = counter.communicate(timeout=300)[0]
+        assert res.returncode == 0, res.stdout[-6000:]
+        seen = json.loads((tmp_path / "sessions-soak.json").read_text())
+        assert seen["errors"] == [] and seen["connections"] == 1 and seen["in_order"], (seen, log)
+        now = where(hosts)
+        assert now["shop"] in (["node2"], ["node3"]), now
+        docker_on = [h.name for h in hosts if "sessions-cache" in h.out("docker ps --format '{{.Names}}'").split()]
+        assert docker_on in (["node2"], ["node3"]) and now["sessions"] == [], (docker_on, now)
+        report = fleet_report(tmp_path)
+        assert report["ok"] and report["counts"]["migrated"] == 2, report
+    finally:
+        fleet_play(REPO / "examples" / "shop" / "reset.yml")

@@ -53,8 +53,9 @@ def make_engine(name, runner, binary=None, remote=False):
 ENGINE_ARGUMENT_SPEC = dict(engine=dict(type="str", default="auto", choices=ENGINE_CHOICES))
 
 
-def engine_for_module(module):
-    """select_engine for an AnsibleModule: commands go through run_command; failures fail the module."""
+def engine_for_module(module, requested=None, required=True):
+    """select_engine for an AnsibleModule (its engine option, or REQUESTED): commands go through
+    run_command; failures fail the module, or give None when not REQUIRED (a host without that engine)."""
 
     def runner(argv, data=None):
         if data is None:
@@ -62,9 +63,13 @@ def engine_for_module(module):
         return module.run_command(argv, data=data, binary_data=True)
 
     try:
-        engine = select_engine(module.params["engine"], runner)
+        engine = select_engine(requested or module.params["engine"], runner)
     except EngineError as e:
+        if not required:
+            return None
         module.fail_json(**e.fail_kwargs())
     if engine.name == "docker" and not HAS_DOCKER:
+        if not required:
+            return None
         module.fail_json(msg=missing_required_lib("docker"), exception=DOCKER_IMPORT_ERROR)
     return engine
