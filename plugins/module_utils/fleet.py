@@ -83,14 +83,16 @@ def locate(stacks, measured):
 
 
 def plan_inputs(stacks, extras, measured, targets, target_labels=None, max_stacks=None, reserved_memory=None,
-                from_host=None, memory_budget=None, selected=None):
+                from_host=None, memory_budget=None, query=None):
     """(demands, hosts, pinned, sources, excluded, nowhere) for placement.place, from what host_capacity
-    measured on every host involved. FROM_HOST: only the stacks running there move (a drain); SELECTED
-    (names, when given): only those move. The others are EXCLUDED.
+    measured on every host involved. FROM_HOST: only the stacks running there move (a drain); QUERY
+    (a JMESPath expression, see select): only the stacks it selects move. The others are EXCLUDED.
 
     A target's room is its free memory less RESERVED_MEMORY, and, when MEMORY_BUDGET gives it one, no
     more than its budget less what the stacks it runs already use."""
     sources = locate(stacks, measured)
+    selected = select(stacks, extras, query, sources) if query else None
+    by_name = dict((s["name"], s) for s in stacks)
     extra_of = dict((s["name"], e or {}) for s, e in zip(stacks, extras or [{}] * len(stacks)))
     demands, pinned, excluded, nowhere = [], {}, [], []
     for stack in stacks:
@@ -121,7 +123,6 @@ def plan_inputs(stacks, extras, measured, targets, target_labels=None, max_stack
                  for n in cap.get("stacks_here") or [] if n not in [d["name"] for d in demands]]
         budget = (memory_budget or {}).get(name)
         if budget is not None:
-            by_name = dict((s["name"], s) for s in stacks)
             used = sum(stack_demand(by_name[t["name"]], cap.get("containers") or {})["memory_bytes"]
                        for t in there if t["name"] in by_name)
             free = min(free, int(budget) - used)

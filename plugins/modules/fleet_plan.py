@@ -169,7 +169,7 @@ hosts:
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.stacklift.migrate.plugins.module_utils.fleet import SelectError, locate, plan_inputs, select
+from ansible_collections.stacklift.migrate.plugins.module_utils.fleet import SelectError, plan_inputs
 
 try:
     import jmespath  # noqa: F401, pylint: disable=unused-import
@@ -202,17 +202,14 @@ def main():
     missing = sorted(set(p["targets"]) - set(measured))
     if missing:
         module.fail_json(msg="no measurement of the target%s %s" % ("s" if len(missing) > 1 else "", ", ".join(missing)))
-    selected = None
-    if p["select"]:
-        if JMESPATH_IMPORT_ERROR:
-            module.fail_json(msg=missing_required_lib("jmespath"), exception=JMESPATH_IMPORT_ERROR)
-        try:
-            selected = select(p["stacks"], p["fleet"], p["select"], locate(p["stacks"], measured))
-        except SelectError as e:
-            module.fail_json(msg=str(e))
-    demands, hosts, pinned, sources, excluded, nowhere = plan_inputs(
-        p["stacks"], p["fleet"], measured, p["targets"], p["target_labels"], p["max_stacks"], p["reserved_memory"],
-        p["from_host"], p["memory_budget"], selected)
+    if p["select"] and JMESPATH_IMPORT_ERROR:
+        module.fail_json(msg=missing_required_lib("jmespath"), exception=JMESPATH_IMPORT_ERROR)
+    try:
+        demands, hosts, pinned, sources, excluded, nowhere = plan_inputs(
+            p["stacks"], p["fleet"], measured, p["targets"], p["target_labels"], p["max_stacks"],
+            p["reserved_memory"], p["from_host"], p["memory_budget"], p["select"])
+    except SelectError as e:
+        module.fail_json(msg=str(e))
     try:
         plan = place(demands, hosts, pinned=pinned)
     except PlacementError as e:

@@ -65,11 +65,11 @@ def engine_for_module(module, requested=None, required=True):
     try:
         engine = select_engine(requested or module.params["engine"], runner)
     except EngineError as e:
-        if not required:
-            return None
-        module.fail_json(**e.fail_kwargs())
-    if engine.name == "docker" and not HAS_DOCKER:
-        if not required:
-            return None
-        module.fail_json(msg=missing_required_lib("docker"), exception=DOCKER_IMPORT_ERROR)
-    return engine
+        failure = e.fail_kwargs()
+    else:
+        if engine.name != "docker" or HAS_DOCKER:
+            return engine
+        failure = dict(msg=missing_required_lib("docker"), exception=DOCKER_IMPORT_ERROR)
+    if not required:
+        return None
+    module.fail_json(**failure)

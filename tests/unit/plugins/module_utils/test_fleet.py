@@ -122,5 +122,5 @@ def test_a_jmespath_query_selects_the_stacks_by_labels_names_or_host():
         fleet.select(stacks, extras, "[].services", sources)
     # The stacks left out are excluded, even one that runs nowhere; the others are planned.
     demands, hosts, pinned, srcs, excluded, nowhere = fleet.plan_inputs(
-        stacks, extras, measured_hosts(), ["node3"], selected=["a"])
+        stacks, extras, measured_hosts(), ["node3"], query="[?name=='a']")
     assert [d["name"] for d in demands] == ["a"] and excluded == ["b", "c"] and nowhere == []
