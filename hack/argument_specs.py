@@ -35,6 +35,7 @@ SETTINGS = {
     "stacklift_archive_dir": dict(type="path"),
     "stacklift_engine": dict(type="str", choices=ENGINE_CHOICES),
     "stacklift_ssh_key_on_host": dict(type="path"),
+    "stacklift_ssh_private_key": dict(type="str", no_log=True),
     "stacklift_host_key_checking": dict(type="str", choices=["strict", "accept_new", "ignore"]),
     "stacklift_known_hosts_file": dict(type="path"),
     "stacklift_encryption_key": dict(type="str", no_log=True),

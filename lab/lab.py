@@ -50,7 +50,7 @@ HOST_PACKAGES = [
     "docker.io", "docker-cli", "containerd",
     "nftables", "iproute2", "openssh-server", "openssh-client", "python3",
     "python3-paramiko", "python3-docker", "procps", "zstd", "tar", "ca-certificates",
-    "kmod", "iptables", "conntrack",
+    "kmod", "iptables", "conntrack", "sudo",
 ]
 # CRIU 4.1 cannot dump TCP sockets on Linux >= 6.16; forky has 4.2.
 HOST_FORKY_PACKAGES = ["criu"]
@@ -89,6 +89,11 @@ MaxStartups 100:30:200
 MaxSessions 100
 EOF
 rm -f /etc/ssh/ssh_host_*
+# A user that is not root, with passwordless sudo, as real hosts that refuse root logins have
+# (a test reaches the hosts as it, with become, and sends host to host as it).
+id -u stacklift >/dev/null 2>&1 || useradd -m -u 1500 -s /bin/bash stacklift
+echo 'stacklift ALL=(ALL) NOPASSWD: ALL' >/etc/sudoers.d/stacklift
+chmod 0440 /etc/sudoers.d/stacklift
 # CRIU options for Docker's checkpoints, named per container by the annotation org.criu.config
 # (Docker has no option of its own for them; /etc/criu/runc.conf would apply to Podman's too).
 mkdir -p /etc/criu
@@ -165,6 +170,8 @@ mkdir -p $root/var/cache/stacklift-images
 mount --bind -o ro $images $root/var/cache/stacklift-images
 mkdir -p $root/run/netns $root/run/sshd $root/root/.ssh $root/.oldroot
 install -m 0600 $pubkey $root/root/.ssh/authorized_keys
+install -d -m 0700 -o 1500 -g 1500 $root/home/stacklift/.ssh
+install -m 0600 -o 1500 -g 1500 $pubkey $root/home/stacklift/.ssh/authorized_keys
 install -m 0600 ${pubkey%.pub} $root/root/.ssh/id_ed25519
 hostname $name
 echo $name > $root/etc/hostname

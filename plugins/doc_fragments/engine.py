@@ -37,6 +37,8 @@ options:
     description:
       - Address of the target host, as this host reaches it; C(user@address:port) gives the user and
         port too (C(user@[address]:port) for IPv6), over O(target_user) and O(target_port).
+      - Jump hosts come first, each ended by a comma (C(root@192.0.2.5:22,stacklift@10.0.1.12:22)),
+        as OpenSSH's ProxyJump takes them; each must allow TCP forwarding.
       - The C(stacklift.migrate.ssh_endpoint) filter makes it from a target's inventory variables.
     type: str
     required: true
@@ -50,12 +52,22 @@ options:
     type: int
     default: 22
   target_user:
-    description: User on the target.
+    description:
+      - User on the target. Another user than root must have passwordless sudo there; the module's
+        commands on the target (writing archives, loading images) run through C(sudo -n).
     type: str
     default: root
   key_file:
     description: Private key on this host for the target. Defaults to the usual keys in ~/.ssh.
     type: path
+  private_key:
+    description:
+      - The private key for the target (and any jump hosts) itself, its text (OpenSSH or PEM; Ed25519,
+        ECDSA or RSA, without a passphrase), as an AWX credential gives it; O(key_file) is not read then.
+        It is held in memory only, and never logged.
+      - Without O(private_key) or O(key_file), the SSH agent (C(SSH_AUTH_SOCK)) and the usual keys in
+        ~/.ssh are tried, as OpenSSH's client does.
+    type: str
   host_key_checking:
     description:
       - V(strict) accepts only targets whose key is in O(known_hosts_file) (the roles' preflight puts

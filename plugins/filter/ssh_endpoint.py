@@ -16,7 +16,11 @@ description:
     target host named by the input, from the target's inventory variables; the collection's modules
     take it as their C(target_host) (or in C(target_addresses)).
   - The address is the target's C(ansible_host) (else its inventory name), the port its
-    C(ansible_port) (else 22), the user its C(stacklift_ssh_user_on_host) (else V(root)).
+    C(ansible_port) (else 22), the user its C(stacklift_ssh_user_on_host) (else V(root)). A user
+    other than root runs the target's side through C(sudo -n).
+  - When the target has C(stacklift_ssh_jump_host) (an inventory host), the endpoint goes through
+    that host first, as OpenSSH's ProxyJump does (C(jump_endpoint,target_endpoint)); the jump host
+    may have a jump host of its own.
 author:
   - stacklift developers (@stacklift)
 options:
@@ -44,7 +48,9 @@ EXAMPLES = r"""
 
 RETURN = r"""
 _value:
-  description: "C(user@address:port) (C(user@[address]:port) for an IPv6 address), or its known_hosts name."
+  description:
+    - "C(user@address:port) (C(user@[address]:port) for an IPv6 address), after any jump hosts'
+      endpoints and a comma; or, with O(known_hosts), the target's known_hosts name."
   type: str
 """
 
@@ -52,7 +58,7 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.stacklift.migrate.plugins.module_utils._ssh import known_hosts_name
 
 
-def ssh_endpoint(name, hostvars, known_hosts=False):
+def ssh_endpoint(name, hostvars, known_hosts=False, _through=()):
     if name not in hostvars:
         raise AnsibleFilterError("ssh_endpoint: %s is not a host of the inventory" % name)
     hv = hostvars[name]
@@ -61,9 +67,30 @@ def ssh_endpoint(name, hostvars, known_hosts=False):
     if known_hosts:
         return known_hosts_name(host, port)
     user = str(hv.get("stacklift_ssh_user_on_host") or "root")
-    return "%s@%s:%d" % (user, "[%s]" % host if ":" in host else host, port)
+    endpoint = "%s@%s:%d" % (user, "[%s]" % host if ":" in host else host, port)
+    jump = hv.get("stacklift_ssh_jump_host")
+    if not jump:
+        return endpoint
+    if jump == name or jump in _through:
+        path = tuple(_through) + (name, jump)
+        raise AnsibleFilterError("ssh_endpoint: the jump hosts of %s go round in a circle (%s)"
+                                 % (path[0], " -> ".join(path)))
+    return ssh_endpoint(jump, hostvars, _through=tuple(_through) + (name,)) + "," + endpoint
+
+
+def ssh_hops(name, hostvars):
+    """The inventory names of the hosts a source goes through to reach NAME: its jump hosts, then NAME."""
+    names = []
+    while name is not None:
+        if name not in hostvars:
+            raise AnsibleFilterError("ssh_hops: %s is not a host of the inventory" % name)
+        if name in names:
+            raise AnsibleFilterError("ssh_hops: the jump hosts of %s go round in a circle" % names[0])
+        names.insert(0, name)
+        name = hostvars[name].get("stacklift_ssh_jump_host") or None
+    return names
 
 
 class FilterModule(object):
     def filters(self):
-        return {"ssh_endpoint": ssh_endpoint}
+        return {"ssh_endpoint": ssh_endpoint, "ssh_hops": ssh_hops}

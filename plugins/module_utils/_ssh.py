@@ -8,6 +8,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import io
 import os
 import posixpath
 import socket
@@ -47,6 +48,7 @@ SSH_ARGUMENT_SPEC = dict(
     target_port=dict(type="int", default=22),
     target_user=dict(type="str", default="root"),
     key_file=dict(type="path"),
+    private_key=dict(type="str", no_log=True),
     host_key_checking=dict(type="str", default="strict", choices=HOST_KEY_POLICIES),
     known_hosts_file=dict(type="path", default=KNOWN_HOSTS),
     connect_timeout=dict(type="int", default=10),
@@ -82,12 +84,46 @@ def known_hosts_name(host, port):
     return host if int(port) == 22 else "[%s]:%d" % (host, int(port))
 
 
-def connect(params):
-    """An SSH client to the target host named in a module's SSH_ARGUMENT_SPEC params; its target_host
-    may give the user and port too (``root@192.0.2.12:2222``)."""
-    user, host, port = parse_endpoint(params["target_host"], params["target_user"], params["target_port"])
-    params = dict(params, target_host=host, target_user=user, target_port=port)
-    client = paramiko.SSHClient()
+def hops(address):
+    """The hops of an SSH endpoint: ``jump1,jump2,target`` reaches the target through the jump hosts
+    in that order, as OpenSSH's ProxyJump does; each hop is ``[user@]host[:port]``."""
+    return [a.strip() for a in address.split(",") if a.strip()]
+
+
+def load_private_key(text):
+    """A paramiko key from a private key's text (OpenSSH or PEM; Ed25519, ECDSA or RSA), as an AWX
+    credential gives it."""
+    problems = []
+    for kind in ("Ed25519Key", "ECDSAKey", "RSAKey"):
+        cls = getattr(paramiko, kind, None)
+        if cls is None:
+            continue
+        try:
+            return cls.from_private_key(io.StringIO(text.strip() + "\n"))
+        except (paramiko.SSHException, ValueError, TypeError) as e:
+            problems.append("%s: %s" % (kind, e))
+    raise TransferError("private_key is not an unencrypted Ed25519, ECDSA or RSA private key (%s)"
+                        % "; ".join(problems))
+
+
+if HAS_PARAMIKO:
+    class HopClient(paramiko.SSHClient):
+        """An SSH client to the target that also holds the jump hosts' clients, closed with it; ``sudo``
+        says commands on the target run through ``sudo -n`` (its user is not root)."""
+
+        def __init__(self):
+            super(HopClient, self).__init__()
+            self.jumps = []
+            self.sudo = False
+
+        def close(self):
+            super(HopClient, self).close()
+            for jump in reversed(self.jumps):
+                jump.close()
+
+
+def _connect_hop(params, user, host, port, pkey, sock):
+    client = HopClient()
     known = os.path.expanduser(params["known_hosts_file"])
     policy = params["host_key_checking"]
     if policy != "ignore" and os.path.exists(known):
@@ -98,12 +134,16 @@ def connect(params):
         client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
     else:
         client.set_missing_host_key_policy(paramiko.WarningPolicy())
-    where = "%s@%s:%s" % (params["target_user"], params["target_host"], params["target_port"])
+    where = "%s@%s:%s" % (user, host, port)
+    # A key given (its text, or a file on this host) is the only one tried; without one, the SSH agent
+    # (SSH_AUTH_SOCK) and the usual keys in ~/.ssh, as OpenSSH's client does.
+    key_file = None if pkey is not None else (params.get("key_file") or None)
+    default_keys = pkey is None and key_file is None
     try:
-        client.connect(params["target_host"], port=params["target_port"], username=params["target_user"],
-                       key_filename=params.get("key_file"), timeout=params["connect_timeout"],
-                       banner_timeout=params["connect_timeout"], allow_agent=False,
-                       look_for_keys=params.get("key_file") is None)
+        client.connect(host, port=port, username=user, pkey=pkey, key_filename=key_file, sock=sock,
+                       timeout=params["connect_timeout"], banner_timeout=params["connect_timeout"],
+                       auth_timeout=params["connect_timeout"], allow_agent=default_keys,
+                       look_for_keys=default_keys)
     except paramiko.BadHostKeyException as e:
         raise TransferError("%s's host key is not the one %s holds for it (%s): refusing to send the stack there"
                             % (where, known, e))
@@ -124,12 +164,53 @@ def connect(params):
         except (IOError, OSError):
             pass
     client.get_transport().set_keepalive(KEEPALIVE)
+    client.sudo = user != "root"
     return client
 
 
+def connect(params):
+    """An SSH client to the target host named in a module's SSH_ARGUMENT_SPEC params; its target_host
+    may give the user and port too (``root@192.0.2.12:2222``), and jump hosts before it
+    (``root@192.0.2.13:22,root@192.0.2.12:22``). A target user other than root runs the target's
+    commands through ``sudo -n`` (see as_root)."""
+    pkey = load_private_key(params["private_key"]) if params.get("private_key") else None
+    path = [parse_endpoint(hop, params["target_user"], params["target_port"])
+            for hop in hops(params["target_host"])]
+    if not path:
+        raise TransferError("no target host given")
+    jumps = []
+    sock = None
+    try:
+        for i, (user, host, port) in enumerate(path):
+            client = _connect_hop(params, user, host, port, pkey, sock)
+            if i == len(path) - 1:
+                client.jumps = jumps
+                return client
+            jumps.append(client)
+            _nuser, nhost, nport = path[i + 1]
+            try:
+                sock = client.get_transport().open_channel("direct-tcpip", (nhost, nport), ("127.0.0.1", 0),
+                                                           timeout=params["connect_timeout"])
+            except (paramiko.SSHException, OSError, EOFError) as e:
+                raise TransferError("the jump host %s@%s:%s cannot open a connection to %s:%s: %s"
+                                    % (user, host, port, nhost, nport, e))
+    except BaseException:
+        for jump in reversed(jumps):
+            jump.close()
+        raise
+
+
+def as_root(client, cmd):
+    """CMD run as root on the target: through ``sudo -n`` (no password asked, none waited for) when
+    the client logged in as another user."""
+    if getattr(client, "sudo", False):
+        return "sudo -n sh -c %s" % quote(cmd)
+    return cmd
+
+
 def remote_run(client, cmd, timeout=600):
-    """Run a shell command on the target; returns (rc, stdout, stderr)."""
-    stdin, stdout, stderr = client.exec_command(cmd, timeout=timeout)
+    """Run a shell command on the target, as root; returns (rc, stdout, stderr)."""
+    stdin, stdout, stderr = client.exec_command(as_root(client, cmd), timeout=timeout)
     stdin.close()
     out = stdout.read().decode("utf-8", "replace")
     err = stderr.read().decode("utf-8", "replace")
@@ -179,13 +260,15 @@ def push_file(client, local_path, remote_path, expected_sha256, mode=0o600, dir_
 
     An interrupted copy leaves at most the temporary file, never one under the final name. A
     target that stops answering ends it within STALL_TIMEOUT (the Watchdog), with a clean error.
+    The file is written by a command run as root on the target (through sudo when the target's
+    user is not root), so it lands in directories only root may write.
     """
     remote_dir = posixpath.dirname(remote_path)
     tmp = posixpath.join(remote_dir, ".%s.part-%s" % (posixpath.basename(remote_path), uuid.uuid4().hex[:8]))
     watchdog = Watchdog(client)
     sent = 0
     start = time.time()
-    sftp = None
+    chan = None
     try:
         # Only a directory made here gets DIR_MODE: an existing one (say /tmp) keeps its own.
         rc, out, err = remote_run(client, "test -d %s || mkdir -p -m %o %s"
@@ -193,46 +276,62 @@ def push_file(client, local_path, remote_path, expected_sha256, mode=0o600, dir_
         if rc != 0:
             raise TransferError("cannot create %s on the target: %s" % (remote_dir, err.strip()), stderr=err)
         watchdog.touch()
-        sftp = client.open_sftp()
-        sftp.get_channel().settimeout(STALL_TIMEOUT)
+        chan = client.get_transport().open_session(timeout=STALL_TIMEOUT)
+        chan.settimeout(STALL_TIMEOUT)
+        chan.exec_command(as_root(client, "umask 077 && cat > %s && chmod %o %s" % (quote(tmp), mode, quote(tmp))))
         with open(local_path, "rb") as src:
-            with sftp.open(tmp, "wb") as dst:
-                sftp.chmod(tmp, mode)
-                dst.set_pipelined(True)
-                for block in iter(lambda: src.read(CHUNK), b""):
-                    dst.write(block)
-                    sent += len(block)
-                    watchdog.touch()
+            for block in iter(lambda: src.read(CHUNK), b""):
+                chan.sendall(block)
+                sent += len(block)
+                watchdog.touch()
+        chan.shutdown_write()
+        rc = chan.recv_exit_status()
+        if rc != 0:
+            err = _drain_stderr(chan)
+            raise TransferError("writing %s on the target failed after %d bytes (%d): %s; the final name was "
+                                "not touched" % (remote_path, sent, rc, err.strip() or "no message"), stderr=err)
         watchdog.touch(STALL_TIMEOUT * 4)  # the target reads the whole file back
         got = remote_sha256(client, tmp)
         if got != expected_sha256:
             raise TransferError("%s arrived with sha256 %s, expected %s; the final name was not touched"
                                 % (remote_path, got, expected_sha256))
         watchdog.touch()
-        sftp.posix_rename(tmp, remote_path)
+        rc, out, err = remote_run(client, "mv -f %s %s" % (quote(tmp), quote(remote_path)), timeout=STALL_TIMEOUT)
+        if rc != 0:
+            raise TransferError("cannot rename %s into place on the target: %s" % (remote_path, err.strip()),
+                                stderr=err)
     except BaseException as e:
         stalled = watchdog.fired or isinstance(e, socket.timeout)
-        if sftp is not None and not stalled:
+        if not stalled:
             try:
-                sftp.remove(tmp)
-            except (IOError, OSError, socket.timeout, paramiko.SSHException):
+                remote_run(client, "rm -f %s" % quote(tmp), timeout=STALL_TIMEOUT)
+            except (IOError, OSError, EOFError, socket.timeout, paramiko.SSHException):
                 pass
         if stalled:
             raise TransferError("the transfer of %s to the target stalled for %g s after %d bytes; the final "
                                 "name was not touched" % (remote_path, STALL_TIMEOUT, sent))
         if isinstance(e, (IOError, OSError, EOFError, paramiko.SSHException)):
-            # a full disk, a dropped connection: a clean error, not a traceback
-            raise TransferError("sending %s to the target failed after %d bytes: %s; the final name was not "
-                                "touched" % (remote_path, sent, e or type(e).__name__))
+            # a full disk, a dropped connection: a clean error, with what the target said, not a traceback
+            said = _drain_stderr(chan).strip() if chan is not None else ""
+            raise TransferError("sending %s to the target failed after %d bytes: %s%s; the final name was not "
+                                "touched" % (remote_path, sent, e or type(e).__name__,
+                                             " (the target: %s)" % said if said else ""))
         raise
     finally:
         watchdog.stop()
-        if sftp is not None:
-            try:
-                sftp.close()
-            except (IOError, OSError, paramiko.SSHException):
-                pass
+        if chan is not None:
+            chan.close()
     return {"bytes": sent, "seconds": round(time.time() - start, 3)}
+
+
+def _drain_stderr(chan):
+    err = b""
+    try:
+        while chan.recv_stderr_ready():
+            err += chan.recv_stderr(65536)
+    except (IOError, OSError, EOFError, socket.timeout):
+        pass
+    return err.decode("utf-8", "replace")
 
 
 def stream_to_remote(local_argv, client, remote_cmd, timeout=1800):
@@ -240,7 +339,7 @@ def stream_to_remote(local_argv, client, remote_cmd, timeout=1800):
     start = time.time()
     proc = subprocess.Popen(local_argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     chan = client.get_transport().open_session(timeout=timeout)
-    chan.exec_command(remote_cmd)
+    chan.exec_command(as_root(client, remote_cmd))
     sent = 0
     try:
         for block in iter(lambda: proc.stdout.read(CHUNK), b""):

@@ -52,12 +52,18 @@ options:
       - With V(source), the addresses of the stack's targets as this host reaches them; each is
         reached over SSH now (and its archive directory made), as the window will reach it.
       - C(user@address:port) gives the user and port too (the C(stacklift.migrate.ssh_endpoint) filter makes it); root and 22 otherwise.
+      - Jump hosts come first, each ended by a comma; a user other than root is checked to have passwordless sudo.
     type: list
     elements: str
     default: []
   key_file:
     description: With O(target_addresses), the private key on this host for the targets.
     type: path
+  private_key:
+    description:
+      - With O(target_addresses), the private key's text for the targets, instead of O(key_file) (as
+        M(stacklift.migrate.stack_source) takes it). Never logged.
+    type: str
   host_key_checking:
     description: With O(target_addresses), how the targets' host keys are checked (as
       M(stacklift.migrate.stack_source) checks them).
@@ -249,7 +255,8 @@ def reach_problems(module):
             rc, _out, err = _ssh.remote_run(client, "test -w %s || mkdir -p %s" % (
                 _ssh.quote(p["archive_dir"]), _ssh.quote(p["archive_dir"])), timeout=30)
             if rc != 0:
-                problems.append("%s: cannot write %s there: %s" % (address, p["archive_dir"], err.strip()))
+                how = " (as root through sudo -n: the user needs passwordless sudo there)" if client.sudo else ""
+                problems.append("%s: cannot write %s there%s: %s" % (address, p["archive_dir"], how, err.strip()))
         finally:
             client.close()
     return problems
@@ -349,6 +356,7 @@ def main():
         networks=dict(type="list", elements="dict", default=[]),
         target_addresses=dict(type="list", elements="str", default=[]),
         key_file=dict(type="path"),
+        private_key=dict(type="str", no_log=True),
         host_key_checking=dict(type="str", default="strict", choices=["strict", "accept_new", "ignore"]),
         known_hosts_file=dict(type="path", default="/var/lib/stacklift/known_hosts"),
         encrypted=dict(type="bool", default=False),

@@ -35,7 +35,8 @@ options:
   target_addresses:
     description:
       - The address this host reaches each target at, by the target's name (C(target) of a service);
-        C(user@address:port) gives the user and port too (the C(stacklift.migrate.ssh_endpoint) filter makes it).
+        C(user@address:port) gives the user and port too (the C(stacklift.migrate.ssh_endpoint) filter makes it),
+        after any jump hosts, each ended by a comma.
     type: dict
   state:
     description: V(checkpointed) (fence, checkpoint, send), V(running) (rollback), V(absent) (clean-up).

@@ -8,14 +8,17 @@ import os
 import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import ansible_runner
+import jinja2
 import yaml
 
 from labhosts import BIN, INVENTORY, REPO
 from shoplab import CONTAINERS, SHOP_INVENTORY, demo_passwords, running, shopper, verify
 
 TEMPLATES = json.loads((REPO / "examples" / "awx" / "job_templates.json").read_text())["job_templates"]
+CREDENTIAL_TYPES = json.loads((REPO / "examples" / "awx" / "credential_types.json").read_text())["credential_types"]
 
 
 def template(name):
@@ -29,6 +32,14 @@ def survey_answers(tmpl, **answers):
         out[q["variable"]] = answers.pop(q["variable"], q["default"])
     assert not answers, "not questions of %s: %s" % (tmpl["name"], answers)
     return out
+
+
+def injected(credential_type, **inputs):
+    """The extra vars AWX injects for a credential of CREDENTIAL_TYPE with INPUTS (its injectors,
+    rendered by Jinja2 as AWX renders them)."""
+    ct = next(c for c in CREDENTIAL_TYPES if c["name"] == credential_type)
+    assert set(ct["inputs"]["required"]) <= set(inputs)
+    return dict((k, jinja2.Template(v).render(**inputs)) for k, v in ct["injectors"]["extra_vars"].items())
 
 
 def checkout_project(dest):
@@ -60,7 +71,7 @@ def checkout_project(dest):
     return installed
 
 
-def private_data_dir(tmp, extravars, port=None):
+def private_data_dir(tmp, extravars, port=None, inventory_vars=None):
     pdd = tmp / "awx"
     (pdd / "project").mkdir(parents=True)
     collections = checkout_project(pdd / "project")
@@ -71,8 +82,9 @@ def private_data_dir(tmp, extravars, port=None):
     shutil.copy(str(SHOP_INVENTORY), str(inv / "shop.yml"))
     shutil.copy(str(SHOP_INVENTORY.parent / "traffic.yml"), str(inv / "traffic.yml"))  # the stack's traffic switch
     shutil.copytree(str(SHOP_INVENTORY.parent / "group_vars"), str(inv / "group_vars"))
-    if port:
-        (inv / "ports.yml").write_text("all:\n  vars:\n    ansible_port: %d\n" % port)
+    if port or inventory_vars:
+        (inv / "ports.yml").write_text(yaml.safe_dump({"all": {"vars": dict(
+            inventory_vars or {}, **({"ansible_port": port} if port else {}))}}))
     (pdd / "env").mkdir()
     (pdd / "env" / "extravars").write_text(json.dumps(extravars))
     (pdd / "env" / "envvars").write_text(json.dumps({
@@ -94,7 +106,11 @@ def test_the_migrate_template_runs_as_awx_runs_it_with_progress_events_and_its_o
     answers.update(stacklift_report_dir=str(tmp_path / "reports"), stacklift_journal_dir=str(tmp_path / "journal"))
     # Real hosts' SSH is often not on port 22: every host is reached on 2222 (ansible_port), and node1 may
     # not reach node2's port 22 at all, so the archives and images too go to the port the inventory gives.
-    pdd = private_data_dir(tmp_path, answers, port=2222)
+    # The host-to-host key from the job's credential of the project's custom type, as AWX injects it:
+    # no key file on the sources serves (their stacklift_ssh_key_on_host names none).
+    answers.update(injected("stacklift host-to-host key", ssh_key_data=Path(node1.key).read_text()))
+    pdd = private_data_dir(tmp_path, answers, port=2222,
+                           inventory_vars={"stacklift_ssh_key_on_host": "/nonexistent/id_ed25519"})
     node2.run("nft -f - <<'EOF'\ntable inet stacklift_test {\n chain in { type filter hook input priority -300; "
               "ip saddr %s tcp dport 22 drop; }\n}\nEOF" % node1.address)
     assert node1.run("timeout 3 bash -c '</dev/tcp/%s/22'" % node2.address, check=False).returncode != 0
@@ -144,8 +160,8 @@ def test_the_migrate_template_runs_as_awx_runs_it_with_progress_events_and_its_o
     assert migration["source"] == "node1" and migration["target"] == "node2"
     assert migration["report"].startswith(str(tmp_path / "reports")) and json.loads(
         open(migration["report"]).read())["outcome"] == "migrated"
-    # The vaulted passwords never reach the job's output.
-    for password in demo_passwords():
+    # The vaulted passwords and the credential's key never reach the job's output.
+    for password in demo_passwords() + [Path(node1.key).read_text().strip().splitlines()[1]]:
         assert password not in out
 
 

@@ -78,3 +78,24 @@ def test_every_survey_question_sets_a_documented_variable_with_a_valid_default()
                 assert q.get("choices") and set(q["choices"]) <= set(options[var]["choices"]), q
     assert names == {"stacklift: preflight a stack", "stacklift: migrate a stack", "stacklift: roll back a stack",
                      "stacklift: drain a host"}
+
+
+def test_the_custom_credential_types_inject_documented_secret_options_and_the_templates_use_them():
+    options = role_options()
+    types = json.loads((REPO / "examples" / "awx" / "credential_types.json").read_text())["credential_types"]
+    by_name = dict((t["name"], t) for t in types)
+    for t in types:
+        fields = dict((f["id"], f) for f in t["inputs"]["fields"])
+        assert set(t["inputs"]["required"]) <= set(fields)
+        for var, value in t["injectors"]["extra_vars"].items():
+            # a secret goes only into an option the roles never log
+            assert options[var].get("no_log") is True, var
+            used = [f for f in fields if "{{ %s }}" % f in value]
+            assert used and all(fields[f].get("secret") for f in used), (var, value)
+    used = set()
+    for tmpl in TEMPLATES:
+        for cred in tmpl["related"]["credentials"]:
+            if cred["credential_type"]["kind"] == "cloud":
+                assert cred["credential_type"]["name"] in by_name, cred
+                used.add(cred["credential_type"]["name"])
+    assert used == set(by_name)

@@ -9,13 +9,16 @@ from ansible_collections.stacklift.migrate.plugins.module_utils import _ssh
 
 
 class SilentTarget:
-    """A connection whose target stopped answering: opening SFTP waits until the connection is closed
-    (as paramiko's channel open does while the transport lives)."""
+    """A connection whose target stopped answering: opening a channel waits until the connection is
+    closed (as paramiko's channel open does while the transport lives)."""
 
     def __init__(self):
         self.closed = threading.Event()
 
-    def open_sftp(self):
+    def get_transport(self):
+        return self
+
+    def open_session(self, timeout=None):
         self.closed.wait(30)
         raise EOFError("the connection was closed")
 
@@ -45,3 +48,22 @@ def test_the_watchdog_waits_while_there_is_progress():
     time.sleep(0.8)
     assert dog.fired and target.closed.is_set()
     dog.stop()
+
+
+def test_a_target_user_other_than_root_runs_the_targets_side_through_sudo():
+    class Client:
+        sudo = True
+    assert _ssh.as_root(Client(), "cat > '/var/lib/x y'") == "sudo -n sh -c 'cat > '\"'\"'/var/lib/x y'\"'\"''"
+    Client.sudo = False
+    assert _ssh.as_root(Client(), "mv -f a b") == "mv -f a b"
+
+
+def test_a_private_key_given_as_text_loads_and_a_wrong_one_says_what_it_is(tmp_path):
+    import subprocess
+    key = tmp_path / "k"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    loaded = _ssh.load_private_key(key.read_text())
+    assert loaded.get_name() == "ssh-ed25519"
+    assert loaded.get_base64() == key.with_suffix(".pub").read_text().split()[1]
+    with pytest.raises(_ssh.TransferError, match="not an unencrypted Ed25519, ECDSA or RSA private key"):
+        _ssh.load_private_key("-----BEGIN OPENSSH PRIVATE KEY-----\ngarbage\n-----END OPENSSH PRIVATE KEY-----")
