@@ -78,19 +78,6 @@ def ssh_endpoint(name, hostvars, known_hosts=False, _through=()):
     return ssh_endpoint(jump, hostvars, _through=tuple(_through) + (name,)) + "," + endpoint
 
 
-def ssh_hops(name, hostvars):
-    """The inventory names of the hosts a source goes through to reach NAME: its jump hosts, then NAME."""
-    names = []
-    while name is not None:
-        if name not in hostvars:
-            raise AnsibleFilterError("ssh_hops: %s is not a host of the inventory" % name)
-        if name in names:
-            raise AnsibleFilterError("ssh_hops: the jump hosts of %s go round in a circle" % names[0])
-        names.insert(0, name)
-        name = hostvars[name].get("stacklift_ssh_jump_host") or None
-    return names
-
-
 class FilterModule(object):
     def filters(self):
-        return {"ssh_endpoint": ssh_endpoint, "ssh_hops": ssh_hops}
+        return {"ssh_endpoint": ssh_endpoint}

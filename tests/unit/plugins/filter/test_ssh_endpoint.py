@@ -62,7 +62,7 @@ def test_jump_hosts_that_go_round_in_a_circle_are_refused():
 
 
 def test_the_hosts_on_the_way_are_the_jump_hosts_then_the_target():
-    from ansible_collections.stacklift.migrate.plugins.filter.ssh_endpoint import ssh_hops
+    from ansible_collections.stacklift.migrate.plugins.filter.ssh_hops import ssh_hops
     hostvars = dict(HOSTVARS, behind={"stacklift_ssh_jump_host": "edge"}, deeper={"stacklift_ssh_jump_host": "behind"})
     assert ssh_hops("node2", hostvars) == ["node2"]
     assert ssh_hops("deeper", hostvars) == ["edge", "behind", "deeper"]
