@@ -159,4 +159,11 @@ options:
     description: Where the archives and the host's marker journal (C(STACK.journal)) are, on every host.
     type: path
     default: /var/lib/stacklift/checkpoints
+  nice:
+    description:
+      - Niceness (-20 to 19) the call runs at, with the engine commands, CRIU and compressors it starts
+        (Docker's daemons keep their own). A negative one puts the stack's pause ahead of the host's
+        other work while its services are frozen; V(0) leaves it as it is.
+    type: int
+    default: 0
 """

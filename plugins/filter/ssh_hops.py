@@ -12,8 +12,8 @@ name: ssh_hops
 short_description: The hosts a source goes through to reach a target host over SSH
 version_added: 0.2.0
 description:
-- The inventory names of the hosts a source goes through to reach the target named by the input: its
-  C(stacklift_ssh_jump_host), that host's own and so on, in the order the source passes them, then the target.
+- The inventory names of the hosts a source goes through to reach the target named by the input (its
+  C(stacklift_ssh_jump_host), that host's own and so on), in the order the source passes them, then the target.
 - The preflight trusts the SSH host key of every one of them on the sources.
 author:
 - stacklift developers (@stacklift)

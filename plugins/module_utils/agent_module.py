@@ -8,12 +8,15 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
+
 from ansible_collections.stacklift.migrate.plugins.module_utils._ssh import TransferError
 from ansible_collections.stacklift.migrate.plugins.module_utils.checkpointing import CheckpointError
 from ansible_collections.stacklift.migrate.plugins.module_utils.encryption import CryptError
 from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import EngineError
 from ansible_collections.stacklift.migrate.plugins.module_utils.stack import with_secrets
-from ansible_collections.stacklift.migrate.plugins.module_utils.window import Host, WindowError, marker_path
+from ansible_collections.stacklift.migrate.plugins.module_utils.fences import Host
+from ansible_collections.stacklift.migrate.plugins.module_utils.window import WindowError, marker_path
 
 
 AGENT_ARGUMENT_SPEC = dict(
@@ -24,6 +27,7 @@ AGENT_ARGUMENT_SPEC = dict(
     tiers=dict(type="list", elements="list", required=True),
     archive_dir=dict(type="path", default="/var/lib/stacklift/checkpoints"),
     encryption_key=dict(type="str", no_log=True),
+    nice=dict(type="int", default=0),
 )
 
 
@@ -45,8 +49,23 @@ def agent_host(module, engine):
                 nft=module.get_bin_path("nft", required=True))
 
 
+def set_nice(module):
+    """The module's niceness (and so that of the engine commands, CRIU and compressors it starts);
+    a host that refuses a negative one (no CAP_SYS_NICE) runs the call at its own, with a warning."""
+    nice = module.params.get("nice") or 0
+    if not nice:
+        return
+    if not -20 <= nice <= 19:
+        module.fail_json(msg="nice must be from -20 to 19, not %d" % nice)
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+    except OSError as e:
+        module.warn("cannot run at niceness %d here (%s); running at the host's own" % (nice, e))
+
+
 def run_agent(module, agent, call, timeout=600.0, cleanup=None):
     """Run CALL (one of the agent's states) under the host's lock; exit or fail MODULE with its events."""
+    set_nice(module)
     result = dict(marker=marker_path(agent.archive_dir, agent.stack))
     try:
         with agent.exclusive(timeout=timeout):

@@ -26,7 +26,6 @@ import glob
 import json
 import ipaddress
 import os
-import re
 import threading
 import time
 
@@ -39,10 +38,10 @@ from ansible_collections.stacklift.migrate.plugins.module_utils.checkpointing im
     CheckpointError, archive_name, checkpoint_container, checkpoint_problems)
 from ansible_collections.stacklift.migrate.plugins.module_utils.encryption import CryptError, plaintext
 from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import (
-    EngineError, NotFound, container_address, container_ips, container_volumes, which as _which)
+    EngineError, NotFound, container_address, container_ips, container_volumes)
+from ansible_collections.stacklift.migrate.plugins.module_utils.fences import host_fence_table
 from ansible_collections.stacklift.migrate.plugins.module_utils.journal import Journal, fold
-from ansible_collections.stacklift.migrate.plugins.module_utils.quiesce import (
-    FENCE_RULES, FENCE_TABLE, QuiesceError, quiesce_service)
+from ansible_collections.stacklift.migrate.plugins.module_utils.quiesce import QuiesceError, quiesce_service
 
 POLL = 0.05
 STALL_TIMEOUT = 20  # seconds a transfer under way may make no progress (the sender gives up at 15)
@@ -88,66 +87,6 @@ def read_abort(archive_dir, stack, run_id):
     except (IOError, OSError, ValueError):
         return None
     return data.get("msg") or "no reason given" if data.get("run") == run_id else None
-
-
-def host_fence_table(stack):
-    return "stacklift_" + re.sub(r"[^A-Za-z0-9_]", "_", stack)[:40]
-
-
-class Host(object):
-    """What an agent needs of its host: the engine, a command runner and the binaries."""
-
-    def __init__(self, engine, run, nsenter="nsenter", nft="nft", conntrack="conntrack"):
-        self.engine = engine
-        self.run = run  # run(argv, data=None) -> (rc, out, err)
-        self.nsenter = nsenter
-        self.nft = nft
-        self.conntrack = _which(conntrack)
-
-    def _nft(self, args, data=None, netns_pid=None, what="nft"):
-        argv = ([self.nsenter, "-t", str(netns_pid), "-n"] if netns_pid else []) + [self.nft] + list(args)
-        rc, out, err = self.run(argv, data=data) if data is not None else self.run(argv)
-        if rc != 0:
-            raise EngineError("%s failed: %s" % (what, (err or out).strip()), cmd=argv, rc=rc, stdout=out, stderr=err)
-        return out
-
-    # A container's own fence (the source side): everything but loopback dropped.
-    def container_fenced(self, pid):
-        argv = [self.nsenter, "-t", str(pid), "-n", self.nft, "list", "table", "inet", FENCE_TABLE]
-        return self.run(argv)[0] == 0
-
-    def fence_container(self, pid, name):
-        self._nft(["-f", "-"], data=FENCE_RULES, netns_pid=pid, what="fencing %s" % name)
-
-    def unfence_container(self, pid, name):
-        if self.container_fenced(pid):
-            self._nft(["delete", "table", "inet", FENCE_TABLE], netns_pid=pid, what="lifting the fence of %s" % name)
-
-    # The target host's fence: its restored copies' addresses cut off from everything routed.
-    def raise_host_fence(self, table):
-        self._nft(["-f", "-"], data=(
-            "table inet %s {\n"
-            "  set v4 { type ipv4_addr; }\n  set v6 { type ipv6_addr; }\n"
-            "  chain forward { type filter hook forward priority -300; policy accept;\n"
-            "    ip saddr @v4 drop; ip daddr @v4 drop; ip6 saddr @v6 drop; ip6 daddr @v6 drop; }\n"
-            "}\n" % table), what="raising the target's fence")
-
-    def fence_addresses(self, table, addresses):
-        """Fence ADDRESSES before a restore here, and forget this host's connection tracking of them: an
-        entry left from when the stack ran here before holds the old sequence numbers, and the restored
-        connections' packets would be dropped as invalid (found moving stacks back after a drain)."""
-        for ip in addresses:
-            family = "v6" if ipaddress.ip_address(ip).version == 6 else "v4"
-            self._nft(["add", "element", "inet", table, family, "{ %s }" % ip], what="fencing %s" % ip)
-            for way in ("-s", "-d") if self.conntrack else ():  # rc 1: none; no conntrack: the preflight warns
-                self.run([self.conntrack, "-D", way, ip])
-
-    def host_fence_up(self, table):
-        return self.run([self.nft, "list", "table", "inet", table])[0] == 0
-
-    def lift_host_fence(self, table):
-        if self.host_fence_up(table):
-            self._nft(["delete", "table", "inet", table], what="lifting the target's fence")
 
 
 class _Agent(object):

@@ -88,7 +88,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import EngineError, NotFound
 from ansible_collections.stacklift.migrate.plugins.module_utils.engines.selection import (
     ENGINE_ARGUMENT_SPEC, engine_for_module)
-from ansible_collections.stacklift.migrate.plugins.module_utils.window import Host
+from ansible_collections.stacklift.migrate.plugins.module_utils.fences import Host
 
 
 def main():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.stacklift.migrate.plugins.module_utils import checkpointing, window
+from ansible_collections.stacklift.migrate.plugins.module_utils import checkpointing, fences, window
 from ansible_collections.stacklift.migrate.plugins.module_utils.engines.podman import PodmanEngine
 from ansible_collections.stacklift.migrate.plugins.module_utils.archive import sha256_file, write_manifest
 from ansible_collections.stacklift.migrate.plugins.module_utils.journal import Journal, fold
@@ -100,7 +100,7 @@ def full_capabilities(monkeypatch):
 
 def agent(cls, tmp_path, runner, services=None, **kw):
     services = services or SERVICES
-    host = window.Host(PodmanEngine(runner, binary="podman"), runner)
+    host = fences.Host(PodmanEngine(runner, binary="podman"), runner)
     return cls(host, "shop", "r1", str(tmp_path / "ck"), dict((n, dict(s, name=n)) for n, s in services.items()),
                TIERS, **kw)
 
@@ -293,15 +293,15 @@ def test_the_source_clean_up_after_the_commit_removes_the_containers_named_volum
 
 def test_a_target_forgets_its_connection_tracking_of_the_addresses_it_fences(monkeypatch):
     # a stack moved back to a host it ran on: the old conntrack entries would drop its restored connections
-    monkeypatch.setattr(window, "_which", lambda b: "/usr/sbin/" + b)
+    monkeypatch.setattr(fences, "_which", lambda b: "/usr/sbin/" + b)
     runner = FakeRunner({"nft": (0, "", ""), "conntrack": (1, "", "0 flow entries have been deleted.")})
-    host = window.Host(PodmanEngine(runner, binary="podman"), runner)
+    host = fences.Host(PodmanEngine(runner, binary="podman"), runner)
     host.fence_addresses("stacklift_shop", ["10.89.10.3"])
     assert runner.commands("conntrack") == [["/usr/sbin/conntrack", "-D", "-s", "10.89.10.3"],
                                             ["/usr/sbin/conntrack", "-D", "-d", "10.89.10.3"]]
-    monkeypatch.setattr(window, "_which", lambda b: None)
+    monkeypatch.setattr(fences, "_which", lambda b: None)
     runner.calls[:] = []
-    window.Host(PodmanEngine(runner, binary="podman"), runner).fence_addresses("stacklift_shop", ["10.89.10.3"])
+    fences.Host(PodmanEngine(runner, binary="podman"), runner).fence_addresses("stacklift_shop", ["10.89.10.3"])
     assert not runner.commands("conntrack")
 
 
@@ -332,3 +332,32 @@ def test_a_part_file_renamed_into_place_while_the_target_counts_is_not_an_error(
     part = tmp_path / ".a.tar.zst.part-1"
     part.write_bytes(b"x" * 10)
     assert window.bytes_of([str(part), str(tmp_path / ".a.tar.zst.part-gone")]) == 10
+
+
+def test_an_agent_runs_at_the_niceness_asked_and_a_refusal_is_a_warning(monkeypatch):
+    from ansible_collections.stacklift.migrate.plugins.module_utils import agent_module
+
+    class Module:
+        def __init__(self, nice):
+            self.params, self.warnings = {"nice": nice}, []
+
+        def warn(self, msg):
+            self.warnings.append(msg)
+
+        def fail_json(self, **kw):
+            raise AssertionError(kw["msg"])
+
+    calls = []
+    monkeypatch.setattr(agent_module.os, "setpriority", lambda which, who, n: calls.append((which, who, n)))
+    agent_module.set_nice(Module(-5))
+    agent_module.set_nice(Module(0))
+    assert calls == [(os.PRIO_PROCESS, 0, -5)]
+
+    def refuse(which, who, n):
+        raise PermissionError(1, "Operation not permitted")
+    monkeypatch.setattr(agent_module.os, "setpriority", refuse)
+    m = Module(-5)
+    agent_module.set_nice(m)
+    assert m.warnings == ["cannot run at niceness -5 here ([Errno 1] Operation not permitted); running at the host's own"]
+    with pytest.raises(AssertionError, match="nice must be from -20 to 19, not -30"):
+        agent_module.set_nice(Module(-30))
