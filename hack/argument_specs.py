@@ -50,6 +50,7 @@ SETTINGS = {
     "stacklift_journal_dir": dict(type="path"),
     "stacklift_window_timeout": dict(type="int"),
     "stacklift_window_nice": dict(type="int"),
+    "stacklift_progress_after": dict(type="float"),
     "stacklift_fleet_windows": dict(type="int"),
     "stacklift_stack_name": dict(type="str"),
     "stacklift_target_host": dict(type="str"),

@@ -103,7 +103,8 @@ def test_the_migrate_template_runs_as_awx_runs_it_with_progress_events_and_its_o
     tmpl = template("stacklift: migrate a stack")
     answers = survey_answers(tmpl, stacklift_target_host="node2", stacklift_probe_timeout=90)
     # Reports and the journal kept outside the job's throw-away directory, as docs/awx.md says.
-    answers.update(stacklift_report_dir=str(tmp_path / "reports"), stacklift_journal_dir=str(tmp_path / "journal"))
+    answers.update(stacklift_report_dir=str(tmp_path / "reports"), stacklift_journal_dir=str(tmp_path / "journal"),
+                   stacklift_progress_after=0)  # every window's progress shown, however short
     # Real hosts' SSH is often not on port 22: every host is reached on 2222 (ansible_port), and node1 may
     # not reach node2's port 22 at all, so the archives and images too go to the port the inventory gives.
     # The host-to-host key from the job's credential of the project's custom type, as AWX injects it:
@@ -146,6 +147,10 @@ def test_the_migrate_template_runs_as_awx_runs_it_with_progress_events_and_its_o
         after = [i for i, n in enumerate(names) if i > at and n.startswith(phase)]
         assert after, "no task %r after %r in the job's events: %s" % (phase, names[at] if at >= 0 else None, names)
         at = after[0]
+    # While the window runs, its progress: where each service is on the target, as it goes (the sources are
+    # done by the time their wait comes, in a window this short).
+    progress = [e["stdout"] for e in events if e.get("stdout", "").startswith("shop on node2 (target), ")]
+    assert progress and all(all("%s " % s in line for s in ("db", "cache", "app")) for line in progress), progress
     # Each service's phases, each with its start and end: an item event per service.
     items = dict((e["event_data"]["res"]["item"]["key"], e["event_data"]["res"]["msg"]) for e in events
                  if e["event"] == "runner_item_on_ok" and e["event_data"]["task"].startswith("Show when each service"))

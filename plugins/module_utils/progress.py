@@ -1,0 +1,171 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) stacklift developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Waiting for a window's background call on a host, and what it shows meanwhile.
+
+The window's calls (stack_source, stack_target) run in the background (Ansible's async). The
+wait (the window_wait action) asks the host, over the connection Ansible already holds, one short
+question at a time: a shell loop on the host that returns as soon as the call has ended, or after
+a couple of seconds with what its marker journal and the transfers' part files say; so the
+controller learns of the end within about 50 ms, and a long transfer or probe shows its bytes and
+seconds as they go.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import posixpath
+
+try:
+    from shlex import quote
+except ImportError:  # pragma: no cover
+    from pipes import quote
+
+WAIT_ARGUMENT_SPEC = dict(
+    job=dict(type="dict", required=True),
+    stack=dict(type="str", required=True),
+    run_id=dict(type="str"),
+    side=dict(type="str", required=True, choices=["source", "target"]),
+    services=dict(type="list", elements="dict", default=[]),
+    archive_dir=dict(type="path", default="/var/lib/stacklift/checkpoints"),
+    timeout=dict(type="float", default=360),
+    progress_after=dict(type="float", default=3),
+    progress_every=dict(type="float", default=2),
+)
+
+# What Ansible's async wrapper writes while the call runs (1/0 before ansible-core 2.19, true/false since).
+RUNNING = '"finished": (0|false)'
+SECTIONS = ("--stacklift-result--", "--stacklift-marker--", "--stacklift-parts--", "--stacklift-now--")
+# Each side's steps, the latest first, and what a service is doing after each (%s: for how long).
+STEP_WORDS = {
+    "source": [("sent", "sent"), ("checkpointed", "checkpointed, sending for %s"),
+               ("fenced", "fenced, checkpointing for %s"), ("quiesced", "quiesced")],
+    "target": [("ready", "ready"), ("restored", "restored, probing for %s")],
+}
+
+
+def poll_command(results_file, marker, archive_dir, wait=2.0, step=0.05):
+    """A shell command for the host: wait up to WAIT seconds for the call whose async results are in
+    RESULTS_FILE to end, then print its results (once it has ended), the tail of the stack's MARKER
+    journal and the sizes of the transfers' part files and of the archives in ARCHIVE_DIR."""
+    loops = max(1, int(wait / step))
+    return (
+        "f={f}; i=0; "
+        "while [ $i -lt {n} ]; do "
+        "if [ ! -e \"$f\" ] || ! grep -qE {running} \"$f\"; then break; fi; "
+        "i=$((i+1)); sleep {s}; done; "
+        "echo {r}; if [ ! -e \"$f\" ]; then echo {gone}; elif ! grep -qE {running} \"$f\"; then cat \"$f\"; fi; "
+        "echo; echo {m}; tail -n 400 {marker} 2>/dev/null; "
+        "echo {p}; for p in {parts}; do [ -e \"$p\" ] && stat -c '%s %n' \"$p\" 2>/dev/null; done; "
+        "echo {now}; date +%s.%N"
+    ).format(f=quote(results_file), running=quote(RUNNING), n=loops, s=step, r=SECTIONS[0], m=SECTIONS[1],
+             p=SECTIONS[2], now=SECTIONS[3], marker=quote(marker), parts="%s.*.part-* %s*.tar*" % ((quote(archive_dir.rstrip("/") + "/"),) * 2),
+             gone=quote(json.dumps({"failed": True, "msg": "the call's results file %s is not on the host: the call "
+                                                           "never started there, or the host restarted" % results_file})))
+
+
+def parse_poll(stdout):
+    """(the call's result when it has ended else None, the marker's records, {part file name: bytes},
+    the host's clock)."""
+    parts = {}
+    text = stdout
+    sections = {}
+    for i, name in enumerate(SECTIONS):
+        start = text.find(name)
+        if start < 0:
+            raise ValueError("the host's answer lacks %s: %r" % (name, stdout[-500:]))
+        end = text.find(SECTIONS[i + 1]) if i + 1 < len(SECTIONS) else len(text)
+        sections[name] = text[start + len(name):end].strip()
+    result = None
+    if sections[SECTIONS[0]]:
+        try:
+            result = json.loads(sections[SECTIONS[0]])
+        except ValueError:
+            result = {"failed": True, "msg": "the window's call ended with output that is not JSON",
+                      "module_stdout": sections[SECTIONS[0]][-4000:]}
+    records = []
+    for line in sections[SECTIONS[1]].splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict):
+            records.append(rec)
+    for line in sections[SECTIONS[2]].splitlines():
+        size, _sep, path = line.partition(" ")
+        if size.isdigit():
+            parts[posixpath.basename(path)] = int(size)
+    try:
+        now = float(sections[SECTIONS[3]].split()[0])
+    except (ValueError, IndexError):
+        now = None
+    return result, records, parts, now
+
+
+def service_states(side, services, records, run_id, parts, now=None):
+    """{service: (words, bytes in transfer or None)} from the marker's records of RUN_ID (else of its
+    last run), the part files and the host's clock NOW."""
+    if not run_id and records:
+        run_id = records[-1].get("run")
+    done = {}
+    for rec in records:
+        if rec.get("run") == run_id and rec.get("service"):
+            done.setdefault(rec["service"], {})[rec.get("step")] = rec.get("t")
+    out = {}
+    for svc in services:
+        name = svc.get("name")
+        steps = done.get(name, {})
+        words = None
+        for step, template in STEP_WORDS[side]:
+            if step in steps:
+                since = now - steps[step] if now is not None and steps[step] is not None else None
+                words = template % ("%.1f s" % max(0.0, since)) if "%s" in template and since is not None \
+                    else template.replace(" for %s", "")
+                break
+        receiving = None
+        if side == "target" and words is None:
+            container = svc.get("container", name)
+            got = [n for n in parts if n.startswith(".%s." % container)]
+            if any(n.startswith(container + ".tar") for n in parts):
+                words = "arrived, restoring"
+            elif got:
+                receiving = sum(parts[n] for n in got)
+                words = "receiving"
+        out[name] = (words or "waiting", receiving)
+    return out
+
+
+def progress_line(stack, host, side, elapsed, states, last=None):
+    """One line of progress; LAST is the previous call's {service: (bytes, elapsed)}, for rates, and is
+    updated in place."""
+    last = {} if last is None else last
+    bits = []
+    for name in sorted(states):
+        words, receiving = states[name]
+        if receiving is not None:
+            rate = ""
+            before = last.get(name)
+            if before and elapsed > before[1] and receiving >= before[0]:
+                rate = ", %.1f MB/s" % ((receiving - before[0]) / (elapsed - before[1]) / 1e6)
+            last[name] = (receiving, elapsed)
+            words = "receiving %.1f MB%s" % (receiving / 1e6, rate)
+        bits.append("%s %s" % (name, words))
+    return "%s on %s (%s), %.1f s: %s" % (stack, host, side, elapsed, "; ".join(bits) or "working")
+
+
+def local_wait(results_file, timeout, sleep, clock):
+    """Wait on this host for RESULTS_FILE to hold an ended call's results (the module run on its own)."""
+    deadline = clock() + timeout
+    while clock() < deadline:
+        try:
+            with open(results_file) as f:
+                data = json.load(f)
+        except (IOError, OSError, ValueError):
+            data = None
+        if isinstance(data, dict) and not ("started" in data and data.get("finished") in (0, False)):
+            return data
+        sleep(0.05)
+    return None

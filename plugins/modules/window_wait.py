@@ -1,0 +1,142 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) stacklift developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: window_wait
+short_description: Wait for a migration window's background call on a host, showing its progress
+version_added: 0.2.0
+description:
+  - Waits for a call of M(stacklift.migrate.stack_source) or M(stacklift.migrate.stack_target) started
+    with C(async) and a C(poll) of 0 on the task's host, and returns that call's own result, as if it had
+    run in the foreground (a failed call fails this task, with its message and events).
+  - Its action plugin asks the host over the connection Ansible already holds; each question waits
+    on the host until the call has ended, or for O(progress_every) seconds, so the end is seen within
+    about 50 ms, without a module started per question.
+  - Once the call has run O(progress_after) seconds, a line of progress every O(progress_every)
+    seconds says where each service is (quiesced, fenced, checkpointed, sent; receiving with its
+    bytes and rate, restored and probing, ready), read from the host's marker journal and the
+    transfers' part files. AWX shows these lines in the job's output as they come.
+author:
+  - stacklift developers (@stacklift)
+options:
+  job:
+    description: The registered result of the call's start (one item of a looped task), with C(ansible_job_id) and C(results_file).
+    type: dict
+    required: true
+  stack:
+    description: Name of the stack (it names the host's marker journal).
+    type: str
+    required: true
+  run_id:
+    description: The migration run (the progress reads its records; else the marker's last run's).
+    type: str
+  side:
+    description: Which call it is, V(source) (stack_source) or V(target) (stack_target).
+    type: str
+    required: true
+    choices: [source, target]
+  services:
+    description: The stack's services on this host (C(name), C(container)), for the progress lines.
+    type: list
+    elements: dict
+    default: []
+  archive_dir:
+    description: Where the archives and the host's marker journal are.
+    type: path
+    default: /var/lib/stacklift/checkpoints
+  timeout:
+    description: Seconds to wait before giving up (the call may still run then).
+    type: float
+    default: 360
+  progress_after:
+    description: Seconds after which the progress lines start (a short window shows none).
+    type: float
+    default: 3
+  progress_every:
+    description: Seconds between progress lines, and the longest a question to the host waits.
+    type: float
+    default: 2
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: none
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+seealso:
+  - module: stacklift.migrate.stack_source
+  - module: stacklift.migrate.stack_target
+"""
+
+EXAMPLES = r"""
+- name: Restore on the targets in the background
+  stacklift.migrate.stack_target:
+    stack: shop
+    run_id: "{{ run_id }}"
+    services: "{{ plan.services | selectattr('target', 'equalto', item) | list }}"
+    tiers: "{{ plan.restore_order }}"
+  delegate_to: "{{ item }}"
+  loop: "{{ plan.target_hosts }}"
+  async: 360
+  poll: 0
+  register: target_jobs
+
+- name: Wait for them, showing their progress
+  stacklift.migrate.window_wait:
+    job: "{{ item }}"
+    stack: shop
+    side: target
+    services: "{{ plan.services | selectattr('target', 'equalto', item.item) | list }}"
+  delegate_to: "{{ item.item }}"
+  loop: "{{ target_jobs.results }}"
+  loop_control:
+    label: "{{ item.item }}"
+  register: target_results
+"""
+
+RETURN = r"""
+events:
+  description: The call's own result is returned as it is; for stack_source and stack_target, the steps they took.
+  returned: when the call ended
+  type: list
+  elements: dict
+  sample: [{"step": "restored", "service": "db", "t": 1795903863.4}]
+ansible_job_id:
+  description: The background job waited for.
+  returned: always
+  type: str
+  sample: "j350816237149.12345"
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.stacklift.migrate.plugins.module_utils.progress import WAIT_ARGUMENT_SPEC, local_wait
+
+
+def main():
+    # The action plugin of the same name waits from the controller, with progress; run on its own on
+    # the host, this waits there, without it.
+    module = AnsibleModule(argument_spec=WAIT_ARGUMENT_SPEC)
+    import time
+    job = module.params["job"]
+    if not job.get("results_file"):
+        module.fail_json(msg="job has no results_file: give it the result of a task run with async and poll 0")
+    result = local_wait(job["results_file"], module.params["timeout"], time.sleep, time.time)
+    if result is None:
+        module.fail_json(msg="the window's call did not end within %d s" % module.params["timeout"],
+                         ansible_job_id=job.get("ansible_job_id"))
+    if result.get("failed"):
+        module.fail_json(**dict(result, msg=result.get("msg") or "the window's call failed"))
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
