@@ -255,13 +255,24 @@ class Watchdog(object):
         self.done.set()
 
 
+# One command on the target per file: make the directory, write the temporary name, check its sha256,
+# rename it into place; its exit code says which step failed.
+PUSH_SCRIPT = (
+    "d={d}; t={t}; {{ test -d \"$d\" || mkdir -p -m {dir_mode:o} \"$d\"; }} || exit 10; "
+    "umask 077; cat > \"$t\" || {{ rm -f \"$t\"; exit 11; }}; chmod {mode:o} \"$t\"; "
+    "s=$(sha256sum \"$t\" 2>/dev/null); s=${{s%% *}}; "
+    "[ \"$s\" = {sha} ] || {{ rm -f \"$t\"; echo \"$s\"; exit 12; }}; "
+    "mv -f \"$t\" {f} || {{ rm -f \"$t\"; exit 13; }}"
+)
+
+
 def push_file(client, local_path, remote_path, expected_sha256, mode=0o600, dir_mode=0o700):
     """Copy a file to the target under a temporary name, check it, then rename it into place.
 
     An interrupted copy leaves at most the temporary file, never one under the final name. A
     target that stops answering ends it within STALL_TIMEOUT (the Watchdog), with a clean error.
-    The file is written by a command run as root on the target (through sudo when the target's
-    user is not root), so it lands in directories only root may write.
+    The file is written by one command run as root on the target (through sudo when the target's
+    user is not root), so it lands in directories only root may write, in one round trip.
     """
     remote_dir = posixpath.dirname(remote_path)
     tmp = posixpath.join(remote_dir, ".%s.part-%s" % (posixpath.basename(remote_path), uuid.uuid4().hex[:8]))
@@ -270,43 +281,35 @@ def push_file(client, local_path, remote_path, expected_sha256, mode=0o600, dir_
     start = time.time()
     chan = None
     try:
-        # Only a directory made here gets DIR_MODE: an existing one (say /tmp) keeps its own.
-        rc, out, err = remote_run(client, "test -d %s || mkdir -p -m %o %s"
-                                  % (quote(remote_dir), dir_mode, quote(remote_dir)), timeout=STALL_TIMEOUT)
-        if rc != 0:
-            raise TransferError("cannot create %s on the target: %s" % (remote_dir, err.strip()), stderr=err)
-        watchdog.touch()
         chan = client.get_transport().open_session(timeout=STALL_TIMEOUT)
         chan.settimeout(STALL_TIMEOUT)
-        chan.exec_command(as_root(client, "umask 077 && cat > %s && chmod %o %s" % (quote(tmp), mode, quote(tmp))))
+        # Only a directory made here gets DIR_MODE: an existing one (say /tmp) keeps its own.
+        chan.exec_command(as_root(client, PUSH_SCRIPT.format(d=quote(remote_dir), t=quote(tmp), f=quote(remote_path),
+                                                             sha=quote(expected_sha256), mode=mode, dir_mode=dir_mode)))
         with open(local_path, "rb") as src:
             for block in iter(lambda: src.read(CHUNK), b""):
                 chan.sendall(block)
                 sent += len(block)
                 watchdog.touch()
         chan.shutdown_write()
+        watchdog.touch(STALL_TIMEOUT * 4)  # the target reads the whole file back
         rc = chan.recv_exit_status()
         if rc != 0:
-            err = _drain_stderr(chan)
-            raise TransferError("writing %s on the target failed after %d bytes (%d): %s; the final name was "
-                                "not touched" % (remote_path, sent, rc, err.strip() or "no message"), stderr=err)
-        watchdog.touch(STALL_TIMEOUT * 4)  # the target reads the whole file back
-        got = remote_sha256(client, tmp)
-        if got != expected_sha256:
-            raise TransferError("%s arrived with sha256 %s, expected %s; the final name was not touched"
-                                % (remote_path, got, expected_sha256))
-        watchdog.touch()
-        rc, out, err = remote_run(client, "mv -f %s %s" % (quote(tmp), quote(remote_path)), timeout=STALL_TIMEOUT)
-        if rc != 0:
-            raise TransferError("cannot rename %s into place on the target: %s" % (remote_path, err.strip()),
-                                stderr=err)
+            out = b""
+            while chan.recv_ready():
+                out += chan.recv(65536)
+            err = _drain_stderr(chan).strip()
+            got = out.decode("utf-8", "replace").strip()
+            if rc == 12:
+                raise TransferError("%s arrived with sha256 %s, expected %s; the final name was not touched"
+                                    % (remote_path, got or "(none)", expected_sha256))
+            what = {10: "cannot create %s on the target" % remote_dir,
+                    11: "writing %s on the target failed after %d bytes" % (remote_path, sent),
+                    13: "cannot rename %s into place on the target" % remote_path}.get(
+                rc, "sending %s to the target failed (%d)" % (remote_path, rc))
+            raise TransferError("%s: %s; the final name was not touched" % (what, err or "no message"), stderr=err)
     except BaseException as e:
         stalled = watchdog.fired or isinstance(e, socket.timeout)
-        if not stalled:
-            try:
-                remote_run(client, "rm -f %s" % quote(tmp), timeout=STALL_TIMEOUT)
-            except (IOError, OSError, EOFError, socket.timeout, paramiko.SSHException):
-                pass
         if stalled:
             raise TransferError("the transfer of %s to the target stalled for %g s after %d bytes; the final "
                                 "name was not touched" % (remote_path, STALL_TIMEOUT, sent))

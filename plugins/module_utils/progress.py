@@ -36,8 +36,6 @@ WAIT_ARGUMENT_SPEC = dict(
     progress_every=dict(type="float", default=2),
 )
 
-# What Ansible's async wrapper writes while the call runs (1/0 before ansible-core 2.19, true/false since).
-RUNNING = '"finished": (0|false)'
 SECTIONS = ("--stacklift-result--", "--stacklift-marker--", "--stacklift-parts--", "--stacklift-now--")
 # Each side's steps, the latest first, and what a service is doing after each (%s: for how long).
 STEP_WORDS = {
@@ -50,19 +48,21 @@ STEP_WORDS = {
 def poll_command(results_file, marker, archive_dir, wait=2.0, step=0.05):
     """A shell command for the host: wait up to WAIT seconds for the call whose async results are in
     RESULTS_FILE to end, then print its results (once it has ended), the tail of the stack's MARKER
-    journal and the sizes of the transfers' part files and of the archives in ARCHIVE_DIR."""
+    journal and the sizes of the transfers' part files and of the archives in ARCHIVE_DIR. The wait
+    uses the shell's builtins and sleep only, to cost the frozen stack's host next to nothing."""
     loops = max(1, int(wait / step))
     return (
         "f={f}; i=0; "
-        "while [ $i -lt {n} ]; do "
-        "if [ ! -e \"$f\" ] || ! grep -qE {running} \"$f\"; then break; fi; "
-        "i=$((i+1)); sleep {s}; done; "
-        "echo {r}; if [ ! -e \"$f\" ]; then echo {gone}; elif ! grep -qE {running} \"$f\"; then cat \"$f\"; fi; "
+        "running() {{ [ -e \"$f\" ] || return 1; l=; read -r l < \"$f\"; [ -n \"$l\" ] || return 0; "
+        "case \"$l\" in *'\"finished\": false'*|*'\"finished\": 0'*) return 0;; esac; return 1; }}; "
+        "while [ $i -lt {n} ] && running; do i=$((i+1)); sleep {s}; done; "
+        "echo {r}; if [ ! -e \"$f\" ]; then echo {gone}; elif ! running; then cat \"$f\"; fi; "
         "echo; echo {m}; tail -n 400 {marker} 2>/dev/null; "
         "echo {p}; for p in {parts}; do [ -e \"$p\" ] && stat -c '%s %n' \"$p\" 2>/dev/null; done; "
         "echo {now}; date +%s.%N"
-    ).format(f=quote(results_file), running=quote(RUNNING), n=loops, s=step, r=SECTIONS[0], m=SECTIONS[1],
-             p=SECTIONS[2], now=SECTIONS[3], marker=quote(marker), parts="%s.*.part-* %s*.tar*" % ((quote(archive_dir.rstrip("/") + "/"),) * 2),
+    ).format(f=quote(results_file), n=loops, s=step, r=SECTIONS[0], m=SECTIONS[1],
+             p=SECTIONS[2], now=SECTIONS[3], marker=quote(marker),
+             parts="%s.*.part-* %s*.tar*" % ((quote(archive_dir.rstrip("/") + "/"),) * 2),
              gone=quote(json.dumps({"failed": True, "msg": "the call's results file %s is not on the host: the call "
                                                            "never started there, or the host restarted" % results_file})))
 
