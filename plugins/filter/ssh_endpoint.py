@@ -55,27 +55,27 @@ _value:
 """
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.stacklift.migrate.plugins.filter.ssh_hops import ssh_hops
 from ansible_collections.stacklift.migrate.plugins.module_utils._ssh import known_hosts_name
 
 
-def ssh_endpoint(name, hostvars, known_hosts=False, _through=()):
-    if name not in hostvars:
-        raise AnsibleFilterError("ssh_endpoint: %s is not a host of the inventory" % name)
-    hv = hostvars[name]
+def _endpoint(hv, name):
     host = str(hv.get("ansible_host") or name)
-    port = int(hv.get("ansible_port") or 22)
-    if known_hosts:
-        return known_hosts_name(host, port)
     user = str(hv.get("stacklift_ssh_user_on_host") or "root")
-    endpoint = "%s@%s:%d" % (user, "[%s]" % host if ":" in host else host, port)
-    jump = hv.get("stacklift_ssh_jump_host")
-    if not jump:
-        return endpoint
-    if jump == name or jump in _through:
-        path = tuple(_through) + (name, jump)
-        raise AnsibleFilterError("ssh_endpoint: the jump hosts of %s go round in a circle (%s)"
-                                 % (path[0], " -> ".join(path)))
-    return ssh_endpoint(jump, hostvars, _through=tuple(_through) + (name,)) + "," + endpoint
+    return "%s@%s:%d" % (user, "[%s]" % host if ":" in host else host, int(hv.get("ansible_port") or 22))
+
+
+def ssh_endpoint(name, hostvars, known_hosts=False):
+    if known_hosts:
+        if name not in hostvars:
+            raise AnsibleFilterError("ssh_endpoint: %s is not a host of the inventory" % name)
+        hv = hostvars[name]
+        return known_hosts_name(str(hv.get("ansible_host") or name), int(hv.get("ansible_port") or 22))
+    try:
+        path = ssh_hops(name, hostvars)
+    except AnsibleFilterError as e:
+        raise AnsibleFilterError("ssh_endpoint: %s" % e)
+    return ",".join(_endpoint(hostvars[hop], hop) for hop in path)
 
 
 class FilterModule(object):

@@ -46,15 +46,16 @@ from ansible.errors import AnsibleFilterError
 
 def ssh_hops(name, hostvars):
     """The inventory names of the hosts a source goes through to reach NAME: its jump hosts, then NAME."""
-    names = []
+    walk = []
     while name is not None:
         if name not in hostvars:
-            raise AnsibleFilterError("ssh_hops: %s is not a host of the inventory" % name)
-        if name in names:
-            raise AnsibleFilterError("ssh_hops: the jump hosts of %s go round in a circle" % names[0])
-        names.insert(0, name)
+            raise AnsibleFilterError("%s is not a host of the inventory" % name)
+        if name in walk:
+            raise AnsibleFilterError("the jump hosts of %s go round in a circle (%s)"
+                                     % (walk[0], " -> ".join(walk + [name])))
+        walk.append(name)
         name = hostvars[name].get("stacklift_ssh_jump_host") or None
-    return names
+    return walk[::-1]
 
 
 class FilterModule(object):
