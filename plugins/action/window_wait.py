@@ -13,9 +13,9 @@ import time
 
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
+from ansible_collections.stacklift.migrate.plugins.module_utils.coordination import marker_path, note_body, note_path
 from ansible_collections.stacklift.migrate.plugins.module_utils.progress import (
-    WAIT_ARGUMENT_SPEC, parse_poll, poll_command, progress_line, service_states)
-from ansible_collections.stacklift.migrate.plugins.module_utils.window import marker_path
+    WAIT_ARGUMENT_SPEC, note_command, parse_poll, poll_command, progress_line, ready_events, service_states)
 
 display = Display()
 
@@ -43,10 +43,23 @@ class ActionModule(ActionBase):
         shown = started + p["progress_after"]
         rates = {}
         marker = marker_path(p["archive_dir"], p["stack"])
+        stage, until = p["stage"], None
+        if stage != "end" and not run_id:
+            return dict(result, failed=True, msg="stage %s needs run_id" % stage)
+        if stage in ("commit", "abort"):
+            # A target's call waits, fenced and ready, for the commit note (it lifts its fence and
+            # serves); a source's call in a fleet's window holds its slot until either note.
+            res = self._low_level_execute_command(note_command(note_path(p["archive_dir"], p["stack"], stage),
+                                                               note_body(run_id)), sudoable=True)
+            if res["rc"] != 0:
+                return dict(result, failed=True, rc=res["rc"], stdout=res["stdout"], stderr=res["stderr"],
+                            msg="cannot leave the %s note on %s: %s" % (stage, host, res["stderr"].strip()))
+        elif stage == "ready":
+            until = (note_path(p["archive_dir"], p["stack"], "ready"), run_id)
         while True:
             # Each question waits on the host at most until the next line of progress is due.
             wait = min(max(shown - time.time(), 0.05), p["progress_every"], 2.0)
-            cmd = poll_command(results_file, marker, p["archive_dir"], wait=wait)
+            cmd = poll_command(results_file, marker, p["archive_dir"], wait=wait, until_note=until)
             # A host that stops answering raises AnsibleConnectionFailure here: the item is unreachable.
             res = self._low_level_execute_command(cmd, sudoable=True)
             if res["rc"] != 0:
@@ -63,6 +76,11 @@ class ActionModule(ActionBase):
                 result.update(call)
                 result.setdefault("ansible_job_id", job["ansible_job_id"])
                 return result
+            events = ready_events(p["services"], records, run_id) if stage == "ready" else None
+            if events is not None:
+                # ready, fenced: the call goes on, waiting for the commit (stage=commit)
+                return dict(result, changed=True, ready=True, side="target", events=events,
+                            ansible_job_id=job["ansible_job_id"])
             if now - started > p["timeout"]:
                 return dict(result, failed=True, ansible_job_id=job["ansible_job_id"],
                             msg="the window's call on %s did not end within %d s (it may still run: its job is %s)"

@@ -19,6 +19,7 @@ import traceback
 import uuid
 
 from ansible_collections.stacklift.migrate.plugins.module_utils.archive import sha256_file
+from ansible_collections.stacklift.migrate.plugins.module_utils.coordination import note_body
 
 try:
     import paramiko
@@ -431,8 +432,7 @@ class Sender(object):
 
     def abort(self, msg):
         """Tell every target this run is given up, so none waits for archives that will not come."""
-        import json
-        body = json.dumps({"run": self.run_id, "msg": msg})
+        body = note_body(self.run_id, msg)
         path = posixpath.join(self.abort_dir, "%s.abort" % self.stack)
         for address in sorted(set(self.targets.values())):
             try:

@@ -16,7 +16,8 @@ from ansible_collections.stacklift.migrate.plugins.module_utils.encryption impor
 from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import EngineError
 from ansible_collections.stacklift.migrate.plugins.module_utils.stack import with_secrets
 from ansible_collections.stacklift.migrate.plugins.module_utils.fences import Host
-from ansible_collections.stacklift.migrate.plugins.module_utils.window import WindowError, marker_path
+from ansible_collections.stacklift.migrate.plugins.module_utils.window import WindowError
+from ansible_collections.stacklift.migrate.plugins.module_utils.coordination import marker_path
 
 
 AGENT_ARGUMENT_SPEC = dict(

@@ -163,7 +163,8 @@ def summary(report):
 
 
 def timeline_svg(report, width=900, row=28):
-    """Each stack a row: its window (first fence to commit, or rollback) on the fleet run's clock."""
+    """Each stack a row: its window (first fence to commit, or rollback) on the fleet run's clock, and
+    under it the part that held a fleet's window slot (to the last archive sent)."""
     t0, t1 = report["started"], max(report["finished"], report["started"] + 0.001)
     left, right = 170, 20
     scale = (width - left - right) / (t1 - t0)
@@ -181,6 +182,11 @@ def timeline_svg(report, width=900, row=28):
             out.append('<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"><title>%s</title></rect>'
                        % (x, y, max(1.0, (w[1] - w[0]) * scale), row - 8, COLOURS[s["outcome"]],
                           escape("%s: %s" % (s["stack"], s["outcome"]))))
+            f = s.get("freeze")
+            if f and f[1] is not None:
+                out.append('<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="black" fill-opacity="0.3"><title>%s'
+                           '</title></rect>' % (x, y + row - 14, max(1.0, (f[1] - f[0]) * scale), 6,
+                                                escape("%s: fenced to the last archive sent" % s["stack"])))
         else:
             label = escape(s["outcome"].replace("_", " "))
             out.append('<text x="%d" y="%d" fill="%s">%s</text>' % (left, y + 15, COLOURS[s["outcome"]], label))
@@ -196,14 +202,18 @@ def stack_entry(name, source, target, outcome, report_path=None, error=None):
             rep = json.load(f)
         entry.update(report=report_path, downtime_s=rep.get("downtime_s"), outcome=rep.get("outcome") or outcome)
         entry["error"] = entry["error"] or rep.get("error")
-        starts, ends = [], []
+        starts, ends, sent = [], [], []
         for svc in (rep.get("services") or {}).values():
             for phase, times in (svc.get("phases") or {}).items():
                 if phase != "quiesce" and times.get("start"):
                     starts.append(times["start"])
                 if times.get("end"):
                     ends.append(times["end"])
+                if phase == "transfer" and times.get("end"):
+                    sent.append(times["end"])
         entry["window"] = [min(starts) if starts else None, max(ends) if ends else None]
+        # the part of the window that holds the fleet's window slot: the first fence to the last archive in
+        entry["freeze"] = [entry["window"][0], max(sent) if sent else None]
     return entry
 
 

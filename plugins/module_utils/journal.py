@@ -258,45 +258,13 @@ class Lock(object):
 JOURNAL_ARGUMENT_SPEC = dict(
     stack=dict(type="str", required=True),
     journal_dir=dict(type="path", required=True),
-    state=dict(type="str", default="show", choices=["begin", "record", "end", "release", "show", "enter", "leave"]),
+    state=dict(type="str", default="show", choices=["begin", "record", "end", "release", "show"]),
     run_id=dict(type="str"),
     records=dict(type="list", elements="dict", default=[]),
     outcome=dict(type="str", choices=["committed", "rolled_back", "refused"]),
-    windows=dict(type="int", default=0),
-    wait_timeout=dict(type="float", default=3600),
 )
 JOURNAL_REQUIRED_IF = [("state", "record", ("run_id",)), ("state", "release", ("run_id",)),
-                       ("state", "end", ("run_id", "outcome")), ("state", "enter", ("run_id",)),
-                       ("state", "leave", ("run_id",))]
-
-
-def slot_paths(journal_dir, windows):
-    """The lock files of the fleet's window slots (one per window that may be open at once)."""
-    return [os.path.join(journal_dir, "windows", "slot-%d.lock" % i) for i in range(windows)]
-
-
-def enter_window(journal_dir, windows, run, pid=None, wait_timeout=3600, interval=0.2, clock=time.time,
-                 sleep=time.sleep):
-    """Take one of WINDOWS slots for RUN, waiting while all are held by live runs (a dead controller's
-    slot is taken over). Returns (slot index, seconds waited); raises JournalError on timeout."""
-    start = clock()
-    while True:
-        for i, path in enumerate(slot_paths(journal_dir, windows)):
-            try:
-                Lock(path).acquire(run, pid=pid)
-                return i, clock() - start
-            except LockHeld:
-                continue
-        if clock() - start >= wait_timeout:
-            raise JournalError("no migration window free in %d s: %d window%s open at once, each held by a live run"
-                               % (wait_timeout, windows, "s" if windows != 1 else ""))
-        sleep(interval)
-
-
-def leave_window(journal_dir, windows, run):
-    """Give RUN's window slot back (True when it held one)."""
-    released = [Lock(path).release(run) for path in slot_paths(journal_dir, windows)]  # every slot, no short cut
-    return any(released)
+                       ("state", "end", ("run_id", "outcome"))]
 
 
 def journal_task(p, check_mode=False, pid=None):
@@ -310,17 +278,6 @@ def journal_task(p, check_mode=False, pid=None):
         out.update(extra, msg=msg)
         return True, out
     try:
-        if p["state"] in ("enter", "leave"):
-            if p["windows"] < 1 or check_mode:
-                return False, out
-            if p["state"] == "leave":
-                out.update(changed=leave_window(p["journal_dir"], p["windows"], p["run_id"]))
-                return False, out
-            slot, waited = enter_window(p["journal_dir"], p["windows"], p["run_id"], pid=pid,
-                                        wait_timeout=p["wait_timeout"])
-            journal.append("window_slot", run=p["run_id"], slot=slot, waited_s=round(waited, 3))
-            out.update(changed=True, slot=slot, waited_s=round(waited, 3))
-            return False, out
         if p["state"] in ("show", "begin"):
             last = journal.last_run()
             previous = fold(journal.records(last)) if last else None

@@ -34,7 +34,9 @@ WAIT_ARGUMENT_SPEC = dict(
     timeout=dict(type="float", default=360),
     progress_after=dict(type="float", default=3),
     progress_every=dict(type="float", default=2),
+    stage=dict(type="str", default="end", choices=["end", "ready", "commit", "abort"]),
 )
+TARGET_STEPS = ("restored", "ready")
 
 SECTIONS = ("--stacklift-result--", "--stacklift-marker--", "--stacklift-parts--", "--stacklift-now--")
 # Each side's steps, the latest first, and what a service is doing after each (%s: for how long).
@@ -45,26 +47,48 @@ STEP_WORDS = {
 }
 
 
-def poll_command(results_file, marker, archive_dir, wait=2.0, step=0.05):
+def poll_command(results_file, marker, archive_dir, wait=2.0, step=0.05, until_note=None):
     """A shell command for the host: wait up to WAIT seconds for the call whose async results are in
-    RESULTS_FILE to end, then print its results (once it has ended), the tail of the stack's MARKER
-    journal and the sizes of the transfers' part files and of the archives in ARCHIVE_DIR. The wait
-    uses the shell's builtins and sleep only, to cost the frozen stack's host next to nothing."""
+    RESULTS_FILE to end (or for the note UNTIL_NOTE, a (path, run id), to be there), then print its
+    results (once it has ended), the tail of the stack's MARKER journal and the sizes of the
+    transfers' part files and of the archives in ARCHIVE_DIR. The wait uses the shell's builtins and
+    sleep only (grep once the note is there), to cost the frozen stack's host next to nothing."""
     loops = max(1, int(wait / step))
+    there = "return 1;"
+    if until_note:
+        path, pattern = quote(until_note[0]), quote('"run": %s' % json.dumps(until_note[1]))
+        there = "[ -e %s ] && grep -qF %s %s;" % (path, pattern, path)
     return (
         "f={f}; i=0; "
         "running() {{ [ -e \"$f\" ] || return 1; l=; read -r l < \"$f\"; [ -n \"$l\" ] || return 0; "
         "case \"$l\" in *'\"finished\": false'*|*'\"finished\": 0'*) return 0;; esac; return 1; }}; "
-        "while [ $i -lt {n} ] && running; do i=$((i+1)); sleep {s}; done; "
+        "there() {{ {there} }}; "
+        "while [ $i -lt {n} ] && running && ! there; do i=$((i+1)); sleep {s}; done; "
         "echo {r}; if [ ! -e \"$f\" ]; then echo {gone}; elif ! running; then cat \"$f\"; fi; "
         "echo; echo {m}; tail -n 400 {marker} 2>/dev/null; "
         "echo {p}; for p in {parts}; do [ -e \"$p\" ] && stat -c '%s %n' \"$p\" 2>/dev/null; done; "
         "echo {now}; date +%s.%N"
-    ).format(f=quote(results_file), n=loops, s=step, r=SECTIONS[0], m=SECTIONS[1],
+    ).format(f=quote(results_file), n=loops, there=there, s=step, r=SECTIONS[0], m=SECTIONS[1],
              p=SECTIONS[2], now=SECTIONS[3], marker=quote(marker),
              parts="%s.*.part-* %s*.tar*" % ((quote(archive_dir.rstrip("/") + "/"),) * 2),
              gone=quote(json.dumps({"failed": True, "msg": "the call's results file %s is not on the host: the call "
                                                            "never started there, or the host restarted" % results_file})))
+
+
+def note_command(path, body):
+    """A shell command for the host that leaves the note BODY at PATH, whole or not at all."""
+    return "mkdir -p %s && printf %%s %s > %s && mv -f %s %s" % (
+        quote(posixpath.dirname(path)), quote(body), quote(path + ".tmp"), quote(path + ".tmp"), quote(path))
+
+
+def ready_events(services, records, run_id):
+    """The records of RUN_ID that say each of SERVICES (on this target) restored and ready, as the
+    call's events; None while one is not ready yet."""
+    names = set(s.get("name") for s in services)
+    mine = [r for r in records if r.get("run") == run_id and r.get("service") in names and r.get("step") in TARGET_STEPS]
+    if not names or set(r["service"] for r in mine if r["step"] == "ready") != names:
+        return None
+    return mine
 
 
 def parse_poll(stdout):
@@ -156,10 +180,13 @@ def progress_line(stack, host, side, elapsed, states, last=None):
     return "%s on %s (%s), %.1f s: %s" % (stack, host, side, elapsed, "; ".join(bits) or "working")
 
 
-def local_wait(results_file, timeout, sleep, clock):
-    """Wait on this host for RESULTS_FILE to hold an ended call's results (the module run on its own)."""
+def local_wait(results_file, timeout, sleep, clock, until=None):
+    """Wait on this host for RESULTS_FILE to hold an ended call's results (the module run on its own),
+    or for UNTIL() to be true (then {})."""
     deadline = clock() + timeout
     while clock() < deadline:
+        if until is not None and until():
+            return {}
         try:
             with open(results_file) as f:
                 data = json.load(f)

@@ -331,3 +331,31 @@ def compose_service(labels):
         if (labels or {}).get(key):
             return labels[key]
     return None
+
+
+PLAN_ARGUMENT_SPEC = dict(
+    stack=dict(type="dict", required=True),
+    check_containers=dict(type="bool", default=False),
+    discover_depends_on=dict(type="bool", default=False),
+    host=dict(type="str"),
+    inventory_hosts=dict(type="list", elements="str"),
+    list_running=dict(type="bool", default=False),
+    settings=dict(type="dict"),
+)
+
+
+def checked(stack, settings=None, inventory_hosts=None):
+    """STACK normalized, its settings and hosts checked (StackError lists every problem)."""
+    problems = setting_problems(settings)
+    if problems:
+        raise StackError(problems)
+    norm = normalize(stack)
+    if inventory_hosts is not None:
+        missing = sorted(set(h for s in norm["services"] for h in (s["source"], s["target"])) - set(inventory_hosts))
+        if missing:
+            raise StackError(["host %r is not in the inventory" % h for h in missing])
+    return norm
+
+
+def invalid(stack, error):
+    return "stack %r is not valid: %s" % (stack.get("name"), "; ".join(error.problems))

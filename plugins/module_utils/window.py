@@ -23,7 +23,6 @@ __metaclass__ = type
 import contextlib
 import fcntl
 import glob
-import json
 import ipaddress
 import os
 import threading
@@ -42,6 +41,8 @@ from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base imp
 from ansible_collections.stacklift.migrate.plugins.module_utils.fences import host_fence_table
 from ansible_collections.stacklift.migrate.plugins.module_utils.journal import Journal, fold
 from ansible_collections.stacklift.migrate.plugins.module_utils.quiesce import QuiesceError, quiesce_service
+from ansible_collections.stacklift.migrate.plugins.module_utils.coordination import (
+    NoSlot, marker_path, read_note, remove_notes, slot_dir, wait_for_note, window_slot, write_note)
 
 POLL = 0.05
 STALL_TIMEOUT = 20  # seconds a transfer under way may make no progress (the sender gives up at 15)
@@ -69,24 +70,6 @@ class WindowError(Exception):
         self.problems = problems
         self.events = events or []
         self.details = details
-
-
-def marker_path(archive_dir, stack):
-    return os.path.join(archive_dir, "%s.journal" % stack)
-
-
-def abort_path(archive_dir, stack):
-    return os.path.join(archive_dir, "%s.abort" % stack)
-
-
-def read_abort(archive_dir, stack, run_id):
-    """Why the source gave up on RUN_ID (it writes ``STACK.abort`` on the target), or None."""
-    try:
-        with open(abort_path(archive_dir, stack)) as f:
-            data = json.load(f)
-    except (IOError, OSError, ValueError):
-        return None
-    return data.get("msg") or "no reason given" if data.get("run") == run_id else None
 
 
 class _Agent(object):
@@ -174,9 +157,10 @@ class SourceAgent(_Agent):
     side = "source"
 
     def __init__(self, host, stack, run_id, archive_dir, services, tiers, sender=None, compression="zstd",
-                 quiesce_timeout=30.0):
+                 quiesce_timeout=30.0, windows=0, windows_timeout=300.0):
         super(SourceAgent, self).__init__(host, stack, run_id, archive_dir, services, tiers)
         self.quiesce_timeout = quiesce_timeout
+        self.windows, self.windows_timeout = windows, windows_timeout  # the host's window slots (slots.py)
         self.sender = sender  # sender(name, archive, manifest, sha256) -> {bytes, seconds}; abort(msg)
         self.compression = compression
         self.workers = max(2, os.cpu_count() or 1)
@@ -218,9 +202,51 @@ class SourceAgent(_Agent):
             self.record("quiesced", name, started=res["started_at"], method=spec["method"])
 
     def checkpointed(self):
-        problems, containers, info = self.check()
+        """In one of the host's window slots, from before the quiesce until the stack is committed
+        (the controller's commit note; an abort note, or none within windows_timeout, ends it too):
+        so one stack at a time is in its window, restores included. Any failure tells the targets,
+        so that none waits for archives that will not come."""
+        try:
+            problems, containers, info = self.check()  # a refusal does not wait for a slot
+            if problems:
+                raise WindowError(problems, self.events)
+            with window_slot(slot_dir(self.archive_dir), self.windows, self.windows_timeout) as (slot, waited):
+                if slot is not None:
+                    self.record("window", slot=slot, waited_s=round(waited, 3))
+                    if waited > 0.05:
+                        containers = self._still(containers)
+                events = self._checkpointed(containers, info)
+                if slot is not None and self.sender:
+                    self._hold_until_committed()
+                return events
+        except Exception as e:  # pylint: disable=broad-except
+            if self.sender:
+                self.sender.abort("source %s: %s" % (os.uname()[1], getattr(e, "msg", None) or e))
+            if isinstance(e, NoSlot):
+                raise WindowError(str(e), self.events)
+            raise
+
+    def _hold_until_committed(self):
+        kind, _msg = wait_for_note(self.archive_dir, self.stack, self.run_id, ("commit", "abort"), self.windows_timeout)
+        self.record("window_given_back", note=kind)
+
+    def _still(self, checked):
+        """The containers as they are now, after a wait for a slot: each still the one checked, running."""
+        now, problems = {}, []
+
+        def one(name):
+            now[name] = self.container(name)
+        self.parallel(one, list(checked))
+        for name, c in sorted(checked.items()):
+            was, is_ = (c or {}).get("State") or {}, (now.get(name) or {}).get("State") or {}
+            if was.get("Running") and (not is_.get("Running") or is_.get("Pid") != was.get("Pid")):
+                problems.append("service %s: container %r stopped or restarted while it waited for a window"
+                                % (name, self.services[name]["container"]))
         if problems:
             raise WindowError(problems, self.events)
+        return now
+
+    def _checkpointed(self, containers, info):
         self.quiesce(containers)
         # The cut: every running service of this host fenced one right after the other.
         for name in self.services:
@@ -255,8 +281,6 @@ class SourceAgent(_Agent):
             if sender_thread:
                 sender_thread.join()
         if failures:
-            if self.sender:
-                self.sender.abort("source %s: %s" % (os.uname()[1], "; ".join(failures)))
             raise WindowError(failures, self.events)
         return self.events
 
@@ -342,6 +366,7 @@ class SourceAgent(_Agent):
             self.host.lift_host_fence(table)
         if problems:
             raise WindowError(problems, self.events)
+        remove_notes(self.archive_dir, self.stack)
         return self.events
 
     def _addresses(self, name):
@@ -374,6 +399,7 @@ class SourceAgent(_Agent):
             self.record("removed", name)
         if problems:
             raise WindowError(problems, self.events)
+        remove_notes(self.archive_dir, self.stack)
         return self.events
 
 
@@ -396,7 +422,10 @@ class TargetAgent(_Agent):
     def status(self):
         return {"side": self.side, "committed": self.committed()}
 
-    def restored(self, commit=False):
+    def restored(self, commit=False, keep_archives=False, await_commit=False):
+        """Restore tier by tier as the archives arrive, each tier ready before the next. Then COMMIT
+        serves at once; AWAIT_COMMIT leaves a "ready" note and waits for the controller's "commit"
+        note (an "abort" note, or no note within wait_timeout, leaves the copies fenced)."""
         if self.committed():
             return self.events  # nothing left to do: the copies here serve
         self.host.raise_host_fence(self.table)
@@ -408,8 +437,20 @@ class TargetAgent(_Agent):
             if errors:
                 raise WindowError(["%s: %s" % (n, e) for n, e in sorted(errors.items())], self.events)
         if commit:
-            self.serving()
+            self.serving(keep_archives=keep_archives)
+        elif await_commit:
+            self._await_commit(keep_archives)
         return self.events
+
+    def _await_commit(self, keep_archives):
+        write_note(self.archive_dir, self.stack, "ready", self.run_id)
+        kind, msg = wait_for_note(self.archive_dir, self.stack, self.run_id, ("commit", "abort"), self.wait_timeout)
+        if kind == "abort":
+            raise WindowError("not committed (%s); the copies here stay fenced" % (msg or "no reason given"), self.events)
+        if kind is None:
+            raise WindowError("no commit came within %g s of the copies being ready; they stay fenced"
+                              % self.wait_timeout, self.events)
+        self.serving(keep_archives=keep_archives)
 
     def _wait_for(self, name, deadline):
         archive = self.archive(name)
@@ -417,9 +458,9 @@ class TargetAgent(_Agent):
         parts = os.path.join(self.archive_dir, ".%s.part-*" % os.path.basename(archive))
         last_size, last_change = None, time.time()
         while not os.path.exists(manifest):
-            reason = read_abort(self.archive_dir, self.stack, self.run_id)
-            if reason:
-                raise WindowError("the source gave up: %s" % reason)
+            reason = read_note(self.archive_dir, self.stack, "abort", self.run_id)
+            if reason is not None:
+                raise WindowError("the source gave up: %s" % (reason or "no reason given"))
             if time.time() > deadline:
                 raise WindowError("its archive %s did not arrive within %d s" % (archive, self.wait_timeout))
             # Once the archive is on its way, a transfer that stops moving is given up on early.
@@ -493,8 +534,9 @@ class TargetAgent(_Agent):
             raise WindowError("%s probe not ready after %.1f s: %s" % (spec["type"], res["elapsed"], res["detail"]))
         self.record("ready", name, started=start, attempts=res["attempts"])
 
-    def serving(self):
-        """The commit: the fence goes, and the copies here serve."""
+    def serving(self, keep_archives=False):
+        """The commit: the fence goes, and the copies here serve; then the archives received go (a
+        committed run goes forward only: they are not needed again)."""
         missing = [n for n in self.services if not self.done(n, "ready") and not self.done(n, "committed")]
         if missing:
             raise WindowError("cannot commit: %s not ready here" % ", ".join(sorted(missing)), self.events)
@@ -502,6 +544,11 @@ class TargetAgent(_Agent):
         for name in self.services:
             if not self.done(name, "committed"):
                 self.record("committed", name)
+        for name in self.services if not keep_archives else ():
+            for path in (self.archive(name), self.archive(name) + MANIFEST_SUFFIX):
+                if os.path.exists(path):
+                    os.unlink(path)
+        remove_notes(self.archive_dir, self.stack, ("ready", "commit"))
         return self.events
 
     def _remove_volumes(self, name, volumes):
@@ -557,7 +604,5 @@ class TargetAgent(_Agent):
         if problems:
             raise WindowError(problems, self.events)
         self.host.lift_host_fence(self.table)
-        abort = abort_path(self.archive_dir, self.stack)
-        if os.path.exists(abort):
-            os.unlink(abort)
+        remove_notes(self.archive_dir, self.stack)
         return self.events

@@ -37,11 +37,8 @@ options:
     description:
       - V(begin), V(record), V(end), V(show) (read only), or V(release), which gives the lock up and
         leaves the run open, for the next run to finish (a rollback that could not reach a target).
-      - V(enter) waits for one of O(windows) migration windows of the whole fleet (slots in
-        C(JOURNAL_DIR/windows/), shared by every stack) and takes it for the run; V(leave) gives it
-        back. A slot whose run's controller died is taken over. Nothing happens when O(windows) is 0.
     type: str
-    choices: [begin, record, end, release, show, enter, leave]
+    choices: [begin, record, end, release, show]
     default: show
   run_id:
     description: The run (from V(begin)); required for V(record) and V(end).
@@ -55,16 +52,6 @@ options:
     description: With V(end), how the run ended (V(refused) when the preflight found it could not start).
     type: str
     choices: [committed, rolled_back, refused]
-  windows:
-    description:
-      - With V(enter) and V(leave), how many stacks of a fleet may be in their window (fenced,
-        checkpointed, restored, not yet committed) at once; 0 for no limit.
-    type: int
-    default: 0
-  wait_timeout:
-    description: With V(enter), how many seconds to wait for a window before failing.
-    type: float
-    default: 3600
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
@@ -137,16 +124,6 @@ holder:
   returned: when locked
   type: dict
   sample: {run: 20261128T101500-1a2b3c4d, pid: 4242, host: controller, since: "2026-11-28T10:15:00Z"}
-slot:
-  description: With V(enter), the window slot taken.
-  returned: state=enter and windows > 0
-  type: int
-  sample: 0
-waited_s:
-  description: With V(enter), the seconds waited for it.
-  returned: state=enter and windows > 0
-  type: float
-  sample: 4.2
 """
 
 from ansible.module_utils.basic import AnsibleModule

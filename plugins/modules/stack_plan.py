@@ -182,7 +182,8 @@ from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base imp
 from ansible_collections.stacklift.migrate.plugins.module_utils.engines.selection import (
     ENGINE_ARGUMENT_SPEC, engine_for_module)
 from ansible_collections.stacklift.migrate.plugins.module_utils.stack import (
-    StackError, compose_depends_on, compose_service, normalize, plan, secrets_of, setting_problems, without_secrets)
+    PLAN_ARGUMENT_SPEC, StackError, checked, compose_depends_on, compose_service, invalid, plan, secrets_of,
+    without_secrets)
 
 
 def local_services(norm, host):
@@ -228,15 +229,7 @@ def container_problems(engine, norm, host):
 
 
 def main():
-    argument_spec = dict(
-        stack=dict(type="dict", required=True),
-        check_containers=dict(type="bool", default=False),
-        discover_depends_on=dict(type="bool", default=False),
-        host=dict(type="str"),
-        inventory_hosts=dict(type="list", elements="str"),
-        list_running=dict(type="bool", default=False),
-        settings=dict(type="dict"),
-    )
+    argument_spec = dict(PLAN_ARGUMENT_SPEC)
     argument_spec.update(ENGINE_ARGUMENT_SPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
@@ -246,15 +239,7 @@ def main():
             module.no_log_values.update(values.values())
     discovered = {}
     try:
-        problems = setting_problems(p["settings"])
-        if problems:
-            raise StackError(problems)
-        norm = normalize(stack)
-        if p["inventory_hosts"] is not None:
-            missing = sorted(set(h for s in norm["services"] for h in (s["source"], s["target"]))
-                             - set(p["inventory_hosts"]))
-            if missing:
-                raise StackError(["host %r is not in the inventory" % h for h in missing])
+        norm = checked(stack, p["settings"], p["inventory_hosts"])
         running = None
         if p["list_running"]:
             names = set(svc["container"] for svc in norm["services"])
@@ -269,8 +254,7 @@ def main():
                 raise StackError(problems)
         result = plan(stack)
     except StackError as e:
-        module.fail_json(msg="stack %r is not valid: %s" % (stack.get("name"), "; ".join(e.problems)),
-                         problems=e.problems)
+        module.fail_json(msg=invalid(stack, e), problems=e.problems)
     except EngineError as e:
         module.fail_json(**e.fail_kwargs())
     module.exit_json(changed=False, plan=without_secrets(result), discovered_depends_on=discovered,

@@ -56,6 +56,21 @@ options:
     description: Seconds a service may take to quiesce, when its C(quiesce) sets no C(timeout).
     type: float
     default: 30
+  windows:
+    description:
+      - With V(checkpointed), how many stacks may be in their window at once on this host (a fleet's
+        drain); 0 for no limit. The call takes one of the host's window slots before it quiesces, and
+        after its last archive is sent it holds the slot until the stack is committed (the commit note
+        that M(stacklift.migrate.window_wait) leaves with O(stacklift.migrate.window_wait#module:stage=commit))
+        or rolled back (the abort note), or for O(windows_timeout); so the next stack freezes once this one
+        serves, and no two stacks' checkpoints and restores compete. A slot is a lock file in
+        O(archive_dir)/.windows/ that the call holds, given back by the kernel however the call ends.
+    type: int
+    default: 0
+  windows_timeout:
+    description: With O(windows), seconds to wait for a slot before failing (nothing touched then).
+    type: float
+    default: 300
   keep_archives:
     description: With V(absent), keep the archives.
     type: bool
@@ -128,7 +143,8 @@ from ansible_collections.stacklift.migrate.plugins.module_utils.engines.selectio
 from ansible_collections.stacklift.migrate.plugins.module_utils.agent_module import (
     AGENT_ARGUMENT_SPEC, agent_host, agent_services, run_agent)
 from ansible_collections.stacklift.migrate.plugins.module_utils.encryption import require_for
-from ansible_collections.stacklift.migrate.plugins.module_utils.window import SourceAgent, marker_path
+from ansible_collections.stacklift.migrate.plugins.module_utils.window import SourceAgent
+from ansible_collections.stacklift.migrate.plugins.module_utils.coordination import marker_path, write_note
 
 
 def main():
@@ -140,6 +156,8 @@ def main():
         keep_archives=dict(type="bool", default=False),
         target_addresses=dict(type="dict"),
         quiesce_timeout=dict(type="float", default=30),
+        windows=dict(type="int", default=0),
+        windows_timeout=dict(type="float", default=300),
     )
     ssh_spec = dict(_ssh.SSH_ARGUMENT_SPEC)
     ssh_spec.pop("target_host")
@@ -160,7 +178,8 @@ def main():
             module.fail_json(msg="services without a target: %s" % ", ".join(lacking))
         sender = _ssh.Sender(p, targets, p["run_id"], p["stack"], p["archive_dir"])
     agent = SourceAgent(agent_host(module, engine_for_module(module)), p["stack"], p["run_id"], p["archive_dir"], services,
-                        p["tiers"], sender=sender, compression=p["compression"], quiesce_timeout=p["quiesce_timeout"])
+                        p["tiers"], sender=sender, compression=p["compression"], quiesce_timeout=p["quiesce_timeout"],
+                        windows=p["windows"], windows_timeout=p["windows_timeout"])
     agent.encryption_key = p["encryption_key"]
     require_for(module)
     if module.check_mode:
@@ -168,6 +187,10 @@ def main():
         if problems:
             module.fail_json(msg="; ".join(problems), problems=problems, marker=marker_path(p["archive_dir"], p["stack"]))
         module.exit_json(changed=True, events=[], marker=marker_path(p["archive_dir"], p["stack"]))
+    if state in ("running", "absent") and p["run_id"]:
+        # A call of the run still holding this host's window slot (waiting for the commit) is told
+        # first, and ends: the rollback, or the clean-up after the commit, does not wait for it.
+        write_note(p["archive_dir"], p["stack"], "abort" if state == "running" else "commit", p["run_id"])
     call = {"checkpointed": agent.checkpointed, "running": agent.running,
             "absent": lambda: agent.absent(keep_archives=p["keep_archives"])}[state]
     run_agent(module, agent, call, cleanup=sender.close if sender else None)

@@ -21,10 +21,18 @@ description:
     here serve nobody until the commit, so a rollback, or a target that vanishes, cannot make a
     service serve twice.
   - V(serving) is the commit; every service here must be ready, then the fence goes and the copies
-    serve. With O(commit=true), V(restored) commits by itself once all is ready.
+    serve; then the archives received go, unless O(keep_archives). With O(commit=true), V(restored)
+    commits by itself once all is ready.
+  - With O(await_commit=true), V(restored) then leaves a C(STACK.ready) note in O(archive_dir) and
+    waits, fenced, for the controller's C(STACK.commit) note of O(run_id) (M(stacklift.migrate.window_wait)
+    with O(stacklift.migrate.window_wait#module:stage=commit) leaves it), and commits itself; so the
+    commit starts no module inside the stack's pause. An abort note, or none within O(wait_timeout),
+    ends it with the copies fenced.
   - V(absent) is the rollback on the target; the copies restored by O(run_id), still fenced, are
     removed and confirmed gone, then the archives received and the fence. It refuses once the
-    stack was committed here, and it never removes a running container another run made.
+    stack was committed here, and it never removes a running container another run made. A call of
+    O(run_id) still waiting here (for its archives, or for the commit) is told to stop first; V(serving)
+    tells such a call that the stack is committed, and it commits.
   - Every step goes to the host's marker journal (O(archive_dir)/STACK.journal) the moment it is done.
 author:
   - stacklift developers (@stacklift)
@@ -40,8 +48,12 @@ options:
     description: With V(restored), commit as soon as every service here is ready.
     type: bool
     default: false
+  await_commit:
+    description: With V(restored), once every service here is ready, wait for the controller's commit note, then commit.
+    type: bool
+    default: false
   wait_timeout:
-    description: Seconds to wait, in all, for the archives to arrive.
+    description: Seconds to wait, in all, for the archives to arrive; with O(await_commit), as long again for the commit.
     type: float
     default: 300
   probe_timeout:
@@ -54,6 +66,10 @@ options:
     default: 0
   force:
     description: With V(absent), remove the copies even after a commit, or containers of another run.
+    type: bool
+    default: false
+  keep_archives:
+    description: With V(serving) (or O(commit)), keep the archives received here.
     type: bool
     default: false
 extends_documentation_fragment:
@@ -124,6 +140,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils.agent_module imp
     AGENT_ARGUMENT_SPEC, agent_host, agent_services, run_agent)
 from ansible_collections.stacklift.migrate.plugins.module_utils.encryption import require_for
 from ansible_collections.stacklift.migrate.plugins.module_utils.window import TargetAgent
+from ansible_collections.stacklift.migrate.plugins.module_utils.coordination import write_note
 
 
 def main():
@@ -135,6 +152,8 @@ def main():
         probe_timeout=dict(type="float", default=60),
         stable_for=dict(type="float", default=0),
         force=dict(type="bool", default=False),
+        keep_archives=dict(type="bool", default=False),
+        await_commit=dict(type="bool", default=False),
     )
     argument_spec.update(ENGINE_ARGUMENT_SPEC)
     module = AnsibleModule(argument_spec=argument_spec)
@@ -145,8 +164,14 @@ def main():
                         wait_timeout=p["wait_timeout"], probe_timeout=p["probe_timeout"], stable_for=p["stable_for"])
     agent.encryption_key = p["encryption_key"]
     require_for(module)
-    call = {"restored": lambda: agent.restored(commit=p["commit"]), "serving": agent.serving,
-            "absent": lambda: agent.absent(force=p["force"])}[p["state"]]
+    if p["state"] in ("absent", "serving") and p["run_id"]:
+        # A call of the run still waiting here (for archives, or for the commit) is told first, and
+        # ends: a rollback does not wait for it, and a commit is done by it.
+        write_note(p["archive_dir"], p["stack"], "abort" if p["state"] == "absent" else "commit", p["run_id"],
+                   "the migration is rolled back" if p["state"] == "absent" else None)
+    keep = p["keep_archives"]
+    call = {"restored": lambda: agent.restored(commit=p["commit"], keep_archives=keep, await_commit=p["await_commit"]),
+            "serving": lambda: agent.serving(keep_archives=keep), "absent": lambda: agent.absent(force=p["force"])}[p["state"]]
     run_agent(module, agent, call, timeout=p["wait_timeout"] + 60)
 
 

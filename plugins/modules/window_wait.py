@@ -63,6 +63,22 @@ options:
     description: Seconds between progress lines, and the longest a question to the host waits.
     type: float
     default: 2
+  stage:
+    description:
+      - V(end) waits for the call to end and returns its result.
+      - "V(ready), for a M(stacklift.migrate.stack_target) call started with
+        O(stacklift.migrate.stack_target#module:await_commit=true), returns as soon as every service of
+        O(services) is restored and ready here (the call goes on, fenced, waiting for the commit), with
+        those steps as RV(events)."
+      - "V(commit) first leaves the commit note of O(run_id) that such a call waits for (one shell
+        command, no module), then waits for the call's end: it lifts its fence, and the copies serve.
+        A M(stacklift.migrate.stack_source) call holding a window slot
+        (O(stacklift.migrate.stack_source#module:windows)) waits for the same note (or V(abort)'s),
+        then gives its slot back and ends."
+      - V(abort) leaves the abort note instead (a rollback), then waits for the call's end.
+    type: str
+    choices: [end, ready, commit, abort]
+    default: end
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
@@ -110,6 +126,11 @@ events:
   type: list
   elements: dict
   sample: [{"step": "restored", "service": "db", "t": 1795903863.4}]
+ready:
+  description: With O(stage=ready), that every service here is ready and the call waits for the commit.
+  returned: stage=ready, before the call ended
+  type: bool
+  sample: true
 ansible_job_id:
   description: The background job waited for.
   returned: always
@@ -118,6 +139,7 @@ ansible_job_id:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.stacklift.migrate.plugins.module_utils.coordination import read_note, write_note
 from ansible_collections.stacklift.migrate.plugins.module_utils.progress import WAIT_ARGUMENT_SPEC, local_wait
 
 
@@ -126,10 +148,21 @@ def main():
     # the host, this waits there, without it.
     module = AnsibleModule(argument_spec=WAIT_ARGUMENT_SPEC)
     import time
-    job = module.params["job"]
+    p = module.params
+    job = p["job"]
     if not job.get("results_file"):
         module.fail_json(msg="job has no results_file: give it the result of a task run with async and poll 0")
-    result = local_wait(job["results_file"], module.params["timeout"], time.sleep, time.time)
+    if p["stage"] != "end" and not p["run_id"]:
+        module.fail_json(msg="stage %s needs run_id" % p["stage"])
+    if p["stage"] in ("commit", "abort"):
+        write_note(p["archive_dir"], p["stack"], p["stage"], p["run_id"])
+    until = None
+    if p["stage"] == "ready":
+        def until():
+            return read_note(p["archive_dir"], p["stack"], "ready", p["run_id"]) is not None
+    result = local_wait(job["results_file"], p["timeout"], time.sleep, time.time, until=until)
+    if result == {}:
+        module.exit_json(changed=True, ready=True, side="target", events=[], ansible_job_id=job.get("ansible_job_id"))
     if result is None:
         module.fail_json(msg="the window's call did not end within %d s" % module.params["timeout"],
                          ansible_job_id=job.get("ansible_job_id"))

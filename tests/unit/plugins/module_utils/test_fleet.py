@@ -35,11 +35,12 @@ def test_the_fleet_report_reads_each_stacks_report(tmp_path):
     rep = tmp_path / "shop-1.json"
     rep.write_text(json.dumps({"outcome": "migrated", "downtime_s": 3.2, "services": {
         "db": {"phases": {"quiesce": {"start": 5.0, "end": 6.0}, "fence": {"start": 10.0, "end": 10.1},
-                          "commit": {"start": 13.0, "end": 13.2}}}}}))
+                          "transfer": {"start": 10.5, "end": 11.4}, "commit": {"start": 13.0, "end": 13.2}}}}}))
     rows = [fleet.stack_entry("shop", "node1", "node2", "failed", report_path=str(rep)),
             fleet.stack_entry("big", "node1", None, "unplaced", error="node2: 900 MB of free memory"),
             fleet.stack_entry("sessions", "node1", "node3", "rolled_back", error="cache: not ready")]
     assert rows[0]["outcome"] == "migrated" and rows[0]["window"] == [10.0, 13.2]
+    assert rows[0]["freeze"] == [10.0, 11.4]  # what held the fleet's window: the first fence to the last archive in
     report = fleet.build(rows, 0.0, 20.0)
     assert not report["ok"] and report["counts"]["migrated"] == 1 and report["counts"]["unplaced"] == 1
     assert report["total_s"] == 20.0 and report["max_downtime_s"] == 3.2
@@ -47,7 +48,8 @@ def test_the_fleet_report_reads_each_stacks_report(tmp_path):
     assert "3 stacks, 1 migrated, 1 rolled back, 1 unplaced in 20.0 s" in text and "900 MB" in text
     path = fleet.write(report, str(tmp_path / "reports"), stamp="x")
     assert path.endswith("fleet-x.json") and os.path.exists(path[:-5] + ".svg")
-    assert "<rect" in open(path[:-5] + ".svg").read()
+    svg = open(path[:-5] + ".svg").read()
+    assert svg.count("<rect") == 2 and "shop: fenced to the last archive sent" in svg
 
 
 def measured_hosts():

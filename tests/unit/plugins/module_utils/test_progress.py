@@ -2,11 +2,12 @@
 files), its answer read back, and the progress lines."""
 
 import json
+import os
 import subprocess
 import threading
 import time
 
-from ansible_collections.stacklift.migrate.plugins.module_utils import progress
+from ansible_collections.stacklift.migrate.plugins.module_utils import coordination, progress
 
 
 def ask(tmp_path, wait=0.3):
@@ -86,3 +87,43 @@ def test_waiting_on_the_host_itself(tmp_path):
     assert progress.local_wait(str(job), 3, lambda s: None, lambda: next(ticks)) is None
     job.write_text(json.dumps({"failed": True, "msg": "no"}))
     assert progress.local_wait(str(job), 3, lambda s: None, time.time) == {"failed": True, "msg": "no"}
+
+
+def test_a_wait_for_ready_ends_at_the_targets_note_of_its_run_and_reads_the_steps_as_events(tmp_path):
+    # The target's call, ready, leaves its note and goes on waiting for the commit: the question
+    # ends then (a note of another run does not end it), and the marker's records are the events.
+    (tmp_path / "job").write_text(json.dumps({"started": True, "finished": False, "ansible_job_id": "j1"}))
+    note = str(tmp_path / "shop.ready")
+    coordination.write_note(str(tmp_path), "shop", "ready", "r0")
+    start = time.time()
+    cmd = progress.poll_command(str(tmp_path / "job"), str(tmp_path / "shop.journal"), str(tmp_path), wait=0.3,
+                                until_note=(note, "r1"))
+    subprocess.run(["/bin/sh", "-c", cmd], capture_output=True, text=True, check=True)
+    assert time.time() - start > 0.25, "an older run's note is not this run's"
+
+    def ready():
+        time.sleep(0.3)
+        coordination.write_note(str(tmp_path), "shop", "ready", "r1")
+    threading.Thread(target=ready).start()
+    start = time.time()
+    cmd = progress.poll_command(str(tmp_path / "job"), str(tmp_path / "shop.journal"), str(tmp_path), wait=5,
+                                until_note=(note, "r1"))
+    subprocess.run(["/bin/sh", "-c", cmd], capture_output=True, text=True, check=True)
+    assert 0.25 < time.time() - start < 1.5
+    services = [{"name": "db", "container": "shop-db"}, {"name": "app", "container": "shop-app"}]
+    records = [{"run": "r1", "service": "db", "step": "restored", "t": 1.0},
+               {"run": "r1", "service": "db", "step": "ready", "t": 2.0},
+               {"run": "r1", "service": "app", "step": "restored", "t": 2.5},
+               {"run": "r0", "service": "app", "step": "ready", "t": 0.5}]
+    assert progress.ready_events(services, records, "r1") is None  # app is not ready in this run
+    records.append({"run": "r1", "service": "app", "step": "ready", "t": 3.0})
+    assert [(r["service"], r["step"]) for r in progress.ready_events(services, records, "r1")] == [
+        ("db", "restored"), ("db", "ready"), ("app", "restored"), ("app", "ready")]
+
+
+def test_the_commit_note_is_written_whole_by_one_shell_command(tmp_path):
+    path = str(tmp_path / "ck" / "shop.commit")
+    subprocess.run(["/bin/sh", "-c", progress.note_command(path, coordination.note_body("r1"))], check=True)
+    assert coordination.read_note(str(tmp_path / "ck"), "shop", "commit", "r1") == ""
+    assert coordination.read_note(str(tmp_path / "ck"), "shop", "commit", "r2") is None
+    assert not os.path.exists(path + ".tmp")

@@ -2,12 +2,13 @@
 
 import json
 import os
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from ansible_collections.stacklift.migrate.plugins.module_utils import checkpointing, fences, window
+from ansible_collections.stacklift.migrate.plugins.module_utils import checkpointing, coordination, fences, window
 from ansible_collections.stacklift.migrate.plugins.module_utils.engines.podman import PodmanEngine
 from ansible_collections.stacklift.migrate.plugins.module_utils.archive import sha256_file, write_manifest
 from ansible_collections.stacklift.migrate.plugins.module_utils.journal import Journal, fold
@@ -210,6 +211,11 @@ def test_target_stops_waiting_when_the_source_gives_up(tmp_path):
     with pytest.raises(window.WindowError) as e:
         a.restored()
     assert "the source gave up: db: CRIU failed" in e.value.msg
+    # a rollback says the same to a call still waiting, whose source never started
+    coordination.write_note(str(tmp_path / "ck"), "shop", "abort", "r1", "the migration is rolled back")
+    with pytest.raises(window.WindowError, match="the source gave up: the migration is rolled back"):
+        agent(window.TargetAgent, tmp_path, runner, wait_timeout=30).restored()
+    assert coordination.read_note(str(tmp_path / "ck"), "shop", "abort", "r2") is None  # another run's is not ours
 
 
 def test_target_rollback_refuses_after_the_commit_and_spares_containers_of_others(tmp_path):
@@ -361,3 +367,92 @@ def test_an_agent_runs_at_the_niceness_asked_and_a_refusal_is_a_warning(monkeypa
     assert m.warnings == ["cannot run at niceness -5 here ([Errno 1] Operation not permitted); running at the host's own"]
     with pytest.raises(AssertionError, match="nice must be from -20 to 19, not -30"):
         agent_module.set_nice(Module(-30))
+
+
+def test_a_source_with_a_window_limit_waits_for_a_slot_before_it_touches_anything(tmp_path):
+    containers = Containers(**{"shop-db": "running", "shop-cache": "running", "shop-app": "running"})
+    runner = engine_runner(tmp_path, containers)
+    sender = Sender()
+    slot_dir = coordination.slot_dir(str(tmp_path / "ck"))
+    with coordination.window_slot(slot_dir, 1, 0):  # another stack of the drain freezes on this host
+        with pytest.raises(window.WindowError, match=r"no window free on this host in 0.3 s \(at most 1 stack at"):
+            agent(window.SourceAgent, tmp_path, runner, sender=sender, windows=1, windows_timeout=0.3).checkpointed()
+    assert not any(c[0] == "nsenter" or "checkpoint" in c for c in runner.calls), runner.calls
+    assert sender.aborted and "no window free" in sender.aborted[0]  # the target stops waiting
+    sender.aborted.clear()
+
+    # The other stack's last archive is sent a moment later: this one goes on then.
+    taken = threading.Event()
+
+    def other():
+        with coordination.window_slot(slot_dir, 1, 0):
+            taken.set()
+            time.sleep(0.4)
+    threading.Thread(target=other).start()
+    taken.wait(5)
+    # Its archives sent, this stack holds its slot until the controller's commit note.
+    held = []
+
+    def commit_later():
+        while not sender.sent or len(sender.sent) < 3:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        try:
+            with coordination.window_slot(slot_dir, 1, 0):
+                held.append(False)
+        except coordination.NoSlot:
+            held.append(True)
+        coordination.write_note(str(tmp_path / "ck"), "shop", "commit", "r1")
+    threading.Thread(target=commit_later).start()
+    events = agent(window.SourceAgent, tmp_path, runner, sender=sender, windows=1, windows_timeout=5).checkpointed()
+    assert events[0]["step"] == "window" and events[0]["slot"] == 0 and events[0]["waited_s"] > 0.2
+    assert events[-1]["step"] == "window_given_back" and events[-1]["note"] == "commit" and held == [True]
+    assert sorted(sender.sent) == ["app", "cache", "db"] and not sender.aborted
+    # given back once the note came
+    with coordination.window_slot(slot_dir, 1, 0) as (slot, waited):
+        assert slot == 0
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_the_commit_lifts_the_fence_then_the_archives_received_go_unless_kept(tmp_path, keep):
+    runner = engine_runner(tmp_path, Containers(**{"shop-db": "running"}))
+    write_arrival(tmp_path, "shop-db")
+    marker = Journal(str(tmp_path / "ck" / "shop.journal"))
+    marker.append("ready", run="r1", service="db")
+    events = agent(window.TargetAgent, tmp_path, runner, services={"db": SERVICES["db"]}).serving(keep_archives=keep)
+    assert [e["step"] for e in events] == ["committed"]
+    assert [c for c in runner.calls if c[0] == "nft" or "nft" in c]  # the host fence went
+    left = sorted(p.name for p in (tmp_path / "ck").iterdir() if ".tar" in p.name)
+    assert left == (["shop-db.tar.zst", "shop-db.tar.zst.stacklift.json"] if keep else [])
+
+
+def test_a_ready_target_waits_fenced_for_the_commit_note_of_its_run_and_commits_itself(tmp_path):
+    runner = engine_runner(tmp_path, Containers(**{"shop-db": "running"}))
+    ck = str(tmp_path / "ck")
+    Journal(os.path.join(ck, "shop.journal")).append("ready", run="r1", service="db")
+
+    def note(kind, run, after):
+        def write():
+            time.sleep(after)
+            coordination.write_note(ck, "shop", kind, run)
+        threading.Thread(target=write).start()
+    # another run's commit is not ours; ours comes a moment later
+    coordination.write_note(ck, "shop", "commit", "r0")
+    note("commit", "r1", 0.3)
+    a = agent(window.TargetAgent, tmp_path, runner, services={"db": SERVICES["db"]}, wait_timeout=5)
+    start = time.time()
+    a._await_commit(keep_archives=False)
+    assert time.time() - start > 0.25 and [e["step"] for e in a.events] == ["committed"]
+    assert not os.path.exists(os.path.join(ck, "shop.ready")) and not os.path.exists(os.path.join(ck, "shop.commit"))
+    # A rollback's note instead: it ends, the copies fenced; no note at all: it gives up at its timeout.
+    Journal(os.path.join(ck, "shop.journal")).append("ready", run="r2", service="db")
+    note("abort", "r2", 0.1)
+    b = agent(window.TargetAgent, tmp_path, runner, services={"db": SERVICES["db"]}, wait_timeout=5)
+    b.run_id = "r2"
+    with pytest.raises(window.WindowError, match="not committed"):
+        b._await_commit(keep_archives=False)
+    assert not b.events
+    c = agent(window.TargetAgent, tmp_path, runner, services={"db": SERVICES["db"]}, wait_timeout=0.2)
+    c.run_id = "r3"
+    with pytest.raises(window.WindowError, match="no commit came within 0.2 s of the copies being ready; they stay fenced"):
+        c._await_commit(keep_archives=False)

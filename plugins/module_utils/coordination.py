@@ -1,0 +1,123 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) stacklift developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""What a stack's calls on a host leave there for each other and for the controller: the stack's
+marker journal (each step the moment it is done), notes (a waiting target told that no archive will
+come, or that the stack is committed; the controller told that the copies are ready), and the host's
+window slots.
+
+A window slot says how many stacks may fence, checkpoint and send on a source host at once. Each
+slot is a file locked (flock) by the call that holds it, from before it quiesces to its last archive
+sent. The kernel gives a lock back when the call ends, however it ends, so a slot is never left held
+by a dead call, and no controller is asked.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+
+
+def marker_path(archive_dir, stack):
+    return os.path.join(archive_dir, "%s.journal" % stack)
+
+
+# Notes: one file each, STACK.KIND, holding {"run": RUN_ID, "msg": ...}. "abort": the source gave up
+# (or a rollback came), no archive will come; "ready": the target's copies are ready and wait for the
+# commit; "commit": the controller recorded the commit, the target's copies may serve.
+NOTES = ("abort", "ready", "commit")
+
+
+def note_path(archive_dir, stack, kind):
+    return os.path.join(archive_dir, "%s.%s" % (stack, kind))
+
+
+def note_body(run_id, msg=None):
+    return json.dumps({"run": run_id, "msg": msg})
+
+
+def write_note(archive_dir, stack, kind, run_id, msg=None):
+    """Leave a KIND note of RUN_ID for the stack's calls on this host (whole or not at all)."""
+    if not os.path.isdir(archive_dir):
+        os.makedirs(archive_dir, 0o700)
+    path = note_path(archive_dir, stack, kind)
+    with open(path + ".tmp", "w") as f:
+        f.write(note_body(run_id, msg))
+    os.rename(path + ".tmp", path)
+
+
+def read_note(archive_dir, stack, kind, run_id):
+    """The KIND note's message when there is one of RUN_ID ("" without a message), else None."""
+    try:
+        with open(note_path(archive_dir, stack, kind)) as f:
+            data = json.load(f)
+    except (IOError, OSError, ValueError):
+        return None
+    return (data.get("msg") or "") if isinstance(data, dict) and data.get("run") == run_id else None
+
+
+def wait_for_note(archive_dir, stack, run_id, kinds, timeout, interval=0.05, clock=time.time, sleep=time.sleep):
+    """(kind, message) of the first of KINDS' notes of RUN_ID to be there, in KINDS' order; (None, None)
+    after TIMEOUT seconds."""
+    deadline = clock() + timeout
+    while True:
+        for kind in kinds:
+            msg = read_note(archive_dir, stack, kind, run_id)
+            if msg is not None:
+                return kind, msg
+        if clock() > deadline:
+            return None, None
+        sleep(interval)
+
+
+def remove_notes(archive_dir, stack, kinds=NOTES):
+    for kind in kinds:
+        path = note_path(archive_dir, stack, kind)
+        if os.path.exists(path):
+            os.unlink(path)
+
+
+class NoSlot(Exception):
+    pass
+
+
+def slot_dir(archive_dir):
+    return os.path.join(archive_dir, ".windows")
+
+
+@contextlib.contextmanager
+def window_slot(directory, slots, timeout, interval=0.05, clock=time.time, sleep=time.sleep):
+    """Hold one of SLOTS slots in DIRECTORY for the block: yields (slot index, seconds waited for it).
+    SLOTS of 0 is no limit: yields (None, 0.0) at once. Raises NoSlot after TIMEOUT seconds."""
+    if slots < 1:
+        yield None, 0.0
+        return
+    if not os.path.isdir(directory):
+        os.makedirs(directory, 0o700)
+    # one open file description per slot: flock conflicts between them even within one process
+    fds = [os.open(os.path.join(directory, "slot-%d.lock" % i), os.O_RDWR | os.O_CREAT, 0o600) for i in range(slots)]
+    start, held = clock(), None
+    try:
+        while held is None:
+            for i, fd in enumerate(fds):
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except (IOError, OSError):
+                    continue
+                held = i
+                break
+            if held is None:
+                if clock() - start >= timeout:
+                    raise NoSlot("no window free on this host in %g s (at most %d stack%s at once fence, checkpoint "
+                                 "and send here)" % (timeout, slots, "s" if slots != 1 else ""))
+                sleep(interval)
+        yield held, clock() - start
+    finally:
+        for fd in fds:
+            os.close(fd)  # closing gives the lock back
