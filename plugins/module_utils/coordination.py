@@ -87,8 +87,8 @@ class NoSlot(Exception):
     pass
 
 
-def slot_dir(archive_dir):
-    return os.path.join(archive_dir, ".windows")
+# One set of slots per host, whatever archive directory each stack uses; /run: a lock needs no disk.
+SLOT_DIR = "/run/stacklift/windows"
 
 
 @contextlib.contextmanager

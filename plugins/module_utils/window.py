@@ -42,7 +42,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils.fences import ho
 from ansible_collections.stacklift.migrate.plugins.module_utils.journal import Journal, fold
 from ansible_collections.stacklift.migrate.plugins.module_utils.quiesce import QuiesceError, quiesce_service
 from ansible_collections.stacklift.migrate.plugins.module_utils.coordination import (
-    NoSlot, marker_path, read_note, remove_notes, slot_dir, wait_for_note, window_slot, write_note)
+    SLOT_DIR, NoSlot, marker_path, read_note, remove_notes, wait_for_note, window_slot, write_note)
 
 POLL = 0.05
 STALL_TIMEOUT = 20  # seconds a transfer under way may make no progress (the sender gives up at 15)
@@ -160,7 +160,8 @@ class SourceAgent(_Agent):
                  quiesce_timeout=30.0, windows=0, windows_timeout=300.0):
         super(SourceAgent, self).__init__(host, stack, run_id, archive_dir, services, tiers)
         self.quiesce_timeout = quiesce_timeout
-        self.windows, self.windows_timeout = windows, windows_timeout  # the host's window slots (slots.py)
+        self.windows, self.windows_timeout = windows, windows_timeout  # the host's window slots
+        self.slot_dir = SLOT_DIR
         self.sender = sender  # sender(name, archive, manifest, sha256) -> {bytes, seconds}; abort(msg)
         self.compression = compression
         self.workers = max(2, os.cpu_count() or 1)
@@ -210,7 +211,7 @@ class SourceAgent(_Agent):
             problems, containers, info = self.check()  # a refusal does not wait for a slot
             if problems:
                 raise WindowError(problems, self.events)
-            with window_slot(slot_dir(self.archive_dir), self.windows, self.windows_timeout) as (slot, waited):
+            with window_slot(self.slot_dir, self.windows, self.windows_timeout) as (slot, waited):
                 if slot is not None:
                     self.record("window", slot=slot, waited_s=round(waited, 3))
                     if waited > 0.05:

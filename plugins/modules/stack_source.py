@@ -64,7 +64,8 @@ options:
         that M(stacklift.migrate.window_wait) leaves with O(stacklift.migrate.window_wait#module:stage=commit))
         or rolled back (the abort note), or for O(windows_timeout); so the next stack freezes once this one
         serves, and no two stacks' checkpoints and restores compete. A slot is a lock file in
-        O(archive_dir)/.windows/ that the call holds, given back by the kernel however the call ends.
+        C(/run/stacklift/windows/) (one set per host) that the call holds, given back by the kernel
+        however the call ends.
     type: int
     default: 0
   windows_timeout:

@@ -373,10 +373,12 @@ def test_a_source_with_a_window_limit_waits_for_a_slot_before_it_touches_anythin
     containers = Containers(**{"shop-db": "running", "shop-cache": "running", "shop-app": "running"})
     runner = engine_runner(tmp_path, containers)
     sender = Sender()
-    slot_dir = coordination.slot_dir(str(tmp_path / "ck"))
+    slot_dir = str(tmp_path / "windows")
     with coordination.window_slot(slot_dir, 1, 0):  # another stack of the drain freezes on this host
         with pytest.raises(window.WindowError, match=r"no window free on this host in 0.3 s \(at most 1 stack at"):
-            agent(window.SourceAgent, tmp_path, runner, sender=sender, windows=1, windows_timeout=0.3).checkpointed()
+            a = agent(window.SourceAgent, tmp_path, runner, sender=sender, windows=1, windows_timeout=0.3)
+            a.slot_dir = slot_dir
+            a.checkpointed()
     assert not any(c[0] == "nsenter" or "checkpoint" in c for c in runner.calls), runner.calls
     assert sender.aborted and "no window free" in sender.aborted[0]  # the target stops waiting
     sender.aborted.clear()
@@ -404,7 +406,9 @@ def test_a_source_with_a_window_limit_waits_for_a_slot_before_it_touches_anythin
             held.append(True)
         coordination.write_note(str(tmp_path / "ck"), "shop", "commit", "r1")
     threading.Thread(target=commit_later).start()
-    events = agent(window.SourceAgent, tmp_path, runner, sender=sender, windows=1, windows_timeout=5).checkpointed()
+    a = agent(window.SourceAgent, tmp_path, runner, sender=sender, windows=1, windows_timeout=5)
+    a.slot_dir = slot_dir
+    events = a.checkpointed()
     assert events[0]["step"] == "window" and events[0]["slot"] == 0 and events[0]["waited_s"] > 0.2
     assert events[-1]["step"] == "window_given_back" and events[-1]["note"] == "commit" and held == [True]
     assert sorted(sender.sent) == ["app", "cache", "db"] and not sender.aborted
