@@ -13,9 +13,10 @@ import time
 
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
-from ansible_collections.stacklift.migrate.plugins.module_utils.coordination import marker_path, note_body, note_path
+from ansible_collections.stacklift.migrate.plugins.module_utils.coordination import (
+    marker_path, note_body, note_command, note_path)
 from ansible_collections.stacklift.migrate.plugins.module_utils.progress import (
-    WAIT_ARGUMENT_SPEC, note_command, parse_poll, poll_command, progress_line, ready_events, service_states)
+    WAIT_ARGUMENT_SPEC, parse_poll, poll_command, progress_line, ready_events, service_states)
 
 display = Display()
 

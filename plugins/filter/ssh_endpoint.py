@@ -59,18 +59,21 @@ from ansible_collections.stacklift.migrate.plugins.filter.ssh_hops import ssh_ho
 from ansible_collections.stacklift.migrate.plugins.module_utils._ssh import known_hosts_name
 
 
+def _address(hv, name):
+    return str(hv.get("ansible_host") or name), int(hv.get("ansible_port") or 22)
+
+
 def _endpoint(hv, name):
-    host = str(hv.get("ansible_host") or name)
+    host, port = _address(hv, name)
     user = str(hv.get("stacklift_ssh_user_on_host") or "root")
-    return "%s@%s:%d" % (user, "[%s]" % host if ":" in host else host, int(hv.get("ansible_port") or 22))
+    return "%s@%s:%d" % (user, "[%s]" % host if ":" in host else host, port)
 
 
 def ssh_endpoint(name, hostvars, known_hosts=False):
     if known_hosts:
         if name not in hostvars:
             raise AnsibleFilterError("ssh_endpoint: %s is not a host of the inventory" % name)
-        hv = hostvars[name]
-        return known_hosts_name(str(hv.get("ansible_host") or name), int(hv.get("ansible_port") or 22))
+        return known_hosts_name(*_address(hostvars[name], name))
     try:
         path = ssh_hops(name, hostvars)
     except AnsibleFilterError as e:

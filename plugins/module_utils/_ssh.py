@@ -19,7 +19,7 @@ import traceback
 import uuid
 
 from ansible_collections.stacklift.migrate.plugins.module_utils.archive import sha256_file
-from ansible_collections.stacklift.migrate.plugins.module_utils.coordination import note_body
+from ansible_collections.stacklift.migrate.plugins.module_utils.coordination import note_body, note_command, note_path
 
 try:
     import paramiko
@@ -432,14 +432,12 @@ class Sender(object):
 
     def abort(self, msg):
         """Tell every target this run is given up, so none waits for archives that will not come."""
-        body = note_body(self.run_id, msg)
-        path = posixpath.join(self.abort_dir, "%s.abort" % self.stack)
+        cmd = note_command(note_path(self.abort_dir, self.stack, "abort"), note_body(self.run_id, msg))
         for address in sorted(set(self.targets.values())):
             try:
                 # A connection of its own: the one that carried the archives may be the one that stalled.
                 client = connect(dict(self.params, target_host=address, connect_timeout=5))
-                remote_run(client, "mkdir -p %s && printf %%s %s > %s"
-                           % (quote(self.abort_dir), quote(body), quote(path)), timeout=STALL_TIMEOUT)
+                remote_run(client, cmd, timeout=STALL_TIMEOUT)
                 client.close()
             except Exception:  # pylint: disable=broad-except
                 pass  # a target that cannot be told times out waiting

@@ -17,7 +17,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base imp
 from ansible_collections.stacklift.migrate.plugins.module_utils.stack import with_secrets
 from ansible_collections.stacklift.migrate.plugins.module_utils.fences import Host
 from ansible_collections.stacklift.migrate.plugins.module_utils.window import WindowError
-from ansible_collections.stacklift.migrate.plugins.module_utils.coordination import marker_path
+from ansible_collections.stacklift.migrate.plugins.module_utils.coordination import marker_path, write_note
 
 
 AGENT_ARGUMENT_SPEC = dict(
@@ -64,9 +64,13 @@ def set_nice(module):
         module.warn("cannot run at niceness %d here (%s); running at the host's own" % (nice, e))
 
 
-def run_agent(module, agent, call, timeout=600.0, cleanup=None):
-    """Run CALL (one of the agent's states) under the host's lock; exit or fail MODULE with its events."""
+def run_agent(module, agent, call, timeout=600.0, cleanup=None, tell=None):
+    """Run CALL (one of the agent's states) under the host's lock; exit or fail MODULE with its events.
+    TELL, a (note kind, message), is left first for a call of the run still waiting here (for archives,
+    the commit, or its window slot), which then ends: this call does not wait behind it."""
     set_nice(module)
+    if tell and agent.run_id:
+        write_note(agent.archive_dir, agent.stack, tell[0], agent.run_id, tell[1])
     result = dict(marker=marker_path(agent.archive_dir, agent.stack))
     try:
         with agent.exclusive(timeout=timeout):

@@ -7,9 +7,9 @@ marker journal (each step the moment it is done), notes (a waiting target told t
 come, or that the stack is committed; the controller told that the copies are ready), and the host's
 window slots.
 
-A window slot says how many stacks may fence, checkpoint and send on a source host at once. Each
-slot is a file locked (flock) by the call that holds it, from before it quiesces to its last archive
-sent. The kernel gives a lock back when the call ends, however it ends, so a slot is never left held
+A window slot says how many stacks may be in their window on a source host at once. Each slot is a
+file locked (flock) by the call that holds it, from before it quiesces until the stack's commit (or
+abort) note. The kernel gives a lock back when the call ends, however it ends, so a slot is never left held
 by a dead call, and no controller is asked.
 """
 
@@ -22,6 +22,11 @@ import fcntl
 import json
 import os
 import time
+
+try:
+    from shlex import quote
+except ImportError:  # pragma: no cover
+    from pipes import quote
 
 
 def marker_path(archive_dir, stack):
@@ -40,6 +45,13 @@ def note_path(archive_dir, stack, kind):
 
 def note_body(run_id, msg=None):
     return json.dumps({"run": run_id, "msg": msg})
+
+
+def note_command(path, body):
+    """The shell command that leaves the note BODY at PATH on another host, whole or not at all."""
+    tmp = path + ".tmp"
+    return "mkdir -p %s && printf %%s %s > %s && mv -f %s %s" % (
+        quote(os.path.dirname(path)), quote(body), quote(tmp), quote(tmp), quote(path))
 
 
 def write_note(archive_dir, stack, kind, run_id, msg=None):

@@ -75,12 +75,6 @@ def poll_command(results_file, marker, archive_dir, wait=2.0, step=0.05, until_n
                                                            "never started there, or the host restarted" % results_file})))
 
 
-def note_command(path, body):
-    """A shell command for the host that leaves the note BODY at PATH, whole or not at all."""
-    return "mkdir -p %s && printf %%s %s > %s && mv -f %s %s" % (
-        quote(posixpath.dirname(path)), quote(body), quote(path + ".tmp"), quote(path + ".tmp"), quote(path))
-
-
 def ready_events(services, records, run_id):
     """The records of RUN_ID that say each of SERVICES (on this target) restored and ready, as the
     call's events; None while one is not ready yet."""

@@ -132,6 +132,14 @@ class _Agent(object):
     def archive(self, name):
         return archive_name(self.archive_dir, self.services[name]["container"])
 
+    def remove_archive(self, name, parts=False):
+        """NAME's archive and manifest here (and, with PARTS, any transfer's part files)."""
+        archive = self.archive(name)
+        extra = glob.glob(os.path.join(self.archive_dir, ".%s*.part-*" % os.path.basename(archive))) if parts else []
+        for path in [archive, archive + MANIFEST_SUFFIX] + extra:
+            if os.path.exists(path):
+                os.unlink(path)
+
     def container(self, name):
         try:
             return self.engine.container(self.services[name]["container"])
@@ -394,9 +402,7 @@ class SourceAgent(_Agent):
                     except EngineError:  # gone already, or in use by a container of no stack of ours
                         pass
             if not keep_archives:
-                for path in (self.archive(name), self.archive(name) + MANIFEST_SUFFIX):
-                    if os.path.exists(path):
-                        os.unlink(path)
+                self.remove_archive(name)
             self.record("removed", name)
         if problems:
             raise WindowError(problems, self.events)
@@ -546,9 +552,7 @@ class TargetAgent(_Agent):
             if not self.done(name, "committed"):
                 self.record("committed", name)
         for name in self.services if not keep_archives else ():
-            for path in (self.archive(name), self.archive(name) + MANIFEST_SUFFIX):
-                if os.path.exists(path):
-                    os.unlink(path)
+            self.remove_archive(name)
         remove_notes(self.archive_dir, self.stack, ("ready", "commit"))
         return self.events
 
@@ -596,12 +600,8 @@ class TargetAgent(_Agent):
                 continue
             self.record("removed", name)
         for name in self.services:
-            archive = self.archive(name)
-            problems += self._remove_volumes(name, read_manifest(archive).get("volumes") or [])
-            for path in [archive, archive + MANIFEST_SUFFIX] + glob.glob(
-                    os.path.join(self.archive_dir, ".%s*.part-*" % os.path.basename(archive))):
-                if os.path.exists(path):
-                    os.unlink(path)
+            problems += self._remove_volumes(name, read_manifest(self.archive(name)).get("volumes") or [])
+            self.remove_archive(name, parts=True)
         if problems:
             raise WindowError(problems, self.events)
         self.host.lift_host_fence(self.table)

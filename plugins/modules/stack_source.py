@@ -145,7 +145,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils.agent_module imp
     AGENT_ARGUMENT_SPEC, agent_host, agent_services, run_agent)
 from ansible_collections.stacklift.migrate.plugins.module_utils.encryption import require_for
 from ansible_collections.stacklift.migrate.plugins.module_utils.window import SourceAgent
-from ansible_collections.stacklift.migrate.plugins.module_utils.coordination import marker_path, write_note
+from ansible_collections.stacklift.migrate.plugins.module_utils.coordination import marker_path
 
 
 def main():
@@ -188,13 +188,11 @@ def main():
         if problems:
             module.fail_json(msg="; ".join(problems), problems=problems, marker=marker_path(p["archive_dir"], p["stack"]))
         module.exit_json(changed=True, events=[], marker=marker_path(p["archive_dir"], p["stack"]))
-    if state in ("running", "absent") and p["run_id"]:
-        # A call of the run still holding this host's window slot (waiting for the commit) is told
-        # first, and ends: the rollback, or the clean-up after the commit, does not wait for it.
-        write_note(p["archive_dir"], p["stack"], "abort" if state == "running" else "commit", p["run_id"])
     call = {"checkpointed": agent.checkpointed, "running": agent.running,
             "absent": lambda: agent.absent(keep_archives=p["keep_archives"])}[state]
-    run_agent(module, agent, call, cleanup=sender.close if sender else None)
+    # the rollback, or the clean-up after the commit, frees a call still holding the window slot
+    tell = {"running": ("abort", "the migration is rolled back"), "absent": ("commit", None)}.get(state)
+    run_agent(module, agent, call, cleanup=sender.close if sender else None, tell=tell)
 
 
 if __name__ == "__main__":

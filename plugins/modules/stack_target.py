@@ -140,7 +140,6 @@ from ansible_collections.stacklift.migrate.plugins.module_utils.agent_module imp
     AGENT_ARGUMENT_SPEC, agent_host, agent_services, run_agent)
 from ansible_collections.stacklift.migrate.plugins.module_utils.encryption import require_for
 from ansible_collections.stacklift.migrate.plugins.module_utils.window import TargetAgent
-from ansible_collections.stacklift.migrate.plugins.module_utils.coordination import write_note
 
 
 def main():
@@ -164,15 +163,12 @@ def main():
                         wait_timeout=p["wait_timeout"], probe_timeout=p["probe_timeout"], stable_for=p["stable_for"])
     agent.encryption_key = p["encryption_key"]
     require_for(module)
-    if p["state"] in ("absent", "serving") and p["run_id"]:
-        # A call of the run still waiting here (for archives, or for the commit) is told first, and
-        # ends: a rollback does not wait for it, and a commit is done by it.
-        write_note(p["archive_dir"], p["stack"], "abort" if p["state"] == "absent" else "commit", p["run_id"],
-                   "the migration is rolled back" if p["state"] == "absent" else None)
     keep = p["keep_archives"]
     call = {"restored": lambda: agent.restored(commit=p["commit"], keep_archives=keep, await_commit=p["await_commit"]),
             "serving": lambda: agent.serving(keep_archives=keep), "absent": lambda: agent.absent(force=p["force"])}[p["state"]]
-    run_agent(module, agent, call, timeout=p["wait_timeout"] + 60)
+    # a rollback does not wait behind a call still waiting here, and a commit is done by it
+    tell = {"absent": ("abort", "the migration is rolled back"), "serving": ("commit", None)}.get(p["state"])
+    run_agent(module, agent, call, timeout=p["wait_timeout"] + 60, tell=tell)
 
 
 if __name__ == "__main__":

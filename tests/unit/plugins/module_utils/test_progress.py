@@ -123,7 +123,7 @@ def test_a_wait_for_ready_ends_at_the_targets_note_of_its_run_and_reads_the_step
 
 def test_the_commit_note_is_written_whole_by_one_shell_command(tmp_path):
     path = str(tmp_path / "ck" / "shop.commit")
-    subprocess.run(["/bin/sh", "-c", progress.note_command(path, coordination.note_body("r1"))], check=True)
+    subprocess.run(["/bin/sh", "-c", coordination.note_command(path, coordination.note_body("r1"))], check=True)
     assert coordination.read_note(str(tmp_path / "ck"), "shop", "commit", "r1") == ""
     assert coordination.read_note(str(tmp_path / "ck"), "shop", "commit", "r2") is None
     assert not os.path.exists(path + ".tmp")
