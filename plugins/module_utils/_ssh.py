@@ -19,7 +19,8 @@ import traceback
 import uuid
 
 from ansible_collections.stacklift.migrate.plugins.module_utils.archive import sha256_file
-from ansible_collections.stacklift.migrate.plugins.module_utils.coordination import note_body, note_command, note_path
+from ansible_collections.stacklift.migrate.plugins.module_utils.coordination import (
+    committed_command, note_body, note_command, note_path)
 
 try:
     import paramiko
@@ -403,12 +404,12 @@ class Sender(object):
     ``Sender(params, targets)`` with the module's SSH params and {service: target address}.
     """
 
-    def __init__(self, params, targets, run_id, stack, abort_dir):
+    def __init__(self, params, targets, run_id, stack, archive_dir):
         self.params = params
         self.targets = targets
         self.run_id = run_id
         self.stack = stack
-        self.abort_dir = abort_dir
+        self.archive_dir = archive_dir  # the same path on the targets
         self.clients = {}
         self.offsets = {}
         self.lock = threading.Lock()
@@ -421,6 +422,21 @@ class Sender(object):
                 self.offsets[address] = clock_offset(self.clients[address])
             return self.clients[address]
 
+    def connect_all(self):
+        """Connect to every target now, before the fence: no transfer then waits for a handshake."""
+        for address in sorted(set(self.targets.values())):
+            self.client(address)
+
+    def committed(self, wait=1.0):
+        """Whether every target lifted its fence for the run (the stack serves there), looked up on
+        the targets over the connections that carried the archives, within WAIT seconds each."""
+        cmd = committed_command(self.archive_dir, self.stack, self.run_id, wait)
+        for address in sorted(set(self.targets.values())):
+            rc, _out, _err = remote_run(self.client(address), cmd, timeout=wait + STALL_TIMEOUT)
+            if rc != 0:
+                return False
+        return True
+
     def __call__(self, service, archive, manifest, sha256):
         address = self.targets[service]
         client = self.client(address)
@@ -432,7 +448,7 @@ class Sender(object):
 
     def abort(self, msg):
         """Tell every target this run is given up, so none waits for archives that will not come."""
-        cmd = note_command(note_path(self.abort_dir, self.stack, "abort"), note_body(self.run_id, msg))
+        cmd = note_command(note_path(self.archive_dir, self.stack, "abort"), note_body(self.run_id, msg))
         for address in sorted(set(self.targets.values())):
             try:
                 # A connection of its own: the one that carried the archives may be the one that stalled.

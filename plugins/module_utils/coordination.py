@@ -64,6 +64,17 @@ def write_note(archive_dir, stack, kind, run_id, msg=None):
     os.rename(path + ".tmp", path)
 
 
+def committed_command(archive_dir, stack, run_id, wait=1.0, step=0.05):
+    """The shell command that exits 0 on a target host as soon as the stack's marker journal there
+    holds a "committed" record of RUN_ID (the target lifted its fence: the stack serves there), and
+    1 after WAIT seconds without one. Shell builtins, sleep and grep only."""
+    marker = quote(marker_path(archive_dir, stack))
+    step_is, run_is = quote('"step": "committed"'), quote('"run": %s' % json.dumps(run_id))
+    return ("m={m}; i=0; while :; do [ -e \"$m\" ] && grep -F {step} \"$m\" | grep -qF {run} && exit 0; "
+            "[ $i -ge {n} ] && exit 1; i=$((i+1)); sleep {s}; done").format(
+                m=marker, step=step_is, run=run_is, n=max(0, int(wait / step)), s=step)
+
+
 def read_note(archive_dir, stack, kind, run_id):
     """The KIND note's message when there is one of RUN_ID ("" without a message), else None."""
     try:

@@ -14,6 +14,7 @@ import ipaddress
 import re
 
 from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import EngineError, which as _which
+from ansible_collections.stacklift.migrate.plugins.module_utils.hostchecks import process_start
 from ansible_collections.stacklift.migrate.plugins.module_utils.quiesce import FENCE_RULES, FENCE_TABLE
 
 
@@ -22,7 +23,7 @@ def host_fence_table(stack):
 
 
 class Host(object):
-    """What an agent needs of its host: the engine, a command runner and the binaries."""
+    """What an agent needs of its host: the engine, a command runner, the binaries and /proc."""
 
     def __init__(self, engine, run, nsenter="nsenter", nft="nft", conntrack="conntrack"):
         self.engine = engine
@@ -30,6 +31,11 @@ class Host(object):
         self.nsenter = nsenter
         self.nft = nft
         self.conntrack = _which(conntrack)
+        self.proc = "/proc"
+
+    def process_start(self, pid):
+        """When the host's process PID started, or None (no such process)."""
+        return process_start(pid, self.proc) if pid else None
 
     def _nft(self, args, data=None, netns_pid=None, what="nft"):
         argv = ([self.nsenter, "-t", str(netns_pid), "-n"] if netns_pid else []) + [self.nft] + list(args)

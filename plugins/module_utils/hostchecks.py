@@ -164,6 +164,17 @@ def memory_bytes(pid, proc="/proc"):
     return 0
 
 
+def process_start(pid, proc="/proc"):
+    """When process PID started (clock ticks since boot: the same PID and start is the same process),
+    or None when there is no such process."""
+    try:
+        with open(os.path.join(proc, str(pid), "stat")) as f:
+            # the command name, in parentheses, may hold spaces: the fields after its last ")"
+            return int(f.read().rpartition(")")[2].split()[19])
+    except (IOError, OSError, ValueError, IndexError):
+        return None
+
+
 def memory_available(meminfo="/proc/meminfo"):
     """MemAvailable of this host, in bytes (0 when unreadable)."""
     try:

@@ -173,12 +173,14 @@ class SourceAgent(_Agent):
         self.sender = sender  # sender(name, archive, manifest, sha256) -> {bytes, seconds}; abort(msg)
         self.compression = compression
         self.workers = max(2, os.cpu_count() or 1)
+        self.starts = {}  # {service: when its container's process started}, as check() saw it
 
     def check(self):
         """Every reason the window cannot start here, before anything is fenced."""
         problems, containers = [], {}
+        found = self.engine.containers_named(s["container"] for s in self.services.values())
         for name in self.services:
-            c = self.container(name)
+            c = found[self.services[name]["container"]]
             state = (c or {}).get("State") or {}
             if c is None:
                 problems.append("service %s: no container %r on this host" % (name, self.services[name]["container"]))
@@ -186,6 +188,7 @@ class SourceAgent(_Agent):
                 problems.append("service %s: container %r is %s, not running"
                                 % (name, self.services[name]["container"], state.get("Status")))
             containers[name] = c
+            self.starts[name] = self.host.process_start(state.get("Pid"))
         running = [self.services[n]["container"] for n, c in containers.items()
                    if c and ((c.get("State") or {}).get("Running"))]
         info = self.engine.info()
@@ -219,11 +222,13 @@ class SourceAgent(_Agent):
             problems, containers, info = self.check()  # a refusal does not wait for a slot
             if problems:
                 raise WindowError(problems, self.events)
+            if self.sender:
+                self.sender.connect_all()
             with window_slot(self.slot_dir, self.windows, self.windows_timeout) as (slot, waited):
                 if slot is not None:
                     self.record("window", slot=slot, waited_s=round(waited, 3))
                     if waited > 0.05:
-                        containers = self._still(containers)
+                        self._still(containers)
                 events = self._checkpointed(containers, info)
                 if slot is not None and self.sender:
                     self._hold_until_committed()
@@ -236,24 +241,46 @@ class SourceAgent(_Agent):
             raise
 
     def _hold_until_committed(self):
-        kind, _msg = wait_for_note(self.archive_dir, self.stack, self.run_id, ("commit", "abort"), self.windows_timeout)
-        self.record("window_given_back", note=kind)
+        """Until the stack is committed: its targets' fences lifted (looked up there over the sender's
+        connections, so the next stack's window starts the moment this one's ends) or the controller's
+        commit note here. An abort note, or nothing within windows_timeout, ends it too."""
+        deadline, ask = time.time() + self.windows_timeout, True
+        while True:
+            kind = next((k for k in ("commit", "abort")
+                         if read_note(self.archive_dir, self.stack, k, self.run_id) is not None), None)
+            left = deadline - time.time()
+            if kind or left <= 0:
+                return self.record("window_given_back", note=kind)
+            if ask:
+                start, wait = time.time(), min(1.0, left)
+                try:
+                    if self.sender.committed(wait=wait):
+                        return self.record("window_given_back", note="commit", seen_on="targets")
+                    ask = time.time() - start > wait / 2  # an answer without the wait: asking does not work
+                except Exception:  # pylint: disable=broad-except
+                    ask = False  # a target that cannot be asked: the controller's note here will come
+                continue
+            time.sleep(min(POLL, left))
 
     def _still(self, checked):
-        """The containers as they are now, after a wait for a slot: each still the one checked, running."""
-        now, problems = {}, []
-
-        def one(name):
-            now[name] = self.container(name)
-        self.parallel(one, list(checked))
+        """The containers checked, after a wait for a slot: each must still run the process it ran
+        then (its PID with the same start, read in /proc: no engine command while another stack's
+        window may be running on this host)."""
+        problems = []
         for name, c in sorted(checked.items()):
-            was, is_ = (c or {}).get("State") or {}, (now.get(name) or {}).get("State") or {}
-            if was.get("Running") and (not is_.get("Running") or is_.get("Pid") != was.get("Pid")):
+            state = (c or {}).get("State") or {}
+            if not state.get("Running"):
+                continue
+            if self.starts.get(name) is None:  # its process is not in this host's /proc: ask the engine
+                now = ((self.container(name) or {}).get("State") or {})
+                same = now.get("Running") and now.get("Pid") == state.get("Pid")
+            else:
+                same = self.host.process_start(state.get("Pid")) == self.starts[name]
+            if not same:
                 problems.append("service %s: container %r stopped or restarted while it waited for a window"
                                 % (name, self.services[name]["container"]))
         if problems:
             raise WindowError(problems, self.events)
-        return now
 
     def _checkpointed(self, containers, info):
         self.quiesce(containers)

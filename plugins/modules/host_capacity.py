@@ -113,8 +113,7 @@ used_bytes:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import (
-    EngineError, NotFound, container_volumes)
+from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import EngineError, container_volumes
 from ansible_collections.stacklift.migrate.plugins.module_utils.engines.selection import (
     ENGINE_ARGUMENT_SPEC, engine_for_module)
 from ansible_collections.stacklift.migrate.plugins.module_utils.hostchecks import (
@@ -139,29 +138,24 @@ def main():
                                        if isinstance(s, dict)]
         for c in by_stack[stack.get("name")]:
             names.setdefault(c, stack.get("engine") or module.params["engine"])
-    engines = {}
-    if names:
-        for name, requested in names.items():
-            if requested not in engines:
-                # a host without a stack's engine runs none of its containers
-                engines[requested] = engine_for_module(module, requested, required=requested == module.params["engine"])
-            if engines[requested] is None:
-                result["missing"].append(name)
-                continue
+    found = {}
+    for requested in sorted(set(names.values())):
+        # a host without a stack's engine runs none of its containers
+        engine = engine_for_module(module, requested, required=requested == module.params["engine"])
+        if engine is not None:
             try:
-                c = engines[requested].container(name)
-            except NotFound:
-                result["missing"].append(name)
-                continue
+                found.update(engine.containers_named(n for n, e in names.items() if e == requested))
             except EngineError as e:
                 module.fail_json(**e.fail_kwargs())
-            state = c.get("State") or {}
-            if not state.get("Running"):
-                result["missing"].append(name)
-                continue
-            result["containers"][name] = {
-                "memory_bytes": container_memory_bytes(state.get("Pid") or 0),
-                "volume_bytes": sum(tree_bytes(v) for v in container_volumes(c).values())}
+    for name in names:
+        c = found.get(name)
+        state = (c or {}).get("State") or {}
+        if not state.get("Running"):
+            result["missing"].append(name)
+            continue
+        result["containers"][name] = {
+            "memory_bytes": container_memory_bytes(state.get("Pid") or 0),
+            "volume_bytes": sum(tree_bytes(v) for v in container_volumes(c).values())}
     result["stacks_here"] = sorted(n for n, cs in by_stack.items() if cs and all(c in result["containers"] for c in cs))
     result["used_bytes"] = sum(c["memory_bytes"] + c["volume_bytes"] for c in result["containers"].values())
     module.exit_json(**result)

@@ -269,10 +269,10 @@ def source_side(module, engine, host):
     facts = {"runtime": host.get("runtime"), "criu_version": host.get("criu_version"), "containers": {},
              "networks": {}, "images": {}}
     need = 0
+    found = engine.containers_named(p["containers"])
     for name in p["containers"]:
-        try:
-            c = engine.container(name)
-        except NotFound:
+        c = found[name]
+        if c is None:
             problems.append("no container %r on this host" % name)
             continue
         state = c.get("State") or {}

@@ -178,7 +178,7 @@ problems:
 import copy
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import EngineError, NotFound
+from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import EngineError
 from ansible_collections.stacklift.migrate.plugins.module_utils.engines.selection import (
     ENGINE_ARGUMENT_SPEC, engine_for_module)
 from ansible_collections.stacklift.migrate.plugins.module_utils.stack import (
@@ -194,11 +194,9 @@ def discover(engine, stack, norm, host):
     """Fold compose depends_on labels into the description (compose service names -> stack names)."""
     stack = copy.deepcopy(stack)
     labels = {}
+    found = engine.containers_named(s["container"] for s in local_services(norm, host))
     for s in local_services(norm, host):
-        try:
-            labels[s["name"]] = (engine.container(s["container"]).get("Config") or {}).get("Labels") or {}
-        except NotFound:
-            labels[s["name"]] = {}
+        labels[s["name"]] = ((found[s["container"]] or {}).get("Config") or {}).get("Labels") or {}
     by_compose = dict((compose_service(lab), name) for name, lab in labels.items() if compose_service(lab))
     found = {}
     for svc in stack["services"]:
@@ -213,10 +211,10 @@ def discover(engine, stack, norm, host):
 def container_problems(engine, norm, host):
     problems = []
     known = None
+    found = engine.containers_named(s["container"] for s in local_services(norm, host))
     for s in local_services(norm, host):
-        try:
-            state = engine.container(s["container"]).get("State") or {}
-        except NotFound:
+        state = (found[s["container"]] or {}).get("State") or {}
+        if found[s["container"]] is None:
             if known is None:
                 known = sorted(c["name"] for c in engine.containers())
             problems.append("service %r: no container %r on %s (containers there: %s)"

@@ -95,6 +95,17 @@ class Engine(object):
         """The container's inspect data; raises NotFound."""
         raise NotImplementedError
 
+    def containers_named(self, names):
+        """{name: its inspect data, or None when there is no such container} for each of NAMES.
+        An engine that can inspect many at once in one call overrides this."""
+        found = {}
+        for name in names:
+            try:
+                found[name] = self.container(name)
+            except NotFound:
+                found[name] = None
+        return found
+
     def container_users(self, name):
         """The user names (or uids) of the container's processes."""
         raise NotImplementedError

@@ -84,6 +84,27 @@ class PodmanEngine(Engine):
             raise NotFound("no container named %r on this host" % name)
         return data[0]
 
+    def containers_named(self, names):
+        """One podman call for all of NAMES: it prints those it finds, and exits 125 naming the others."""
+        names = list(names)
+        if not names:
+            return {}
+        cmd = [self.binary, "container", "inspect", "--"] + names
+        rc, out, err = self.runner(cmd)
+        errors = [line for line in (err or "").splitlines() if line.strip()]
+        if rc != 0 and (not errors or not all("no such container" in line.lower() for line in errors)):
+            raise EngineError("podman container inspect failed: %s" % (errors[-1:] or [out.strip()]),
+                              cmd=cmd, rc=rc, stdout=out, stderr=err)
+        try:
+            data = json.loads(out) if out.strip() else []
+        except ValueError:
+            raise EngineError("podman container inspect: podman printed no JSON", cmd=cmd, stdout=out)
+        found = {}
+        for name in names:
+            found[name] = (next((c for c in data if c.get("Name") == name), None)
+                           or next((c for c in data if c.get("Id", "").startswith(name)), None))
+        return found
+
     def container_users(self, name):
         out = self._run(["top", "--", name, "huser"], "podman top")
         return [line.strip() for line in out.splitlines()[1:] if line.strip()]

@@ -1,4 +1,5 @@
-"""A source host's window slots: real lock files, a real second process holding one."""
+"""A source host's window slots: real lock files, a real second process holding one; the look a
+source takes on its target for the commit, with a real shell."""
 
 import os
 import signal
@@ -9,6 +10,7 @@ import time
 import pytest
 
 from ansible_collections.stacklift.migrate.plugins.module_utils import coordination
+from ansible_collections.stacklift.migrate.plugins.module_utils.journal import Journal
 
 HOLDER = """
 import sys, time
@@ -57,3 +59,29 @@ def test_two_slots_let_two_calls_in_and_the_third_waits_until_one_ends_however_i
         for p in (first, second):
             p.kill()
             p.wait()
+
+
+def test_the_look_for_the_commit_on_a_target_waits_for_a_committed_record_of_its_run_only(tmp_path):
+    directory = str(tmp_path)
+    cmd = coordination.committed_command(directory, "shop", "r1", wait=0.3)
+
+    def look():
+        start = time.time()
+        rc = subprocess.run(["sh", "-c", cmd], check=False).returncode
+        return rc, time.time() - start
+    rc, took = look()  # no marker at all yet
+    assert rc == 1 and 0.2 < took < 5
+    marker = Journal(coordination.marker_path(directory, "shop"))
+    marker.append("committed", run="r0", service="db")  # another run's commit
+    marker.append("ready", run="r1", service="db")  # ours is ready, not committed
+    assert look()[0] == 1
+    marker.append("committed", run="r1", service="db")
+    rc, took = look()
+    assert rc == 0 and took < 0.2
+    # ... and one that comes while it looks is seen within a step
+    other = coordination.committed_command(directory, "shop", "r2", wait=3)
+    proc = subprocess.Popen(["sh", "-c", other])
+    time.sleep(0.3)
+    marker.append("committed", run="r2", service="db")
+    start = time.time()
+    assert proc.wait(timeout=5) == 0 and time.time() - start < 0.5

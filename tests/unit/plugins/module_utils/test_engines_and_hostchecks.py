@@ -1,5 +1,7 @@
 """Engine selection and the version rules that decide whether CRIU can work."""
 
+import os
+
 import pytest
 
 from ansible_collections.stacklift.migrate.plugins.module_utils import hostchecks
@@ -45,6 +47,18 @@ def test_cap_bounding_set_reads_proc_status(tmp_path):
     status.write_text("Name:\tx\nCapBnd:\t000001fffeffffff\n")
     assert hostchecks.cap_bounding_set(str(status)) == int("000001fffeffffff", 16)
     assert hostchecks.cap_bounding_set(str(tmp_path / "missing")) is None
+
+
+def test_process_start_reads_the_start_after_the_command_name_whatever_it_holds(tmp_path):
+    (tmp_path / "42").mkdir()
+    # a command name with a space and a ")" of its own: the fields count from its last ")"
+    fields = ["S"] + [str(n) for n in range(4, 22)] + ["987654"] + ["0"] * 30
+    (tmp_path / "42" / "stat").write_text("42 (post gres: a) b) %s\n" % " ".join(fields))
+    assert hostchecks.process_start(42, str(tmp_path)) == 987654
+    assert hostchecks.process_start(43, str(tmp_path)) is None
+    # this very process, read from the real /proc, keeps its start
+    mine = hostchecks.process_start(os.getpid())
+    assert mine is not None and hostchecks.process_start(os.getpid()) == mine
 
 
 def test_auto_prefers_podman():

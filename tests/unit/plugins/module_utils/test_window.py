@@ -54,13 +54,17 @@ class Containers:
         return 100 + sorted(self.ids).index(name)
 
     def inspect(self, argv):
-        name = argv[-1]
-        st = self.state.get(name, "absent")
-        if st == "absent":
-            return 125, "", "Error: no such container %s" % name
-        return 0, json.dumps([{"Id": self.ids[name], "Name": name, "Image": "img", "State": {
-            "Running": st == "running", "Checkpointed": st == "exited", "Status": st, "Pid": self.pid(name)},
-            "NetworkSettings": {"Networks": {"shopnet": {"IPAddress": "10.89.10.%d" % self.pid(name)}}}}]), ""
+        """podman container inspect -- NAME...: those there, and 125 naming the others."""
+        found, missing = [], []
+        for name in argv[argv.index("--") + 1:]:
+            st = self.state.get(name, "absent")
+            if st == "absent":
+                missing.append("Error: no such container %s" % name)
+                continue
+            found.append({"Id": self.ids[name], "Name": name, "Image": "img", "State": {
+                "Running": st == "running", "Checkpointed": st == "exited", "Status": st, "Pid": self.pid(name)},
+                "NetworkSettings": {"Networks": {"shopnet": {"IPAddress": "10.89.10.%d" % self.pid(name)}}}})
+        return (125 if missing else 0), json.dumps(found) if found else "", "\n".join(missing)
 
 
 def engine_runner(tmp_path, containers, fail_checkpoint=(), fail_restore=()):
@@ -102,8 +106,17 @@ def full_capabilities(monkeypatch):
 def agent(cls, tmp_path, runner, services=None, **kw):
     services = services or SERVICES
     host = fences.Host(PodmanEngine(runner, binary="podman"), runner)
+    host.proc = str(tmp_path / "proc")  # the containers' processes: fake_proc
     return cls(host, "shop", "r1", str(tmp_path / "ck"), dict((n, dict(s, name=n)) for n, s in services.items()),
                TIERS, **kw)
+
+
+def fake_proc(tmp_path, containers, start=1000, only=None):
+    """/proc entries for the containers' processes (Containers.pid), started at START."""
+    for name in only or containers.ids:
+        d = tmp_path / "proc" / str(containers.pid(name))
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "stat").write_text("%d (init) S %s %d 0\n" % (containers.pid(name), " ".join(["0"] * 18), start))
 
 
 class Sender:
@@ -117,6 +130,16 @@ class Sender:
 
     def abort(self, msg):
         self.aborted.append(msg)
+
+    def connect_all(self):
+        self.connected = True
+
+    def committed(self, wait=1.0):
+        """No target lifted its fence yet (or, with ``on_targets`` set, once it is set)."""
+        if getattr(self, "on_targets", None) is not None and self.on_targets.is_set():
+            return True
+        time.sleep(wait)
+        return False
 
 
 def test_source_fences_everything_first_then_checkpoints_and_sends_each_archive(tmp_path):
@@ -384,6 +407,7 @@ def test_a_source_with_a_window_limit_waits_for_a_slot_before_it_touches_anythin
     sender.aborted.clear()
 
     # The other stack's last archive is sent a moment later: this one goes on then.
+    fake_proc(tmp_path, containers)
     taken = threading.Event()
 
     def other():
@@ -411,10 +435,53 @@ def test_a_source_with_a_window_limit_waits_for_a_slot_before_it_touches_anythin
     events = a.checkpointed()
     assert events[0]["step"] == "window" and events[0]["slot"] == 0 and events[0]["waited_s"] > 0.2
     assert events[-1]["step"] == "window_given_back" and events[-1]["note"] == "commit" and held == [True]
-    assert sorted(sender.sent) == ["app", "cache", "db"] and not sender.aborted
+    assert sorted(sender.sent) == ["app", "cache", "db"] and not sender.aborted and sender.connected
     # given back once the note came
     with coordination.window_slot(slot_dir, 1, 0) as (slot, waited):
         assert slot == 0
+
+
+def test_a_source_gives_its_slot_back_the_moment_its_targets_serve_without_waiting_for_the_controller(tmp_path):
+    containers = Containers(**{"shop-db": "running", "shop-cache": "running", "shop-app": "running"})
+    runner = engine_runner(tmp_path, containers)
+    sender = Sender()
+    sender.on_targets = threading.Event()
+    a = agent(window.SourceAgent, tmp_path, runner, sender=sender, windows=1, windows_timeout=5)
+    a.slot_dir = str(tmp_path / "windows")
+    threading.Timer(0.5, sender.on_targets.set).start()  # the target lifts its fence; no note here ever
+    start = time.time()
+    events = a.checkpointed()
+    assert 0.45 < time.time() - start < 3
+    assert events[-1]["step"] == "window_given_back" and events[-1]["note"] == "commit"
+    assert events[-1]["seen_on"] == "targets"
+
+
+def test_after_a_wait_for_a_slot_a_restarted_container_stops_the_window_before_any_fence(tmp_path):
+    containers = Containers(**{"shop-db": "running", "shop-cache": "running", "shop-app": "running"})
+    runner = engine_runner(tmp_path, containers)
+    fake_proc(tmp_path, containers)
+    slot_dir = str(tmp_path / "windows")
+    taken, go = threading.Event(), threading.Event()
+
+    def other():
+        with coordination.window_slot(slot_dir, 1, 0):
+            taken.set()
+            go.wait(5)
+    threading.Thread(target=other).start()
+    taken.wait(5)
+    a = agent(window.SourceAgent, tmp_path, runner, sender=Sender(), windows=1, windows_timeout=5)
+    a.slot_dir = slot_dir
+
+    def restart_then_free():
+        time.sleep(0.3)
+        fake_proc(tmp_path, containers, start=2000, only=["shop-cache"])  # the same PID, a new process
+        go.set()
+    threading.Thread(target=restart_then_free).start()
+    inspected = len([c for c in runner.calls if "inspect" in c])
+    with pytest.raises(window.WindowError, match="service cache: container 'shop-cache' stopped or restarted while"):
+        a.checkpointed()
+    assert not any(c[0] == "nsenter" for c in runner.calls)  # nothing fenced
+    assert len([c for c in runner.calls if "inspect" in c]) == inspected + 1  # check()'s own; none after the wait
 
 
 @pytest.mark.parametrize("keep", [False, True])

@@ -62,6 +62,20 @@ def test_missing_container_is_not_found():
         PodmanEngine(runner).container("nope")
 
 
+def test_many_containers_are_inspected_in_one_call_the_missing_ones_none():
+    db = {"Id": "abc123", "Name": "db", "State": {"Running": True}}
+    app = {"Id": "def456", "Name": "app", "State": {"Running": False}}
+    runner = FakeRunner({"podman container inspect": (125, json.dumps([db, app]), "Error: no such container nope\n")})
+    found = PodmanEngine(runner).containers_named(["db", "nope", "def4"])
+    assert found == {"db": db, "nope": None, "def4": app}  # a name, or an ID's start as podman takes it
+    assert runner.calls == [["podman", "container", "inspect", "--", "db", "nope", "def4"]]
+    # any other error is one
+    runner = FakeRunner({"podman container inspect": (125, "", "Error: database is locked\n")})
+    with pytest.raises(EngineError, match="database is locked"):
+        PodmanEngine(runner).containers_named(["db"])
+    assert PodmanEngine(FakeRunner()).containers_named([]) == {}
+
+
 def test_other_failures_keep_podman_output():
     runner = FakeRunner({"podman container checkpoint": (125, "", "Error: CRIU checkpoint failed\nlast line\n")})
     with pytest.raises(EngineError) as exc:
