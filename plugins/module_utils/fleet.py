@@ -212,8 +212,9 @@ def stack_entry(name, source, target, outcome, report_path=None, error=None):
                 if phase == "transfer" and times.get("end"):
                     sent.append(times["end"])
         entry["window"] = [min(starts) if starts else None, max(ends) if ends else None]
-        # the part of the window that holds the fleet's window slot: the first fence to the last archive in
+        # the stack frozen on its source: the first fence to the last archive in
         entry["freeze"] = [entry["window"][0], max(sent) if sent else None]
+        entry["window_slot"] = rep.get("window_slot")
     return entry
 
 

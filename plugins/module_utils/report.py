@@ -62,6 +62,22 @@ def window_events(results, offsets=None):
     return out
 
 
+def window_slot(results):
+    """A fleet's window slot on the source (stacklift_fleet_windows): how long the stack waited for
+    it, and when and on whose word it gave it back (its targets serving, or the controller's
+    commit or abort note); None when it took none."""
+    for r in results or []:
+        if not isinstance(r, dict) or r.get("side") != "source":
+            continue
+        steps = dict((rec.get("step"), rec) for rec in r.get("events") or [])
+        if "window" in steps:
+            back = steps.get("window_given_back") or {}
+            return {"slot": steps["window"].get("slot"), "waited_s": steps["window"].get("waited_s"),
+                    "given_back": round(back["t"], 3) if back.get("t") else None,
+                    "given_back_on": back.get("seen_on") or ("%s note" % back["note"] if back.get("note") else None)}
+    return None
+
+
 def _service_of(result, containers):
     item = result.get("item") or {}
     if isinstance(item, dict) and item.get("name"):
@@ -117,6 +133,7 @@ def build(plan, phases, source, target, outcome, error=None):
         "downtime_s": downtime, "started": min(all_times) if all_times else None,
         "finished": max(all_times) if all_times else None,
         "checkpoint_order": plan["checkpoint_order"], "restore_order": plan["restore_order"],
+        "window_slot": window_slot(phases.get("window")),
         "services": services,
     }
 

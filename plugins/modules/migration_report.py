@@ -126,6 +126,14 @@ report:
       type: list
       elements: list
       sample: [[db, cache], [app]]
+    window_slot:
+      description:
+        - In a fleet run with C(stacklift_fleet_windows), the source host's window slot the stack held
+          from before its quiesce to its commit; null when it took none.
+        - C(waited_s) for it, when it was C(given_back) and on whose word (C(given_back_on)) V(targets)
+          (they served) or the controller's V(commit note) or V(abort note).
+      type: dict
+      sample: {slot: 0, waited_s: 4.21, given_back: 1764324921.702, given_back_on: targets}
     services:
       description:
         - Each service's C(tier), C(container), C(archive_bytes) and C(phases), each phase

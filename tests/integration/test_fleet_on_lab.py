@@ -150,6 +150,8 @@ def test_drain_moves_every_stack_at_once_placed_by_capacity_and_spread_one_windo
     # commit; and, by default, one window at a time on node1 (first fence to commit), the others waiting.
     windows = sorted(s["window"] for s in report["stacks"])
     assert all(later[0] >= earlier[1] for earlier, later in zip(windows, windows[1:])), windows
+    # each gave its slot back on its target's word, the moment it served (not at the controller's note)
+    assert all(by_stack[n]["window_slot"]["given_back_on"] == "targets" for n in STACKS), by_stack
     for name in STACKS:
         lines = [json.loads(line) for line in (fleet["tmp"] / "journal" / ("%s.journal" % name)).read_text().splitlines()]
         began = [r["t"] for r in lines if r["step"] == "begin"][-1]

@@ -50,6 +50,18 @@ def test_report_phases_and_downtime_from_the_hosts_records():
     assert svg.startswith("<svg") and svg.count("<rect") >= 12 and "downtime 4.00 s" in svg
 
 
+def test_a_fleets_window_slot_says_how_long_the_stack_waited_and_on_whose_word_it_gave_it_back():
+    assert report.build(PLAN, PHASES, "node1", "node2", "migrated")["window_slot"] is None  # no slot taken
+    source = dict(SOURCE, side="source", events=[{"step": "window", "t": 99.9, "slot": 0, "waited_s": 4.2}]
+                  + SOURCE["events"] + [{"step": "window_given_back", "t": 104.05, "note": "commit",
+                                         "seen_on": "targets"}])
+    r = report.build(PLAN, dict(PHASES, window=[source, TARGET, COMMIT]), "node1", "node2", "migrated")
+    assert r["window_slot"] == {"slot": 0, "waited_s": 4.2, "given_back": 104.05, "given_back_on": "targets"}
+    source["events"][-1] = {"step": "window_given_back", "t": 104.6, "note": "commit"}  # the controller's note
+    r = report.build(PLAN, dict(PHASES, window=[source, TARGET, COMMIT]), "node1", "node2", "migrated")
+    assert r["window_slot"]["given_back_on"] == "commit note"
+
+
 def test_a_rolled_back_migration_reports_its_rollback_and_the_pause_until_the_source_serves():
     rollback = [{"item": "node2", "events": [rec("removed", "db", 105.0), rec("removed", "app", 105.1)]},
                 {"item": "node1", "events": [rec("rolled_back", "db", 105.6, started=105.2),

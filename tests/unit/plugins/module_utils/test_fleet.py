@@ -35,12 +35,14 @@ def test_the_fleet_report_reads_each_stacks_report(tmp_path):
     rep = tmp_path / "shop-1.json"
     rep.write_text(json.dumps({"outcome": "migrated", "downtime_s": 3.2, "services": {
         "db": {"phases": {"quiesce": {"start": 5.0, "end": 6.0}, "fence": {"start": 10.0, "end": 10.1},
-                          "transfer": {"start": 10.5, "end": 11.4}, "commit": {"start": 13.0, "end": 13.2}}}}}))
+                          "transfer": {"start": 10.5, "end": 11.4}, "commit": {"start": 13.0, "end": 13.2}}}},
+        "window_slot": {"slot": 0, "waited_s": 2.5, "given_back": 13.25, "given_back_on": "targets"}}))
     rows = [fleet.stack_entry("shop", "node1", "node2", "failed", report_path=str(rep)),
             fleet.stack_entry("big", "node1", None, "unplaced", error="node2: 900 MB of free memory"),
             fleet.stack_entry("sessions", "node1", "node3", "rolled_back", error="cache: not ready")]
     assert rows[0]["outcome"] == "migrated" and rows[0]["window"] == [10.0, 13.2]
-    assert rows[0]["freeze"] == [10.0, 11.4]  # what held the fleet's window: the first fence to the last archive in
+    assert rows[0]["freeze"] == [10.0, 11.4]  # frozen on its source: the first fence to the last archive in
+    assert rows[0]["window_slot"]["waited_s"] == 2.5 and rows[1].get("window_slot") is None
     report = fleet.build(rows, 0.0, 20.0)
     assert not report["ok"] and report["counts"]["migrated"] == 1 and report["counts"]["unplaced"] == 1
     assert report["total_s"] == 20.0 and report["max_downtime_s"] == 3.2
