@@ -139,7 +139,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils.engines.selectio
 from ansible_collections.stacklift.migrate.plugins.module_utils.agent_module import (
     AGENT_ARGUMENT_SPEC, agent_host, agent_services, run_agent)
 from ansible_collections.stacklift.migrate.plugins.module_utils.encryption import require_for
-from ansible_collections.stacklift.migrate.plugins.module_utils.window import TargetAgent
+from ansible_collections.stacklift.migrate.plugins.module_utils.window_target import TargetAgent
 
 
 def main():

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.stacklift.migrate.plugins.module_utils import checkpointing, coordination, fences, window
+from ansible_collections.stacklift.migrate.plugins.module_utils import (
+    checkpointing, coordination, fences, window, window_source, window_target)
 from ansible_collections.stacklift.migrate.plugins.module_utils.engines.podman import PodmanEngine
 from ansible_collections.stacklift.migrate.plugins.module_utils.archive import sha256_file, write_manifest
 from ansible_collections.stacklift.migrate.plugins.module_utils.journal import Journal, fold
@@ -146,7 +147,7 @@ def test_source_fences_everything_first_then_checkpoints_and_sends_each_archive(
     containers = Containers(**{"shop-db": "running", "shop-cache": "running", "shop-app": "running"})
     runner = engine_runner(tmp_path, containers)
     sender = Sender()
-    a = agent(window.SourceAgent, tmp_path, runner, sender=sender)
+    a = agent(window_source.SourceAgent, tmp_path, runner, sender=sender)
     events = a.checkpointed()
     steps = [(e["step"], e["service"]) for e in events]
     assert steps[:3] == [("fenced", "db"), ("fenced", "cache"), ("fenced", "app")]
@@ -159,7 +160,7 @@ def test_source_fences_everything_first_then_checkpoints_and_sends_each_archive(
     assert all({"fenced", "checkpointed", "sent"} <= set(s) for s in state["services"].values())
     # Called again for the same run, nothing is done twice.
     sender.sent.clear()
-    again = agent(window.SourceAgent, tmp_path, runner, sender=sender)
+    again = agent(window_source.SourceAgent, tmp_path, runner, sender=sender)
     again.checkpointed()
     assert sender.sent == [] and len([c for c in runner.calls if "checkpoint" in c]) == 3
 
@@ -169,7 +170,7 @@ def test_one_checkpoint_failing_records_the_others_and_tells_the_target(tmp_path
     runner = engine_runner(tmp_path, containers, fail_checkpoint=("shop-cache",))
     sender = Sender()
     with pytest.raises(window.WindowError) as e:
-        agent(window.SourceAgent, tmp_path, runner, sender=sender).checkpointed()
+        agent(window_source.SourceAgent, tmp_path, runner, sender=sender).checkpointed()
     assert "cache: podman container checkpoint shop-cache failed" in e.value.msg
     assert sender.aborted and "shop-cache" in sender.aborted[0]
     state = fold(Journal(str(tmp_path / "ck" / "shop.journal")).records("r1"))
@@ -182,7 +183,7 @@ def test_source_rollback_restores_in_place_lists_every_problem_and_lifts_every_f
     containers.fenced.add(containers.pid("shop-app"))
     runner = engine_runner(tmp_path, containers, fail_restore=("shop-cache",))
     with pytest.raises(window.WindowError) as e:
-        agent(window.SourceAgent, tmp_path, runner).running()
+        agent(window_source.SourceAgent, tmp_path, runner).running()
     assert e.value.problems == ["cache: restoring it in place failed: podman container restore shop-cache failed: "
                                 "['Error: restore of shop-cache failed'] (its archive stays at %s)"
                                 % (tmp_path / "ck" / "shop-cache.tar.zst")]
@@ -219,7 +220,7 @@ def test_target_refuses_an_archive_damaged_in_transit_and_restores_nothing(tmp_p
     runner = engine_runner(tmp_path, containers)
     write_arrival(tmp_path, "shop-db", corrupt=True)
     write_arrival(tmp_path, "shop-cache")
-    a = agent(window.TargetAgent, tmp_path, runner, services={"db": SERVICES["db"]}, wait_timeout=2)
+    a = agent(window_target.TargetAgent, tmp_path, runner, services={"db": SERVICES["db"]}, wait_timeout=2)
     with pytest.raises(window.WindowError) as e:
         a.restored()
     assert "damaged in transit; not restoring" in e.value.msg
@@ -228,7 +229,7 @@ def test_target_refuses_an_archive_damaged_in_transit_and_restores_nothing(tmp_p
 
 def test_target_stops_waiting_when_the_source_gives_up(tmp_path):
     runner = engine_runner(tmp_path, Containers())
-    a = agent(window.TargetAgent, tmp_path, runner, wait_timeout=30)
+    a = agent(window_target.TargetAgent, tmp_path, runner, wait_timeout=30)
     (tmp_path / "ck").mkdir(exist_ok=True)
     (tmp_path / "ck" / "shop.abort").write_text(json.dumps({"run": "r1", "msg": "db: CRIU failed"}))
     with pytest.raises(window.WindowError) as e:
@@ -237,7 +238,7 @@ def test_target_stops_waiting_when_the_source_gives_up(tmp_path):
     # a rollback says the same to a call still waiting, whose source never started
     coordination.write_note(str(tmp_path / "ck"), "shop", "abort", "r1", "the migration is rolled back")
     with pytest.raises(window.WindowError, match="the source gave up: the migration is rolled back"):
-        agent(window.TargetAgent, tmp_path, runner, wait_timeout=30).restored()
+        agent(window_target.TargetAgent, tmp_path, runner, wait_timeout=30).restored()
     assert coordination.read_note(str(tmp_path / "ck"), "shop", "abort", "r2") is None  # another run's is not ours
 
 
@@ -246,7 +247,7 @@ def test_target_rollback_refuses_after_the_commit_and_spares_containers_of_other
     runner = engine_runner(tmp_path, containers)
     marker = Journal(str(tmp_path / "ck" / "shop.journal"))
     marker.append("restored", run="r1", service="db", container_id="id-shop-db")
-    a = agent(window.TargetAgent, tmp_path, runner, services={"db": SERVICES["db"], "cache": SERVICES["cache"]})
+    a = agent(window_target.TargetAgent, tmp_path, runner, services={"db": SERVICES["db"], "cache": SERVICES["cache"]})
     with pytest.raises(window.WindowError) as e:
         a.absent()
     # Ours (recorded restored by r1) is removed; a running shop-cache that r1 never made is not.
@@ -256,7 +257,7 @@ def test_target_rollback_refuses_after_the_commit_and_spares_containers_of_other
     marker.append("ready", run="r1", service="db")
     marker.append("committed", run="r1", service="db")
     with pytest.raises(window.WindowError) as e:
-        agent(window.TargetAgent, tmp_path, runner, services={"db": SERVICES["db"]}).absent()
+        agent(window_target.TargetAgent, tmp_path, runner, services={"db": SERVICES["db"]}).absent()
     assert "was committed on this host" in e.value.msg
 
 
@@ -274,7 +275,7 @@ def test_a_target_probe_with_a_progress_command_needs_the_value_to_move(tmp_path
     runner.answers["podman exec"] = execute
     probe = {"type": "command", "command": ["true"], "progress_command": ["cat", "counter"], "interval": 0.01,
              "timeout": 0.3}
-    a = agent(window.TargetAgent, tmp_path, runner, services={"db": dict(SERVICES["db"], probe=probe)})
+    a = agent(window_target.TargetAgent, tmp_path, runner, services={"db": dict(SERVICES["db"], probe=probe)})
     if ready:
         a._probe("db")
         assert a.done("db", "ready")
@@ -293,7 +294,7 @@ def test_a_target_rollback_removes_the_volumes_its_restore_made(tmp_path):
     manifest.write_text(json.dumps(dict(json.loads(manifest.read_text()), volumes=["shopcache"])))
     Journal(str(tmp_path / "ck" / "shop.journal")).append("restored", run="r1", service="cache",
                                                           container_id="id-shop-cache")
-    a = agent(window.TargetAgent, tmp_path, runner, services={"cache": SERVICES["cache"]})
+    a = agent(window_target.TargetAgent, tmp_path, runner, services={"cache": SERVICES["cache"]})
     a.absent()
     assert ["podman", "volume", "rm", "--", "shopcache"] in runner.calls
     assert a.done("cache", "volume_removed") and not manifest.exists()
@@ -314,7 +315,7 @@ def test_the_source_clean_up_after_the_commit_removes_the_containers_named_volum
         return rc, out, err
     runner.answers["podman container inspect"] = inspect_with_volume
     runner.answers["podman volume rm"] = (2, "", "Error: volume shopcache is being used by container other")
-    a = agent(window.SourceAgent, tmp_path, runner, services={"cache": SERVICES["cache"]})
+    a = agent(window_source.SourceAgent, tmp_path, runner, services={"cache": SERVICES["cache"]})
     a.absent()
     assert ["podman", "volume", "rm", "--", "shopcache"] in runner.calls
     assert containers.state["shop-cache"] == "absent" and a.done("cache", "removed")  # one still in use stays
@@ -342,7 +343,7 @@ def test_a_restore_whose_record_cannot_be_written_takes_its_copy_away(tmp_path, 
     runner.answers["nft"] = (0, "", "")
     runner.answers["podman rm"] = lambda argv: (containers.state.__setitem__("shop-cache", "absent") or (0, "", ""))
     write_arrival(tmp_path, "shop-cache")
-    a = agent(window.TargetAgent, tmp_path, runner, services={"cache": SERVICES["cache"]})
+    a = agent(window_target.TargetAgent, tmp_path, runner, services={"cache": SERVICES["cache"]})
     real = a.record
 
     def record(step, name, **kw):
@@ -360,7 +361,7 @@ def test_a_part_file_renamed_into_place_while_the_target_counts_is_not_an_error(
     # look failed the restore ("No such file or directory: .shop-cache.tar.zst.part-...").
     part = tmp_path / ".a.tar.zst.part-1"
     part.write_bytes(b"x" * 10)
-    assert window.bytes_of([str(part), str(tmp_path / ".a.tar.zst.part-gone")]) == 10
+    assert window_target.bytes_of([str(part), str(tmp_path / ".a.tar.zst.part-gone")]) == 10
 
 
 def test_an_agent_runs_at_the_niceness_asked_and_a_refusal_is_a_warning(monkeypatch):
@@ -399,7 +400,7 @@ def test_a_source_with_a_window_limit_waits_for_a_slot_before_it_touches_anythin
     slot_dir = str(tmp_path / "windows")
     with coordination.window_slot(slot_dir, 1, 0):  # another stack of the drain freezes on this host
         with pytest.raises(window.WindowError, match=r"no window free on this host in 0.3 s \(at most 1 stack at"):
-            a = agent(window.SourceAgent, tmp_path, runner, sender=sender, windows=1, windows_timeout=0.3)
+            a = agent(window_source.SourceAgent, tmp_path, runner, sender=sender, windows=1, windows_timeout=0.3)
             a.slot_dir = slot_dir
             a.checkpointed()
     assert not any(c[0] == "nsenter" or "checkpoint" in c for c in runner.calls), runner.calls
@@ -430,7 +431,7 @@ def test_a_source_with_a_window_limit_waits_for_a_slot_before_it_touches_anythin
             held.append(True)
         coordination.write_note(str(tmp_path / "ck"), "shop", "commit", "r1")
     threading.Thread(target=commit_later).start()
-    a = agent(window.SourceAgent, tmp_path, runner, sender=sender, windows=1, windows_timeout=5)
+    a = agent(window_source.SourceAgent, tmp_path, runner, sender=sender, windows=1, windows_timeout=5)
     a.slot_dir = slot_dir
     events = a.checkpointed()
     assert events[0]["step"] == "window" and events[0]["slot"] == 0 and events[0]["waited_s"] > 0.2
@@ -446,7 +447,7 @@ def test_a_source_gives_its_slot_back_the_moment_its_targets_serve_without_waiti
     runner = engine_runner(tmp_path, containers)
     sender = Sender()
     sender.on_targets = threading.Event()
-    a = agent(window.SourceAgent, tmp_path, runner, sender=sender, windows=1, windows_timeout=5)
+    a = agent(window_source.SourceAgent, tmp_path, runner, sender=sender, windows=1, windows_timeout=5)
     a.slot_dir = str(tmp_path / "windows")
     threading.Timer(0.5, sender.on_targets.set).start()  # the target lifts its fence; no note here ever
     start = time.time()
@@ -469,7 +470,7 @@ def test_after_a_wait_for_a_slot_a_restarted_container_stops_the_window_before_a
             go.wait(5)
     threading.Thread(target=other).start()
     taken.wait(5)
-    a = agent(window.SourceAgent, tmp_path, runner, sender=Sender(), windows=1, windows_timeout=5)
+    a = agent(window_source.SourceAgent, tmp_path, runner, sender=Sender(), windows=1, windows_timeout=5)
     a.slot_dir = slot_dir
 
     def restart_then_free():
@@ -490,7 +491,7 @@ def test_the_commit_lifts_the_fence_then_the_archives_received_go_unless_kept(tm
     write_arrival(tmp_path, "shop-db")
     marker = Journal(str(tmp_path / "ck" / "shop.journal"))
     marker.append("ready", run="r1", service="db")
-    events = agent(window.TargetAgent, tmp_path, runner, services={"db": SERVICES["db"]}).serving(keep_archives=keep)
+    events = agent(window_target.TargetAgent, tmp_path, runner, services={"db": SERVICES["db"]}).serving(keep_archives=keep)
     assert [e["step"] for e in events] == ["committed"]
     assert [c for c in runner.calls if c[0] == "nft" or "nft" in c]  # the host fence went
     left = sorted(p.name for p in (tmp_path / "ck").iterdir() if ".tar" in p.name)
@@ -510,7 +511,7 @@ def test_a_ready_target_waits_fenced_for_the_commit_note_of_its_run_and_commits_
     # another run's commit is not ours; ours comes a moment later
     coordination.write_note(ck, "shop", "commit", "r0")
     note("commit", "r1", 0.3)
-    a = agent(window.TargetAgent, tmp_path, runner, services={"db": SERVICES["db"]}, wait_timeout=5)
+    a = agent(window_target.TargetAgent, tmp_path, runner, services={"db": SERVICES["db"]}, wait_timeout=5)
     start = time.time()
     a._await_commit(keep_archives=False)
     assert time.time() - start > 0.25 and [e["step"] for e in a.events] == ["committed"]
@@ -518,12 +519,12 @@ def test_a_ready_target_waits_fenced_for_the_commit_note_of_its_run_and_commits_
     # A rollback's note instead: it ends, the copies fenced; no note at all: it gives up at its timeout.
     Journal(os.path.join(ck, "shop.journal")).append("ready", run="r2", service="db")
     note("abort", "r2", 0.1)
-    b = agent(window.TargetAgent, tmp_path, runner, services={"db": SERVICES["db"]}, wait_timeout=5)
+    b = agent(window_target.TargetAgent, tmp_path, runner, services={"db": SERVICES["db"]}, wait_timeout=5)
     b.run_id = "r2"
     with pytest.raises(window.WindowError, match="not committed"):
         b._await_commit(keep_archives=False)
     assert not b.events
-    c = agent(window.TargetAgent, tmp_path, runner, services={"db": SERVICES["db"]}, wait_timeout=0.2)
+    c = agent(window_target.TargetAgent, tmp_path, runner, services={"db": SERVICES["db"]}, wait_timeout=0.2)
     c.run_id = "r3"
     with pytest.raises(window.WindowError, match="no commit came within 0.2 s of the copies being ready; they stay fenced"):
         c._await_commit(keep_archives=False)

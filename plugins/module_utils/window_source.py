@@ -1,0 +1,304 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) stacklift developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""A source host's part of the migration window (window.py): fence, checkpoint, send; its rollback
+(restore in place) and its clean-up."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import threading
+import time
+
+from ansible_collections.stacklift.migrate.plugins.module_utils.archive import (
+    MANIFEST_SUFFIX, read_manifest, sha256_file)
+from ansible_collections.stacklift.migrate.plugins.module_utils.checkpointing import (
+    CheckpointError, checkpoint_container, checkpoint_problems)
+from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import (
+    EngineError, container_address, container_ips, container_volumes)
+from ansible_collections.stacklift.migrate.plugins.module_utils.fences import host_fence_table
+from ansible_collections.stacklift.migrate.plugins.module_utils.quiesce import QuiesceError, quiesce_service
+from ansible_collections.stacklift.migrate.plugins.module_utils.coordination import (
+    SLOT_DIR, NoSlot, read_note, remove_notes, window_slot)
+from ansible_collections.stacklift.migrate.plugins.module_utils.window import POLL, Agent, WindowError
+
+
+class SourceAgent(Agent):
+    """One source host's part of the window."""
+
+    side = "source"
+
+    def __init__(self, host, stack, run_id, archive_dir, services, tiers, sender=None, compression="zstd",
+                 quiesce_timeout=30.0, windows=0, windows_timeout=300.0):
+        super(SourceAgent, self).__init__(host, stack, run_id, archive_dir, services, tiers)
+        self.quiesce_timeout = quiesce_timeout
+        self.windows, self.windows_timeout = windows, windows_timeout  # the host's window slots
+        self.slot_dir = SLOT_DIR
+        self.sender = sender  # sender(name, archive, manifest, sha256) -> {bytes, seconds}; abort(msg)
+        self.compression = compression
+        self.workers = max(2, os.cpu_count() or 1)
+        self.starts = {}  # {service: when its container's process started}, as check() saw it
+
+    def check(self):
+        """Every reason the window cannot start here, before anything is fenced."""
+        problems, containers = [], {}
+        found = self.engine.containers_named(s["container"] for s in self.services.values())
+        for name in self.services:
+            c = found[self.services[name]["container"]]
+            state = (c or {}).get("State") or {}
+            if c is None:
+                problems.append("service %s: no container %r on this host" % (name, self.services[name]["container"]))
+            elif not state.get("Running") and not self.done(name, "checkpointed"):
+                problems.append("service %s: container %r is %s, not running"
+                                % (name, self.services[name]["container"], state.get("Status")))
+            containers[name] = c
+            self.starts[name] = self.host.process_start(state.get("Pid"))
+        running = [self.services[n]["container"] for n, c in containers.items()
+                   if c and ((c.get("State") or {}).get("Running"))]
+        info = self.engine.info()
+        if running and not problems:
+            by_tcp = dict((t, [self.services[n]["container"] for n in self.services if self.services[n]["tcp"] == t])
+                          for t in ("established", "close"))
+            problems += checkpoint_problems(self.engine, running, info=info, tcp_established=by_tcp["established"],
+                                            tcp_close=by_tcp["close"])
+        return problems, containers, info
+
+    def quiesce(self, containers):
+        """Dependents first, each service as its ``quiesce`` settings say, right before the fence."""
+        for name in [n for tier in reversed(self.tiers) for n in tier]:
+            state = containers[name].get("State") or {}
+            spec = dict(self.services[name].get("quiesce") or {"method": "none"})
+            if not state.get("Running") or self.done(name, "fenced") or spec.get("method", "none") == "none":
+                continue
+            spec.setdefault("timeout", self.quiesce_timeout)
+            try:
+                res = quiesce_service(container_address(containers[name]), state.get("Pid"), spec)
+            except QuiesceError as e:
+                raise WindowError("%s: %s %s" % (name, self.services[name]["container"], e.msg), self.events)
+            self.record("quiesced", name, started=res["started_at"], method=spec["method"])
+
+    def checkpointed(self):
+        """In one of the host's window slots, from before the quiesce until the stack is committed
+        (the controller's commit note; an abort note, or none within windows_timeout, ends it too):
+        so one stack at a time is in its window, restores included. Any failure tells the targets,
+        so that none waits for archives that will not come."""
+        try:
+            problems, containers, info = self.check()  # a refusal does not wait for a slot
+            if problems:
+                raise WindowError(problems, self.events)
+            if self.sender:
+                self.sender.connect_all()
+            with window_slot(self.slot_dir, self.windows, self.windows_timeout) as (slot, waited):
+                if slot is not None:
+                    self.record("window", slot=slot, waited_s=round(waited, 3))
+                    if waited > 0.05:
+                        self._still(containers)
+                events = self._checkpointed(containers, info)
+                if slot is not None and self.sender:
+                    self._hold_until_committed()
+                return events
+        except Exception as e:  # pylint: disable=broad-except
+            if self.sender:
+                self.sender.abort("source %s: %s" % (os.uname()[1], getattr(e, "msg", None) or e))
+            if isinstance(e, NoSlot):
+                raise WindowError(str(e), self.events)
+            raise
+
+    def _hold_until_committed(self):
+        """Until the stack is committed: its targets' fences lifted (looked up there over the sender's
+        connections, so the next stack's window starts the moment this one's ends) or the controller's
+        commit note here. An abort note, or nothing within windows_timeout, ends it too."""
+        deadline, ask = time.time() + self.windows_timeout, True
+        while True:
+            kind = next((k for k in ("commit", "abort")
+                         if read_note(self.archive_dir, self.stack, k, self.run_id) is not None), None)
+            left = deadline - time.time()
+            if kind or left <= 0:
+                return self.record("window_given_back", note=kind)
+            if ask:
+                start, wait = time.time(), min(1.0, left)
+                try:
+                    if self.sender.committed(wait=wait):
+                        return self.record("window_given_back", note="commit", seen_on="targets")
+                    ask = time.time() - start > wait / 2  # an answer without the wait: asking does not work
+                except Exception:  # pylint: disable=broad-except
+                    ask = False  # a target that cannot be asked: the controller's note here will come
+                continue
+            time.sleep(min(POLL, left))
+
+    def _still(self, checked):
+        """The containers checked, after a wait for a slot: each must still run the process it ran
+        then (its PID with the same start, read in /proc: no engine command while another stack's
+        window may be running on this host)."""
+        problems = []
+        for name, c in sorted(checked.items()):
+            state = (c or {}).get("State") or {}
+            if not state.get("Running"):
+                continue
+            if self.starts.get(name) is None:  # its process is not in this host's /proc: ask the engine
+                now = ((self.container(name) or {}).get("State") or {})
+                same = now.get("Running") and now.get("Pid") == state.get("Pid")
+            else:
+                same = self.host.process_start(state.get("Pid")) == self.starts[name]
+            if not same:
+                problems.append("service %s: container %r stopped or restarted while it waited for a window"
+                                % (name, self.services[name]["container"]))
+        if problems:
+            raise WindowError(problems, self.events)
+
+    def _checkpointed(self, containers, info):
+        self.quiesce(containers)
+        # The cut: every running service of this host fenced one right after the other.
+        for name in self.services:
+            state = containers[name].get("State") or {}
+            if state.get("Running") and not self.host.container_fenced(state["Pid"]):
+                self.host.fence_container(state["Pid"], name)
+            if not self.done(name, "fenced"):
+                self.record("fenced", name)
+        queue, cond, failures = [], threading.Condition(), []
+        sender_thread = None
+        if self.sender:
+            sender_thread = threading.Thread(target=self._send_loop, args=(queue, cond, failures))
+            sender_thread.start()
+        try:
+            # Behind the fence the order of the checkpoints does not matter to consistency, only to
+            # speed: all at once, as many as there are CPUs, lower tiers first, so that the target can
+            # restore the tier it needs first while the others are still being written.
+            def one(name):
+                if failures:
+                    raise WindowError("not checkpointed: an earlier failure stopped the window")
+                entry = self._checkpoint(name, containers[name], info)
+                with cond:
+                    queue.append((name, entry))
+                    cond.notify()
+            order = [n for tier in self.tiers for n in tier]
+            errors = self.parallel(one, order, workers=self.workers)
+            failures += ["%s: %s" % (n, e) for n, e in sorted(errors.items())]
+        finally:
+            with cond:
+                queue.append(None)
+                cond.notify()
+            if sender_thread:
+                sender_thread.join()
+        if failures:
+            raise WindowError(failures, self.events)
+        return self.events
+
+    def _checkpoint(self, name, container, info):
+        archive = self.archive(name)
+        rec = self.state["services"].get(name, {}).get("checkpointed")
+        if rec:
+            if not os.path.exists(archive) or sha256_file(archive) != rec["sha256"]:
+                raise WindowError("the archive %s recorded for %s is missing or changed" % (archive, name))
+            return {"archive": archive, "sha256": rec["sha256"], "manifest": archive + MANIFEST_SUFFIX}
+        svc = self.services[name]
+        try:
+            entry = checkpoint_container(self.engine, svc["container"], container, archive, info,
+                                         compression=self.compression, tcp_established=svc["tcp"] == "established",
+                                         file_locks=True, keep=True, encryption_key=self.encryption_key)
+        except CheckpointError as e:
+            if e.details.get("partial"):
+                self.record("checkpoint_incomplete", name, partial=e.details["partial"])
+            raise
+        self.record("checkpointed", name, archive=archive, sha256=entry["sha256"], size=entry["size"],
+                    container_id=entry["id"], started=entry["started_at"], frozen=entry["checkpointed_at"],
+                    timings=dict((k, v) for k, v in entry["timings"].items() if k.endswith(("time", "duration"))))
+        return entry
+
+    def _send_loop(self, queue, cond, failures):
+        while True:
+            with cond:
+                while not queue:
+                    cond.wait()
+                item = queue.pop(0)
+            if item is None:
+                return
+            name, entry = item
+            if failures or self.done(name, "sent"):
+                continue
+            try:
+                start = time.time()
+                stats = self.sender(name, entry["archive"], entry["manifest"], entry["sha256"])
+                self.record("sent", name, started=start, bytes=stats.get("bytes"),
+                            clock_offset=stats.get("clock_offset"), clock_error=stats.get("clock_error"))
+            except Exception as e:  # pylint: disable=broad-except
+                failures.append("%s: sending %s failed: %s" % (name, entry["archive"], getattr(e, "msg", e)))
+
+    def running(self):
+        """Rollback on the source: checkpointed containers restored in place, every fence lifted.
+
+        Podman makes a container's new network namespace, with its address, before CRIU has put
+        its sockets back: a client's packet arriving in between would be answered with a reset.
+        So the restores happen behind the host's own fence (as on a target), lifted last.
+        """
+        problems = []
+        order = [n for tier in self.tiers for n in tier]
+        stopped = [n for n in order if not ((self.container(n) or {}).get("State") or {}).get("Running")]
+        table = host_fence_table(self.stack)
+        addresses = sorted(set(ip for n in stopped for ip in self._addresses(n)))
+        try:
+            if addresses:
+                self.host.raise_host_fence(table)
+                self.host.fence_addresses(table, addresses)
+            for name in stopped:
+                if self.container(name) is None:
+                    problems.append("%s: container %r is gone from the source" % (name, self.services[name]["container"]))
+                    continue
+                try:
+                    start = time.time()
+                    self.engine.restore_in_place(self.services[name]["container"],
+                                                 tcp_established=self.services[name]["tcp"] == "established",
+                                                 file_locks=True)
+                    self.record("rolled_back", name, started=start)
+                except EngineError as e:
+                    problems.append("%s: restoring it in place failed: %s (its archive stays at %s)"
+                                    % (name, e.msg, self.archive(name)))
+            # Peers see the whole stack come back at once: fences are lifted last, on every path.
+            for name in order:
+                state = (self.container(name) or {}).get("State") or {}
+                if state.get("Running"):
+                    try:
+                        self.host.unfence_container(state["Pid"], name)
+                        self.record("unfenced", name)
+                    except EngineError as e:
+                        problems.append("%s: %s" % (name, e.msg))
+        finally:
+            self.host.lift_host_fence(table)
+        if problems:
+            raise WindowError(problems, self.events)
+        remove_notes(self.archive_dir, self.stack)
+        return self.events
+
+    def _addresses(self, name):
+        """A stopped container's addresses: from its archive's manifest, else its inspect data."""
+        recorded = read_manifest(self.archive(name)).get("addresses")
+        if recorded is None:
+            recorded = container_ips(self.container(name) or {})
+        return list(recorded.values())
+
+    def absent(self, keep_archives=False):
+        """After the commit: the stopped source containers go, their named volumes (moved in the
+        archives; one another container still uses stays), then their archives."""
+        problems = []
+        for name, svc in self.services.items():
+            c = self.container(name)
+            if c is not None and ((c.get("State") or {}).get("Running")):
+                problems.append("%s: container %r runs on the source; not removing it" % (name, svc["container"]))
+                continue
+            if c is not None:
+                self.engine.remove(svc["container"])
+                for volume in sorted(container_volumes(c)):
+                    try:
+                        self.engine.remove_volume(volume)
+                    except EngineError:  # gone already, or in use by a container of no stack of ours
+                        pass
+            if not keep_archives:
+                self.remove_archive(name)
+            self.record("removed", name)
+        if problems:
+            raise WindowError(problems, self.events)
+        remove_notes(self.archive_dir, self.stack)
+        return self.events

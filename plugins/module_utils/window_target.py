@@ -1,0 +1,239 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) stacklift developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""A target host's part of the migration window (window.py): restore tier by tier behind the host's
+fence, probe, wait for the commit and serve; its rollback (remove the copies)."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import glob
+import ipaddress
+import os
+import time
+
+from ansible_collections.stacklift.migrate.plugins.module_utils import probes
+from ansible_collections.stacklift.migrate.plugins.module_utils.archive import (
+    ArchiveError, MANIFEST_SUFFIX, read_archive, read_manifest, sha256_file)
+from ansible_collections.stacklift.migrate.plugins.module_utils.encryption import CryptError, plaintext
+from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import (
+    EngineError, NotFound, container_address)
+from ansible_collections.stacklift.migrate.plugins.module_utils.fences import host_fence_table
+from ansible_collections.stacklift.migrate.plugins.module_utils.coordination import (
+    read_note, remove_notes, wait_for_note, write_note)
+from ansible_collections.stacklift.migrate.plugins.module_utils.window import POLL, Agent, WindowError
+
+STALL_TIMEOUT = 20  # seconds a transfer under way may make no progress (the sender gives up at 15)
+
+
+def bytes_of(paths):
+    """The bytes of the files PATHS that still exist: a transfer's part file is renamed into place
+    between the listing and the look at its size."""
+    total = 0
+    for path in paths:
+        try:
+            total += os.path.getsize(path)
+        except OSError:
+            pass
+    return total
+
+
+class TargetAgent(Agent):
+    """One target host's part of the window."""
+
+    side = "target"
+
+    def __init__(self, host, stack, run_id, archive_dir, services, tiers, wait_timeout=300.0,
+                 probe_timeout=60.0, stable_for=0.0):
+        super(TargetAgent, self).__init__(host, stack, run_id, archive_dir, services, tiers)
+        self.table = host_fence_table(stack)
+        self.wait_timeout = wait_timeout
+        self.probe_timeout = probe_timeout
+        self.stable_for = stable_for
+
+    def committed(self):
+        return any("committed" in s for s in self.state["services"].values())
+
+    def status(self):
+        return {"side": self.side, "committed": self.committed()}
+
+    def restored(self, commit=False, keep_archives=False, await_commit=False):
+        """Restore tier by tier as the archives arrive, each tier ready before the next. Then COMMIT
+        serves at once; AWAIT_COMMIT leaves a "ready" note and waits for the controller's "commit"
+        note (an "abort" note, or no note within wait_timeout, leaves the copies fenced)."""
+        if self.committed():
+            return self.events  # nothing left to do: the copies here serve
+        self.host.raise_host_fence(self.table)
+        deadline = time.time() + self.wait_timeout
+        for tier in self.tiers:
+            errors = self.parallel(lambda n: self._restore(n, deadline), tier)
+            if not errors:
+                errors = self.parallel(self._probe, tier)
+            if errors:
+                raise WindowError(["%s: %s" % (n, e) for n, e in sorted(errors.items())], self.events)
+        if commit:
+            self.serving(keep_archives=keep_archives)
+        elif await_commit:
+            self._await_commit(keep_archives)
+        return self.events
+
+    def _await_commit(self, keep_archives):
+        write_note(self.archive_dir, self.stack, "ready", self.run_id)
+        kind, msg = wait_for_note(self.archive_dir, self.stack, self.run_id, ("commit", "abort"), self.wait_timeout)
+        if kind == "abort":
+            raise WindowError("not committed (%s); the copies here stay fenced" % (msg or "no reason given"), self.events)
+        if kind is None:
+            raise WindowError("no commit came within %g s of the copies being ready; they stay fenced"
+                              % self.wait_timeout, self.events)
+        self.serving(keep_archives=keep_archives)
+
+    def _wait_for(self, name, deadline):
+        archive = self.archive(name)
+        manifest = archive + MANIFEST_SUFFIX
+        parts = os.path.join(self.archive_dir, ".%s.part-*" % os.path.basename(archive))
+        last_size, last_change = None, time.time()
+        while not os.path.exists(manifest):
+            reason = read_note(self.archive_dir, self.stack, "abort", self.run_id)
+            if reason is not None:
+                raise WindowError("the source gave up: %s" % (reason or "no reason given"))
+            if time.time() > deadline:
+                raise WindowError("its archive %s did not arrive within %d s" % (archive, self.wait_timeout))
+            # Once the archive is on its way, a transfer that stops moving is given up on early.
+            size = bytes_of(glob.glob(parts)) or None
+            if size != last_size:
+                last_size, last_change = size, time.time()
+            elif size and time.time() - last_change > STALL_TIMEOUT:
+                raise WindowError("the transfer of %s stalled at %d bytes for %d s" % (archive, size, STALL_TIMEOUT))
+            time.sleep(POLL)
+        return archive, read_manifest(archive)
+
+    def _restore(self, name, deadline):
+        svc = self.services[name]
+        if self.done(name, "restored"):
+            c = self.container(name)
+            if c and c["Id"] == self.state["services"][name]["restored"].get("container_id") and \
+                    (c.get("State") or {}).get("Running"):
+                return
+            raise WindowError("restored earlier, but its container is no longer running here")
+        archive, manifest = self._wait_for(name, deadline)
+        arrived = time.time()
+        digest = sha256_file(archive)
+        if digest != manifest.get("sha256"):
+            raise WindowError("%s has sha256 %s, its manifest says %s: damaged in transit; not restoring"
+                              % (archive, digest, manifest.get("sha256")))
+        if manifest.get("addresses") is not None:
+            ips = sorted(set(manifest["addresses"].values()))
+        else:  # an archive from elsewhere: read its addresses (a full pass over the archive)
+            try:
+                with plaintext(archive, self.encryption_key) as plain:
+                    info = read_archive(plain, original=archive)
+            except (ArchiveError, CryptError) as e:
+                raise WindowError(str(e))
+            ips = [str(ipaddress.ip_interface(ip).ip) for net in info["networks"].values() for ip in net["ips"]]
+        self.host.fence_addresses(self.table, ips)
+        start = time.time()
+        try:
+            with plaintext(archive, self.encryption_key) as plain:  # decrypted beside it, gone after
+                self.engine.restore(plain, tcp_established=svc["tcp"] == "established",
+                                    tcp_close=svc["tcp"] == "close", file_locks=True)
+        except CryptError as e:
+            raise WindowError(str(e))
+        c = self.engine.container(svc["container"])
+        try:
+            self.record("restored", name, arrived=arrived, started=start, container_id=c["Id"], addresses=ips)
+        except (IOError, OSError) as e:  # a copy this host has no record of would outlive the rollback
+            self.engine.remove_force(svc["container"])
+            raise WindowError("restored, but its record could not be written (%s): the copy is removed again" % e)
+
+    def _probe(self, name):
+        svc = self.services[name]
+        spec = dict(svc.get("probe") or {"type": "tcp"}, container=svc["container"])
+        address = None
+        if spec["type"] != "command":
+            address = spec.get("host") or container_address(self.engine.container(svc["container"]),
+                                                            spec.get("network"))
+        probe = probes.probe_for(spec, address, self.host.run, self.engine.exec_command)
+        progress = None
+        if spec.get("progress_command"):  # a value that must move: a service that answers but is stuck is not ready
+            argv = self.engine.exec_command(svc["container"], spec["progress_command"])
+
+            def progress():
+                rc, out, _err = self.host.run(argv)
+                return out.strip() if rc == 0 else None
+        start = time.time()
+        res = probes.wait_ready(probe, retries=spec.get("retries") or 10 ** 6, interval=spec.get("interval", 0.05),
+                                timeout=spec.get("timeout", self.probe_timeout),
+                                stable_for=spec.get("stable_for", self.stable_for),
+                                progress=progress, baseline=spec.get("progress_baseline"))
+        if not res["ready"]:
+            raise WindowError("%s probe not ready after %.1f s: %s" % (spec["type"], res["elapsed"], res["detail"]))
+        self.record("ready", name, started=start, attempts=res["attempts"])
+
+    def serving(self, keep_archives=False):
+        """The commit: the fence goes, and the copies here serve; then the archives received go (a
+        committed run goes forward only: they are not needed again)."""
+        missing = [n for n in self.services if not self.done(n, "ready") and not self.done(n, "committed")]
+        if missing:
+            raise WindowError("cannot commit: %s not ready here" % ", ".join(sorted(missing)), self.events)
+        self.host.lift_host_fence(self.table)
+        for name in self.services:
+            if not self.done(name, "committed"):
+                self.record("committed", name)
+        for name in self.services if not keep_archives else ():
+            self.remove_archive(name)
+        remove_notes(self.archive_dir, self.stack, ("ready", "commit"))
+        return self.events
+
+    def _remove_volumes(self, name, volumes):
+        """The named volumes the restore of NAME made here (the preflight refused any that existed)."""
+        problems = []
+        for volume in volumes:
+            try:
+                self.engine.remove_volume(volume)
+                self.record("volume_removed", name, volume=volume)
+            except NotFound:
+                pass
+            except EngineError as e:
+                problems.append("%s: volume %r: %s" % (name, volume, e.msg))
+        return problems
+
+    def absent(self, force=False):
+        """Rollback on the target: its copies, still fenced, removed and confirmed gone; volumes and
+        archives too."""
+        if self.committed() and not force:
+            raise WindowError("the stack was committed on this host (its copies serve here); a rollback would "
+                              "lose their state since the commit; migrate it back instead", self.events)
+        if self.host.host_fence_up(self.table) or not self.committed():
+            self.host.raise_host_fence(self.table)
+        problems = []
+        for name, svc in self.services.items():
+            c = self.container(name)
+            if c is None:
+                continue
+            ours = self.state["services"].get(name, {}).get("restored", {}).get("container_id")
+            running = (c.get("State") or {}).get("Running")
+            if running and c["Id"] != ours and not force:
+                problems.append("%s: a running container %r here was not restored by run %s; not removing it"
+                                % (name, svc["container"], self.run_id))
+                continue
+            try:
+                self.engine.remove_force(svc["container"])
+            except NotFound:
+                pass
+            except EngineError as e:
+                problems.append("%s: %s" % (name, e.msg))
+                continue
+            if self.container(name) is not None:
+                problems.append("%s: container %r is still here after its removal" % (name, svc["container"]))
+                continue
+            self.record("removed", name)
+        for name in self.services:
+            problems += self._remove_volumes(name, read_manifest(self.archive(name)).get("volumes") or [])
+            self.remove_archive(name, parts=True)
+        if problems:
+            raise WindowError(problems, self.events)
+        self.host.lift_host_fence(self.table)
+        remove_notes(self.archive_dir, self.stack)
+        return self.events
