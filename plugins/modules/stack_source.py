@@ -60,12 +60,15 @@ options:
     description:
       - With V(checkpointed), how many stacks may be in their window at once on this host (a fleet's
         drain); 0 for no limit. The call takes one of the host's window slots before it quiesces, and
-        after its last archive is sent it holds the slot until the stack is committed (the commit note
-        that M(stacklift.migrate.window_wait) leaves with O(stacklift.migrate.window_wait#module:stage=commit))
-        or rolled back (the abort note), or for O(windows_timeout); so the next stack freezes once this one
-        serves, and no two stacks' checkpoints and restores compete. A slot is a lock file in
-        C(/run/stacklift/windows/) (one set per host) that the call holds, given back by the kernel
-        however the call ends.
+        after its last archive is sent it holds the slot until the stack is committed, or rolled back
+        (the abort note), or for O(windows_timeout); so the next stack freezes once this one serves, and
+        no two stacks' checkpoints and restores compete.
+      - The commit is seen on the targets themselves, over the SSH connections that carried the archives
+        (each target's committed record, left as it lifts its fence), so the slot goes back the moment the
+        stack serves; the commit note that M(stacklift.migrate.window_wait) leaves here with
+        O(stacklift.migrate.window_wait#module:stage=commit) also ends the wait, if the targets cannot be asked.
+      - A slot is a lock file in C(/run/stacklift/windows/) (one set per host) that the call holds,
+        given back by the kernel however the call ends.
     type: int
     default: 0
   windows_timeout:
