@@ -120,6 +120,19 @@ def fake_proc(tmp_path, containers, start=1000, only=None):
         (d / "stat").write_text("%d (init) S %s %d 0\n" % (containers.pid(name), " ".join(["0"] * 18), start))
 
 
+def another_stack_in_its_window(slot_dir, until):
+    """Another stack of the drain in its window on this host (holding its one slot, in a thread)
+    until UNTIL() returns."""
+    taken = threading.Event()
+
+    def other():
+        with coordination.window_slot(slot_dir, 1, 0):
+            taken.set()
+            until()
+    threading.Thread(target=other).start()
+    taken.wait(5)
+
+
 class Sender:
     def __init__(self):
         self.sent, self.aborted = [], []
@@ -409,14 +422,7 @@ def test_a_source_with_a_window_limit_waits_for_a_slot_before_it_touches_anythin
 
     # The other stack's last archive is sent a moment later: this one goes on then.
     fake_proc(tmp_path, containers)
-    taken = threading.Event()
-
-    def other():
-        with coordination.window_slot(slot_dir, 1, 0):
-            taken.set()
-            time.sleep(0.4)
-    threading.Thread(target=other).start()
-    taken.wait(5)
+    another_stack_in_its_window(slot_dir, lambda: time.sleep(0.4))
     # Its archives sent, this stack holds its slot until the controller's commit note.
     held = []
 
@@ -462,14 +468,8 @@ def test_after_a_wait_for_a_slot_a_restarted_container_stops_the_window_before_a
     runner = engine_runner(tmp_path, containers)
     fake_proc(tmp_path, containers)
     slot_dir = str(tmp_path / "windows")
-    taken, go = threading.Event(), threading.Event()
-
-    def other():
-        with coordination.window_slot(slot_dir, 1, 0):
-            taken.set()
-            go.wait(5)
-    threading.Thread(target=other).start()
-    taken.wait(5)
+    go = threading.Event()
+    another_stack_in_its_window(slot_dir, lambda: go.wait(5))
     a = agent(window_source.SourceAgent, tmp_path, runner, sender=Sender(), windows=1, windows_timeout=5)
     a.slot_dir = slot_dir
 
