@@ -82,8 +82,8 @@ class SourceAgent(Agent):
 
     def checkpointed(self):
         """In one of the host's window slots, from before the quiesce until the stack is committed
-        (the controller's commit note; an abort note, or none within windows_timeout, ends it too):
-        so one stack at a time is in its window, restores included. Any failure tells the targets,
+        (its targets serve; an abort note, or nothing within windows_timeout, ends it too): so one
+        stack at a time is in its window, restores included. Any failure tells the targets,
         so that none waits for archives that will not come."""
         try:
             problems, containers, info = self.check()  # a refusal does not wait for a slot
@@ -108,26 +108,38 @@ class SourceAgent(Agent):
             raise
 
     def _hold_until_committed(self):
-        """Until the stack is committed: its targets' fences lifted (looked up there over the sender's
-        connections, so the next stack's window starts the moment this one's ends) or the controller's
-        commit note here. An abort note, or nothing within windows_timeout, ends it too."""
-        deadline, ask = time.time() + self.windows_timeout, True
+        """Until the stack is committed: its targets serve (seen there, so the next stack's window starts
+        the moment this one's ends) or the controller's commit note is here. An abort note (a rollback
+        waits for this call), or neither within windows_timeout, ends it too."""
+        deadline, served = time.time() + self.windows_timeout, threading.Event()
+        watcher = threading.Thread(target=self._watch_targets, args=(served, deadline))
+        watcher.daemon = True  # it ends with the sender's connections, when the call closes them
+        watcher.start()
         while True:
             kind = next((k for k in ("commit", "abort")
                          if read_note(self.archive_dir, self.stack, k, self.run_id) is not None), None)
-            left = deadline - time.time()
-            if kind or left <= 0:
+            if kind:
                 return self.record("window_given_back", note=kind)
-            if ask:
-                start, wait = time.time(), min(1.0, left)
-                try:
-                    if self.sender.committed(wait=wait):
-                        return self.record("window_given_back", note="commit", seen_on="targets")
-                    ask = time.time() - start > wait / 2  # an answer without the wait: asking does not work
-                except Exception:  # pylint: disable=broad-except
-                    ask = False  # a target that cannot be asked: the controller's note here will come
-                continue
-            time.sleep(min(POLL, left))
+            if served.is_set():
+                return self.record("window_given_back", note="commit", seen_on="targets")
+            if time.time() >= deadline:
+                return self.record("window_given_back", note=None)
+            served.wait(POLL)
+
+    def _watch_targets(self, served, deadline):
+        """Set SERVED once every target has lifted its fence for the run (its committed record, looked
+        up over the connections that carried the archives); give up, unset, at DEADLINE or when the
+        targets cannot be asked (the controller's note here ends the wait then)."""
+        while time.time() < deadline:
+            start, wait = time.time(), min(1.0, max(0.0, deadline - time.time()))
+            try:
+                if self.sender.committed(wait=wait):
+                    served.set()
+                    return
+            except Exception:  # pylint: disable=broad-except
+                return
+            if time.time() - start < wait / 2:
+                return  # an answer without the wait: asking does not work here
 
     def _still(self, checked):
         """The containers checked, after a wait for a slot: each must still run the process it ran

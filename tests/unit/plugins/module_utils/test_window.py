@@ -149,11 +149,12 @@ class Sender:
         self.connected = True
 
     def committed(self, wait=1.0):
-        """No target lifted its fence yet (or, with ``on_targets`` set, once it is set)."""
-        if getattr(self, "on_targets", None) is not None and self.on_targets.is_set():
-            return True
-        time.sleep(wait)
-        return False
+        """Whether the targets serve within WAIT: once ``on_targets``, when given, is set."""
+        on_targets = getattr(self, "on_targets", None)
+        if on_targets is None:
+            time.sleep(wait)
+            return False
+        return on_targets.wait(wait)
 
 
 def test_source_fences_everything_first_then_checkpoints_and_sends_each_archive(tmp_path):
@@ -458,9 +459,27 @@ def test_a_source_gives_its_slot_back_the_moment_its_targets_serve_without_waiti
     threading.Timer(0.5, sender.on_targets.set).start()  # the target lifts its fence; no note here ever
     start = time.time()
     events = a.checkpointed()
-    assert 0.45 < time.time() - start < 3
+    assert 0.45 < time.time() - start < 1.5
     assert events[-1]["step"] == "window_given_back" and events[-1]["note"] == "commit"
     assert events[-1]["seen_on"] == "targets"
+
+
+def test_a_rollbacks_abort_note_ends_the_hold_at_once_while_the_targets_are_asked(tmp_path):
+    containers = Containers(**{"shop-db": "running", "shop-cache": "running", "shop-app": "running"})
+    sender = Sender()  # each look on the targets takes its full second: they never serve
+    a = agent(window_source.SourceAgent, tmp_path, engine_runner(tmp_path, containers), sender=sender,
+              windows=1, windows_timeout=5)
+    a.slot_dir = str(tmp_path / "windows")
+
+    def abort_when_sent():
+        while len(sender.sent) < 3:
+            time.sleep(0.02)
+        coordination.write_note(str(tmp_path / "ck"), "shop", "abort", "r1", "rolled back")
+        abort_when_sent.at = time.time()
+    threading.Thread(target=abort_when_sent).start()
+    events = a.checkpointed()
+    assert events[-1]["step"] == "window_given_back" and events[-1]["note"] == "abort"
+    assert events[-1]["t"] - abort_when_sent.at < 0.5
 
 
 def test_after_a_wait_for_a_slot_a_restarted_container_stops_the_window_before_any_fence(tmp_path):
