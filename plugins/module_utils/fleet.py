@@ -154,17 +154,20 @@ def summary(report):
         len(report["stacks"]), ", ".join("%d %s" % (n, o.replace("_", " ")) for o, n in report["counts"].items() if n),
         report["total_s"])]
     lines.append("")
-    lines.append("%-20s %-8s %-8s %-12s %10s  %s" % ("stack", "source", "target", "outcome", "downtime", "why"))
+    lines.append("%-20s %-8s %-8s %-12s %10s %13s  %s" % (
+        "stack", "source", "target", "outcome", "downtime", "window wait", "why"))
     for s in report["stacks"]:
         down = "%.3f s" % s["downtime_s"] if s.get("downtime_s") is not None else "-"
-        lines.append("%-20s %-8s %-8s %-12s %10s  %s" % (s["stack"], s.get("source") or "-", s.get("target") or "-",
-                                                         s["outcome"], down, (s.get("error") or "")[:200]))
+        waited = (s.get("window_slot") or {}).get("waited_s")
+        lines.append("%-20s %-8s %-8s %-12s %10s %13s  %s" % (
+            s["stack"], s.get("source") or "-", s.get("target") or "-", s["outcome"], down,
+            "%.1f s" % waited if waited is not None else "-", (s.get("error") or "")[:200]))
     return "\n".join(lines) + "\n"
 
 
 def timeline_svg(report, width=900, row=28):
     """Each stack a row: its window (first fence to commit, or rollback) on the fleet run's clock, and
-    under it the part that held a fleet's window slot (to the last archive sent)."""
+    under it the part it was frozen on its source (to the last archive sent)."""
     t0, t1 = report["started"], max(report["finished"], report["started"] + 0.001)
     left, right = 170, 20
     scale = (width - left - right) / (t1 - t0)

@@ -48,6 +48,8 @@ def test_the_fleet_report_reads_each_stacks_report(tmp_path):
     assert report["total_s"] == 20.0 and report["max_downtime_s"] == 3.2
     text = fleet.summary(report)
     assert "3 stacks, 1 migrated, 1 rolled back, 1 unplaced in 20.0 s" in text and "900 MB" in text
+    assert "window wait" in text.splitlines()[2]
+    assert [line.split()[4:] for line in text.splitlines() if line.startswith("shop ")] == [["3.200", "s", "2.5", "s"]]
     path = fleet.write(report, str(tmp_path / "reports"), stamp="x")
     assert path.endswith("fleet-x.json") and os.path.exists(path[:-5] + ".svg")
     svg = open(path[:-5] + ".svg").read()
