@@ -194,9 +194,9 @@ def discover(engine, stack, norm, host):
     """Fold compose depends_on labels into the description (compose service names -> stack names)."""
     stack = copy.deepcopy(stack)
     labels = {}
-    found = engine.containers_named(s["container"] for s in local_services(norm, host))
+    inspected = engine.containers_named(s["container"] for s in local_services(norm, host))
     for s in local_services(norm, host):
-        labels[s["name"]] = ((found[s["container"]] or {}).get("Config") or {}).get("Labels") or {}
+        labels[s["name"]] = ((inspected[s["container"]] or {}).get("Config") or {}).get("Labels") or {}
     by_compose = dict((compose_service(lab), name) for name, lab in labels.items() if compose_service(lab))
     found = {}
     for svc in stack["services"]:
@@ -211,10 +211,10 @@ def discover(engine, stack, norm, host):
 def container_problems(engine, norm, host):
     problems = []
     known = None
-    found = engine.containers_named(s["container"] for s in local_services(norm, host))
+    inspected = engine.containers_named(s["container"] for s in local_services(norm, host))
     for s in local_services(norm, host):
-        state = (found[s["container"]] or {}).get("State") or {}
-        if found[s["container"]] is None:
+        state = (inspected[s["container"]] or {}).get("State") or {}
+        if inspected[s["container"]] is None:
             if known is None:
                 known = sorted(c["name"] for c in engine.containers())
             problems.append("service %r: no container %r on %s (containers there: %s)"
