@@ -8,9 +8,10 @@ come, or that the stack is committed; the controller told that the copies are re
 window slots.
 
 A window slot says how many stacks may be in their window on a source host at once. Each slot is a
-file locked (flock) by the call that holds it, from before it quiesces until the stack's commit (or
-abort) note. The kernel gives a lock back when the call ends, however it ends, so a slot is never left held
-by a dead call, and no controller is asked.
+file locked (flock) by the call that holds it, from before it quiesces until the stack is committed
+(its targets serve: their committed records, committed_command) or aborted (the note). The kernel
+gives a lock back when the call ends, however it ends, so a slot is never left held by a dead call,
+and no controller is asked.
 """
 
 from __future__ import absolute_import, division, print_function
