@@ -86,17 +86,23 @@ def read_note(archive_dir, stack, kind, run_id):
     return (data.get("msg") or "") if isinstance(data, dict) and data.get("run") == run_id else None
 
 
+def first_note(archive_dir, stack, run_id, kinds):
+    """(kind, message) of the first of KINDS' notes of RUN_ID that is there, in KINDS' order; else (None, None)."""
+    for kind in kinds:
+        msg = read_note(archive_dir, stack, kind, run_id)
+        if msg is not None:
+            return kind, msg
+    return None, None
+
+
 def wait_for_note(archive_dir, stack, run_id, kinds, timeout, interval=0.05, clock=time.time, sleep=time.sleep):
     """(kind, message) of the first of KINDS' notes of RUN_ID to be there, in KINDS' order; (None, None)
     after TIMEOUT seconds."""
     deadline = clock() + timeout
     while True:
-        for kind in kinds:
-            msg = read_note(archive_dir, stack, kind, run_id)
-            if msg is not None:
-                return kind, msg
-        if clock() > deadline:
-            return None, None
+        found = first_note(archive_dir, stack, run_id, kinds)
+        if found[0] is not None or clock() > deadline:
+            return found
         sleep(interval)
 
 

@@ -22,7 +22,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base imp
 from ansible_collections.stacklift.migrate.plugins.module_utils.fences import host_fence_table
 from ansible_collections.stacklift.migrate.plugins.module_utils.quiesce import QuiesceError, quiesce_service
 from ansible_collections.stacklift.migrate.plugins.module_utils.coordination import (
-    SLOT_DIR, NoSlot, read_note, remove_notes, window_slot)
+    SLOT_DIR, NoSlot, first_note, remove_notes, window_slot)
 from ansible_collections.stacklift.migrate.plugins.module_utils.window import POLL, Agent, WindowError
 
 
@@ -116,8 +116,7 @@ class SourceAgent(Agent):
         watcher.daemon = True  # it ends with the sender's connections, when the call closes them
         watcher.start()
         while True:
-            kind = next((k for k in ("commit", "abort")
-                         if read_note(self.archive_dir, self.stack, k, self.run_id) is not None), None)
+            kind, _msg = first_note(self.archive_dir, self.stack, self.run_id, ("commit", "abort"))
             if kind:
                 return self.record("window_given_back", note=kind)
             if served.is_set():

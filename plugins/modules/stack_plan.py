@@ -190,11 +190,11 @@ def local_services(norm, host):
     return [s for s in norm["services"] if host is None or s["source"] == host]
 
 
-def discover(engine, stack, norm, host):
-    """Fold compose depends_on labels into the description (compose service names -> stack names)."""
+def discover(inspected, stack, norm, host):
+    """Fold compose depends_on labels into the description (compose service names -> stack names);
+    INSPECTED: the host's containers of the stack ({name: inspect data or None})."""
     stack = copy.deepcopy(stack)
     labels = {}
-    inspected = engine.containers_named(s["container"] for s in local_services(norm, host))
     for s in local_services(norm, host):
         labels[s["name"]] = ((inspected[s["container"]] or {}).get("Config") or {}).get("Labels") or {}
     by_compose = dict((compose_service(lab), name) for name, lab in labels.items() if compose_service(lab))
@@ -208,10 +208,9 @@ def discover(engine, stack, norm, host):
     return stack, found
 
 
-def container_problems(engine, norm, host):
+def container_problems(engine, inspected, norm, host):
     problems = []
     known = None
-    inspected = engine.containers_named(s["container"] for s in local_services(norm, host))
     for s in local_services(norm, host):
         state = (inspected[s["container"]] or {}).get("State") or {}
         if inspected[s["container"]] is None:
@@ -245,9 +244,10 @@ def main():
                              if c["name"] in names and c["state"] == "running")
         if p["check_containers"] or p["discover_depends_on"]:
             engine = engine_for_module(module)
+            inspected = engine.containers_named(s["container"] for s in local_services(norm, p["host"]))
             if p["discover_depends_on"]:
-                stack, discovered = discover(engine, stack, norm, p["host"])
-            problems = container_problems(engine, norm, p["host"]) if p["check_containers"] else []
+                stack, discovered = discover(inspected, stack, norm, p["host"])
+            problems = container_problems(engine, inspected, norm, p["host"]) if p["check_containers"] else []
             if problems:
                 raise StackError(problems)
         result = plan(stack)
