@@ -14,7 +14,7 @@ import time
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 from ansible_collections.stacklift.migrate.plugins.module_utils.coordination import (
-    marker_path, note_body, note_command, note_path)
+    marker_path, note_body, note_command, note_path, run_archive_dir)
 from ansible_collections.stacklift.migrate.plugins.module_utils.progress import (
     WAIT_ARGUMENT_SPEC, parse_poll, poll_command, progress_line, ready_events, service_states)
 
@@ -60,7 +60,8 @@ class ActionModule(ActionBase):
         while True:
             # Each question waits on the host at most until the next line of progress is due.
             wait = min(max(shown - time.time(), 0.05), p["progress_every"], 2.0)
-            cmd = poll_command(results_file, marker, p["archive_dir"], wait=wait, until_note=until)
+            cmd = poll_command(results_file, marker, run_archive_dir(p["archive_dir"], run_id) if run_id
+                               else p["archive_dir"], wait=wait, until_note=until)
             # A host that stops answering raises AnsibleConnectionFailure here: the item is unreachable.
             res = self._low_level_execute_command(cmd, sudoable=True)
             if res["rc"] != 0:

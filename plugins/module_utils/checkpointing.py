@@ -47,9 +47,19 @@ def archive_name(archive_dir, container, compression="zstd"):
 
 
 def ensure_private_dir(directory):
-    """Create DIRECTORY mode 0700; an existing one is left as it is (it may be /tmp)."""
-    if not os.path.isdir(directory):
-        os.makedirs(directory, 0o700)
+    """Create DIRECTORY and its missing parents mode 0700, whatever the umask; existing ones are left as
+    they are (one may be /tmp). Parallel calls may make the same directory."""
+    if os.path.isdir(directory):
+        return
+    parent = os.path.dirname(directory.rstrip(os.sep))
+    if parent and parent != directory:
+        ensure_private_dir(parent)
+    try:
+        os.mkdir(directory, 0o700)
+        os.chmod(directory, 0o700)
+    except OSError:
+        if not os.path.isdir(directory):
+            raise
 
 
 def checkpoint_problems(engine, names, info=None, capbnd=None, tcp_established=(), file_locks=(), tcp_close=()):
@@ -78,8 +88,11 @@ def checkpoint_problems(engine, names, info=None, capbnd=None, tcp_established=(
 
 def checkpoint_container(engine, name, container, archive, host_info, compression="zstd",
                          tcp_established=False, file_locks=False, keep=True, leave_running=False,
-                         ignore_volumes=False, ignore_rootfs=False, encryption_key=None):
+                         ignore_volumes=False, ignore_rootfs=False, encryption_key=None, origin=None):
     """Checkpoint NAME to ARCHIVE durably; returns the entry container_checkpoint reports.
+
+    ORIGIN ({stack, run_id}) goes into the manifest: a window's target restores only an archive of its
+    own run, with the digest its source recorded for that run.
 
     With ENCRYPTION_KEY the archive is encrypted (encryption.py) as soon as it is complete, and its
     plaintext removed: what is kept and sent is only ever the encrypted file.
@@ -138,6 +151,7 @@ def checkpoint_container(engine, name, container, archive, host_info, compressio
         "addresses": container_ips(container),
         # The named volumes the restore makes on the target (a rollback removes them there).
         "volumes": sorted(container_volumes(container)) if not ignore_volumes else [],
+        "stack": (origin or {}).get("stack"), "run_id": (origin or {}).get("run_id"),
     }
     mpath = write_manifest(archive, manifest)
     fsync_file(mpath)

@@ -34,6 +34,12 @@ def marker_path(archive_dir, stack):
     return os.path.join(archive_dir, "%s.journal" % stack)
 
 
+def run_archive_dir(archive_dir, run_id):
+    """Where run RUN_ID's archives lie, on its sources and its targets: a directory of the run's own, so
+    an archive kept from another run under the same container name is never taken for this run's."""
+    return os.path.join(archive_dir, "runs", run_id)
+
+
 # Notes: one file each, STACK.KIND, holding {"run": RUN_ID, "msg": ...}. "abort": the source gave up
 # (or a rollback came), no archive will come; "ready": the target's copies are ready and wait for the
 # commit; "commit": the controller recorded the commit, the target's copies may serve.

@@ -18,8 +18,31 @@ from ansible_collections.stacklift.migrate.plugins.module_utils.hostchecks impor
 from ansible_collections.stacklift.migrate.plugins.module_utils.quiesce import FENCE_RULES, FENCE_TABLE
 
 
+# How each character outside [A-Za-z0-9] is written in a table's name: a prefix-free code, so that two
+# stack names never share a table (shop-a, shop_a and shop.a once all became stacklift_shop_a).
+_ESCAPES = {"_": "__", "-": "_h", ".": "_d"}
+
+
 def host_fence_table(stack):
-    return "stacklift_" + re.sub(r"[^A-Za-z0-9_]", "_", stack)[:40]
+    """The name of STACK's host fence table: one stack's, never another's (nft allows 255 characters)."""
+    return "stacklift_" + re.sub(r"[^A-Za-z0-9]", lambda m: _ESCAPES.get(m.group(0), "_u%06x" % ord(m.group(0))),
+                                 stack)
+
+
+# Idempotent: raised again (a rerun, a rollback), the chain is flushed and its rules written once; the sets
+# keep the addresses already fenced.
+HOST_FENCE_RULES = (
+    "table inet {t} {{\n"
+    "  set v4 {{ type ipv4_addr; }}\n  set v6 {{ type ipv6_addr; }}\n"
+    "  chain forward {{ type filter hook forward priority -300; policy accept; }}\n"
+    "}}\n"
+    "flush chain inet {t} forward\n"
+    "add rule inet {t} forward ip saddr @v4 ip daddr @v4 accept\n"
+    "add rule inet {t} forward ip6 saddr @v6 ip6 daddr @v6 accept\n"
+    "add rule inet {t} forward ip saddr @v4 drop\n"
+    "add rule inet {t} forward ip daddr @v4 drop\n"
+    "add rule inet {t} forward ip6 saddr @v6 drop\n"
+    "add rule inet {t} forward ip6 daddr @v6 drop\n")
 
 
 class Host(object):
@@ -56,14 +79,11 @@ class Host(object):
         if self.container_fenced(pid):
             self._nft(["delete", "table", "inet", FENCE_TABLE], netns_pid=pid, what="lifting the fence of %s" % name)
 
-    # The target host's fence: its restored copies' addresses cut off from everything routed.
+    # The target host's fence: its restored copies' addresses cut off from everything routed but each
+    # other (an app's restored connection to its database must work while its readiness is probed; with
+    # br_netfilter, even traffic between two containers on one bridge passes this hook).
     def raise_host_fence(self, table):
-        self._nft(["-f", "-"], data=(
-            "table inet %s {\n"
-            "  set v4 { type ipv4_addr; }\n  set v6 { type ipv6_addr; }\n"
-            "  chain forward { type filter hook forward priority -300; policy accept;\n"
-            "    ip saddr @v4 drop; ip daddr @v4 drop; ip6 saddr @v6 drop; ip6 daddr @v6 drop; }\n"
-            "}\n" % table), what="raising the target's fence")
+        self._nft(["-f", "-"], data=HOST_FENCE_RULES.format(t=table), what="raising the target's fence")
 
     def fence_addresses(self, table, addresses):
         """Fence ADDRESSES before a restore here, and forget this host's connection tracking of them: an

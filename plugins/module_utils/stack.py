@@ -175,12 +175,13 @@ def normalize(stack):
             if str(d) not in seen:
                 problems.append("service %r depends on %r, which is not a service of the stack" % (svc["name"], d))
     containers = {}
-    for s in out:
-        key = (s["source"], s["container"])
-        if key in containers:
-            problems.append("services %r and %r both name container %r on %s"
-                            % (containers[key], s["name"], s["container"], s["source"]))
-        containers[key] = s["name"]
+    for s in out:  # one container name per host, on the sources as on the targets
+        for side in ("source", "target"):
+            key = (side, s[side], s["container"])
+            if key in containers:
+                problems.append("services %r and %r both name container %r on %s %s"
+                                % (containers[key], s["name"], s["container"], side, s[side]))
+            containers[key] = s["name"]
     if not problems:
         cycle = find_cycle(out)
         if cycle:

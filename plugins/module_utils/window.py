@@ -31,10 +31,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.stacklift.migrate.plugins.module_utils.archive import MANIFEST_SUFFIX
-from ansible_collections.stacklift.migrate.plugins.module_utils.checkpointing import archive_name
+from ansible_collections.stacklift.migrate.plugins.module_utils.checkpointing import archive_name, ensure_private_dir
 from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import NotFound
 from ansible_collections.stacklift.migrate.plugins.module_utils.journal import Journal, fold
-from ansible_collections.stacklift.migrate.plugins.module_utils.coordination import marker_path
+from ansible_collections.stacklift.migrate.plugins.module_utils.coordination import marker_path, run_archive_dir
 
 POLL = 0.05
 
@@ -74,8 +74,7 @@ class Agent(object):
     def exclusive(self, timeout=600.0):
         """One agent at a time per stack on this host: a call of a run whose controller died may
         still be working here, and a rollback must wait for it rather than race it."""
-        if not os.path.isdir(self.archive_dir):
-            os.makedirs(self.archive_dir, 0o700)
+        ensure_private_dir(self.archive_dir)
         fd = os.open(marker_path(self.archive_dir, self.stack) + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         deadline = time.time() + timeout
         try:
@@ -111,15 +110,22 @@ class Agent(object):
         return step in self.state["services"].get(service, {})
 
     def archive(self, name):
-        return archive_name(self.archive_dir, self.services[name]["container"])
+        """NAME's archive of this run, in the run's own directory (coordination.run_archive_dir)."""
+        return archive_name(run_archive_dir(self.archive_dir, self.run_id), self.services[name]["container"])
 
     def remove_archive(self, name, parts=False):
-        """NAME's archive and manifest here (and, with PARTS, any transfer's part files)."""
+        """NAME's archive and manifest here (and, with PARTS, any transfer's part files); the run's
+        directory too once nothing is left in it."""
         archive = self.archive(name)
-        extra = glob.glob(os.path.join(self.archive_dir, ".%s*.part-*" % os.path.basename(archive))) if parts else []
+        extra = glob.glob(os.path.join(glob.escape(os.path.dirname(archive)), ".%s*.part-*"
+                                       % glob.escape(os.path.basename(archive)))) if parts else []
         for path in [archive, archive + MANIFEST_SUFFIX] + extra:
             if os.path.exists(path):
                 os.unlink(path)
+        try:
+            os.rmdir(os.path.dirname(archive))
+        except OSError:
+            pass  # still holds another service's archive, or was never made here
 
     def container(self, name):
         try:

@@ -209,7 +209,8 @@ class SourceAgent(Agent):
         try:
             entry = checkpoint_container(self.engine, svc["container"], container, archive, info,
                                          compression=self.compression, tcp_established=svc["tcp"] == "established",
-                                         file_locks=True, keep=True, encryption_key=self.encryption_key)
+                                         file_locks=True, keep=True, encryption_key=self.encryption_key,
+                                         origin={"stack": self.stack, "run_id": self.run_id})
         except CheckpointError as e:
             if e.details.get("partial"):
                 self.record("checkpoint_incomplete", name, partial=e.details["partial"])

@@ -17,6 +17,7 @@ import time
 from ansible_collections.stacklift.migrate.plugins.module_utils import probes
 from ansible_collections.stacklift.migrate.plugins.module_utils.archive import (
     ArchiveError, MANIFEST_SUFFIX, read_archive, read_manifest, sha256_file)
+from ansible_collections.stacklift.migrate.plugins.module_utils.checkpointing import SUFFIXES, archive_name
 from ansible_collections.stacklift.migrate.plugins.module_utils.encryption import CryptError, plaintext
 from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import (
     EngineError, NotFound, container_address)
@@ -66,6 +67,7 @@ class TargetAgent(Agent):
         if self.committed():
             return self.events  # nothing left to do: the copies here serve
         self.host.raise_host_fence(self.table)
+        self._note_other_archives()
         deadline = time.time() + self.wait_timeout
         for tier in self.tiers:
             errors = self.parallel(lambda n: self._restore(n, deadline), tier)
@@ -89,10 +91,24 @@ class TargetAgent(Agent):
                               % self.wait_timeout, self.events)
         self.serving(keep_archives=keep_archives)
 
+    def other_archives(self, name):
+        """Archives here under NAME's container name that are not this run's: kept from an earlier run,
+        left by a rollback, or made by container_checkpoint. Never restored by this run."""
+        mine = os.path.dirname(self.archive(name))
+        dirs = [self.archive_dir] + sorted(glob.glob(os.path.join(glob.escape(self.archive_dir), "runs", "*")))
+        found = [archive_name(d, self.services[name]["container"], c) for d in dirs if d != mine for c in SUFFIXES]
+        return [path for path in found if os.path.exists(path)]
+
+    def _note_other_archives(self):
+        for name in self.services:
+            others = self.other_archives(name) if not self.done(name, "other_archives") else []
+            if others:
+                self.record("other_archives", name, paths=others)
+
     def _wait_for(self, name, deadline):
         archive = self.archive(name)
         manifest = archive + MANIFEST_SUFFIX
-        parts = os.path.join(self.archive_dir, ".%s.part-*" % os.path.basename(archive))
+        parts = os.path.join(glob.escape(os.path.dirname(archive)), ".%s.part-*" % glob.escape(os.path.basename(archive)))
         last_size, last_change = None, time.time()
         while not os.path.exists(manifest):
             reason = read_note(self.archive_dir, self.stack, "abort", self.run_id)
@@ -107,7 +123,12 @@ class TargetAgent(Agent):
             elif size and time.time() - last_change > STALL_TIMEOUT:
                 raise WindowError("the transfer of %s stalled at %d bytes for %d s" % (archive, size, STALL_TIMEOUT))
             time.sleep(POLL)
-        return archive, read_manifest(archive)
+        manifest = read_manifest(archive)
+        origin = (manifest.get("stack"), manifest.get("run_id"))
+        if origin != (self.stack, self.run_id):
+            raise WindowError("%s is not this run's archive (its manifest names stack %r, run %r; this is stack %r, "
+                              "run %r): not restoring" % (archive, origin[0], origin[1], self.stack, self.run_id))
+        return archive, manifest
 
     def _restore(self, name, deadline):
         svc = self.services[name]

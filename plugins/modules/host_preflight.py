@@ -252,8 +252,9 @@ def reach_problems(module):
             problems.append(e.msg)
             continue
         try:
-            rc, _out, err = _ssh.remote_run(client, "test -w %s || mkdir -p %s" % (
-                _ssh.quote(p["archive_dir"]), _ssh.quote(p["archive_dir"])), timeout=30)
+            # Made private (0700): archives hold the services' memory, secrets included.
+            rc, _out, err = _ssh.remote_run(client, "test -w {d} || (umask 077 && mkdir -p {d})".format(
+                d=_ssh.quote(p["archive_dir"])), timeout=30)
             if rc != 0:
                 how = " (as root through sudo -n: the user needs passwordless sudo there)" if client.sudo else ""
                 problems.append("%s: cannot write %s there%s: %s" % (address, p["archive_dir"], how, err.strip()))

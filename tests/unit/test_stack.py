@@ -130,8 +130,19 @@ def test_a_service_may_have_its_own_target():
 def test_two_services_on_one_container():
     stack = shop()
     stack["services"][1]["container"] = "shop-db"
-    with pytest.raises(st.StackError, match="services 'db' and 'cache' both name container 'shop-db' on node1"):
+    with pytest.raises(st.StackError, match="services 'db' and 'cache' both name container 'shop-db' on source node1"):
         st.plan(stack)
+
+
+def test_two_services_landing_on_one_target_under_one_container_name():
+    """From two sources to one target, under one name: the second restore would meet the first's copy."""
+    stack = shop()
+    stack["services"][1].update(container="shop-db", source="node3")
+    with pytest.raises(st.StackError) as e:
+        st.plan(stack)
+    assert e.value.problems == ["services 'db' and 'cache' both name container 'shop-db' on target node2"]
+    stack["services"][1]["target"] = "node4"
+    assert st.plan(stack)["target_hosts"] == ["node2", "node4"]
 
 
 def test_empty_or_nameless_stacks():

@@ -189,7 +189,7 @@ def test_one_checkpoint_failing_records_the_others_and_tells_the_target(tmp_path
     assert sender.aborted and "shop-cache" in sender.aborted[0]
     state = fold(Journal(str(tmp_path / "ck" / "shop.journal")).records("r1"))
     assert "checkpointed" in state["services"]["db"] and "checkpointed" not in state["services"]["cache"]
-    assert not os.path.exists(tmp_path / "ck" / "shop-cache.tar.zst")
+    assert not os.path.exists(run_dir(tmp_path) / "shop-cache.tar.zst")
 
 
 def test_source_rollback_restores_in_place_lists_every_problem_and_lifts_every_fence(tmp_path):
@@ -200,7 +200,7 @@ def test_source_rollback_restores_in_place_lists_every_problem_and_lifts_every_f
         agent(window_source.SourceAgent, tmp_path, runner).running()
     assert e.value.problems == ["cache: restoring it in place failed: podman container restore shop-cache failed: "
                                 "['Error: restore of shop-cache failed'] (its archive stays at %s)"
-                                % (tmp_path / "ck" / "shop-cache.tar.zst")]
+                                % (run_dir(tmp_path) / "shop-cache.tar.zst")]
     restores = [c for c in runner.calls if c[1:3] == ["container", "restore"]]
     assert [c[-1] for c in restores] == ["shop-db", "shop-cache"] and all("--import" not in c for c in restores)
     assert containers.state == {"shop-db": "running", "shop-cache": "exited", "shop-app": "running"}
@@ -217,16 +217,23 @@ def test_source_rollback_restores_in_place_lists_every_problem_and_lifts_every_f
     assert not [c for c in runner.calls if c[:2] == ["podman", "rm"]]
 
 
-def write_arrival(tmp_path, name, corrupt=False):
-    d = tmp_path / "ck"
-    d.mkdir(exist_ok=True)
+def run_dir(tmp_path, run="r1"):
+    """Where run RUN's archives lie on a host (coordination.run_archive_dir)."""
+    return tmp_path / "ck" / "runs" / run
+
+
+def write_arrival(tmp_path, name, corrupt=False, run="r1", directory=None, stack="shop"):
+    """NAME's archive of RUN as its source sends it (into the run's directory, unless DIRECTORY)."""
+    d = directory or run_dir(tmp_path, run)
+    d.mkdir(parents=True, exist_ok=True)
     archive = make_archive(d / ("%s.tar.zst" % name), "zstd")
     digest = sha256_file(archive)
     if corrupt:
         with open(archive, "r+b") as f:
             f.seek(10)
             f.write(b"XX")
-    write_manifest(archive, {"sha256": digest})
+    write_manifest(archive, {"sha256": digest, "stack": stack, "run_id": run})
+    return archive
 
 
 def test_target_refuses_an_archive_damaged_in_transit_and_restores_nothing(tmp_path):
@@ -239,6 +246,64 @@ def test_target_refuses_an_archive_damaged_in_transit_and_restores_nothing(tmp_p
         a.restored()
     assert "damaged in transit; not restoring" in e.value.msg
     assert not [c for c in runner.calls if c[1:3] == ["container", "restore"]]
+
+
+def test_a_target_never_restores_an_archive_of_another_run_under_the_same_name(tmp_path):
+    """Issue 20: an archive kept from the move here (run r0), and one container_checkpoint left in the
+    archive directory, lie under the container's name. Run r1's target waits for r1's own and reports them."""
+    runner = engine_runner(tmp_path, Containers())
+    kept = write_arrival(tmp_path, "shop-db", run="r0")
+    loose = write_arrival(tmp_path, "shop-db", run=None, directory=tmp_path / "ck")
+    a = agent(window_target.TargetAgent, tmp_path, runner, services={"db": SERVICES["db"]}, wait_timeout=0.5)
+    with pytest.raises(window.WindowError, match="did not arrive within"):
+        a.restored()
+    assert not [c for c in runner.calls if c[1:3] == ["container", "restore"]]
+    reported = [e for e in a.events if e["step"] == "other_archives"]
+    assert [(e["service"], sorted(e["paths"])) for e in reported] == [("db", sorted([kept, loose]))]
+    assert os.path.exists(kept) and os.path.exists(loose)  # set aside, never removed: they may be someone's backup
+
+
+def test_a_target_refuses_a_manifest_that_names_another_run_or_stack(tmp_path):
+    runner = engine_runner(tmp_path, Containers())
+    for run, stack in (("r0", "shop"), ("r1", "shop2")):
+        archive = write_arrival(tmp_path, "shop-db", stack=stack)
+        write_manifest(archive, {"sha256": sha256_file(archive), "stack": stack, "run_id": run})
+        a = agent(window_target.TargetAgent, tmp_path, runner, services={"db": SERVICES["db"]}, wait_timeout=1)
+        with pytest.raises(window.WindowError, match="is not this run's archive .*names stack %r, run %r" % (stack, run)):
+            a.restored()
+    assert not [c for c in runner.calls if c[1:3] == ["container", "restore"]]
+
+
+def test_the_source_writes_its_stack_and_run_into_each_manifest_in_the_runs_own_directory(tmp_path):
+    containers = Containers(**{"shop-db": "running"})
+    a = agent(window_source.SourceAgent, tmp_path, engine_runner(tmp_path, containers), sender=Sender(),
+              services={"db": SERVICES["db"]})
+    a.checkpointed()
+    manifest = json.loads((run_dir(tmp_path) / "shop-db.tar.zst.stacklift.json").read_text())
+    assert (manifest["stack"], manifest["run_id"]) == ("shop", "r1")
+    assert manifest["sha256"] == sha256_file(str(run_dir(tmp_path) / "shop-db.tar.zst"))
+    assert [oct(os.stat(d).st_mode & 0o777) for d in (tmp_path / "ck", run_dir(tmp_path).parent, run_dir(tmp_path))] \
+        == ["0o700"] * 3
+
+
+def test_no_two_stack_names_share_a_host_fence_table():
+    names = ["shop", "shop-a", "shop_a", "shop.a", "shop__a", "shop_ha", "shop-h", "a" * 40 + "x", "a" * 40 + "y",
+             "shop_-a", "shop-_a", "shop\u00e9"]
+    tables = [fences.host_fence_table(n) for n in names]
+    assert len(set(tables)) == len(names), tables
+    assert tables[0] == "stacklift_shop" and tables[1] == "stacklift_shop_ha"
+    assert all(len(t) < 256 for t in tables) and fences.host_fence_table("x" * 63).endswith("x" * 63)
+
+
+def test_the_host_fence_lets_the_stacks_own_addresses_reach_each_other_and_is_written_once():
+    """Issue 20: an app's restored connection to its database must work while its probe runs (with
+    br_netfilter, traffic on one bridge passes the forward hook). Raised again, the chain is rewritten."""
+    script = fences.HOST_FENCE_RULES.format(t="stacklift_shop").splitlines()
+    flush = script.index("flush chain inet stacklift_shop forward")
+    accepts = [i for i, line in enumerate(script) if line.endswith("accept")]
+    drops = [i for i, line in enumerate(script) if line.endswith("drop")]
+    assert flush < min(accepts) and max(accepts) < min(drops) and len(accepts) == 2 and len(drops) == 4
+    assert "ip saddr @v4 ip daddr @v4 accept" in script[accepts[0]]
 
 
 def test_target_stops_waiting_when_the_source_gives_up(tmp_path):
@@ -304,7 +369,7 @@ def test_a_target_rollback_removes_the_volumes_its_restore_made(tmp_path):
     runner = engine_runner(tmp_path, containers)
     runner.answers["podman volume rm"] = (0, "", "")
     write_arrival(tmp_path, "shop-cache")
-    manifest = tmp_path / "ck" / "shop-cache.tar.zst.stacklift.json"
+    manifest = run_dir(tmp_path) / "shop-cache.tar.zst.stacklift.json"
     manifest.write_text(json.dumps(dict(json.loads(manifest.read_text()), volumes=["shopcache"])))
     Journal(str(tmp_path / "ck" / "shop.journal")).append("restored", run="r1", service="cache",
                                                           container_id="id-shop-cache")
@@ -513,8 +578,8 @@ def test_the_commit_lifts_the_fence_then_the_archives_received_go_unless_kept(tm
     events = agent(window_target.TargetAgent, tmp_path, runner, services={"db": SERVICES["db"]}).serving(keep_archives=keep)
     assert [e["step"] for e in events] == ["committed"]
     assert [c for c in runner.calls if c[0] == "nft" or "nft" in c]  # the host fence went
-    left = sorted(p.name for p in (tmp_path / "ck").iterdir() if ".tar" in p.name)
-    assert left == (["shop-db.tar.zst", "shop-db.tar.zst.stacklift.json"] if keep else [])
+    left = sorted(p.name for p in run_dir(tmp_path).iterdir()) if keep else run_dir(tmp_path).exists()
+    assert left == (["shop-db.tar.zst", "shop-db.tar.zst.stacklift.json"] if keep else False)
 
 
 def test_a_ready_target_waits_fenced_for_the_commit_note_of_its_run_and_commits_itself(tmp_path):
