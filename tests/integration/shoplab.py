@@ -131,6 +131,13 @@ class LiveClient:
         return soak
 
 
+def archive_files(host):
+    """Every file under HOST's archive directory but the stack's journal, lock and notes (the archives
+    of each run lie in runs/RUN_ID/), as paths relative to it."""
+    out = host.run("cd %s 2>/dev/null && find runs -type f 2>/dev/null" % ARCHIVE_DIR, check=False).stdout
+    return sorted(out.split())
+
+
 def marker_steps(host):
     out = host.run("cat %s/shop.journal 2>/dev/null" % ARCHIVE_DIR, check=False).stdout
     return [json.loads(line)["step"] for line in out.splitlines() if line.strip()]

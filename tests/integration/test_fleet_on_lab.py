@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from labhosts import BIN, INVENTORY, REPO, ansible_env
-from shoplab import CLIENT_NETNS, SHOPPER, block_shop_port
+from shoplab import ARCHIVE_DIR, CLIENT_NETNS, SHOPPER, block_shop_port
 
 FLEET = REPO / "examples" / "fleet" / "fleet.stacks.yml"
 SECRETS = REPO / "examples" / "shop" / "group_vars" / "all" / "secrets.yml"
@@ -129,7 +129,9 @@ def test_check_mode_prints_the_plan_and_changes_nothing(fleet):
 
 def test_drain_moves_every_stack_at_once_placed_by_capacity_and_spread_one_window_at_a_time(fleet, record_timing):
     t0 = time.time()
-    res = fleet_play(REPO / "playbooks" / "drain_host.yml", "-e", "stacklift_drain_host=node1", tmp=fleet["tmp"])
+    # Archives kept (issue 20): the move back below finds this run's archives on node1 under the same names.
+    res = fleet_play(REPO / "playbooks" / "drain_host.yml", "-e", "stacklift_drain_host=node1",
+                     "-e", "stacklift_keep_archives=true", tmp=fleet["tmp"])
     total = time.time() - t0
     seen = clients_saw(fleet)
     assert res.returncode == 0, res.stdout[-6000:]
@@ -160,15 +162,30 @@ def test_drain_moves_every_stack_at_once_placed_by_capacity_and_spread_one_windo
         (n, by_stack[n]["downtime_s"]) for n in STACKS), "slowest_requests_s": dict(
         (n, round(seen[n]["max_latency_s"], 3)) for n in STACKS)})
 
+    # Writes made between the moves: new shoppers, a key in the sessions' Redis.
+    kept = fleet["hosts"][0].out("ls %s/runs/*/shop-db.tar.zst %s/runs/*/sessions-cache.tar.zst" % ((ARCHIVE_DIR,) * 2))
+    assert len(kept.split()) == 2, kept  # node1 holds the drain's archives under the stacks' container names
+    res = in_client([sys.executable, str(SHOPPER), "drive", str(fleet["tmp"] / "between.json")],
+                    env={"SHOP_ADDRESS": SHOPS["shop"]})
+    assert res.returncode == 0, res.stdout + res.stderr
+    sessions_host = next(h for h in fleet["hosts"] if h.name == now["sessions"][0])
+    sessions_cli = "podman exec sessions-cache redis-cli --no-auth-warning --user shop --pass %s " % cache_password()
+    assert sessions_host.out(sessions_cli + "SET fleet:between after-the-drain") == "OK"
+
     # After the maintenance: the same inventory moves stacks back, each from where it runs now (one
     # shop only: the spread group keeps the two shops apart).
     res = fleet_play(REPO / "playbooks" / "migrate_stacks.yml", "--limit", "stack_shop,stack_sessions",
                      "-e", '{"stacklift_fleet_targets": ["node1"]}', tmp=fleet["tmp"])
     assert res.returncode == 0, res.stdout[-6000:]
     assert where(fleet["hosts"]) == {"shop": ["node1"], "shop2": now["shop2"], "sessions": ["node1"]}
-    res = in_client([sys.executable, str(SHOPPER), "verify", str(fleet["tmp"] / "shop.json")],
-                    env={"SHOP_ADDRESS": SHOPS["shop"]})
-    assert res.returncode == 0, res.stdout + res.stderr
+    for state in ("shop.json", "between.json"):  # every write made between the moves is there
+        res = in_client([sys.executable, str(SHOPPER), "verify", str(fleet["tmp"] / state)],
+                        env={"SHOP_ADDRESS": SHOPS["shop"]})
+        assert res.returncode == 0, (state, res.stdout + res.stderr)
+    assert fleet["hosts"][0].out(sessions_cli + "GET fleet:between") == "after-the-drain"
+    # The kept archives were set aside and named in the journal, never restored.
+    steps = [json.loads(line) for line in fleet["hosts"][0].out("cat %s/sessions.journal" % ARCHIVE_DIR).splitlines()]
+    assert any(r["step"] == "other_archives" for r in steps), steps[-10:]
 
 
 def test_one_stack_that_never_gets_ready_rolls_back_and_the_others_move(fleet):

@@ -9,7 +9,7 @@ import pytest
 
 from labhosts import REPO, run_module
 from shoplab import (
-    ARCHIVE_DIR, CONTAINERS, LiveClient, all_containers, block_shop_port, demo_passwords, demo_secrets, demo_stack,
+    ARCHIVE_DIR, CONTAINERS, LiveClient, all_containers, archive_files, block_shop_port, demo_passwords, demo_secrets, demo_stack,
     marker_steps, playbook, report_of, running, shopper, verify, volumes)
 
 ENGINES = ["podman", "docker"]
@@ -36,7 +36,7 @@ def test_demo_stack_migrates_with_its_state_and_serves_every_request(
     assert running(node2, engine) == set(CONTAINERS) and running(node1, engine) == set()
     assert volumes(node2, engine) == "shopcache"  # the cache's named volume moved with it
     assert all_containers(node1, engine) == []
-    assert node1.out("ls %s 2>/dev/null | grep -c tar || true" % ARCHIVE_DIR) == "0"
+    assert archive_files(node1) == []
     # The hosts' markers record every step, the source's up to its clean-up, the target's to the commit.
     assert marker_steps(node1)[-1] == "removed" and "committed" in marker_steps(node2)
 
@@ -158,7 +158,7 @@ def test_rollback_under_a_live_client_when_a_target_tier_never_gets_ready(node1,
     # The target's fence, archives and the cache's named volume are gone with its copies (a retry
     # would otherwise fail on "volume already exists"); the source's volume is still in use.
     assert node2.run("nft list table inet stacklift_shop", check=False).returncode != 0
-    assert node2.out("ls %s | grep -c tar.zst || true" % ARCHIVE_DIR) == "0"
+    assert archive_files(node2) == []
     assert volumes(node2, engine) == "" and volumes(node1, engine) == "shopcache"
     ok, detail = verify(shop["state"])
     assert ok, detail
@@ -172,6 +172,30 @@ def test_rollback_under_a_live_client_when_a_target_tier_never_gets_ready(node1,
     assert res.returncode == 0, res.stdout[-4000:]
     assert running(node2, engine) == set(CONTAINERS) and running(node1, engine) == set()
     ok, detail = verify(shop["state"])
+    assert ok, detail
+
+
+@pytest.mark.parametrize("bridge_nf_call", [1, 0])
+def test_an_app_whose_health_queries_its_database_gets_ready_behind_the_targets_fence(
+        node1, node2, shop, background, bridge_nf_call):
+    """Issue 20: the app's /health/deep runs SELECT 1 and a Redis PING over its restored connections, so
+    it is ready only if the stack's containers reach each other on the target while it is fenced; with
+    br_netfilter (bridge-nf-call-iptables=1) traffic between two containers on one bridge passes the fence's
+    forward hook, without it it does not."""
+    sysctl = "sysctl -qw net.bridge.bridge-nf-call-iptables=%d net.bridge.bridge-nf-call-ip6tables=%d"
+    node2.run(sysctl % (bridge_nf_call, bridge_nf_call))
+    try:
+        client = LiveClient(shop["tmp"], background)
+        deep = shop["tmp"] / "deep-health.json"
+        deep.write_text(json.dumps(changed("app", probe={"type": "http", "port": 8080, "path": "/health/deep",
+                                                         "body_regex": '"db": 1', "timeout": 20})))
+        res = playbook(REPO / "migrate_stack.yml", "-e", "@%s" % deep, report_dir=shop["reports"])
+        client.result(res.stdout)
+    finally:
+        node2.run(sysctl % (1, 1))
+    assert res.returncode == 0, res.stdout[-4000:]
+    assert running(node2) == set(CONTAINERS) and running(node1) == set()
+    ok, detail = verify(shop["state"])  # sessions, carts, orders, the same process and pooled connections
     assert ok, detail
 
 
@@ -234,15 +258,16 @@ def test_encrypted_archives_then_the_rollback_playbook_after_a_finished_migratio
     ok, detail = verify(shop["state"])
     assert ok, detail
     for host in (node1, node2):
-        names = host.out("ls -A %s" % ARCHIVE_DIR).split()
+        names = archive_files(host)  # one run's: runs/RUN_ID/NAME
         archives = [n for n in names if n.endswith(".tar.zst")]
-        assert len(archives) == 3 and not [n for n in names if n.startswith(".")], (host, names)  # no plaintext
+        assert len(archives) == 3 and len(set(n.rsplit("/", 1)[0] for n in names)) == 1, (host, names)
+        assert not [n for n in names if n.rsplit("/", 1)[1].startswith(".")], (host, names)  # no plaintext
         for name in archives:
             head = host.out("head -c 21 %s/%s" % (ARCHIVE_DIR, name))
             assert head == "STACKLIFT-AES256GCM-1", (host, name, head)
             assert "aes-256-gcm" in host.out("cat %s/%s.stacklift.json" % (ARCHIVE_DIR, name))
     # Without the key an archive cannot even be read; with it, it reads; altered, it is refused.
-    archive = "%s/shop-cache.tar.zst" % ARCHIVE_DIR
+    archive = "%s/%s" % (ARCHIVE_DIR, next(n for n in archive_files(node2) if n.endswith("/shop-cache.tar.zst")))
     result, failed = run_module("node2", "checkpoint_info", {"path": archive})
     assert failed and "is encrypted; give the key" in result["msg"] and result["encrypted"], result
     key = demo_secrets("shop_archive_key")[0]

@@ -8,6 +8,9 @@ State it keeps, so a migration can show what survived:
   (``/stats`` reports their backend PIDs),
 - in-memory counters: requests served and a timer that ticks every second.
 
+Health: ``/health`` answers from memory; ``/health/deep`` as many frameworks' health endpoints do, with
+``SELECT 1`` on a pooled PostgreSQL connection and a Redis ``PING`` (503 when either fails).
+
 Quiesce hook: ``POST /admin/drain`` makes new requests wait (they stall, they do
 not fail) until ``POST /admin/resume``; ``/stats`` reports the requests in flight.
 """
@@ -129,7 +132,7 @@ class Handler(BaseHTTPRequestHandler):
         if int(self.headers.get("Content-Length") or 0):
             self.rfile.read(int(self.headers["Content-Length"]))
         shop = self.shop
-        if url.path.startswith("/admin/") or url.path in ("/health", "/stats"):
+        if url.path.startswith("/admin/") or url.path in ("/health", "/health/deep", "/stats"):
             return self._admin(method, url.path)
         shop.open_gate.wait()  # while drained, requests stall here instead of failing
         with shop.lock:
@@ -145,6 +148,13 @@ class Handler(BaseHTTPRequestHandler):
         shop = self.shop
         if path == "/health":
             return self._send(200, {"ok": True})
+        if path == "/health/deep":
+            try:
+                one = shop.db(lambda cur: cur.execute("SELECT 1") or cur.fetchone()[0])
+                pong = shop.redis.ping()
+            except (psycopg2.Error, redis.RedisError) as e:
+                return self._send(503, {"ok": False, "error": str(e)})
+            return self._send(200, {"ok": True, "db": one, "cache": pong})
         if path == "/stats":
             return self._send(200, shop.stats())
         if path == "/admin/drain" and method == "POST":
