@@ -446,17 +446,25 @@ class Sender(object):
         offset, error = self.offsets.get(address, (None, None))
         return dict(stats, clock_offset=offset, clock_error=error)
 
-    def abort(self, msg):
-        """Tell every target this run is given up, so none waits for archives that will not come."""
-        cmd = note_command(note_path(self.archive_dir, self.stack, "abort"), note_body(self.run_id, msg))
+    def tell(self, kind, msg=None, fresh=False):
+        """Leave a KIND note of the run on every target (coordination.NOTES), over the connections held,
+        or, FRESH, over connections of their own. A target that cannot be told goes by its timeouts."""
+        cmd = note_command(note_path(self.archive_dir, self.stack, kind), note_body(self.run_id, msg))
         for address in sorted(set(self.targets.values())):
             try:
-                # A connection of its own: the one that carried the archives may be the one that stalled.
+                if not fresh:
+                    remote_run(self.client(address), cmd, timeout=STALL_TIMEOUT)
+                    continue
                 client = connect(dict(self.params, target_host=address, connect_timeout=5))
                 remote_run(client, cmd, timeout=STALL_TIMEOUT)
                 client.close()
             except Exception:  # pylint: disable=broad-except
-                pass  # a target that cannot be told times out waiting
+                pass
+
+    def abort(self, msg):
+        """Tell every target this run is given up, so none waits for archives that will not come; over
+        connections of their own: the ones that carried the archives may be the ones that stalled."""
+        self.tell("abort", msg, fresh=True)
 
     def close(self):
         for c in self.clients.values():

@@ -41,9 +41,11 @@ def run_archive_dir(archive_dir, run_id):
 
 
 # Notes: one file each, STACK.KIND, holding {"run": RUN_ID, "msg": ...}. "abort": the source gave up
-# (or a rollback came), no archive will come; "ready": the target's copies are ready and wait for the
-# commit; "commit": the controller recorded the commit, the target's copies may serve.
-NOTES = ("abort", "ready", "commit")
+# (or a rollback came), no archive will come; "window": the source has its window (its slot, or it needs
+# none) and quiesces and fences now, so the target's wait for the archives counts from then; "ready": the
+# target's copies are ready and wait for the commit; "commit": the controller recorded the commit, the
+# target's copies may serve.
+NOTES = ("abort", "window", "ready", "commit")
 
 
 def note_path(archive_dir, stack, kind):
@@ -92,6 +94,16 @@ def read_note(archive_dir, stack, kind, run_id):
     return (data.get("msg") or "") if isinstance(data, dict) and data.get("run") == run_id else None
 
 
+def note_time(archive_dir, stack, kind, run_id):
+    """When the KIND note of RUN_ID came to this host (its file's time, on this host's clock), else None."""
+    if read_note(archive_dir, stack, kind, run_id) is None:
+        return None
+    try:
+        return os.stat(note_path(archive_dir, stack, kind)).st_mtime
+    except OSError:
+        return None
+
+
 def first_note(archive_dir, stack, run_id, kinds):
     """(kind, message) of the first of KINDS' notes of RUN_ID that is there, in KINDS' order; else (None, None)."""
     for kind in kinds:
@@ -123,14 +135,19 @@ class NoSlot(Exception):
     pass
 
 
+class Cancelled(NoSlot):
+    """The wait for a slot ended by a note: nothing may be fenced."""
+
+
 # One set of slots per host, whatever archive directory each stack uses; /run: a lock needs no disk.
 SLOT_DIR = "/run/stacklift/windows"
 
 
 @contextlib.contextmanager
-def window_slot(directory, slots, timeout, interval=0.05, clock=time.time, sleep=time.sleep):
+def window_slot(directory, slots, timeout, interval=0.05, clock=time.time, sleep=time.sleep, cancelled=None):
     """Hold one of SLOTS slots in DIRECTORY for the block: yields (slot index, seconds waited for it).
-    SLOTS of 0 is no limit: yields (None, 0.0) at once. Raises NoSlot after TIMEOUT seconds."""
+    SLOTS of 0 is no limit: yields (None, 0.0) at once. Raises NoSlot after TIMEOUT seconds, and Cancelled
+    as soon as CANCELLED() (asked while it waits) returns a reason that is not None."""
     if slots < 1:
         yield None, 0.0
         return
@@ -149,6 +166,9 @@ def window_slot(directory, slots, timeout, interval=0.05, clock=time.time, sleep
                 held = i
                 break
             if held is None:
+                reason = cancelled() if cancelled else None
+                if reason is not None:
+                    raise Cancelled("given up while waiting for a window on this host: %s" % (reason or "no reason given"))
                 if clock() - start >= timeout:
                     raise NoSlot("no window free on this host in %g s (at most %d stack%s at once fence, checkpoint "
                                  "and send here)" % (timeout, slots, "s" if slots != 1 else ""))

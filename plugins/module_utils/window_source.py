@@ -22,7 +22,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base imp
 from ansible_collections.stacklift.migrate.plugins.module_utils.fences import host_fence_table
 from ansible_collections.stacklift.migrate.plugins.module_utils.quiesce import QuiesceError, quiesce_service
 from ansible_collections.stacklift.migrate.plugins.module_utils.coordination import (
-    SLOT_DIR, NoSlot, first_note, remove_notes, window_slot)
+    SLOT_DIR, NoSlot, first_note, read_note, remove_notes, window_slot)
 from ansible_collections.stacklift.migrate.plugins.module_utils.window import POLL, Agent, WindowError
 
 
@@ -91,11 +91,17 @@ class SourceAgent(Agent):
                 raise WindowError(problems, self.events)
             if self.sender:
                 self.sender.connect_all()
-            with window_slot(self.slot_dir, self.windows, self.windows_timeout) as (slot, waited):
+            with window_slot(self.slot_dir, self.windows, self.windows_timeout, cancelled=self.abort_reason) as \
+                    (slot, waited):
                 if slot is not None:
                     self.record("window", slot=slot, waited_s=round(waited, 3))
                     if waited > 0.05:
                         self._still(containers)
+                reason = self.abort_reason()  # a rollback's note that came as the slot was given
+                if reason is not None:
+                    raise WindowError("given up before the fence: %s" % (reason or "no reason given"), self.events)
+                if self.sender:
+                    self.sender.tell("window")  # the targets' wait for the archives counts from now
                 events = self._checkpointed(containers, info)
                 if slot is not None and self.sender:
                     self._hold_until_committed()
@@ -106,6 +112,10 @@ class SourceAgent(Agent):
             if isinstance(e, NoSlot):
                 raise WindowError(str(e), self.events)
             raise
+
+    def abort_reason(self):
+        """The abort note of the run here (a rollback came), else None."""
+        return read_note(self.archive_dir, self.stack, "abort", self.run_id)
 
     def _hold_until_committed(self):
         """Until the stack is committed: its targets serve (seen there, so the next stack's window starts

@@ -23,7 +23,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base imp
     EngineError, NotFound, container_address)
 from ansible_collections.stacklift.migrate.plugins.module_utils.fences import host_fence_table
 from ansible_collections.stacklift.migrate.plugins.module_utils.coordination import (
-    read_note, remove_notes, wait_for_note, write_note)
+    note_time, read_note, remove_notes, wait_for_note, write_note)
 from ansible_collections.stacklift.migrate.plugins.module_utils.window import POLL, Agent, WindowError
 
 STALL_TIMEOUT = 20  # seconds a transfer under way may make no progress (the sender gives up at 15)
@@ -47,10 +47,12 @@ class TargetAgent(Agent):
     side = "target"
 
     def __init__(self, host, stack, run_id, archive_dir, services, tiers, wait_timeout=300.0,
-                 probe_timeout=60.0, stable_for=0.0):
+                 probe_timeout=60.0, stable_for=0.0, windows_timeout=0.0):
         super(TargetAgent, self).__init__(host, stack, run_id, archive_dir, services, tiers)
         self.table = host_fence_table(stack)
         self.wait_timeout = wait_timeout
+        self.windows_timeout = windows_timeout  # how long the source may wait for a window slot first
+        self.started = None
         self.probe_timeout = probe_timeout
         self.stable_for = stable_for
 
@@ -68,9 +70,9 @@ class TargetAgent(Agent):
             return self.events  # nothing left to do: the copies here serve
         self.host.raise_host_fence(self.table)
         self._note_other_archives()
-        deadline = time.time() + self.wait_timeout
+        self.started = time.time()
         for tier in self.tiers:
-            errors = self.parallel(lambda n: self._restore(n, deadline), tier)
+            errors = self.parallel(self._restore, tier)
             if not errors:
                 errors = self.parallel(self._probe, tier)
             if errors:
@@ -105,7 +107,16 @@ class TargetAgent(Agent):
             if others:
                 self.record("other_archives", name, paths=others)
 
-    def _wait_for(self, name, deadline):
+    def deadline(self):
+        """(when the archives must all be here, why): wait_timeout from the source's "window" note (it has its
+        slot and fences now); before that note came, windows_timeout longer, the most it may wait for a slot."""
+        told = note_time(self.archive_dir, self.stack, "window", self.run_id)
+        if told is not None:
+            return told + self.wait_timeout, "within %g s of the source's window" % self.wait_timeout
+        return (self.started + self.windows_timeout + self.wait_timeout,
+                "within %g s (the source never said it had its window)" % (self.windows_timeout + self.wait_timeout))
+
+    def _wait_for(self, name):
         archive = self.archive(name)
         manifest = archive + MANIFEST_SUFFIX
         parts = os.path.join(glob.escape(os.path.dirname(archive)), ".%s.part-*" % glob.escape(os.path.basename(archive)))
@@ -114,8 +125,9 @@ class TargetAgent(Agent):
             reason = read_note(self.archive_dir, self.stack, "abort", self.run_id)
             if reason is not None:
                 raise WindowError("the source gave up: %s" % (reason or "no reason given"))
+            deadline, within = self.deadline()
             if time.time() > deadline:
-                raise WindowError("its archive %s did not arrive within %d s" % (archive, self.wait_timeout))
+                raise WindowError("its archive %s did not arrive %s" % (archive, within))
             # Once the archive is on its way, a transfer that stops moving is given up on early.
             size = bytes_of(glob.glob(parts)) or None
             if size != last_size:
@@ -130,7 +142,7 @@ class TargetAgent(Agent):
                               "run %r): not restoring" % (archive, origin[0], origin[1], self.stack, self.run_id))
         return archive, manifest
 
-    def _restore(self, name, deadline):
+    def _restore(self, name):
         svc = self.services[name]
         if self.done(name, "restored"):
             c = self.container(name)
@@ -138,7 +150,7 @@ class TargetAgent(Agent):
                     (c.get("State") or {}).get("Running"):
                 return
             raise WindowError("restored earlier, but its container is no longer running here")
-        archive, manifest = self._wait_for(name, deadline)
+        archive, manifest = self._wait_for(name)
         arrived = time.time()
         digest = sha256_file(archive)
         if digest != manifest.get("sha256"):
@@ -204,7 +216,7 @@ class TargetAgent(Agent):
                 self.record("committed", name)
         for name in self.services if not keep_archives else ():
             self.remove_archive(name)
-        remove_notes(self.archive_dir, self.stack, ("ready", "commit"))
+        remove_notes(self.archive_dir, self.stack, ("window", "ready", "commit"))
         return self.events
 
     def _remove_volumes(self, name, volumes):

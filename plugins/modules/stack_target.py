@@ -53,9 +53,17 @@ options:
     type: bool
     default: false
   wait_timeout:
-    description: Seconds to wait, in all, for the archives to arrive; with O(await_commit), as long again for the commit.
+    description:
+      - Seconds to wait, in all, for the archives to arrive, from the source's C(STACK.window) note (it has its
+        window slot, and quiesces and fences); with O(await_commit), as long again for the commit.
     type: float
     default: 300
+  windows_timeout:
+    description:
+      - Seconds the source may wait for a window slot (its O(stacklift.migrate.stack_source#module:windows_timeout))
+        before it says it has its window; until it does, the wait for the archives is this much longer.
+    type: float
+    default: 0
   probe_timeout:
     description: Seconds a service may take to be ready, when its probe sets no C(timeout).
     type: float
@@ -148,6 +156,7 @@ def main():
         state=dict(type="str", default="restored", choices=["restored", "serving", "absent"]),
         commit=dict(type="bool", default=False),
         wait_timeout=dict(type="float", default=300),
+        windows_timeout=dict(type="float", default=0),
         probe_timeout=dict(type="float", default=60),
         stable_for=dict(type="float", default=0),
         force=dict(type="bool", default=False),
@@ -160,7 +169,8 @@ def main():
     services = agent_services(module)
     host = agent_host(module, engine_for_module(module))
     agent = TargetAgent(host, p["stack"], p["run_id"], p["archive_dir"], services, p["tiers"],
-                        wait_timeout=p["wait_timeout"], probe_timeout=p["probe_timeout"], stable_for=p["stable_for"])
+                        wait_timeout=p["wait_timeout"], probe_timeout=p["probe_timeout"], stable_for=p["stable_for"],
+                        windows_timeout=p["windows_timeout"])
     agent.encryption_key = p["encryption_key"]
     require_for(module)
     keep = p["keep_archives"]
@@ -168,7 +178,7 @@ def main():
             "serving": lambda: agent.serving(keep_archives=keep), "absent": lambda: agent.absent(force=p["force"])}[p["state"]]
     # a rollback does not wait behind a call still waiting here, and a commit is done by it
     tell = {"absent": ("abort", "the migration is rolled back"), "serving": ("commit", None)}.get(p["state"])
-    run_agent(module, agent, call, timeout=p["wait_timeout"] + 60, tell=tell)
+    run_agent(module, agent, call, timeout=p["wait_timeout"] + p["windows_timeout"] + 60, tell=tell)
 
 
 if __name__ == "__main__":

@@ -135,7 +135,7 @@ def another_stack_in_its_window(slot_dir, until):
 
 class Sender:
     def __init__(self):
-        self.sent, self.aborted = [], []
+        self.sent, self.aborted, self.told = [], [], []
 
     def __call__(self, name, archive, manifest, sha256):
         assert sha256_file(archive) == sha256  # only durable, whole archives are sent
@@ -144,6 +144,9 @@ class Sender:
 
     def abort(self, msg):
         self.aborted.append(msg)
+
+    def tell(self, kind, msg=None):
+        self.told.append((kind, len(self.sent)))  # what it told the targets, after how many archives
 
     def connect_all(self):
         self.connected = True
@@ -166,6 +169,7 @@ def test_source_fences_everything_first_then_checkpoints_and_sends_each_archive(
     steps = [(e["step"], e["service"]) for e in events]
     assert steps[:3] == [("fenced", "db"), ("fenced", "cache"), ("fenced", "app")]
     assert sorted(sender.sent) == ["app", "cache", "db"] and not sender.aborted
+    assert sender.told == [("window", 0)]  # the targets' wait for the archives counts from here
     # Fences went up before the first checkpoint.
     calls = [" ".join(c) for c in runner.calls]
     first_ckpt = next(i for i, c in enumerate(calls) if "container checkpoint" in c)
@@ -431,7 +435,8 @@ def test_a_restore_whose_record_cannot_be_written_takes_its_copy_away(tmp_path, 
         return real(step, name, **kw)
     monkeypatch.setattr(a, "record", record)
     with pytest.raises(window.WindowError, match="could not be written.*removed again"):
-        a._restore("cache", time.time() + 5)
+        a.started = time.time()
+        a._restore("cache")
     assert containers.state["shop-cache"] == "absent"
 
 
@@ -512,6 +517,51 @@ def test_a_source_with_a_window_limit_waits_for_a_slot_before_it_touches_anythin
     # given back once the note came
     with coordination.window_slot(slot_dir, 1, 0) as (slot, waited):
         assert slot == 0
+
+
+def test_a_source_waiting_for_its_slot_reads_the_rollbacks_abort_note_and_never_fences(tmp_path):
+    """Issue 20: a rollback came while the source waited for its host's window slot."""
+    containers = Containers(**{"shop-db": "running", "shop-cache": "running", "shop-app": "running"})
+    runner = engine_runner(tmp_path, containers)
+    slot_dir, sender = str(tmp_path / "windows"), Sender()
+    go = threading.Event()
+    another_stack_in_its_window(slot_dir, lambda: go.wait(5))
+    threading.Timer(0.3, coordination.write_note, (str(tmp_path / "ck"), "shop", "abort", "r1", "rolled back")).start()
+    a = agent(window_source.SourceAgent, tmp_path, runner, sender=sender, windows=1, windows_timeout=5)
+    a.slot_dir = slot_dir
+    start = time.time()
+    with pytest.raises(window.WindowError, match="given up while waiting for a window on this host: rolled back"):
+        a.checkpointed()
+    go.set()
+    assert time.time() - start < 1.5 and not sender.told
+    assert not any(c[0] == "nsenter" or "checkpoint" in c for c in runner.calls), runner.calls
+    # the note already there when the slot is free: given up before the fence all the same
+    with pytest.raises(window.WindowError, match="given up"):
+        agent(window_source.SourceAgent, tmp_path, runner, sender=sender).checkpointed()
+    assert not any(c[0] == "nsenter" or "checkpoint" in c for c in runner.calls) and not sender.told
+
+
+def test_the_targets_wait_for_its_archives_counts_from_the_sources_window_note(tmp_path):
+    """Issue 20: a source waiting for its slot (up to windows_timeout) is not a source that gave up."""
+    runner = engine_runner(tmp_path, Containers())
+    ck = str(tmp_path / "ck")
+    a = agent(window_target.TargetAgent, tmp_path, runner, services={"db": SERVICES["db"]}, wait_timeout=0.4,
+              windows_timeout=30)
+    arrive = threading.Timer(0.8, write_arrival, (tmp_path, "shop-db"))  # after wait_timeout: the source waited
+    arrive.start()
+    with pytest.raises(window.WindowError, match="no container named 'shop-db'"):  # the fake restores nothing
+        a.restored()
+    arrive.join()
+    assert [c for c in runner.calls if c[1:3] == ["container", "restore"]]  # the archive came, and was restored
+    # Once the source said it has its window, wait_timeout counts from then.
+    coordination.write_note(ck, "shop", "window", "r2")
+    start = time.time()
+    b = agent(window_target.TargetAgent, tmp_path, runner, services={"db": SERVICES["db"]}, wait_timeout=0.4,
+              windows_timeout=30)
+    b.run_id = "r2"
+    with pytest.raises(window.WindowError, match=r"did not arrive within 0.4 s of the source's window"):
+        b.restored()
+    assert time.time() - start < 2
 
 
 def test_a_source_gives_its_slot_back_the_moment_its_targets_serve_without_waiting_for_the_controller(tmp_path):
