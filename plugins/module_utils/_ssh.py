@@ -259,10 +259,13 @@ class Watchdog(object):
 
 # One command on the target per file: make the directory, write the temporary name, check its sha256,
 # rename it into place; its exit code says which step failed.
+# The digest is taken of the bytes as they arrive (tee into the part file and sha256sum), not by reading the
+# file back after its last byte: no silent minutes at the end of a large archive, for the target's stall
+# watch or inside the pause. A write tee could not make shows as a part file of the wrong size.
 PUSH_SCRIPT = (
     "d={d}; t={t}; {{ test -d \"$d\" || mkdir -p -m {dir_mode:o} \"$d\"; }} || exit 10; "
-    "umask 077; cat > \"$t\" || {{ rm -f \"$t\"; exit 11; }}; chmod {mode:o} \"$t\"; "
-    "s=$(sha256sum \"$t\" 2>/dev/null); s=${{s%% *}}; "
+    "umask 077; s=$(tee \"$t\" | sha256sum); s=${{s%% *}}; "
+    "[ \"$(stat -c %s \"$t\" 2>/dev/null)\" = {size} ] || {{ rm -f \"$t\"; exit 11; }}; chmod {mode:o} \"$t\"; "
     "[ \"$s\" = {sha} ] || {{ rm -f \"$t\"; echo \"$s\"; exit 12; }}; "
     "mv -f \"$t\" {f} || {{ rm -f \"$t\"; exit 13; }}"
 )
@@ -287,14 +290,15 @@ def push_file(client, local_path, remote_path, expected_sha256, mode=0o600, dir_
         chan.settimeout(STALL_TIMEOUT)
         # Only a directory made here gets DIR_MODE: an existing one (say /tmp) keeps its own.
         chan.exec_command(as_root(client, PUSH_SCRIPT.format(d=quote(remote_dir), t=quote(tmp), f=quote(remote_path),
-                                                             sha=quote(expected_sha256), mode=mode, dir_mode=dir_mode)))
+                                                             sha=quote(expected_sha256), mode=mode, dir_mode=dir_mode,
+                                                             size=os.path.getsize(local_path))))
         with open(local_path, "rb") as src:
             for block in iter(lambda: src.read(CHUNK), b""):
                 chan.sendall(block)
                 sent += len(block)
                 watchdog.touch()
         chan.shutdown_write()
-        watchdog.touch(STALL_TIMEOUT * 4)  # the target reads the whole file back
+        watchdog.touch()  # the target has its digest already: it checks the size and renames
         rc = chan.recv_exit_status()
         if rc != 0:
             out = b""

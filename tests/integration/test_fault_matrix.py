@@ -147,16 +147,16 @@ def test_the_targets_disk_fills_during_the_transfer(node1, node2, shop, backgrou
 
 def test_an_archive_corrupted_in_transit(node1, node2, shop, background):
     """What lands on the target is not what left the source: the end-to-end sha256 catches it."""
-    # A sha256sum on the target's PATH that first flips a byte of the database's archive as it landed.
-    node2.run("cat > /usr/local/bin/sha256sum <<'EOF'\n#!/bin/sh\ncase \"$1\" in */.shop-db.tar.zst.part-*) "
-              "printf 'X' | dd of=\"$1\" bs=1 seek=100 conv=notrunc 2>/dev/null;; esac\nexec /usr/bin/sha256sum \"$@\"\n"
-              "EOF\nchmod +x /usr/local/bin/sha256sum")
+    # A tee on the target's PATH that changes byte 101 of the database's archive as it lands.
+    node2.run("cat > /usr/local/bin/tee <<'EOF'\n#!/bin/sh\ncase \"$1\" in */.shop-db.tar.zst.part-*) "
+              "{ head -c 100; head -c 1 >/dev/null; printf X; cat; } | /usr/bin/tee \"$@\"; exit;; esac\n"
+              "exec /usr/bin/tee \"$@\"\nEOF\nchmod +x /usr/local/bin/tee")
     try:
         client = LiveClient(shop["tmp"], background)
         res = playbook(MIGRATE, "-e", "stacklift_window_timeout=60", report_dir=shop["reports"])
         client.result()
     finally:
-        node2.run("rm -f /usr/local/bin/sha256sum")
+        node2.run("rm -f /usr/local/bin/tee")
     assert "shop-db.tar.zst arrived with sha256" in res.stdout, res.stdout[-4000:]
     ends_rolled_back_then_migrates(node1, node2, shop, res.returncode, res.stdout)
 

@@ -1,5 +1,6 @@
 """Host-to-host transfers end within the stall limit when the target stops answering."""
 
+import os
 import threading
 import time
 
@@ -67,3 +68,52 @@ def test_a_private_key_given_as_text_loads_and_a_wrong_one_says_what_it_is(tmp_p
     assert loaded.get_base64() == key.with_suffix(".pub").read_text().split()[1]
     with pytest.raises(_ssh.TransferError, match="not an unencrypted Ed25519, ECDSA or RSA private key"):
         _ssh.load_private_key("-----BEGIN OPENSSH PRIVATE KEY-----\ngarbage\n-----END OPENSSH PRIVATE KEY-----")
+
+
+def run_push_script(tmp_path, data, sha, size=None, delay=0.0, path_dir=None):
+    """The target's side of push_file, run here by sh, fed DATA in pieces DELAY apart: (rc, stdout, seconds
+    from its last byte to its end)."""
+    import subprocess
+    final = tmp_path / "ck" / "db.tar.zst"
+    script = _ssh.PUSH_SCRIPT.format(d=_ssh.quote(str(final.parent)), t=_ssh.quote(str(final.parent / ".db.part-1")),
+                                     f=_ssh.quote(str(final)), sha=_ssh.quote(sha), mode=0o600, dir_mode=0o700,
+                                     size=len(data) if size is None else size)
+    env = dict(os.environ, PATH="%s:%s" % (path_dir, os.environ["PATH"]) if path_dir else os.environ["PATH"])
+    proc = subprocess.Popen(["sh", "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+    for i in range(0, len(data), 1 << 20):
+        proc.stdin.write(data[i:i + (1 << 20)])
+        proc.stdin.flush()
+        time.sleep(delay)
+    proc.stdin.close()
+    last_byte = time.time()
+    out = proc.stdout.read().decode()
+    rc = proc.wait()
+    return rc, out.strip(), time.time() - last_byte
+
+
+def test_the_target_digests_an_archive_as_it_arrives_so_a_large_one_is_never_silent_at_its_end(tmp_path):
+    """Issue 20: the target read the whole part file back after its last byte, silent for longer than
+    its stall limit past ~8-20 GB. A slow disk is simulated by a sha256sum that takes 0.5 s on any file
+    it is given by name: the digest must come from the stream (sha256sum never given the file)."""
+    import hashlib
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "sha256sum").write_text('#!/bin/sh\n[ $# -gt 0 ] && sleep 0.5\nexec /usr/bin/sha256sum "$@"\n')
+    (fake / "sha256sum").chmod(0o755)
+    data = os.urandom(6 << 20)
+    rc, _out, tail = run_push_script(tmp_path, data, hashlib.sha256(data).hexdigest(), delay=0.05, path_dir=fake)
+    assert rc == 0 and (tmp_path / "ck" / "db.tar.zst").read_bytes() == data
+    assert tail < 0.4, "the target still read the file back after its last byte (%.2f s)" % tail
+    assert oct((tmp_path / "ck").stat().st_mode & 0o777) == "0o700"
+
+
+@pytest.mark.parametrize("case", ["digest", "size"])
+def test_a_push_that_arrives_damaged_or_short_leaves_nothing_under_either_name(tmp_path, case):
+    import hashlib
+    data = os.urandom(100000)
+    sha = hashlib.sha256(data).hexdigest()
+    rc, out, _tail = run_push_script(tmp_path, data, "0" * 64 if case == "digest" else sha,
+                                     size=len(data) + 1 if case == "size" else None)
+    assert rc == (12 if case == "digest" else 11)
+    assert out == (sha if case == "digest" else "")
+    assert os.listdir(tmp_path / "ck") == []
