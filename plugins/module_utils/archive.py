@@ -155,7 +155,7 @@ def read_archive(path, original=None):
                 name = m.name.lstrip("./")
                 sizes["uncompressed"] += m.size
                 if name in _JSON_MEMBERS:
-                    docs[name] = _json_member(tar, m, path)
+                    docs[name] = json_member(tar, m, path)
                 elif name.startswith("checkpoint/"):
                     base = name[len("checkpoint/"):]
                     sizes["criu_images"] += m.size
@@ -330,7 +330,7 @@ def restore_blockers(info, facts, name=None, ignore_static_ip=False, ignore_volu
     return blockers, warnings
 
 
-def _json_member(tar, member, path):
+def json_member(tar, member, path):
     """A JSON member of an archive, within MAX_JSON_MEMBER bytes; ArchiveError otherwise."""
     if not member.isfile() or member.size > MAX_JSON_MEMBER:
         raise ArchiveError("%s: %s is %s, not a JSON document of at most %d bytes"

@@ -35,10 +35,10 @@ import tarfile
 import time
 import traceback
 
-from ansible_collections.stacklift.migrate.plugins.module_utils.archive import ArchiveError, _TarStream
+from ansible_collections.stacklift.migrate.plugins.module_utils.archive import ArchiveError, _TarStream, json_member
 from ansible_collections.stacklift.migrate.plugins.module_utils.engines.docker_archive import (
-    ARCHIVED_MARKER, CONTAINER_JSON, DELETED_FILES, OPAQUE_DIRS, _untar, _extract_to, apply_deletions, member_name,
-    trim_checkpoint, write_archive)
+    ARCHIVED_MARKER, CONTAINER_JSON, DELETED_FILES, OPAQUE_DIRS, apply_deletions, extract_file, json_list, member_name,
+    trim_checkpoint, untar, write_archive)
 from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import (
     Engine, EngineError, NotFound, parse_version, which)
 
@@ -299,7 +299,7 @@ class DockerEngine(Engine):
             for m in tar:
                 member = member_name(m.name)
                 if member == CONTAINER_JSON:
-                    old = json.loads(tar.extractfile(m).read().decode("utf-8"))
+                    old = json_member(tar, m, archive)
                     if not ignore_volumes:
                         for vol in sorted(volume_names(old)):
                             self._call("docker volume create %s" % vol, self.api.create_volume, vol,
@@ -320,17 +320,17 @@ class DockerEngine(Engine):
                     raise ArchiveError("%s: %s before %s; not a stacklift Docker archive"
                                        % (archive, member, CONTAINER_JSON))
                 if member.startswith("checkpoint/") and m.isfile():
-                    _extract_to(tar, m, os.path.join(cpdir, member[len("checkpoint/"):]))
+                    extract_file(tar, m, cpdir, member[len("checkpoint/"):])
                 elif member.startswith("volumes/") and member.endswith(".tar") and not ignore_volumes:
                     vol = member[len("volumes/"):-len(".tar")]
                     mountpoint = self._call("docker volume inspect", self.api.inspect_volume, vol)["Mountpoint"]
-                    _untar(tar.extractfile(m), mountpoint)
+                    untar(tar.extractfile(m), mountpoint)
                 elif member == "rootfs-diff.tar" and not ignore_rootfs:
                     if not upper:
                         raise EngineError("the new container has no overlay2 upper directory to restore files to")
-                    _untar(tar.extractfile(m), upper)
+                    untar(tar.extractfile(m), upper)
                 elif member in (DELETED_FILES, OPAQUE_DIRS) and not ignore_rootfs:
-                    (deleted if member == DELETED_FILES else opaque).extend(json.loads(tar.extractfile(m).read()))
+                    (deleted if member == DELETED_FILES else opaque).extend(json_list(tar, m, archive))
         if cid is None:
             raise ArchiveError("%s has no %s; not a stacklift Docker archive" % (archive, CONTAINER_JSON))
         if upper:

@@ -26,7 +26,7 @@ import tarfile
 import tempfile
 import time
 
-from ansible_collections.stacklift.migrate.plugins.module_utils.archive import ArchiveError, open_writer
+from ansible_collections.stacklift.migrate.plugins.module_utils.archive import ArchiveError, json_member, open_writer
 
 ARCHIVED_MARKER = "stacklift-archived"
 
@@ -129,55 +129,81 @@ def _overlay_filter(upper, overlay):
     return f
 
 
-def _extract_to(tar, member, dest):
-    if os.path.dirname(member_name(member.name)[len("checkpoint/"):]):
-        os.makedirs(os.path.dirname(dest), 0o700, exist_ok=True)
-    with open(dest, "wb") as f:
+def confined(root, rel):
+    """ROOT/REL for a path REL read from an archive: refused (ArchiveError) when absolute or with '..', or
+    when a symlink among its directories leads outside ROOT. Its last component is not resolved: the
+    caller replaces a symlink there rather than follow it."""
+    rel = member_name(rel)
+    if not rel or rel.startswith("/") or ".." in rel.split("/"):
+        raise ArchiveError("refusing %r from the archive: it would land outside %s" % (rel, root))
+    real_root = os.path.realpath(root)
+    parent = os.path.realpath(os.path.join(real_root, os.path.dirname(rel)))
+    if parent != real_root and not parent.startswith(real_root + "/"):
+        raise ArchiveError("refusing %r from the archive: a symlink leads it outside %s" % (rel, root))
+    return os.path.join(parent, os.path.basename(rel))
+
+
+def _unlink_unless_dir(path, keep_dir):
+    """A symlink (or, unless KEEP_DIR, anything but a directory) at PATH removed: what comes next is
+    written in its place, never through it."""
+    if os.path.islink(path) or (os.path.lexists(path) and not (keep_dir and os.path.isdir(path))):
+        os.unlink(path)
+
+
+def extract_file(tar, member, root, rel):
+    """A regular file MEMBER of TAR to ROOT/REL (confined), mode 0600 until its own mode is set."""
+    dest = confined(root, rel)
+    os.makedirs(os.path.dirname(dest), 0o700, exist_ok=True)
+    _unlink_unless_dir(dest, keep_dir=False)
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    with os.fdopen(fd, "wb") as f:
         shutil.copyfileobj(tar.extractfile(member), f, 1 << 20)
     os.chmod(dest, member.mode & 0o777)
 
 
-def _untar(fileobj, dest):
-    """Extract a nested tar into DEST as tar would (owners, modes, devices), refusing any member
-    that would land outside DEST: an absolute or '..' path, a hard link out, or a path through a
-    symlink (a container's own "data -> /etc" must not reach the host's /etc)."""
+def untar(fileobj, dest):
+    """Extract a nested tar into DEST as tar would (owners, modes, devices), refusing any member that
+    would land outside DEST: an absolute or '..' path, a path or a hard link's source through a symlink
+    (a container's own "data -> /etc" must not reach the host's /etc). A symlink already in place under
+    a member's name is replaced, never written through."""
     root = os.path.realpath(dest)
     with tarfile.open(fileobj=fileobj, mode="r|") as inner:
         for m in inner:
             name = member_name(m.name)
             if not name:
                 continue
-            names = [name] + ([m.linkname] if m.islnk() else [])
-            for n in names:
-                if n.startswith("/") or ".." in n.split("/"):
-                    raise ArchiveError("refusing %r from the archive: it would land outside %s" % (n, dest))
-            parent = os.path.realpath(os.path.join(root, os.path.dirname(name)))
-            if parent != root and not parent.startswith(root + "/"):
-                raise ArchiveError("refusing %r from the archive: a symlink leads it outside %s" % (name, dest))
+            target = confined(root, name)
+            if m.islnk():
+                source = os.path.realpath(confined(root, m.linkname))
+                if not source.startswith(root + "/"):
+                    raise ArchiveError("refusing %r from the archive: its hard link's source %r is outside %s"
+                                       % (name, m.linkname, dest))
+                m.linkname = member_name(m.linkname)
+            _unlink_unless_dir(target, keep_dir=m.isdir())
             m.name = name
             inner.extract(m, root, set_attrs=True, numeric_owner=True, **_TRUSTED)
 
 
 def apply_deletions(upper, deleted, opaque):
-    """Make the overlay whiteouts and opaque directories that delete files of the image."""
+    """Make the overlay whiteouts and opaque directories that delete files of the image, each confined to
+    UPPER (a symlink among a path's directories that leads out is refused; one in its place is replaced)."""
     for path in opaque:
-        full = _inside(upper, path)
+        full = confined(upper, path)
+        _unlink_unless_dir(full, keep_dir=True)
         os.makedirs(full, exist_ok=True)
-        os.setxattr(full, OPAQUE_XATTR, b"y")
+        os.setxattr(full, OPAQUE_XATTR, b"y", follow_symlinks=False)
     for path in deleted:
-        full = _inside(upper, path)
-        parent = os.path.dirname(full)
-        os.makedirs(parent, exist_ok=True)
-        if os.path.lexists(full):
-            if os.path.isdir(full) and not os.path.islink(full):
-                shutil.rmtree(full)
-            else:
-                os.unlink(full)
+        full = confined(upper, path)
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        if os.path.isdir(full) and not os.path.islink(full):
+            shutil.rmtree(full)
+        _unlink_unless_dir(full, keep_dir=False)
         os.mknod(full, stat.S_IFCHR | 0o600, os.makedev(0, 0))
 
 
-def _inside(root, path):
-    full = os.path.normpath(os.path.join(root, path.lstrip("/")))
-    if full != root and not full.startswith(root.rstrip("/") + "/"):
-        raise ArchiveError("refusing %r from the archive: it leads outside the container" % path)
-    return full
+def json_list(tar, member, archive):
+    """DELETED_FILES or OPAQUE_DIRS: a bounded JSON list of paths."""
+    paths = json_member(tar, member, archive)
+    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+        raise ArchiveError("%s: %s is not a list of paths" % (archive, member.name))
+    return paths

@@ -318,17 +318,94 @@ def test_nested_tars_never_write_outside_their_directory(tmp_path, entries, says
     path = nested(tmp_path, entries)
     if says is None:   # a leading '/' is taken off, as tar does: it lands inside
         with open(path, "rb") as f:
-            dka._untar(f, str(dest))
+            dka.untar(f, str(dest))
         assert (dest / "abs" / "file").exists()
         return
     with open(path, "rb") as f, pytest.raises(archive_mod.ArchiveError, match=says):
-        dka._untar(f, str(dest))
+        dka.untar(f, str(dest))
     assert not (tmp_path / "escape").exists()
 
 
 def test_deletions_stay_inside_the_upper_dir(tmp_path):
-    with pytest.raises(archive_mod.ArchiveError, match="outside the container"):
+    with pytest.raises(archive_mod.ArchiveError, match="outside"):
         dka.apply_deletions(str(tmp_path), ["/../../etc/passwd"], [])
+
+
+def test_a_symlink_then_a_file_of_the_same_name_replaces_the_symlink_and_leaves_the_host_file(tmp_path):
+    """Issue 20: 'x -> /host/file', then a regular 'x': tar's own extraction wrote through the link."""
+    dest, host_file = tmp_path / "dest", tmp_path / "host-file"
+    dest.mkdir()
+    host_file.write_text("the host's")
+    path = nested(tmp_path, [("x", "sym", str(host_file)), ("x", "file", None)])
+    with open(path, "rb") as f:
+        dka.untar(f, str(dest))
+    assert host_file.read_text() == "the host's"
+    assert not (dest / "x").is_symlink() and (dest / "x").read_bytes() == b"x"
+
+
+def test_a_hard_link_through_a_symlinked_directory_is_refused(tmp_path):
+    dest, outside = tmp_path / "dest", tmp_path / "etc"
+    dest.mkdir()
+    outside.mkdir()
+    (outside / "shadow").write_text("secret")
+    path = nested(tmp_path, [("d", "sym", str(outside)), ("h", "hard", "d/shadow")])
+    with open(path, "rb") as f, pytest.raises(archive_mod.ArchiveError, match="'d/shadow' .*symlink leads it outside"):
+        dka.untar(f, str(dest))
+    # a hard link to a symlink that leads out (os.link would follow it)
+    path = nested(tmp_path, [("s", "sym", str(outside / "shadow")), ("h", "hard", "s")])
+    with open(path, "rb") as f, pytest.raises(archive_mod.ArchiveError, match="hard link's source 's' is outside"):
+        dka.untar(f, str(dest))
+    assert not (dest / "h").exists() and (outside / "shadow").stat().st_nlink == 1
+
+
+def test_deletions_and_opaque_dirs_never_act_through_a_symlink(tmp_path):
+    upper, outside = tmp_path / "upper", tmp_path / "etc"
+    upper.mkdir()
+    outside.mkdir()
+    (outside / "passwd").write_text("root")
+    (upper / "data").symlink_to(outside)
+    with pytest.raises(archive_mod.ArchiveError, match="symlink leads it outside"):
+        dka.apply_deletions(str(upper), ["/data/passwd"], [])
+    with pytest.raises(archive_mod.ArchiveError, match="symlink leads it outside"):
+        dka.apply_deletions(str(upper), [], ["/data/sub"])
+    assert (outside / "passwd").read_text() == "root" and not (outside / "sub").exists()
+    # a symlink in the very place of a deleted file is replaced by the whiteout, its target untouched
+    dka.apply_deletions(str(upper), ["/data"], [])
+    assert not (upper / "data").is_symlink() and os.major((upper / "data").lstat().st_rdev) == 0
+    assert (outside / "passwd").read_text() == "root"
+
+
+def crafted_archive(tmp_path, members):
+    """A Docker archive of MEMBERS [(name, bytes or None for a directory)] as written, uncompressed."""
+    import io
+    path = tmp_path / "crafted.tar"
+    with tarfile.open(path, "w") as t:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    return str(path)
+
+
+def test_a_checkpoint_member_that_climbs_out_is_refused_before_it_is_written(tmp_path):
+    e, _api = engine(tmp_path, containers={})
+    cpdir = tmp_path / "cp"
+    cpdir.mkdir()
+    archive = crafted_archive(tmp_path, [("checkpoint/../../escaped", b"x")])
+    with tarfile.open(archive) as tar, pytest.raises(archive_mod.ArchiveError, match="would land outside"):
+        m = tar.getmembers()[0]
+        dka.extract_file(tar, m, str(cpdir), dka.member_name(m.name)[len("checkpoint/"):])
+    assert not (tmp_path / "escaped").exists() and os.listdir(cpdir) == []
+
+
+def test_container_json_and_deleted_files_are_read_within_a_bound(tmp_path, monkeypatch):
+    monkeypatch.setattr(archive_mod, "MAX_JSON_MEMBER", 1000)
+    archive = crafted_archive(tmp_path, [("deleted.files", b"[" + b'"/a",' * 400 + b'"/b"]')])
+    with tarfile.open(archive) as tar, pytest.raises(archive_mod.ArchiveError, match="not a JSON document of at most 1000"):
+        dka.json_list(tar, tar.getmembers()[0], archive)
+    archive = crafted_archive(tmp_path, [("deleted.files", b'{"a": 1}')])
+    with tarfile.open(archive) as tar, pytest.raises(archive_mod.ArchiveError, match="not a list of paths"):
+        dka.json_list(tar, tar.getmembers()[0], archive)
 
 
 def test_inspect_data_is_read_as_podmans(tmp_path):
