@@ -115,13 +115,14 @@ def checkpoint_container(engine, name, container, archive, host_info, compressio
             os.unlink(tmp)
         raise CheckpointError(e.msg, **dict((k, v) for k, v in e.fail_kwargs().items() if k != "msg"))
     checkpointed_at = time.time()
-    added = []
+    added, what = [], "complete its root file system diff"
     try:
         os.chmod(tmp, 0o600)
         if not ignore_rootfs:
             added = engine.complete_archive(name, tmp)
         fsync_file(tmp)
         if encryption_key:
+            what = "encrypt its archive"
             encrypted = tmp + ".enc"
             if os.path.lexists(encrypted):
                 os.unlink(encrypted)
@@ -131,9 +132,16 @@ def checkpoint_container(engine, name, container, archive, host_info, compressio
     except (EngineError, ArchiveError, CryptError, OSError) as e:
         details = e.fail_kwargs() if isinstance(e, EngineError) else {}
         details.pop("msg", None)
-        raise CheckpointError("checkpoint of %r: could not complete its root file system diff: %s; the "
-                              "container is checkpointed and its incomplete archive kept at %s"
-                              % (name, getattr(e, "msg", e), tmp), partial=tmp, **details)
+        if encryption_key and keep:  # never plaintext on disk with a key; the engine keeps the checkpoint
+            for path in (tmp, tmp + ".enc"):
+                if os.path.lexists(path):
+                    os.unlink(path)
+            raise CheckpointError("checkpoint of %r: could not %s: %s; the container is checkpointed (its engine "
+                                  "keeps the checkpoint, for a restore in place) and its unencrypted archive was "
+                                  "removed" % (name, what, getattr(e, "msg", e)), **details)
+        raise CheckpointError("checkpoint of %r: could not %s: %s; the container is checkpointed and its "
+                              "incomplete archive kept at %s" % (name, what, getattr(e, "msg", e), tmp),
+                              partial=tmp, **details)
     os.rename(tmp, archive)
     digest = sha256_file(archive)
     manifest = {

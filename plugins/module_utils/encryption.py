@@ -147,36 +147,42 @@ class DecryptingReader(object):
         self.f.close()
 
 
-def decrypt_file(src, dest, passphrase):
-    """Write SRC's plaintext to DEST (a new file, 0600). DEST is removed when SRC does not decrypt."""
+def decrypt_into(src, fout, passphrase):
+    """Write SRC's plaintext to the open file FOUT; CryptError when SRC does not decrypt."""
     reader = DecryptingReader(src, passphrase)
     try:
-        with _write_private(dest) as fout:
-            for block in iter(lambda: reader.read(CHUNK), b""):
-                fout.write(block)
-    except BaseException:
-        if os.path.exists(dest):
-            os.unlink(dest)
-        raise
+        for block in iter(lambda: reader.read(CHUNK), b""):
+            fout.write(block)
+        fout.flush()
     finally:
         reader.close()
 
 
+def decrypt_file(src, dest, passphrase):
+    """Write SRC's plaintext to DEST (a new file, 0600). DEST is removed when SRC does not decrypt."""
+    try:
+        with _write_private(dest) as fout:
+            decrypt_into(src, fout, passphrase)
+    except BaseException:
+        if os.path.exists(dest):
+            os.unlink(dest)
+        raise
+
+
 @contextlib.contextmanager
 def plaintext(path, passphrase):
-    """PATH itself when it is not encrypted; otherwise its plaintext in a private file beside it,
-    which is removed when the block ends (whatever happens)."""
+    """PATH itself when it is not encrypted (refused when PASSPHRASE is set: a key means the archives are
+    encrypted); otherwise its plaintext in a file without a name (O_TMPFILE beside it), given to the
+    engine as /proc/PID/fd/N: it is gone when this process ends, however it ends, even by SIGKILL."""
     if not is_encrypted(path):
+        if passphrase:
+            raise CryptError("%s is not encrypted, but an encryption key is set: not restoring an archive that "
+                             "was not made with it" % path)
         yield path
         return
     if not passphrase:
         raise CryptError("%s is encrypted; give the key it was encrypted with" % path)
-    plain = os.path.join(os.path.dirname(path) or ".", ".%s.plain" % os.path.basename(path))
-    if os.path.lexists(plain):
-        os.unlink(plain)
-    decrypt_file(path, plain, passphrase)
-    try:
-        yield plain
-    finally:
-        if os.path.exists(plain):
-            os.unlink(plain)
+    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDWR | getattr(os, "O_TMPFILE", 0), 0o600)
+    with os.fdopen(fd, "w+b") as fout:
+        decrypt_into(path, fout, passphrase)
+        yield "/proc/%d/fd/%d" % (os.getpid(), fout.fileno())

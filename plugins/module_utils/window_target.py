@@ -201,7 +201,7 @@ class TargetAgent(Agent):
                                 stable_for=spec.get("stable_for", self.stable_for),
                                 progress=progress, baseline=spec.get("progress_baseline"))
         if not res["ready"]:
-            raise WindowError("%s probe not ready after %.1f s: %s" % (spec["type"], res["elapsed"], res["detail"]))
+            raise WindowError("failed its %s probe for %.1f s (%s)" % (spec["type"], res["elapsed"], res["detail"]))
         self.record("ready", name, started=start, attempts=res["attempts"])
 
     def serving(self, keep_archives=False):

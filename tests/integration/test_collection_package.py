@@ -33,6 +33,8 @@ def test_built_tarball_installs_and_ansible_doc_lists_its_modules(tmp_path):
         names = tar.getnames()
     assert "plugins/modules/container_checkpoint.py" in names and "meta/runtime.yml" in names
     assert not [n for n in names if n.split("/")[0] in ("lab", ".lab", ".cache", ".venv", ".ci", "tests/output")]
+    # the demo's relaxed settings are not shipped (issue 20): no host key checking off, no vault password
+    assert "ansible.cfg" not in names and not [n for n in names if n.endswith("vault-password")], names
 
     run([str(BIN / "ansible-galaxy"), "collection", "install", "-p", str(dest), str(tarball)], env=env,
         cwd=str(tmp_path))

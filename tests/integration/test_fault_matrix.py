@@ -35,7 +35,7 @@ def migrates_afterwards(node1, node2, shop):
 
 def ends_rolled_back_then_migrates(node1, node2, shop, returncode, out):
     """The run rolled back: the stack serves on node1 with its state, nothing of it on node2; then it migrates."""
-    assert returncode != 0 and "rolled back; the stack serves on the source again" in out, out[-4000:]
+    assert returncode != 0 and "the stack serves on node1 again" in out, out[-4000:]
     served_from(node1, node2)
     assert running(node2) == set()
     ok, detail = verify(shop["state"])
@@ -88,7 +88,7 @@ def test_the_target_drops_off_the_network_after_it_restored_a_tier(node1, node2,
     drop_off_the_network(node2)
     out = proc.communicate(timeout=600)[0]
     # The target's copies never left their fence, so the source came back without waiting for it.
-    assert proc.returncode != 0 and "rolled back; the stack serves on the source again" in out, out[-5000:]
+    assert proc.returncode != 0 and "the stack serves on node1 again" in out, out[-5000:]
     client.result()
     assert running(node1) == set(CONTAINERS)
     ok, detail = verify(shop["state"])
@@ -209,7 +209,7 @@ def test_a_step_after_the_commit_fails_nothing_rolls_back_and_the_next_run_finis
     res = playbook(MIGRATE, "-e", "stacklift_traffic_switch_tasks=%s" % switch, report_dir=shop["reports"])
     assert res.returncode != 0 and "shop was committed and runs on node2" in res.stdout, res.stdout[-5000:]
     assert "the load balancer did not confirm the switch" in res.stdout
-    assert "the stack serves on the source again" not in res.stdout and "rolled_back" not in marker_steps(node1)
+    assert "the stack serves on node1 again" not in res.stdout and "rolled_back" not in marker_steps(node1)
     # The stack serves on node2 only; node1 keeps its checkpointed containers (the clean-up did not run).
     assert running(node2) == set(CONTAINERS) and running(node1) == set()
     assert "removed" not in marker_steps(node1)

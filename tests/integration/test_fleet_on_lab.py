@@ -205,7 +205,7 @@ def test_one_stack_that_never_gets_ready_rolls_back_and_the_others_move(fleet):
     assert now["shop2"] == ["node1"] and now["shop"] != ["node1"] and now["sessions"] != ["node1"], now
     report = fleet_report(fleet["tmp"])
     by_stack = dict((s["stack"], s) for s in report["stacks"])
-    assert by_stack["shop2"]["outcome"] == "rolled_back" and "not ready" in by_stack["shop2"]["error"]
+    assert by_stack["shop2"]["outcome"] == "rolled_back" and "failed its http probe" in by_stack["shop2"]["error"]
     assert by_stack["shop"]["outcome"] == "migrated" and by_stack["sessions"]["outcome"] == "migrated"
     # One stack at a time in its window on node1: from its first fence to its commit (a rollback gives
     # the window up as it begins), the others waiting, prepared.

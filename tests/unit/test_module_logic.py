@@ -122,6 +122,23 @@ def test_a_failed_rootfs_completion_keeps_the_only_archive_under_its_temporary_n
     assert os.listdir(tmp_path / "ck") == [".db.tar.zst.part"] and result["partial"].endswith(".db.tar.zst.part")
 
 
+def test_a_failed_encryption_leaves_no_plaintext_when_the_engine_keeps_the_checkpoint(run_module, tmp_path,
+                                                                                       full_capabilities, monkeypatch):
+    """Issue 20: encryption means encrypted; the disk filled while the archive was encrypted."""
+    def encrypt_fails(src, dest, key):
+        open(dest, "wb").write(b"half")
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(checkpointing, "encrypt_file", encrypt_fails)
+    answers = dict(stopped_rootfs(tmp_path), **{"podman container inspect": container(),
+                                                "podman container checkpoint": checkpoint_writes_archive})
+    result, failed = run_module(container_checkpoint, {"name": ["db"], "archive_dir": str(tmp_path / "ck"), "keep": True,
+                                                       "encryption_key": "vaulted passphrase"},
+                                FakeRunner(dict(HOST, **answers)))
+    assert failed and "could not encrypt its archive: [Errno 28]" in result["msg"], result
+    assert "unencrypted archive was removed" in result["msg"] and "partial" not in result
+    assert os.listdir(tmp_path / "ck") == []
+
+
 def test_engine_failure_reports_stdout_stderr_and_leaves_no_part_file(run_module, tmp_path, full_capabilities):
     def fail(argv):
         open(argv[argv.index("--export") + 1], "wb").write(b"half")

@@ -56,13 +56,40 @@ def test_a_tampered_or_cut_archive_or_a_wrong_key_is_refused(plain, tmp_path, da
     assert not out.exists()
 
 
-def test_plaintext_gives_a_private_copy_for_the_block_only(plain, tmp_path):
+def test_plaintext_gives_a_private_copy_for_the_block_only_that_never_has_a_name(plain, tmp_path):
     enc = encrypted(plain, tmp_path)
+    before = set(os.listdir(tmp_path))
     with crypt.plaintext(str(enc), "vaulted passphrase") as path:
-        assert path != str(enc) and open(path, "rb").read() == plain.read_bytes()
+        assert path.startswith("/proc/%d/fd/" % os.getpid()) and open(path, "rb").read() == plain.read_bytes()
+        assert set(os.listdir(tmp_path)) == before  # nothing with a name: a SIGKILL leaves no plaintext
+        assert os.stat(path).st_mode & 0o777 == 0o600
     assert not os.path.exists(path)
     with crypt.plaintext(str(plain), None) as path:
         assert path == str(plain)
     with pytest.raises(crypt.CryptError, match="give the key"):
         with crypt.plaintext(str(enc), None):
             pass
+
+
+def test_with_a_key_an_unencrypted_archive_is_refused(plain):
+    """Issue 20: encryption means encrypted; an archive that was not made with the key is not restored."""
+    with pytest.raises(crypt.CryptError, match="is not encrypted, but an encryption key is set"):
+        with crypt.plaintext(str(plain), "vaulted passphrase"):
+            pass
+
+
+def test_a_killed_decryption_leaves_no_plaintext(plain, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    enc = encrypted(plain, tmp_path)
+    code = ("import sys, time; sys.path[:0] = %r\n"
+            "from ansible_collections.stacklift.migrate.plugins.module_utils import encryption as c\n"
+            "with c.plaintext(%r, 'vaulted passphrase') as p:\n    print(p, flush=True); time.sleep(60)\n"
+            % (sys.path, str(enc)))
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    path = proc.stdout.readline().strip()
+    assert open(path, "rb").read() == plain.read_bytes()  # the engine reads it by this path
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert sorted(os.listdir(tmp_path)) == ["a.tar", "a.tar.enc"]
