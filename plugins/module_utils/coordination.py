@@ -24,10 +24,9 @@ import json
 import os
 import time
 
-try:
-    from shlex import quote
-except ImportError:  # pragma: no cover
-    from pipes import quote
+from shlex import quote
+
+from ansible_collections.stacklift.migrate.plugins.module_utils.journal import NOFOLLOW, open_nofollow
 
 
 def marker_path(archive_dir, stack):
@@ -68,7 +67,9 @@ def write_note(archive_dir, stack, kind, run_id, msg=None):
     if not os.path.isdir(archive_dir):
         os.makedirs(archive_dir, 0o700)
     path = note_path(archive_dir, stack, kind)
-    with open(path + ".tmp", "w") as f:
+    if os.path.islink(path + ".tmp"):
+        os.unlink(path + ".tmp")
+    with os.fdopen(os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | NOFOLLOW, 0o600), "w") as f:
         f.write(note_body(run_id, msg))
     os.rename(path + ".tmp", path)
 
@@ -87,7 +88,7 @@ def committed_command(archive_dir, stack, run_id, wait=1.0, step=0.05):
 def read_note(archive_dir, stack, kind, run_id):
     """The KIND note's message when there is one of RUN_ID ("" without a message), else None."""
     try:
-        with open(note_path(archive_dir, stack, kind)) as f:
+        with open_nofollow(note_path(archive_dir, stack, kind)) as f:
             data = json.load(f)
     except (IOError, OSError, ValueError):
         return None
@@ -154,7 +155,8 @@ def window_slot(directory, slots, timeout, interval=0.05, clock=time.time, sleep
     if not os.path.isdir(directory):
         os.makedirs(directory, 0o700)
     # one open file description per slot: flock conflicts between them even within one process
-    fds = [os.open(os.path.join(directory, "slot-%d.lock" % i), os.O_RDWR | os.O_CREAT, 0o600) for i in range(slots)]
+    fds = [os.open(os.path.join(directory, "slot-%d.lock" % i), os.O_RDWR | os.O_CREAT | NOFOLLOW, 0o600)
+           for i in range(slots)]
     start, held = clock(), None
     try:
         while held is None:

@@ -49,6 +49,16 @@ def new_run_id():
     return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
 
 
+# Journals, notes and locks are opened without following a symlink at their name (another user's link
+# in a shared directory must not redirect a write).
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def open_nofollow(path, mode="r"):
+    """PATH opened for reading ("r", "rb") without following a symlink at its name."""
+    return os.fdopen(os.open(path, os.O_RDONLY | NOFOLLOW), mode)
+
+
 def _fsync_dir(path):
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -90,7 +100,7 @@ class Journal(object):
             new_dir = not os.path.isdir(d)
             if new_dir:
                 os.makedirs(d, 0o700)
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | NOFOLLOW, 0o600)
             try:
                 os.write(fd, line)
                 os.fsync(fd)
@@ -105,7 +115,7 @@ class Journal(object):
         if not os.path.exists(self.path):
             return []
         out = []
-        with open(self.path, "rb") as f:
+        with open_nofollow(self.path, "rb") as f:
             for raw in f:
                 try:
                     rec = json.loads(raw.decode("utf-8"))
@@ -203,7 +213,7 @@ class Lock(object):
 
     def holder(self):
         try:
-            with open(self.path) as f:
+            with open_nofollow(self.path) as f:
                 return json.load(f)
         except (IOError, OSError, ValueError):
             return None
@@ -219,10 +229,12 @@ class Lock(object):
         stale = None
         for _attempt in range(2):
             try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o600)
             except OSError as e:
                 if e.errno != errno.EEXIST:
                     raise
+                if os.path.islink(self.path):
+                    raise JournalError("%s is a symlink, not a stacklift lock; not following it (remove it)" % self.path)
                 held = self.holder() or {}
                 if alive(held):
                     if held.get("pid") == me["pid"] and held.get("host") == me["host"] and held.get("run") == run:

@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ansible_collections.stacklift.migrate.plugins.module_utils.archive import MANIFEST_SUFFIX
 from ansible_collections.stacklift.migrate.plugins.module_utils.checkpointing import archive_name, ensure_private_dir
 from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import NotFound
-from ansible_collections.stacklift.migrate.plugins.module_utils.journal import Journal, fold
+from ansible_collections.stacklift.migrate.plugins.module_utils.journal import NOFOLLOW, Journal, fold
 from ansible_collections.stacklift.migrate.plugins.module_utils.coordination import marker_path, run_archive_dir
 
 POLL = 0.05
@@ -75,7 +75,7 @@ class Agent(object):
         """One agent at a time per stack on this host: a call of a run whose controller died may
         still be working here, and a rollback must wait for it rather than race it."""
         ensure_private_dir(self.archive_dir)
-        fd = os.open(marker_path(self.archive_dir, self.stack) + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(marker_path(self.archive_dir, self.stack) + ".lock", os.O_RDWR | os.O_CREAT | NOFOLLOW, 0o600)
         deadline = time.time() + timeout
         try:
             while True:
@@ -108,6 +108,14 @@ class Agent(object):
 
     def done(self, service, step):
         return step in self.state["services"].get(service, {})
+
+    def refuse_if_ended(self, step):
+        """A run this host rolled back (STEP recorded for a service: the source's rolled_back, the target's
+        removed) is over here: called again, it must not fence running containers and report success."""
+        ended = sorted(n for n in self.services if self.done(n, step))
+        if ended:
+            raise WindowError("run %s of stack %s was rolled back on this host (%s: %s); it is over: start a new run"
+                              % (self.run_id, self.stack, step, ", ".join(ended)), self.events)
 
     def archive(self, name):
         """NAME's archive of this run, in the run's own directory (coordination.run_archive_dir)."""

@@ -86,6 +86,7 @@ class SourceAgent(Agent):
         stack at a time is in its window, restores included. Any failure tells the targets,
         so that none waits for archives that will not come."""
         try:
+            self.refuse_if_ended("rolled_back")
             problems, containers, info = self.check()  # a refusal does not wait for a slot
             if problems:
                 raise WindowError(problems, self.events)

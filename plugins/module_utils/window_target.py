@@ -68,6 +68,7 @@ class TargetAgent(Agent):
         note (an "abort" note, or no note within wait_timeout, leaves the copies fenced)."""
         if self.committed():
             return self.events  # nothing left to do: the copies here serve
+        self.refuse_if_ended("removed")
         self.host.raise_host_fence(self.table)
         self._note_other_archives()
         self.started = time.time()

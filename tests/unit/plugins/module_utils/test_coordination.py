@@ -85,3 +85,24 @@ def test_the_look_for_the_commit_on_a_target_waits_for_a_committed_record_of_its
     marker.append("committed", run="r2", service="db")
     start = time.time()
     assert proc.wait(timeout=5) == 0 and time.time() - start < 0.5
+
+
+def test_journals_notes_and_locks_never_follow_a_symlink_at_their_name(tmp_path):
+    """Issue 20: a link planted at a journal's, a note's or a lock's name must not redirect a write."""
+    import errno
+    from ansible_collections.stacklift.migrate.plugins.module_utils.journal import JournalError, Lock
+    victim = tmp_path / "victim"
+    victim.write_text("host file")
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    for name in ("shop.journal", "shop.abort", "shop.commit.tmp", "lock"):
+        (ck / name).symlink_to(victim)
+    with pytest.raises(OSError) as e:
+        Journal(str(ck / "shop.journal")).append("fenced", run="r1")
+    assert e.value.errno == errno.ELOOP
+    assert coordination.read_note(str(ck), "shop", "abort", "r1") is None
+    coordination.write_note(str(ck), "shop", "commit", "r1")  # its .tmp link replaced, not written through
+    assert coordination.read_note(str(ck), "shop", "commit", "r1") == ""
+    with pytest.raises(JournalError, match="is a symlink, not a stacklift lock"):
+        Lock(str(ck / "lock")).acquire("r1")
+    assert victim.read_text() == "host file"

@@ -519,6 +519,24 @@ def test_a_source_with_a_window_limit_waits_for_a_slot_before_it_touches_anythin
         assert slot == 0
 
 
+def test_a_rolled_back_run_called_again_fences_nothing_and_fails(tmp_path):
+    """Issue 20: the same run id again, after its rollback, fenced the running containers, sent the old
+    archives and reported success."""
+    containers = Containers(**{"shop-db": "running", "shop-cache": "running", "shop-app": "running"})
+    runner = engine_runner(tmp_path, containers)
+    marker = Journal(str(tmp_path / "ck" / "shop.journal"))
+    for step in ("fenced", "checkpointed", "rolled_back", "unfenced"):
+        marker.append(step, run="r1", service="db")
+    sender = Sender()
+    with pytest.raises(window.WindowError, match="run r1 of stack shop was rolled back on this host .*start a new run"):
+        agent(window_source.SourceAgent, tmp_path, runner, sender=sender).checkpointed()
+    assert not any(c[0] == "nsenter" or "checkpoint" in c for c in runner.calls) and not sender.sent
+    marker.append("removed", run="r1", service="db")
+    with pytest.raises(window.WindowError, match="rolled back on this host \\(removed: db\\)"):
+        agent(window_target.TargetAgent, tmp_path, runner, services={"db": SERVICES["db"]}).restored()
+    assert not runner.commands("nft")
+
+
 def test_a_source_waiting_for_its_slot_reads_the_rollbacks_abort_note_and_never_fences(tmp_path):
     """Issue 20: a rollback came while the source waited for its host's window slot."""
     containers = Containers(**{"shop-db": "running", "shop-cache": "running", "shop-app": "running"})
