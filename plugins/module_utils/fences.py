@@ -29,20 +29,41 @@ def host_fence_table(stack):
                                  stack)
 
 
+# The host fence is a table in two families: "inet" (routed traffic: clients elsewhere) and "bridge"
+# (traffic between two containers on one bridge, which passes the inet hooks only with br_netfilter).
+# Fenced addresses (v4, v6) are cut off from everything, except that two containers whose restores are
+# done (r4, r6: their sockets are back) reach each other: an app's restored connection to its database
+# works while its probes run, and a packet to a container whose sockets are not back yet (which its new
+# network namespace would answer with a reset) is dropped, to be retransmitted once they are.
+HOST_FENCE_FAMILIES = ("inet", "bridge")
 # Idempotent: raised again (a rerun, a rollback), the chain is flushed and its rules written once; the sets
-# keep the addresses already fenced.
+# keep the addresses already in them.
 HOST_FENCE_RULES = (
-    "table inet {t} {{\n"
+    "table {f} {t} {{\n"
     "  set v4 {{ type ipv4_addr; }}\n  set v6 {{ type ipv6_addr; }}\n"
+    "  set r4 {{ type ipv4_addr; }}\n  set r6 {{ type ipv6_addr; }}\n"
     "  chain forward {{ type filter hook forward priority -300; policy accept; }}\n"
     "}}\n"
-    "flush chain inet {t} forward\n"
-    "add rule inet {t} forward ip saddr @v4 ip daddr @v4 accept\n"
-    "add rule inet {t} forward ip6 saddr @v6 ip6 daddr @v6 accept\n"
-    "add rule inet {t} forward ip saddr @v4 drop\n"
-    "add rule inet {t} forward ip daddr @v4 drop\n"
-    "add rule inet {t} forward ip6 saddr @v6 drop\n"
-    "add rule inet {t} forward ip6 daddr @v6 drop\n")
+    "flush chain {f} {t} forward\n"
+    "add rule {f} {t} forward ip saddr @r4 ip daddr @r4 accept\n"
+    "add rule {f} {t} forward ip6 saddr @r6 ip6 daddr @r6 accept\n"
+    "add rule {f} {t} forward ip saddr @v4 drop\n"
+    "add rule {f} {t} forward ip daddr @v4 drop\n"
+    "add rule {f} {t} forward ip6 saddr @v6 drop\n"
+    "add rule {f} {t} forward ip6 daddr @v6 drop\n")
+
+
+def host_fence_script(table):
+    return "".join(HOST_FENCE_RULES.format(f=f, t=table) for f in HOST_FENCE_FAMILIES)
+
+
+def _elements_script(table, addresses, restored=False):
+    """Add ADDRESSES to the fenced sets (or, RESTORED, to the sets of those whose restores are done)."""
+    lines = []
+    for ip in addresses:
+        kind = ("r" if restored else "v") + ("6" if ipaddress.ip_address(ip).version == 6 else "4")
+        lines += ["add element %s %s %s { %s }\n" % (f, table, kind, ip) for f in HOST_FENCE_FAMILIES]
+    return "".join(lines)
 
 
 class Host(object):
@@ -79,25 +100,33 @@ class Host(object):
         if self.container_fenced(pid):
             self._nft(["delete", "table", "inet", FENCE_TABLE], netns_pid=pid, what="lifting the fence of %s" % name)
 
-    # The target host's fence: its restored copies' addresses cut off from everything routed but each
-    # other (an app's restored connection to its database must work while its readiness is probed; with
-    # br_netfilter, even traffic between two containers on one bridge passes this hook).
+    # The target host's fence (HOST_FENCE_RULES): its restored copies' addresses cut off from everything
+    # but each other, until the commit.
     def raise_host_fence(self, table):
-        self._nft(["-f", "-"], data=HOST_FENCE_RULES.format(t=table), what="raising the target's fence")
+        self._nft(["-f", "-"], data=host_fence_script(table), what="raising the target's fence")
 
     def fence_addresses(self, table, addresses):
         """Fence ADDRESSES before a restore here, and forget this host's connection tracking of them: an
         entry left from when the stack ran here before holds the old sequence numbers, and the restored
         connections' packets would be dropped as invalid (found moving stacks back after a drain)."""
+        if addresses:
+            self._nft(["-f", "-"], data=_elements_script(table, addresses), what="fencing %s" % ", ".join(addresses))
         for ip in addresses:
-            family = "v6" if ipaddress.ip_address(ip).version == 6 else "v4"
-            self._nft(["add", "element", "inet", table, family, "{ %s }" % ip], what="fencing %s" % ip)
             for way in ("-s", "-d") if self.conntrack else ():  # rc 1: none; no conntrack: the preflight warns
                 self.run([self.conntrack, "-D", way, ip])
+
+    def addresses_restored(self, table, addresses):
+        """ADDRESSES' container is restored (its sockets are back): fenced still, it now reaches the
+        stack's other restored containers here."""
+        if addresses:
+            self._nft(["-f", "-"], data=_elements_script(table, addresses, restored=True),
+                      what="opening the fence between %s and the stack's restored containers" % ", ".join(addresses))
 
     def host_fence_up(self, table):
         return self.run([self.nft, "list", "table", "inet", table])[0] == 0
 
     def lift_host_fence(self, table):
-        if self.host_fence_up(table):
-            self._nft(["delete", "table", "inet", table], what="lifting the target's fence")
+        """Both families' tables gone (a bridge table left alone from an older run goes too)."""
+        for family in HOST_FENCE_FAMILIES:
+            if self.run([self.nft, "list", "table", family, table])[0] == 0:
+                self._nft(["delete", "table", family, table], what="lifting the target's fence")

@@ -174,6 +174,7 @@ class TargetAgent(Agent):
                                     tcp_close=svc["tcp"] == "close", file_locks=True)
         except CryptError as e:
             raise WindowError(str(e))
+        self.host.addresses_restored(self.table, ips)
         c = self.engine.container(svc["container"])
         try:
             self.record("restored", name, arrived=arrived, started=start, container_id=c["Id"], addresses=ips)
