@@ -343,43 +343,63 @@ def _drain_stderr(chan):
     return err.decode("utf-8", "replace")
 
 
+class _Closer(object):
+    """What a stalled stream closes: the connection and the local command feeding it."""
+
+    def __init__(self, client, proc):
+        self.client, self.proc = client, proc
+
+    def close(self):
+        self.client.close()
+        if self.proc.poll() is None:
+            self.proc.kill()
+
+
 def stream_to_remote(local_argv, client, remote_cmd, timeout=1800):
-    """Pipe a local command's stdout into a remote command's stdin; returns bytes and timings."""
+    """Pipe a local command's stdout into a remote command's stdin; returns bytes and timings. A stream
+    that makes no progress for STALL_TIMEOUT (either end silent), or a remote command that has not ended
+    TIMEOUT seconds after the last byte, ends with a TransferError, never a hang or a traceback."""
     start = time.time()
     proc = subprocess.Popen(local_argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    chan = client.get_transport().open_session(timeout=timeout)
-    chan.exec_command(as_root(client, remote_cmd))
-    sent = 0
+    watchdog = Watchdog(_Closer(client, proc))
+    sent, chan = 0, None
     try:
+        chan = client.get_transport().open_session(timeout=STALL_TIMEOUT)
+        chan.settimeout(STALL_TIMEOUT)
+        chan.exec_command(as_root(client, remote_cmd))
         for block in iter(lambda: proc.stdout.read(CHUNK), b""):
             chan.sendall(block)
             sent += len(block)
+            watchdog.touch()
         chan.shutdown_write()
+        watchdog.touch(timeout)  # the remote command takes in what it was sent
         local_err = proc.stderr.read().decode("utf-8", "replace")
         local_rc = proc.wait()
+        chan.settimeout(timeout)
         out = b""
-        while True:
-            data = chan.recv(65536)
-            if not data:
-                break
+        for data in iter(lambda: chan.recv(65536), b""):
             out += data
-        err = b""
-        while chan.recv_stderr_ready():
-            err += chan.recv_stderr(65536)
+        err = _drain_stderr(chan)
         remote_rc = chan.recv_exit_status()
+    except (IOError, OSError, EOFError, socket.timeout, paramiko.SSHException) as e:
+        if watchdog.fired or isinstance(e, socket.timeout):
+            raise TransferError("the stream of %s to the target stalled for %g s after %d bytes"
+                                % (" ".join(local_argv), STALL_TIMEOUT, sent))
+        raise TransferError("the stream of %s to the target failed after %d bytes: %s"
+                            % (" ".join(local_argv), sent, e or type(e).__name__))
     finally:
+        watchdog.stop()
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        chan.close()
+        if chan is not None:
+            chan.close()
     if local_rc != 0:
         raise TransferError("%s failed (%d): %s" % (" ".join(local_argv), local_rc, local_err.strip()),
                             rc=local_rc, stderr=local_err)
     if remote_rc != 0:
-        remote_err = err.decode("utf-8", "replace")
-        raise TransferError("%s failed on the target (%d): %s" % (remote_cmd, remote_rc, remote_err.strip()),
-                            rc=remote_rc, stdout=out.decode("utf-8", "replace"),
-                            stderr=remote_err)
+        raise TransferError("%s failed on the target (%d): %s" % (remote_cmd, remote_rc, err.strip()),
+                            rc=remote_rc, stdout=out.decode("utf-8", "replace"), stderr=err)
     return {"bytes": sent, "seconds": round(time.time() - start, 3), "stdout": out.decode("utf-8", "replace")}
 
 

@@ -117,3 +117,52 @@ def test_a_push_that_arrives_damaged_or_short_leaves_nothing_under_either_name(t
     assert rc == (12 if case == "digest" else 11)
     assert out == (sha if case == "digest" else "")
     assert os.listdir(tmp_path / "ck") == []
+
+
+def test_an_image_stream_to_a_silent_target_ends_with_a_clean_error_within_the_stall_limit(monkeypatch):
+    """Issue 20: image_sync's stream had no stall watchdog; a silent target hung it, and the local
+    command feeding it is stopped too."""
+    monkeypatch.setattr(_ssh, "STALL_TIMEOUT", 0.5)
+    target = SilentTarget()
+    start = time.time()
+    with pytest.raises(_ssh.TransferError, match="stalled for 0.5 s after 0 bytes"):
+        _ssh.stream_to_remote(["sh", "-c", "sleep 30; echo late"], target, "podman load")
+    assert time.time() - start < 5 and target.closed.is_set()
+
+
+class StalledChannel:
+    """A target that took the first block and then stopped reading (its window full)."""
+
+    def __init__(self):
+        self.closed = threading.Event()
+        self.blocks = 0
+
+    def get_transport(self):
+        return self
+
+    def open_session(self, timeout=None):
+        return self
+
+    def settimeout(self, t):
+        pass
+
+    def exec_command(self, cmd):
+        pass
+
+    def sendall(self, block):
+        self.blocks += 1
+        if self.blocks > 1:
+            self.closed.wait(30)
+            raise EOFError("closed")
+
+    def close(self):
+        self.closed.set()
+
+
+def test_an_image_stream_the_target_stops_reading_ends_within_the_stall_limit(monkeypatch):
+    monkeypatch.setattr(_ssh, "STALL_TIMEOUT", 0.5)
+    target = StalledChannel()
+    start = time.time()
+    with pytest.raises(_ssh.TransferError, match=r"stalled for 0.5 s after \d+ bytes"):
+        _ssh.stream_to_remote(["head", "-c", "50000000", "/dev/zero"], target, "podman load")
+    assert time.time() - start < 5
