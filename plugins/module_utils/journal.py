@@ -20,7 +20,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
 import errno
+import fcntl
 import json
 import os
 import socket
@@ -194,10 +196,19 @@ def controller_pid(pid=None):
     return found or os.getppid()
 
 
-def holder_alive(holder, hostname=None, proc_start=_proc_start):
+# A lock names its controller's host and pid, and holds a lease: the time it expires unless renewed. A
+# renewer (renew_while_alive, started with the lock) extends it while the controller process lives. On
+# the controller's own host the pid tells at once whether the holder is gone; from another host (each AWX
+# job runs in a pod of its own) only the lease can: a cancelled job's lock is stale LEASE seconds later.
+LEASE = 90.0
+
+
+def holder_alive(holder, hostname=None, proc_start=_proc_start, now=time.time):
     """Whether the process that holds a lock is still running (True when it cannot be told)."""
     if holder.get("host") != (hostname or socket.gethostname()):
-        return True  # another controller's lock: only its owner, or an explicit break, can end it
+        expires = holder.get("expires")
+        # a lock without a lease (an older stacklift's): only its owner, or a break by hand, can end it
+        return not isinstance(expires, (int, float)) or now() < expires
     pid = holder.get("pid")
     if not isinstance(pid, int):
         return False
@@ -206,10 +217,60 @@ def holder_alive(holder, hostname=None, proc_start=_proc_start):
 
 
 class Lock(object):
-    """One run per stack: a lock file made with O_EXCL, naming its holder."""
+    """One run per stack: a lock file made with O_EXCL, naming its holder, with a lease. Taking it,
+    breaking a stale one and renewing it happen under a guard (flock), so two controllers breaking the
+    same stale lock cannot both end up holding it."""
 
     def __init__(self, path):
         self.path = path
+
+    @contextlib.contextmanager
+    def _guarded(self):
+        fd = os.open(self.path + ".guard", os.O_RDWR | os.O_CREAT | NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # gives the guard back
+
+    def _write(self, record):
+        tmp = "%s.%s.tmp" % (self.path, uuid.uuid4().hex[:8])
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o600), "w") as f:
+            json.dump(record, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, self.path)
+        _fsync_dir(os.path.dirname(os.path.abspath(self.path)))
+
+    def renew(self, run, pid):
+        """Extend the lease of RUN's lock held by PID; False when the lock is no longer theirs."""
+        with self._guarded():
+            held = self.holder() or {}
+            if held.get("run") != run or held.get("pid") != pid:
+                return False
+            self._write(dict(held, expires=round(time.time() + LEASE, 3)))
+            return True
+
+    def break_stale(self, run, alive=holder_alive):
+        """Remove the lock of RUN once its holder is gone (its pid on this host, its lease elsewhere);
+        returns the holder removed. Refuses a live holder, or a lock of another run."""
+        with self._guarded():
+            held = self.holder()
+            if held is None:
+                return None
+            if held.get("run") != run:
+                raise JournalError("the lock is held by run %s, not %s: not breaking it" % (held.get("run"), run))
+            if alive(held):
+                lease = held.get("expires")
+                raise LockHeld("run %s is not gone: its controller (pid %s on %s) %s; not breaking its lock"
+                               % (run, held.get("pid"), held.get("host"),
+                                  "holds its lease until %s" % time.strftime("%H:%M:%S", time.localtime(lease))
+                                  if isinstance(lease, (int, float)) else
+                                  "runs, or cannot be asked (a lock without a lease: remove %s by hand once you "
+                                  "are sure)" % self.path), held)
+            os.unlink(self.path)
+            _fsync_dir(os.path.dirname(os.path.abspath(self.path)))
+            return held
 
     def holder(self):
         try:
@@ -222,10 +283,15 @@ class Lock(object):
         """Take the lock for RUN. Returns the stale holder it replaced, or None. Raises LockHeld."""
         pid = pid or controller_pid()
         me = {"run": run, "pid": pid, "pid_start": _proc_start(pid), "host": socket.gethostname(),
-              "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+              "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "expires": round(time.time() + LEASE, 3)}
         d = os.path.dirname(os.path.abspath(self.path))
         if not os.path.isdir(d):
             os.makedirs(d, 0o700)
+        with self._guarded():
+            return self._acquire(me, break_stale, alive)
+
+    def _acquire(self, me, break_stale, alive):
+        run, d = me["run"], os.path.dirname(os.path.abspath(self.path))
         stale = None
         for _attempt in range(2):
             try:
@@ -257,6 +323,10 @@ class Lock(object):
         raise JournalError("could not take the lock %s" % self.path)
 
     def release(self, run):
+        with self._guarded():
+            return self._release(run)
+
+    def _release(self, run):
         held = self.holder()
         if held and held.get("run") == run:
             os.unlink(self.path)
@@ -265,18 +335,41 @@ class Lock(object):
         return False
 
 
+def renew_while_alive(path, run, pid, pid_start, every=LEASE / 3, sleep=time.sleep):
+    """Renew RUN's lease at PATH every EVERY seconds while the controller (PID, started PID_START) lives
+    and the lock is still RUN's; return when either ends (the lease then runs out by itself)."""
+    lock = Lock(path)
+    while True:
+        sleep(every)
+        if _proc_start(pid) != pid_start or not lock.renew(run, pid):
+            return
+
+
+def start_renewer(path, run, pid):
+    """A process of its own (this file run as a script, in a session of its own) that renews the lease
+    while the controller lives. Only where this file is a file (the controller, not a module's zip)."""
+    me = os.path.abspath(__file__)
+    if not os.path.isfile(me):
+        return None
+    import subprocess
+    import sys
+    return subprocess.Popen([sys.executable, me, "renew", path, run, str(pid), str(_proc_start(pid))],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            close_fds=True, start_new_session=True).pid
+
+
 # -- migration_journal's work, done the same way by its module and its action plugin -----------
 
 JOURNAL_ARGUMENT_SPEC = dict(
     stack=dict(type="str", required=True),
     journal_dir=dict(type="path", required=True),
-    state=dict(type="str", default="show", choices=["begin", "record", "end", "release", "show"]),
+    state=dict(type="str", default="show", choices=["begin", "record", "end", "release", "break", "show"]),
     run_id=dict(type="str"),
     records=dict(type="list", elements="dict", default=[]),
     outcome=dict(type="str", choices=["committed", "rolled_back", "refused"]),
 )
 JOURNAL_REQUIRED_IF = [("state", "record", ("run_id",)), ("state", "release", ("run_id",)),
-                       ("state", "end", ("run_id", "outcome"))]
+                       ("state", "end", ("run_id", "outcome")), ("state", "break", ("run_id",))]
 
 
 def journal_task(p, check_mode=False, pid=None):
@@ -307,6 +400,17 @@ def journal_task(p, check_mode=False, pid=None):
                 return fail("stack %s: %s" % (p["stack"], e), run_id=None, holder=e.holder)
             journal.append("resumed" if out["previous"] else "begin", run=run_id)
             out["holder"] = lock.holder()
+            out["lease_renewer"] = start_renewer(lock.path, run_id, out["holder"]["pid"])
+        elif p["state"] == "break":
+            try:
+                broken = lock.break_stale(p["run_id"])
+            except LockHeld as e:
+                return fail("stack %s: %s" % (p["stack"], e), holder=e.holder)
+            if broken is None:
+                out.update(msg="stack %s is not locked" % p["stack"])
+                return False, out
+            journal.append("lock_broken", run=p["run_id"], holder=broken)
+            run_id = p["run_id"]
         else:
             run_id = p["run_id"]
             held = lock.holder() or {}
@@ -328,3 +432,9 @@ def journal_task(p, check_mode=False, pid=None):
         return fail("journal %s: %s" % (path, e))
     out.update(changed=True, run_id=run_id, run=fold(journal.records(run_id)))
     return False, out
+
+
+if __name__ == "__main__":  # start_renewer's process: journal.py renew PATH RUN PID PID_START
+    import sys
+    if len(sys.argv) == 6 and sys.argv[1] == "renew":
+        renew_while_alive(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]) if sys.argv[5] != "None" else None)

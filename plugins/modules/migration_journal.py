@@ -22,6 +22,13 @@ description:
     to finish or roll back before a new run begins.
   - V(record) appends records (the hosts' events, the commit intent). V(end) closes the run with its
     outcome and releases the lock.
+  - The lock names its controller (host, pid) and holds a lease, renewed by a process of its own every
+    30 s while the controller lives. On the controller's host a holder is gone when its process is; from
+    another host (each AWX job runs in a pod with a hostname of its own) when its lease has run out, 90 s
+    after a cancelled or killed job. Taking, breaking and renewing the lock happen under a guard
+    (C(STACK.lock.guard), flock), so two controllers breaking one stale lock never both hold it.
+  - V(break) removes the lock of O(run_id) by hand, after checking that its holder is gone (its process,
+    or its lease); it refuses a live holder, and records C(lock_broken) in the journal.
 author:
   - stacklift developers (@stacklift)
 options:
@@ -37,11 +44,13 @@ options:
     description:
       - V(begin), V(record), V(end), V(show) (read only), or V(release), which gives the lock up and
         leaves the run open, for the next run to finish (a rollback that could not reach a target).
+      - V(break) removes the lock of O(run_id) once its holder is gone; the run stays open, for the next
+        run to finish or roll back.
     type: str
-    choices: [begin, record, end, release, show]
+    choices: [begin, record, end, release, break, show]
     default: show
   run_id:
-    description: The run (from V(begin)); required for V(record) and V(end).
+    description: The run (from V(begin)); required for V(record), V(end), V(release) and V(break).
     type: str
   records:
     description: Records to append, each a dict with at least C(step).
@@ -85,6 +94,15 @@ EXAMPLES = r"""
     run_id: "{{ journal.run_id }}"
     outcome: committed
   delegate_to: localhost
+
+# A cancelled AWX job left the stack locked: its lease runs out 90 s later. Break it by hand, checked.
+- name: Break the lock of a run whose controller is gone
+  stacklift.migrate.migration_journal:
+    stack: shop
+    journal_dir: /var/lib/stacklift/journal
+    state: break
+    run_id: 20261128T101500-1a2b3c4d
+  delegate_to: localhost
 """
 
 RETURN = r"""
@@ -120,10 +138,15 @@ previous:
     status: open
     committing: false
 holder:
-  description: With V(begin) refused, or V(show), who holds the lock.
+  description: With V(begin), V(show), or V(break) refused, who holds the lock, and until when its lease runs (epoch seconds).
   returned: when locked
   type: dict
-  sample: {run: 20261128T101500-1a2b3c4d, pid: 4242, host: controller, since: "2026-11-28T10:15:00Z"}
+  sample: {run: 20261128T101500-1a2b3c4d, pid: 4242, host: controller, since: "2026-11-28T10:15:00Z", expires: 1764324990.5}
+lease_renewer:
+  description: With V(begin), the pid of the process that renews the lock's lease while the controller lives.
+  returned: when the lock was taken
+  type: int
+  sample: 4250
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -72,3 +72,94 @@ def test_the_controller_is_the_outermost_ansible_playbook(monkeypatch):
             return "%d (x) S %d" % (self.pid, tree[self.pid][0])
     monkeypatch.setattr(j, "open", Stat, raising=False)
     assert j.controller_pid(40) == 20
+
+
+def test_a_lock_from_another_host_lives_by_its_lease():
+    """Issue 20: each AWX job runs in a pod with a hostname of its own; a cancelled job's lock must end."""
+    other = {"run": "r1", "pid": 7, "pid_start": 1, "host": "awx-job-123"}
+    assert j.holder_alive(dict(other, expires=1000.0), now=lambda: 999.0)
+    assert not j.holder_alive(dict(other, expires=1000.0), now=lambda: 1001.0)
+    assert j.holder_alive(other)  # an older stacklift's lock without a lease: it cannot be told
+
+
+def stale_lock(path, run="r1"):
+    path.write_text(json.dumps({"run": run, "pid": 7, "pid_start": 1, "host": "awx-job-123", "expires": 1.0}))
+
+
+def test_an_expired_lease_is_taken_over_and_renewed_while_the_controller_lives(tmp_path):
+    path = tmp_path / "shop.lock"
+    stale_lock(path)
+    lock = j.Lock(str(path))
+    assert lock.acquire("r2", pid=os.getpid())["host"] == "awx-job-123"
+    first = lock.holder()["expires"]
+    assert first > 1.0 and lock.renew("r2", os.getpid()) and lock.holder()["expires"] >= first
+    assert not lock.renew("r1", os.getpid())  # not its lock
+    # the renewer stops by itself once the controller is gone, or the lock is another run's
+    ticks = []
+    j.renew_while_alive(str(path), "r2", os.getpid(), j._proc_start(os.getpid()) + 1, every=0, sleep=ticks.append)
+    assert ticks == [0]
+    lock.release("r2")
+    j.renew_while_alive(str(path), "r2", os.getpid(), j._proc_start(os.getpid()), every=0, sleep=ticks.append)
+    assert ticks == [0, 0] and lock.holder() is None
+
+
+def _take(path, run, go, out, done):
+    go.wait(10)  # all at once
+    try:
+        j.Lock(path).acquire(run, pid=os.getpid())
+        out.put(run)
+    except j.LockHeld:
+        out.put(None)
+    done.wait(10)  # a winner stays alive (a dead one's lock is stale) until every one has tried
+
+
+def test_two_controllers_breaking_the_same_stale_lock_cannot_both_hold_it(tmp_path):
+    import multiprocessing
+    ctx = multiprocessing.get_context("fork")
+    for attempt in range(15):
+        path = tmp_path / ("shop-%d.lock" % attempt)
+        stale_lock(path)
+        out, go, done = ctx.Queue(), ctx.Event(), ctx.Event()
+        procs = [ctx.Process(target=_take, args=(str(path), "r%d" % i, go, out, done)) for i in range(4)]
+        for p in procs:
+            p.start()
+        go.set()
+        winners = [r for r in (out.get(timeout=10) for _p in procs) if r]
+        holder = j.Lock(str(path)).holder()["run"]
+        done.set()
+        for p in procs:
+            p.join(10)
+        assert len(winners) == 1 and holder == winners[0], winners
+
+
+def test_breaking_a_lock_by_hand_checks_that_its_holder_is_gone(tmp_path):
+    jdir = tmp_path / "journal"
+    jdir.mkdir()
+    params = dict(stack="shop", journal_dir=str(jdir), state="break", run_id="r1", records=[], outcome=None)
+    (jdir / "shop.lock").write_text(json.dumps({"run": "r1", "pid": 7, "host": "awx-job-123",
+                                                "expires": __import__("time").time() + 60}))
+    failed, out = j.journal_task(params)
+    assert failed and "run r1 is not gone" in out["msg"] and "holds its lease until" in out["msg"]
+    failed, out = j.journal_task(dict(params, run_id="r9"))
+    assert failed and "held by run r1, not r9" in out["msg"]
+    stale_lock(jdir / "shop.lock")
+    failed, out = j.journal_task(params)
+    assert not failed and not (jdir / "shop.lock").exists()
+    assert [r["step"] for r in j.Journal(str(jdir / "shop.journal")).records("r1")] == ["lock_broken"]
+    failed, out = j.journal_task(params)
+    assert not failed and out["msg"] == "stack shop is not locked"
+
+
+def test_the_lock_taken_at_begin_starts_its_lease_renewer(tmp_path):
+    import signal
+    import time
+    jdir = tmp_path / "journal"
+    params = dict(stack="shop", journal_dir=str(jdir), state="begin", run_id=None, records=[], outcome=None)
+    failed, out = j.journal_task(params, pid=os.getpid())
+    try:
+        assert not failed and out["lease_renewer"] and out["holder"]["expires"] > time.time() + j.LEASE - 5
+        cmd = open("/proc/%d/cmdline" % out["lease_renewer"], "rb").read().split(b"\0")
+        assert cmd[1].endswith(b"journal.py") and cmd[2:5] == [b"renew", str(jdir / "shop.lock").encode(),
+                                                                out["run_id"].encode()]
+    finally:
+        os.kill(out["lease_renewer"], signal.SIGTERM)
