@@ -74,8 +74,11 @@ class _TarStream(object):
                 self.raw = zstandard.ZstdDecompressor().stream_reader(open(self.path, "rb"))
             except ImportError:
                 try:
-                    self.proc = subprocess.Popen(["zstd", "-dcq", self.path], stdout=subprocess.PIPE,
-                                                 stderr=subprocess.PIPE)
+                    # fed on its stdin: zstd skips a path that is a symlink, as /proc/PID/fd/N of a
+                    # decrypted archive is (encryption.plaintext)
+                    with open(self.path, "rb") as src:
+                        self.proc = subprocess.Popen(["zstd", "-dcq"], stdin=src, stdout=subprocess.PIPE,
+                                                     stderr=subprocess.PIPE)
                 except OSError:
                     raise ArchiveError("%s is zstd-compressed, but neither the zstandard Python module "
                                        "nor the zstd binary is on this host" % self.path)

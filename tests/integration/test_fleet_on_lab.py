@@ -178,10 +178,10 @@ def test_drain_moves_every_stack_at_once_placed_by_capacity_and_spread_one_windo
                      "-e", '{"stacklift_fleet_targets": ["node1"]}', tmp=fleet["tmp"])
     assert res.returncode == 0, res.stdout[-6000:]
     assert where(fleet["hosts"]) == {"shop": ["node1"], "shop2": now["shop2"], "sessions": ["node1"]}
-    for state in ("shop.json", "between.json"):  # every write made between the moves is there
-        res = in_client([sys.executable, str(SHOPPER), "verify", str(fleet["tmp"] / state)],
-                        env={"SHOP_ADDRESS": SHOPS["shop"]})
-        assert res.returncode == 0, (state, res.stdout + res.stderr)
+    # every write made between the moves is there (the same shoppers: their orders from both drives)
+    res = in_client([sys.executable, str(SHOPPER), "verify", str(fleet["tmp"] / "between.json")],
+                    env={"SHOP_ADDRESS": SHOPS["shop"]})
+    assert res.returncode == 0, res.stdout + res.stderr
     assert fleet["hosts"][0].out(sessions_cli + "GET fleet:between") == "after-the-drain"
     # The kept archives were set aside and named in the journal, never restored.
     steps = [json.loads(line) for line in fleet["hosts"][0].out("cat %s/sessions.journal" % ARCHIVE_DIR).splitlines()]

@@ -93,3 +93,16 @@ def test_a_killed_decryption_leaves_no_plaintext(plain, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert sorted(os.listdir(tmp_path)) == ["a.tar", "a.tar.enc"]
+
+
+def test_an_encrypted_zstd_archive_reads_through_its_nameless_plaintext(tmp_path):
+    """Found on the lab: zstd skips a path that is a symlink, as /proc/PID/fd/N is; it reads the archive
+    on its stdin."""
+    from ansible_collections.stacklift.migrate.plugins.module_utils.archive import read_archive
+    from test_archive import make_archive
+    archive = make_archive(tmp_path / "cache.tar.zst", "zstd")
+    enc = tmp_path / "cache.tar.zst.enc"
+    crypt.encrypt_file(archive, str(enc), "vaulted passphrase")
+    with crypt.plaintext(str(enc), "vaulted passphrase") as path:
+        info = read_archive(path, original=str(enc))
+    assert info["tcp_connections_saved"] == 2 and info["sizes"]["memory_pages"] == 4096
