@@ -24,7 +24,8 @@ from ansible_collections.stacklift.migrate.plugins.module_utils.encryption impor
 from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import (
     EngineError, container_ips, container_volumes)
 from ansible_collections.stacklift.migrate.plugins.module_utils.hostchecks import (
-    cap_bounding_set, docker_container_problems, docker_daemon_problems, host_criu_problem, uid_problem)
+    cap_bounding_set, docker_container_problems, docker_daemon_problems, host_criu_problem, manager_problems,
+    uid_problem)
 from ansible_collections.stacklift.migrate.plugins.module_utils.journal import fsync_file
 
 SUFFIXES = {"zstd": ".tar.zst", "gzip": ".tar.gz", "none": ".tar"}
@@ -62,8 +63,11 @@ def ensure_private_dir(directory):
             raise
 
 
-def checkpoint_problems(engine, names, info=None, capbnd=None, tcp_established=(), file_locks=(), tcp_close=()):
+def checkpoint_problems(engine, names, info=None, capbnd=None, tcp_established=(), file_locks=(), tcp_close=(),
+                        inspected=None):
     """Why these running containers cannot be checkpointed on this host: a list, empty when they can.
+
+    INSPECTED: {name: inspect data} the caller has already (else each is inspected here).
 
     TCP_ESTABLISHED, FILE_LOCKS, TCP_CLOSE: the names moved with those CRIU options (True: all of them)."""
     info = info or engine.info()
@@ -80,8 +84,10 @@ def checkpoint_problems(engine, names, info=None, capbnd=None, tcp_established=(
         problem = uid_problem(engine.container_users(name), capbnd)
         if problem:
             problems.append("cannot checkpoint container %r: %s" % (name, problem))
+        container = (inspected or {}).get(name) or engine.container(name)
+        problems += manager_problems(info.get("engine"), name, container)
         if info.get("engine") == "docker":
-            problems += docker_container_problems(name, engine.container(name), tcp_established=name in tcp_established,
+            problems += docker_container_problems(name, container, tcp_established=name in tcp_established,
                                                   file_locks=name in file_locks, tcp_close=name in tcp_close)
     return problems
 

@@ -131,6 +131,35 @@ def docker_container_problems(name, container, tcp_established=False, file_locks
     return problems
 
 
+# Restart policies under which Docker starts a checkpointed container afresh the moment its checkpoint
+# stops it (seen on the lab, Docker 26.1.5: always, unless-stopped and on-failure, exit 137). Podman 5.4
+# left all four stopped.
+DOCKER_RESTARTING = ("always", "unless-stopped", "on-failure")
+
+
+def manager_problems(engine, name, container):
+    """Why something other than stacklift would start container NAME (its inspect data) afresh on the
+    source once its checkpoint stops it, which would make two live copies; each with what to do instead."""
+    problems = []
+    policy = ((container.get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name") or "no"
+    if engine == "docker" and policy in DOCKER_RESTARTING:
+        problems.append("container %r has restart policy %s: Docker starts it afresh the moment its checkpoint "
+                        "stops it, a second copy without its state; run `docker update --restart=no %s` before "
+                        "the migration (and set the policy again on the target after it)" % (name, policy, name))
+    unit = ((container.get("Config") or {}).get("Labels") or {}).get("PODMAN_SYSTEMD_UNIT")
+    if unit:
+        problems.append("container %r is run by the systemd unit %s (Quadlet, or podman generate systemd): the unit "
+                        "may start it afresh once its checkpoint stops it, and would on the next boot; stop the unit "
+                        "from restarting it (systemctl edit %s: Restart=no), migrate, then move the unit to the "
+                        "target" % (name, unit, unit))
+    pod = container.get("Pod")
+    if engine == "podman" and pod:
+        problems.append("container %r is in pod %s: stacklift moves containers, not pods (the restore would "
+                        "need the pod on the target); run its services as containers of their own"
+                        % (name, container.get("PodName") or pod[:12]))
+    return problems
+
+
 # What a host has room for, and what a container takes: the preflight's and the fleet's measures.
 
 def free_bytes(path):

@@ -62,7 +62,9 @@ class SourceAgent(Agent):
         if running and not problems:
             by_tcp = dict((t, [self.services[n]["container"] for n in self.services if self.services[n]["tcp"] == t])
                           for t in ("established", "close"))
-            problems += checkpoint_problems(self.engine, running, info=info, tcp_established=by_tcp["established"],
+            inspected = dict((self.services[n]["container"], c) for n, c in containers.items() if c)
+            problems += checkpoint_problems(self.engine, running, info=info, inspected=inspected,
+                                            tcp_established=by_tcp["established"],
                                             tcp_close=by_tcp["close"])
         return problems, containers, info
 

@@ -231,7 +231,7 @@ class CheckpointManager(object):
                                       name=name, state=state.get("Status"))
         if todo:
             info = self.engine.info()
-            problems = checkpoint_problems(self.engine, todo, info=info,
+            problems = checkpoint_problems(self.engine, todo, info=info, inspected=containers,
                                            tcp_established=self.module.params["tcp_established"],
                                            file_locks=self.module.params["file_locks"])
             if problems:

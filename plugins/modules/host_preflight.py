@@ -168,7 +168,8 @@ from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base imp
 from ansible_collections.stacklift.migrate.plugins.module_utils.engines.selection import (
     ENGINE_ARGUMENT_SPEC, engine_for_module)
 from ansible_collections.stacklift.migrate.plugins.module_utils.hostchecks import (
-    cap_bounding_set, docker_daemon_problems, free_bytes, host_criu_problem, memory_bytes, tree_bytes, uid_problem)
+    cap_bounding_set, docker_daemon_problems, free_bytes, host_criu_problem, manager_problems, memory_bytes, tree_bytes,
+    uid_problem)
 
 # Archives are about the size of a container's memory plus its rootfs changes; ask for that and a margin.
 SPACE_MARGIN = 1.5
@@ -283,6 +284,7 @@ def source_side(module, engine, host):
         problem = uid_problem(engine.container_users(name), capbnd)
         if problem:
             problems.append("container %r cannot be checkpointed: %s" % (name, problem))
+        problems += manager_problems(host.get("engine"), name, c)  # never two live copies
         ips = container_ips(c)
         volumes = container_volumes(c)
         facts["containers"][name] = {"image_id": c.get("Image"), "image_name": c.get("ImageName"), "ips": ips,

@@ -113,3 +113,21 @@ def test_docker_containers_need_criu_options_in_their_config_file():
         "db", missing, tcp_established=True, file_locks=True, read=read)[0]
     rm = hostchecks.docker_container_problems("db", {"HostConfig": {"AutoRemove": True}}, tcp_close=True, read=read)
     assert "--rm" in rm[1] and "tcp: close" in rm[0]
+
+
+def test_containers_something_else_would_restart_are_refused_with_what_to_do():
+    """Issue 20: never two live copies. Docker restarts a checkpointed container under these policies (seen
+    on the lab); a systemd unit may, and would at boot; a pod's container cannot be restored without its pod."""
+    from ansible_collections.stacklift.migrate.plugins.module_utils.hostchecks import manager_problems
+    plain = {"HostConfig": {"RestartPolicy": {"Name": "no"}}, "Config": {"Labels": {}}, "Pod": ""}
+    assert manager_problems("docker", "db", plain) == [] and manager_problems("podman", "db", plain) == []
+    for policy in ("always", "unless-stopped", "on-failure"):
+        c = dict(plain, HostConfig={"RestartPolicy": {"Name": policy}})
+        assert "docker update --restart=no db" in manager_problems("docker", "db", c)[0]
+        assert manager_problems("podman", "db", c) == []  # Podman 5.4 leaves it stopped (lab test)
+    unit = dict(plain, Config={"Labels": {"PODMAN_SYSTEMD_UNIT": "container-db.service"}})
+    assert "systemd unit container-db.service" in manager_problems("podman", "db", unit)[0]
+    pod = dict(plain, Pod="0123456789abcdef", PodName="shop")
+    assert manager_problems("podman", "db", pod) == ["container 'db' is in pod shop: stacklift moves containers, "
+                                                     "not pods (the restore would need the pod on the target); run "
+                                                     "its services as containers of their own"]

@@ -158,7 +158,11 @@ def test_the_lock_taken_at_begin_starts_its_lease_renewer(tmp_path):
     failed, out = j.journal_task(params, pid=os.getpid())
     try:
         assert not failed and out["lease_renewer"] and out["holder"]["expires"] > time.time() + j.LEASE - 5
-        cmd = open("/proc/%d/cmdline" % out["lease_renewer"], "rb").read().split(b"\0")
+        for _wait in range(40):  # its exec may not have set its command line yet
+            cmd = open("/proc/%d/cmdline" % out["lease_renewer"], "rb").read().split(b"\0")
+            if len(cmd) > 2:
+                break
+            time.sleep(0.05)
         assert cmd[1].endswith(b"journal.py") and cmd[2:5] == [b"renew", str(jdir / "shop.lock").encode(),
                                                                 out["run_id"].encode()]
     finally:
