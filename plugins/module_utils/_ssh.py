@@ -8,6 +8,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import fcntl
 import io
 import os
 import posixpath
@@ -159,15 +160,33 @@ def _connect_hop(params, user, host, port, pkey, sock):
         raise TransferError("cannot reach %s over SSH: %s" % (where, e))
     if policy == "accept_new":
         try:
-            d = os.path.dirname(known)
-            if not os.path.isdir(d):
-                os.makedirs(d, 0o700)
-            client.save_host_keys(known)
+            save_known_hosts(client.get_host_keys(), known)
         except (IOError, OSError):
             pass
     client.get_transport().set_keepalive(KEEPALIVE)
     client.sudo = user != "root"
     return client
+
+
+def save_known_hosts(keys, known):
+    """Add KEYS (paramiko HostKeys) to the known hosts file KNOWN, as one atomic step under a lock:
+    sources sending to their targets at once, each learning a key, never lose one another's."""
+    os.makedirs(os.path.dirname(known), 0o700, exist_ok=True)
+    fd = os.open(known + ".lock", os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        merged = paramiko.HostKeys()
+        if os.path.exists(known):
+            merged.load(known)
+        for host, entry in keys.items():
+            for ktype, key in entry.items():
+                merged.add(host, ktype, key)
+        tmp = "%s.%s.tmp" % (known, uuid.uuid4().hex[:8])
+        merged.save(tmp)
+        os.chmod(tmp, 0o600)
+        os.rename(tmp, known)
+    finally:
+        os.close(fd)
 
 
 def connect(params):

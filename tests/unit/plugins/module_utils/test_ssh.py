@@ -166,3 +166,27 @@ def test_an_image_stream_the_target_stops_reading_ends_within_the_stall_limit(mo
     with pytest.raises(_ssh.TransferError, match=r"stalled for 0.5 s after \d+ bytes"):
         _ssh.stream_to_remote(["head", "-c", "50000000", "/dev/zero"], target, "podman load")
     assert time.time() - start < 5
+
+
+def test_keys_learned_at_once_by_many_sources_all_land_in_known_hosts(tmp_path):
+    """Issue 20: accept_new wrote known_hosts in place; two sources learning keys at once lost one."""
+    import paramiko
+    known = str(tmp_path / "stacklift" / "known_hosts")
+    key = paramiko.RSAKey.generate(1024)
+    errors = []
+
+    def learn(i):
+        hk = paramiko.HostKeys()
+        hk.add("10.0.0.%d" % i, "ssh-rsa", key)
+        try:
+            _ssh.save_known_hosts(hk, known)
+        except Exception as e:  # pylint: disable=broad-except
+            errors.append(e)
+    threads = [threading.Thread(target=learn, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    saved = paramiko.HostKeys(known)
+    assert not errors and sorted(saved.keys()) == sorted("10.0.0.%d" % i for i in range(20))
+    assert oct(os.stat(known).st_mode & 0o777) == "0o600"
