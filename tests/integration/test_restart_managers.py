@@ -35,8 +35,8 @@ def test_docker_restarts_a_checkpointed_container_so_stacklift_refuses_its_resta
     assert status(host, "docker", "rp-bare") == "running"  # a second life, without the checkpointed state
     # stacklift refuses it before anything is frozen, saying what to do instead.
     host.out("docker run -d --name rp-docker --restart=unless-stopped %s" % REDIS)
-    result, failed = run_module("node3", "container_checkpoint", {"name": ["rp-docker"], "engine": "docker",
-                                                                   "archive_dir": ARCHIVE_DIR})
+    args = {"name": ["rp-docker"], "engine": "docker", "archive_dir": ARCHIVE_DIR}
+    result, failed = run_module("node3", "container_checkpoint", args)
     assert failed and "restart policy unless-stopped: Docker starts it afresh" in result["msg"], result
     assert "docker update --restart=no rp-docker" in result["msg"]
     assert status(host, "docker", "rp-docker") == "running"  # never frozen
@@ -47,8 +47,8 @@ def test_podman_leaves_a_checkpointed_container_with_a_restart_policy_stopped(on
     host = on_node3
     host.out("podman run -d --name rp-podman --restart=always %s" % REDIS)
     time.sleep(1)
-    result, failed = run_module("node3", "container_checkpoint", {"name": ["rp-podman"], "archive_dir": ARCHIVE_DIR,
-                                                                   "keep": True})
+    args = {"name": ["rp-podman"], "archive_dir": ARCHIVE_DIR, "keep": True}
+    result, failed = run_module("node3", "container_checkpoint", args)
     assert not failed, result
     time.sleep(5)
     assert status(host, "podman", "rp-podman") == "exited"  # Podman 5.4: no second copy

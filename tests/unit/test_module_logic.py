@@ -122,8 +122,8 @@ def test_a_failed_rootfs_completion_keeps_the_only_archive_under_its_temporary_n
     assert os.listdir(tmp_path / "ck") == [".db.tar.zst.part"] and result["partial"].endswith(".db.tar.zst.part")
 
 
-def test_a_failed_encryption_leaves_no_plaintext_when_the_engine_keeps_the_checkpoint(run_module, tmp_path,
-                                                                                       full_capabilities, monkeypatch):
+def test_a_failed_encryption_leaves_no_plaintext_when_the_engine_keeps_the_checkpoint(
+        run_module, tmp_path, full_capabilities, monkeypatch):
     """Issue 20: encryption means encrypted; the disk filled while the archive was encrypted."""
     def encrypt_fails(src, dest, key):
         open(dest, "wb").write(b"half")

@@ -163,7 +163,7 @@ def test_the_lock_taken_at_begin_starts_its_lease_renewer(tmp_path):
             if len(cmd) > 2:
                 break
             time.sleep(0.05)
-        assert cmd[1].endswith(b"journal.py") and cmd[2:5] == [b"renew", str(jdir / "shop.lock").encode(),
-                                                                out["run_id"].encode()]
+        assert cmd[1].endswith(b"journal.py")
+        assert cmd[2:5] == [b"renew", str(jdir / "shop.lock").encode(), out["run_id"].encode()]
     finally:
         os.kill(out["lease_renewer"], signal.SIGTERM)
