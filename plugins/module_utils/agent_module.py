@@ -14,6 +14,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils._ssh import Tran
 from ansible_collections.stacklift.migrate.plugins.module_utils.checkpointing import CheckpointError
 from ansible_collections.stacklift.migrate.plugins.module_utils.encryption import CryptError
 from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import EngineError
+from ansible_collections.stacklift.migrate.plugins.module_utils.engines.selection import bounded_runner
 from ansible_collections.stacklift.migrate.plugins.module_utils.stack import with_secrets
 from ansible_collections.stacklift.migrate.plugins.module_utils.fences import Host
 from ansible_collections.stacklift.migrate.plugins.module_utils.window import WindowError
@@ -42,11 +43,22 @@ def agent_services(module):
     return out
 
 
+# The host's own commands in a window (nft, nsenter and conntrack take milliseconds; a probe's command has
+# its own timeout): one that hangs must not outlast the window.
+HOST_COMMAND_TIMEOUT = 30
+# What an engine command of the window (a checkpoint, a restore) leaves of the window's time, for the
+# abort note and the rollback.
+WINDOW_MARGIN = 30
+
+
+def window_command_timeout(window_seconds):
+    """How long one engine command may run inside a window of WINDOW_SECONDS."""
+    return max(WINDOW_MARGIN, window_seconds - WINDOW_MARGIN)
+
+
 def agent_host(module, engine):
-    """The Host of an agent module: its engine, run_command, nsenter and nft."""
-    def run(argv, data=None):
-        return module.run_command(argv) if data is None else module.run_command(argv, data=data)
-    return Host(engine, run, nsenter=module.get_bin_path("nsenter") or "nsenter",
+    """The Host of an agent module: its engine, run_command (bounded), nsenter and nft."""
+    return Host(engine, bounded_runner(module, HOST_COMMAND_TIMEOUT), nsenter=module.get_bin_path("nsenter") or "nsenter",
                 nft=module.get_bin_path("nft", required=True))
 
 

@@ -85,7 +85,8 @@ class Host(object):
         argv = ([self.nsenter, "-t", str(netns_pid), "-n"] if netns_pid else []) + [self.nft] + list(args)
         rc, out, err = self.run(argv, data=data) if data is not None else self.run(argv)
         if rc != 0:
-            raise EngineError("%s failed: %s" % (what, (err or out).strip()), cmd=argv, rc=rc, stdout=out, stderr=err)
+            said = (err or out).strip() or ("timed out" if rc == 124 else "exit status %d" % rc)
+            raise EngineError("%s failed: %s" % (what, said), cmd=argv, rc=rc, stdout=out, stderr=err)
         return out
 
     # A container's own fence (the source side): everything but loopback dropped.

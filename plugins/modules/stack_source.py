@@ -145,7 +145,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils import _ssh
 from ansible_collections.stacklift.migrate.plugins.module_utils.engines.selection import (
     ENGINE_ARGUMENT_SPEC, engine_for_module)
 from ansible_collections.stacklift.migrate.plugins.module_utils.agent_module import (
-    AGENT_ARGUMENT_SPEC, agent_host, agent_services, run_agent)
+    AGENT_ARGUMENT_SPEC, agent_host, agent_services, run_agent, window_command_timeout)
 from ansible_collections.stacklift.migrate.plugins.module_utils.encryption import require_for
 from ansible_collections.stacklift.migrate.plugins.module_utils.window_source import SourceAgent
 from ansible_collections.stacklift.migrate.plugins.module_utils.coordination import marker_path
@@ -181,7 +181,9 @@ def main():
         if lacking:
             module.fail_json(msg="services without a target: %s" % ", ".join(lacking))
         sender = _ssh.Sender(p, targets, p["run_id"], p["stack"], p["archive_dir"])
-    agent = SourceAgent(agent_host(module, engine_for_module(module)), p["stack"], p["run_id"], p["archive_dir"], services,
+    # an engine command that hangs (a checkpoint) ends in time for the targets to be told (their wait is as long)
+    engine = engine_for_module(module, command_timeout=window_command_timeout(p["windows_timeout"]))
+    agent = SourceAgent(agent_host(module, engine), p["stack"], p["run_id"], p["archive_dir"], services,
                         p["tiers"], sender=sender, compression=p["compression"], quiesce_timeout=p["quiesce_timeout"],
                         windows=p["windows"], windows_timeout=p["windows_timeout"])
     agent.encryption_key = p["encryption_key"]

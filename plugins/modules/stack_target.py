@@ -145,7 +145,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.stacklift.migrate.plugins.module_utils.engines.selection import (
     ENGINE_ARGUMENT_SPEC, engine_for_module)
 from ansible_collections.stacklift.migrate.plugins.module_utils.agent_module import (
-    AGENT_ARGUMENT_SPEC, agent_host, agent_services, run_agent)
+    AGENT_ARGUMENT_SPEC, agent_host, agent_services, run_agent, window_command_timeout)
 from ansible_collections.stacklift.migrate.plugins.module_utils.encryption import require_for
 from ansible_collections.stacklift.migrate.plugins.module_utils.window_target import TargetAgent
 
@@ -167,7 +167,7 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec)
     p = module.params
     services = agent_services(module)
-    host = agent_host(module, engine_for_module(module))
+    host = agent_host(module, engine_for_module(module, command_timeout=window_command_timeout(p["wait_timeout"])))
     agent = TargetAgent(host, p["stack"], p["run_id"], p["archive_dir"], services, p["tiers"],
                         wait_timeout=p["wait_timeout"], probe_timeout=p["probe_timeout"], stable_for=p["stable_for"],
                         windows_timeout=p["windows_timeout"])

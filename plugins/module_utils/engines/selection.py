@@ -53,14 +53,25 @@ def make_engine(name, runner, binary=None, remote=False):
 ENGINE_ARGUMENT_SPEC = dict(engine=dict(type="str", default="auto", choices=ENGINE_CHOICES))
 
 
-def engine_for_module(module, requested=None, required=True):
-    """select_engine for an AnsibleModule (its engine option, or REQUESTED): commands go through
-    run_command; failures fail the module, or give None when not REQUIRED (a host without that engine)."""
+def bounded_runner(module, seconds=None):
+    """run(argv, data=None) -> (rc, out, err) through the module's run_command; with SECONDS, each command is
+    ended (coreutils' timeout: TERM, then KILL 10 s later) once it has run that long, and reports rc 124."""
+    limit = module.get_bin_path("timeout") if seconds else None
 
-    def runner(argv, data=None):
+    def run(argv, data=None):
+        if limit:
+            argv = [limit, "-k", "10", "%d" % max(1, int(seconds))] + list(argv)
         if data is None:
             return module.run_command(argv)
         return module.run_command(argv, data=data, binary_data=True)
+    return run
+
+
+def engine_for_module(module, requested=None, required=True, command_timeout=None):
+    """select_engine for an AnsibleModule (its engine option, or REQUESTED): commands go through
+    run_command (each bounded by COMMAND_TIMEOUT seconds when given); failures fail the module, or give
+    None when not REQUIRED (a host without that engine)."""
+    runner = bounded_runner(module, command_timeout)
 
     try:
         engine = select_engine(requested or module.params["engine"], runner)

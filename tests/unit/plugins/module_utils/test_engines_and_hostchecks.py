@@ -131,3 +131,27 @@ def test_containers_something_else_would_restart_are_refused_with_what_to_do():
     assert manager_problems("podman", "db", pod) == ["container 'db' is in pod shop: stacklift moves containers, "
                                                      "not pods (the restore would need the pod on the target); run "
                                                      "its services as containers of their own"]
+
+
+def test_commands_inside_the_window_are_bounded_leaving_time_for_the_abort_note():
+    """Issue 20: an engine, CRIU or nft command that hangs must end before the window does."""
+    from ansible_collections.stacklift.migrate.plugins.module_utils import agent_module
+
+    class Module:
+        calls = []
+
+        def get_bin_path(self, name, required=False):
+            return "/usr/bin/" + name
+
+        def run_command(self, argv, data=None, binary_data=False):
+            self.calls.append(argv)
+            return 0, "", ""
+    module = Module()
+    selection.bounded_runner(module, 270)(["podman", "container", "checkpoint", "db"])
+    selection.bounded_runner(module)(["podman", "info"])
+    assert module.calls == [["/usr/bin/timeout", "-k", "10", "270", "podman", "container", "checkpoint", "db"],
+                            ["podman", "info"]]
+    assert agent_module.window_command_timeout(300) == 270 and agent_module.window_command_timeout(20) == 30
+    host = agent_module.agent_host(module, None)
+    host.run(["nft", "list", "table", "inet", "stacklift_shop"])
+    assert module.calls[-1][:4] == ["/usr/bin/timeout", "-k", "10", "30"]
