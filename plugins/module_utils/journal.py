@@ -358,6 +358,22 @@ def start_renewer(path, run, pid):
                             close_fds=True, start_new_session=True).pid
 
 
+def mount_point(path, mountinfo="/proc/self/mountinfo"):
+    """The mount point PATH lies on (the longest that contains it), as this process sees its mounts."""
+    path = os.path.realpath(path)
+    best = "/"
+    try:
+        with open(mountinfo) as f:
+            for line in f:
+                fields = line.split()
+                point = fields[4].encode().decode("unicode_escape") if len(fields) > 4 else "/"
+                if (path == point or path.startswith(point.rstrip("/") + "/")) and len(point) > len(best):
+                    best = point
+    except (IOError, OSError):
+        pass
+    return best
+
+
 # -- migration_journal's work, done the same way by its module and its action plugin -----------
 
 JOURNAL_ARGUMENT_SPEC = dict(
@@ -401,6 +417,8 @@ def journal_task(p, check_mode=False, pid=None):
             journal.append("resumed" if out["previous"] else "begin", run=run_id)
             out["holder"] = lock.holder()
             out["lease_renewer"] = start_renewer(lock.path, run_id, out["holder"]["pid"])
+            # in a container (an AWX job), a journal on its root file system is gone with it
+            out["journal_mount_point"] = mount_point(p["journal_dir"])
         elif p["state"] == "break":
             try:
                 broken = lock.break_stale(p["run_id"])

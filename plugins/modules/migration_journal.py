@@ -147,6 +147,13 @@ lease_renewer:
   returned: when the lock was taken
   type: int
   sample: 4250
+journal_mount_point:
+  description:
+    - With V(begin), the mount point the journal lies on. In an AWX job's container, C(/) means the journal goes
+      with the job (the migrate_stack role warns then).
+  returned: when the lock was taken
+  type: str
+  sample: /var/lib/awx/stacklift
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -167,3 +167,15 @@ def test_the_lock_taken_at_begin_starts_its_lease_renewer(tmp_path):
         assert cmd[2:5] == [b"renew", str(jdir / "shop.lock").encode(), out["run_id"].encode()]
     finally:
         os.kill(out["lease_renewer"], signal.SIGTERM)
+
+
+def test_the_journal_says_which_mount_it_lies_on(tmp_path):
+    """Issue 20: in an AWX job's container a journal on the root file system is gone with the job."""
+    info = tmp_path / "mountinfo"
+    info.write_text("22 1 0:21 / / rw - overlay overlay rw\n"
+                    "30 22 8:1 /awx /var/lib/awx/stacklift rw - ext4 /dev/sda1 rw\n"
+                    "31 22 8:1 /x /var/lib/awx\\040data rw - ext4 /dev/sda1 rw\n")
+    assert j.mount_point("/runner/journal", str(info)) == "/"
+    assert j.mount_point("/var/lib/awx/stacklift/journal", str(info)) == "/var/lib/awx/stacklift"
+    assert j.mount_point("/var/lib/awx/stacklift-other", str(info)) == "/"
+    assert j.mount_point("/var/lib/awx data/j", str(info)) == "/var/lib/awx data"
