@@ -20,6 +20,7 @@ import traceback
 import uuid
 
 from ansible_collections.stacklift.migrate.plugins.module_utils.archive import sha256_file
+from ansible_collections.stacklift.migrate.plugins.module_utils.journal import NOFOLLOW
 from ansible_collections.stacklift.migrate.plugins.module_utils.coordination import (
     committed_command, note_body, note_command, note_path)
 
@@ -172,7 +173,7 @@ def save_known_hosts(keys, known):
     """Add KEYS (paramiko HostKeys) to the known hosts file KNOWN, as one atomic step under a lock:
     sources sending to their targets at once, each learning a key, never lose one another's."""
     os.makedirs(os.path.dirname(known), 0o700, exist_ok=True)
-    fd = os.open(known + ".lock", os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    fd = os.open(known + ".lock", os.O_RDWR | os.O_CREAT | NOFOLLOW, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         merged = paramiko.HostKeys()

@@ -34,7 +34,8 @@ from ansible_collections.stacklift.migrate.plugins.module_utils.archive import M
 from ansible_collections.stacklift.migrate.plugins.module_utils.checkpointing import archive_name, ensure_private_dir
 from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import NotFound
 from ansible_collections.stacklift.migrate.plugins.module_utils.journal import NOFOLLOW, Journal, fold
-from ansible_collections.stacklift.migrate.plugins.module_utils.coordination import marker_path, run_archive_dir
+from ansible_collections.stacklift.migrate.plugins.module_utils.coordination import (
+    marker_path, read_note, run_archive_dir)
 
 POLL = 0.05
 
@@ -108,6 +109,10 @@ class Agent(object):
 
     def done(self, service, step):
         return step in self.state["services"].get(service, {})
+
+    def abort_reason(self):
+        """The message of the run's abort note here (the source gave up, or a rollback came), else None."""
+        return read_note(self.archive_dir, self.stack, "abort", self.run_id)
 
     def refuse_if_ended(self, step):
         """A run this host rolled back (STEP recorded for a service: the source's rolled_back, the target's

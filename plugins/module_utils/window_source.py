@@ -22,7 +22,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base imp
 from ansible_collections.stacklift.migrate.plugins.module_utils.fences import host_fence_table
 from ansible_collections.stacklift.migrate.plugins.module_utils.quiesce import QuiesceError, quiesce_service
 from ansible_collections.stacklift.migrate.plugins.module_utils.coordination import (
-    SLOT_DIR, NoSlot, first_note, read_note, remove_notes, window_slot)
+    SLOT_DIR, NoSlot, first_note, remove_notes, window_slot)
 from ansible_collections.stacklift.migrate.plugins.module_utils.window import POLL, Agent, WindowError
 
 
@@ -115,10 +115,6 @@ class SourceAgent(Agent):
             if isinstance(e, NoSlot):
                 raise WindowError(str(e), self.events)
             raise
-
-    def abort_reason(self):
-        """The abort note of the run here (a rollback came), else None."""
-        return read_note(self.archive_dir, self.stack, "abort", self.run_id)
 
     def _hold_until_committed(self):
         """Until the stack is committed: its targets serve (seen there, so the next stack's window starts

@@ -23,7 +23,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base imp
     EngineError, NotFound, container_address)
 from ansible_collections.stacklift.migrate.plugins.module_utils.fences import host_fence_table
 from ansible_collections.stacklift.migrate.plugins.module_utils.coordination import (
-    note_time, read_note, remove_notes, wait_for_note, write_note)
+    note_time, remove_notes, wait_for_note, write_note)
 from ansible_collections.stacklift.migrate.plugins.module_utils.window import POLL, Agent, WindowError
 
 STALL_TIMEOUT = 20  # seconds a transfer under way may make no progress (the sender gives up at 15)
@@ -123,7 +123,7 @@ class TargetAgent(Agent):
         parts = os.path.join(glob.escape(os.path.dirname(archive)), ".%s.part-*" % glob.escape(os.path.basename(archive)))
         last_size, last_change = None, time.time()
         while not os.path.exists(manifest):
-            reason = read_note(self.archive_dir, self.stack, "abort", self.run_id)
+            reason = self.abort_reason()
             if reason is not None:
                 raise WindowError("the source gave up: %s" % (reason or "no reason given"))
             deadline, within = self.deadline()
