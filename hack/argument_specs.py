@@ -19,8 +19,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / ".cache" / "collections"))
 
 from ansible_collections.stacklift.migrate.plugins.doc_fragments.engine import ModuleDocFragment  # noqa: E402
-from ansible_collections.stacklift.migrate.plugins.module_utils import stack  # noqa: E402
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import ENGINE_CHOICES  # noqa: E402
+from ansible_collections.stacklift.migrate.plugins.module_utils._stack import description as stack  # noqa: E402
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import ENGINE_CHOICES  # noqa: E402
 from ansible_collections.stacklift.migrate.plugins.modules import service_probe  # noqa: E402
 
 ROLES = {

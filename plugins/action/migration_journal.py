@@ -12,7 +12,7 @@ __metaclass__ = type
 import os
 
 from ansible.plugins.action import ActionBase
-from ansible_collections.stacklift.migrate.plugins.module_utils.journal import (
+from ansible_collections.stacklift.migrate.plugins.module_utils._window.journal import (
     JOURNAL_ARGUMENT_SPEC, JOURNAL_REQUIRED_IF, journal_task)
 
 

@@ -11,8 +11,8 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible.plugins.action import ActionBase
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines.selection import ENGINE_ARGUMENT_SPEC
-from ansible_collections.stacklift.migrate.plugins.module_utils.stack import (
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import ENGINE_ARGUMENT_SPEC
+from ansible_collections.stacklift.migrate.plugins.module_utils._stack.description import (
     PLAN_ARGUMENT_SPEC, StackError, checked, invalid, plan, without_secrets)
 
 ON_HOST = ("list_running", "check_containers", "discover_depends_on")

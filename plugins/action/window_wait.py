@@ -13,10 +13,11 @@ import time
 
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
-from ansible_collections.stacklift.migrate.plugins.module_utils.coordination import (
+from ansible_collections.stacklift.migrate.plugins.module_utils._window.protocol import (
     marker_path, note_body, note_command, note_path, run_archive_dir)
-from ansible_collections.stacklift.migrate.plugins.module_utils.progress import (
-    WAIT_ARGUMENT_SPEC, parse_poll, poll_command, progress_line, ready_events, service_states)
+from ansible_collections.stacklift.migrate.plugins.module_utils._window.progress import (
+    WAIT_ARGUMENT_SPEC, progress_line, ready_events, service_states)
+from ansible_collections.stacklift.migrate.plugins.module_utils._window.protocol import parse_poll, poll_command
 
 display = Display()
 

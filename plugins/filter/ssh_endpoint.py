@@ -56,7 +56,7 @@ _value:
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.stacklift.migrate.plugins.filter.ssh_hops import ssh_hops
-from ansible_collections.stacklift.migrate.plugins.module_utils._ssh import known_hosts_name
+from ansible_collections.stacklift.migrate.plugins.module_utils._transport.ssh import known_hosts_name
 
 
 def _address(hv, name):

@@ -46,7 +46,8 @@ _value:
 """
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.stacklift.migrate.plugins.module_utils.stack_hosts import stack_hosts as hosts_of, stack_problems
+from ansible_collections.stacklift.migrate.plugins.module_utils._stack.hosts import (
+    stack_hosts as hosts_of, stack_problems)
 
 
 def stack_hosts(stacks, prefix="stack_"):

@@ -41,7 +41,7 @@ _value:
   type: dict
 """
 
-from ansible_collections.stacklift.migrate.plugins.module_utils.stack import secrets_of
+from ansible_collections.stacklift.migrate.plugins.module_utils._stack.description import secrets_of
 
 
 class FilterModule(object):

@@ -74,7 +74,7 @@ keyed_groups:
 from ansible.errors import AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin, Constructable
 
-from ansible_collections.stacklift.migrate.plugins.module_utils.stack_hosts import stack_hosts, stack_problems
+from ansible_collections.stacklift.migrate.plugins.module_utils._stack.hosts import stack_hosts, stack_problems
 
 try:
     from ansible.template import trust_as_template  # ansible-core 2.19: what a plugin writes is data until trusted

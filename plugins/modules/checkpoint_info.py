@@ -170,12 +170,13 @@ warnings_found:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.stacklift.migrate.plugins.module_utils.encryption import (
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive.encryption import (
     CryptError, is_encrypted, plaintext, require_for)
-from ansible_collections.stacklift.migrate.plugins.module_utils.archive import (
-    ArchiveError, host_facts, read_archive, restore_blockers)
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import EngineError
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines.selection import (
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import ArchiveError
+from ansible_collections.stacklift.migrate.plugins.module_utils._checks.restore import host_facts, restore_blockers
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive.facts import read_archive
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import EngineError
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import (
     ENGINE_ARGUMENT_SPEC, engine_for_module)
 
 

@@ -106,9 +106,9 @@ import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.stacklift.migrate.plugins.module_utils._ssh import (
+from ansible_collections.stacklift.migrate.plugins.module_utils._transport.ssh import (
     HAS_PARAMIKO, PARAMIKO_IMPORT_ERROR, SSH_ARGUMENT_SPEC, TransferError, connect, push_file, remote_sha256)
-from ansible_collections.stacklift.migrate.plugins.module_utils.archive import (
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import (
     MANIFEST_SUFFIX, read_manifest, sha256_file)
 
 

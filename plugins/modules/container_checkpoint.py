@@ -182,12 +182,13 @@ checkpoints:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.stacklift.migrate.plugins.module_utils.encryption import require_for
-from ansible_collections.stacklift.migrate.plugins.module_utils.archive import read_manifest, sha256_file
-from ansible_collections.stacklift.migrate.plugins.module_utils.checkpointing import (
-    CheckpointError, SUFFIXES, archive_entry, checkpoint_container, checkpoint_problems)
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import NotFound
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines.selection import (
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive.encryption import require_for
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import read_manifest, sha256_file
+from ansible_collections.stacklift.migrate.plugins.module_utils._container.checkpoint import (
+    CheckpointError, archive_entry, checkpoint_container, checkpoint_problems)
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import SUFFIXES
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import NotFound
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import (
     ENGINE_ARGUMENT_SPEC, engine_for_module)
 
 

@@ -85,10 +85,10 @@ finished_at:
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import EngineError, NotFound
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines.selection import (
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import EngineError, NotFound
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import (
     ENGINE_ARGUMENT_SPEC, engine_for_module)
-from ansible_collections.stacklift.migrate.plugins.module_utils.fences import Host
+from ansible_collections.stacklift.migrate.plugins.module_utils._window.fences import Host
 
 
 def main():

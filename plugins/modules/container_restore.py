@@ -174,12 +174,15 @@ import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.stacklift.migrate.plugins.module_utils.encryption import (
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive.encryption import (
     CryptError, plaintext, require_for)
-from ansible_collections.stacklift.migrate.plugins.module_utils.archive import (
-    ArchiveError, host_facts, read_archive, read_manifest, restore_blockers, sha256_file)
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import EngineError, NotFound, container_ips
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines.selection import (
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import (
+    ArchiveError, read_manifest, sha256_file)
+from ansible_collections.stacklift.migrate.plugins.module_utils._checks.restore import host_facts, restore_blockers
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive.facts import read_archive
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import (
+    EngineError, NotFound, container_ips)
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import (
     ENGINE_ARGUMENT_SPEC, engine_for_module)
 
 

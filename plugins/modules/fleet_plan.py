@@ -169,7 +169,7 @@ hosts:
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.stacklift.migrate.plugins.module_utils.fleet import SelectError, plan_inputs
+from ansible_collections.stacklift.migrate.plugins.module_utils._stack.fleet import SelectError, plan_inputs
 
 try:
     import jmespath  # noqa: F401, pylint: disable=unused-import
@@ -177,7 +177,7 @@ except ImportError:
     JMESPATH_IMPORT_ERROR = traceback.format_exc()
 else:
     JMESPATH_IMPORT_ERROR = None
-from ansible_collections.stacklift.migrate.plugins.module_utils.placement import PlacementError, place
+from ansible_collections.stacklift.migrate.plugins.module_utils._stack.placement import PlacementError, place
 
 
 def main():

@@ -96,7 +96,7 @@ report:
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.stacklift.migrate.plugins.module_utils import fleet
+from ansible_collections.stacklift.migrate.plugins.module_utils._stack import fleet
 
 
 def main():

@@ -113,10 +113,10 @@ used_bytes:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import EngineError, container_volumes
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines.selection import (
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import EngineError, container_volumes
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import (
     ENGINE_ARGUMENT_SPEC, engine_for_module)
-from ansible_collections.stacklift.migrate.plugins.module_utils.hostchecks import (
+from ansible_collections.stacklift.migrate.plugins.module_utils._checks.host import (
     container_memory_bytes, free_bytes, memory_available, tree_bytes)
 
 

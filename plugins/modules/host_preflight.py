@@ -163,13 +163,13 @@ import shutil
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import (
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import (
     EngineError, NotFound, container_ips, container_volumes, parse_version)
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines.selection import (
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import (
     ENGINE_ARGUMENT_SPEC, engine_for_module)
-from ansible_collections.stacklift.migrate.plugins.module_utils.hostchecks import (
-    cap_bounding_set, docker_daemon_problems, free_bytes, host_criu_problem, manager_problems, memory_bytes, tree_bytes,
-    uid_problem)
+from ansible_collections.stacklift.migrate.plugins.module_utils._checks.host import (
+    cap_bounding_set, docker_daemon_problems, free_bytes, host_criu_problem, manager_problems, memory_bytes,
+    tree_bytes, uid_problem)
 
 # Archives are about the size of a container's memory plus its rootfs changes; ask for that and a margin.
 SPACE_MARGIN = 1.5
@@ -229,7 +229,7 @@ def tool_problems(module, role):
     problems = ["the migration needs %s on this host, which %s not on its PATH"
                 % (", ".join(missing), "is" if len(missing) == 1 else "are")] if missing else []
     if module.params["encrypted"]:
-        from ansible_collections.stacklift.migrate.plugins.module_utils.encryption import HAS_CRYPTOGRAPHY
+        from ansible_collections.stacklift.migrate.plugins.module_utils._archive.encryption import HAS_CRYPTOGRAPHY
         if not HAS_CRYPTOGRAPHY:
             problems.append("encrypted archives need the Python library cryptography on this host "
                             "(python3-cryptography)")
@@ -241,7 +241,7 @@ def reach_problems(module):
     p = module.params
     if not p["target_addresses"]:
         return []
-    from ansible_collections.stacklift.migrate.plugins.module_utils import _ssh
+    from ansible_collections.stacklift.migrate.plugins.module_utils._transport import ssh as _ssh
     if not _ssh.HAS_PARAMIKO:
         return ["paramiko is not installed on this host; the window sends archives with it"]
     problems = []

@@ -99,12 +99,13 @@ finished_at:
 import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.stacklift.migrate.plugins.module_utils._ssh import (
+from ansible_collections.stacklift.migrate.plugins.module_utils._transport.ssh import (
     HAS_PARAMIKO, PARAMIKO_IMPORT_ERROR, SSH_ARGUMENT_SPEC, TransferError, connect, quote, remote_run,
     stream_to_remote)
-from ansible_collections.stacklift.migrate.plugins.module_utils.archive import ArchiveError, read_archive
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import EngineError, NotFound
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines.selection import (
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import ArchiveError
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive.facts import read_archive
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import EngineError, NotFound
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import (
     ENGINE_ARGUMENT_SPEC, engine_for_module, make_engine)
 
 

@@ -157,7 +157,7 @@ journal_mount_point:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.stacklift.migrate.plugins.module_utils.journal import (
+from ansible_collections.stacklift.migrate.plugins.module_utils._window.journal import (
     JOURNAL_ARGUMENT_SPEC, JOURNAL_REQUIRED_IF, journal_task)
 
 

@@ -180,7 +180,7 @@ import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.stacklift.migrate.plugins.module_utils import report as rep
+from ansible_collections.stacklift.migrate.plugins.module_utils._stack import report as rep
 
 
 def main():

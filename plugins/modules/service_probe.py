@@ -184,11 +184,11 @@ progress_value:
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.stacklift.migrate.plugins.module_utils import probes
-from ansible_collections.stacklift.migrate.plugins.module_utils.stack import spec_with
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import (
+from ansible_collections.stacklift.migrate.plugins.module_utils._services import probes
+from ansible_collections.stacklift.migrate.plugins.module_utils._stack.description import spec_with
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import (
     EngineError, container_address, container_ips)
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines.selection import (
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import (
     ENGINE_ARGUMENT_SPEC, engine_for_module)
 
 

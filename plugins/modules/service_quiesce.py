@@ -132,12 +132,12 @@ finished_at:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.stacklift.migrate.plugins.module_utils import quiesce
-from ansible_collections.stacklift.migrate.plugins.module_utils.probes import below_minimums
-from ansible_collections.stacklift.migrate.plugins.module_utils.stack import spec_with
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import (
+from ansible_collections.stacklift.migrate.plugins.module_utils._services import quiesce
+from ansible_collections.stacklift.migrate.plugins.module_utils._services.probes import below_minimums
+from ansible_collections.stacklift.migrate.plugins.module_utils._stack.description import spec_with
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import (
     EngineError, NotFound, container_address)
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines.selection import (
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import (
     ENGINE_ARGUMENT_SPEC, engine_for_module)
 
 

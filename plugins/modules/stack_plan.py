@@ -178,10 +178,10 @@ problems:
 import copy
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import EngineError
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines.selection import (
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import EngineError
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import (
     ENGINE_ARGUMENT_SPEC, engine_for_module)
-from ansible_collections.stacklift.migrate.plugins.module_utils.stack import (
+from ansible_collections.stacklift.migrate.plugins.module_utils._stack.description import (
     PLAN_ARGUMENT_SPEC, StackError, checked, compose_depends_on, compose_service, invalid, plan, secrets_of,
     without_secrets)
 

@@ -141,14 +141,15 @@ problems:
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.stacklift.migrate.plugins.module_utils import _ssh
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines.selection import (
+from ansible_collections.stacklift.migrate.plugins.module_utils._transport import ssh as _ssh
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import (
     ENGINE_ARGUMENT_SPEC, engine_for_module)
-from ansible_collections.stacklift.migrate.plugins.module_utils.agent_module import (
+from ansible_collections.stacklift.migrate.plugins.module_utils._window.module import (
     AGENT_ARGUMENT_SPEC, agent_host, agent_services, run_agent, window_command_timeout)
-from ansible_collections.stacklift.migrate.plugins.module_utils.encryption import require_for
-from ansible_collections.stacklift.migrate.plugins.module_utils.window_source import SourceAgent
-from ansible_collections.stacklift.migrate.plugins.module_utils.coordination import marker_path
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive.encryption import require_for
+from ansible_collections.stacklift.migrate.plugins.module_utils._window.source import SourceAgent
+from ansible_collections.stacklift.migrate.plugins.module_utils._window.protocol import marker_path
+from ansible_collections.stacklift.migrate.plugins.module_utils._window.sender import Sender
 
 
 def main():
@@ -180,7 +181,7 @@ def main():
         lacking = sorted(n for n, a in targets.items() if not a)
         if lacking:
             module.fail_json(msg="services without a target: %s" % ", ".join(lacking))
-        sender = _ssh.Sender(p, targets, p["run_id"], p["stack"], p["archive_dir"])
+        sender = Sender(p, targets, p["run_id"], p["stack"], p["archive_dir"])
     # an engine command that hangs (a checkpoint) ends in time for the targets to be told (their wait is as long)
     engine = engine_for_module(module, command_timeout=window_command_timeout(p["windows_timeout"]))
     agent = SourceAgent(agent_host(module, engine), p["stack"], p["run_id"], p["archive_dir"], services,

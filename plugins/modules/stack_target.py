@@ -142,12 +142,12 @@ problems:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines.selection import (
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import (
     ENGINE_ARGUMENT_SPEC, engine_for_module)
-from ansible_collections.stacklift.migrate.plugins.module_utils.agent_module import (
+from ansible_collections.stacklift.migrate.plugins.module_utils._window.module import (
     AGENT_ARGUMENT_SPEC, agent_host, agent_services, run_agent, window_command_timeout)
-from ansible_collections.stacklift.migrate.plugins.module_utils.encryption import require_for
-from ansible_collections.stacklift.migrate.plugins.module_utils.window_target import TargetAgent
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive.encryption import require_for
+from ansible_collections.stacklift.migrate.plugins.module_utils._window.target import TargetAgent
 
 
 def main():

@@ -139,8 +139,8 @@ ansible_job_id:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.stacklift.migrate.plugins.module_utils.coordination import read_note, write_note
-from ansible_collections.stacklift.migrate.plugins.module_utils.progress import WAIT_ARGUMENT_SPEC, local_wait
+from ansible_collections.stacklift.migrate.plugins.module_utils._window.protocol import read_note, write_note
+from ansible_collections.stacklift.migrate.plugins.module_utils._window.progress import WAIT_ARGUMENT_SPEC, local_wait
 
 
 def main():

@@ -37,7 +37,7 @@ def run_module(monkeypatch):
         monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
         monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
         monkeypatch.setattr(basic.AnsibleModule, "run_command", run_command)
-        monkeypatch.setattr("ansible_collections.stacklift.migrate.plugins.module_utils.engines.selection._which",
+        monkeypatch.setattr("ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection._which",
                             lambda b: "/usr/bin/" + b if b == "podman" else None)
         args = dict(args)
         if check_mode:

@@ -9,8 +9,10 @@ import tarfile
 
 import pytest
 
-from ansible_collections.stacklift.migrate.plugins.module_utils import archive as ar
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines import podman as pod
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive import facts
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive import stream as ar
+from ansible_collections.stacklift.migrate.plugins.module_utils._checks import restore
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines import podman as pod
 
 CONFIG = {
     "id": "f795e942e0ad", "name": "cache", "rootfsImageID": "cf2f42f1", "rootfsImageName": "localhost/stacklift/redis:latest",
@@ -61,7 +63,7 @@ def make_archive(path, compression="none", tcp_streams=2, config=None):
 
 @pytest.mark.parametrize("compression", ["none", "gzip", "zstd"])
 def test_reads_every_compression(tmp_path, compression):
-    info = ar.read_archive(make_archive(tmp_path / "a.tar", compression))
+    info = facts.read_archive(make_archive(tmp_path / "a.tar", compression))
     assert info["compression"] == compression
     assert info["container_name"] == "cache" and info["container_id"] == "f795e942e0ad"
     assert info["image_id"] == "sha256:cf2f42f1" and info["image_name"] == "localhost/stacklift/redis:latest"
@@ -79,7 +81,7 @@ def test_reads_every_compression(tmp_path, compression):
 def test_manifest_beside_the_archive_is_read(tmp_path):
     path = make_archive(tmp_path / "a.tar")
     ar.write_manifest(path, {"criu_version": "4.2.1", "kernel": "6.18.44", "sha256": "abc"})
-    info = ar.read_archive(path)
+    info = facts.read_archive(path)
     assert info["created_by"]["criu_version"] == "4.2.1" and info["manifest_sha256"] == "abc"
     assert oct((tmp_path / "a.tar.stacklift.json").stat().st_mode & 0o777) == "0o600"
 
@@ -88,7 +90,7 @@ def test_not_an_archive(tmp_path):
     p = tmp_path / "junk.tar"
     p.write_bytes(b"this is not a tar file at all" * 40)
     with pytest.raises(ar.ArchiveError, match="not a readable checkpoint archive|not a Podman checkpoint"):
-        ar.read_archive(str(p))
+        facts.read_archive(str(p))
 
 
 def test_a_tar_without_config_dump_is_not_a_checkpoint(tmp_path):
@@ -97,12 +99,12 @@ def test_a_tar_without_config_dump_is_not_a_checkpoint(tmp_path):
         ti = tarfile.TarInfo("hello.txt")
         tar.addfile(ti, io.BytesIO(b""))
     with pytest.raises(ar.ArchiveError, match="no config.dump"):
-        ar.read_archive(str(p))
+        facts.read_archive(str(p))
 
 
 def test_missing_archive(tmp_path):
     with pytest.raises(ar.ArchiveError, match="no checkpoint archive at"):
-        ar.read_archive(str(tmp_path / "none.tar"))
+        facts.read_archive(str(tmp_path / "none.tar"))
 
 
 @pytest.mark.parametrize("compression", ["none", "gzip", "zstd"])
@@ -119,9 +121,9 @@ def test_files_the_engine_left_out_are_added_to_the_rootfs_diff(tmp_path, compre
     gaps = pod.rootfs_gaps(["/var", "/var/lib/db", "/var/lib/db/table", "/var/lib/db/link", "/etc/motd",
                            "/etc/hosts", "/gone"], in_diff, str(root))
     assert gaps == ["/var/lib/db/link", "/var/lib/db/table"]
-    before = ar.read_archive(path)
+    before = facts.read_archive(path)
     pod.add_rootfs_files(path, str(root), gaps)
-    after = ar.read_archive(path)
+    after = facts.read_archive(path)
     assert after["compression"] == compression and after["tcp_connections_saved"] == 2
     assert after["container_name"] == before["container_name"] and after["networks"] == before["networks"]
     assert pod.rootfs_diff_names(path) == {"/etc/motd", "/var/lib/db/table", "/var/lib/db/link"}
@@ -162,11 +164,11 @@ def good_host():
 
 @pytest.fixture
 def info(tmp_path):
-    return ar.read_archive(make_archive(tmp_path / "a.tar"))
+    return facts.read_archive(make_archive(tmp_path / "a.tar"))
 
 
 def test_a_good_host_has_no_blockers(info):
-    assert ar.restore_blockers(info, good_host()) == ([], [])
+    assert restore.restore_blockers(info, good_host()) == ([], [])
 
 
 @pytest.mark.parametrize("change,expected", [
@@ -187,7 +189,7 @@ def test_a_good_host_has_no_blockers(info):
 def test_each_blocker_is_named(info, change, expected):
     host = good_host()
     change(host)
-    blockers, _warnings = ar.restore_blockers(info, host)
+    blockers, _warnings = restore.restore_blockers(info, host)
     assert len(blockers) == 1 and expected in blockers[0], blockers
 
 
@@ -195,13 +197,13 @@ def test_ignore_static_ip_and_volumes_lift_those_checks(info):
     host = good_host()
     host["networks"]["shopnet"]["subnets"] = ["10.99.0.0/24"]
     host["volumes"] = ["cachevol"]
-    assert ar.restore_blockers(info, host, ignore_static_ip=True, ignore_volumes=True)[0] == []
+    assert restore.restore_blockers(info, host, ignore_static_ip=True, ignore_volumes=True)[0] == []
 
 
 def test_another_name_frees_the_old_one(info):
     host = good_host()
     host["containers"].append({"id": "f795e942e0ad", "name": "cache", "state": "exited"})
-    blockers = ar.restore_blockers(info, host, name="cache-2")[0]
+    blockers = restore.restore_blockers(info, host, name="cache-2")[0]
     assert blockers == []
 
 
@@ -210,7 +212,7 @@ def test_older_criu_and_other_cgroup_version_only_warn(info):
     info["created_by"].update(criu_version="4.2.1", cgroup_version="v2")
     host = good_host()
     host["engine"]["criu_version"] = "4.2.0"
-    blockers, warnings = ar.restore_blockers(info, host)
+    blockers, warnings = restore.restore_blockers(info, host)
     assert blockers == [] and len(warnings) == 2
 
 
@@ -236,7 +238,7 @@ def test_the_archive_reader_refuses_huge_or_broken_json_members(tmp_path):
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
         with pytest.raises(ar.ArchiveError, match="config.dump is"):
-            ar.read_archive(str(path))
+            facts.read_archive(str(path))
 
 
 def test_the_rootfs_rewrite_is_private_and_leaves_nothing_on_failure(tmp_path, monkeypatch):

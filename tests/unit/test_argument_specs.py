@@ -20,7 +20,7 @@ def test_the_roles_argument_specs_are_up_to_date():
 
 
 def test_the_role_spec_checks_the_stack_as_stack_plan_does():
-    from ansible_collections.stacklift.migrate.plugins.module_utils import stack
+    from ansible_collections.stacklift.migrate.plugins.module_utils._stack import description as stack
     spec = yaml.safe_load((REPO / "roles" / "migrate_stack" / "meta" / "argument_specs.yml").read_text())
     options = spec["argument_specs"]["main"]["options"]
     assert options["stacklift_stack"]["required"] is True

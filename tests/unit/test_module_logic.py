@@ -11,8 +11,8 @@ from ansible_collections.stacklift.migrate.plugins.modules import (
 
 from fakes import FakeRunner
 from test_archive import make_archive
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines.podman import rootfs_diff_names
-from ansible_collections.stacklift.migrate.plugins.module_utils import checkpointing
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.podman import rootfs_diff_names
+from ansible_collections.stacklift.migrate.plugins.module_utils._container import checkpoint as checkpointing
 
 HOST = {
     "podman info": {"host": {"ociRuntime": {"name": "runc", "version": "runc version 1.1.15"},
@@ -267,8 +267,8 @@ def test_ssh_modules_say_paramiko_is_missing(run_module, monkeypatch, module, ar
 
 def test_stack_plan_reads_compose_dependencies_and_missing_containers_from_one_inspect():
     from ansible_collections.stacklift.migrate.plugins.modules import stack_plan
-    from ansible_collections.stacklift.migrate.plugins.module_utils.engines.podman import PodmanEngine
-    from ansible_collections.stacklift.migrate.plugins.module_utils.stack import checked
+    from ansible_collections.stacklift.migrate.plugins.module_utils._engines.podman import PodmanEngine
+    from ansible_collections.stacklift.migrate.plugins.module_utils._stack.description import checked
     desc = {"name": "shop", "source": "node1", "target": "node2", "services": [
         {"name": "db", "container": "shop-db"}, {"name": "web", "container": "shop-web"},
         {"name": "cache", "container": "shop-cache"}]}

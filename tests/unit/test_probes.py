@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from ansible_collections.stacklift.migrate.plugins.module_utils import probes
+from ansible_collections.stacklift.migrate.plugins.module_utils._services import probes
 
 
 class FakeClock:

@@ -4,7 +4,10 @@ import copy
 
 import pytest
 
-from ansible_collections.stacklift.migrate.plugins.module_utils import quiesce, report, stack
+from ansible_collections.stacklift.migrate.plugins.module_utils._services import quiesce
+from ansible_collections.stacklift.migrate.plugins.module_utils._window import fences
+from ansible_collections.stacklift.migrate.plugins.module_utils._stack import report
+from ansible_collections.stacklift.migrate.plugins.module_utils._stack import description as stack
 
 PLAN = stack.plan({"name": "shop", "source": "node1", "target": "node2", "services": [
     {"name": "db", "container": "shop-db"}, {"name": "app", "container": "shop-app", "depends_on": ["db"]}]})
@@ -113,7 +116,7 @@ def test_connections_zero_check():
 
 
 def test_fence_drops_everything_but_loopback():
-    rules = quiesce.FENCE_RULES
+    rules = fences.FENCE_RULES
     assert "table inet stacklift_fence" in rules and rules.count("policy drop") == 2
     assert 'iifname "lo" accept' in rules and 'oifname "lo" accept' in rules
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ansible_collections.stacklift.migrate.plugins.module_utils import stack as st
+from ansible_collections.stacklift.migrate.plugins.module_utils._stack import description as st
 
 
 def shop(**changes):

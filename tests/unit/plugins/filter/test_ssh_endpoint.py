@@ -4,8 +4,8 @@ import pytest
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.stacklift.migrate.plugins.filter.ssh_endpoint import ssh_endpoint
-from ansible_collections.stacklift.migrate.plugins.module_utils import _ssh
-from ansible_collections.stacklift.migrate.plugins.module_utils._ssh import known_hosts_name, parse_endpoint
+from ansible_collections.stacklift.migrate.plugins.module_utils._transport import ssh as _ssh
+from ansible_collections.stacklift.migrate.plugins.module_utils._transport.ssh import known_hosts_name, parse_endpoint
 
 HOSTVARS = {
     "node2": {"ansible_host": "10.0.0.12"},

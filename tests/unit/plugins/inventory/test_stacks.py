@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[4]
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(REPO / ".cache" / "collections"))
 
-from ansible_collections.stacklift.migrate.plugins.module_utils import stack_hosts as plugin_mod  # noqa: E402
+from ansible_collections.stacklift.migrate.plugins.module_utils._stack import hosts as plugin_mod  # noqa: E402
 
 
 def inventory(tmp_path, text, name="fleet.stacks.yml"):

@@ -9,12 +9,12 @@ import time
 
 import pytest
 
-from ansible_collections.stacklift.migrate.plugins.module_utils import coordination
-from ansible_collections.stacklift.migrate.plugins.module_utils.journal import Journal
+from ansible_collections.stacklift.migrate.plugins.module_utils._window import protocol, slots
+from ansible_collections.stacklift.migrate.plugins.module_utils._window.journal import Journal
 
 HOLDER = """
 import sys, time
-from ansible_collections.stacklift.migrate.plugins.module_utils.coordination import window_slot
+from ansible_collections.stacklift.migrate.plugins.module_utils._window.slots import window_slot
 with window_slot(sys.argv[1], int(sys.argv[2]), 5) as (slot, waited):
     print(slot, flush=True)
     time.sleep(60)
@@ -29,7 +29,7 @@ def hold(directory, n):
 
 
 def test_no_limit_takes_no_slot(tmp_path):
-    with coordination.window_slot(str(tmp_path / "w"), 0, 0) as got:
+    with slots.window_slot(str(tmp_path / "w"), 0, 0) as got:
         assert got == (None, 0.0)
     assert not (tmp_path / "w").exists()
 
@@ -40,20 +40,20 @@ def test_two_slots_let_two_calls_in_and_the_third_waits_until_one_ends_however_i
     second, slot2 = hold(d, 2)
     try:
         assert {slot1, slot2} == {0, 1}
-        with pytest.raises(coordination.NoSlot, match=r"no window free on this host in 0.3 s \(at most 2 stacks at once"):
-            with coordination.window_slot(d, 2, 0.3):
+        with pytest.raises(slots.NoSlot, match=r"no window free on this host in 0.3 s \(at most 2 stacks at once"):
+            with slots.window_slot(d, 2, 0.3):
                 pass
         # The first holder dies without giving its slot back: the kernel does.
         start = time.time()
         first.send_signal(signal.SIGKILL)
-        with coordination.window_slot(d, 2, 5) as (slot, waited):
+        with slots.window_slot(d, 2, 5) as (slot, waited):
             assert slot == slot1 and waited < 2 and time.time() - start < 2
             # held here now: nobody else gets it
-            with pytest.raises(coordination.NoSlot, match="at most 2 stacks"):
-                with coordination.window_slot(d, 2, 0.2):
+            with pytest.raises(slots.NoSlot, match="at most 2 stacks"):
+                with slots.window_slot(d, 2, 0.2):
                     pass
         # given back at the end of the block
-        with coordination.window_slot(d, 2, 0) as (slot, waited):
+        with slots.window_slot(d, 2, 0) as (slot, waited):
             assert slot == slot1
     finally:
         for p in (first, second):
@@ -63,7 +63,7 @@ def test_two_slots_let_two_calls_in_and_the_third_waits_until_one_ends_however_i
 
 def test_the_look_for_the_commit_on_a_target_waits_for_a_committed_record_of_its_run_only(tmp_path):
     directory = str(tmp_path)
-    cmd = coordination.committed_command(directory, "shop", "r1", wait=0.3)
+    cmd = protocol.committed_command(directory, "shop", "r1", wait=0.3)
 
     def look():
         start = time.time()
@@ -71,7 +71,7 @@ def test_the_look_for_the_commit_on_a_target_waits_for_a_committed_record_of_its
         return rc, time.time() - start
     rc, took = look()  # no marker at all yet
     assert rc == 1 and 0.2 < took < 5
-    marker = Journal(coordination.marker_path(directory, "shop"))
+    marker = Journal(protocol.marker_path(directory, "shop"))
     marker.append("committed", run="r0", service="db")  # another run's commit
     marker.append("ready", run="r1", service="db")  # ours is ready, not committed
     assert look()[0] == 1
@@ -79,7 +79,7 @@ def test_the_look_for_the_commit_on_a_target_waits_for_a_committed_record_of_its
     rc, took = look()
     assert rc == 0 and took < 0.2
     # ... and one that comes while it looks is seen within a step
-    other = coordination.committed_command(directory, "shop", "r2", wait=3)
+    other = protocol.committed_command(directory, "shop", "r2", wait=3)
     proc = subprocess.Popen(["sh", "-c", other])
     time.sleep(0.3)
     marker.append("committed", run="r2", service="db")
@@ -90,7 +90,7 @@ def test_the_look_for_the_commit_on_a_target_waits_for_a_committed_record_of_its
 def test_journals_notes_and_locks_never_follow_a_symlink_at_their_name(tmp_path):
     """Issue 20: a link planted at a journal's, a note's or a lock's name must not redirect a write."""
     import errno
-    from ansible_collections.stacklift.migrate.plugins.module_utils.journal import JournalError, Lock
+    from ansible_collections.stacklift.migrate.plugins.module_utils._window.journal import JournalError, Lock
     victim = tmp_path / "victim"
     victim.write_text("host file")
     ck = tmp_path / "ck"
@@ -100,9 +100,9 @@ def test_journals_notes_and_locks_never_follow_a_symlink_at_their_name(tmp_path)
     with pytest.raises(OSError) as e:
         Journal(str(ck / "shop.journal")).append("fenced", run="r1")
     assert e.value.errno == errno.ELOOP
-    assert coordination.read_note(str(ck), "shop", "abort", "r1") is None
-    coordination.write_note(str(ck), "shop", "commit", "r1")  # its .tmp link replaced, not written through
-    assert coordination.read_note(str(ck), "shop", "commit", "r1") == ""
+    assert protocol.read_note(str(ck), "shop", "abort", "r1") is None
+    protocol.write_note(str(ck), "shop", "commit", "r1")  # its .tmp link replaced, not written through
+    assert protocol.read_note(str(ck), "shop", "commit", "r1") == ""
     with pytest.raises(JournalError, match="is a symlink, not a stacklift lock"):
         Lock(str(ck / "lock")).acquire("r1")
     assert victim.read_text() == "host file"

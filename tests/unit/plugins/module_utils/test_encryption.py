@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from ansible_collections.stacklift.migrate.plugins.module_utils import encryption as crypt
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive import encryption as crypt
 
 
 @pytest.fixture
@@ -84,7 +84,7 @@ def test_a_killed_decryption_leaves_no_plaintext(plain, tmp_path):
     import sys
     enc = encrypted(plain, tmp_path)
     code = ("import sys, time; sys.path[:0] = %r\n"
-            "from ansible_collections.stacklift.migrate.plugins.module_utils import encryption as c\n"
+            "from ansible_collections.stacklift.migrate.plugins.module_utils._archive import encryption as c\n"
             "with c.plaintext(%r, 'vaulted passphrase') as p:\n    print(p, flush=True); time.sleep(60)\n"
             % (sys.path, str(enc)))
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
@@ -98,7 +98,7 @@ def test_a_killed_decryption_leaves_no_plaintext(plain, tmp_path):
 def test_an_encrypted_zstd_archive_reads_through_its_nameless_plaintext(tmp_path):
     """Found on the lab: zstd skips a path that is a symlink, as /proc/PID/fd/N is; it reads the archive
     on its stdin."""
-    from ansible_collections.stacklift.migrate.plugins.module_utils.archive import read_archive
+    from ansible_collections.stacklift.migrate.plugins.module_utils._archive.facts import read_archive
     from test_archive import make_archive
     archive = make_archive(tmp_path / "cache.tar.zst", "zstd")
     enc = tmp_path / "cache.tar.zst.enc"

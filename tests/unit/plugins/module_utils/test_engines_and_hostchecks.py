@@ -4,9 +4,10 @@ import os
 
 import pytest
 
-from ansible_collections.stacklift.migrate.plugins.module_utils import hostchecks
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines import base, selection
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines.podman import PodmanEngine
+from ansible_collections.stacklift.migrate.plugins.module_utils._checks import host as hostchecks
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines import base
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines import selection
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.podman import PodmanEngine
 
 
 @pytest.mark.parametrize("text,version", [
@@ -118,7 +119,7 @@ def test_docker_containers_need_criu_options_in_their_config_file():
 def test_containers_something_else_would_restart_are_refused_with_what_to_do():
     """Issue 20: never two live copies. Docker restarts a checkpointed container under these policies (seen
     on the lab); a systemd unit may, and would at boot; a pod's container cannot be restored without its pod."""
-    from ansible_collections.stacklift.migrate.plugins.module_utils.hostchecks import manager_problems
+    from ansible_collections.stacklift.migrate.plugins.module_utils._checks.host import manager_problems
     plain = {"HostConfig": {"RestartPolicy": {"Name": "no"}}, "Config": {"Labels": {}}, "Pod": ""}
     assert manager_problems("docker", "db", plain) == [] and manager_problems("podman", "db", plain) == []
     for policy in ("always", "unless-stopped", "on-failure"):
@@ -135,7 +136,7 @@ def test_containers_something_else_would_restart_are_refused_with_what_to_do():
 
 def test_commands_inside_the_window_are_bounded_leaving_time_for_the_abort_note():
     """Issue 20: an engine, CRIU or nft command that hangs must end before the window does."""
-    from ansible_collections.stacklift.migrate.plugins.module_utils import agent_module
+    from ansible_collections.stacklift.migrate.plugins.module_utils._window import module as agent_module
 
     class Module:
         calls = []

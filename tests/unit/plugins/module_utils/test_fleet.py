@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from ansible_collections.stacklift.migrate.plugins.module_utils import fleet
-from ansible_collections.stacklift.migrate.plugins.module_utils.placement import place
+from ansible_collections.stacklift.migrate.plugins.module_utils._stack import fleet
+from ansible_collections.stacklift.migrate.plugins.module_utils._stack.placement import place
 
 MB = 10 ** 6
 

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from ansible_collections.stacklift.migrate.plugins.module_utils import journal as j
+from ansible_collections.stacklift.migrate.plugins.module_utils._window import journal as j
 
 
 def test_records_fold_into_the_run_state_and_a_torn_last_line_is_ignored(tmp_path):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ansible_collections.stacklift.migrate.plugins.module_utils import placement
+from ansible_collections.stacklift.migrate.plugins.module_utils._stack import placement
 
 GB = 10 ** 9
 

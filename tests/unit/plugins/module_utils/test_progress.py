@@ -7,13 +7,14 @@ import subprocess
 import threading
 import time
 
-from ansible_collections.stacklift.migrate.plugins.module_utils import coordination, progress
+from ansible_collections.stacklift.migrate.plugins.module_utils._window import protocol
+from ansible_collections.stacklift.migrate.plugins.module_utils._window import progress
 
 
 def ask(tmp_path, wait=0.3):
-    cmd = progress.poll_command(str(tmp_path / "job"), str(tmp_path / "shop.journal"), str(tmp_path), wait=wait)
+    cmd = protocol.poll_command(str(tmp_path / "job"), str(tmp_path / "shop.journal"), str(tmp_path), wait=wait)
     res = subprocess.run(["/bin/sh", "-c", cmd], capture_output=True, text=True, check=True)
-    return progress.parse_poll(res.stdout)
+    return protocol.parse_poll(res.stdout)
 
 
 def test_a_running_call_answers_after_the_wait_with_its_marker_and_part_files(tmp_path):
@@ -75,8 +76,8 @@ def test_the_sources_words_and_a_call_that_printed_no_json(tmp_path):
                       "cache": ("waiting", None)}
     # without the host's clock, no seconds
     assert progress.service_states("source", [{"name": "db"}], records, "r1", {})["db"][0] == "checkpointed, sending"
-    out = "%s\nTraceback (most recent call last)\n%s\n%s\n%s\n" % progress.SECTIONS
-    call, records, parts, now = progress.parse_poll(out)
+    out = "%s\nTraceback (most recent call last)\n%s\n%s\n%s\n" % protocol.SECTIONS
+    call, records, parts, now = protocol.parse_poll(out)
     assert call["failed"] and "not JSON" in call["msg"] and "Traceback" in call["module_stdout"]
 
 
@@ -94,19 +95,19 @@ def test_a_wait_for_ready_ends_at_the_targets_note_of_its_run_and_reads_the_step
     # ends then (a note of another run does not end it), and the marker's records are the events.
     (tmp_path / "job").write_text(json.dumps({"started": True, "finished": False, "ansible_job_id": "j1"}))
     note = str(tmp_path / "shop.ready")
-    coordination.write_note(str(tmp_path), "shop", "ready", "r0")
+    protocol.write_note(str(tmp_path), "shop", "ready", "r0")
     start = time.time()
-    cmd = progress.poll_command(str(tmp_path / "job"), str(tmp_path / "shop.journal"), str(tmp_path), wait=0.3,
+    cmd = protocol.poll_command(str(tmp_path / "job"), str(tmp_path / "shop.journal"), str(tmp_path), wait=0.3,
                                 until_note=(note, "r1"))
     subprocess.run(["/bin/sh", "-c", cmd], capture_output=True, text=True, check=True)
     assert time.time() - start > 0.25, "an older run's note is not this run's"
 
     def ready():
         time.sleep(0.3)
-        coordination.write_note(str(tmp_path), "shop", "ready", "r1")
+        protocol.write_note(str(tmp_path), "shop", "ready", "r1")
     threading.Thread(target=ready).start()
     start = time.time()
-    cmd = progress.poll_command(str(tmp_path / "job"), str(tmp_path / "shop.journal"), str(tmp_path), wait=5,
+    cmd = protocol.poll_command(str(tmp_path / "job"), str(tmp_path / "shop.journal"), str(tmp_path), wait=5,
                                 until_note=(note, "r1"))
     subprocess.run(["/bin/sh", "-c", cmd], capture_output=True, text=True, check=True)
     assert 0.25 < time.time() - start < 1.5
@@ -123,7 +124,7 @@ def test_a_wait_for_ready_ends_at_the_targets_note_of_its_run_and_reads_the_step
 
 def test_the_commit_note_is_written_whole_by_one_shell_command(tmp_path):
     path = str(tmp_path / "ck" / "shop.commit")
-    subprocess.run(["/bin/sh", "-c", coordination.note_command(path, coordination.note_body("r1"))], check=True)
-    assert coordination.read_note(str(tmp_path / "ck"), "shop", "commit", "r1") == ""
-    assert coordination.read_note(str(tmp_path / "ck"), "shop", "commit", "r2") is None
+    subprocess.run(["/bin/sh", "-c", protocol.note_command(path, protocol.note_body("r1"))], check=True)
+    assert protocol.read_note(str(tmp_path / "ck"), "shop", "commit", "r1") == ""
+    assert protocol.read_note(str(tmp_path / "ck"), "shop", "commit", "r2") is None
     assert not os.path.exists(path + ".tmp")

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from ansible_collections.stacklift.migrate.plugins.module_utils import _ssh
+from ansible_collections.stacklift.migrate.plugins.module_utils._transport import ssh as _ssh
 
 
 class SilentTarget:

@@ -8,11 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.stacklift.migrate.plugins.module_utils import (
-    checkpointing, coordination, fences, window, window_source, window_target)
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines.podman import PodmanEngine
-from ansible_collections.stacklift.migrate.plugins.module_utils.archive import sha256_file, write_manifest
-from ansible_collections.stacklift.migrate.plugins.module_utils.journal import Journal, fold
+from ansible_collections.stacklift.migrate.plugins.module_utils._container import checkpoint as checkpointing
+from ansible_collections.stacklift.migrate.plugins.module_utils._window import protocol, slots
+from ansible_collections.stacklift.migrate.plugins.module_utils._window import fences
+from ansible_collections.stacklift.migrate.plugins.module_utils._window import base as window
+from ansible_collections.stacklift.migrate.plugins.module_utils._window import source as window_source
+from ansible_collections.stacklift.migrate.plugins.module_utils._window import target as window_target
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.podman import PodmanEngine
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import sha256_file, write_manifest
+from ansible_collections.stacklift.migrate.plugins.module_utils._window.journal import Journal, fold
 
 from fakes import FakeRunner
 from test_archive import make_archive
@@ -126,7 +130,7 @@ def another_stack_in_its_window(slot_dir, until):
     taken = threading.Event()
 
     def other():
-        with coordination.window_slot(slot_dir, 1, 0):
+        with slots.window_slot(slot_dir, 1, 0):
             taken.set()
             until()
     threading.Thread(target=other).start()
@@ -224,7 +228,7 @@ def test_source_rollback_restores_in_place_lists_every_problem_and_lifts_every_f
 
 
 def run_dir(tmp_path, run="r1"):
-    """Where run RUN's archives lie on a host (coordination.run_archive_dir)."""
+    """Where run RUN's archives lie on a host (protocol.run_archive_dir)."""
     return tmp_path / "ck" / "runs" / run
 
 
@@ -334,10 +338,10 @@ def test_target_stops_waiting_when_the_source_gives_up(tmp_path):
         a.restored()
     assert "the source gave up: db: CRIU failed" in e.value.msg
     # a rollback says the same to a call still waiting, whose source never started
-    coordination.write_note(str(tmp_path / "ck"), "shop", "abort", "r1", "the migration is rolled back")
+    protocol.write_note(str(tmp_path / "ck"), "shop", "abort", "r1", "the migration is rolled back")
     with pytest.raises(window.WindowError, match="the source gave up: the migration is rolled back"):
         agent(window_target.TargetAgent, tmp_path, runner, wait_timeout=30).restored()
-    assert coordination.read_note(str(tmp_path / "ck"), "shop", "abort", "r2") is None  # another run's is not ours
+    assert protocol.read_note(str(tmp_path / "ck"), "shop", "abort", "r2") is None  # another run's is not ours
 
 
 def test_target_rollback_refuses_after_the_commit_and_spares_containers_of_others(tmp_path):
@@ -464,7 +468,7 @@ def test_a_part_file_renamed_into_place_while_the_target_counts_is_not_an_error(
 
 
 def test_an_agent_runs_at_the_niceness_asked_and_a_refusal_is_a_warning(monkeypatch):
-    from ansible_collections.stacklift.migrate.plugins.module_utils import agent_module
+    from ansible_collections.stacklift.migrate.plugins.module_utils._window import module as agent_module
 
     class Module:
         def __init__(self, nice):
@@ -497,7 +501,7 @@ def test_a_source_with_a_window_limit_waits_for_a_slot_before_it_touches_anythin
     runner = engine_runner(tmp_path, containers)
     sender = Sender()
     slot_dir = str(tmp_path / "windows")
-    with coordination.window_slot(slot_dir, 1, 0):  # another stack of the drain freezes on this host
+    with slots.window_slot(slot_dir, 1, 0):  # another stack of the drain freezes on this host
         with pytest.raises(window.WindowError, match=r"no window free on this host in 0.3 s \(at most 1 stack at"):
             a = agent(window_source.SourceAgent, tmp_path, runner, sender=sender, windows=1, windows_timeout=0.3)
             a.slot_dir = slot_dir
@@ -517,11 +521,11 @@ def test_a_source_with_a_window_limit_waits_for_a_slot_before_it_touches_anythin
             time.sleep(0.05)
         time.sleep(0.3)
         try:
-            with coordination.window_slot(slot_dir, 1, 0):
+            with slots.window_slot(slot_dir, 1, 0):
                 held.append(False)
-        except coordination.NoSlot:
+        except slots.NoSlot:
             held.append(True)
-        coordination.write_note(str(tmp_path / "ck"), "shop", "commit", "r1")
+        protocol.write_note(str(tmp_path / "ck"), "shop", "commit", "r1")
     threading.Thread(target=commit_later).start()
     a = agent(window_source.SourceAgent, tmp_path, runner, sender=sender, windows=1, windows_timeout=5)
     a.slot_dir = slot_dir
@@ -530,7 +534,7 @@ def test_a_source_with_a_window_limit_waits_for_a_slot_before_it_touches_anythin
     assert events[-1]["step"] == "window_given_back" and events[-1]["note"] == "commit" and held == [True]
     assert sorted(sender.sent) == ["app", "cache", "db"] and not sender.aborted and sender.connected
     # given back once the note came
-    with coordination.window_slot(slot_dir, 1, 0) as (slot, waited):
+    with slots.window_slot(slot_dir, 1, 0) as (slot, waited):
         assert slot == 0
 
 
@@ -559,7 +563,7 @@ def test_a_source_waiting_for_its_slot_reads_the_rollbacks_abort_note_and_never_
     slot_dir, sender = str(tmp_path / "windows"), Sender()
     go = threading.Event()
     another_stack_in_its_window(slot_dir, lambda: go.wait(5))
-    threading.Timer(0.3, coordination.write_note, (str(tmp_path / "ck"), "shop", "abort", "r1", "rolled back")).start()
+    threading.Timer(0.3, protocol.write_note, (str(tmp_path / "ck"), "shop", "abort", "r1", "rolled back")).start()
     a = agent(window_source.SourceAgent, tmp_path, runner, sender=sender, windows=1, windows_timeout=5)
     a.slot_dir = slot_dir
     start = time.time()
@@ -587,7 +591,7 @@ def test_the_targets_wait_for_its_archives_counts_from_the_sources_window_note(t
     arrive.join()
     assert [c for c in runner.calls if c[1:3] == ["container", "restore"]]  # the archive came, and was restored
     # Once the source said it has its window, wait_timeout counts from then.
-    coordination.write_note(ck, "shop", "window", "r2")
+    protocol.write_note(ck, "shop", "window", "r2")
     start = time.time()
     b = agent(window_target.TargetAgent, tmp_path, runner, services={"db": SERVICES["db"]}, wait_timeout=0.4,
               windows_timeout=30)
@@ -622,7 +626,7 @@ def test_a_rollbacks_abort_note_ends_the_hold_at_once_while_the_targets_are_aske
     def abort_when_sent():
         while len(sender.sent) < 3:
             time.sleep(0.02)
-        coordination.write_note(str(tmp_path / "ck"), "shop", "abort", "r1", "rolled back")
+        protocol.write_note(str(tmp_path / "ck"), "shop", "abort", "r1", "rolled back")
         abort_when_sent.at = time.time()
     threading.Thread(target=abort_when_sent).start()
     events = a.checkpointed()
@@ -673,10 +677,10 @@ def test_a_ready_target_waits_fenced_for_the_commit_note_of_its_run_and_commits_
     def note(kind, run, after):
         def write():
             time.sleep(after)
-            coordination.write_note(ck, "shop", kind, run)
+            protocol.write_note(ck, "shop", kind, run)
         threading.Thread(target=write).start()
     # another run's commit is not ours; ours comes a moment later
-    coordination.write_note(ck, "shop", "commit", "r0")
+    protocol.write_note(ck, "shop", "commit", "r0")
     note("commit", "r1", 0.3)
     a = agent(window_target.TargetAgent, tmp_path, runner, services={"db": SERVICES["db"]}, wait_timeout=5)
     start = time.time()

@@ -21,7 +21,7 @@ def test_every_missing_tool_is_named_at_once():
 
 
 def test_encrypted_archives_need_cryptography_on_the_host(monkeypatch):
-    from ansible_collections.stacklift.migrate.plugins.module_utils import encryption as crypt
+    from ansible_collections.stacklift.migrate.plugins.module_utils._archive import encryption as crypt
     assert host_preflight.tool_problems(Module((), encrypted=True), "target") == []
     monkeypatch.setattr(crypt, "HAS_CRYPTOGRAPHY", False)
     assert host_preflight.tool_problems(Module((), encrypted=True), "target") == [

@@ -8,11 +8,12 @@ import tarfile
 import pytest
 from docker.errors import APIError, NotFound as DockerNotFound
 
-from ansible_collections.stacklift.migrate.plugins.module_utils import archive as archive_mod
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines import docker as dk
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines import docker_archive as dka
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines import selection
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import EngineError, NotFound
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive import facts
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive import stream
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines import docker as dk
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines import docker_archive as dka
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines import selection
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import EngineError, NotFound
 
 from fakes import FakeRunner
 
@@ -185,7 +186,7 @@ def engine(tmp_path, **kw):
 
 
 def members(path):
-    with archive_mod._TarStream(path) as tar:
+    with stream.TarStream(path) as tar:
         return [m.name for m in tar]
 
 
@@ -209,7 +210,7 @@ def test_checkpoint_writes_a_self_describing_archive_in_restore_order(tmp_path, 
         e.restore_in_place("cache")
     api.by_name["cache"]["State"] = {"Running": False, "StartedAt": "2999-01-01T00:00:00Z"}
     assert not e.container("cache")["State"]["Checkpointed"]
-    info = archive_mod.read_archive(path)
+    info = facts.read_archive(path)
     assert info["engine"] == "docker" and info["container_name"] == "cache" and info["image_id"] == IMAGE_ID
     assert info["networks"] == {"dnet": {"static_ips": ["10.89.7.5"], "ips": ["10.89.7.5/24"],
                                          "mac": "02:42:0a:59:07:05"}}
@@ -321,13 +322,13 @@ def test_nested_tars_never_write_outside_their_directory(tmp_path, entries, says
             dka.untar(f, str(dest))
         assert (dest / "abs" / "file").exists()
         return
-    with open(path, "rb") as f, pytest.raises(archive_mod.ArchiveError, match=says):
+    with open(path, "rb") as f, pytest.raises(stream.ArchiveError, match=says):
         dka.untar(f, str(dest))
     assert not (tmp_path / "escape").exists()
 
 
 def test_deletions_stay_inside_the_upper_dir(tmp_path):
-    with pytest.raises(archive_mod.ArchiveError, match="outside"):
+    with pytest.raises(stream.ArchiveError, match="outside"):
         dka.apply_deletions(str(tmp_path), ["/../../etc/passwd"], [])
 
 
@@ -349,11 +350,11 @@ def test_a_hard_link_through_a_symlinked_directory_is_refused(tmp_path):
     outside.mkdir()
     (outside / "shadow").write_text("secret")
     path = nested(tmp_path, [("d", "sym", str(outside)), ("h", "hard", "d/shadow")])
-    with open(path, "rb") as f, pytest.raises(archive_mod.ArchiveError, match="'d/shadow' .*symlink leads it outside"):
+    with open(path, "rb") as f, pytest.raises(stream.ArchiveError, match="'d/shadow' .*symlink leads it outside"):
         dka.untar(f, str(dest))
     # a hard link to a symlink that leads out (os.link would follow it)
     path = nested(tmp_path, [("s", "sym", str(outside / "shadow")), ("h", "hard", "s")])
-    with open(path, "rb") as f, pytest.raises(archive_mod.ArchiveError, match="hard link's source 's' is outside"):
+    with open(path, "rb") as f, pytest.raises(stream.ArchiveError, match="hard link's source 's' is outside"):
         dka.untar(f, str(dest))
     assert not (dest / "h").exists() and (outside / "shadow").stat().st_nlink == 1
 
@@ -364,9 +365,9 @@ def test_deletions_and_opaque_dirs_never_act_through_a_symlink(tmp_path):
     outside.mkdir()
     (outside / "passwd").write_text("root")
     (upper / "data").symlink_to(outside)
-    with pytest.raises(archive_mod.ArchiveError, match="symlink leads it outside"):
+    with pytest.raises(stream.ArchiveError, match="symlink leads it outside"):
         dka.apply_deletions(str(upper), ["/data/passwd"], [])
-    with pytest.raises(archive_mod.ArchiveError, match="symlink leads it outside"):
+    with pytest.raises(stream.ArchiveError, match="symlink leads it outside"):
         dka.apply_deletions(str(upper), [], ["/data/sub"])
     assert (outside / "passwd").read_text() == "root" and not (outside / "sub").exists()
     # a symlink in the very place of a deleted file is replaced by the whiteout, its target untouched
@@ -392,19 +393,19 @@ def test_a_checkpoint_member_that_climbs_out_is_refused_before_it_is_written(tmp
     cpdir = tmp_path / "cp"
     cpdir.mkdir()
     archive = crafted_archive(tmp_path, [("checkpoint/../../escaped", b"x")])
-    with tarfile.open(archive) as tar, pytest.raises(archive_mod.ArchiveError, match="would land outside"):
+    with tarfile.open(archive) as tar, pytest.raises(stream.ArchiveError, match="would land outside"):
         m = tar.getmembers()[0]
         dka.extract_file(tar, m, str(cpdir), dka.member_name(m.name)[len("checkpoint/"):])
     assert not (tmp_path / "escaped").exists() and os.listdir(cpdir) == []
 
 
 def test_container_json_and_deleted_files_are_read_within_a_bound(tmp_path, monkeypatch):
-    monkeypatch.setattr(archive_mod, "MAX_JSON_MEMBER", 1000)
+    monkeypatch.setattr(stream, "MAX_JSON_MEMBER", 1000)
     archive = crafted_archive(tmp_path, [("deleted.files", b"[" + b'"/a",' * 400 + b'"/b"]')])
-    with tarfile.open(archive) as tar, pytest.raises(archive_mod.ArchiveError, match="not a JSON document of at most 1000"):
+    with tarfile.open(archive) as tar, pytest.raises(stream.ArchiveError, match="not a JSON document of at most 1000"):
         dka.json_list(tar, tar.getmembers()[0], archive)
     archive = crafted_archive(tmp_path, [("deleted.files", b'{"a": 1}')])
-    with tarfile.open(archive) as tar, pytest.raises(archive_mod.ArchiveError, match="not a list of paths"):
+    with tarfile.open(archive) as tar, pytest.raises(stream.ArchiveError, match="not a list of paths"):
         dka.json_list(tar, tar.getmembers()[0], archive)
 
 

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines.podman import PodmanEngine
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import EngineError, NotFound
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.podman import PodmanEngine
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import EngineError, NotFound
 
 from fakes import FakeRunner
 

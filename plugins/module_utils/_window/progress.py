@@ -17,12 +17,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
-import posixpath
-
-try:
-    from shlex import quote
-except ImportError:  # pragma: no cover
-    from pipes import quote
 
 WAIT_ARGUMENT_SPEC = dict(
     job=dict(type="dict", required=True),
@@ -38,41 +32,12 @@ WAIT_ARGUMENT_SPEC = dict(
 )
 TARGET_STEPS = ("restored", "ready")
 
-SECTIONS = ("--stacklift-result--", "--stacklift-marker--", "--stacklift-parts--", "--stacklift-now--")
 # Each side's steps, the latest first, and what a service is doing after each (%s: for how long).
 STEP_WORDS = {
     "source": [("sent", "sent"), ("checkpointed", "checkpointed, sending for %s"),
                ("fenced", "fenced, checkpointing for %s"), ("quiesced", "quiesced")],
     "target": [("ready", "ready"), ("restored", "restored, probing for %s")],
 }
-
-
-def poll_command(results_file, marker, archive_dir, wait=2.0, step=0.05, until_note=None):
-    """A shell command for the host: wait up to WAIT seconds for the call whose async results are in
-    RESULTS_FILE to end (or for the note UNTIL_NOTE, a (path, run id), to be there), then print its
-    results (once it has ended), the tail of the stack's MARKER journal and the sizes of the
-    transfers' part files and of the archives in ARCHIVE_DIR. The wait uses the shell's builtins and
-    sleep only (grep once the note is there), to cost the frozen stack's host next to nothing."""
-    loops = max(1, int(wait / step))
-    there = "return 1;"
-    if until_note:
-        path, pattern = quote(until_note[0]), quote('"run": %s' % json.dumps(until_note[1]))
-        there = "[ -e %s ] && grep -qF %s %s;" % (path, pattern, path)
-    return (
-        "f={f}; i=0; "
-        "running() {{ [ -e \"$f\" ] || return 1; l=; read -r l < \"$f\"; [ -n \"$l\" ] || return 0; "
-        "case \"$l\" in *'\"finished\": false'*|*'\"finished\": 0'*) return 0;; esac; return 1; }}; "
-        "there() {{ {there} }}; "
-        "while [ $i -lt {n} ] && running && ! there; do i=$((i+1)); sleep {s}; done; "
-        "echo {r}; if [ ! -e \"$f\" ]; then echo {gone}; elif ! running; then cat \"$f\"; fi; "
-        "echo; echo {m}; tail -n 400 {marker} 2>/dev/null; "
-        "echo {p}; for p in {parts}; do [ -e \"$p\" ] && stat -c '%s %n' \"$p\" 2>/dev/null; done; "
-        "echo {now}; date +%s.%N"
-    ).format(f=quote(results_file), n=loops, there=there, s=step, r=SECTIONS[0], m=SECTIONS[1],
-             p=SECTIONS[2], now=SECTIONS[3], marker=quote(marker),
-             parts="%s.*.part-* %s*.tar*" % ((quote(archive_dir.rstrip("/") + "/"),) * 2),
-             gone=quote(json.dumps({"failed": True, "msg": "the call's results file %s is not on the host: the call "
-                                                           "never started there, or the host restarted" % results_file})))
 
 
 def ready_events(services, records, run_id):
@@ -83,44 +48,6 @@ def ready_events(services, records, run_id):
     if not names or set(r["service"] for r in mine if r["step"] == "ready") != names:
         return None
     return mine
-
-
-def parse_poll(stdout):
-    """(the call's result when it has ended else None, the marker's records, {part file name: bytes},
-    the host's clock)."""
-    parts = {}
-    text = stdout
-    sections = {}
-    for i, name in enumerate(SECTIONS):
-        start = text.find(name)
-        if start < 0:
-            raise ValueError("the host's answer lacks %s: %r" % (name, stdout[-500:]))
-        end = text.find(SECTIONS[i + 1]) if i + 1 < len(SECTIONS) else len(text)
-        sections[name] = text[start + len(name):end].strip()
-    result = None
-    if sections[SECTIONS[0]]:
-        try:
-            result = json.loads(sections[SECTIONS[0]])
-        except ValueError:
-            result = {"failed": True, "msg": "the window's call ended with output that is not JSON",
-                      "module_stdout": sections[SECTIONS[0]][-4000:]}
-    records = []
-    for line in sections[SECTIONS[1]].splitlines():
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(rec, dict):
-            records.append(rec)
-    for line in sections[SECTIONS[2]].splitlines():
-        size, _sep, path = line.partition(" ")
-        if size.isdigit():
-            parts[posixpath.basename(path)] = int(size)
-    try:
-        now = float(sections[SECTIONS[3]].split()[0])
-    except (ValueError, IndexError):
-        now = None
-    return result, records, parts, now
 
 
 def service_states(side, services, records, run_id, parts, now=None):

@@ -26,7 +26,8 @@ import tarfile
 import tempfile
 import time
 
-from ansible_collections.stacklift.migrate.plugins.module_utils.archive import ArchiveError, json_member, open_writer
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import (
+    ArchiveError, json_member, open_writer)
 
 ARCHIVED_MARKER = "stacklift-archived"
 

@@ -30,11 +30,13 @@ import time
 
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.stacklift.migrate.plugins.module_utils.archive import MANIFEST_SUFFIX
-from ansible_collections.stacklift.migrate.plugins.module_utils.checkpointing import archive_name, ensure_private_dir
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import NotFound
-from ansible_collections.stacklift.migrate.plugins.module_utils.journal import NOFOLLOW, Journal, fold
-from ansible_collections.stacklift.migrate.plugins.module_utils.coordination import (
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import MANIFEST_SUFFIX
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import archive_name
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.files import ensure_private_dir
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import NotFound
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.files import NOFOLLOW
+from ansible_collections.stacklift.migrate.plugins.module_utils._window.journal import Journal, fold
+from ansible_collections.stacklift.migrate.plugins.module_utils._window.protocol import (
     marker_path, read_note, run_archive_dir)
 
 POLL = 0.05

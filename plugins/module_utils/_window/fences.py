@@ -13,9 +13,8 @@ __metaclass__ = type
 import ipaddress
 import re
 
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import EngineError, which as _which
-from ansible_collections.stacklift.migrate.plugins.module_utils.hostchecks import process_start
-from ansible_collections.stacklift.migrate.plugins.module_utils.quiesce import FENCE_RULES, FENCE_TABLE
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import EngineError, which as _which
+from ansible_collections.stacklift.migrate.plugins.module_utils._checks.host import process_start
 
 
 # How each character outside [A-Za-z0-9] is written in a table's name: a prefix-free code, so that two
@@ -131,3 +130,14 @@ class Host(object):
         for family in HOST_FENCE_FAMILIES:
             if self.run([self.nft, "list", "table", family, table])[0] == 0:
                 self._nft(["delete", "table", family, table], what="lifting the target's fence")
+
+
+FENCE_TABLE = "stacklift_fence"
+
+
+# Priority -300 puts the fence before any filter or NAT chain the engine installed.
+FENCE_RULES = """table inet %s {
+  chain input { type filter hook input priority -300; policy drop; iifname "lo" accept; }
+  chain output { type filter hook output priority -300; policy drop; oifname "lo" accept; }
+}
+""" % FENCE_TABLE

@@ -20,20 +20,14 @@ import json
 import socket
 import time
 
-from ansible_collections.stacklift.migrate.plugins.module_utils.probes import PostgresError, postgres_query, wait_ready
+from ansible_collections.stacklift.migrate.plugins.module_utils._services.probes import (
+    PostgresError, postgres_query, wait_ready)
 
 try:
     from http.client import HTTPConnection
 except ImportError:  # pragma: no cover
     from httplib import HTTPConnection
 
-FENCE_TABLE = "stacklift_fence"
-# Priority -300 puts the fence before any filter or NAT chain the engine installed.
-FENCE_RULES = """table inet %s {
-  chain input { type filter hook input priority -300; policy drop; iifname "lo" accept; }
-  chain output { type filter hook output priority -300; policy drop; oifname "lo" accept; }
-}
-""" % FENCE_TABLE
 
 OPEN_TRANSACTIONS_SQL = (
     "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "

@@ -16,9 +16,9 @@ import json
 import os
 import tarfile
 
-from ansible_collections.stacklift.migrate.plugins.module_utils.archive import (
-    ArchiveError, _TarStream, compression_of, open_writer as _open_writer)
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import (
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import (
+    ArchiveError, TarStream, compression_of, open_writer as _open_writer)
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import (
     Engine, EngineError, NotFound, parse_version)
 
 COMPRESSIONS = ["zstd", "gzip", "none"]
@@ -256,7 +256,7 @@ def podman_kept(changed, exists=os.path.exists):
 def rootfs_diff_names(path):
     """Paths (with a leading /) in the archive's rootfs-diff.tar."""
     names = set()
-    with _TarStream(path) as tar:
+    with TarStream(path) as tar:
         for m in tar:
             if m.name.lstrip("./") == "rootfs-diff.tar":
                 inner = tarfile.open(fileobj=tar.extractfile(m), mode="r|")
@@ -323,7 +323,7 @@ def add_rootfs_files(path, rootfs, paths):
     ok = False
     try:
         with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as dst:
-            with _TarStream(path) as src:
+            with TarStream(path) as src:
                 for m in src:
                     data = src.extractfile(m) if m.isfile() else None
                     if m.name.lstrip("./") == "rootfs-diff.tar":

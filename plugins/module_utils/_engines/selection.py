@@ -12,10 +12,11 @@ __metaclass__ = type
 import os
 
 from ansible.module_utils.basic import missing_required_lib
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import ENGINE_CHOICES, EngineError, which as _which
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines.docker import (
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import (
+    ENGINE_CHOICES, EngineError, which as _which)
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.docker import (
     DOCKER_IMPORT_ERROR, HAS_DOCKER, DockerEngine, DockerRemote)
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines.podman import PodmanEngine
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.podman import PodmanEngine
 
 
 def select_engine(requested, runner, which=None):

@@ -18,15 +18,14 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import contextlib
-import fcntl
 import json
 import os
+import posixpath
 import time
 
 from shlex import quote
 
-from ansible_collections.stacklift.migrate.plugins.module_utils.journal import NOFOLLOW, open_nofollow
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.files import NOFOLLOW, open_nofollow
 
 
 def marker_path(archive_dir, stack):
@@ -132,50 +131,70 @@ def remove_notes(archive_dir, stack, kinds=NOTES):
             os.unlink(path)
 
 
-class NoSlot(Exception):
-    pass
+SECTIONS = ("--stacklift-result--", "--stacklift-marker--", "--stacklift-parts--", "--stacklift-now--")
 
 
-class Cancelled(NoSlot):
-    """The wait for a slot ended by a note: nothing may be fenced."""
+def poll_command(results_file, marker, archive_dir, wait=2.0, step=0.05, until_note=None):
+    """A shell command for the host: wait up to WAIT seconds for the call whose async results are in
+    RESULTS_FILE to end (or for the note UNTIL_NOTE, a (path, run id), to be there), then print its
+    results (once it has ended), the tail of the stack's MARKER journal and the sizes of the
+    transfers' part files and of the archives in ARCHIVE_DIR. The wait uses the shell's builtins and
+    sleep only (grep once the note is there), to cost the frozen stack's host next to nothing."""
+    loops = max(1, int(wait / step))
+    there = "return 1;"
+    if until_note:
+        path, pattern = quote(until_note[0]), quote('"run": %s' % json.dumps(until_note[1]))
+        there = "[ -e %s ] && grep -qF %s %s;" % (path, pattern, path)
+    return (
+        "f={f}; i=0; "
+        "running() {{ [ -e \"$f\" ] || return 1; l=; read -r l < \"$f\"; [ -n \"$l\" ] || return 0; "
+        "case \"$l\" in *'\"finished\": false'*|*'\"finished\": 0'*) return 0;; esac; return 1; }}; "
+        "there() {{ {there} }}; "
+        "while [ $i -lt {n} ] && running && ! there; do i=$((i+1)); sleep {s}; done; "
+        "echo {r}; if [ ! -e \"$f\" ]; then echo {gone}; elif ! running; then cat \"$f\"; fi; "
+        "echo; echo {m}; tail -n 400 {marker} 2>/dev/null; "
+        "echo {p}; for p in {parts}; do [ -e \"$p\" ] && stat -c '%s %n' \"$p\" 2>/dev/null; done; "
+        "echo {now}; date +%s.%N"
+    ).format(f=quote(results_file), n=loops, there=there, s=step, r=SECTIONS[0], m=SECTIONS[1],
+             p=SECTIONS[2], now=SECTIONS[3], marker=quote(marker),
+             parts="%s.*.part-* %s*.tar*" % ((quote(archive_dir.rstrip("/") + "/"),) * 2),
+             gone=quote(json.dumps({"failed": True, "msg": "the call's results file %s is not on the host: the call "
+                                                           "never started there, or the host restarted" % results_file})))
 
 
-# One set of slots per host, whatever archive directory each stack uses; /run: a lock needs no disk.
-SLOT_DIR = "/run/stacklift/windows"
-
-
-@contextlib.contextmanager
-def window_slot(directory, slots, timeout, interval=0.05, clock=time.time, sleep=time.sleep, cancelled=None):
-    """Hold one of SLOTS slots in DIRECTORY for the block: yields (slot index, seconds waited for it).
-    SLOTS of 0 is no limit: yields (None, 0.0) at once. Raises NoSlot after TIMEOUT seconds, and Cancelled
-    as soon as CANCELLED() (asked while it waits) returns a reason that is not None."""
-    if slots < 1:
-        yield None, 0.0
-        return
-    if not os.path.isdir(directory):
-        os.makedirs(directory, 0o700)
-    # one open file description per slot: flock conflicts between them even within one process
-    fds = [os.open(os.path.join(directory, "slot-%d.lock" % i), os.O_RDWR | os.O_CREAT | NOFOLLOW, 0o600)
-           for i in range(slots)]
-    start, held = clock(), None
+def parse_poll(stdout):
+    """(the call's result when it has ended else None, the marker's records, {part file name: bytes},
+    the host's clock)."""
+    parts = {}
+    text = stdout
+    sections = {}
+    for i, name in enumerate(SECTIONS):
+        start = text.find(name)
+        if start < 0:
+            raise ValueError("the host's answer lacks %s: %r" % (name, stdout[-500:]))
+        end = text.find(SECTIONS[i + 1]) if i + 1 < len(SECTIONS) else len(text)
+        sections[name] = text[start + len(name):end].strip()
+    result = None
+    if sections[SECTIONS[0]]:
+        try:
+            result = json.loads(sections[SECTIONS[0]])
+        except ValueError:
+            result = {"failed": True, "msg": "the window's call ended with output that is not JSON",
+                      "module_stdout": sections[SECTIONS[0]][-4000:]}
+    records = []
+    for line in sections[SECTIONS[1]].splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict):
+            records.append(rec)
+    for line in sections[SECTIONS[2]].splitlines():
+        size, _sep, path = line.partition(" ")
+        if size.isdigit():
+            parts[posixpath.basename(path)] = int(size)
     try:
-        while held is None:
-            for i, fd in enumerate(fds):
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except (IOError, OSError):
-                    continue
-                held = i
-                break
-            if held is None:
-                reason = cancelled() if cancelled else None
-                if reason is not None:
-                    raise Cancelled("given up while waiting for a window on this host: %s" % (reason or "no reason given"))
-                if clock() - start >= timeout:
-                    raise NoSlot("no window free on this host in %g s (at most %d stack%s at once fence, checkpoint "
-                                 "and send here)" % (timeout, slots, "s" if slots != 1 else ""))
-                sleep(interval)
-        yield held, clock() - start
-    finally:
-        for fd in fds:
-            os.close(fd)  # closing gives the lock back
+        now = float(sections[SECTIONS[3]].split()[0])
+    except (ValueError, IndexError):
+        now = None
+    return result, records, parts, now

@@ -22,10 +22,10 @@ import re
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
-from ansible_collections.stacklift.migrate.plugins.module_utils.hostchecks import container_name_problem
-from ansible_collections.stacklift.migrate.plugins.module_utils.probes import (
+from ansible_collections.stacklift.migrate.plugins.module_utils._checks.host import container_name_problem
+from ansible_collections.stacklift.migrate.plugins.module_utils._services.probes import (
     PROBE_MINIMUMS, PROBE_OPTIONS, below_minimums)
-from ansible_collections.stacklift.migrate.plugins.module_utils.quiesce import (
+from ansible_collections.stacklift.migrate.plugins.module_utils._services.quiesce import (
     QUIESCE_MINIMUMS, QUIESCE_OPTIONS, QUIESCE_REQUIRED_IF)
 
 TCP_POLICIES = ["established", "close"]

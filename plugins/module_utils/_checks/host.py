@@ -14,7 +14,7 @@ __metaclass__ = type
 import os
 import re
 
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import parse_version
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import parse_version
 
 # Linux 6.16 limited SO_PASSCRED/SO_PASSSEC to unix and netlink sockets; CRIU
 # older than 4.2 fails to dump any TCP socket there (CRIU issues 2705, 2718).

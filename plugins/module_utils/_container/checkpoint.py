@@ -19,16 +19,15 @@ __metaclass__ = type
 import os
 import time
 
-from ansible_collections.stacklift.migrate.plugins.module_utils.archive import ArchiveError, sha256_file, write_manifest
-from ansible_collections.stacklift.migrate.plugins.module_utils.encryption import CryptError, encrypt_file
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import (
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import (
+    ArchiveError, sha256_file, write_manifest)
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive.encryption import CryptError, encrypt_file
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import (
     EngineError, container_ips, container_volumes)
-from ansible_collections.stacklift.migrate.plugins.module_utils.hostchecks import (
+from ansible_collections.stacklift.migrate.plugins.module_utils._checks.host import (
     cap_bounding_set, docker_container_problems, docker_daemon_problems, host_criu_problem, manager_problems,
     uid_problem)
-from ansible_collections.stacklift.migrate.plugins.module_utils.journal import fsync_file
-
-SUFFIXES = {"zstd": ".tar.zst", "gzip": ".tar.gz", "none": ".tar"}
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.files import ensure_private_dir, fsync_file
 
 
 class CheckpointError(Exception):
@@ -41,26 +40,6 @@ class CheckpointError(Exception):
 
     def fail_kwargs(self):
         return dict(self.details, msg=self.msg)
-
-
-def archive_name(archive_dir, container, compression="zstd"):
-    return os.path.join(archive_dir, container + SUFFIXES[compression])
-
-
-def ensure_private_dir(directory):
-    """Create DIRECTORY and its missing parents mode 0700, whatever the umask; existing ones are left as
-    they are (one may be /tmp). Parallel calls may make the same directory."""
-    if os.path.isdir(directory):
-        return
-    parent = os.path.dirname(directory.rstrip(os.sep))
-    if parent and parent != directory:
-        ensure_private_dir(parent)
-    try:
-        os.mkdir(directory, 0o700)
-        os.chmod(directory, 0o700)
-    except OSError:
-        if not os.path.isdir(directory):
-            raise
 
 
 def checkpoint_problems(engine, names, info=None, capbnd=None, tcp_established=(), file_locks=(), tcp_close=(),

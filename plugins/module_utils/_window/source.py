@@ -13,17 +13,17 @@ import os
 import threading
 import time
 
-from ansible_collections.stacklift.migrate.plugins.module_utils.archive import (
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import (
     MANIFEST_SUFFIX, read_manifest, sha256_file)
-from ansible_collections.stacklift.migrate.plugins.module_utils.checkpointing import (
+from ansible_collections.stacklift.migrate.plugins.module_utils._container.checkpoint import (
     CheckpointError, checkpoint_container, checkpoint_problems)
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import (
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import (
     EngineError, container_address, container_ips, container_volumes)
-from ansible_collections.stacklift.migrate.plugins.module_utils.fences import host_fence_table
-from ansible_collections.stacklift.migrate.plugins.module_utils.quiesce import QuiesceError, quiesce_service
-from ansible_collections.stacklift.migrate.plugins.module_utils.coordination import (
-    SLOT_DIR, NoSlot, first_note, remove_notes, window_slot)
-from ansible_collections.stacklift.migrate.plugins.module_utils.window import POLL, Agent, WindowError
+from ansible_collections.stacklift.migrate.plugins.module_utils._window.fences import host_fence_table
+from ansible_collections.stacklift.migrate.plugins.module_utils._services.quiesce import QuiesceError, quiesce_service
+from ansible_collections.stacklift.migrate.plugins.module_utils._window.slots import SLOT_DIR, NoSlot, window_slot
+from ansible_collections.stacklift.migrate.plugins.module_utils._window.protocol import first_note, remove_notes
+from ansible_collections.stacklift.migrate.plugins.module_utils._window.base import POLL, Agent, WindowError
 
 
 class SourceAgent(Agent):

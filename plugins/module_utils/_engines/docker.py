@@ -35,11 +35,12 @@ import tarfile
 import time
 import traceback
 
-from ansible_collections.stacklift.migrate.plugins.module_utils.archive import ArchiveError, _TarStream, json_member
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines.docker_archive import (
-    ARCHIVED_MARKER, CONTAINER_JSON, DELETED_FILES, OPAQUE_DIRS, apply_deletions, extract_file, json_list, member_name,
-    trim_checkpoint, untar, write_archive)
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import (
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import (
+    ArchiveError, TarStream, json_member)
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.docker_archive import (
+    ARCHIVED_MARKER, CONTAINER_JSON, DELETED_FILES, OPAQUE_DIRS, apply_deletions, extract_file, json_list,
+    member_name, trim_checkpoint, untar, write_archive)
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import (
     Engine, EngineError, NotFound, parse_version, which)
 
 try:
@@ -297,7 +298,7 @@ class DockerEngine(Engine):
         """One pass over the archive: create the container, then fill it; returns its ID."""
         cid = upper = cpdir = None
         deleted, opaque = [], []
-        with _TarStream(archive) as tar:
+        with TarStream(archive) as tar:
             for m in tar:
                 member = member_name(m.name)
                 if member == CONTAINER_JSON:

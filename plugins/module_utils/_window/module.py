@@ -10,15 +10,15 @@ __metaclass__ = type
 
 import os
 
-from ansible_collections.stacklift.migrate.plugins.module_utils._ssh import TransferError
-from ansible_collections.stacklift.migrate.plugins.module_utils.checkpointing import CheckpointError
-from ansible_collections.stacklift.migrate.plugins.module_utils.encryption import CryptError
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import EngineError
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines.selection import bounded_runner
-from ansible_collections.stacklift.migrate.plugins.module_utils.stack import with_secrets
-from ansible_collections.stacklift.migrate.plugins.module_utils.fences import Host
-from ansible_collections.stacklift.migrate.plugins.module_utils.window import WindowError
-from ansible_collections.stacklift.migrate.plugins.module_utils.coordination import marker_path, write_note
+from ansible_collections.stacklift.migrate.plugins.module_utils._transport.ssh import TransferError
+from ansible_collections.stacklift.migrate.plugins.module_utils._container.checkpoint import CheckpointError
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive.encryption import CryptError
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import EngineError
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import bounded_runner
+from ansible_collections.stacklift.migrate.plugins.module_utils._stack.description import with_secrets
+from ansible_collections.stacklift.migrate.plugins.module_utils._window.fences import Host
+from ansible_collections.stacklift.migrate.plugins.module_utils._window.base import WindowError
+from ansible_collections.stacklift.migrate.plugins.module_utils._window.protocol import marker_path, write_note
 
 
 AGENT_ARGUMENT_SPEC = dict(

@@ -19,10 +19,9 @@ import time
 import traceback
 import uuid
 
-from ansible_collections.stacklift.migrate.plugins.module_utils.archive import sha256_file
-from ansible_collections.stacklift.migrate.plugins.module_utils.journal import NOFOLLOW
-from ansible_collections.stacklift.migrate.plugins.module_utils.coordination import (
-    committed_command, note_body, note_command, note_path)
+from shlex import quote
+
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.files import NOFOLLOW
 
 try:
     import paramiko
@@ -31,11 +30,6 @@ try:
 except ImportError:
     HAS_PARAMIKO = False
     PARAMIKO_IMPORT_ERROR = traceback.format_exc()
-
-try:
-    from shlex import quote
-except ImportError:  # pragma: no cover
-    from pipes import quote
 
 HOST_KEY_POLICIES = ["strict", "accept_new", "ignore"]
 # stacklift's own known hosts: the preflight puts each target's key there, read over the connection
@@ -442,74 +436,3 @@ def clock_offset(client, tries=3):
     return (round(best[0], 4), round(best[1], 4)) if best else (None, None)
 
 
-class Sender(object):
-    """Sends a source agent's archives to their targets: one SSH connection per target, kept open.
-
-    ``Sender(params, targets)`` with the module's SSH params and {service: target address}.
-    """
-
-    def __init__(self, params, targets, run_id, stack, archive_dir):
-        self.params = params
-        self.targets = targets
-        self.run_id = run_id
-        self.stack = stack
-        self.archive_dir = archive_dir  # the same path on the targets
-        self.clients = {}
-        self.offsets = {}
-        self.lock = threading.Lock()
-
-    def client(self, address):
-        with self.lock:
-            if address not in self.clients:
-                self.clients[address] = connect(dict(self.params, target_host=address))
-                # The report puts the target's times on this host's clock (downtime on one clock).
-                self.offsets[address] = clock_offset(self.clients[address])
-            return self.clients[address]
-
-    def connect_all(self):
-        """Connect to every target now, before the fence: no transfer then waits for a handshake."""
-        for address in sorted(set(self.targets.values())):
-            self.client(address)
-
-    def committed(self, wait=1.0):
-        """Whether every target lifted its fence for the run (the stack serves there), looked up on
-        the targets over the connections that carried the archives, within WAIT seconds each."""
-        cmd = committed_command(self.archive_dir, self.stack, self.run_id, wait)
-        for address in sorted(set(self.targets.values())):
-            rc, _out, _err = remote_run(self.client(address), cmd, timeout=wait + STALL_TIMEOUT)
-            if rc != 0:
-                return False
-        return True
-
-    def __call__(self, service, archive, manifest, sha256):
-        address = self.targets[service]
-        client = self.client(address)
-        stats = push_file(client, archive, archive, sha256)
-        # The manifest goes last: its arrival tells the target the archive is whole.
-        push_file(client, manifest, manifest, sha256_file(manifest))
-        offset, error = self.offsets.get(address, (None, None))
-        return dict(stats, clock_offset=offset, clock_error=error)
-
-    def tell(self, kind, msg=None, fresh=False):
-        """Leave a KIND note of the run on every target (coordination.NOTES), over the connections held,
-        or, FRESH, over connections of their own. A target that cannot be told goes by its timeouts."""
-        cmd = note_command(note_path(self.archive_dir, self.stack, kind), note_body(self.run_id, msg))
-        for address in sorted(set(self.targets.values())):
-            try:
-                if not fresh:
-                    remote_run(self.client(address), cmd, timeout=STALL_TIMEOUT)
-                    continue
-                client = connect(dict(self.params, target_host=address, connect_timeout=5))
-                remote_run(client, cmd, timeout=STALL_TIMEOUT)
-                client.close()
-            except Exception:  # pylint: disable=broad-except
-                pass
-
-    def abort(self, msg):
-        """Tell every target this run is given up, so none waits for archives that will not come; over
-        connections of their own: the ones that carried the archives may be the ones that stalled."""
-        self.tell("abort", msg, fresh=True)
-
-    def close(self):
-        for c in self.clients.values():
-            c.close()

@@ -30,6 +30,8 @@ import threading
 import time
 import uuid
 
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.files import NOFOLLOW, fsync_dir, open_nofollow
+
 # Steps in the order a service goes through them in a migration.
 SERVICE_STEPS = ("fenced", "checkpointed", "sent", "restored", "ready", "committed",
                  "removed", "unfenced", "rolled_back")
@@ -49,37 +51,6 @@ class LockHeld(JournalError):
 
 def new_run_id():
     return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
-
-
-# Journals, notes and locks are opened without following a symlink at their name (another user's link
-# in a shared directory must not redirect a write).
-NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-
-
-def open_nofollow(path, mode="r"):
-    """PATH opened for reading ("r", "rb") without following a symlink at its name."""
-    return os.fdopen(os.open(path, os.O_RDONLY | NOFOLLOW), mode)
-
-
-def _fsync_dir(path):
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_file(path):
-    """Make a file's content, and its name in its directory, durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    _fsync_dir(os.path.dirname(os.path.abspath(path)))
 
 
 class Journal(object):
@@ -109,7 +80,7 @@ class Journal(object):
             finally:
                 os.close(fd)
             if new_dir:
-                _fsync_dir(d)
+                fsync_dir(d)
         return rec
 
     def records(self, run=None):
@@ -240,7 +211,7 @@ class Lock(object):
             f.flush()
             os.fsync(f.fileno())
         os.rename(tmp, self.path)
-        _fsync_dir(os.path.dirname(os.path.abspath(self.path)))
+        fsync_dir(os.path.dirname(os.path.abspath(self.path)))
 
     def renew(self, run, pid):
         """Extend the lease of RUN's lock held by PID; False when the lock is no longer theirs."""
@@ -269,7 +240,7 @@ class Lock(object):
                                   "runs, or cannot be asked (a lock without a lease: remove %s by hand once you "
                                   "are sure)" % self.path), held)
             os.unlink(self.path)
-            _fsync_dir(os.path.dirname(os.path.abspath(self.path)))
+            fsync_dir(os.path.dirname(os.path.abspath(self.path)))
             return held
 
     def holder(self):
@@ -318,7 +289,7 @@ class Lock(object):
                 json.dump(me, f)
                 f.flush()
                 os.fsync(f.fileno())
-            _fsync_dir(d)
+            fsync_dir(d)
             return stale
         raise JournalError("could not take the lock %s" % self.path)
 
@@ -330,7 +301,7 @@ class Lock(object):
         held = self.holder()
         if held and held.get("run") == run:
             os.unlink(self.path)
-            _fsync_dir(os.path.dirname(os.path.abspath(self.path)))
+            fsync_dir(os.path.dirname(os.path.abspath(self.path)))
             return True
         return False
 

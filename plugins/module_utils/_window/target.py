@@ -14,17 +14,18 @@ import ipaddress
 import os
 import time
 
-from ansible_collections.stacklift.migrate.plugins.module_utils import probes
-from ansible_collections.stacklift.migrate.plugins.module_utils.archive import (
-    ArchiveError, MANIFEST_SUFFIX, read_archive, read_manifest, sha256_file)
-from ansible_collections.stacklift.migrate.plugins.module_utils.checkpointing import SUFFIXES, archive_name
-from ansible_collections.stacklift.migrate.plugins.module_utils.encryption import CryptError, plaintext
-from ansible_collections.stacklift.migrate.plugins.module_utils.engines.base import (
+from ansible_collections.stacklift.migrate.plugins.module_utils._services import probes
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import (
+    ArchiveError, MANIFEST_SUFFIX, read_manifest, sha256_file)
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive.facts import read_archive
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import SUFFIXES, archive_name
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive.encryption import CryptError, plaintext
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import (
     EngineError, NotFound, container_address)
-from ansible_collections.stacklift.migrate.plugins.module_utils.fences import host_fence_table
-from ansible_collections.stacklift.migrate.plugins.module_utils.coordination import (
+from ansible_collections.stacklift.migrate.plugins.module_utils._window.fences import host_fence_table
+from ansible_collections.stacklift.migrate.plugins.module_utils._window.protocol import (
     note_time, remove_notes, wait_for_note, write_note)
-from ansible_collections.stacklift.migrate.plugins.module_utils.window import POLL, Agent, WindowError
+from ansible_collections.stacklift.migrate.plugins.module_utils._window.base import POLL, Agent, WindowError
 
 STALL_TIMEOUT = 20  # seconds a transfer under way may make no progress (the sender gives up at 15)
 
