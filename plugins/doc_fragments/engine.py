@@ -123,8 +123,8 @@ options:
     default: postgres
 """
 
-    # The options stack_source and stack_target share: which run of which stack, on which services.
-    STACK_AGENT = r"""
+    # The options window_source and window_target share: which run of which stack, on which services.
+    WINDOW = r"""
 options:
   stack:
     description: Name of the stack (it names the host's marker journal and the target's fence).

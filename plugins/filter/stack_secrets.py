@@ -14,7 +14,7 @@ version_added: 0.1.0
 description:
   - Takes the passwords (C(postgres_password), C(redis_password)) out of a stack description's
     services' C(probe) and C(quiesce) settings, for the C(secrets) option of
-    M(stacklift.migrate.stack_source) and M(stacklift.migrate.stack_target), which never log it.
+    M(stacklift.migrate.window_source) and M(stacklift.migrate.window_target), which never log it.
   - The plan that M(stacklift.migrate.stack_plan) returns carries no password.
 author:
   - stacklift developers (@stacklift)
@@ -27,7 +27,7 @@ options:
 
 EXAMPLES = r"""
 - name: Restore with the services' passwords
-  stacklift.migrate.stack_target:
+  stacklift.migrate.window_target:
     stack: shop
     run_id: "{{ run_id }}"
     services: "{{ plan.services }}"

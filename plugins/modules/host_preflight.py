@@ -62,11 +62,11 @@ options:
   private_key:
     description:
       - With O(target_addresses), the private key's text for the targets, instead of O(key_file) (as
-        M(stacklift.migrate.stack_source) takes it). Never logged.
+        M(stacklift.migrate.window_source) takes it). Never logged.
     type: str
   host_key_checking:
     description: With O(target_addresses), how the targets' host keys are checked (as
-      M(stacklift.migrate.stack_source) checks them).
+      M(stacklift.migrate.window_source) checks them).
     type: str
     choices: [strict, accept_new, ignore]
     default: strict

@@ -73,8 +73,8 @@ attributes:
   diff_mode:
     support: none
 seealso:
-  - module: stacklift.migrate.stack_source
-  - module: stacklift.migrate.stack_target
+  - module: stacklift.migrate.window_source
+  - module: stacklift.migrate.window_target
 """
 
 EXAMPLES = r"""

@@ -13,7 +13,7 @@ module: window_wait
 short_description: Wait for a migration window's background call on a host, showing its progress
 version_added: 0.2.0
 description:
-  - Waits for a call of M(stacklift.migrate.stack_source) or M(stacklift.migrate.stack_target) started
+  - Waits for a call of M(stacklift.migrate.window_source) or M(stacklift.migrate.window_target) started
     with C(async) and a C(poll) of 0 on the task's host, and returns that call's own result, as if it had
     run in the foreground (a failed call fails this task, with its message and events).
   - Its action plugin asks the host over the connection Ansible already holds; each question waits
@@ -38,7 +38,7 @@ options:
     description: The migration run (the progress reads its records; else the marker's last run's).
     type: str
   side:
-    description: Which call it is, V(source) (stack_source) or V(target) (stack_target).
+    description: Which call it is, V(source) (window_source) or V(target) (window_target).
     type: str
     required: true
     choices: [source, target]
@@ -66,14 +66,14 @@ options:
   stage:
     description:
       - V(end) waits for the call to end and returns its result.
-      - "V(ready), for a M(stacklift.migrate.stack_target) call started with
-        O(stacklift.migrate.stack_target#module:await_commit=true), returns as soon as every service of
+      - "V(ready), for a M(stacklift.migrate.window_target) call started with
+        O(stacklift.migrate.window_target#module:await_commit=true), returns as soon as every service of
         O(services) is restored and ready here (the call goes on, fenced, waiting for the commit), with
         those steps as RV(events)."
       - "V(commit) first leaves the commit note of O(run_id) that such a call waits for (one shell
         command, no module), then waits for the call's end: it lifts its fence, and the copies serve.
-        A M(stacklift.migrate.stack_source) call holding a window slot
-        (O(stacklift.migrate.stack_source#module:windows)) waits for the same note (or V(abort)'s),
+        A M(stacklift.migrate.window_source) call holding a window slot
+        (O(stacklift.migrate.window_source#module:windows)) waits for the same note (or V(abort)'s),
         then gives its slot back and ends."
       - V(abort) leaves the abort note instead (a rollback), then waits for the call's end.
     type: str
@@ -89,13 +89,13 @@ attributes:
   platform:
     platforms: posix
 seealso:
-  - module: stacklift.migrate.stack_source
-  - module: stacklift.migrate.stack_target
+  - module: stacklift.migrate.window_source
+  - module: stacklift.migrate.window_target
 """
 
 EXAMPLES = r"""
 - name: Restore on the targets in the background
-  stacklift.migrate.stack_target:
+  stacklift.migrate.window_target:
     stack: shop
     run_id: "{{ run_id }}"
     services: "{{ plan.services | selectattr('target', 'equalto', item) | list }}"
@@ -121,7 +121,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 events:
-  description: The call's own result is returned as it is; for stack_source and stack_target, the steps they took.
+  description: The call's own result is returned as it is; for window_source and window_target, the steps they took.
   returned: when the call ended
   type: list
   elements: dict

@@ -10,7 +10,7 @@ from labhosts import BIN, REPO
 
 MODULES = {"container_checkpoint", "container_restore", "checkpoint_info", "checkpoint_transfer", "image_sync",
            "service_probe", "stack_plan", "container_fence", "container_network", "service_quiesce",
-           "host_preflight", "migration_report", "stack_source", "stack_target", "migration_journal",
+           "host_preflight", "migration_report", "window_source", "window_target", "migration_journal",
            "host_capacity", "fleet_plan", "fleet_report", "window_wait"}
 
 

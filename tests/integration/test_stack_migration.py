@@ -124,7 +124,7 @@ def test_each_wrong_setting_is_refused_before_anything_is_touched(shop, node1, n
         out = res.stdout + res.stderr
         if res.returncode == 0 or message not in out:
             misses.append("%s: rc=%d, %r not in\n%s" % (json.dumps(extra_vars)[:160], res.returncode, message, out[-1500:]))
-        assert "Quiesce, fence" not in out and "stack_source" not in out
+        assert "Quiesce, fence" not in out and "window_source" not in out
     assert not misses, "\n\n".join(misses)
     # nothing was touched: the shop serves on node1, unfenced, node2 has none of it, no run was journaled
     assert running(node1) == {"shop-app", "shop-cache", "shop-db"} and not running(node2)

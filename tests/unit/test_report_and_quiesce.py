@@ -24,7 +24,7 @@ def rec(step, service, t, started=None, **extra):
     return out
 
 
-# What stack_source, stack_target and a rollback return: the hosts' records.
+# What window_source, window_target and a rollback return: the hosts' records.
 SOURCE = {"item": "node1", "events": [
     rec("fenced", "db", 100.0), rec("fenced", "app", 100.01),
     rec("checkpointed", "db", 101.0, started=100.1, size=5000), rec("checkpointed", "app", 101.5, started=100.1, size=7000),

@@ -5,7 +5,7 @@
 """Checkpoint one container to a durable, self-describing archive.
 
 Used by container_checkpoint (one container at a time, by hand) and by the migration window
-(stack_source, the services of a tier in parallel).  The archive is written under a temporary
+(window_source, the services of a tier in parallel).  The archive is written under a temporary
 name, completed by its engine (Podman's rootfs diff: engines/podman.py), fsynced, renamed into place, and its
 manifest written and fsynced: once ``checkpoint_container`` returns, the archive survives a
 power cut.  The engine keeps its own checkpoint images too (``keep``), so the source can be

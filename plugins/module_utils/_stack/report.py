@@ -5,7 +5,7 @@
 """The migration report: what each service went through, when, and how long the stack was down.
 
 The roles hand over the quiesce results and the hosts' records of the window (what
-stack_source and stack_target returned); this turns them into per-service phase times (epoch seconds, as the hosts' clocks give them),
+window_source and window_target returned); this turns them into per-service phase times (epoch seconds, as the hosts' clocks give them),
 the downtime (first fence to last service ready on the target), a short text
 summary and an SVG timeline.
 """
@@ -22,7 +22,7 @@ from xml.sax.saxutils import escape
 PHASES = ["quiesce", "fence", "checkpoint", "transfer", "restore", "ready", "commit", "rollback"]
 COLOURS = {"quiesce": "#9e9e9e", "fence": "#e53935", "checkpoint": "#fb8c00", "transfer": "#1e88e5",
            "restore": "#43a047", "ready": "#8e24aa", "commit": "#212121", "rollback": "#6d4c41"}
-# The hosts' marker records (stack_source, stack_target) -> the phase each closes.
+# The hosts' marker records (window_source, window_target) -> the phase each closes.
 STEP_PHASES = {"quiesced": "quiesce", "fenced": "fence", "checkpointed": "checkpoint", "sent": "transfer", "restored": "restore",
                "ready": "ready", "committed": "commit", "removed": "rollback", "rolled_back": "rollback",
                "unfenced": "rollback"}
@@ -39,7 +39,7 @@ def clock_offsets(results):
 
 
 def window_events(results, offsets=None):
-    """(service, phase, start, end, extra) from the agents' results (their ``events``).
+    """(service, phase, start, end, extra) from the window calls' results (their ``events``).
 
     Times recorded on a target (``side: target``) are put on its source's clock with OFFSETS
     (clock_offsets), so a downtime never subtracts one host's clock from another's.

@@ -4,9 +4,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The migration window, run on the hosts rather than task by task from the controller.
 
-One call on each source host (``SourceAgent``, window_source.py) fences its services, checkpoints them tier by
+One call on each source host (``SourceWindow``, window_source.py) fences its services, checkpoints them tier by
 tier (the services of a tier in parallel) and sends each archive to its target as soon as it
-is durable.  One call on each target host (``TargetAgent``, window_target.py) raises a fence of its own, restores
+is durable.  One call on each target host (``TargetWindow``, window_target.py) raises a fence of its own, restores
 tier by tier as the archives arrive, each tier passing its probes before the next starts, and,
 when asked, commits: it lifts its fence, and only then can the target's copies serve.
 
@@ -14,7 +14,7 @@ Both record every step in the host's marker journal (journal.py) the moment it c
 both are idempotent: called again with the same run, they go on from what the marker says.
 Rollback is the other two states: the target removes its copies (still fenced) and confirms
 they are gone; the source restores its checkpointed containers in place and lifts its fences.
-This file holds what both share: ``Agent`` (the marker, the host's lock, parallel work) and ``WindowError``.
+This file holds what both share: ``Window`` (the marker, the host's lock, parallel work) and ``WindowError``.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -54,7 +54,7 @@ class WindowError(Exception):
         self.details = details
 
 
-class Agent(object):
+class Window(object):
     """What a source's and a target's call share: the host, the stack's marker journal, its lock."""
 
     encryption_key = None  # archives encrypted at rest (encryption.py) when set
@@ -75,7 +75,7 @@ class Agent(object):
 
     @contextlib.contextmanager
     def exclusive(self, timeout=600.0):
-        """One agent at a time per stack on this host: a call of a run whose controller died may
+        """One window call at a time per stack on this host: a call of a run whose controller died may
         still be working here, and a rollback must wait for it rather than race it."""
         ensure_private_dir(self.archive_dir)
         fd = os.open(marker_path(self.archive_dir, self.stack) + ".lock", os.O_RDWR | os.O_CREAT | NOFOLLOW, 0o600)

@@ -66,7 +66,7 @@ def _elements_script(table, addresses, restored=False):
 
 
 class Host(object):
-    """What an agent needs of its host: the engine, a command runner, the binaries and /proc."""
+    """What a window needs of its host: the engine, a command runner, the binaries and /proc."""
 
     def __init__(self, engine, run, nsenter="nsenter", nft="nft", conntrack="conntrack"):
         self.engine = engine

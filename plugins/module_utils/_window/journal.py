@@ -9,7 +9,7 @@ Two kinds of file use the same format (one JSON object a line, each line fsynced
 - the controller's journal, ``JOURNAL_DIR/STACK.journal``, with a lock file beside it
   (``STACK.lock``) that allows one run per stack at a time;
 - a marker on each host of the migration, ``ARCHIVE_DIR/STACK.journal``, where the host's
-  agent records what it did (fenced, checkpointed, sent, restored, ready, committed, removed)
+  window call records what it did (fenced, checkpointed, sent, restored, ready, committed, removed)
   as it does it.
 
 A record is ``{"t": epoch, "run": RUN_ID, "step": STEP, "service": NAME?, ...}``.

@@ -2,7 +2,7 @@
 # Copyright (c) stacklift developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""What stack_source and stack_target share as modules: options, services, and one way to run an agent."""
+"""What window_source and window_target share as modules: options, services, and one way to run a window call."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -21,7 +21,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils._window.base imp
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.protocol import marker_path, write_note
 
 
-AGENT_ARGUMENT_SPEC = dict(
+WINDOW_ARGUMENT_SPEC = dict(
     stack=dict(type="str", required=True),
     run_id=dict(type="str", required=True),
     services=dict(type="list", elements="dict", required=True),
@@ -33,7 +33,7 @@ AGENT_ARGUMENT_SPEC = dict(
 )
 
 
-def agent_services(module):
+def window_services(module):
     """{name: service} from the module's services, with their passwords from its secrets."""
     out = {}
     for svc in module.params["services"]:
@@ -56,8 +56,8 @@ def window_command_timeout(window_seconds):
     return max(WINDOW_MARGIN, window_seconds - WINDOW_MARGIN)
 
 
-def agent_host(module, engine):
-    """The Host of an agent module: its engine, run_command (bounded), nsenter and nft."""
+def window_host(module, engine):
+    """The Host of a window module: its engine, run_command (bounded), nsenter and nft."""
     return Host(engine, bounded_runner(module, HOST_COMMAND_TIMEOUT), nsenter=module.get_bin_path("nsenter") or "nsenter",
                 nft=module.get_bin_path("nft", required=True))
 
@@ -76,24 +76,24 @@ def set_nice(module):
         module.warn("cannot run at niceness %d here (%s); running at the host's own" % (nice, e))
 
 
-def run_agent(module, agent, call, timeout=600.0, cleanup=None, tell=None):
-    """Run CALL (one of the agent's states) under the host's lock; exit or fail MODULE with its events.
+def run_window(module, window, call, timeout=600.0, cleanup=None, tell=None):
+    """Run CALL (one of the window's states) under the host's lock; exit or fail MODULE with its events.
     TELL, a (note kind, message), is left first for a call of the run still waiting here (for archives,
     the commit, or its window slot), which then ends: this call does not wait behind it."""
     set_nice(module)
-    if tell and agent.run_id:
-        write_note(agent.archive_dir, agent.stack, tell[0], agent.run_id, tell[1])
-    result = dict(marker=marker_path(agent.archive_dir, agent.stack))
+    if tell and window.run_id:
+        write_note(window.archive_dir, window.stack, tell[0], window.run_id, tell[1])
+    result = dict(marker=marker_path(window.archive_dir, window.stack))
     try:
-        with agent.exclusive(timeout=timeout):
+        with window.exclusive(timeout=timeout):
             events = call()
     except WindowError as e:
-        module.fail_json(msg=e.msg, problems=e.problems, events=e.events, **dict(result, **dict(e.details, **agent.status())))
+        module.fail_json(msg=e.msg, problems=e.problems, events=e.events, **dict(result, **dict(e.details, **window.status())))
     except (EngineError, CheckpointError) as e:
-        module.fail_json(events=agent.events, **dict(result, **dict(e.fail_kwargs(), **agent.status())))
+        module.fail_json(events=window.events, **dict(result, **dict(e.fail_kwargs(), **window.status())))
     except (TransferError, CryptError) as e:
-        module.fail_json(msg=getattr(e, "msg", str(e)), events=agent.events, **dict(result, **agent.status()))
+        module.fail_json(msg=getattr(e, "msg", str(e)), events=window.events, **dict(result, **window.status()))
     finally:
         if cleanup:
             cleanup()
-    module.exit_json(changed=bool(events), events=events, **dict(result, **agent.status()))
+    module.exit_json(changed=bool(events), events=events, **dict(result, **window.status()))

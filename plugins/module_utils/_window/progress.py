@@ -4,7 +4,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Waiting for a window's background call on a host, and what it shows meanwhile.
 
-The window's calls (stack_source, stack_target) run in the background (Ansible's async). The
+The window's calls (window_source, window_target) run in the background (Ansible's async). The
 wait (the window_wait action) asks the host, over the connection Ansible already holds, one short
 question at a time: a shell loop on the host that returns as soon as the call has ended, or after
 a couple of seconds with what its marker journal and the transfers' part files say; so the

@@ -19,7 +19,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils._window.protocol
 
 
 class Sender(object):
-    """Sends a source agent's archives to their targets: one SSH connection per target, kept open.
+    """Sends a source window's archives to their targets: one SSH connection per target, kept open.
 
     ``Sender(params, targets)`` with the module's SSH params and {service: target address}.
     """

@@ -23,17 +23,17 @@ from ansible_collections.stacklift.migrate.plugins.module_utils._window.fences i
 from ansible_collections.stacklift.migrate.plugins.module_utils._services.quiesce import QuiesceError, quiesce_service
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.slots import SLOT_DIR, NoSlot, window_slot
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.protocol import first_note, remove_notes
-from ansible_collections.stacklift.migrate.plugins.module_utils._window.base import POLL, Agent, WindowError
+from ansible_collections.stacklift.migrate.plugins.module_utils._window.base import POLL, Window, WindowError
 
 
-class SourceAgent(Agent):
+class SourceWindow(Window):
     """One source host's part of the window."""
 
     side = "source"
 
     def __init__(self, host, stack, run_id, archive_dir, services, tiers, sender=None, compression="zstd",
                  quiesce_timeout=30.0, windows=0, windows_timeout=300.0):
-        super(SourceAgent, self).__init__(host, stack, run_id, archive_dir, services, tiers)
+        super(SourceWindow, self).__init__(host, stack, run_id, archive_dir, services, tiers)
         self.quiesce_timeout = quiesce_timeout
         self.windows, self.windows_timeout = windows, windows_timeout  # the host's window slots
         self.slot_dir = SLOT_DIR

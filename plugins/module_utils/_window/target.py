@@ -25,7 +25,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base im
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.fences import host_fence_table
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.protocol import (
     note_time, remove_notes, wait_for_note, write_note)
-from ansible_collections.stacklift.migrate.plugins.module_utils._window.base import POLL, Agent, WindowError
+from ansible_collections.stacklift.migrate.plugins.module_utils._window.base import POLL, Window, WindowError
 
 STALL_TIMEOUT = 20  # seconds a transfer under way may make no progress (the sender gives up at 15)
 
@@ -42,14 +42,14 @@ def bytes_of(paths):
     return total
 
 
-class TargetAgent(Agent):
+class TargetWindow(Window):
     """One target host's part of the window."""
 
     side = "target"
 
     def __init__(self, host, stack, run_id, archive_dir, services, tiers, wait_timeout=300.0,
                  probe_timeout=60.0, stable_for=0.0, windows_timeout=0.0):
-        super(TargetAgent, self).__init__(host, stack, run_id, archive_dir, services, tiers)
+        super(TargetWindow, self).__init__(host, stack, run_id, archive_dir, services, tiers)
         self.table = host_fence_table(stack)
         self.wait_timeout = wait_timeout
         self.windows_timeout = windows_timeout  # how long the source may wait for a window slot first

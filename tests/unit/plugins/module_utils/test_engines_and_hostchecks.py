@@ -136,7 +136,7 @@ def test_containers_something_else_would_restart_are_refused_with_what_to_do():
 
 def test_commands_inside_the_window_are_bounded_leaving_time_for_the_abort_note():
     """Issue 20: an engine, CRIU or nft command that hangs must end before the window does."""
-    from ansible_collections.stacklift.migrate.plugins.module_utils._window import module as agent_module
+    from ansible_collections.stacklift.migrate.plugins.module_utils._window import module as window_module
 
     class Module:
         calls = []
@@ -152,7 +152,7 @@ def test_commands_inside_the_window_are_bounded_leaving_time_for_the_abort_note(
     selection.bounded_runner(module)(["podman", "info"])
     assert module.calls == [["/usr/bin/timeout", "-k", "10", "270", "podman", "container", "checkpoint", "db"],
                             ["podman", "info"]]
-    assert agent_module.window_command_timeout(300) == 270 and agent_module.window_command_timeout(20) == 30
-    host = agent_module.agent_host(module, None)
+    assert window_module.window_command_timeout(300) == 270 and window_module.window_command_timeout(20) == 30
+    host = window_module.window_host(module, None)
     host.run(["nft", "list", "table", "inet", "stacklift_shop"])
     assert module.calls[-1][:4] == ["/usr/bin/timeout", "-k", "10", "30"]

@@ -1,4 +1,4 @@
-"""The window's agents: what they decide and record, with only the engine's and nft's commands faked."""
+"""The window's two sides: what they decide and record, with only the engine's and nft's commands faked."""
 
 import json
 import os
@@ -108,7 +108,7 @@ def full_capabilities(monkeypatch):
     monkeypatch.setattr(checkpointing, "cap_bounding_set", lambda: int("1ffffffffff", 16))
 
 
-def agent(cls, tmp_path, runner, services=None, **kw):
+def make_window(cls, tmp_path, runner, services=None, **kw):
     services = services or SERVICES
     host = fences.Host(PodmanEngine(runner, binary="podman"), runner)
     host.proc = str(tmp_path / "proc")  # the containers' processes: fake_proc
@@ -168,7 +168,7 @@ def test_source_fences_everything_first_then_checkpoints_and_sends_each_archive(
     containers = Containers(**{"shop-db": "running", "shop-cache": "running", "shop-app": "running"})
     runner = engine_runner(tmp_path, containers)
     sender = Sender()
-    a = agent(window_source.SourceAgent, tmp_path, runner, sender=sender)
+    a = make_window(window_source.SourceWindow, tmp_path, runner, sender=sender)
     events = a.checkpointed()
     steps = [(e["step"], e["service"]) for e in events]
     assert steps[:3] == [("fenced", "db"), ("fenced", "cache"), ("fenced", "app")]
@@ -182,7 +182,7 @@ def test_source_fences_everything_first_then_checkpoints_and_sends_each_archive(
     assert all({"fenced", "checkpointed", "sent"} <= set(s) for s in state["services"].values())
     # Called again for the same run, nothing is done twice.
     sender.sent.clear()
-    again = agent(window_source.SourceAgent, tmp_path, runner, sender=sender)
+    again = make_window(window_source.SourceWindow, tmp_path, runner, sender=sender)
     again.checkpointed()
     assert sender.sent == [] and len([c for c in runner.calls if "checkpoint" in c]) == 3
 
@@ -192,7 +192,7 @@ def test_one_checkpoint_failing_records_the_others_and_tells_the_target(tmp_path
     runner = engine_runner(tmp_path, containers, fail_checkpoint=("shop-cache",))
     sender = Sender()
     with pytest.raises(window.WindowError) as e:
-        agent(window_source.SourceAgent, tmp_path, runner, sender=sender).checkpointed()
+        make_window(window_source.SourceWindow, tmp_path, runner, sender=sender).checkpointed()
     assert "cache: podman container checkpoint shop-cache failed" in e.value.msg
     assert sender.aborted and "shop-cache" in sender.aborted[0]
     state = fold(Journal(str(tmp_path / "ck" / "shop.journal")).records("r1"))
@@ -205,7 +205,7 @@ def test_source_rollback_restores_in_place_lists_every_problem_and_lifts_every_f
     containers.fenced.add(containers.pid("shop-app"))
     runner = engine_runner(tmp_path, containers, fail_restore=("shop-cache",))
     with pytest.raises(window.WindowError) as e:
-        agent(window_source.SourceAgent, tmp_path, runner).running()
+        make_window(window_source.SourceWindow, tmp_path, runner).running()
     assert e.value.problems == ["cache: restoring it in place failed: podman container restore shop-cache failed: "
                                 "['Error: restore of shop-cache failed'] (its archive stays at %s)"
                                 % (run_dir(tmp_path) / "shop-cache.tar.zst")]
@@ -251,7 +251,7 @@ def test_target_refuses_an_archive_damaged_in_transit_and_restores_nothing(tmp_p
     runner = engine_runner(tmp_path, containers)
     write_arrival(tmp_path, "shop-db", corrupt=True)
     write_arrival(tmp_path, "shop-cache")
-    a = agent(window_target.TargetAgent, tmp_path, runner, services={"db": SERVICES["db"]}, wait_timeout=2)
+    a = make_window(window_target.TargetWindow, tmp_path, runner, services={"db": SERVICES["db"]}, wait_timeout=2)
     with pytest.raises(window.WindowError) as e:
         a.restored()
     assert "damaged in transit; not restoring" in e.value.msg
@@ -264,7 +264,7 @@ def test_a_target_never_restores_an_archive_of_another_run_under_the_same_name(t
     runner = engine_runner(tmp_path, Containers())
     kept = write_arrival(tmp_path, "shop-db", run="r0")
     loose = write_arrival(tmp_path, "shop-db", run=None, directory=tmp_path / "ck")
-    a = agent(window_target.TargetAgent, tmp_path, runner, services={"db": SERVICES["db"]}, wait_timeout=0.5)
+    a = make_window(window_target.TargetWindow, tmp_path, runner, services={"db": SERVICES["db"]}, wait_timeout=0.5)
     with pytest.raises(window.WindowError, match="did not arrive within"):
         a.restored()
     assert not [c for c in runner.calls if c[1:3] == ["container", "restore"]]
@@ -278,7 +278,7 @@ def test_a_target_refuses_a_manifest_that_names_another_run_or_stack(tmp_path):
     for run, stack in (("r0", "shop"), ("r1", "shop2")):
         archive = write_arrival(tmp_path, "shop-db", stack=stack)
         write_manifest(archive, {"sha256": sha256_file(archive), "stack": stack, "run_id": run})
-        a = agent(window_target.TargetAgent, tmp_path, runner, services={"db": SERVICES["db"]}, wait_timeout=1)
+        a = make_window(window_target.TargetWindow, tmp_path, runner, services={"db": SERVICES["db"]}, wait_timeout=1)
         with pytest.raises(window.WindowError, match="is not this run's archive .*names stack %r, run %r" % (stack, run)):
             a.restored()
     assert not [c for c in runner.calls if c[1:3] == ["container", "restore"]]
@@ -286,7 +286,7 @@ def test_a_target_refuses_a_manifest_that_names_another_run_or_stack(tmp_path):
 
 def test_the_source_writes_its_stack_and_run_into_each_manifest_in_the_runs_own_directory(tmp_path):
     containers = Containers(**{"shop-db": "running"})
-    a = agent(window_source.SourceAgent, tmp_path, engine_runner(tmp_path, containers), sender=Sender(),
+    a = make_window(window_source.SourceWindow, tmp_path, engine_runner(tmp_path, containers), sender=Sender(),
               services={"db": SERVICES["db"]})
     a.checkpointed()
     manifest = json.loads((run_dir(tmp_path) / "shop-db.tar.zst.stacklift.json").read_text())
@@ -331,7 +331,7 @@ def test_the_host_fence_lets_restored_containers_of_the_stack_reach_each_other_a
 
 def test_target_stops_waiting_when_the_source_gives_up(tmp_path):
     runner = engine_runner(tmp_path, Containers())
-    a = agent(window_target.TargetAgent, tmp_path, runner, wait_timeout=30)
+    a = make_window(window_target.TargetWindow, tmp_path, runner, wait_timeout=30)
     (tmp_path / "ck").mkdir(exist_ok=True)
     (tmp_path / "ck" / "shop.abort").write_text(json.dumps({"run": "r1", "msg": "db: CRIU failed"}))
     with pytest.raises(window.WindowError) as e:
@@ -340,7 +340,7 @@ def test_target_stops_waiting_when_the_source_gives_up(tmp_path):
     # a rollback says the same to a call still waiting, whose source never started
     protocol.write_note(str(tmp_path / "ck"), "shop", "abort", "r1", "the migration is rolled back")
     with pytest.raises(window.WindowError, match="the source gave up: the migration is rolled back"):
-        agent(window_target.TargetAgent, tmp_path, runner, wait_timeout=30).restored()
+        make_window(window_target.TargetWindow, tmp_path, runner, wait_timeout=30).restored()
     assert protocol.read_note(str(tmp_path / "ck"), "shop", "abort", "r2") is None  # another run's is not ours
 
 
@@ -349,7 +349,7 @@ def test_target_rollback_refuses_after_the_commit_and_spares_containers_of_other
     runner = engine_runner(tmp_path, containers)
     marker = Journal(str(tmp_path / "ck" / "shop.journal"))
     marker.append("restored", run="r1", service="db", container_id="id-shop-db")
-    a = agent(window_target.TargetAgent, tmp_path, runner, services={"db": SERVICES["db"], "cache": SERVICES["cache"]})
+    a = make_window(window_target.TargetWindow, tmp_path, runner, services={"db": SERVICES["db"], "cache": SERVICES["cache"]})
     with pytest.raises(window.WindowError) as e:
         a.absent()
     # Ours (recorded restored by r1) is removed; a running shop-cache that r1 never made is not.
@@ -359,7 +359,7 @@ def test_target_rollback_refuses_after_the_commit_and_spares_containers_of_other
     marker.append("ready", run="r1", service="db")
     marker.append("committed", run="r1", service="db")
     with pytest.raises(window.WindowError) as e:
-        agent(window_target.TargetAgent, tmp_path, runner, services={"db": SERVICES["db"]}).absent()
+        make_window(window_target.TargetWindow, tmp_path, runner, services={"db": SERVICES["db"]}).absent()
     assert "was committed on this host" in e.value.msg
 
 
@@ -377,7 +377,7 @@ def test_a_target_probe_with_a_progress_command_needs_the_value_to_move(tmp_path
     runner.answers["podman exec"] = execute
     probe = {"type": "command", "command": ["true"], "progress_command": ["cat", "counter"], "interval": 0.01,
              "timeout": 0.3}
-    a = agent(window_target.TargetAgent, tmp_path, runner, services={"db": dict(SERVICES["db"], probe=probe)})
+    a = make_window(window_target.TargetWindow, tmp_path, runner, services={"db": dict(SERVICES["db"], probe=probe)})
     if ready:
         a._probe("db")
         assert a.done("db", "ready")
@@ -396,7 +396,7 @@ def test_a_target_rollback_removes_the_volumes_its_restore_made(tmp_path):
     manifest.write_text(json.dumps(dict(json.loads(manifest.read_text()), volumes=["shopcache"])))
     Journal(str(tmp_path / "ck" / "shop.journal")).append("restored", run="r1", service="cache",
                                                           container_id="id-shop-cache")
-    a = agent(window_target.TargetAgent, tmp_path, runner, services={"cache": SERVICES["cache"]})
+    a = make_window(window_target.TargetWindow, tmp_path, runner, services={"cache": SERVICES["cache"]})
     a.absent()
     assert ["podman", "volume", "rm", "--", "shopcache"] in runner.calls
     assert a.done("cache", "volume_removed") and not manifest.exists()
@@ -417,7 +417,7 @@ def test_the_source_clean_up_after_the_commit_removes_the_containers_named_volum
         return rc, out, err
     runner.answers["podman container inspect"] = inspect_with_volume
     runner.answers["podman volume rm"] = (2, "", "Error: volume shopcache is being used by container other")
-    a = agent(window_source.SourceAgent, tmp_path, runner, services={"cache": SERVICES["cache"]})
+    a = make_window(window_source.SourceWindow, tmp_path, runner, services={"cache": SERVICES["cache"]})
     a.absent()
     assert ["podman", "volume", "rm", "--", "shopcache"] in runner.calls
     assert containers.state["shop-cache"] == "absent" and a.done("cache", "removed")  # one still in use stays
@@ -445,7 +445,7 @@ def test_a_restore_whose_record_cannot_be_written_takes_its_copy_away(tmp_path, 
     runner.answers["nft"] = (0, "", "")
     runner.answers["podman rm"] = lambda argv: (containers.state.__setitem__("shop-cache", "absent") or (0, "", ""))
     write_arrival(tmp_path, "shop-cache")
-    a = agent(window_target.TargetAgent, tmp_path, runner, services={"cache": SERVICES["cache"]})
+    a = make_window(window_target.TargetWindow, tmp_path, runner, services={"cache": SERVICES["cache"]})
     real = a.record
 
     def record(step, name, **kw):
@@ -468,7 +468,7 @@ def test_a_part_file_renamed_into_place_while_the_target_counts_is_not_an_error(
 
 
 def test_an_agent_runs_at_the_niceness_asked_and_a_refusal_is_a_warning(monkeypatch):
-    from ansible_collections.stacklift.migrate.plugins.module_utils._window import module as agent_module
+    from ansible_collections.stacklift.migrate.plugins.module_utils._window import module as window_module
 
     class Module:
         def __init__(self, nice):
@@ -481,19 +481,19 @@ def test_an_agent_runs_at_the_niceness_asked_and_a_refusal_is_a_warning(monkeypa
             raise AssertionError(kw["msg"])
 
     calls = []
-    monkeypatch.setattr(agent_module.os, "setpriority", lambda which, who, n: calls.append((which, who, n)))
-    agent_module.set_nice(Module(-5))
-    agent_module.set_nice(Module(0))
+    monkeypatch.setattr(window_module.os, "setpriority", lambda which, who, n: calls.append((which, who, n)))
+    window_module.set_nice(Module(-5))
+    window_module.set_nice(Module(0))
     assert calls == [(os.PRIO_PROCESS, 0, -5)]
 
     def refuse(which, who, n):
         raise PermissionError(1, "Operation not permitted")
-    monkeypatch.setattr(agent_module.os, "setpriority", refuse)
+    monkeypatch.setattr(window_module.os, "setpriority", refuse)
     m = Module(-5)
-    agent_module.set_nice(m)
+    window_module.set_nice(m)
     assert m.warnings == ["cannot run at niceness -5 here ([Errno 1] Operation not permitted); running at the host's own"]
     with pytest.raises(AssertionError, match="nice must be from -20 to 19, not -30"):
-        agent_module.set_nice(Module(-30))
+        window_module.set_nice(Module(-30))
 
 
 def test_a_source_with_a_window_limit_waits_for_a_slot_before_it_touches_anything(tmp_path):
@@ -503,7 +503,7 @@ def test_a_source_with_a_window_limit_waits_for_a_slot_before_it_touches_anythin
     slot_dir = str(tmp_path / "windows")
     with slots.window_slot(slot_dir, 1, 0):  # another stack of the drain freezes on this host
         with pytest.raises(window.WindowError, match=r"no window free on this host in 0.3 s \(at most 1 stack at"):
-            a = agent(window_source.SourceAgent, tmp_path, runner, sender=sender, windows=1, windows_timeout=0.3)
+            a = make_window(window_source.SourceWindow, tmp_path, runner, sender=sender, windows=1, windows_timeout=0.3)
             a.slot_dir = slot_dir
             a.checkpointed()
     assert not any(c[0] == "nsenter" or "checkpoint" in c for c in runner.calls), runner.calls
@@ -527,7 +527,7 @@ def test_a_source_with_a_window_limit_waits_for_a_slot_before_it_touches_anythin
             held.append(True)
         protocol.write_note(str(tmp_path / "ck"), "shop", "commit", "r1")
     threading.Thread(target=commit_later).start()
-    a = agent(window_source.SourceAgent, tmp_path, runner, sender=sender, windows=1, windows_timeout=5)
+    a = make_window(window_source.SourceWindow, tmp_path, runner, sender=sender, windows=1, windows_timeout=5)
     a.slot_dir = slot_dir
     events = a.checkpointed()
     assert events[0]["step"] == "window" and events[0]["slot"] == 0 and events[0]["waited_s"] > 0.2
@@ -548,11 +548,11 @@ def test_a_rolled_back_run_called_again_fences_nothing_and_fails(tmp_path):
         marker.append(step, run="r1", service="db")
     sender = Sender()
     with pytest.raises(window.WindowError, match="run r1 of stack shop was rolled back on this host .*start a new run"):
-        agent(window_source.SourceAgent, tmp_path, runner, sender=sender).checkpointed()
+        make_window(window_source.SourceWindow, tmp_path, runner, sender=sender).checkpointed()
     assert not any(c[0] == "nsenter" or "checkpoint" in c for c in runner.calls) and not sender.sent
     marker.append("removed", run="r1", service="db")
     with pytest.raises(window.WindowError, match="rolled back on this host \\(removed: db\\)"):
-        agent(window_target.TargetAgent, tmp_path, runner, services={"db": SERVICES["db"]}).restored()
+        make_window(window_target.TargetWindow, tmp_path, runner, services={"db": SERVICES["db"]}).restored()
     assert not runner.commands("nft")
 
 
@@ -564,7 +564,7 @@ def test_a_source_waiting_for_its_slot_reads_the_rollbacks_abort_note_and_never_
     go = threading.Event()
     another_stack_in_its_window(slot_dir, lambda: go.wait(5))
     threading.Timer(0.3, protocol.write_note, (str(tmp_path / "ck"), "shop", "abort", "r1", "rolled back")).start()
-    a = agent(window_source.SourceAgent, tmp_path, runner, sender=sender, windows=1, windows_timeout=5)
+    a = make_window(window_source.SourceWindow, tmp_path, runner, sender=sender, windows=1, windows_timeout=5)
     a.slot_dir = slot_dir
     start = time.time()
     with pytest.raises(window.WindowError, match="given up while waiting for a window on this host: rolled back"):
@@ -574,7 +574,7 @@ def test_a_source_waiting_for_its_slot_reads_the_rollbacks_abort_note_and_never_
     assert not any(c[0] == "nsenter" or "checkpoint" in c for c in runner.calls), runner.calls
     # the note already there when the slot is free: given up before the fence all the same
     with pytest.raises(window.WindowError, match="given up"):
-        agent(window_source.SourceAgent, tmp_path, runner, sender=sender).checkpointed()
+        make_window(window_source.SourceWindow, tmp_path, runner, sender=sender).checkpointed()
     assert not any(c[0] == "nsenter" or "checkpoint" in c for c in runner.calls) and not sender.told
 
 
@@ -582,7 +582,7 @@ def test_the_targets_wait_for_its_archives_counts_from_the_sources_window_note(t
     """Issue 20: a source waiting for its slot (up to windows_timeout) is not a source that gave up."""
     runner = engine_runner(tmp_path, Containers())
     ck = str(tmp_path / "ck")
-    a = agent(window_target.TargetAgent, tmp_path, runner, services={"db": SERVICES["db"]}, wait_timeout=0.4,
+    a = make_window(window_target.TargetWindow, tmp_path, runner, services={"db": SERVICES["db"]}, wait_timeout=0.4,
               windows_timeout=30)
     arrive = threading.Timer(0.8, write_arrival, (tmp_path, "shop-db"))  # after wait_timeout: the source waited
     arrive.start()
@@ -593,7 +593,7 @@ def test_the_targets_wait_for_its_archives_counts_from_the_sources_window_note(t
     # Once the source said it has its window, wait_timeout counts from then.
     protocol.write_note(ck, "shop", "window", "r2")
     start = time.time()
-    b = agent(window_target.TargetAgent, tmp_path, runner, services={"db": SERVICES["db"]}, wait_timeout=0.4,
+    b = make_window(window_target.TargetWindow, tmp_path, runner, services={"db": SERVICES["db"]}, wait_timeout=0.4,
               windows_timeout=30)
     b.run_id = "r2"
     with pytest.raises(window.WindowError, match=r"did not arrive within 0.4 s of the source's window"):
@@ -606,7 +606,7 @@ def test_a_source_gives_its_slot_back_the_moment_its_targets_serve_without_waiti
     runner = engine_runner(tmp_path, containers)
     sender = Sender()
     sender.on_targets = threading.Event()
-    a = agent(window_source.SourceAgent, tmp_path, runner, sender=sender, windows=1, windows_timeout=5)
+    a = make_window(window_source.SourceWindow, tmp_path, runner, sender=sender, windows=1, windows_timeout=5)
     a.slot_dir = str(tmp_path / "windows")
     threading.Timer(0.5, sender.on_targets.set).start()  # the target lifts its fence; no note here ever
     start = time.time()
@@ -619,7 +619,7 @@ def test_a_source_gives_its_slot_back_the_moment_its_targets_serve_without_waiti
 def test_a_rollbacks_abort_note_ends_the_hold_at_once_while_the_targets_are_asked(tmp_path):
     containers = Containers(**{"shop-db": "running", "shop-cache": "running", "shop-app": "running"})
     sender = Sender()  # each look on the targets takes its full second: they never serve
-    a = agent(window_source.SourceAgent, tmp_path, engine_runner(tmp_path, containers), sender=sender,
+    a = make_window(window_source.SourceWindow, tmp_path, engine_runner(tmp_path, containers), sender=sender,
               windows=1, windows_timeout=5)
     a.slot_dir = str(tmp_path / "windows")
 
@@ -641,7 +641,7 @@ def test_after_a_wait_for_a_slot_a_restarted_container_stops_the_window_before_a
     slot_dir = str(tmp_path / "windows")
     go = threading.Event()
     another_stack_in_its_window(slot_dir, lambda: go.wait(5))
-    a = agent(window_source.SourceAgent, tmp_path, runner, sender=Sender(), windows=1, windows_timeout=5)
+    a = make_window(window_source.SourceWindow, tmp_path, runner, sender=Sender(), windows=1, windows_timeout=5)
     a.slot_dir = slot_dir
 
     def restart_then_free():
@@ -662,7 +662,7 @@ def test_the_commit_lifts_the_fence_then_the_archives_received_go_unless_kept(tm
     write_arrival(tmp_path, "shop-db")
     marker = Journal(str(tmp_path / "ck" / "shop.journal"))
     marker.append("ready", run="r1", service="db")
-    events = agent(window_target.TargetAgent, tmp_path, runner, services={"db": SERVICES["db"]}).serving(keep_archives=keep)
+    events = make_window(window_target.TargetWindow, tmp_path, runner, services={"db": SERVICES["db"]}).serving(keep_archives=keep)
     assert [e["step"] for e in events] == ["committed"]
     assert [c for c in runner.calls if c[0] == "nft" or "nft" in c]  # the host fence went
     left = sorted(p.name for p in run_dir(tmp_path).iterdir()) if keep else run_dir(tmp_path).exists()
@@ -682,7 +682,7 @@ def test_a_ready_target_waits_fenced_for_the_commit_note_of_its_run_and_commits_
     # another run's commit is not ours; ours comes a moment later
     protocol.write_note(ck, "shop", "commit", "r0")
     note("commit", "r1", 0.3)
-    a = agent(window_target.TargetAgent, tmp_path, runner, services={"db": SERVICES["db"]}, wait_timeout=5)
+    a = make_window(window_target.TargetWindow, tmp_path, runner, services={"db": SERVICES["db"]}, wait_timeout=5)
     start = time.time()
     a._await_commit(keep_archives=False)
     assert time.time() - start > 0.25 and [e["step"] for e in a.events] == ["committed"]
@@ -690,12 +690,12 @@ def test_a_ready_target_waits_fenced_for_the_commit_note_of_its_run_and_commits_
     # A rollback's note instead: it ends, the copies fenced; no note at all: it gives up at its timeout.
     Journal(os.path.join(ck, "shop.journal")).append("ready", run="r2", service="db")
     note("abort", "r2", 0.1)
-    b = agent(window_target.TargetAgent, tmp_path, runner, services={"db": SERVICES["db"]}, wait_timeout=5)
+    b = make_window(window_target.TargetWindow, tmp_path, runner, services={"db": SERVICES["db"]}, wait_timeout=5)
     b.run_id = "r2"
     with pytest.raises(window.WindowError, match="not committed"):
         b._await_commit(keep_archives=False)
     assert not b.events
-    c = agent(window_target.TargetAgent, tmp_path, runner, services={"db": SERVICES["db"]}, wait_timeout=0.2)
+    c = make_window(window_target.TargetWindow, tmp_path, runner, services={"db": SERVICES["db"]}, wait_timeout=0.2)
     c.run_id = "r3"
     with pytest.raises(window.WindowError, match="no commit came within 0.2 s of the copies being ready; they stay fenced"):
         c._await_commit(keep_archives=False)

@@ -9,7 +9,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 DOCUMENTATION = r"""
-module: stack_source
+module: window_source
 short_description: A source host's part of a stack migration, in one call
 version_added: 0.1.0
 description:
@@ -82,7 +82,7 @@ options:
 extends_documentation_fragment:
   - stacklift.migrate.engine.ENCRYPTION
   - ansible.builtin.action_common_attributes
-  - stacklift.migrate.engine.STACK_AGENT
+  - stacklift.migrate.engine.WINDOW
   - stacklift.migrate.engine
   - stacklift.migrate.engine.SSH_CONNECTION
 attributes:
@@ -95,13 +95,13 @@ attributes:
   diff_mode:
     support: none
 seealso:
-  - module: stacklift.migrate.stack_target
+  - module: stacklift.migrate.window_target
   - module: stacklift.migrate.migration_journal
 """
 
 EXAMPLES = r"""
 - name: Fence, checkpoint and send node1's services (started async; the target waits for them)
-  stacklift.migrate.stack_source:
+  stacklift.migrate.window_source:
     stack: shop
     run_id: "{{ journal.run_id }}"
     services: "{{ plan.services | selectattr('source', 'equalto', 'node1') | list }}"
@@ -112,7 +112,7 @@ EXAMPLES = r"""
   poll: 0
 
 - name: Roll back on the source
-  stacklift.migrate.stack_source:
+  stacklift.migrate.window_source:
     stack: shop
     run_id: "{{ journal.run_id }}"
     services: "{{ plan.services | selectattr('source', 'equalto', 'node1') | list }}"
@@ -145,16 +145,16 @@ from ansible_collections.stacklift.migrate.plugins.module_utils._transport impor
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import (
     ENGINE_ARGUMENT_SPEC, engine_for_module)
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.module import (
-    AGENT_ARGUMENT_SPEC, agent_host, agent_services, run_agent, window_command_timeout)
+    WINDOW_ARGUMENT_SPEC, window_host, window_services, run_window, window_command_timeout)
 from ansible_collections.stacklift.migrate.plugins.module_utils._archive.encryption import require_for
-from ansible_collections.stacklift.migrate.plugins.module_utils._window.source import SourceAgent
+from ansible_collections.stacklift.migrate.plugins.module_utils._window.source import SourceWindow
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.protocol import marker_path
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.sender import Sender
 
 
 def main():
     argument_spec = dict(
-        AGENT_ARGUMENT_SPEC,
+        WINDOW_ARGUMENT_SPEC,
         state=dict(type="str", default="checkpointed", choices=["checkpointed", "running", "absent"]),
         compression=dict(type="str", default="zstd", choices=["zstd", "gzip", "none"]),
         send=dict(type="bool", default=True),
@@ -170,7 +170,7 @@ def main():
     argument_spec.update(ENGINE_ARGUMENT_SPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
-    services = agent_services(module)
+    services = window_services(module)
     state = p["state"]
     sender = None
     if state == "checkpointed" and p["send"]:
@@ -184,21 +184,21 @@ def main():
         sender = Sender(p, targets, p["run_id"], p["stack"], p["archive_dir"])
     # an engine command that hangs (a checkpoint) ends in time for the targets to be told (their wait is as long)
     engine = engine_for_module(module, command_timeout=window_command_timeout(p["windows_timeout"]))
-    agent = SourceAgent(agent_host(module, engine), p["stack"], p["run_id"], p["archive_dir"], services,
+    window = SourceWindow(window_host(module, engine), p["stack"], p["run_id"], p["archive_dir"], services,
                         p["tiers"], sender=sender, compression=p["compression"], quiesce_timeout=p["quiesce_timeout"],
                         windows=p["windows"], windows_timeout=p["windows_timeout"])
-    agent.encryption_key = p["encryption_key"]
+    window.encryption_key = p["encryption_key"]
     require_for(module)
     if module.check_mode:
-        problems = agent.check()[0] if state == "checkpointed" else []
+        problems = window.check()[0] if state == "checkpointed" else []
         if problems:
             module.fail_json(msg="; ".join(problems), problems=problems, marker=marker_path(p["archive_dir"], p["stack"]))
         module.exit_json(changed=True, events=[], marker=marker_path(p["archive_dir"], p["stack"]))
-    call = {"checkpointed": agent.checkpointed, "running": agent.running,
-            "absent": lambda: agent.absent(keep_archives=p["keep_archives"])}[state]
+    call = {"checkpointed": window.checkpointed, "running": window.running,
+            "absent": lambda: window.absent(keep_archives=p["keep_archives"])}[state]
     # the rollback, or the clean-up after the commit, frees a call still holding the window slot
     tell = {"running": ("abort", "the migration is rolled back"), "absent": ("commit", None)}.get(state)
-    run_agent(module, agent, call, cleanup=sender.close if sender else None, tell=tell)
+    run_window(module, window, call, cleanup=sender.close if sender else None, tell=tell)
 
 
 if __name__ == "__main__":

@@ -9,14 +9,14 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 DOCUMENTATION = r"""
-module: stack_target
+module: window_target
 short_description: A target host's part of a stack migration, in one call
 version_added: 0.1.0
 description:
   - Runs on a target host of a stack migration and does that host's whole part of the window.
   - V(restored) raises a fence on the host (an nftables table whose forward chain drops every
     packet from or to the restored containers' addresses), waits for each archive that
-    C(stacklift.migrate.stack_source) sends, checks its sha256, restores it, and probes it; tier by
+    C(stacklift.migrate.window_source) sends, checks its sha256, restores it, and probes it; tier by
     tier, the services of a tier in parallel, each tier ready before the next starts. The copies
     here serve nobody until the commit, so a rollback, or a target that vanishes, cannot make a
     service serve twice.
@@ -60,7 +60,7 @@ options:
     default: 300
   windows_timeout:
     description:
-      - Seconds the source may wait for a window slot (its O(stacklift.migrate.stack_source#module:windows_timeout))
+      - Seconds the source may wait for a window slot (its O(stacklift.migrate.window_source#module:windows_timeout))
         before it says it has its window; until it does, the wait for the archives is this much longer.
     type: float
     default: 0
@@ -83,7 +83,7 @@ options:
 extends_documentation_fragment:
   - stacklift.migrate.engine.ENCRYPTION
   - ansible.builtin.action_common_attributes
-  - stacklift.migrate.engine.STACK_AGENT
+  - stacklift.migrate.engine.WINDOW
   - stacklift.migrate.engine
 attributes:
   platform:
@@ -94,13 +94,13 @@ attributes:
   diff_mode:
     support: none
 seealso:
-  - module: stacklift.migrate.stack_source
+  - module: stacklift.migrate.window_source
   - module: stacklift.migrate.migration_journal
 """
 
 EXAMPLES = r"""
 - name: Restore node2's services as their archives arrive, and commit once all are ready
-  stacklift.migrate.stack_target:
+  stacklift.migrate.window_target:
     stack: shop
     run_id: "{{ journal.run_id }}"
     services: "{{ plan.services | selectattr('target', 'equalto', 'node2') | list }}"
@@ -108,7 +108,7 @@ EXAMPLES = r"""
     commit: true
 
 - name: Roll back on the target
-  stacklift.migrate.stack_target:
+  stacklift.migrate.window_target:
     stack: shop
     run_id: "{{ journal.run_id }}"
     services: "{{ plan.services | selectattr('target', 'equalto', 'node2') | list }}"
@@ -145,14 +145,14 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import (
     ENGINE_ARGUMENT_SPEC, engine_for_module)
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.module import (
-    AGENT_ARGUMENT_SPEC, agent_host, agent_services, run_agent, window_command_timeout)
+    WINDOW_ARGUMENT_SPEC, window_host, window_services, run_window, window_command_timeout)
 from ansible_collections.stacklift.migrate.plugins.module_utils._archive.encryption import require_for
-from ansible_collections.stacklift.migrate.plugins.module_utils._window.target import TargetAgent
+from ansible_collections.stacklift.migrate.plugins.module_utils._window.target import TargetWindow
 
 
 def main():
     argument_spec = dict(
-        AGENT_ARGUMENT_SPEC,
+        WINDOW_ARGUMENT_SPEC,
         state=dict(type="str", default="restored", choices=["restored", "serving", "absent"]),
         commit=dict(type="bool", default=False),
         wait_timeout=dict(type="float", default=300),
@@ -166,19 +166,19 @@ def main():
     argument_spec.update(ENGINE_ARGUMENT_SPEC)
     module = AnsibleModule(argument_spec=argument_spec)
     p = module.params
-    services = agent_services(module)
-    host = agent_host(module, engine_for_module(module, command_timeout=window_command_timeout(p["wait_timeout"])))
-    agent = TargetAgent(host, p["stack"], p["run_id"], p["archive_dir"], services, p["tiers"],
+    services = window_services(module)
+    host = window_host(module, engine_for_module(module, command_timeout=window_command_timeout(p["wait_timeout"])))
+    window = TargetWindow(host, p["stack"], p["run_id"], p["archive_dir"], services, p["tiers"],
                         wait_timeout=p["wait_timeout"], probe_timeout=p["probe_timeout"], stable_for=p["stable_for"],
                         windows_timeout=p["windows_timeout"])
-    agent.encryption_key = p["encryption_key"]
+    window.encryption_key = p["encryption_key"]
     require_for(module)
     keep = p["keep_archives"]
-    call = {"restored": lambda: agent.restored(commit=p["commit"], keep_archives=keep, await_commit=p["await_commit"]),
-            "serving": lambda: agent.serving(keep_archives=keep), "absent": lambda: agent.absent(force=p["force"])}[p["state"]]
+    call = {"restored": lambda: window.restored(commit=p["commit"], keep_archives=keep, await_commit=p["await_commit"]),
+            "serving": lambda: window.serving(keep_archives=keep), "absent": lambda: window.absent(force=p["force"])}[p["state"]]
     # a rollback does not wait behind a call still waiting here, and a commit is done by it
     tell = {"absent": ("abort", "the migration is rolled back"), "serving": ("commit", None)}.get(p["state"])
-    run_agent(module, agent, call, timeout=p["wait_timeout"] + p["windows_timeout"] + 60, tell=tell)
+    run_window(module, window, call, timeout=p["wait_timeout"] + p["windows_timeout"] + 60, tell=tell)
 
 
 if __name__ == "__main__":
