@@ -134,7 +134,7 @@ class IndentedDumper(yaml.SafeDumper):
     """Lists indented under their key, as yamllint and ansible-lint want them."""
 
     def increase_indent(self, flow=False, indentless=False):
-        return super(IndentedDumper, self).increase_indent(flow, False)
+        return super().increase_indent(flow, False)
 
 
 def render(role, probe_docs):

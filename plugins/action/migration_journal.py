@@ -21,7 +21,7 @@ class ActionModule(ActionBase):
     _requires_connection = False
 
     def run(self, tmp=None, task_vars=None):
-        result = super(ActionModule, self).run(tmp, task_vars)
+        result = super().run(tmp, task_vars)
         del tmp
         dummy, params = self.validate_argument_spec(argument_spec=JOURNAL_ARGUMENT_SPEC,
                                                     required_if=JOURNAL_REQUIRED_IF)

@@ -22,7 +22,7 @@ class ActionModule(ActionBase):
     TRANSFERS_FILES = False
 
     def run(self, tmp=None, task_vars=None):
-        result = super(ActionModule, self).run(tmp, task_vars)
+        result = super().run(tmp, task_vars)
         del tmp
         spec = dict(PLAN_ARGUMENT_SPEC)
         spec.update(ENGINE_ARGUMENT_SPEC)

@@ -26,7 +26,7 @@ class ActionModule(ActionBase):
     TRANSFERS_FILES = False
 
     def run(self, tmp=None, task_vars=None):
-        result = super(ActionModule, self).run(tmp, task_vars)
+        result = super().run(tmp, task_vars)
         del tmp
         dummy, p = self.validate_argument_spec(argument_spec=WAIT_ARGUMENT_SPEC)
         job = p["job"]
@@ -34,7 +34,7 @@ class ActionModule(ActionBase):
             return dict(result, skipped=True, msg="the call was skipped")
         if job.get("unreachable") or job.get("failed") or not job.get("ansible_job_id"):
             # the call did not start: its own result says why
-            return dict(result, **dict((k, v) for k, v in job.items() if not k.startswith("_ansible") and k != "item"))
+            return dict(result, **{k: v for k, v in job.items() if not k.startswith("_ansible") and k != "item"})
         results_file = job.get("results_file")
         if not results_file or not results_file.startswith("/"):
             return dict(result, failed=True, msg="job has no results_file: give it the result of a task run with "

@@ -81,6 +81,6 @@ def ssh_endpoint(name, hostvars, known_hosts=False):
     return ",".join(_endpoint(hostvars[hop], hop) for hop in path)
 
 
-class FilterModule(object):
+class FilterModule:
     def filters(self):
         return {"ssh_endpoint": ssh_endpoint}

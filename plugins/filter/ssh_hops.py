@@ -58,6 +58,6 @@ def ssh_hops(name, hostvars):
     return walk[::-1]
 
 
-class FilterModule(object):
+class FilterModule:
     def filters(self):
         return {"ssh_hops": ssh_hops}

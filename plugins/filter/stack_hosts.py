@@ -56,12 +56,12 @@ def stack_hosts(stacks, prefix="stack_"):
         raise AnsibleFilterError("stack_hosts: %s" % "; ".join(problems))
     out = []
     for name, hostvars, groups in hosts_of(stacks, prefix):
-        entry = dict((k, v) for k, v in hostvars.items() if k != "ansible_python_interpreter")
+        entry = {k: v for k, v in hostvars.items() if k != "ansible_python_interpreter"}
         entry.update(name=name, groups=groups)
         out.append(entry)
     return out
 
 
-class FilterModule(object):
+class FilterModule:
     def filters(self):
         return {"stack_hosts": stack_hosts}

@@ -44,6 +44,6 @@ _value:
 from ansible_collections.stacklift.migrate.plugins.module_utils._stack.description import secrets_of
 
 
-class FilterModule(object):
+class FilterModule:
     def filters(self):
         return {"stack_secrets": secrets_of}

@@ -87,10 +87,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
     NAME = "stacklift.migrate.stacks"
 
     def verify_file(self, path):
-        return super(InventoryModule, self).verify_file(path) and path.endswith((".stacks.yml", ".stacks.yaml"))
+        return super().verify_file(path) and path.endswith((".stacks.yml", ".stacks.yaml"))
 
     def parse(self, inventory, loader, path, cache=True):
-        super(InventoryModule, self).parse(inventory, loader, path, cache)
+        super().parse(inventory, loader, path, cache)
         self._read_config_data(path)
         stacks = self.get_option("stacks")
         problems = stack_problems(stacks)

@@ -171,13 +171,12 @@ warnings_found:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.stacklift.migrate.plugins.module_utils._archive.encryption import (
-    CryptError, is_encrypted, plaintext, require_for)
-from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import ArchiveError
+    is_encrypted, plaintext, require_for)
 from ansible_collections.stacklift.migrate.plugins.module_utils._checks.restore import host_facts, restore_blockers
 from ansible_collections.stacklift.migrate.plugins.module_utils._archive.facts import read_archive
-from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import EngineError
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import (
     ENGINE_ARGUMENT_SPEC, engine_for_module)
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
 
 
 def main():
@@ -196,15 +195,11 @@ def main():
     try:
         with plaintext(path, module.params["encryption_key"]) as plain:
             info = read_archive(plain, original=path)
-    except (ArchiveError, CryptError) as e:
-        module.fail_json(msg=str(e), encrypted=is_encrypted(path))
+        facts = host_facts(engine_for_module(module), info) if module.params["check_host"] else None
+    except StackliftError as e:
+        module.fail_json(**dict(e.fail_kwargs(), encrypted=is_encrypted(path)))
     result = dict(changed=False, archive=info)
     if module.params["check_host"]:
-        engine = engine_for_module(module)
-        try:
-            facts = host_facts(engine, info)
-        except EngineError as e:
-            module.fail_json(**e.fail_kwargs())
         blockers, warnings = restore_blockers(info, facts, name=module.params["name"],
                                               ignore_static_ip=module.params["ignore_static_ip"],
                                               ignore_volumes=module.params["ignore_volumes"])

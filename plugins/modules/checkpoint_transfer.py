@@ -107,9 +107,10 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.stacklift.migrate.plugins.module_utils._transport.ssh import (
-    HAS_PARAMIKO, PARAMIKO_IMPORT_ERROR, SSH_ARGUMENT_SPEC, TransferError, connect, push_file, remote_sha256)
+    HAS_PARAMIKO, PARAMIKO_IMPORT_ERROR, SSH_ARGUMENT_SPEC, connect, push_file, remote_sha256)
 from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import (
     MANIFEST_SUFFIX, read_manifest, sha256_file)
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
 
 
 def main():
@@ -147,8 +148,8 @@ def main():
         sent = push_file(client, src, dest, digest)
         if send_manifest:
             push_file(client, manifest, dest + MANIFEST_SUFFIX, sha256_file(manifest))
-    except TransferError as e:
-        module.fail_json(msg=e.msg, dest=dest, sha256=digest, **e.details)
+    except StackliftError as e:
+        module.fail_json(**dict(e.fail_kwargs(), dest=dest, sha256=digest))
     finally:
         if client is not None:
             client.close()

@@ -185,14 +185,15 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.stacklift.migrate.plugins.module_utils._archive.encryption import require_for
 from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import read_manifest, sha256_file
 from ansible_collections.stacklift.migrate.plugins.module_utils._container.checkpoint import (
-    CheckpointError, archive_entry, checkpoint_container, checkpoint_problems)
+    archive_entry, checkpoint_container, checkpoint_problems)
 from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import SUFFIXES
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import NotFound
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import (
     ENGINE_ARGUMENT_SPEC, engine_for_module)
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
 
 
-class CheckpointManager(object):
+class CheckpointManager:
     def __init__(self, module):
         self.module = module
         self.params = module.params
@@ -248,8 +249,8 @@ class CheckpointManager(object):
                 compression=p["compression"], tcp_established=p["tcp_established"], file_locks=p["file_locks"],
                 keep=p["keep"], leave_running=p["leave_running"], ignore_volumes=p["ignore_volumes"],
                 ignore_rootfs=p["ignore_rootfs"], encryption_key=p["encryption_key"])
-        except CheckpointError as e:
-            self.module.fail_json(name=name, **e.fail_kwargs())
+        except StackliftError as e:
+            self.module.fail_json(**dict(e.fail_kwargs(), name=name))
 
     def run(self):
         names = self.params["name"]

@@ -85,10 +85,10 @@ finished_at:
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import EngineError, NotFound
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import (
     ENGINE_ARGUMENT_SPEC, engine_for_module)
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.fences import Host
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
 
 
 def main():
@@ -112,9 +112,7 @@ def main():
                                      % (name, state.get("Status")))
                 continue  # nothing to lift: a container that is not running has no namespace to fence
             pids[name] = state["Pid"]
-    except NotFound as e:
-        module.fail_json(msg=e.msg)
-    except EngineError as e:
+    except StackliftError as e:
         module.fail_json(**e.fail_kwargs())
     # Decide everything first, so the changes themselves follow each other closely.
     results = []
@@ -129,13 +127,13 @@ def main():
                     host.fence_container(pids[entry["name"]], entry["name"])
                 else:
                     host.unfence_container(pids[entry["name"]], entry["name"])
-            except EngineError as e:
-                module.fail_json(containers=results, **e.fail_kwargs())
+            except StackliftError as e:
+                module.fail_json(**dict(e.fail_kwargs(), containers=results))
             entry["at"] = time.time()
             entry["fenced"] = want
     changed = any(e["changed"] for e in results)
-    diff = {"before": dict((e["name"], not want if e["changed"] else e["fenced"]) for e in results),
-            "after": dict((e["name"], want if e["changed"] else e["fenced"]) for e in results)}
+    diff = {"before": {e["name"]: not want if e["changed"] else e["fenced"] for e in results},
+            "after": {e["name"]: want if e["changed"] else e["fenced"] for e in results}}
     module.exit_json(changed=changed, containers=results, started_at=started, finished_at=time.time(), diff=diff)
 
 

@@ -66,9 +66,10 @@ network:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import EngineError, NotFound
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import NotFound
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import (
     ENGINE_ARGUMENT_SPEC, engine_for_module)
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
 
 
 def current(engine, name):
@@ -112,7 +113,7 @@ def main():
             after = None
             if not module.check_mode:
                 engine.remove_network(p["name"])
-    except EngineError as e:
+    except StackliftError as e:
         module.fail_json(**e.fail_kwargs())
     module.exit_json(changed=True, network=after or {}, diff={"before": before or {}, "after": after or {}})
 

@@ -174,19 +174,17 @@ import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.stacklift.migrate.plugins.module_utils._archive.encryption import (
-    CryptError, plaintext, require_for)
-from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import (
-    ArchiveError, read_manifest, sha256_file)
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive.encryption import plaintext, require_for
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import read_manifest, sha256_file
 from ansible_collections.stacklift.migrate.plugins.module_utils._checks.restore import host_facts, restore_blockers
 from ansible_collections.stacklift.migrate.plugins.module_utils._archive.facts import read_archive
-from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import (
-    EngineError, NotFound, container_ips)
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import NotFound, container_ips
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import (
     ENGINE_ARGUMENT_SPEC, engine_for_module)
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
 
 
-class RestoreManager(object):
+class RestoreManager:
     def __init__(self, module):
         self.module = module
         self.params = module.params
@@ -211,7 +209,7 @@ class RestoreManager(object):
 
     def describe(self, c):
         return {"id": c["Id"], "name": c.get("Name"), "state": (c.get("State") or {}).get("Status"),
-                "ips": dict((n, [ip]) for n, ip in container_ips(c).items())}
+                "ips": {n: [ip] for n, ip in container_ips(c).items()}}
 
     def run(self):
         p = self.params
@@ -230,52 +228,49 @@ class RestoreManager(object):
         try:
             with plaintext(archive, p["encryption_key"]) as plain:
                 return self.restore(plain, archive, digest)
-        except (ArchiveError, CryptError) as e:
-            self.module.fail_json(msg=str(e), sha256=digest)
+        except StackliftError as e:
+            self.module.fail_json(**dict(e.fail_kwargs(), sha256=digest))
 
     def restore(self, plain, archive, digest):
         """Restore from PLAIN (ARCHIVE, decrypted when it was encrypted)."""
         p = self.params
         info = read_archive(plain, original=archive)
         wanted = p["name"] or info["container_name"]
-        try:
-            current = self.running_from_archive(info, digest, wanted)
-            if current:
-                self.module.exit_json(changed=False, container=self.describe(current), sha256=digest)
-            facts = host_facts(self.engine, info)
-            in_the_way = []
-            if p["replace"]:
-                # After a checkpoint on this host the exited container still holds its name and ID.
-                in_the_way = [c for c in facts["containers"] if c["state"] != "running"
-                              and (c["name"] == wanted or c["id"] == info["container_id"])]
-                facts["containers"] = [c for c in facts["containers"] if c not in in_the_way]
-                for net in facts["networks"].values():
-                    for c in in_the_way:
-                        if net:
-                            net["containers"].pop(c["id"], None)
-            blockers, warnings = restore_blockers(info, facts, name=p["name"], ignore_static_ip=p["ignore_static_ip"],
-                                                  ignore_volumes=p["ignore_volumes"])
-            if blockers:
-                self.module.fail_json(msg="cannot restore %s here: %s" % (archive, "; ".join(blockers)),
-                                      blockers=blockers, sha256=digest)
-            for w in warnings:
-                self.module.warn(w)
-            diff = {"before": {"container": None}, "after": {"container": wanted, "state": "running"}}
-            if self.module.check_mode:
-                self.module.exit_json(changed=True, sha256=digest, container={"name": wanted, "state": "running"},
-                                      diff=diff)
-            for c in in_the_way:
-                self.engine.remove(c["id"])
-            start = time.time()
-            stats = self.engine.restore(
-                plain, name=p["name"], publish=p["publish"], ignore_static_ip=p["ignore_static_ip"],
-                ignore_static_mac=p["ignore_static_mac"], tcp_established=p["tcp_established"],
-                tcp_close=p["tcp_close"], file_locks=p["file_locks"], keep=p["keep"],
-                ignore_volumes=p["ignore_volumes"], ignore_rootfs=p["ignore_rootfs"])
-            seconds = round(time.time() - start, 3)
-            restored = self.engine.container(wanted)
-        except EngineError as e:
-            self.module.fail_json(sha256=digest, **e.fail_kwargs())
+        current = self.running_from_archive(info, digest, wanted)
+        if current:
+            self.module.exit_json(changed=False, container=self.describe(current), sha256=digest)
+        facts = host_facts(self.engine, info)
+        in_the_way = []
+        if p["replace"]:
+            # After a checkpoint on this host the exited container still holds its name and ID.
+            in_the_way = [c for c in facts["containers"] if c["state"] != "running"
+                          and (c["name"] == wanted or c["id"] == info["container_id"])]
+            facts["containers"] = [c for c in facts["containers"] if c not in in_the_way]
+            for net in facts["networks"].values():
+                for c in in_the_way:
+                    if net:
+                        net["containers"].pop(c["id"], None)
+        blockers, warnings = restore_blockers(info, facts, name=p["name"], ignore_static_ip=p["ignore_static_ip"],
+                                              ignore_volumes=p["ignore_volumes"])
+        if blockers:
+            self.module.fail_json(msg="cannot restore %s here: %s" % (archive, "; ".join(blockers)),
+                                  blockers=blockers, sha256=digest)
+        for w in warnings:
+            self.module.warn(w)
+        diff = {"before": {"container": None}, "after": {"container": wanted, "state": "running"}}
+        if self.module.check_mode:
+            self.module.exit_json(changed=True, sha256=digest, container={"name": wanted, "state": "running"},
+                                  diff=diff)
+        for c in in_the_way:
+            self.engine.remove(c["id"])
+        start = time.time()
+        stats = self.engine.restore(
+            plain, name=p["name"], publish=p["publish"], ignore_static_ip=p["ignore_static_ip"],
+            ignore_static_mac=p["ignore_static_mac"], tcp_established=p["tcp_established"],
+            tcp_close=p["tcp_close"], file_locks=p["file_locks"], keep=p["keep"],
+            ignore_volumes=p["ignore_volumes"], ignore_rootfs=p["ignore_rootfs"])
+        seconds = round(time.time() - start, 3)
+        restored = self.engine.container(wanted)
         self.record(archive, digest, wanted, restored, dict(timings=stats, diff=diff, seconds=seconds,
                                                             started_at=start, finished_at=start + seconds))
 

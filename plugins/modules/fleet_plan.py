@@ -169,7 +169,7 @@ hosts:
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.stacklift.migrate.plugins.module_utils._stack.fleet import SelectError, plan_inputs
+from ansible_collections.stacklift.migrate.plugins.module_utils._stack.fleet import plan_inputs
 
 try:
     import jmespath  # noqa: F401, pylint: disable=unused-import
@@ -177,7 +177,8 @@ except ImportError:
     JMESPATH_IMPORT_ERROR = traceback.format_exc()
 else:
     JMESPATH_IMPORT_ERROR = None
-from ansible_collections.stacklift.migrate.plugins.module_utils._stack.placement import PlacementError, place
+from ansible_collections.stacklift.migrate.plugins.module_utils._stack.placement import place
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
 
 
 def main():
@@ -196,7 +197,7 @@ def main():
     p = module.params
     if p["fleet"] and len(p["fleet"]) != len(p["stacks"]):
         module.fail_json(msg="fleet has %d entries for %d stacks" % (len(p["fleet"]), len(p["stacks"])))
-    measured = dict((r.get("item"), r) for r in p["measured"])
+    measured = {r.get("item"): r for r in p["measured"]}
     if None in measured:
         module.fail_json(msg="each result of measured needs the item naming its host (a registered loop's results)")
     missing = sorted(set(p["targets"]) - set(measured))
@@ -208,14 +209,11 @@ def main():
         demands, hosts, pinned, sources, excluded, nowhere = plan_inputs(
             p["stacks"], p["fleet"], measured, p["targets"], p["target_labels"], p["max_stacks"],
             p["reserved_memory"], p["from_host"], p["memory_budget"], p["select"])
-    except SelectError as e:
-        module.fail_json(msg=str(e))
-    try:
         plan = place(demands, hosts, pinned=pinned)
-    except PlacementError as e:
-        module.fail_json(msg=str(e))
+    except StackliftError as e:
+        module.fail_json(**e.fail_kwargs())
     plan["unplaced"] = sorted(plan["unplaced"] + nowhere, key=lambda u: u["stack"])
-    plan["targets"] = dict((pl["stack"], pl["target"]) for pl in plan["placements"])
+    plan["targets"] = {pl["stack"]: pl["target"] for pl in plan["placements"]}
     module.exit_json(changed=False, demands=demands, sources=sources, excluded=excluded, **plan)
 
 

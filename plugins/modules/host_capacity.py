@@ -113,11 +113,12 @@ used_bytes:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import EngineError, container_volumes
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import container_volumes
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import (
     ENGINE_ARGUMENT_SPEC, engine_for_module)
 from ansible_collections.stacklift.migrate.plugins.module_utils._checks.host import (
     container_memory_bytes, free_bytes, memory_available, tree_bytes)
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
 
 
 def main():
@@ -131,7 +132,7 @@ def main():
     result = dict(changed=False, free_memory_bytes=memory_available(), cpus=os.cpu_count() or 1,
                   free_archive_bytes=free_bytes(module.params["archive_dir"]), containers={}, missing=[])
     # {container: the engine it is measured with}
-    names = dict((c, module.params["engine"]) for c in module.params["containers"])
+    names = {c: module.params["engine"] for c in module.params["containers"]}
     by_stack = {}
     for stack in module.params["stacks"]:
         by_stack[stack.get("name")] = [s.get("container") or s.get("name") for s in stack.get("services") or []
@@ -145,7 +146,7 @@ def main():
         if engine is not None:
             try:
                 found.update(engine.containers_named(n for n, e in names.items() if e == requested))
-            except EngineError as e:
+            except StackliftError as e:
                 module.fail_json(**e.fail_kwargs())
     for name in names:
         c = found.get(name)

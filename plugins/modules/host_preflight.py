@@ -164,12 +164,13 @@ import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import (
-    EngineError, NotFound, container_ips, container_volumes, parse_version)
+    NotFound, container_ips, container_volumes, parse_version)
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import (
     ENGINE_ARGUMENT_SPEC, engine_for_module)
 from ansible_collections.stacklift.migrate.plugins.module_utils._checks.host import (
     cap_bounding_set, docker_daemon_problems, free_bytes, host_criu_problem, manager_problems, memory_bytes,
     tree_bytes, uid_problem)
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
 
 # Archives are about the size of a container's memory plus its rootfs changes; ask for that and a margin.
 SPACE_MARGIN = 1.5
@@ -318,7 +319,7 @@ def target_side(module, engine, host):
         problem = criu_cpuinfo(module, "check", src["cpuinfo"])
         if problem:
             problems.append(problem)
-    wanted = dict((n["name"], [n["subnet"]] if n.get("subnet") else []) for n in p["networks"])
+    wanted = {n["name"]: [n["subnet"]] if n.get("subnet") else [] for n in p["networks"]}
     for net, subnets in (src.get("networks") or {}).items():
         wanted.setdefault(net, subnets)
     for net, subnets in sorted(wanted.items()):
@@ -334,7 +335,7 @@ def target_side(module, engine, host):
                 ip = (info.get("ips") or {}).get(net)
                 if ip and ip in c["ips"] and c["name"] != name:
                     problems.append("address %s on network %r is taken here by container %s" % (ip, net, c["name"]))
-    here = dict((c["name"], c) for c in engine.containers())
+    here = {c["name"]: c for c in engine.containers()}
     for name in p["containers"]:
         if name in here:
             problems.append("a container named %r already exists here (%s)" % (name, here[name]["state"]))
@@ -373,7 +374,7 @@ def main():
             problems, facts = source_side(module, engine, host)
             module.exit_json(changed=False, problems=problems, host=host, source_facts=facts)
         problems = target_side(module, engine, host)
-    except EngineError as e:
+    except StackliftError as e:
         module.fail_json(**e.fail_kwargs())
     module.exit_json(changed=False, problems=problems, host=host)
 

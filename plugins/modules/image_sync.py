@@ -100,23 +100,19 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.stacklift.migrate.plugins.module_utils._transport.ssh import (
-    HAS_PARAMIKO, PARAMIKO_IMPORT_ERROR, SSH_ARGUMENT_SPEC, TransferError, connect, quote, remote_run,
-    stream_to_remote)
-from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import ArchiveError
+    HAS_PARAMIKO, PARAMIKO_IMPORT_ERROR, SSH_ARGUMENT_SPEC, connect, quote, remote_run, stream_to_remote)
 from ansible_collections.stacklift.migrate.plugins.module_utils._archive.facts import read_archive
-from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import EngineError, NotFound
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import NotFound
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import (
     ENGINE_ARGUMENT_SPEC, engine_for_module, make_engine)
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
 
 
 def wanted_image(module, engine):
     """(image id, image name) this host must hand over."""
     p = module.params
     if p["archive"]:
-        try:
-            info = read_archive(p["archive"])
-        except ArchiveError as e:
-            module.fail_json(msg=str(e))
+        info = read_archive(p["archive"])
         image_id, name = info["image_id"], info["image_name"]
     elif p["container"]:
         c = engine.container(p["container"])
@@ -195,10 +191,8 @@ def main():
                                  "rewrote it" % (module.params["target_host"], image_id), **result)
         if name and not has_tag(img, name):
             remote.tag(image_id, name)
-    except EngineError as e:
+    except StackliftError as e:
         module.fail_json(**e.fail_kwargs())
-    except TransferError as e:
-        module.fail_json(msg=e.msg, **e.details)
     finally:
         if client is not None:
             client.close()

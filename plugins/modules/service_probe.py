@@ -186,10 +186,10 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.stacklift.migrate.plugins.module_utils._services import probes
 from ansible_collections.stacklift.migrate.plugins.module_utils._stack.description import spec_with
-from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import (
-    EngineError, container_address, container_ips)
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import container_address, container_ips
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import (
     ENGINE_ARGUMENT_SPEC, engine_for_module)
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
 
 
 def address_of(module, engine):
@@ -240,7 +240,7 @@ def main():
         progress = None
         if p["progress_command"]:
             progress = command_output(module, engine.exec_command(p["container"], p["progress_command"]))
-    except EngineError as e:
+    except StackliftError as e:
         module.fail_json(**e.fail_kwargs())
     started = time.time()
     result = probes.wait_ready(probe, retries=p["retries"], interval=p["interval"], timeout=p["timeout"],

@@ -135,10 +135,10 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.stacklift.migrate.plugins.module_utils._services import quiesce
 from ansible_collections.stacklift.migrate.plugins.module_utils._services.probes import below_minimums
 from ansible_collections.stacklift.migrate.plugins.module_utils._stack.description import spec_with
-from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import (
-    EngineError, NotFound, container_address)
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import container_address
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import (
     ENGINE_ARGUMENT_SPEC, engine_for_module)
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
 
 
 def main():
@@ -160,16 +160,13 @@ def main():
     engine = engine_for_module(module)
     try:
         c = engine.container(p["container"])
-    except NotFound as e:
-        module.fail_json(msg=e.msg)
-    except EngineError as e:
-        module.fail_json(**e.fail_kwargs())
-    try:
         result = quiesce.quiesce_service(p["host"] or container_address(c), (c.get("State") or {}).get("Pid"), p,
                                          p["state"], check_mode=module.check_mode)
-    except quiesce.QuiesceError as e:
-        msg = e.msg if e.msg.startswith(p["state"]) else "%s %s" % (p["container"], e.msg)
-        module.fail_json(msg=msg, **e.details)
+    except StackliftError as e:
+        failure = e.fail_kwargs()
+        if isinstance(e, quiesce.QuiesceError) and not e.msg.startswith(p["state"]):
+            failure["msg"] = "%s %s" % (p["container"], e.msg)
+        module.fail_json(**failure)
     module.exit_json(**result)
 
 

@@ -178,12 +178,12 @@ problems:
 import copy
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import EngineError
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import (
     ENGINE_ARGUMENT_SPEC, engine_for_module)
 from ansible_collections.stacklift.migrate.plugins.module_utils._stack.description import (
     PLAN_ARGUMENT_SPEC, StackError, checked, compose_depends_on, compose_service, invalid, plan, secrets_of,
     without_secrets)
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
 
 
 def local_services(norm, host):
@@ -197,7 +197,7 @@ def discover(inspected, stack, norm, host):
     labels = {}
     for s in local_services(norm, host):
         labels[s["name"]] = ((inspected[s["container"]] or {}).get("Config") or {}).get("Labels") or {}
-    by_compose = dict((compose_service(lab), name) for name, lab in labels.items() if compose_service(lab))
+    by_compose = {compose_service(lab): name for name, lab in labels.items() if compose_service(lab)}
     found = {}
     for svc in stack["services"]:
         extra = [by_compose.get(d, d) for d in compose_depends_on(labels.get(svc.get("name")))]
@@ -251,10 +251,11 @@ def main():
             if problems:
                 raise StackError(problems)
         result = plan(stack)
-    except StackError as e:
-        module.fail_json(msg=invalid(stack, e), problems=e.problems)
-    except EngineError as e:
-        module.fail_json(**e.fail_kwargs())
+    except StackliftError as e:
+        failure = e.fail_kwargs()
+        if isinstance(e, StackError):
+            failure["msg"] = invalid(stack, e)
+        module.fail_json(**failure)
     module.exit_json(changed=False, plan=without_secrets(result), discovered_depends_on=discovered,
                      **({"running": running} if running is not None else {}))
 

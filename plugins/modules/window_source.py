@@ -176,8 +176,8 @@ def main():
     if state == "checkpointed" and p["send"]:
         if not _ssh.HAS_PARAMIKO:
             module.fail_json(msg=missing_required_lib("paramiko"), exception=_ssh.PARAMIKO_IMPORT_ERROR)
-        targets = dict((n, (p["target_addresses"] or {}).get(s.get("target")) or s.get("target"))
-                       for n, s in services.items())
+        targets = {n: (p["target_addresses"] or {}).get(s.get("target")) or s.get("target")
+                       for n, s in services.items()}
         lacking = sorted(n for n, a in targets.items() if not a)
         if lacking:
             module.fail_json(msg="services without a target: %s" % ", ".join(lacking))

@@ -39,7 +39,7 @@ def injected(credential_type, **inputs):
     rendered by Jinja2 as AWX renders them)."""
     ct = next(c for c in CREDENTIAL_TYPES if c["name"] == credential_type)
     assert set(ct["inputs"]["required"]) <= set(inputs)
-    return dict((k, jinja2.Template(v).render(**inputs)) for k, v in ct["injectors"]["extra_vars"].items())
+    return {k: jinja2.Template(v).render(**inputs) for k, v in ct["injectors"]["extra_vars"].items()}
 
 
 def checkout_project(dest):
@@ -153,8 +153,8 @@ def test_the_migrate_template_runs_as_awx_runs_it_with_progress_events_and_its_o
     progress = [e["stdout"] for e in events if e.get("stdout", "").startswith("shop on node2 (target), ")]
     assert progress and all(all("%s " % s in line for s in ("db", "cache", "app")) for line in progress), progress
     # Each service's phases, each with its start and end: an item event per service.
-    items = dict((e["event_data"]["res"]["item"]["key"], e["event_data"]["res"]["msg"]) for e in events
-                 if e["event"] == "runner_item_on_ok" and e["event_data"]["task"].startswith("Show when each service"))
+    items = {e["event_data"]["res"]["item"]["key"]: e["event_data"]["res"]["msg"] for e in events
+                 if e["event"] == "runner_item_on_ok" and e["event_data"]["task"].startswith("Show when each service")}
     assert set(items) == {"db", "cache", "app"}, items
     for msg in items.values():
         assert all(phase in msg for phase in ("fence", "checkpoint", "transfer", "restore", "ready")), msg

@@ -33,7 +33,7 @@ def test_ansible_builder_accepts_the_definition_and_finds_the_collections_requir
     # the standard way (meta/execution-environment.yml), which ansible-builder's introspection reads.
     # Away from the checkout's ansible.cfg (make exports it), whose collections path holds the checkout:
     # ansible-galaxy would find the collection installed there and install nothing.
-    env = dict((k, v) for k, v in os.environ.items() if k != "ANSIBLE_CONFIG")
+    env = {k: v for k, v in os.environ.items() if k != "ANSIBLE_CONFIG"}
     env["ANSIBLE_COLLECTIONS_PATH"] = str(tmp_path / "installed")
     run([str(BIN / "ansible-galaxy"), "collection", "build", "--output-path", str(tmp_path), str(REPO)],
         cwd=str(tmp_path), env=env)
@@ -83,9 +83,9 @@ def test_every_survey_question_sets_a_documented_variable_with_a_valid_default()
 def test_the_custom_credential_types_inject_documented_secret_options_and_the_templates_use_them():
     options = role_options()
     types = json.loads((REPO / "examples" / "awx" / "credential_types.json").read_text())["credential_types"]
-    by_name = dict((t["name"], t) for t in types)
+    by_name = {t["name"]: t for t in types}
     for t in types:
-        fields = dict((f["id"], f) for f in t["inputs"]["fields"])
+        fields = {f["id"]: f for f in t["inputs"]["fields"]}
         assert set(t["inputs"]["required"]) <= set(fields)
         for var, value in t["injectors"]["extra_vars"].items():
             # a secret goes only into an option the roles never log

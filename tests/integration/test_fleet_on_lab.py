@@ -145,7 +145,7 @@ def test_drain_moves_every_stack_at_once_placed_by_capacity_and_spread_one_windo
     assert seen["sessions"]["in_order"] and seen["sessions"]["requests"] > 20
     report = fleet_report(fleet["tmp"])
     assert report["ok"] and report["counts"]["migrated"] == 3
-    by_stack = dict((s["stack"], s) for s in report["stacks"])
+    by_stack = {s["stack"]: s for s in report["stacks"]}
     assert all(by_stack[n]["target"] == now[n][0] and by_stack[n]["downtime_s"] > 0 for n in STACKS)
     assert glob.glob(str(fleet["tmp"] / "reports" / "fleet-*.svg"))
     # The stacks ran at once: each began (lock, preflight, its target prepared) before the first
@@ -204,7 +204,7 @@ def test_one_stack_that_never_gets_ready_rolls_back_and_the_others_move(fleet):
     now = where(fleet["hosts"])
     assert now["shop2"] == ["node1"] and now["shop"] != ["node1"] and now["sessions"] != ["node1"], now
     report = fleet_report(fleet["tmp"])
-    by_stack = dict((s["stack"], s) for s in report["stacks"])
+    by_stack = {s["stack"]: s for s in report["stacks"]}
     assert by_stack["shop2"]["outcome"] == "rolled_back" and "failed its http probe" in by_stack["shop2"]["error"]
     assert by_stack["shop"]["outcome"] == "migrated" and by_stack["sessions"]["outcome"] == "migrated"
     # One stack at a time in its window on node1: from its first fence to its commit (a rollback gives
@@ -220,8 +220,8 @@ def test_a_stack_too_big_for_any_target_stays_and_says_why(fleet):
         [str(BIN / "ansible"), "-i", str(INVENTORY), "node1", "-m", "stacklift.migrate.host_capacity",
          "-a", json.dumps({"containers": list(STACKS["shop"] + STACKS["sessions"])})],
         env=ansible_env(), capture_output=True, text=True, timeout=120, check=True).stdout.split("=>", 1)[1])
-    need = dict((name, sum(measured["containers"][c]["memory_bytes"] for c in STACKS[name]))
-                for name in ("shop", "sessions"))
+    need = {name: sum(measured["containers"][c]["memory_bytes"] for c in STACKS[name])
+                for name in ("shop", "sessions")}
     assert need["shop"] > 2 * need["sessions"], need
     # Each target gives stacks half way between what the sessions Redis and a shop take: one fits, one not.
     budget = (need["shop"] + need["sessions"]) // 2
@@ -233,7 +233,7 @@ def test_a_stack_too_big_for_any_target_stays_and_says_why(fleet):
     assert "shop fits on no target" in res.stdout and "of free memory, the stack needs" in res.stdout
     now = where(fleet["hosts"])
     assert now["shop"] == ["node1"] and now["shop2"] == ["node1"] and now["sessions"] != ["node1"], now
-    by_stack = dict((s["stack"], s) for s in fleet_report(fleet["tmp"])["stacks"])
+    by_stack = {s["stack"]: s for s in fleet_report(fleet["tmp"])["stacks"]}
     assert by_stack["shop"]["outcome"] == "unplaced" and set(by_stack) == {"shop", "sessions"}
 
 

@@ -23,6 +23,7 @@ import contextlib
 import os
 import struct
 import traceback
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
 
 try:
     from cryptography.exceptions import InvalidTag
@@ -40,8 +41,8 @@ TAG = 16
 SCRYPT_N = 1 << 14
 
 
-class CryptError(Exception):
-    pass
+class CryptError(StackliftError):
+    """An archive could not be encrypted or decrypted (a wrong key, a changed byte)."""
 
 
 def require_for(module):
@@ -56,7 +57,7 @@ def is_encrypted(path):
     try:
         with open(path, "rb") as f:
             return f.read(len(MAGIC)) == MAGIC
-    except (IOError, OSError):
+    except OSError:
         return False
 
 
@@ -98,7 +99,7 @@ def encrypt_file(src, dest, passphrase, chunk=CHUNK):
     return os.path.getsize(dest)
 
 
-class DecryptingReader(object):
+class DecryptingReader:
     """A file-like reader of an encrypted archive's plaintext; raises CryptError when it was altered."""
 
     def __init__(self, path, passphrase):

@@ -75,7 +75,7 @@ def _common_facts(path, sizes, tcp_streams, manifest):
         "compression": compression_of(path),
         "tcp_connections_saved": tcp_streams,
         "sizes": sizes,
-        "created_by": dict((k, manifest.get(k)) for k in MANIFEST_HOST_FACTS),
+        "created_by": {k: manifest.get(k) for k in MANIFEST_HOST_FACTS},
         "manifest_sha256": manifest.get("sha256"),
         "tcp_established": manifest.get("tcp_established"),
     }

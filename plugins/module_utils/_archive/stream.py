@@ -22,6 +22,7 @@ import json
 import os
 import subprocess
 import tarfile
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
 
 
 MANIFEST_SUFFIX = ".stacklift.json"
@@ -35,8 +36,8 @@ MAX_JSON_MEMBER = 16 << 20
 MAX_MEMBERS = 1000000
 
 
-class ArchiveError(Exception):
-    pass
+class ArchiveError(StackliftError):
+    """An archive is missing, unreadable, or not a checkpoint archive."""
 
 
 def sha256_file(path, chunk=1 << 20):
@@ -57,7 +58,7 @@ def compression_of(path):
     return "none"
 
 
-class TarStream(object):
+class TarStream:
     """Open an archive as a streaming tarfile, whatever its compression."""
 
     def __init__(self, path):

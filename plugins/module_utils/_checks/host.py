@@ -64,7 +64,7 @@ def cap_bounding_set(status_path="/proc/self/status"):
             for line in f:
                 if line.startswith("CapBnd:"):
                     return int(line.split()[1], 16)
-    except (IOError, OSError, ValueError):
+    except (OSError, ValueError):
         return None
     return None
 
@@ -102,7 +102,7 @@ def criu_options(path, read=None):
     """The options of a CRIU configuration file (one per line, '#' comments), or None if unreadable."""
     try:
         text = read(path) if read else open(path).read()
-    except (IOError, OSError):
+    except OSError:
         return None
     return set(line.split("#", 1)[0].strip().lstrip("-") for line in text.splitlines()) - {""}
 
@@ -188,7 +188,7 @@ def memory_bytes(pid, proc="/proc"):
             for line in f:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1]) * 1024
-    except (IOError, OSError, ValueError):
+    except (OSError, ValueError):
         pass
     return 0
 
@@ -200,7 +200,7 @@ def process_start(pid, proc="/proc"):
         with open(os.path.join(proc, str(pid), "stat")) as f:
             # the command name, in parentheses, may hold spaces: the fields after its last ")"
             return int(f.read().rpartition(")")[2].split()[19])
-    except (IOError, OSError, ValueError, IndexError):
+    except (OSError, ValueError, IndexError):
         return None
 
 
@@ -211,7 +211,7 @@ def memory_available(meminfo="/proc/meminfo"):
             for line in f:
                 if line.startswith("MemAvailable:"):
                     return int(line.split()[1]) * 1024
-    except (IOError, OSError, ValueError):
+    except (OSError, ValueError):
         pass
     return 0
 
@@ -220,7 +220,7 @@ def container_memory_bytes(pid, proc="/proc"):
     """Resident memory of every process in the PID namespace of PID (a container's processes), in bytes."""
     try:
         ns = os.readlink(os.path.join(proc, str(pid), "ns", "pid"))
-    except (IOError, OSError):
+    except OSError:
         return 0
     total = 0
     for entry in os.listdir(proc):
@@ -229,6 +229,6 @@ def container_memory_bytes(pid, proc="/proc"):
         try:
             if os.readlink(os.path.join(proc, entry, "ns", "pid")) == ns:
                 total += memory_bytes(entry, proc)
-        except (IOError, OSError):
+        except OSError:
             continue
     return total

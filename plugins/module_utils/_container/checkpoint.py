@@ -19,27 +19,19 @@ __metaclass__ = type
 import os
 import time
 
-from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import (
-    ArchiveError, sha256_file, write_manifest)
-from ansible_collections.stacklift.migrate.plugins.module_utils._archive.encryption import CryptError, encrypt_file
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import sha256_file, write_manifest
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive.encryption import encrypt_file
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import (
     EngineError, container_ips, container_volumes)
 from ansible_collections.stacklift.migrate.plugins.module_utils._checks.host import (
     cap_bounding_set, docker_container_problems, docker_daemon_problems, host_criu_problem, manager_problems,
     uid_problem)
 from ansible_collections.stacklift.migrate.plugins.module_utils._common.files import ensure_private_dir, fsync_file
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
 
 
-class CheckpointError(Exception):
+class CheckpointError(StackliftError):
     """A checkpoint failed; ``details`` go to fail_json (cmd, rc, stdout, stderr, ...)."""
-
-    def __init__(self, msg, **details):
-        super(CheckpointError, self).__init__(msg)
-        self.msg = msg
-        self.details = details
-
-    def fail_kwargs(self):
-        return dict(self.details, msg=self.msg)
 
 
 def checkpoint_problems(engine, names, info=None, capbnd=None, tcp_established=(), file_locks=(), tcp_close=(),
@@ -98,7 +90,7 @@ def checkpoint_container(engine, name, container, archive, host_info, compressio
     except EngineError as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        raise CheckpointError(e.msg, **dict((k, v) for k, v in e.fail_kwargs().items() if k != "msg"))
+        raise CheckpointError(e.msg, **{k: v for k, v in e.fail_kwargs().items() if k != "msg"})
     checkpointed_at = time.time()
     added, what = [], "complete its root file system diff"
     try:
@@ -114,8 +106,8 @@ def checkpoint_container(engine, name, container, archive, host_info, compressio
             encrypt_file(tmp, encrypted, encryption_key)
             os.unlink(tmp)
             tmp = encrypted
-    except (EngineError, ArchiveError, CryptError, OSError) as e:
-        details = e.fail_kwargs() if isinstance(e, EngineError) else {}
+    except (StackliftError, OSError) as e:
+        details = e.fail_kwargs() if isinstance(e, StackliftError) else {}
         details.pop("msg", None)
         if encryption_key and keep:  # never plaintext on disk with a key; the engine keeps the checkpoint
             for path in (tmp, tmp + ".enc"):
@@ -123,9 +115,9 @@ def checkpoint_container(engine, name, container, archive, host_info, compressio
                     os.unlink(path)
             raise CheckpointError("checkpoint of %r: could not %s: %s; the container is checkpointed (its engine "
                                   "keeps the checkpoint, for a restore in place) and its unencrypted archive was "
-                                  "removed" % (name, what, getattr(e, "msg", e)), **details)
+                                  "removed" % (name, what, e), **details)
         raise CheckpointError("checkpoint of %r: could not %s: %s; the container is checkpointed and its "
-                              "incomplete archive kept at %s" % (name, what, getattr(e, "msg", e), tmp),
+                              "incomplete archive kept at %s" % (name, what, e, tmp),
                               partial=tmp, **details)
     os.rename(tmp, archive)
     digest = sha256_file(archive)

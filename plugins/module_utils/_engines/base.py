@@ -15,21 +15,20 @@ __metaclass__ = type
 
 import os
 import re
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
 
 ENGINE_CHOICES = ["auto", "podman", "docker"]
 
 
-class EngineError(Exception):
+class EngineError(StackliftError):
     """An engine call failed, or the engine cannot do what was asked."""
 
     def __init__(self, msg, cmd=None, rc=None, stdout="", stderr="", **details):
-        super(EngineError, self).__init__(msg)
-        self.msg = msg
+        super().__init__(msg, **details)
         self.cmd = cmd
         self.rc = rc
         self.stdout = stdout
         self.stderr = stderr
-        self.details = details
 
     def fail_kwargs(self):
         """Keyword arguments for AnsibleModule.fail_json."""
@@ -65,13 +64,13 @@ def parse_version(text):
 def container_ips(container):
     """{network: address} of a container's inspect data, networks without an address left out."""
     nets = (container.get("NetworkSettings") or {}).get("Networks") or {}
-    return dict((n, v["IPAddress"]) for n, v in sorted(nets.items()) if v.get("IPAddress"))
+    return {n: v["IPAddress"] for n, v in sorted(nets.items()) if v.get("IPAddress")}
 
 
 def container_volumes(container):
     """{name: host path} of the named volumes a container's inspect data mounts."""
-    return dict((m["Name"], m.get("Source")) for m in container.get("Mounts") or []
-                if m.get("Type") == "volume" and m.get("Name"))
+    return {m["Name"]: m.get("Source") for m in container.get("Mounts") or []
+                if m.get("Type") == "volume" and m.get("Name")}
 
 
 def container_address(container, network=None):
@@ -82,7 +81,7 @@ def container_address(container, network=None):
     return next(iter(ips.values()), None) or (container.get("NetworkSettings") or {}).get("IPAddress") or "127.0.0.1"
 
 
-class Engine(object):
+class Engine:
     """What stacklift needs from a container engine.  Implementations: podman.py (docker.py to come)."""
 
     name = None

@@ -479,7 +479,7 @@ def _tail(path, lines=20):
     try:
         with open(path) as f:
             return "".join(f.readlines()[-lines:])
-    except (IOError, OSError):
+    except OSError:
         return ""
 
 
@@ -517,8 +517,8 @@ def volume_names(c):
 
 def volume_dirs(c):
     """{name: host directory} of the container's local named volumes."""
-    return dict((m["Name"], m["Source"]) for m in c.get("Mounts") or []
-                if m.get("Type") == "volume" and m.get("Name") and m.get("Driver", "local") == "local")
+    return {m["Name"]: m["Source"] for m in c.get("Mounts") or []
+                if m.get("Type") == "volume" and m.get("Name") and m.get("Driver", "local") == "local"}
 
 
 def _volume_labels(c, vol):
@@ -529,13 +529,13 @@ def create_body(old, publish=None, ignore_static_ip=False, ignore_static_mac=Fal
                 image=None):
     """The body of POST /containers/create that makes a container like OLD (its inspect data), from
     IMAGE (a name or ID of the same image on this host; OLD's own image reference when None)."""
-    config = dict((k, v) for k, v in (old.get("Config") or {}).items() if k != "MacAddress")
+    config = {k: v for k, v in (old.get("Config") or {}).items() if k != "MacAddress"}
     if image:
         config["Image"] = image
     host = dict(old.get("HostConfig") or {})
     if publish:
         host["PortBindings"] = port_bindings(publish)
-        config["ExposedPorts"] = dict((p, {}) for p in host["PortBindings"])
+        config["ExposedPorts"] = {p: {} for p in host["PortBindings"]}
     if ignore_volumes:
         host["Binds"] = [b for b in host.get("Binds") or [] if b.startswith("/")]
     endpoints = {}
@@ -546,7 +546,7 @@ def create_body(old, publish=None, ignore_static_ip=False, ignore_static_mac=Fal
             want["IPAMConfig"] = dict(ipam, IPv4Address=ipam.get("IPv4Address") or ep.get("IPAddress"))
         if not ignore_static_mac and ep.get("MacAddress"):
             want["MacAddress"] = ep["MacAddress"]
-        endpoints[net] = dict((k, v) for k, v in want.items() if v)
+        endpoints[net] = {k: v for k, v in want.items() if v}
     config["HostConfig"] = host
     config["NetworkingConfig"] = {"EndpointsConfig": endpoints}
     return config

@@ -23,11 +23,9 @@ import socket
 import ssl
 import struct
 import time
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
 
-try:
-    from http.client import HTTPConnection, HTTPSConnection
-except ImportError:  # pragma: no cover (Python 2)
-    from httplib import HTTPConnection, HTTPSConnection
+from http.client import HTTPConnection, HTTPSConnection
 
 PROBE_TYPES = ["tcp", "http", "command", "postgres", "redis"]
 
@@ -99,7 +97,7 @@ def http_probe(host, port, path="/", scheme="http", status_codes=(200,), body_re
             conn.request("GET", path, headers={"Connection": "close"})
             resp = conn.getresponse()
             body = resp.read(65536).decode("utf-8", "replace")
-        except (socket.error, OSError, ssl.SSLError) as e:
+        except (OSError, ssl.SSLError) as e:
             return False, "%s://%s:%s%s: %s" % (scheme, host, port, path, e)
         finally:
             conn.close()
@@ -141,8 +139,8 @@ def _pg_read(sock):
     return kind, _recv_exact(sock, length - 4)
 
 
-class PostgresError(Exception):
-    pass
+class PostgresError(StackliftError):
+    """PostgreSQL refused, or answered what a probe did not expect."""
 
 
 def postgres_query(host, port, sql, user="postgres", database="postgres", password=None, timeout=2.0):
@@ -179,7 +177,7 @@ def postgres_query(host, port, sql, user="postgres", database="postgres", passwo
             elif kind == b"Z":
                 break
         sock.sendall(_pg_message(b"X", b""))
-    except (socket.error, OSError, EOFError, struct.error) as e:
+    except (OSError, EOFError, struct.error) as e:
         raise PostgresError("postgres %s:%s: %s" % (host, port, e))
     finally:
         sock.close()
@@ -224,7 +222,7 @@ def _pg_authenticate(sock, code, data, user, password, scram):
     return None
 
 
-class ScramSha256(object):
+class ScramSha256:
     """The client side of SCRAM-SHA-256 (RFC 5802, RFC 7677), as PostgreSQL speaks it."""
 
     def __init__(self, password, nonce=None, username=""):
@@ -285,7 +283,7 @@ def postgres_probe(host, port=5432, user="postgres", database="postgres", passwo
 
 
 def _pg_error(payload):
-    fields = dict((f[:1], f[1:].decode("utf-8", "replace")) for f in payload.split(b"\x00") if f)
+    fields = {f[:1]: f[1:].decode("utf-8", "replace") for f in payload.split(b"\x00") if f}
     return fields.get(b"M", "error")
 
 

@@ -22,11 +22,9 @@ import time
 
 from ansible_collections.stacklift.migrate.plugins.module_utils._services.probes import (
     PostgresError, postgres_query, wait_ready)
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
 
-try:
-    from http.client import HTTPConnection
-except ImportError:  # pragma: no cover
-    from httplib import HTTPConnection
+from http.client import HTTPConnection
 
 
 OPEN_TRANSACTIONS_SQL = (
@@ -119,11 +117,8 @@ def http_drained_check(host, port, active_path, active_key, timeout=2.0):
     return check
 
 
-class QuiesceError(Exception):
-    def __init__(self, msg, **details):
-        super(QuiesceError, self).__init__(msg)
-        self.msg = msg
-        self.details = details
+class QuiesceError(StackliftError):
+    """A service did not come to rest (its transactions, requests or connections) in time."""
 
 
 def read_tcp_tables(pid):
@@ -134,7 +129,7 @@ def read_tcp_tables(pid):
             try:
                 with open("/proc/%d/net/%s" % (pid, table)) as f:
                     texts.append(f.read())
-            except (IOError, OSError):
+            except OSError:
                 pass
         return texts
     return read

@@ -27,6 +27,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils._services.probes
     PROBE_MINIMUMS, PROBE_OPTIONS, below_minimums)
 from ansible_collections.stacklift.migrate.plugins.module_utils._services.quiesce import (
     QUIESCE_MINIMUMS, QUIESCE_OPTIONS, QUIESCE_REQUIRED_IF)
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
 
 TCP_POLICIES = ["established", "close"]
 # Stack and service names become file, journal and nftables names: a safe, short identifier.
@@ -60,11 +61,11 @@ COMPOSE_SERVICE_LABELS = ("com.docker.compose.service", "io.podman.compose.servi
 COMPOSE_DEPENDS_LABELS = ("com.docker.compose.depends_on", "io.podman.compose.depends_on")
 
 
-class StackError(Exception):
+class StackError(StackliftError):
     """The stack description is wrong; .problems lists every mistake found."""
 
     def __init__(self, problems):
-        super(StackError, self).__init__("; ".join(problems))
+        super().__init__("; ".join(problems), problems=problems)
         self.problems = problems
 
 
@@ -85,14 +86,14 @@ def validate(options, value, where, problems, required_if=None):
 
 def spec_with(options, **changes):
     """A copy of the argument spec OPTIONS with some options changed, e.g. given defaults."""
-    out = dict((k, dict(v)) for k, v in options.items())
+    out = {k: dict(v) for k, v in options.items()}
     for key, change in changes.items():
         out[key].update(change)
     return out
 
 
 def _unset(params):
-    return dict((k, v) for k, v in params.items() if v is not None)
+    return {k: v for k, v in params.items() if v is not None}
 
 
 def _service(svc, index, stack, problems):
@@ -104,7 +105,7 @@ def _service(svc, index, stack, problems):
     where = "service %r" % (sname,)
     before = len(problems)
     flat = dict(svc, probe=None, quiesce=None)
-    flat = dict((k, v) for k, v in flat.items() if v is not None or k in SERVICE_KEYS)
+    flat = {k: v for k, v in flat.items() if v is not None or k in SERVICE_KEYS}
     checked = validate(SERVICE_OPTIONS, flat, where, problems) or {}
     if not NAME.match(str(sname)):
         problems.append("%s: a service name is letters, digits, '_', '.' and '-' (at most 63)" % where)
@@ -205,7 +206,7 @@ def setting_problems(settings):
             numbers[name] = float(value)
         except (TypeError, ValueError):
             problems.append("%s must be a number, not %r" % (name, value))
-    return problems + below_minimums(numbers, dict((k, v) for k, v in SETTING_MINIMUMS.items() if k in numbers))
+    return problems + below_minimums(numbers, {k: v for k, v in SETTING_MINIMUMS.items() if k in numbers})
 
 
 SECRET_KEYS = ("postgres_password", "redis_password")
@@ -227,7 +228,7 @@ def secrets_of(stack):
             spec = svc.get(part)
             keys = [k for k in SECRET_KEYS if isinstance(spec, dict) and spec.get(k) is not None]
             if keys:
-                found[part] = dict((k, str(spec[k])) for k in keys)
+                found[part] = {k: str(spec[k]) for k in keys}
         if found:
             out[svc["name"]] = found
     return out
@@ -236,11 +237,11 @@ def secrets_of(stack):
 def without_secrets(plan):
     """A copy of PLAN without any password (see secrets_of)."""
     out = dict(plan)
-    out["services"] = [dict(s, **dict((part, dict((k, v) for k, v in (s.get(part) or {}).items() if k not in SECRET_KEYS))
-                                      for part in ("probe", "quiesce") if s.get(part) is not None))
+    out["services"] = [dict(s, **{part: {k: v for k, v in (s.get(part) or {}).items() if k not in SECRET_KEYS}
+                                      for part in ("probe", "quiesce") if s.get(part) is not None})
                        for s in plan["services"]]
     if "by_name" in plan:
-        out["by_name"] = dict((s["name"], s) for s in out["services"])
+        out["by_name"] = {s["name"]: s for s in out["services"]}
     return out
 
 
@@ -255,7 +256,7 @@ def with_secrets(service, secrets):
 
 def find_cycle(services):
     """A dependency cycle as a list of names (first == last), or None."""
-    deps = dict((s["name"], s["depends_on"]) for s in services)
+    deps = {s["name"]: s["depends_on"] for s in services}
     state = {}
 
     def visit(node, path):
@@ -282,7 +283,7 @@ def find_cycle(services):
 
 def tiers(services):
     """Services grouped by tier (dependencies first), each tier in declaration order."""
-    deps = dict((s["name"], s["depends_on"]) for s in services)
+    deps = {s["name"]: s["depends_on"] for s in services}
     tier = {}
 
     def depth(name):
@@ -302,13 +303,13 @@ def plan(stack):
     """The migration plan: normalized services and the orders to walk them in."""
     norm = normalize(stack)
     order = tiers(norm["services"])
-    tier_of = dict((n, i) for i, names in enumerate(order) for n in names)
+    tier_of = {n: i for i, names in enumerate(order) for n in names}
     for s in norm["services"]:
         s["tier"] = tier_of[s["name"]]
     return {
         "name": norm["name"],
         "services": norm["services"],
-        "by_name": dict((s["name"], s) for s in norm["services"]),
+        "by_name": {s["name"]: s for s in norm["services"]},
         "networks": norm["networks"],
         "checkpoint_order": order,
         "restore_order": order,

@@ -16,6 +16,7 @@ import os
 import time
 
 from xml.sax.saxutils import escape
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
 
 # What an archive holds beyond its container's memory and volumes (CRIU's other images, changed files).
 ARCHIVE_OVERHEAD = 64 * 1024 * 1024
@@ -24,8 +25,8 @@ COLOURS = {"migrated": "#43a047", "rolled_back": "#fb8c00", "failed": "#e53935",
            "skipped": "#bdbdbd"}
 
 
-class SelectError(Exception):
-    pass
+class SelectError(StackliftError):
+    """The query that selects the fleet's stacks is wrong."""
 
 
 def select(stacks, extras, query, sources=None):
@@ -92,8 +93,8 @@ def plan_inputs(stacks, extras, measured, targets, target_labels=None, max_stack
     more than its budget less what the stacks it runs already use."""
     sources = locate(stacks, measured)
     selected = select(stacks, extras, query, sources) if query else None
-    by_name = dict((s["name"], s) for s in stacks)
-    extra_of = dict((s["name"], e or {}) for s, e in zip(stacks, extras or [{}] * len(stacks)))
+    by_name = {s["name"]: s for s in stacks}
+    extra_of = {s["name"]: e or {} for s, e in zip(stacks, extras or [{}] * len(stacks))}
     demands, pinned, excluded, nowhere = [], {}, [], []
     for stack in stacks:
         src = sources[stack["name"]]
@@ -140,7 +141,7 @@ def build(stacks, started, finished):
     window?: [first fence, commit or rollback] epoch seconds}].
     """
     rows = sorted(stacks, key=lambda s: s["stack"])
-    counts = dict((o, sum(1 for s in rows if s["outcome"] == o)) for o in OUTCOMES)
+    counts = {o: sum(1 for s in rows if s["outcome"] == o) for o in OUTCOMES}
     downtimes = [s["downtime_s"] for s in rows if s["outcome"] == "migrated" and s.get("downtime_s") is not None]
     return {
         "stacks": rows, "counts": counts, "ok": counts["migrated"] + counts["skipped"] == len(rows),

@@ -62,7 +62,7 @@ def stack_hosts(stacks, prefix="stack_", trust=lambda value: value):
         hostvars = dict(s.get("vars") or {})
         hostvars.update({
             "ansible_connection": "local", "ansible_python_interpreter": trust("{{ ansible_playbook_python }}"),
-            "stacklift_stack_description": dict((k, v) for k, v in s.items() if k not in FLEET_KEYS),
+            "stacklift_stack_description": {k: v for k, v in s.items() if k not in FLEET_KEYS},
             "stacklift_stack_source": s["source"],
             "stacklift_fleet": {"labels": s.get("labels") or {}, "requires": s.get("requires") or [],
                                 "spread": s.get("spread") or [], "cpus": s.get("cpus")}})

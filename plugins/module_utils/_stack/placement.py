@@ -16,11 +16,13 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
+
 ARCHIVE_MARGIN = 1.5  # as host_preflight asks of an archive directory
 
 
-class PlacementError(Exception):
-    pass
+class PlacementError(StackliftError):
+    """Some stacks have no host that can take them."""
 
 
 def _mb(n):
@@ -77,7 +79,7 @@ def place(stacks, hosts, pinned=None):
     problems = ["a stack has no name"] if not all(names) else []
     problems += ["stack %r is listed twice" % n for n in sorted(set(n for n in names if n and names.count(n) > 1))]
     problems += ["stack %r has no memory_bytes" % s.get("name") for s in stacks if s.get("memory_bytes") is None]
-    state = dict((h["name"], _host_state(h)) for h in hosts)
+    state = {h["name"]: _host_state(h) for h in hosts}
     problems += ["stack %r is pinned to %r, which is not a target host" % (s, h)
                  for s, h in sorted((pinned or {}).items()) if h not in state]
     if problems:
@@ -87,7 +89,7 @@ def place(stacks, hosts, pinned=None):
     for stack in order:
         candidates = [state[pinned[stack["name"]]]] if stack["name"] in (pinned or {}) else \
             sorted(state.values(), key=lambda h: h["name"])
-        reasons = dict((h["name"], _why_not(stack, h)) for h in candidates)
+        reasons = {h["name"]: _why_not(stack, h) for h in candidates}
         fit = [h for h in candidates if not reasons[h["name"]]]
         if not fit:
             unplaced.append({"stack": stack["name"], "source": stack.get("source"),
@@ -100,6 +102,6 @@ def place(stacks, hosts, pinned=None):
         placements.append({"stack": stack["name"], "source": stack.get("source"), "target": best["name"]})
     placements.sort(key=lambda p: p["stack"])
     unplaced.sort(key=lambda p: p["stack"])
-    left = dict((n, {"free_memory_bytes": h["memory"], "free_archive_bytes": h["disk"],
-                     "stacks": sorted(s["name"] for s in h["stacks"])}) for n, h in sorted(state.items()))
+    left = {n: {"free_memory_bytes": h["memory"], "free_archive_bytes": h["disk"],
+                     "stacks": sorted(s["name"] for s in h["stacks"])} for n, h in sorted(state.items())}
     return {"placements": placements, "unplaced": unplaced, "hosts": left}

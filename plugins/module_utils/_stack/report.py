@@ -69,7 +69,7 @@ def window_slot(results):
     for r in results or []:
         if not isinstance(r, dict) or r.get("side") != "source":
             continue
-        steps = dict((rec.get("step"), rec) for rec in r.get("events") or [])
+        steps = {rec.get("step"): rec for rec in r.get("events") or []}
         if "window" in steps:
             back = steps.get("window_given_back") or {}
             return {"slot": steps["window"].get("slot"), "waited_s": steps["window"].get("waited_s"),
@@ -87,7 +87,7 @@ def _service_of(result, containers):
 
 def events(phase, results, plan):
     """(service, start, end, extra) for one phase's registered results (each with started_at, finished_at)."""
-    containers = dict((s["container"], s["name"]) for s in plan["services"])
+    containers = {s["container"]: s["name"] for s in plan["services"]}
     out = []
     for r in results or []:
         if not isinstance(r, dict) or r.get("skipped") or not r.get("started_at"):
@@ -97,7 +97,7 @@ def events(phase, results, plan):
 
 
 def build(plan, phases, source, target, outcome, error=None):
-    services = dict((s["name"], {"tier": s["tier"], "container": s["container"], "phases": {}}) for s in plan["services"])
+    services = {s["name"]: {"tier": s["tier"], "container": s["container"], "phases": {}} for s in plan["services"]}
     found = [(name, phase, start, end, extra) for phase in PHASES
              for name, start, end, extra in events(phase, phases.get(phase), plan)]
     offsets = clock_offsets(phases.get("window"))
@@ -128,7 +128,7 @@ def build(plan, phases, source, target, outcome, error=None):
     return {
         "stack": plan["name"], "source": source, "target": target, "outcome": outcome, "error": error,
         # every time is on the source's clock; a target's were shifted by its measured offset
-        "clock": {"reference": "source", "target_offsets_s": dict((k, v[0]) for k, v in offsets.items()),
+        "clock": {"reference": "source", "target_offsets_s": {k: v[0] for k, v in offsets.items()},
                   "max_error_s": max([v[1] for v in offsets.values()] or [0.0])},
         "downtime_s": downtime, "started": min(all_times) if all_times else None,
         "finished": max(all_times) if all_times else None,

@@ -22,6 +22,7 @@ import uuid
 from shlex import quote
 
 from ansible_collections.stacklift.migrate.plugins.module_utils._common.files import NOFOLLOW
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
 
 try:
     import paramiko
@@ -53,11 +54,8 @@ SSH_ARGUMENT_SPEC = dict(
 )
 
 
-class TransferError(Exception):
-    def __init__(self, msg, **details):
-        super(TransferError, self).__init__(msg)
-        self.msg = msg
-        self.details = details
+class TransferError(StackliftError):
+    """A copy between hosts failed; the details say where and how."""
 
 
 def parse_endpoint(address, user="root", port=22):
@@ -110,12 +108,12 @@ if HAS_PARAMIKO:
         says commands on the target run through ``sudo -n`` (its user is not root)."""
 
         def __init__(self):
-            super(HopClient, self).__init__()
+            super().__init__()
             self.jumps = []
             self.sudo = False
 
         def close(self):
-            super(HopClient, self).close()
+            super().close()
             for jump in reversed(self.jumps):
                 jump.close()
 
@@ -156,7 +154,7 @@ def _connect_hop(params, user, host, port, pkey, sock):
     if policy == "accept_new":
         try:
             save_known_hosts(client.get_host_keys(), known)
-        except (IOError, OSError):
+        except OSError:
             pass
     client.get_transport().set_keepalive(KEEPALIVE)
     client.sudo = user != "root"
@@ -238,7 +236,7 @@ def remote_sha256(client, path):
     return out.split()[0] if rc == 0 and out.strip() else None
 
 
-class Watchdog(object):
+class Watchdog:
     """Closes CLIENT's connection when a step makes no progress in time.
 
     Some of paramiko's waits have no timeout of their own (opening a channel or the SFTP
@@ -333,7 +331,7 @@ def push_file(client, local_path, remote_path, expected_sha256, mode=0o600, dir_
         if stalled:
             raise TransferError("the transfer of %s to the target stalled for %g s after %d bytes; the final "
                                 "name was not touched" % (remote_path, STALL_TIMEOUT, sent))
-        if isinstance(e, (IOError, OSError, EOFError, paramiko.SSHException)):
+        if isinstance(e, (OSError, EOFError, paramiko.SSHException)):
             # a full disk, a dropped connection: a clean error, with what the target said, not a traceback
             said = _drain_stderr(chan).strip() if chan is not None else ""
             raise TransferError("sending %s to the target failed after %d bytes: %s%s; the final name was not "
@@ -352,12 +350,12 @@ def _drain_stderr(chan):
     try:
         while chan.recv_stderr_ready():
             err += chan.recv_stderr(65536)
-    except (IOError, OSError, EOFError, socket.timeout):
+    except (OSError, EOFError, socket.timeout):
         pass
     return err.decode("utf-8", "replace")
 
 
-class _Closer(object):
+class _Closer:
     """What a stalled stream closes: the connection and the local command feeding it."""
 
     def __init__(self, client, proc):
@@ -395,7 +393,7 @@ def stream_to_remote(local_argv, client, remote_cmd, timeout=1800):
             out += data
         err = _drain_stderr(chan)
         remote_rc = chan.recv_exit_status()
-    except (IOError, OSError, EOFError, socket.timeout, paramiko.SSHException) as e:
+    except (OSError, EOFError, socket.timeout, paramiko.SSHException) as e:
         if watchdog.fired or isinstance(e, socket.timeout):
             raise TransferError("the stream of %s to the target stalled for %g s after %d bytes"
                                 % (" ".join(local_argv), STALL_TIMEOUT, sent))

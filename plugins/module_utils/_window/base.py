@@ -38,23 +38,25 @@ from ansible_collections.stacklift.migrate.plugins.module_utils._common.files im
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.journal import Journal, fold
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.protocol import (
     marker_path, read_note, run_archive_dir)
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
 
 POLL = 0.05
 
 
-class WindowError(Exception):
+class WindowError(StackliftError):
     """The window could not go on; ``problems`` lists every reason, ``events`` what was done."""
 
     def __init__(self, problems, events=None, **details):
         problems = [problems] if isinstance(problems, str) else list(problems)
-        super(WindowError, self).__init__("; ".join(problems))
-        self.msg = "; ".join(problems)
+        super().__init__("; ".join(problems), **details)
         self.problems = problems
         self.events = events or []
-        self.details = details
+
+    def fail_kwargs(self):
+        return dict(super().fail_kwargs(), problems=self.problems, events=self.events)
 
 
-class Window(object):
+class Window:
     """What a source's and a target's call share: the host, the stack's marker journal, its lock."""
 
     encryption_key = None  # archives encrypted at rest (encryption.py) when set
@@ -85,7 +87,7 @@ class Window(object):
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
-                except (IOError, OSError):
+                except OSError:
                     if time.time() > deadline:
                         raise WindowError("another stacklift call on stack %s still works on this host after %d s"
                                           % (self.stack, timeout))
@@ -153,7 +155,7 @@ class Window(object):
         returns {name: error message} of those that failed."""
         errors = {}
         with ThreadPoolExecutor(max_workers=max(1, min(len(names), workers or len(names)))) as pool:
-            futures = dict((n, pool.submit(fn, n)) for n in names)
+            futures = {n: pool.submit(fn, n) for n in names}
         for n, f in futures.items():
             exc = f.exception()
             if exc is not None:

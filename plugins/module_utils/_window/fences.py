@@ -65,7 +65,7 @@ def _elements_script(table, addresses, restored=False):
     return "".join(lines)
 
 
-class Host(object):
+class Host:
     """What a window needs of its host: the engine, a command runner, the binaries and /proc."""
 
     def __init__(self, engine, run, nsenter="nsenter", nft="nft", conntrack="conntrack"):

@@ -31,6 +31,7 @@ import time
 import uuid
 
 from ansible_collections.stacklift.migrate.plugins.module_utils._common.files import NOFOLLOW, fsync_dir, open_nofollow
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
 
 # Steps in the order a service goes through them in a migration.
 SERVICE_STEPS = ("fenced", "checkpointed", "sent", "restored", "ready", "committed",
@@ -39,13 +40,13 @@ SERVICE_STEPS = ("fenced", "checkpointed", "sent", "restored", "ready", "committ
 RUN_STEPS = ("begin", "resumed", "committing", "committed", "rolling_back", "rolled_back", "refused", "end")
 
 
-class JournalError(Exception):
-    pass
+class JournalError(StackliftError):
+    """The journal or the lock could not be read or written."""
 
 
 class LockHeld(JournalError):
     def __init__(self, msg, holder):
-        super(LockHeld, self).__init__(msg)
+        super().__init__(msg, holder=holder)
         self.holder = holder
 
 
@@ -53,7 +54,7 @@ def new_run_id():
     return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
 
 
-class Journal(object):
+class Journal:
     """An append-only JSON-lines file; every append is fsynced before it returns."""
 
     def __init__(self, path):
@@ -133,7 +134,7 @@ def _proc_start(pid):
     try:
         with open("/proc/%d/stat" % pid) as f:
             return int(f.read().rsplit(")", 1)[1].split()[19])
-    except (IOError, OSError, ValueError, IndexError):
+    except (OSError, ValueError, IndexError):
         return None
 
 
@@ -141,7 +142,7 @@ def _cmdline(pid):
     try:
         with open("/proc/%d/cmdline" % pid, "rb") as f:
             return f.read().replace(b"\0", b" ").decode("utf-8", "replace")
-    except (IOError, OSError):
+    except OSError:
         return ""
 
 
@@ -162,7 +163,7 @@ def controller_pid(pid=None):
         try:
             with open("/proc/%d/stat" % cur) as f:
                 cur = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (IOError, OSError, ValueError, IndexError):
+        except (OSError, ValueError, IndexError):
             break
     return found or os.getppid()
 
@@ -187,7 +188,7 @@ def holder_alive(holder, hostname=None, proc_start=_proc_start, now=time.time):
     return start is not None and start == holder.get("pid_start")
 
 
-class Lock(object):
+class Lock:
     """One run per stack: a lock file made with O_EXCL, naming its holder, with a lease. Taking it,
     breaking a stale one and renewing it happen under a guard (flock), so two controllers breaking the
     same stale lock cannot both end up holding it."""
@@ -247,7 +248,7 @@ class Lock(object):
         try:
             with open_nofollow(self.path) as f:
                 return json.load(f)
-        except (IOError, OSError, ValueError):
+        except (OSError, ValueError):
             return None
 
     def acquire(self, run, pid=None, break_stale=True, alive=holder_alive):
@@ -340,7 +341,7 @@ def mount_point(path, mountinfo="/proc/self/mountinfo"):
                 point = fields[4].encode().decode("unicode_escape") if len(fields) > 4 else "/"
                 if (path == point or path.startswith(point.rstrip("/") + "/")) and len(point) > len(best):
                     best = point
-    except (IOError, OSError):
+    except OSError:
         pass
     return best
 
@@ -410,14 +411,14 @@ def journal_task(p, check_mode=False, pid=None):
             if bad:
                 return fail("every record needs a step: %r" % (bad[0],))
             for rec in p["records"]:
-                data = dict((k, v) for k, v in rec.items() if k not in ("step", "run"))
+                data = {k: v for k, v in rec.items() if k not in ("step", "run")}
                 journal.append(rec["step"], run=run_id, **data)
             if p["state"] == "end":
                 journal.append(p["outcome"], run=run_id)
                 journal.append("end", run=run_id)
             if p["state"] in ("end", "release"):
                 lock.release(run_id)
-    except (JournalError, IOError, OSError) as e:
+    except (JournalError, OSError) as e:
         return fail("journal %s: %s" % (path, e))
     out.update(changed=True, run_id=run_id, run=fold(journal.records(run_id)))
     return False, out

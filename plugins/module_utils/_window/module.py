@@ -10,14 +10,10 @@ __metaclass__ = type
 
 import os
 
-from ansible_collections.stacklift.migrate.plugins.module_utils._transport.ssh import TransferError
-from ansible_collections.stacklift.migrate.plugins.module_utils._container.checkpoint import CheckpointError
-from ansible_collections.stacklift.migrate.plugins.module_utils._archive.encryption import CryptError
-from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import EngineError
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import bounded_runner
 from ansible_collections.stacklift.migrate.plugins.module_utils._stack.description import with_secrets
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.fences import Host
-from ansible_collections.stacklift.migrate.plugins.module_utils._window.base import WindowError
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.protocol import marker_path, write_note
 
 
@@ -87,12 +83,11 @@ def run_window(module, window, call, timeout=600.0, cleanup=None, tell=None):
     try:
         with window.exclusive(timeout=timeout):
             events = call()
-    except WindowError as e:
-        module.fail_json(msg=e.msg, problems=e.problems, events=e.events, **dict(result, **dict(e.details, **window.status())))
-    except (EngineError, CheckpointError) as e:
-        module.fail_json(events=window.events, **dict(result, **dict(e.fail_kwargs(), **window.status())))
-    except (TransferError, CryptError) as e:
-        module.fail_json(msg=getattr(e, "msg", str(e)), events=window.events, **dict(result, **window.status()))
+    except StackliftError as e:
+        failure = dict(result, events=window.events)
+        failure.update(e.fail_kwargs())
+        failure.update(window.status())
+        module.fail_json(**failure)
     finally:
         if cleanup:
             cleanup()

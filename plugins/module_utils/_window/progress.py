@@ -111,7 +111,7 @@ def local_wait(results_file, timeout, sleep, clock, until=None):
         try:
             with open(results_file) as f:
                 data = json.load(f)
-        except (IOError, OSError, ValueError):
+        except (OSError, ValueError):
             data = None
         if isinstance(data, dict) and not ("started" in data and data.get("finished") in (0, False)):
             return data

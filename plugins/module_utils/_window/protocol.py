@@ -89,7 +89,7 @@ def read_note(archive_dir, stack, kind, run_id):
     try:
         with open_nofollow(note_path(archive_dir, stack, kind)) as f:
             data = json.load(f)
-    except (IOError, OSError, ValueError):
+    except (OSError, ValueError):
         return None
     return (data.get("msg") or "") if isinstance(data, dict) and data.get("run") == run_id else None
 

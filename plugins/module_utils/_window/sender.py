@@ -18,7 +18,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils._window.protocol
     committed_command, note_body, note_command, note_path)
 
 
-class Sender(object):
+class Sender:
     """Sends a source window's archives to their targets: one SSH connection per target, kept open.
 
     ``Sender(params, targets)`` with the module's SSH params and {service: target address}.

@@ -18,10 +18,11 @@ import os
 import time
 
 from ansible_collections.stacklift.migrate.plugins.module_utils._common.files import NOFOLLOW
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
 
 
-class NoSlot(Exception):
-    pass
+class NoSlot(StackliftError):
+    """No window slot came free in time."""
 
 
 class Cancelled(NoSlot):
@@ -51,7 +52,7 @@ def window_slot(directory, slots, timeout, interval=0.05, clock=time.time, sleep
             for i, fd in enumerate(fds):
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except (IOError, OSError):
+                except OSError:
                     continue
                 held = i
                 break

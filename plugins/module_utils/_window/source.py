@@ -33,7 +33,7 @@ class SourceWindow(Window):
 
     def __init__(self, host, stack, run_id, archive_dir, services, tiers, sender=None, compression="zstd",
                  quiesce_timeout=30.0, windows=0, windows_timeout=300.0):
-        super(SourceWindow, self).__init__(host, stack, run_id, archive_dir, services, tiers)
+        super().__init__(host, stack, run_id, archive_dir, services, tiers)
         self.quiesce_timeout = quiesce_timeout
         self.windows, self.windows_timeout = windows, windows_timeout  # the host's window slots
         self.slot_dir = SLOT_DIR
@@ -60,9 +60,9 @@ class SourceWindow(Window):
                    if c and ((c.get("State") or {}).get("Running"))]
         info = self.engine.info()
         if running and not problems:
-            by_tcp = dict((t, [self.services[n]["container"] for n in self.services if self.services[n]["tcp"] == t])
-                          for t in ("established", "close"))
-            inspected = dict((self.services[n]["container"], c) for n, c in containers.items() if c)
+            by_tcp = {t: [self.services[n]["container"] for n in self.services if self.services[n]["tcp"] == t]
+                          for t in ("established", "close")}
+            inspected = {self.services[n]["container"]: c for n, c in containers.items() if c}
             problems += checkpoint_problems(self.engine, running, info=info, inspected=inspected,
                                             tcp_established=by_tcp["established"],
                                             tcp_close=by_tcp["close"])
@@ -111,7 +111,7 @@ class SourceWindow(Window):
                 return events
         except Exception as e:  # pylint: disable=broad-except
             if self.sender:
-                self.sender.abort("source %s: %s" % (os.uname()[1], getattr(e, "msg", None) or e))
+                self.sender.abort("source %s: %s" % (os.uname()[1], e))
             if isinstance(e, NoSlot):
                 raise WindowError(str(e), self.events)
             raise
@@ -226,7 +226,7 @@ class SourceWindow(Window):
             raise
         self.record("checkpointed", name, archive=archive, sha256=entry["sha256"], size=entry["size"],
                     container_id=entry["id"], started=entry["started_at"], frozen=entry["checkpointed_at"],
-                    timings=dict((k, v) for k, v in entry["timings"].items() if k.endswith(("time", "duration"))))
+                    timings={k: v for k, v in entry["timings"].items() if k.endswith(("time", "duration"))})
         return entry
 
     def _send_loop(self, queue, cond, failures):
@@ -246,7 +246,7 @@ class SourceWindow(Window):
                 self.record("sent", name, started=start, bytes=stats.get("bytes"),
                             clock_offset=stats.get("clock_offset"), clock_error=stats.get("clock_error"))
             except Exception as e:  # pylint: disable=broad-except
-                failures.append("%s: sending %s failed: %s" % (name, entry["archive"], getattr(e, "msg", e)))
+                failures.append("%s: sending %s failed: %s" % (name, entry["archive"], e))
 
     def running(self):
         """Rollback on the source: checkpointed containers restored in place, every fence lifted.

@@ -49,7 +49,7 @@ class TargetWindow(Window):
 
     def __init__(self, host, stack, run_id, archive_dir, services, tiers, wait_timeout=300.0,
                  probe_timeout=60.0, stable_for=0.0, windows_timeout=0.0):
-        super(TargetWindow, self).__init__(host, stack, run_id, archive_dir, services, tiers)
+        super().__init__(host, stack, run_id, archive_dir, services, tiers)
         self.table = host_fence_table(stack)
         self.wait_timeout = wait_timeout
         self.windows_timeout = windows_timeout  # how long the source may wait for a window slot first
@@ -179,7 +179,7 @@ class TargetWindow(Window):
         c = self.engine.container(svc["container"])
         try:
             self.record("restored", name, arrived=arrived, started=start, container_id=c["Id"], addresses=ips)
-        except (IOError, OSError) as e:  # a copy this host has no record of would outlive the rollback
+        except OSError as e:  # a copy this host has no record of would outlive the rollback
             self.engine.remove_force(svc["container"])
             raise WindowError("restored, but its record could not be written (%s): the copy is removed again" % e)
 

@@ -100,7 +100,7 @@ def test_docker_containers_need_criu_options_in_their_config_file():
 
     def read(path):
         if path not in files:
-            raise IOError(path)
+            raise OSError(path)
         return files[path]
 
     plain = {"HostConfig": {}}

@@ -102,7 +102,7 @@ def test_a_memory_budget_bounds_a_target_counting_the_stacks_it_runs_already():
     demands, hosts, pinned, sources, excluded, nowhere = fleet.plan_inputs(
         stacks, [], measured_hosts(), ["node2", "node3"], from_host="node1",
         memory_budget={"node2": 250 * MB, "node3": 90 * MB})
-    free = dict((h["name"], h["free_memory_bytes"]) for h in hosts)
+    free = {h["name"]: h["free_memory_bytes"] for h in hosts}
     assert free == {"node2": 50 * MB, "node3": 90 * MB}
     plan = place(demands, hosts, pinned=pinned)
     assert plan["placements"] == [] and plan["unplaced"][0]["stack"] == "a"

@@ -19,7 +19,7 @@ LAYERS = [
     ("_container", "_stack"),
     ("_window",),
 ]
-LAYER = dict((pkg, n) for n, pkgs in enumerate(LAYERS) for pkg in pkgs)
+LAYER = {pkg: n for n, pkgs in enumerate(LAYERS) for pkg in pkgs}
 
 
 def imports(path):

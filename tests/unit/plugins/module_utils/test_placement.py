@@ -48,7 +48,7 @@ def test_two_replicas_never_on_one_host_and_a_limit_of_stacks():
               stack("shop-c", 1, spread=["shop"])]
     hosts = [host("node2", 8), host("node3", 8, stacks=[{"name": "old", "spread": []}], max_stacks=2)]
     plan = placement.place(stacks, hosts)
-    targets = dict((p["stack"], p["target"]) for p in plan["placements"])
+    targets = {p["stack"]: p["target"] for p in plan["placements"]}
     assert len(set(targets.values())) == len(targets) == 2
     assert plan["unplaced"][0]["stack"] == "shop-c"
     assert any("already runs shop-" in w and "of the spread group shop" in w for w in plan["unplaced"][0]["why"])

@@ -42,7 +42,7 @@ class Containers:
 
     def __init__(self, **state):
         self.state = dict(state)  # name -> running | exited | absent
-        self.ids = dict((n, "id-" + n) for n in state)
+        self.ids = {n: "id-" + n for n in state}
         self.fenced = set()  # pids with a fence in their network namespace
 
     def nsenter(self, argv):
@@ -112,7 +112,7 @@ def make_window(cls, tmp_path, runner, services=None, **kw):
     services = services or SERVICES
     host = fences.Host(PodmanEngine(runner, binary="podman"), runner)
     host.proc = str(tmp_path / "proc")  # the containers' processes: fake_proc
-    return cls(host, "shop", "r1", str(tmp_path / "ck"), dict((n, dict(s, name=n)) for n, s in services.items()),
+    return cls(host, "shop", "r1", str(tmp_path / "ck"), {n: dict(s, name=n) for n, s in services.items()},
                TIERS, **kw)
 
 
