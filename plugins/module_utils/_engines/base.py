@@ -13,6 +13,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import abc
 import os
 import re
 from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
@@ -81,18 +82,36 @@ def container_address(container, network=None):
     return next(iter(ips.values()), None) or (container.get("NetworkSettings") or {}).get("IPAddress") or "127.0.0.1"
 
 
-class Engine:
-    """What stacklift needs from a container engine.  Implementations: podman.py (docker.py to come)."""
+class ImageStore(abc.ABC):
+    """What image_sync needs of the engine on the other host: an image's inspect data, the argv that
+    loads an image, a tag. Every Engine is one; DockerRemote (docker.py) is only this."""
 
     name = None
 
+    @abc.abstractmethod
+    def image(self, ref):
+        """The image's inspect data; raises NotFound."""
+
+    @abc.abstractmethod
+    def image_load_command(self):
+        """argv that loads a docker-archive from stdin."""
+
+    @abc.abstractmethod
+    def tag(self, image_id, ref):
+        """Give the image IMAGE_ID the name REF."""
+
+
+class Engine(ImageStore):
+    """What stacklift needs from a container engine: the interface every engine implements (podman.py
+    with the CLI, docker.py with the Engine API), decided by ``selection``."""
+
+    @abc.abstractmethod
     def info(self):
         """{'engine', 'engine_version', 'runtime', 'runtime_version', 'cgroup_version', 'kernel', 'criu_version'}"""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def container(self, name):
         """The container's inspect data; raises NotFound."""
-        raise NotImplementedError
 
     def containers_named(self, names):
         """{name: its inspect data, or None when there is no such container} for each of NAMES.
@@ -105,89 +124,76 @@ class Engine:
                 found[name] = None
         return found
 
+    @abc.abstractmethod
     def container_users(self, name):
         """The user names (or uids) of the container's processes."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def checkpoint(self, name, archive, compression="zstd", tcp_established=False, file_locks=False,
                    keep=False, leave_running=False, ignore_volumes=False, ignore_rootfs=False):
         """Checkpoint to an archive; returns the engine's statistics (timings in microseconds)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def restore(self, archive, name=None, publish=None, ignore_static_ip=False, ignore_static_mac=False,
                 tcp_established=False, tcp_close=False, file_locks=False, keep=False,
                 ignore_volumes=False, ignore_rootfs=False):
         """Restore from an archive; returns the engine's statistics."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def restore_in_place(self, name, tcp_established=False, file_locks=False):
         """Restore a checkpointed (exited) container from the checkpoint the engine kept (``keep``)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def remove(self, name):
         """Remove a container that is not running."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def remove_force(self, name):
         """Kill and remove a container at once (no stop timeout)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def remove_volume(self, name):
         """Remove a named volume no container uses; raises NotFound when there is none."""
-        raise NotImplementedError
 
-    def image(self, ref):
-        """The image's inspect data; raises NotFound."""
-        raise NotImplementedError
-
+    @abc.abstractmethod
     def image_save_command(self, ref):
         """argv that writes the image as a docker-archive to stdout (for host-to-host streams)."""
-        raise NotImplementedError
 
-    def image_load_command(self):
-        """argv that loads a docker-archive from stdin."""
-        raise NotImplementedError
-
-    def tag(self, image_id, ref):
-        raise NotImplementedError
-
+    @abc.abstractmethod
     def network(self, name):
         """The network's inspect data ({'name', 'subnets': [..], 'containers': {id: ips}}); raises NotFound."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def create_network(self, name, subnets):
         """Create a network with SUBNETS (the engine chooses when there are none)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def remove_network(self, name):
         """Remove a network no container uses; raises NotFound when there is none."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def containers(self):
         """Every container on the host, as {'id', 'name', 'state', 'networks': {net: [ips]}}."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def volumes(self):
         """Names of the named volumes on the host."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def changes(self, name):
         """The container's root file system changes: {'added': [...], 'changed': [...], 'deleted': [...]}."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def mount(self, name):
         """Mount the container's root file system (it may be stopped); returns its path."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def unmount(self, name):
-        raise NotImplementedError
+        """Unmount what ``mount`` mounted."""
 
-    def exec_command(self, name, argv):
-        """argv that runs a command inside a container."""
-        raise NotImplementedError
-
+    @abc.abstractmethod
     def criu_version(self):
-        raise NotImplementedError
+        """The version of the CRIU this engine runs, as a string."""
 
     def complete_archive(self, name, archive):
         """Fix what the engine's export leaves out of ARCHIVE (the container is checkpointed and

@@ -41,7 +41,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils._engines.docker_
     ARCHIVED_MARKER, CONTAINER_JSON, DELETED_FILES, OPAQUE_DIRS, apply_deletions, extract_file, json_list,
     member_name, trim_checkpoint, untar, write_archive)
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import (
-    Engine, EngineError, NotFound, parse_version, which)
+    Engine, EngineError, ImageStore, NotFound, parse_version, which)
 
 try:
     import docker
@@ -442,7 +442,7 @@ class DockerEngine(Engine):
         return [self.binary, "exec", name] + list(argv)
 
 
-class DockerRemote(Engine):
+class DockerRemote(ImageStore):
     """The few calls image_sync makes on the other host, over SSH with the docker CLI (the SDK
     talks to one daemon's socket; the other host's is not exposed)."""
 
