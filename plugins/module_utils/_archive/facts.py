@@ -10,6 +10,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+__all__ = ["read_archive", "STANDARD_MOUNTS", "describe_docker", "describe"]
+
 import os
 import tarfile
 

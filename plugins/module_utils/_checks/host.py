@@ -11,6 +11,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+__all__ = ["CRIU_MIN", "CRIU_KERNEL_RULES", "CAP_SYS_RESOURCE", "CONTAINER_NAME", "container_name_problem",
+    "criu_kernel_problem", "host_criu_problem", "cap_bounding_set", "uid_problem", "RUNC_CRIU_CONFIG",
+    "docker_daemon_problems", "criu_options", "docker_container_problems", "DOCKER_RESTARTING",
+    "manager_problems", "free_bytes", "tree_bytes", "memory_bytes", "process_start", "memory_available",
+    "container_memory_bytes"]
+
 import os
 import re
 

@@ -10,6 +10,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+__all__ = ["host_facts", "restore_blockers"]
+
 import ipaddress
 
 from ansible_collections.stacklift.migrate.plugins.module_utils._checks.host import host_criu_problem

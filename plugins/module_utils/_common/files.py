@@ -9,6 +9,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+__all__ = ["NOFOLLOW", "open_nofollow", "fsync_dir", "fsync_file", "ensure_private_dir"]
+
 import os
 
 

@@ -16,6 +16,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+__all__ = ["CheckpointError", "checkpoint_problems", "checkpoint_container", "archive_entry"]
+
 import os
 import time
 

@@ -13,6 +13,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+__all__ = ["ENGINE_CHOICES", "EngineError", "NotFound", "which", "parse_version", "container_ips",
+    "container_volumes", "container_address", "ImageStore", "Engine"]
+
 import abc
 import os
 import re

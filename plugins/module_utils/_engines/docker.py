@@ -27,6 +27,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+__all__ = ["HAS_DOCKER", "DOCKER_IMPORT_ERROR", "COMPRESSIONS", "CHECKPOINT_ID", "CONTAINERD_NAMESPACE",
+    "DEFAULT_SOCKET", "ALREADY_EXISTS", "START_ATTEMPTS", "DockerEngine", "DockerRemote", "normalize",
+    "upper_dir", "volume_names", "volume_dirs", "create_body", "port_bindings"]
+
 import calendar
 import json
 import os

@@ -12,6 +12,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+__all__ = ["COMPRESSIONS", "PodmanEngine", "podman_kept", "rootfs_diff_names", "ENGINE_MANAGED", "in_root",
+    "rootfs_gaps", "add_rootfs_files"]
+
 import json
 import os
 import tarfile

@@ -9,6 +9,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+__all__ = ["select_engine", "make_engine", "ENGINE_ARGUMENT_SPEC", "bounded_runner", "engine_for_module"]
+
 import os
 
 from ansible.module_utils.basic import missing_required_lib

@@ -2,19 +2,20 @@
 # Copyright (c) stacklift developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Quiescing a service before its checkpoint, and fencing a stack for a consistent cut.
-
-Quiesce checks are probe-shaped callables returning (done, detail), so
-probes.wait_ready bounds them. The fence is an nftables table in a
-container's network namespace that drops everything but loopback: peers see
-silence, not resets, CRIU saves each side's TCP queues, and after the restore
-the kernel retransmits. The table dies with the old namespace, since the
-engine makes a new one on restore.
+"""Quiescing a service before its checkpoint: PostgreSQL with no open transaction, an HTTP app
+drained of requests, or no established connection on a port. Quiesce checks are probe-shaped
+callables returning (done, detail), so probes.wait_ready bounds them. (The fence that follows is the
+window's: _window/fences.py.)
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
+
+__all__ = ["OPEN_TRANSACTIONS_SQL", "QUIESCE_METHODS", "QUIESCE_OPTIONS", "QUIESCE_REQUIRED_IF",
+    "QUIESCE_MINIMUMS", "TCP_ESTABLISHED", "TCP_LISTEN", "postgres_idle_check", "established_connections",
+    "connections_zero_check", "http_call", "http_drained_check", "QuiesceError", "read_tcp_tables",
+    "quiesce_service"]
 
 import json
 import socket

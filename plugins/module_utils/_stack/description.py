@@ -18,6 +18,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+__all__ = ["TCP_POLICIES", "NAME", "UNSUPPORTED", "NETWORK_OPTIONS", "SERVICE_OPTIONS", "STACK_OPTIONS",
+    "SERVICE_KEYS", "COMPOSE_SERVICE_LABELS", "COMPOSE_DEPENDS_LABELS", "StackError", "validate", "spec_with",
+    "normalize", "SETTING_MINIMUMS", "setting_problems", "SECRET_KEYS", "secrets_of", "without_secrets",
+    "with_secrets", "find_cycle", "tiers", "plan", "compose_depends_on", "compose_service",
+    "PLAN_ARGUMENT_SPEC", "checked", "invalid"]
+
 import re
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator

@@ -10,6 +10,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+__all__ = ["NAME", "group_part", "stack_problems", "FLEET_KEYS", "stack_hosts"]
+
 import re
 
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

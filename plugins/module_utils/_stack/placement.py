@@ -16,6 +16,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+__all__ = ["ARCHIVE_MARGIN", "PlacementError", "place"]
+
 from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
 
 ARCHIVE_MARGIN = 1.5  # as host_preflight asks of an archive directory

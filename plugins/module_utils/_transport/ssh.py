@@ -8,6 +8,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+__all__ = ["HAS_PARAMIKO", "PARAMIKO_IMPORT_ERROR", "HOST_KEY_POLICIES", "KNOWN_HOSTS", "CHUNK", "KEEPALIVE",
+    "STALL_TIMEOUT", "SSH_ARGUMENT_SPEC", "TransferError", "parse_endpoint", "known_hosts_name", "hops",
+    "load_private_key", "save_known_hosts", "connect", "as_root", "remote_run", "remote_sha256", "Watchdog",
+    "PUSH_SCRIPT", "push_file", "stream_to_remote", "clock_offset"]
+
 import fcntl
 import io
 import os

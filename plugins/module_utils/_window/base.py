@@ -4,13 +4,13 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The migration window, run on the hosts rather than task by task from the controller.
 
-One call on each source host (``SourceWindow``, window_source.py) fences its services, checkpoints them tier by
+One call on each source host (``SourceWindow``, source.py) fences its services, checkpoints them tier by
 tier (the services of a tier in parallel) and sends each archive to its target as soon as it
-is durable.  One call on each target host (``TargetWindow``, window_target.py) raises a fence of its own, restores
+is durable.  One call on each target host (``TargetWindow``, target.py) raises a fence of its own, restores
 tier by tier as the archives arrive, each tier passing its probes before the next starts, and,
 when asked, commits: it lifts its fence, and only then can the target's copies serve.
 
-Both record every step in the host's marker journal (journal.py) the moment it completes, and
+Both record every step in the host's marker journal (journal.py; the notes of protocol.py) the moment it completes, and
 both are idempotent: called again with the same run, they go on from what the marker says.
 Rollback is the other two states: the target removes its copies (still fenced) and confirms
 they are gone; the source restores its checkpointed containers in place and lifts its fences.
@@ -20,6 +20,8 @@ This file holds what both share: ``Window`` (the marker, the host's lock, parall
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
+
+__all__ = ["POLL", "WindowError", "Window"]
 
 import contextlib
 import fcntl

@@ -8,6 +8,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+__all__ = ["WINDOW_ARGUMENT_SPEC", "window_services", "HOST_COMMAND_TIMEOUT", "WINDOW_MARGIN",
+    "window_command_timeout", "window_host", "set_nice", "run_window"]
+
 import os
 
 from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError

@@ -16,6 +16,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+__all__ = ["WAIT_ARGUMENT_SPEC", "TARGET_STEPS", "STEP_WORDS", "ready_events", "service_states",
+    "progress_line", "local_wait"]
+
 import json
 
 WAIT_ARGUMENT_SPEC = dict(

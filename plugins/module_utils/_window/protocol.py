@@ -2,21 +2,20 @@
 # Copyright (c) stacklift developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""What a stack's calls on a host leave there for each other and for the controller: the stack's
-marker journal (each step the moment it is done), notes (a waiting target told that no archive will
-come, or that the stack is committed; the controller told that the copies are ready), and the host's
-window slots.
-
-A window slot says how many stacks may be in their window on a source host at once. Each slot is a
-file locked (flock) by the call that holds it, from before it quiesces until the stack is committed
-(its targets serve: their committed records, committed_command) or aborted (the note). The kernel
-gives a lock back when the call ends, however it ends, so a slot is never left held by a dead call,
-and no controller is asked.
+"""The note and marker protocol: what a stack's calls on a host leave there for each other and for
+the controller, in its Python form (read_note, wait_for_note, write_note) and its shell form
+(note_command, committed_command, poll_command, parsed by parse_poll) side by side: the stack's
+marker journal (each step the moment it is done), and notes (a waiting target told that no archive
+will come, or that the stack is committed; the controller told that the copies are ready).
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
+
+__all__ = ["marker_path", "run_archive_dir", "NOTES", "note_path", "note_body", "note_command", "write_note",
+    "committed_command", "read_note", "note_time", "first_note", "wait_for_note", "remove_notes", "SECTIONS",
+    "poll_command", "parse_poll"]
 
 import json
 import os

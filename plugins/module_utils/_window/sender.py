@@ -9,6 +9,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+__all__ = ["Sender"]
+
 import threading
 
 from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import sha256_file

@@ -12,6 +12,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+__all__ = ["NoSlot", "Cancelled", "SLOT_DIR", "window_slot"]
+
 import contextlib
 import fcntl
 import os

@@ -2,12 +2,14 @@
 # Copyright (c) stacklift developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""A source host's part of the migration window (window.py): fence, checkpoint, send; its rollback
+"""A source host's part of the migration window (base.py): fence, checkpoint, send; its rollback
 (restore in place) and its clean-up."""
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
+
+__all__ = ["SourceWindow"]
 
 import os
 import threading

@@ -2,12 +2,14 @@
 # Copyright (c) stacklift developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""A target host's part of the migration window (window.py): restore tier by tier behind the host's
+"""A target host's part of the migration window (base.py): restore tier by tier behind the host's
 fence, probe, wait for the commit and serve; its rollback (remove the copies)."""
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
+
+__all__ = ["STALL_TIMEOUT", "bytes_of", "TargetWindow"]
 
 import glob
 import ipaddress

@@ -66,3 +66,16 @@ def test_the_walk_sees_a_wrong_import(tmp_path):
     found = list(imports(bad))
     assert [(pkg, names) for _l, pkg, _m, names in found] == [("_window", ["Window"]), ("_archive", ["_private"])]
     assert LAYER["_window"] > LAYER["_engines"]
+
+
+@pytest.mark.parametrize("path", sorted(MODULE_UTILS.rglob("*.py")), ids=lambda p: str(p.relative_to(MODULE_UTILS)))
+def test_every_file_says_what_it_is_for(path):
+    tree = ast.parse(path.read_text())
+    assert (ast.get_docstring(tree) or "").strip(), "a docstring that says what the file is for"
+    if path.name != "__init__.py":
+        declared = [n for n in tree.body if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", None) == "__all__"]
+        assert declared, "__all__"
+        names = ast.literal_eval(declared[0].value)
+        defined = set(n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef)))
+        defined |= set(t.id for n in ast.walk(tree) if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name))
+        assert [n for n in names if n not in defined] == []
