@@ -1,6 +1,11 @@
-"""A stand-in for the engine's commands, the one thing unit tests fake."""
+"""What the unit tests fake: the engine's commands (FakeRunner), the answers of a Podman host (HOST,
+restore_host), and a Podman checkpoint archive (make_archive). Imported as
+ansible_collections.stacklift.migrate.tests.unit.fakes, so that ansible-test units finds it too."""
 
+import io
 import json
+import subprocess
+import tarfile
 
 
 class FakeRunner:
@@ -26,3 +31,78 @@ class FakeRunner:
 
     def commands(self, prefix):
         return [c for c in self.calls if " ".join([c[0].rsplit("/", 1)[-1]] + c[1:]).startswith(prefix)]
+
+
+# A Podman host, as its commands answer.
+HOST = {
+    "podman info": {"host": {"ociRuntime": {"name": "runc", "version": "runc version 1.1.15"},
+                             "cgroupVersion": "v1", "kernel": "6.18.44"}},
+    "podman version": {"Client": {"Version": "5.4.2"}},
+    "criu --version": (0, "Version: 4.2.1\n", ""),
+    "podman top": (0, "HUSER\nroot\n", ""),
+    "podman ps": [{"Id": "c1", "Names": ["db"], "State": "running"}],
+    "podman volume ls": [],
+}
+
+
+def restore_host(**extra):
+    answers = dict(HOST, **{
+        "podman container inspect": (125, "[]", "Error: no such container cache"),
+        "podman image inspect": [{"Id": "cf2f42f1", "RepoTags": ["localhost/stacklift/redis:latest"]}],
+        "podman network inspect": [{"name": "shopnet", "subnets": [{"subnet": "10.89.0.0/24"}], "containers": {}}],
+        "podman ps": [],
+    })
+    answers.update(extra)
+    return FakeRunner(answers)
+
+
+# A Podman checkpoint archive of the shop's cache.
+CONFIG = {
+    "id": "f795e942e0ad", "name": "cache", "rootfsImageID": "cf2f42f1", "rootfsImageName": "localhost/stacklift/redis:latest",
+    "runtime": "runc", "cgroupManager": "cgroupfs", "networkMode": "bridge",
+    "newNetworks": {"shopnet": {"static_ips": ["10.89.0.3"], "interface_name": "eth0"}},
+    "namedVolumes": [{"volumeName": "cachevol", "dest": "/data"}],
+}
+
+
+SPEC = {"mounts": [{"destination": "/proc", "type": "proc", "source": "proc"},
+                   {"destination": "/data", "type": "bind", "source": "/var/lib/containers/storage/volumes/cachevol/_data"}]}
+
+
+STATUS = {"shopnet": {"interfaces": {"eth0": {"subnets": [{"ipnet": "10.89.0.3/24", "gateway": "10.89.0.1"}],
+                                              "mac_address": "de:79:51:5c:b0:6e"}}}}
+
+
+def rootfs_diff(files):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in files.items():
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tar.addfile(ti, io.BytesIO(data))
+    return buf.getvalue()
+
+
+ROOTFS_DIFF = rootfs_diff({"etc/motd": b"hello"})
+
+
+def make_archive(path, compression="none", tcp_streams=2, config=None):
+    buf = io.BytesIO()
+    members = {"config.dump": json.dumps(config or CONFIG).encode(), "spec.dump": json.dumps(SPEC).encode(),
+               "network.status": json.dumps(STATUS).encode(), "checkpoint/pages-1.img": b"\0" * 4096,
+               "checkpoint/inventory.img": b"inv", "rootfs-diff.tar": ROOTFS_DIFF, "volumes/cachevol.tar": b"v" * 512}
+    for i in range(tcp_streams):
+        members["checkpoint/tcp-stream-%d.img" % i] = b"t"
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in members.items():
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tar.addfile(ti, io.BytesIO(data))
+    raw = buf.getvalue()
+    if compression == "gzip":
+        import gzip
+        raw = gzip.compress(raw)
+    elif compression == "zstd":
+        raw = subprocess.run(["zstd", "-q", "-c"], input=raw, stdout=subprocess.PIPE, check=True).stdout
+    path.write_bytes(raw)
+    return str(path)

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from ansible_collections.stacklift.migrate.plugins.modules import container_network
-from fakes import FakeRunner
+from ansible_collections.stacklift.migrate.tests.unit.fakes import FakeRunner
 
 SHOPNET = [{"name": "shopnet", "subnets": [{"subnet": "10.89.10.0/24"}], "containers": {}}]
 MISSING = (125, "", "Error: unable to find network with name or ID shopnet: network not found")

@@ -2,12 +2,10 @@
 
 import copy
 
-import pytest
 
-from ansible_collections.stacklift.migrate.plugins.module_utils._services import quiesce
-from ansible_collections.stacklift.migrate.plugins.module_utils._window import fences
 from ansible_collections.stacklift.migrate.plugins.module_utils._stack import report
 from ansible_collections.stacklift.migrate.plugins.module_utils._stack import description as stack
+
 
 PLAN = stack.plan({"name": "shop", "source": "node1", "target": "node2", "services": [
     {"name": "db", "container": "shop-db"}, {"name": "app", "container": "shop-app", "depends_on": ["db"]}]})
@@ -29,10 +27,16 @@ SOURCE = {"item": "node1", "events": [
     rec("fenced", "db", 100.0), rec("fenced", "app", 100.01),
     rec("checkpointed", "db", 101.0, started=100.1, size=5000), rec("checkpointed", "app", 101.5, started=100.1, size=7000),
     rec("sent", "db", 101.2, started=101.0, bytes=5000), rec("sent", "app", 101.7, started=101.5, bytes=7000)]}
+
+
 TARGET = {"item": "node2", "events": [
     rec("restored", "db", 102.0, started=101.3), rec("ready", "db", 102.2, started=102.0),
     rec("restored", "app", 103.0, started=102.3), rec("ready", "app", 103.4, started=103.0)]}
+
+
 COMMIT = {"item": "node2", "events": [rec("committed", "db", 104.0), rec("committed", "app", 104.0)]}
+
+
 PHASES = {"quiesce": [{"item": item("app"), "started_at": 99.0, "finished_at": 99.5}, {"item": item("db"), "skipped": True}],
           "window": [SOURCE, TARGET, COMMIT]}
 
@@ -92,39 +96,6 @@ def test_the_timeline_escapes_names():
     r = report.build(plan, {"window": [{"events": [rec("fenced", "x<y", 1.0), rec("committed", "x<y", 2.0)]}]},
                      "a", "b", "migrated")
     xml.dom.minidom.parseString(report.timeline_svg(r))
-
-
-TCP = """  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-   0: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1
-   1: 040A590A:1F90 6400E70A:D144 01 00000000:00000000 00:00000000 00000000     0        0 2 1
-   2: 040A590A:1F90 6400E70A:D145 06 00000000:00000000 00:00000000 00000000     0        0 3 1
-   3: 040A590A:C1D2 020A590A:1538 01 00000000:00000000 00:00000000 00000000     0        0 4 1
-"""
-
-
-def test_established_connections_count_only_clients_of_the_port():
-    # one listening socket, one established client, one in TIME_WAIT, one outgoing connection to 5432
-    assert quiesce.established_connections([TCP], 8080) == 1
-    assert quiesce.established_connections([TCP, TCP], 8080) == 2
-    assert quiesce.established_connections([TCP], 5432) == 0
-
-
-def test_connections_zero_check():
-    done, detail = quiesce.connections_zero_check(lambda: [TCP], 8080)()
-    assert not done and detail == "1 client connection(s) to port 8080"
-    assert quiesce.connections_zero_check(lambda: [TCP], 9999)()[0]
-
-
-def test_fence_drops_everything_but_loopback():
-    rules = fences.FENCE_RULES
-    assert "table inet stacklift_fence" in rules and rules.count("policy drop") == 2
-    assert 'iifname "lo" accept' in rules and 'oifname "lo" accept' in rules
-
-
-@pytest.mark.parametrize("rows,done", [([["0"]], True), ([["2"]], False)])
-def test_postgres_idle_check(monkeypatch, rows, done):
-    monkeypatch.setattr(quiesce, "postgres_query", lambda *a, **k: rows)
-    assert quiesce.postgres_idle_check("10.0.0.2")()[0] is done
 
 
 def test_the_downtime_is_measured_on_the_sources_clock():

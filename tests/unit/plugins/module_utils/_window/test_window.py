@@ -17,9 +17,8 @@ from ansible_collections.stacklift.migrate.plugins.module_utils._window import t
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.podman import PodmanEngine
 from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import sha256_file, write_manifest
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.journal import Journal, fold
+from ansible_collections.stacklift.migrate.tests.unit.fakes import FakeRunner, make_archive
 
-from fakes import FakeRunner
-from test_archive import make_archive
 
 HOST = {
     "podman info": {"host": {"ociRuntime": {"name": "runc", "version": "1.1.15"}, "cgroupVersion": "v1",

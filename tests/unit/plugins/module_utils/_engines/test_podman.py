@@ -1,13 +1,19 @@
 """The podman commands the engine builds, and how it reads podman's answers."""
 
 import json
+import os
+import subprocess
+import tarfile
 
 import pytest
 
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.podman import PodmanEngine
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import EngineError, NotFound
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive import facts
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive import stream as ar
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines import podman as pod
+from ansible_collections.stacklift.migrate.tests.unit.fakes import ROOTFS_DIFF, FakeRunner, make_archive
 
-from fakes import FakeRunner
 
 STATS = {"podman_checkpoint_duration": 333155, "container_statistics": [
     {"Id": "abc", "runtime_checkpoint_duration": 291709,
@@ -115,3 +121,91 @@ def test_image_streams_use_docker_archive_to_keep_the_id():
     assert e.image_save_command("x") == ["/usr/bin/podman", "save", "--format", "docker-archive", "-o",
                                          "/dev/stdout", "x"]
     assert e.image_load_command() == ["/usr/bin/podman", "load", "-q"]
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip", "zstd"])
+def test_reads_every_compression(tmp_path, compression):
+    info = facts.read_archive(make_archive(tmp_path / "a.tar", compression))
+    assert info["compression"] == compression
+    assert info["container_name"] == "cache" and info["container_id"] == "f795e942e0ad"
+    assert info["image_id"] == "sha256:cf2f42f1" and info["image_name"] == "localhost/stacklift/redis:latest"
+    assert info["networks"] == {"shopnet": {"static_ips": ["10.89.0.3"], "ips": ["10.89.0.3/24"],
+                                            "mac": "de:79:51:5c:b0:6e"}}
+    assert info["volumes"] == ["cachevol"]
+    assert info["mounts"] == [{"destination": "/data", "type": "bind",
+                               "source": "/var/lib/containers/storage/volumes/cachevol/_data"}]
+    assert info["tcp_connections_saved"] == 2
+    assert info["sizes"]["memory_pages"] == 4096 and info["sizes"]["rootfs_diff"] == len(ROOTFS_DIFF)
+    assert info["sizes"]["volumes"] == 512
+    assert info["created_by"]["criu_version"] is None   # no manifest beside it
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip", "zstd"])
+def test_files_the_engine_left_out_are_added_to_the_rootfs_diff(tmp_path, compression):
+    path = make_archive(tmp_path / "a.tar", compression)
+    root = tmp_path / "root"
+    (root / "var/lib/db").mkdir(parents=True)
+    (root / "var/lib/db/table").write_bytes(b"rows")
+    (root / "var/lib/db/link").symlink_to("table")
+    (root / "etc").mkdir()
+    (root / "etc/motd").write_text("hello")
+    in_diff = pod.rootfs_diff_names(path)
+    assert in_diff == {"/etc/motd"}
+    gaps = pod.rootfs_gaps(["/var", "/var/lib/db", "/var/lib/db/table", "/var/lib/db/link", "/etc/motd",
+                           "/etc/hosts", "/gone"], in_diff, str(root))
+    assert gaps == ["/var/lib/db/link", "/var/lib/db/table"]
+    before = facts.read_archive(path)
+    pod.add_rootfs_files(path, str(root), gaps)
+    after = facts.read_archive(path)
+    assert after["compression"] == compression and after["tcp_connections_saved"] == 2
+    assert after["container_name"] == before["container_name"] and after["networks"] == before["networks"]
+    assert pod.rootfs_diff_names(path) == {"/etc/motd", "/var/lib/db/table", "/var/lib/db/link"}
+    with tarfile.open(path if compression == "none" else fileobj_of(path, compression)) as tar:
+        inner = tarfile.open(fileobj=tar.extractfile("rootfs-diff.tar"))
+        assert inner.extractfile("var/lib/db/table").read() == b"rows"
+        assert inner.getmember("var/lib/db/link").issym()
+
+
+def fileobj_of(path, compression):
+    data = open(path, "rb").read()
+    if compression == "gzip":
+        import gzip
+        data = gzip.decompress(data)
+    else:
+        data = subprocess.run(["zstd", "-dc"], input=data, stdout=subprocess.PIPE, check=True).stdout
+    tmp = path + ".plain"
+    open(tmp, "wb").write(data)
+    return tmp
+
+
+def test_rootfs_paths_resolve_inside_the_containers_root(tmp_path):
+    root = tmp_path / "root"
+    (root / "srv").mkdir(parents=True)
+    (root / "etc").mkdir()
+    (root / "data").symlink_to("/etc")            # absolute: the container's /etc, not the host's
+    (root / "srv" / "up").symlink_to("../../..")  # ".." stops at the container's root
+    (root / "srv" / "loop").symlink_to("loop")
+    assert pod.in_root(str(root), "/data/passwd") == str(root / "etc" / "passwd")
+    assert pod.in_root(str(root), "/srv/up/etc/passwd") == str(root / "etc" / "passwd")
+    assert pod.in_root(str(root), "/data") == str(root / "data")  # the last component stays a link
+    with pytest.raises(ar.ArchiveError, match="too many symlinks"):
+        pod.in_root(str(root), "/srv/loop/x")
+
+
+def test_the_rootfs_rewrite_is_private_and_leaves_nothing_on_failure(tmp_path, monkeypatch):
+    path = tmp_path / "a.tar"
+    with tarfile.open(path, "w"):
+        pass
+    modes = []
+    real_open = pod._open_writer
+
+    def spy(p, compression):
+        modes.append(oct(os.stat(p).st_mode & 0o777) if os.path.exists(p) else None)
+        out, close = real_open(p, compression)
+        modes.append(oct(os.stat(p).st_mode & 0o777))
+        return out, close
+    monkeypatch.setattr(pod, "_open_writer", spy)
+    with pytest.raises(OSError):
+        pod.add_rootfs_files(str(path), str(tmp_path / "no-root"), ["/missing"])
+    assert modes == [None, "0o600"]
+    assert not os.path.exists(str(path) + ".rootfs.tmp")

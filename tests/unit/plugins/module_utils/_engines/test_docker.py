@@ -14,8 +14,8 @@ from ansible_collections.stacklift.migrate.plugins.module_utils._engines import 
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines import docker_archive as dka
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines import selection
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import EngineError, NotFound
+from ansible_collections.stacklift.migrate.tests.unit.fakes import FakeRunner
 
-from fakes import FakeRunner
 
 IMAGE_ID = "sha256:" + "ab" * 32
 

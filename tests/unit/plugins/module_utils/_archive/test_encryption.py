@@ -99,7 +99,7 @@ def test_an_encrypted_zstd_archive_reads_through_its_nameless_plaintext(tmp_path
     """Found on the lab: zstd skips a path that is a symlink, as /proc/PID/fd/N is; it reads the archive
     on its stdin."""
     from ansible_collections.stacklift.migrate.plugins.module_utils._archive.facts import read_archive
-    from test_archive import make_archive
+    from ansible_collections.stacklift.migrate.tests.unit.fakes import make_archive
     archive = make_archive(tmp_path / "cache.tar.zst", "zstd")
     enc = tmp_path / "cache.tar.zst.enc"
     crypt.encrypt_file(archive, str(enc), "vaulted passphrase")

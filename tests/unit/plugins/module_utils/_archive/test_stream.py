@@ -1,0 +1,26 @@
+"""Reading checkpoint archives the tests make, and what would block their restore."""
+
+import io
+import tarfile
+
+import pytest
+
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive import facts
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive import stream as ar
+
+
+def test_sha256_file(tmp_path):
+    p = tmp_path / "x"
+    p.write_bytes(b"abc")
+    assert ar.sha256_file(str(p)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_the_archive_reader_refuses_huge_or_broken_json_members(tmp_path):
+    for name, data in (("huge.tar", b" " * (ar.MAX_JSON_MEMBER + 1)), ("bad.tar", b"{not json")):
+        path = tmp_path / name
+        with tarfile.open(path, "w") as tar:
+            info = tarfile.TarInfo("config.dump")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        with pytest.raises(ar.ArchiveError, match="config.dump is"):
+            facts.read_archive(str(path))
