@@ -20,7 +20,7 @@ export PODMAN_IGNORE_CGROUPSV1_WARNING := 1
 # System packages the controller needs (Debian names), installed only when missing.
 SYSTEM_PACKAGES := debootstrap netcat-openbsd gcc libc6-dev iproute2 util-linux openssh-client tar zstd shellcheck git
 
-.PHONY: help deps venv collection lab lab-status lab-down test unit integration sanity lint demo demo-fleet bench bench-fleet build clean
+.PHONY: help deps venv collection lab lab-status lab-down test unit units integration sanity lint demo demo-fleet bench bench-fleet build clean
 
 help:
 	@echo "make demo        build the lab, run the shop on node1, migrate it to node2 under load (the main job)"
@@ -75,10 +75,14 @@ integration: lab
 test: LAB_NODES = 3
 test: lab
 	$(BIN)/pytest tests/unit tests/integration
-	$(MAKE) --no-print-directory sanity lint
+	$(MAKE) --no-print-directory sanity units lint
 
 sanity: deps venv
-	bash tests/sanity/run.sh
+	bash tests/sanity/run.sh sanity
+
+# The unit tests as ansible-test runs them (its own pytest, the collection loader), beside pytest's run.
+units: deps venv
+	bash tests/sanity/run.sh units
 
 lint: venv collection
 	$(BIN)/ansible-lint --offline -q

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# ansible-test sanity needs the collection at ansible_collections/NAMESPACE/NAME in a git
+# ansible-test sanity|units needs the collection at ansible_collections/NAMESPACE/NAME in a git
 # checkout of its own: copy what git knows of this tree there and run it on Python 3.11.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -13,4 +13,6 @@ mkdir -p "$pip_cache"
 cp tests/sanity/get_pip_bootstrap.py "$pip_cache/get_pip_24_2.py"   # the pip that ansible-core 2.19 bootstraps
 cd "$dest"
 git init -q && git add -A && git -c user.name=sanity -c user.email=sanity@localhost commit -qm sanity
-exec "$repo/.venv/bin/ansible-test" sanity --python 3.11 --requirements "$@"
+command=${1:-sanity}
+shift || true
+exec "$repo/.venv/bin/ansible-test" "$command" --python 3.11 --requirements "$@"

@@ -329,9 +329,16 @@ def start_renewer(path, run, pid):
         return None
     import subprocess
     import sys
+    # The script imports the collection's other packages: give it the directory that holds ansible_collections.
+    root = me
+    for _level in range(7):  # _window, module_utils, plugins, migrate, stacklift, ansible_collections
+        root = os.path.dirname(root)
+    env = dict(os.environ)
+    if os.path.isdir(os.path.join(root, "ansible_collections")):
+        env["PYTHONPATH"] = os.pathsep.join([root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     return subprocess.Popen([sys.executable, me, "renew", path, run, str(pid), str(_proc_start(pid))],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            close_fds=True, start_new_session=True).pid
+                            close_fds=True, start_new_session=True, env=env).pid
 
 
 def mount_point(path, mountinfo="/proc/self/mountinfo"):

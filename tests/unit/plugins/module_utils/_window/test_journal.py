@@ -164,6 +164,9 @@ def test_the_lock_taken_at_begin_starts_its_lease_renewer(tmp_path):
                 break
             time.sleep(0.05)
         assert cmd[1].endswith(b"journal.py")
+        time.sleep(1.0)  # it imported the collection's packages and went on renewing: still there, not a zombie
+        with open("/proc/%d/stat" % out["lease_renewer"]) as f:
+            assert f.read().rsplit(")", 1)[1].split()[0] in "SR"
         assert cmd[2:5] == [b"renew", str(jdir / "shop.lock").encode(), out["run_id"].encode()]
     finally:
         os.kill(out["lease_renewer"], signal.SIGTERM)
