@@ -13,7 +13,7 @@ import os
 
 from ansible.plugins.action import ActionBase
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.journal import (
-    JOURNAL_ARGUMENT_SPEC, JOURNAL_REQUIRED_IF, journal_task)
+    JOURNAL_SPEC, journal_task)
 
 
 class ActionModule(ActionBase):
@@ -23,8 +23,7 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         del tmp
-        dummy, params = self.validate_argument_spec(argument_spec=JOURNAL_ARGUMENT_SPEC,
-                                                    required_if=JOURNAL_REQUIRED_IF)
+        dummy, params = self.validate_argument_spec(**JOURNAL_SPEC.validate_kwargs())
         params["journal_dir"] = os.path.expanduser(params["journal_dir"])
         failed, out = journal_task(params, check_mode=self._task.check_mode)
         result.update(out)

@@ -11,9 +11,9 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible.plugins.action import ActionBase
-from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import ENGINE_ARGUMENT_SPEC
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import ENGINE_SPEC
 from ansible_collections.stacklift.migrate.plugins.module_utils._stack.description import (
-    PLAN_ARGUMENT_SPEC, StackError, checked, invalid, plan, without_secrets)
+    PLAN_SPEC, StackError, checked, invalid, plan, without_secrets)
 
 ON_HOST = ("list_running", "check_containers", "discover_depends_on")
 
@@ -24,9 +24,7 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         del tmp
-        spec = dict(PLAN_ARGUMENT_SPEC)
-        spec.update(ENGINE_ARGUMENT_SPEC)
-        dummy, p = self.validate_argument_spec(argument_spec=spec)
+        dummy, p = self.validate_argument_spec(**PLAN_SPEC.merge(ENGINE_SPEC).validate_kwargs())
         if any(p[k] for k in ON_HOST):
             result.update(self._execute_module(module_name="stacklift.migrate.stack_plan", module_args=self._task.args,
                                                task_vars=task_vars))

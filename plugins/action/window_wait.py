@@ -16,7 +16,7 @@ from ansible.utils.display import Display
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.protocol import (
     marker_path, note_body, note_command, note_path, run_archive_dir)
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.progress import (
-    WAIT_ARGUMENT_SPEC, progress_line, ready_events, service_states)
+    WAIT_SPEC, progress_line, ready_events, service_states)
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.protocol import parse_poll, poll_command
 
 display = Display()
@@ -28,7 +28,7 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         del tmp
-        dummy, p = self.validate_argument_spec(argument_spec=WAIT_ARGUMENT_SPEC)
+        dummy, p = self.validate_argument_spec(**WAIT_SPEC.validate_kwargs())
         job = p["job"]
         if job.get("skipped"):
             return dict(result, skipped=True, msg="the call was skipped")

@@ -169,27 +169,26 @@ warnings_found:
   elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.argspec import ArgumentSpec
 from ansible_collections.stacklift.migrate.plugins.module_utils._archive.encryption import (
     is_encrypted, plaintext, require_for)
 from ansible_collections.stacklift.migrate.plugins.module_utils._checks.restore import host_facts, restore_blockers
 from ansible_collections.stacklift.migrate.plugins.module_utils._archive.facts import read_archive
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import (
-    ENGINE_ARGUMENT_SPEC, engine_for_module)
+    ENGINE_SPEC, engine_for_module)
 from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
 
 
 def main():
-    argument_spec = dict(
+    spec = ArgumentSpec(dict(
         path=dict(type="path", required=True),
         check_host=dict(type="bool", default=False),
         name=dict(type="str"),
         ignore_static_ip=dict(type="bool", default=False),
         ignore_volumes=dict(type="bool", default=False),
         encryption_key=dict(type="str", no_log=True),
-    )
-    argument_spec.update(ENGINE_ARGUMENT_SPEC)
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    )).merge(ENGINE_SPEC)
+    module = spec.create_module(supports_check_mode=True)
     path = module.params["path"]
     require_for(module)
     try:

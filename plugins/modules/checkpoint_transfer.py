@@ -105,23 +105,23 @@ finished_at:
 import os
 import time
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import missing_required_lib
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.argspec import ArgumentSpec
 from ansible_collections.stacklift.migrate.plugins.module_utils._transport.ssh import (
-    HAS_PARAMIKO, PARAMIKO_IMPORT_ERROR, SSH_ARGUMENT_SPEC, connect, push_file, remote_sha256)
+    HAS_PARAMIKO, PARAMIKO_IMPORT_ERROR, SSH_SPEC, connect, push_file, remote_sha256)
 from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import (
     MANIFEST_SUFFIX, read_manifest, sha256_file)
 from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
 
 
 def main():
-    argument_spec = dict(
+    spec = ArgumentSpec(dict(
         src=dict(type="path", required=True),
         dest=dict(type="path"),
         sha256=dict(type="str"),
         with_manifest=dict(type="bool", default=True),
-    )
-    argument_spec.update(SSH_ARGUMENT_SPEC)
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    )).merge(SSH_SPEC)
+    module = spec.create_module(supports_check_mode=True)
     if not HAS_PARAMIKO:
         module.fail_json(msg=missing_required_lib("paramiko"), exception=PARAMIKO_IMPORT_ERROR)
     p = module.params

@@ -181,7 +181,7 @@ checkpoints:
 
 import os
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.argspec import ArgumentSpec
 from ansible_collections.stacklift.migrate.plugins.module_utils._archive.encryption import require_for
 from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import read_manifest, sha256_file
 from ansible_collections.stacklift.migrate.plugins.module_utils._container.checkpoint import (
@@ -189,7 +189,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils._container.check
 from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import SUFFIXES
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import NotFound
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import (
-    ENGINE_ARGUMENT_SPEC, engine_for_module)
+    ENGINE_SPEC, engine_for_module)
 from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
 
 
@@ -283,7 +283,7 @@ class CheckpointManager:
 
 
 def main():
-    argument_spec = dict(
+    spec = ArgumentSpec(dict(
         name=dict(type="list", elements="str", required=True, aliases=["containers"]),
         archive=dict(type="path"),
         archive_dir=dict(type="path", default="/var/lib/stacklift/checkpoints"),
@@ -295,9 +295,8 @@ def main():
         ignore_volumes=dict(type="bool", default=False),
         ignore_rootfs=dict(type="bool", default=False),
         encryption_key=dict(type="str", no_log=True),
-    )
-    argument_spec.update(ENGINE_ARGUMENT_SPEC)
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    )).merge(ENGINE_SPEC)
+    module = spec.create_module(supports_check_mode=True)
     require_for(module)  # before anything is frozen
     CheckpointManager(module).run()
 

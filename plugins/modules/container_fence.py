@@ -84,20 +84,19 @@ finished_at:
 
 import time
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.argspec import ArgumentSpec
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import (
-    ENGINE_ARGUMENT_SPEC, engine_for_module)
+    ENGINE_SPEC, engine_for_module)
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.fences import Host
 from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
 
 
 def main():
-    argument_spec = dict(
+    spec = ArgumentSpec(dict(
         name=dict(type="list", elements="str", required=True),
         state=dict(type="str", default="present", choices=["present", "absent"]),
-    )
-    argument_spec.update(ENGINE_ARGUMENT_SPEC)
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    )).merge(ENGINE_SPEC)
+    module = spec.create_module(supports_check_mode=True)
     engine = engine_for_module(module)
     want = module.params["state"] == "present"
     host = Host(engine, module.run_command, nsenter=module.get_bin_path("nsenter", required=True),

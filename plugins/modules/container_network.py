@@ -65,10 +65,10 @@ network:
   sample: {name: shopnet, subnets: [10.89.10.0/24]}
 """
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.argspec import ArgumentSpec
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import NotFound
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import (
-    ENGINE_ARGUMENT_SPEC, engine_for_module)
+    ENGINE_SPEC, engine_for_module)
 from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
 
 
@@ -81,13 +81,12 @@ def current(engine, name):
 
 
 def main():
-    argument_spec = dict(
+    spec = ArgumentSpec(dict(
         name=dict(type="str", required=True),
         subnets=dict(type="list", elements="str", default=[]),
         state=dict(type="str", default="present", choices=["present", "absent"]),
-    )
-    argument_spec.update(ENGINE_ARGUMENT_SPEC)
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    )).merge(ENGINE_SPEC)
+    module = spec.create_module(supports_check_mode=True)
     p = module.params
     engine = engine_for_module(module)
     wanted = sorted(p["subnets"])

@@ -173,14 +173,14 @@ import json
 import os
 import time
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.argspec import ArgumentSpec
 from ansible_collections.stacklift.migrate.plugins.module_utils._archive.encryption import plaintext, require_for
 from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import read_manifest, sha256_file
 from ansible_collections.stacklift.migrate.plugins.module_utils._checks.restore import host_facts, restore_blockers
 from ansible_collections.stacklift.migrate.plugins.module_utils._archive.facts import read_archive
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import NotFound, container_ips
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import (
-    ENGINE_ARGUMENT_SPEC, engine_for_module)
+    ENGINE_SPEC, engine_for_module)
 from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
 
 
@@ -286,7 +286,7 @@ class RestoreManager:
 
 
 def main():
-    argument_spec = dict(
+    spec = ArgumentSpec(dict(
         archive=dict(type="path", required=True),
         name=dict(type="str"),
         publish=dict(type="list", elements="str"),
@@ -302,9 +302,8 @@ def main():
         replace=dict(type="bool", default=False),
         state_dir=dict(type="path", default="/var/lib/stacklift/restored"),
         encryption_key=dict(type="str", no_log=True),
-    )
-    argument_spec.update(ENGINE_ARGUMENT_SPEC)
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    )).merge(ENGINE_SPEC)
+    module = spec.create_module(supports_check_mode=True)
     # Checked by hand: mutually_exclusive would count an explicit false as set.
     if module.params["tcp_established"] and module.params["tcp_close"]:
         module.fail_json(msg="tcp_established and tcp_close exclude each other: restore the connections or close them")

@@ -168,7 +168,8 @@ hosts:
 
 import traceback
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import missing_required_lib
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.argspec import ArgumentSpec
 from ansible_collections.stacklift.migrate.plugins.module_utils._stack.fleet import plan_inputs
 
 try:
@@ -182,7 +183,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors i
 
 
 def main():
-    module = AnsibleModule(argument_spec=dict(
+    module = ArgumentSpec(dict(
         stacks=dict(type="list", elements="dict", required=True),
         fleet=dict(type="list", elements="dict", default=[]),
         measured=dict(type="list", elements="dict", required=True),
@@ -193,7 +194,7 @@ def main():
         reserved_memory=dict(type="dict", default={}),
         memory_budget=dict(type="dict", default={}),
         select=dict(type="str", default=""),
-    ), supports_check_mode=True)
+    )).create_module(supports_check_mode=True)
     p = module.params
     if p["fleet"] and len(p["fleet"]) != len(p["stacks"]):
         module.fail_json(msg="fleet has %d entries for %d stacks" % (len(p["fleet"]), len(p["stacks"])))

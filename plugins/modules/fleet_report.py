@@ -95,16 +95,16 @@ report:
 
 import time
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.argspec import ArgumentSpec
 from ansible_collections.stacklift.migrate.plugins.module_utils._stack import fleet
 
 
 def main():
-    module = AnsibleModule(argument_spec=dict(
+    module = ArgumentSpec(dict(
         stacks=dict(type="list", elements="dict", required=True),
         started=dict(type="float", required=True),
         report_dir=dict(type="path", required=True),
-    ), supports_check_mode=True)
+    )).create_module(supports_check_mode=True)
     rows = []
     for s in module.params["stacks"]:
         if s.get("outcome") not in fleet.OUTCOMES:

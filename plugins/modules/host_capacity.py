@@ -112,23 +112,22 @@ used_bytes:
 
 import os
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.argspec import ArgumentSpec
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import container_volumes
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import (
-    ENGINE_ARGUMENT_SPEC, engine_for_module)
+    ENGINE_SPEC, engine_for_module)
 from ansible_collections.stacklift.migrate.plugins.module_utils._checks.host import (
     container_memory_bytes, free_bytes, memory_available, tree_bytes)
 from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
 
 
 def main():
-    argument_spec = dict(
+    spec = ArgumentSpec(dict(
         containers=dict(type="list", elements="str", default=[]),
         stacks=dict(type="list", elements="dict", default=[]),
         archive_dir=dict(type="path", default="/var/lib/stacklift/checkpoints"),
-    )
-    argument_spec.update(ENGINE_ARGUMENT_SPEC)
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    )).merge(ENGINE_SPEC)
+    module = spec.create_module(supports_check_mode=True)
     result = dict(changed=False, free_memory_bytes=memory_available(), cpus=os.cpu_count() or 1,
                   free_archive_bytes=free_bytes(module.params["archive_dir"]), containers={}, missing=[])
     # {container: the engine it is measured with}

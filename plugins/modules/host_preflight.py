@@ -162,11 +162,12 @@ import os
 import shutil
 import tempfile
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.argspec import ArgumentSpec
+from ansible_collections.stacklift.migrate.plugins.module_utils._transport.ssh import SSH_SPEC
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import (
     NotFound, container_ips, container_volumes, parse_version)
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import (
-    ENGINE_ARGUMENT_SPEC, engine_for_module)
+    ENGINE_SPEC, engine_for_module)
 from ansible_collections.stacklift.migrate.plugins.module_utils._checks.host import (
     cap_bounding_set, docker_daemon_problems, free_bytes, host_criu_problem, manager_problems, memory_bytes,
     tree_bytes, uid_problem)
@@ -352,21 +353,16 @@ def target_side(module, engine, host):
 
 
 def main():
-    argument_spec = dict(
+    spec = ArgumentSpec(dict(
         role=dict(type="str", required=True, choices=["source", "target"]),
         containers=dict(type="list", elements="str", required=True),
         archive_dir=dict(type="path", default="/var/lib/stacklift/checkpoints"),
         source=dict(type="dict"),
         networks=dict(type="list", elements="dict", default=[]),
         target_addresses=dict(type="list", elements="str", default=[]),
-        key_file=dict(type="path"),
-        private_key=dict(type="str", no_log=True),
-        host_key_checking=dict(type="str", default="strict", choices=["strict", "accept_new", "ignore"]),
-        known_hosts_file=dict(type="path", default="/var/lib/stacklift/known_hosts"),
         encrypted=dict(type="bool", default=False),
-    )
-    argument_spec.update(ENGINE_ARGUMENT_SPEC)
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    )).merge(SSH_SPEC.without("target_host", "target_port", "target_user", "connect_timeout"), ENGINE_SPEC)
+    module = spec.create_module(supports_check_mode=True)
     engine = engine_for_module(module)
     try:
         host = engine.info()

@@ -98,13 +98,14 @@ finished_at:
 
 import time
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import missing_required_lib
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.argspec import ArgumentSpec
 from ansible_collections.stacklift.migrate.plugins.module_utils._transport.ssh import (
-    HAS_PARAMIKO, PARAMIKO_IMPORT_ERROR, SSH_ARGUMENT_SPEC, connect, quote, remote_run, stream_to_remote)
+    HAS_PARAMIKO, PARAMIKO_IMPORT_ERROR, SSH_SPEC, connect, quote, remote_run, stream_to_remote)
 from ansible_collections.stacklift.migrate.plugins.module_utils._archive.facts import read_archive
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import NotFound
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import (
-    ENGINE_ARGUMENT_SPEC, engine_for_module, make_engine)
+    ENGINE_SPEC, engine_for_module, make_engine)
 from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
 
 
@@ -143,16 +144,12 @@ def has_tag(img, name):
 
 
 def main():
-    argument_spec = dict(
+    spec = ArgumentSpec(dict(
         image=dict(type="str"),
         container=dict(type="str"),
         archive=dict(type="path"),
-    )
-    argument_spec.update(SSH_ARGUMENT_SPEC)
-    argument_spec.update(ENGINE_ARGUMENT_SPEC)
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           required_one_of=[("image", "container", "archive")],
-                           mutually_exclusive=[("image", "container", "archive")])
+    ), required_one_of=[("image", "container", "archive")], mutually_exclusive=[("image", "container", "archive")]).merge(SSH_SPEC, ENGINE_SPEC)
+    module = spec.create_module(supports_check_mode=True)
     if not HAS_PARAMIKO:
         module.fail_json(msg=missing_required_lib("paramiko"), exception=PARAMIKO_IMPORT_ERROR)
     start = time.time()

@@ -156,16 +156,14 @@ journal_mount_point:
   sample: /var/lib/awx/stacklift
 """
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.journal import (
-    JOURNAL_ARGUMENT_SPEC, JOURNAL_REQUIRED_IF, journal_task)
+    JOURNAL_SPEC, journal_task)
 
 
 def main():
     # The action plugin of the same name does this on the controller without starting a module;
     # this serves ansible-doc, and anyone running the module on its own.
-    module = AnsibleModule(argument_spec=JOURNAL_ARGUMENT_SPEC, required_if=JOURNAL_REQUIRED_IF,
-                           supports_check_mode=True)
+    module = JOURNAL_SPEC.create_module(supports_check_mode=True)
     failed, result = journal_task(module.params, check_mode=module.check_mode)
     if failed:
         module.fail_json(**result)

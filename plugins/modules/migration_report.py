@@ -179,12 +179,12 @@ import json
 import os
 import time
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.argspec import ArgumentSpec
 from ansible_collections.stacklift.migrate.plugins.module_utils._stack import report as rep
 
 
 def main():
-    module = AnsibleModule(argument_spec=dict(
+    module = ArgumentSpec(dict(
         plan=dict(type="dict", required=True),
         phases=dict(type="dict", required=True),
         source=dict(type="str", required=True),
@@ -192,7 +192,7 @@ def main():
         outcome=dict(type="str", required=True, choices=["migrated", "rolled_back", "failed"]),
         error=dict(type="str"),
         report_dir=dict(type="path", default="migration-reports"),
-    ), supports_check_mode=True)
+    )).create_module(supports_check_mode=True)
     p = module.params
     report = rep.build(p["plan"], p["phases"], p["source"], p["target"], p["outcome"], p["error"])
     text = rep.summary(report)

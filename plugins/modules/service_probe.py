@@ -183,12 +183,11 @@ progress_value:
 
 import time
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.argspec import ArgumentSpec
 from ansible_collections.stacklift.migrate.plugins.module_utils._services import probes
-from ansible_collections.stacklift.migrate.plugins.module_utils._stack.description import spec_with
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import container_address, container_ips
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import (
-    ENGINE_ARGUMENT_SPEC, engine_for_module)
+    ENGINE_SPEC, engine_for_module)
 from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
 
 
@@ -216,19 +215,15 @@ def command_output(module, argv):
 
 
 def main():
-    argument_spec = spec_with(probes.PROBE_OPTIONS, type=dict(required=True), path=dict(default="/"),
-                              scheme=dict(default="http"), status_code=dict(default=[200]),
-                              validate_certs=dict(default=True), postgres_user=dict(default="postgres"),
-                              postgres_db=dict(default="postgres"), retries=dict(default=60),
-                              interval=dict(default=1.0), connect_timeout=dict(default=2.0), stable_for=dict(default=0))
-    argument_spec["container"] = dict(type="str")
-    argument_spec.update(ENGINE_ARGUMENT_SPEC)
-    module = AnsibleModule(
-        argument_spec=argument_spec, supports_check_mode=True,
-        required_if=[("type", "command", ("container", "command"))],
-        required_one_of=[("host", "container")],
+    spec = probes.PROBE_SPEC.change(
+        type=dict(required=True), path=dict(default="/"), scheme=dict(default="http"), status_code=dict(default=[200]),
+        validate_certs=dict(default=True), postgres_user=dict(default="postgres"), postgres_db=dict(default="postgres"),
+        retries=dict(default=60), interval=dict(default=1.0), connect_timeout=dict(default=2.0), stable_for=dict(default=0),
+    ).merge(ENGINE_SPEC, container=dict(type="str"))
+    module = spec.merge(ArgumentSpec(
+        required_if=[("type", "command", ("container", "command"))], required_one_of=[("host", "container")],
         required_by={"progress_command": "container", "network": "container"},
-    )
+    )).create_module(supports_check_mode=True)
     p = module.params
     problems = probes.below_minimums(p, probes.PROBE_MINIMUMS)
     if problems:

@@ -131,26 +131,22 @@ finished_at:
   sample: 1764324915.712
 """
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.stacklift.migrate.plugins.module_utils._services import quiesce
 from ansible_collections.stacklift.migrate.plugins.module_utils._services.probes import below_minimums
-from ansible_collections.stacklift.migrate.plugins.module_utils._stack.description import spec_with
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import container_address
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import (
-    ENGINE_ARGUMENT_SPEC, engine_for_module)
+    ENGINE_SPEC, engine_for_module)
 from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
 
 
 def main():
-    argument_spec = spec_with(quiesce.QUIESCE_OPTIONS, method=dict(required=True), path=dict(default="/admin/drain"),
-                              resume_path=dict(default="/admin/resume"), active_path=dict(default="/stats"),
-                              active_key=dict(default="active"), postgres_user=dict(default="postgres"),
-                              postgres_db=dict(default="postgres"), timeout=dict(default=30), interval=dict(default=0.1))
-    argument_spec.update(state=dict(type="str", default="quiesced", choices=["quiesced", "resumed"]),
-                         container=dict(type="str", required=True), host=dict(type="str"))
-    argument_spec.update(ENGINE_ARGUMENT_SPEC)
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           required_if=quiesce.QUIESCE_REQUIRED_IF)
+    spec = quiesce.QUIESCE_SPEC.change(
+        method=dict(required=True), path=dict(default="/admin/drain"), resume_path=dict(default="/admin/resume"),
+        active_path=dict(default="/stats"), active_key=dict(default="active"), postgres_user=dict(default="postgres"),
+        postgres_db=dict(default="postgres"), timeout=dict(default=30), interval=dict(default=0.1),
+    ).merge(ENGINE_SPEC, state=dict(type="str", default="quiesced", choices=["quiesced", "resumed"]),
+            container=dict(type="str", required=True), host=dict(type="str"))
+    module = spec.create_module(supports_check_mode=True)
     p = module.params
     problems = below_minimums(p, quiesce.QUIESCE_MINIMUMS)
     if problems:

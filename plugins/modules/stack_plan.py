@@ -177,11 +177,10 @@ problems:
 
 import copy
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import (
-    ENGINE_ARGUMENT_SPEC, engine_for_module)
+    ENGINE_SPEC, engine_for_module)
 from ansible_collections.stacklift.migrate.plugins.module_utils._stack.description import (
-    PLAN_ARGUMENT_SPEC, StackError, checked, compose_depends_on, compose_service, invalid, plan, secrets_of,
+    PLAN_SPEC, StackError, checked, compose_depends_on, compose_service, invalid, plan, secrets_of,
     without_secrets)
 from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
 
@@ -226,9 +225,7 @@ def container_problems(engine, inspected, norm, host):
 
 
 def main():
-    argument_spec = dict(PLAN_ARGUMENT_SPEC)
-    argument_spec.update(ENGINE_ARGUMENT_SPEC)
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = PLAN_SPEC.merge(ENGINE_SPEC).create_module(supports_check_mode=True)
     p = module.params
     stack = p["stack"]
     for parts in secrets_of(stack).values():

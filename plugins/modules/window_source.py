@@ -140,12 +140,12 @@ problems:
   elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.stacklift.migrate.plugins.module_utils._transport import ssh as _ssh
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import (
-    ENGINE_ARGUMENT_SPEC, engine_for_module)
+    ENGINE_SPEC, engine_for_module)
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.module import (
-    WINDOW_ARGUMENT_SPEC, window_host, window_services, run_window, window_command_timeout)
+    WINDOW_SPEC, window_host, window_services, run_window, window_command_timeout)
 from ansible_collections.stacklift.migrate.plugins.module_utils._archive.encryption import require_for
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.source import SourceWindow
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.protocol import marker_path
@@ -153,8 +153,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils._window.sender i
 
 
 def main():
-    argument_spec = dict(
-        WINDOW_ARGUMENT_SPEC,
+    spec = WINDOW_SPEC.merge(
         state=dict(type="str", default="checkpointed", choices=["checkpointed", "running", "absent"]),
         compression=dict(type="str", default="zstd", choices=["zstd", "gzip", "none"]),
         send=dict(type="bool", default=True),
@@ -163,12 +162,8 @@ def main():
         quiesce_timeout=dict(type="float", default=30),
         windows=dict(type="int", default=0),
         windows_timeout=dict(type="float", default=300),
-    )
-    ssh_spec = dict(_ssh.SSH_ARGUMENT_SPEC)
-    ssh_spec.pop("target_host")
-    argument_spec.update(ssh_spec)
-    argument_spec.update(ENGINE_ARGUMENT_SPEC)
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    ).merge(_ssh.SSH_SPEC.without("target_host"), ENGINE_SPEC)
+    module = spec.create_module(supports_check_mode=True)
     p = module.params
     services = window_services(module)
     state = p["state"]

@@ -141,18 +141,16 @@ problems:
   elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import (
-    ENGINE_ARGUMENT_SPEC, engine_for_module)
+    ENGINE_SPEC, engine_for_module)
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.module import (
-    WINDOW_ARGUMENT_SPEC, window_host, window_services, run_window, window_command_timeout)
+    WINDOW_SPEC, window_host, window_services, run_window, window_command_timeout)
 from ansible_collections.stacklift.migrate.plugins.module_utils._archive.encryption import require_for
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.target import TargetWindow
 
 
 def main():
-    argument_spec = dict(
-        WINDOW_ARGUMENT_SPEC,
+    spec = WINDOW_SPEC.merge(
         state=dict(type="str", default="restored", choices=["restored", "serving", "absent"]),
         commit=dict(type="bool", default=False),
         wait_timeout=dict(type="float", default=300),
@@ -162,9 +160,8 @@ def main():
         force=dict(type="bool", default=False),
         keep_archives=dict(type="bool", default=False),
         await_commit=dict(type="bool", default=False),
-    )
-    argument_spec.update(ENGINE_ARGUMENT_SPEC)
-    module = AnsibleModule(argument_spec=argument_spec)
+    ).merge(ENGINE_SPEC)
+    module = spec.create_module()
     p = module.params
     services = window_services(module)
     host = window_host(module, engine_for_module(module, command_timeout=window_command_timeout(p["wait_timeout"])))

@@ -138,15 +138,14 @@ ansible_job_id:
   sample: "j350816237149.12345"
 """
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.protocol import read_note, write_note
-from ansible_collections.stacklift.migrate.plugins.module_utils._window.progress import WAIT_ARGUMENT_SPEC, local_wait
+from ansible_collections.stacklift.migrate.plugins.module_utils._window.progress import WAIT_SPEC, local_wait
 
 
 def main():
     # The action plugin of the same name waits from the controller, with progress; run on its own on
     # the host, this waits there, without it.
-    module = AnsibleModule(argument_spec=WAIT_ARGUMENT_SPEC)
+    module = WAIT_SPEC.create_module()
     import time
     p = module.params
     job = p["job"]

@@ -27,5 +27,5 @@ def test_the_role_spec_checks_the_stack_as_stack_plan_does():
     services = options["stacklift_stack"]["options"]["services"]["options"]
     assert set(services) == set(stack.SERVICE_OPTIONS)
     assert services["probe"]["options"]["postgres_password"]["no_log"] is True
-    assert set(services["probe"]["options"]) == set(stack.PROBE_OPTIONS)
+    assert set(services["probe"]["options"]) == set(stack.PROBE_SPEC.options)
     assert options["stacklift_cleanup_source"]["type"] == "bool"

@@ -9,7 +9,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-__all__ = ["select_engine", "make_engine", "ENGINE_ARGUMENT_SPEC", "bounded_runner", "engine_for_module"]
+__all__ = ["select_engine", "make_engine", "ENGINE_SPEC", "bounded_runner", "engine_for_module"]
 
 import os
 
@@ -19,6 +19,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base im
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.docker import (
     DOCKER_IMPORT_ERROR, HAS_DOCKER, DockerEngine, DockerRemote)
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.podman import PodmanEngine
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.argspec import ArgumentSpec
 
 
 def select_engine(requested, runner, which=None):
@@ -53,7 +54,7 @@ def make_engine(name, runner, binary=None, remote=False):
     raise EngineError("unknown engine %r (stacklift has %s)" % (name, ", ".join(ENGINE_CHOICES[1:])))
 
 
-ENGINE_ARGUMENT_SPEC = dict(engine=dict(type="str", default="auto", choices=ENGINE_CHOICES))
+ENGINE_SPEC = ArgumentSpec(dict(engine=dict(type="str", default="auto", choices=ENGINE_CHOICES)))
 
 
 def bounded_runner(module, seconds=None):

@@ -14,7 +14,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-__all__ = ["PROBE_TYPES", "PROBE_OPTIONS", "PROBE_MINIMUMS", "below_minimums", "tcp_probe", "http_probe",
+__all__ = ["PROBE_TYPES", "PROBE_SPEC", "PROBE_MINIMUMS", "below_minimums", "tcp_probe", "http_probe",
     "command_probe", "PostgresError", "postgres_query", "PG_AUTH_NAMES", "ScramSha256", "postgres_probe",
     "resp_command", "redis_probe", "wait_ready", "DEFAULT_PORTS", "probe_for"]
 
@@ -30,12 +30,13 @@ import time
 from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
 
 from http.client import HTTPConnection, HTTPSConnection
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.argspec import ArgumentSpec
 
 PROBE_TYPES = ["tcp", "http", "command", "postgres", "redis"]
 
 # A probe's options, as service_probe takes them and as a stack's service gives them in ``probe``.
 # No defaults here: a stack leaves unset what the window decides; service_probe adds its own.
-PROBE_OPTIONS = dict(
+PROBE_SPEC = ArgumentSpec(dict(
     type=dict(type="str", choices=PROBE_TYPES),
     host=dict(type="str"),
     network=dict(type="str"),
@@ -58,7 +59,7 @@ PROBE_OPTIONS = dict(
     stable_for=dict(type="float"),
     progress_command=dict(type="list", elements="str"),
     progress_baseline=dict(type="str"),
-)
+))
 # The least each number may be: a probe needs one attempt and a positive wait between attempts.
 PROBE_MINIMUMS = dict(port=1, retries=1, interval=0.01, timeout=0.1, connect_timeout=0.1, stable_for=0)
 

@@ -12,7 +12,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-__all__ = ["OPEN_TRANSACTIONS_SQL", "QUIESCE_METHODS", "QUIESCE_OPTIONS", "QUIESCE_REQUIRED_IF",
+__all__ = ["OPEN_TRANSACTIONS_SQL", "QUIESCE_METHODS", "QUIESCE_SPEC",
     "QUIESCE_MINIMUMS", "TCP_ESTABLISHED", "TCP_LISTEN", "postgres_idle_check", "established_connections",
     "connections_zero_check", "http_call", "http_drained_check", "QuiesceError", "read_tcp_tables",
     "quiesce_service"]
@@ -26,6 +26,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils._services.probes
 from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
 
 from http.client import HTTPConnection
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.argspec import ArgumentSpec
 
 
 OPEN_TRANSACTIONS_SQL = (
@@ -34,7 +35,7 @@ OPEN_TRANSACTIONS_SQL = (
 
 QUIESCE_METHODS = ["none", "postgres_idle", "http_drain", "connections_zero"]
 # A service's quiesce settings, as service_quiesce takes them and a stack's service gives them.
-QUIESCE_OPTIONS = dict(
+QUIESCE_SPEC = ArgumentSpec(dict(
     method=dict(type="str", choices=QUIESCE_METHODS),
     port=dict(type="int"),
     path=dict(type="str"),
@@ -46,8 +47,7 @@ QUIESCE_OPTIONS = dict(
     postgres_db=dict(type="str"),
     timeout=dict(type="float"),
     interval=dict(type="float"),
-)
-QUIESCE_REQUIRED_IF = [("method", "http_drain", ("port",)), ("method", "connections_zero", ("port",))]
+), required_if=[("method", "http_drain", ("port",)), ("method", "connections_zero", ("port",))])
 QUIESCE_MINIMUMS = dict(port=1, timeout=0.1, interval=0.01)
 
 TCP_ESTABLISHED = "01"

@@ -19,20 +19,21 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 __all__ = ["TCP_POLICIES", "NAME", "UNSUPPORTED", "NETWORK_OPTIONS", "SERVICE_OPTIONS", "STACK_OPTIONS",
-    "SERVICE_KEYS", "COMPOSE_SERVICE_LABELS", "COMPOSE_DEPENDS_LABELS", "StackError", "validate", "spec_with",
+    "SERVICE_KEYS", "COMPOSE_SERVICE_LABELS", "COMPOSE_DEPENDS_LABELS", "StackError", "validate",
     "normalize", "SETTING_MINIMUMS", "setting_problems", "SECRET_KEYS", "secrets_of", "without_secrets",
     "with_secrets", "find_cycle", "tiers", "plan", "compose_depends_on", "compose_service",
-    "PLAN_ARGUMENT_SPEC", "checked", "invalid"]
+    "PLAN_SPEC", "checked", "invalid"]
 
 import re
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.argspec import ArgumentSpec
 from ansible_collections.stacklift.migrate.plugins.module_utils._checks.host import container_name_problem
 from ansible_collections.stacklift.migrate.plugins.module_utils._services.probes import (
-    PROBE_MINIMUMS, PROBE_OPTIONS, below_minimums)
+    PROBE_MINIMUMS, PROBE_SPEC, below_minimums)
 from ansible_collections.stacklift.migrate.plugins.module_utils._services.quiesce import (
-    QUIESCE_MINIMUMS, QUIESCE_OPTIONS, QUIESCE_REQUIRED_IF)
+    QUIESCE_MINIMUMS, QUIESCE_SPEC)
 from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
 
 TCP_POLICIES = ["established", "close"]
@@ -48,7 +49,7 @@ SERVICE_OPTIONS = dict(
     source=dict(type="str"),
     target=dict(type="str"),
     depends_on=dict(type="list", elements="str"),
-    probe=dict(type="dict", options=PROBE_OPTIONS),
+    probe=dict(type="dict", options=PROBE_SPEC.options),
     quiesce=dict(type="raw"),
     tcp=dict(type="str", choices=TCP_POLICIES),
 )
@@ -75,27 +76,19 @@ class StackError(StackliftError):
         self.problems = problems
 
 
-def validate(options, value, where, problems, required_if=None):
-    """VALUE checked against an argument spec; the typed value, or None with PROBLEMS extended.
+def validate(spec, value, where, problems):
+    """VALUE checked against SPEC (an ArgumentSpec); the typed value, or None with PROBLEMS extended.
 
     Messages name the setting (WHERE) the way a user wrote it, e.g. "service 'db' probe: ...".
     """
     if not isinstance(value, dict):
         problems.append("%s must be a mapping, not %r" % (where, value))
         return None
-    result = ArgumentSpecValidator(options, required_if=required_if).validate(dict(value))
+    result = ArgumentSpecValidator(spec.options, required_if=spec.rules.get("required_if")).validate(dict(value))
     found = [UNSUPPORTED.sub(r"unknown keys \1 (allowed: \2)", m).replace(" found in ", " in ")
              for m in result.error_messages if not m.startswith("dictionary requested")]
     problems.extend("%s: %s" % (where, m) for m in found)
     return None if found else result.validated_parameters
-
-
-def spec_with(options, **changes):
-    """A copy of the argument spec OPTIONS with some options changed, e.g. given defaults."""
-    out = {k: dict(v) for k, v in options.items()}
-    for key, change in changes.items():
-        out[key].update(change)
-    return out
 
 
 def _unset(params):
@@ -112,7 +105,7 @@ def _service(svc, index, stack, problems):
     before = len(problems)
     flat = dict(svc, probe=None, quiesce=None)
     flat = {k: v for k, v in flat.items() if v is not None or k in SERVICE_KEYS}
-    checked = validate(SERVICE_OPTIONS, flat, where, problems) or {}
+    checked = validate(ArgumentSpec(SERVICE_OPTIONS), flat, where, problems) or {}
     if not NAME.match(str(sname)):
         problems.append("%s: a service name is letters, digits, '_', '.' and '-' (at most 63)" % where)
     container = checked.get("container") or sname
@@ -120,7 +113,7 @@ def _service(svc, index, stack, problems):
     if name_problem:
         problems.append("%s: %s" % (where, name_problem))
     probe = svc.get("probe")
-    probe = validate(PROBE_OPTIONS, {"type": "tcp"} if probe is None else probe, where + " probe", problems)
+    probe = validate(PROBE_SPEC, {"type": "tcp"} if probe is None else probe, where + " probe", problems)
     if probe is not None:
         probe = _unset(probe)
         probe.setdefault("type", "tcp")
@@ -130,7 +123,7 @@ def _service(svc, index, stack, problems):
     quiesce = svc.get("quiesce") or {"method": "none"}
     if isinstance(quiesce, str):
         quiesce = {"method": quiesce}
-    quiesce = validate(QUIESCE_OPTIONS, quiesce, where + " quiesce", problems, QUIESCE_REQUIRED_IF)
+    quiesce = validate(QUIESCE_SPEC, quiesce, where + " quiesce", problems)
     if quiesce is not None:
         quiesce = _unset(quiesce)
         quiesce.setdefault("method", "none")
@@ -157,7 +150,7 @@ def normalize(stack):
                           % (type(stack).__name__,)])
     name = stack.get("name")
     services = stack.get("services")
-    top = validate(dict(STACK_OPTIONS, services=dict(type="raw"), name=dict(type="raw")),
+    top = validate(ArgumentSpec(STACK_OPTIONS).merge(services=dict(type="raw"), name=dict(type="raw")),
                    stack, "the stack", problems) or {}
     if not name:
         problems.append("the stack has no name")
@@ -341,7 +334,7 @@ def compose_service(labels):
     return None
 
 
-PLAN_ARGUMENT_SPEC = dict(
+PLAN_SPEC = ArgumentSpec(dict(
     stack=dict(type="dict", required=True),
     check_containers=dict(type="bool", default=False),
     discover_depends_on=dict(type="bool", default=False),
@@ -349,7 +342,7 @@ PLAN_ARGUMENT_SPEC = dict(
     inventory_hosts=dict(type="list", elements="str"),
     list_running=dict(type="bool", default=False),
     settings=dict(type="dict"),
-)
+))
 
 
 def checked(stack, settings=None, inventory_hosts=None):

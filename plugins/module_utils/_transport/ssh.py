@@ -9,7 +9,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 __all__ = ["HAS_PARAMIKO", "PARAMIKO_IMPORT_ERROR", "HOST_KEY_POLICIES", "KNOWN_HOSTS", "CHUNK", "KEEPALIVE",
-    "STALL_TIMEOUT", "SSH_ARGUMENT_SPEC", "TransferError", "parse_endpoint", "known_hosts_name", "hops",
+    "STALL_TIMEOUT", "SSH_SPEC", "TransferError", "parse_endpoint", "known_hosts_name", "hops",
     "load_private_key", "save_known_hosts", "connect", "as_root", "remote_run", "remote_sha256", "Watchdog",
     "PUSH_SCRIPT", "push_file", "stream_to_remote", "clock_offset"]
 
@@ -28,6 +28,7 @@ from shlex import quote
 
 from ansible_collections.stacklift.migrate.plugins.module_utils._common.files import NOFOLLOW
 from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.argspec import ArgumentSpec
 
 try:
     import paramiko
@@ -47,7 +48,7 @@ CHUNK = 1 << 20
 KEEPALIVE = 5
 STALL_TIMEOUT = 15
 
-SSH_ARGUMENT_SPEC = dict(
+SSH_SPEC = ArgumentSpec(dict(
     target_host=dict(type="str", required=True),
     target_port=dict(type="int", default=22),
     target_user=dict(type="str", default="root"),
@@ -56,7 +57,7 @@ SSH_ARGUMENT_SPEC = dict(
     host_key_checking=dict(type="str", default="strict", choices=HOST_KEY_POLICIES),
     known_hosts_file=dict(type="path", default=KNOWN_HOSTS),
     connect_timeout=dict(type="int", default=10),
-)
+))
 
 
 class TransferError(StackliftError):
@@ -188,7 +189,7 @@ def save_known_hosts(keys, known):
 
 
 def connect(params):
-    """An SSH client to the target host named in a module's SSH_ARGUMENT_SPEC params; its target_host
+    """An SSH client to the target host named in a module's SSH_SPEC params; its target_host
     may give the user and port too (``root@192.0.2.12:2222``), and jump hosts before it
     (``root@192.0.2.13:22,root@192.0.2.12:22``). A target user other than root runs the target's
     commands through ``sudo -n`` (see as_root)."""

@@ -22,7 +22,7 @@ __metaclass__ = type
 
 __all__ = ["SERVICE_STEPS", "RUN_STEPS", "JournalError", "LockHeld", "new_run_id", "Journal", "fold",
     "controller_pid", "LEASE", "holder_alive", "Lock", "renew_while_alive", "start_renewer", "mount_point",
-    "JOURNAL_ARGUMENT_SPEC", "JOURNAL_REQUIRED_IF", "journal_task"]
+    "JOURNAL_SPEC", "journal_task"]
 
 import contextlib
 import errno
@@ -36,6 +36,7 @@ import uuid
 
 from ansible_collections.stacklift.migrate.plugins.module_utils._common.files import NOFOLLOW, fsync_dir, open_nofollow
 from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.argspec import ArgumentSpec
 
 # Steps in the order a service goes through them in a migration.
 SERVICE_STEPS = ("fenced", "checkpointed", "sent", "restored", "ready", "committed",
@@ -359,16 +360,15 @@ def mount_point(path, mountinfo="/proc/self/mountinfo"):
 
 # -- migration_journal's work, done the same way by its module and its action plugin -----------
 
-JOURNAL_ARGUMENT_SPEC = dict(
+JOURNAL_SPEC = ArgumentSpec(dict(
     stack=dict(type="str", required=True),
     journal_dir=dict(type="path", required=True),
     state=dict(type="str", default="show", choices=["begin", "record", "end", "release", "break", "show"]),
     run_id=dict(type="str"),
     records=dict(type="list", elements="dict", default=[]),
     outcome=dict(type="str", choices=["committed", "rolled_back", "refused"]),
-)
-JOURNAL_REQUIRED_IF = [("state", "record", ("run_id",)), ("state", "release", ("run_id",)),
-                       ("state", "end", ("run_id", "outcome")), ("state", "break", ("run_id",))]
+), required_if=[("state", "record", ("run_id",)), ("state", "release", ("run_id",)),
+                ("state", "end", ("run_id", "outcome")), ("state", "break", ("run_id",))])
 
 
 def journal_task(p, check_mode=False, pid=None):

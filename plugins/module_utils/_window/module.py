@@ -8,7 +8,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-__all__ = ["WINDOW_ARGUMENT_SPEC", "window_services", "HOST_COMMAND_TIMEOUT", "WINDOW_MARGIN",
+__all__ = ["WINDOW_SPEC", "window_services", "HOST_COMMAND_TIMEOUT", "WINDOW_MARGIN",
     "window_command_timeout", "window_host", "set_nice", "run_window"]
 
 import os
@@ -18,9 +18,10 @@ from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selecti
 from ansible_collections.stacklift.migrate.plugins.module_utils._stack.description import with_secrets
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.fences import Host
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.protocol import marker_path, write_note
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.argspec import ArgumentSpec
 
 
-WINDOW_ARGUMENT_SPEC = dict(
+WINDOW_SPEC = ArgumentSpec(dict(
     stack=dict(type="str", required=True),
     run_id=dict(type="str", required=True),
     services=dict(type="list", elements="dict", required=True),
@@ -29,7 +30,7 @@ WINDOW_ARGUMENT_SPEC = dict(
     archive_dir=dict(type="path", default="/var/lib/stacklift/checkpoints"),
     encryption_key=dict(type="str", no_log=True),
     nice=dict(type="int", default=0),
-)
+))
 
 
 def window_services(module):

@@ -16,12 +16,13 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-__all__ = ["WAIT_ARGUMENT_SPEC", "TARGET_STEPS", "STEP_WORDS", "ready_events", "service_states",
+__all__ = ["WAIT_SPEC", "TARGET_STEPS", "STEP_WORDS", "ready_events", "service_states",
     "progress_line", "local_wait"]
 
 import json
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.argspec import ArgumentSpec
 
-WAIT_ARGUMENT_SPEC = dict(
+WAIT_SPEC = ArgumentSpec(dict(
     job=dict(type="dict", required=True),
     stack=dict(type="str", required=True),
     run_id=dict(type="str"),
@@ -32,7 +33,7 @@ WAIT_ARGUMENT_SPEC = dict(
     progress_after=dict(type="float", default=3),
     progress_every=dict(type="float", default=2),
     stage=dict(type="str", default="end", choices=["end", "ready", "commit", "abort"]),
-)
+))
 TARGET_STEPS = ("restored", "ready")
 
 # Each side's steps, the latest first, and what a service is doing after each (%s: for how long).
