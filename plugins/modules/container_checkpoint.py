@@ -187,7 +187,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream 
 from ansible_collections.stacklift.migrate.plugins.module_utils._container.checkpoint import (
     archive_entry, checkpoint_container, checkpoint_problems)
 from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import SUFFIXES
-from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import NotFound
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import NotFound, tcp_mode
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import (
     ENGINE_SPEC, engine_for_module)
 from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
@@ -234,7 +234,7 @@ class CheckpointManager:
         if todo:
             info = self.engine.info()
             problems = checkpoint_problems(self.engine, todo, info=info, inspected=containers,
-                                           tcp_established=self.module.params["tcp_established"],
+                                           tcp=dict.fromkeys(todo, tcp_mode(self.module.params["tcp_established"])),
                                            file_locks=self.module.params["file_locks"])
             if problems:
                 self.module.fail_json(msg="; ".join(problems), problems=problems, host=info)
@@ -246,7 +246,7 @@ class CheckpointManager:
         try:
             return checkpoint_container(
                 self.engine, name, container, self.archive_path(name), self.host_info,
-                compression=p["compression"], tcp_established=p["tcp_established"], file_locks=p["file_locks"],
+                compression=p["compression"], tcp=tcp_mode(p["tcp_established"]), file_locks=p["file_locks"],
                 keep=p["keep"], leave_running=p["leave_running"], ignore_volumes=p["ignore_volumes"],
                 ignore_rootfs=p["ignore_rootfs"], encryption_key=p["encryption_key"])
         except StackliftError as e:

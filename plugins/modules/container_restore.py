@@ -178,7 +178,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils._archive.encrypt
 from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import read_manifest, sha256_file
 from ansible_collections.stacklift.migrate.plugins.module_utils._checks.restore import host_facts, restore_blockers
 from ansible_collections.stacklift.migrate.plugins.module_utils._archive.facts import read_archive
-from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import NotFound, container_ips
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import NotFound, container_ips, tcp_mode
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import (
     ENGINE_SPEC, engine_for_module)
 from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
@@ -266,8 +266,8 @@ class RestoreManager:
         start = time.time()
         stats = self.engine.restore(
             plain, name=p["name"], publish=p["publish"], ignore_static_ip=p["ignore_static_ip"],
-            ignore_static_mac=p["ignore_static_mac"], tcp_established=p["tcp_established"],
-            tcp_close=p["tcp_close"], file_locks=p["file_locks"], keep=p["keep"],
+            ignore_static_mac=p["ignore_static_mac"], tcp=tcp_mode(p["tcp_established"], p["tcp_close"]),
+            file_locks=p["file_locks"], keep=p["keep"],
             ignore_volumes=p["ignore_volumes"], ignore_rootfs=p["ignore_rootfs"])
         seconds = round(time.time() - start, 3)
         restored = self.engine.container(wanted)

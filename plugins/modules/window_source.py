@@ -172,7 +172,7 @@ def main():
         if not _ssh.HAS_PARAMIKO:
             module.fail_json(msg=missing_required_lib("paramiko"), exception=_ssh.PARAMIKO_IMPORT_ERROR)
         targets = {n: (p["target_addresses"] or {}).get(s.get("target")) or s.get("target")
-                       for n, s in services.items()}
+                   for n, s in services.items()}
         lacking = sorted(n for n, a in targets.items() if not a)
         if lacking:
             module.fail_json(msg="services without a target: %s" % ", ".join(lacking))
@@ -180,8 +180,8 @@ def main():
     # an engine command that hangs (a checkpoint) ends in time for the targets to be told (their wait is as long)
     engine = engine_for_module(module, command_timeout=window_command_timeout(p["windows_timeout"]))
     window = SourceWindow(window_host(module, engine), p["stack"], p["run_id"], p["archive_dir"], services,
-                        p["tiers"], sender=sender, compression=p["compression"], quiesce_timeout=p["quiesce_timeout"],
-                        windows=p["windows"], windows_timeout=p["windows_timeout"])
+                          p["tiers"], sender=sender, compression=p["compression"], quiesce_timeout=p["quiesce_timeout"],
+                          windows=p["windows"], windows_timeout=p["windows_timeout"])
     window.encryption_key = p["encryption_key"]
     require_for(module)
     if module.check_mode:

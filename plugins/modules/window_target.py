@@ -166,8 +166,8 @@ def main():
     services = window_services(module)
     host = window_host(module, engine_for_module(module, command_timeout=window_command_timeout(p["wait_timeout"])))
     window = TargetWindow(host, p["stack"], p["run_id"], p["archive_dir"], services, p["tiers"],
-                        wait_timeout=p["wait_timeout"], probe_timeout=p["probe_timeout"], stable_for=p["stable_for"],
-                        windows_timeout=p["windows_timeout"])
+                          wait_timeout=p["wait_timeout"], probe_timeout=p["probe_timeout"], stable_for=p["stable_for"],
+                          windows_timeout=p["windows_timeout"])
     window.encryption_key = p["encryption_key"]
     require_for(module)
     keep = p["keep_archives"]

@@ -154,7 +154,7 @@ def test_the_migrate_template_runs_as_awx_runs_it_with_progress_events_and_its_o
     assert progress and all(all("%s " % s in line for s in ("db", "cache", "app")) for line in progress), progress
     # Each service's phases, each with its start and end: an item event per service.
     items = {e["event_data"]["res"]["item"]["key"]: e["event_data"]["res"]["msg"] for e in events
-                 if e["event"] == "runner_item_on_ok" and e["event_data"]["task"].startswith("Show when each service")}
+             if e["event"] == "runner_item_on_ok" and e["event_data"]["task"].startswith("Show when each service")}
     assert set(items) == {"db", "cache", "app"}, items
     for msg in items.values():
         assert all(phase in msg for phase in ("fence", "checkpoint", "transfer", "restore", "ready")), msg

@@ -221,7 +221,7 @@ def test_a_stack_too_big_for_any_target_stays_and_says_why(fleet):
          "-a", json.dumps({"containers": list(STACKS["shop"] + STACKS["sessions"])})],
         env=ansible_env(), capture_output=True, text=True, timeout=120, check=True).stdout.split("=>", 1)[1])
     need = {name: sum(measured["containers"][c]["memory_bytes"] for c in STACKS[name])
-                for name in ("shop", "sessions")}
+            for name in ("shop", "sessions")}
     assert need["shop"] > 2 * need["sessions"], need
     # Each target gives stacks half way between what the sessions Redis and a shop take: one fits, one not.
     budget = (need["shop"] + need["sessions"]) // 2

@@ -19,9 +19,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-__all__ = ["HAS_CRYPTOGRAPHY", "CRYPTOGRAPHY_IMPORT_ERROR", "MAGIC", "CHUNK", "TAG", "SCRYPT_N", "CryptError",
+__all__ = [
+    "HAS_CRYPTOGRAPHY", "CRYPTOGRAPHY_IMPORT_ERROR", "MAGIC", "CHUNK", "TAG", "SCRYPT_N", "CryptError",
     "require_for", "is_encrypted", "encrypt_file", "DecryptingReader", "decrypt_into", "decrypt_file",
-    "plaintext"]
+    "plaintext",
+]
 
 import contextlib
 import os

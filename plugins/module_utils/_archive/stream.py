@@ -17,9 +17,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-__all__ = ["MANIFEST_SUFFIX", "MANIFEST_HOST_FACTS", "ZSTD_MAGIC", "GZIP_MAGIC", "MAX_JSON_MEMBER",
-    "MAX_MEMBERS", "ArchiveError", "sha256_file", "compression_of", "TarStream", "open_writer",
-    "read_manifest", "write_manifest", "json_member", "SUFFIXES", "archive_name"]
+__all__ = [
+    "MANIFEST_SUFFIX", "MANIFEST_HOST_FACTS", "ZSTD_MAGIC", "GZIP_MAGIC", "MAX_JSON_MEMBER", "MAX_MEMBERS",
+    "ArchiveError", "sha256_file", "compression_of", "TarStream", "open_writer", "read_manifest",
+    "write_manifest", "json_member", "SUFFIXES", "archive_name",
+]
 
 import hashlib
 import json

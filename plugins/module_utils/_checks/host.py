@@ -11,11 +11,13 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-__all__ = ["CRIU_MIN", "CRIU_KERNEL_RULES", "CAP_SYS_RESOURCE", "CONTAINER_NAME", "container_name_problem",
+__all__ = [
+    "CRIU_MIN", "CRIU_KERNEL_RULES", "CAP_SYS_RESOURCE", "CONTAINER_NAME", "container_name_problem",
     "criu_kernel_problem", "host_criu_problem", "cap_bounding_set", "uid_problem", "RUNC_CRIU_CONFIG",
     "docker_daemon_problems", "criu_options", "docker_container_problems", "DOCKER_RESTARTING",
     "manager_problems", "free_bytes", "tree_bytes", "memory_bytes", "process_start", "memory_available",
-    "container_memory_bytes"]
+    "container_memory_bytes",
+]
 
 import os
 import re
@@ -113,17 +115,18 @@ def criu_options(path, read=None):
     return set(line.split("#", 1)[0].strip().lstrip("-") for line in text.splitlines()) - {""}
 
 
-def docker_container_problems(name, container, tcp_established=False, file_locks=False, tcp_close=False, read=None):
-    """Why Docker container NAME (its inspect data) cannot be checkpointed and restored as asked."""
+def docker_container_problems(name, container, tcp=None, file_locks=False, read=None):
+    """Why Docker container NAME (its inspect data) cannot be checkpointed and restored as asked (TCP: its
+    mode, engines.base.TCP_MODES)."""
     problems = []
     host = container.get("HostConfig") or {}
-    if tcp_close:
+    if tcp == "close":
         problems.append("container %r is to be restored with its TCP connections closed (tcp: close), which the "
                         "Docker engine cannot ask of CRIU per restore; use tcp: established" % name)
     if host.get("AutoRemove"):
         problems.append("container %r was started with --rm: Docker removes it, with its checkpoint, the moment "
                         "it is checkpointed" % name)
-    needed = [o for o, want in (("tcp-established", tcp_established), ("file-locks", file_locks)) if want]
+    needed = [o for o, want in (("tcp-established", tcp == "established"), ("file-locks", file_locks)) if want]
     if needed:
         path = (host.get("Annotations") or {}).get("org.criu.config") or RUNC_CRIU_CONFIG
         have = criu_options(path, read) or set()

@@ -36,16 +36,16 @@ class CheckpointError(StackliftError):
     """A checkpoint failed; ``details`` go to fail_json (cmd, rc, stdout, stderr, ...)."""
 
 
-def checkpoint_problems(engine, names, info=None, capbnd=None, tcp_established=(), file_locks=(), tcp_close=(),
-                        inspected=None):
+def checkpoint_problems(engine, names, info=None, capbnd=None, tcp=None, file_locks=(), inspected=None):
     """Why these running containers cannot be checkpointed on this host: a list, empty when they can.
 
     INSPECTED: {name: inspect data} the caller has already (else each is inspected here).
 
-    TCP_ESTABLISHED, FILE_LOCKS, TCP_CLOSE: the names moved with those CRIU options (True: all of them)."""
+    TCP: {name: its TCP mode (engines.base.TCP_MODES)}; FILE_LOCKS: the names moved with their file locks
+    (True: all of them)."""
     info = info or engine.info()
-    tcp_established, file_locks, tcp_close = [set(names) if v is True else set(v or ()) for v in
-                                              (tcp_established, file_locks, tcp_close)]
+    tcp = tcp or {}
+    file_locks = set(names) if file_locks is True else set(file_locks or ())
     problems = []
     problem = host_criu_problem(info)
     if problem:
@@ -60,13 +60,12 @@ def checkpoint_problems(engine, names, info=None, capbnd=None, tcp_established=(
         container = (inspected or {}).get(name) or engine.container(name)
         problems += manager_problems(info.get("engine"), name, container)
         if info.get("engine") == "docker":
-            problems += docker_container_problems(name, container, tcp_established=name in tcp_established,
-                                                  file_locks=name in file_locks, tcp_close=name in tcp_close)
+            problems += docker_container_problems(name, container, tcp=tcp.get(name), file_locks=name in file_locks)
     return problems
 
 
 def checkpoint_container(engine, name, container, archive, host_info, compression="zstd",
-                         tcp_established=False, file_locks=False, keep=True, leave_running=False,
+                         tcp=None, file_locks=False, keep=True, leave_running=False,
                          ignore_volumes=False, ignore_rootfs=False, encryption_key=None, origin=None):
     """Checkpoint NAME to ARCHIVE durably; returns the entry container_checkpoint reports.
 
@@ -86,7 +85,7 @@ def checkpoint_container(engine, name, container, archive, host_info, compressio
     tmp = os.path.join(directory, ".%s.part" % os.path.basename(archive))
     start = time.time()
     try:
-        stats = engine.checkpoint(name, tmp, compression=compression, tcp_established=tcp_established,
+        stats = engine.checkpoint(name, tmp, compression=compression, tcp=tcp,
                                   file_locks=file_locks, keep=keep, leave_running=leave_running,
                                   ignore_volumes=ignore_volumes, ignore_rootfs=ignore_rootfs)
     except EngineError as e:
@@ -131,7 +130,7 @@ def checkpoint_container(engine, name, container, archive, host_info, compressio
         "criu_version": host_info.get("criu_version"), "kernel": host_info.get("kernel"),
         "cgroup_version": host_info.get("cgroup_version"), "host": os.uname()[1],
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "compression": compression, "tcp_established": tcp_established,
+        "compression": compression, "tcp_established": tcp == "established",
         "encryption": "aes-256-gcm-stream" if encryption_key else None,
         "file_locks": file_locks, "timings": stats, "rootfs_files_added": added,
         # The target fences these before it restores, without reading the archive.

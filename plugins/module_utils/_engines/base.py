@@ -13,8 +13,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-__all__ = ["ENGINE_CHOICES", "EngineError", "NotFound", "which", "parse_version", "container_ips",
-    "container_volumes", "container_address", "ImageStore", "Engine"]
+__all__ = [
+    "ENGINE_CHOICES", "TCP_MODES", "TCP_DEFAULT", "tcp_mode", "EngineError", "NotFound", "which", "parse_version",
+    "container_ips", "container_volumes", "container_address", "ImageStore", "Engine",
+]
 
 import abc
 import os
@@ -22,6 +24,15 @@ import re
 from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
 
 ENGINE_CHOICES = ["auto", "podman", "docker"]
+# How a container's TCP connections cross its move, from the stack's ``tcp`` to the engine's call, in this one
+# shape: "established" (CRIU saves them and puts them back), "close" (restored closed), None (it must have none).
+TCP_MODES = ("established", "close")
+TCP_DEFAULT = "established"
+
+
+def tcp_mode(established=False, close=False):
+    """The TCP mode a module's tcp_established and tcp_close options ask for."""
+    return "established" if established else ("close" if close else None)
 
 
 class EngineError(StackliftError):
@@ -74,7 +85,7 @@ def container_ips(container):
 def container_volumes(container):
     """{name: host path} of the named volumes a container's inspect data mounts."""
     return {m["Name"]: m.get("Source") for m in container.get("Mounts") or []
-                if m.get("Type") == "volume" and m.get("Name")}
+            if m.get("Type") == "volume" and m.get("Name")}
 
 
 def container_address(container, network=None):
@@ -132,18 +143,18 @@ class Engine(ImageStore):
         """The user names (or uids) of the container's processes."""
 
     @abc.abstractmethod
-    def checkpoint(self, name, archive, compression="zstd", tcp_established=False, file_locks=False,
+    def checkpoint(self, name, archive, compression="zstd", tcp=None, file_locks=False,
                    keep=False, leave_running=False, ignore_volumes=False, ignore_rootfs=False):
         """Checkpoint to an archive; returns the engine's statistics (timings in microseconds)."""
 
     @abc.abstractmethod
     def restore(self, archive, name=None, publish=None, ignore_static_ip=False, ignore_static_mac=False,
-                tcp_established=False, tcp_close=False, file_locks=False, keep=False,
+                tcp=None, file_locks=False, keep=False,
                 ignore_volumes=False, ignore_rootfs=False):
         """Restore from an archive; returns the engine's statistics."""
 
     @abc.abstractmethod
-    def restore_in_place(self, name, tcp_established=False, file_locks=False):
+    def restore_in_place(self, name, tcp=None, file_locks=False):
         """Restore a checkpointed (exited) container from the checkpoint the engine kept (``keep``)."""
 
     @abc.abstractmethod

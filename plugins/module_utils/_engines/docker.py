@@ -27,9 +27,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-__all__ = ["HAS_DOCKER", "DOCKER_IMPORT_ERROR", "COMPRESSIONS", "CHECKPOINT_ID", "CONTAINERD_NAMESPACE",
+__all__ = [
+    "HAS_DOCKER", "DOCKER_IMPORT_ERROR", "COMPRESSIONS", "CHECKPOINT_ID", "CONTAINERD_NAMESPACE",
     "DEFAULT_SOCKET", "ALREADY_EXISTS", "START_ATTEMPTS", "DockerEngine", "DockerRemote", "normalize",
-    "upper_dir", "volume_names", "volume_dirs", "create_body", "port_bindings"]
+    "upper_dir", "volume_names", "volume_dirs", "create_body", "port_bindings",
+]
 
 import calendar
 import json
@@ -179,7 +181,7 @@ class DockerEngine(Engine):
         col = titles.index("USER") if "USER" in titles else -1
         return [p[col] for p in top.get("Processes") or []]
 
-    def checkpoint(self, name, archive, compression="zstd", tcp_established=False, file_locks=False,
+    def checkpoint(self, name, archive, compression="zstd", tcp=None, file_locks=False,
                    keep=False, leave_running=False, ignore_volumes=False, ignore_rootfs=False):
         if compression not in COMPRESSIONS:
             raise EngineError("compression must be one of %s" % ", ".join(COMPRESSIONS))
@@ -261,9 +263,9 @@ class DockerEngine(Engine):
                 raise
 
     def restore(self, archive, name=None, publish=None, ignore_static_ip=False, ignore_static_mac=False,
-                tcp_established=False, tcp_close=False, file_locks=False, keep=False,
+                tcp=None, file_locks=False, keep=False,
                 ignore_volumes=False, ignore_rootfs=False):
-        if tcp_close:
+        if tcp == "close":
             raise EngineError("tcp_close is not supported by the Docker engine (Docker passes no CRIU options); "
                               "set tcp-close in the container's CRIU configuration instead")
         t0 = time.time()
@@ -365,7 +367,7 @@ class DockerEngine(Engine):
                     raise
                 time.sleep(0.2 + 0.1 * attempt)
 
-    def restore_in_place(self, name, tcp_established=False, file_locks=False):
+    def restore_in_place(self, name, tcp=None, file_locks=False):
         c = self.container(name)
         if os.path.exists(os.path.join(self._checkpoint_dir(c["Id"]), ARCHIVED_MARKER)):
             raise EngineError("the checkpoint of %r was not kept (keep=false): restore it from its archive" % name)
@@ -522,7 +524,7 @@ def volume_names(c):
 def volume_dirs(c):
     """{name: host directory} of the container's local named volumes."""
     return {m["Name"]: m["Source"] for m in c.get("Mounts") or []
-                if m.get("Type") == "volume" and m.get("Name") and m.get("Driver", "local") == "local"}
+            if m.get("Type") == "volume" and m.get("Name") and m.get("Driver", "local") == "local"}
 
 
 def _volume_labels(c, vol):

@@ -17,9 +17,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-__all__ = ["ARCHIVED_MARKER", "CONTAINER_JSON", "DELETED_FILES", "OPAQUE_DIRS", "OPAQUE_XATTR", "MANAGED",
-    "member_name", "trim_checkpoint", "write_archive", "confined", "extract_file", "untar", "apply_deletions",
-    "json_list"]
+__all__ = [
+    "ARCHIVED_MARKER", "CONTAINER_JSON", "DELETED_FILES", "OPAQUE_DIRS", "OPAQUE_XATTR", "MANAGED", "member_name",
+    "trim_checkpoint", "write_archive", "confined", "extract_file", "untar", "apply_deletions", "json_list",
+]
 
 import io
 import json

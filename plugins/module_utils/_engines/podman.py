@@ -12,8 +12,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-__all__ = ["COMPRESSIONS", "PodmanEngine", "podman_kept", "rootfs_diff_names", "ENGINE_MANAGED", "in_root",
-    "rootfs_gaps", "add_rootfs_files"]
+__all__ = [
+    "COMPRESSIONS", "PodmanEngine", "podman_kept", "rootfs_diff_names", "ENGINE_MANAGED", "in_root",
+    "rootfs_gaps", "add_rootfs_files",
+]
 
 import json
 import os
@@ -112,17 +114,17 @@ class PodmanEngine(Engine):
         out = self._run(["top", "--", name, "huser"], "podman top")
         return [line.strip() for line in out.splitlines()[1:] if line.strip()]
 
-    def checkpoint(self, name, archive, compression="zstd", tcp_established=False, file_locks=False,
+    def checkpoint(self, name, archive, compression="zstd", tcp=None, file_locks=False,
                    keep=False, leave_running=False, ignore_volumes=False, ignore_rootfs=False):
         if compression not in COMPRESSIONS:
             raise EngineError("compression must be one of %s" % ", ".join(COMPRESSIONS))
         args = ["container", "checkpoint", "--export", archive, "--compress", compression, "--print-stats"]
-        args += _flags(tcp_established=tcp_established, file_locks=file_locks, keep=keep,
+        args += _flags(tcp_established=tcp == "established", file_locks=file_locks, keep=keep,
                        leave_running=leave_running, ignore_volumes=ignore_volumes, ignore_rootfs=ignore_rootfs)
         return _stats(self._run(args + ["--", name], "podman container checkpoint %s" % name))
 
     def restore(self, archive, name=None, publish=None, ignore_static_ip=False, ignore_static_mac=False,
-                tcp_established=False, tcp_close=False, file_locks=False, keep=False,
+                tcp=None, file_locks=False, keep=False,
                 ignore_volumes=False, ignore_rootfs=False):
         args = ["container", "restore", "--import", archive, "--print-stats"]
         if name:
@@ -130,13 +132,13 @@ class PodmanEngine(Engine):
         for p in publish or []:
             args += ["--publish", p]
         args += _flags(ignore_static_ip=ignore_static_ip, ignore_static_mac=ignore_static_mac,
-                       tcp_established=tcp_established, tcp_close=tcp_close, file_locks=file_locks,
+                       tcp_established=tcp == "established", tcp_close=tcp == "close", file_locks=file_locks,
                        keep=keep, ignore_volumes=ignore_volumes, ignore_rootfs=ignore_rootfs)
         return _stats(self._run(args, "podman container restore %s" % archive))
 
-    def restore_in_place(self, name, tcp_established=False, file_locks=False):
+    def restore_in_place(self, name, tcp=None, file_locks=False):
         args = ["container", "restore", "--print-stats"]
-        args += _flags(tcp_established=tcp_established, file_locks=file_locks)
+        args += _flags(tcp_established=tcp == "established", file_locks=file_locks)
         return _stats(self._run(args + ["--", name], "podman container restore %s" % name))
 
     def remove(self, name):

@@ -14,9 +14,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-__all__ = ["PROBE_TYPES", "PROBE_SPEC", "PROBE_MINIMUMS", "below_minimums", "tcp_probe", "http_probe",
-    "command_probe", "PostgresError", "postgres_query", "PG_AUTH_NAMES", "ScramSha256", "postgres_probe",
-    "resp_command", "redis_probe", "wait_ready", "DEFAULT_PORTS", "probe_for"]
+__all__ = [
+    "PROBE_TYPES", "PROBE_SPEC", "PROBE_MINIMUMS", "below_minimums", "tcp_probe", "http_probe", "command_probe",
+    "PostgresError", "postgres_query", "PG_AUTH_NAMES", "ScramSha256", "postgres_probe", "resp_command",
+    "redis_probe", "wait_ready", "DEFAULT_PORTS", "probe_for",
+]
 
 import base64
 import hashlib

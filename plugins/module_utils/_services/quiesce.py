@@ -12,10 +12,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-__all__ = ["OPEN_TRANSACTIONS_SQL", "QUIESCE_METHODS", "QUIESCE_SPEC",
-    "QUIESCE_MINIMUMS", "TCP_ESTABLISHED", "TCP_LISTEN", "postgres_idle_check", "established_connections",
-    "connections_zero_check", "http_call", "http_drained_check", "QuiesceError", "read_tcp_tables",
-    "quiesce_service"]
+__all__ = [
+    "OPEN_TRANSACTIONS_SQL", "QUIESCE_METHODS", "QUIESCE_SPEC", "QUIESCE_MINIMUMS", "TCP_ESTABLISHED",
+    "TCP_LISTEN", "postgres_idle_check", "established_connections", "connections_zero_check", "http_call",
+    "http_drained_check", "QuiesceError", "read_tcp_tables", "quiesce_service",
+]
 
 import json
 import socket

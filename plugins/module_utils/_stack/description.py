@@ -18,11 +18,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-__all__ = ["TCP_POLICIES", "NAME", "UNSUPPORTED", "NETWORK_OPTIONS", "SERVICE_OPTIONS", "STACK_OPTIONS",
-    "SERVICE_KEYS", "COMPOSE_SERVICE_LABELS", "COMPOSE_DEPENDS_LABELS", "StackError", "validate",
-    "normalize", "SETTING_MINIMUMS", "setting_problems", "SECRET_KEYS", "secrets_of", "without_secrets",
-    "with_secrets", "find_cycle", "tiers", "plan", "compose_depends_on", "compose_service",
-    "PLAN_SPEC", "checked", "invalid"]
+__all__ = [
+    "NAME", "UNSUPPORTED", "NETWORK_OPTIONS", "SERVICE_OPTIONS", "STACK_OPTIONS", "SERVICE_KEYS",
+    "COMPOSE_SERVICE_LABELS", "COMPOSE_DEPENDS_LABELS", "StackError", "validate", "normalize", "SETTING_MINIMUMS",
+    "setting_problems", "SECRET_KEYS", "secrets_of", "without_secrets", "with_secrets", "find_cycle", "tiers",
+    "plan", "compose_depends_on", "compose_service", "PLAN_SPEC", "checked", "invalid",
+]
 
 import re
 
@@ -30,13 +31,13 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.stacklift.migrate.plugins.module_utils._common.argspec import ArgumentSpec
 from ansible_collections.stacklift.migrate.plugins.module_utils._checks.host import container_name_problem
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import TCP_MODES
 from ansible_collections.stacklift.migrate.plugins.module_utils._services.probes import (
     PROBE_MINIMUMS, PROBE_SPEC, below_minimums)
 from ansible_collections.stacklift.migrate.plugins.module_utils._services.quiesce import (
     QUIESCE_MINIMUMS, QUIESCE_SPEC)
 from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
 
-TCP_POLICIES = ["established", "close"]
 # Stack and service names become file, journal and nftables names: a safe, short identifier.
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
@@ -51,7 +52,7 @@ SERVICE_OPTIONS = dict(
     depends_on=dict(type="list", elements="str"),
     probe=dict(type="dict", options=PROBE_SPEC.options),
     quiesce=dict(type="raw"),
-    tcp=dict(type="str", choices=TCP_POLICIES),
+    tcp=dict(type="str", choices=list(TCP_MODES)),
 )
 # The stack description, as stack_plan, the stack modules and the roles' argument specs take it.
 STACK_OPTIONS = dict(
@@ -237,7 +238,7 @@ def without_secrets(plan):
     """A copy of PLAN without any password (see secrets_of)."""
     out = dict(plan)
     out["services"] = [dict(s, **{part: {k: v for k, v in (s.get(part) or {}).items() if k not in SECRET_KEYS}
-                                      for part in ("probe", "quiesce") if s.get(part) is not None})
+                                  for part in ("probe", "quiesce") if s.get(part) is not None})
                        for s in plan["services"]]
     if "by_name" in plan:
         out["by_name"] = {s["name"]: s for s in out["services"]}

@@ -11,8 +11,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-__all__ = ["ARCHIVE_OVERHEAD", "OUTCOMES", "COLOURS", "SelectError", "select", "stack_demand", "locate",
-    "plan_inputs", "build", "summary", "timeline_svg", "stack_entry", "write"]
+__all__ = [
+    "ARCHIVE_OVERHEAD", "OUTCOMES", "COLOURS", "SelectError", "select", "stack_demand", "locate", "plan_inputs",
+    "build", "summary", "timeline_svg", "stack_entry", "write",
+]
 
 import json
 import os

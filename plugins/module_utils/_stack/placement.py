@@ -105,5 +105,5 @@ def place(stacks, hosts, pinned=None):
     placements.sort(key=lambda p: p["stack"])
     unplaced.sort(key=lambda p: p["stack"])
     left = {n: {"free_memory_bytes": h["memory"], "free_archive_bytes": h["disk"],
-                     "stacks": sorted(s["name"] for s in h["stacks"])} for n, h in sorted(state.items())}
+                "stacks": sorted(s["name"] for s in h["stacks"])} for n, h in sorted(state.items())}
     return {"placements": placements, "unplaced": unplaced, "hosts": left}

@@ -14,8 +14,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-__all__ = ["PHASES", "COLOURS", "STEP_PHASES", "clock_offsets", "window_events", "window_slot", "events",
-    "build", "report_base", "summary", "timeline_svg"]
+__all__ = [
+    "PHASES", "COLOURS", "STEP_PHASES", "clock_offsets", "window_events", "window_slot", "events", "build",
+    "report_base", "summary", "timeline_svg",
+]
 
 import os
 import re

@@ -8,10 +8,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-__all__ = ["HAS_PARAMIKO", "PARAMIKO_IMPORT_ERROR", "HOST_KEY_POLICIES", "KNOWN_HOSTS", "CHUNK", "KEEPALIVE",
+__all__ = [
+    "HAS_PARAMIKO", "PARAMIKO_IMPORT_ERROR", "HOST_KEY_POLICIES", "KNOWN_HOSTS", "CHUNK", "KEEPALIVE",
     "STALL_TIMEOUT", "SSH_SPEC", "TransferError", "parse_endpoint", "known_hosts_name", "hops",
     "load_private_key", "save_known_hosts", "connect", "as_root", "remote_run", "remote_sha256", "Watchdog",
-    "PUSH_SCRIPT", "push_file", "stream_to_remote", "clock_offset"]
+    "PUSH_SCRIPT", "push_file", "stream_to_remote", "clock_offset",
+]
 
 import fcntl
 import io
@@ -438,5 +440,3 @@ def clock_offset(client, tries=3):
         if best is None or t1 - t0 < 2 * best[1]:
             best = (remote - (t0 + t1) / 2, (t1 - t0) / 2)
     return (round(best[0], 4), round(best[1], 4)) if best else (None, None)
-
-

@@ -10,8 +10,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-__all__ = ["host_fence_table", "HOST_FENCE_FAMILIES", "HOST_FENCE_RULES", "host_fence_script", "Host",
-    "FENCE_TABLE", "FENCE_RULES"]
+__all__ = [
+    "host_fence_table", "HOST_FENCE_FAMILIES", "HOST_FENCE_RULES", "host_fence_script", "Host", "FENCE_TABLE",
+    "FENCE_RULES",
+]
 
 import ipaddress
 import re

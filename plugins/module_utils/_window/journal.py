@@ -20,9 +20,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-__all__ = ["SERVICE_STEPS", "RUN_STEPS", "JournalError", "LockHeld", "new_run_id", "Journal", "fold",
-    "controller_pid", "LEASE", "holder_alive", "Lock", "renew_while_alive", "start_renewer", "mount_point",
-    "JOURNAL_SPEC", "journal_task"]
+__all__ = [
+    "SERVICE_STEPS", "RUN_STEPS", "JournalError", "LockHeld", "new_run_id", "Journal", "fold", "controller_pid",
+    "LEASE", "holder_alive", "Lock", "renew_while_alive", "start_renewer", "mount_point", "JOURNAL_SPEC",
+    "journal_task",
+]
 
 import contextlib
 import errno

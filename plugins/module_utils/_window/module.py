@@ -8,12 +8,15 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-__all__ = ["WINDOW_SPEC", "window_services", "HOST_COMMAND_TIMEOUT", "WINDOW_MARGIN",
-    "window_command_timeout", "window_host", "set_nice", "run_window"]
+__all__ = [
+    "WINDOW_SPEC", "window_services", "HOST_COMMAND_TIMEOUT", "WINDOW_MARGIN", "window_command_timeout",
+    "window_host", "set_nice", "run_window",
+]
 
 import os
 
 from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import TCP_DEFAULT
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import bounded_runner
 from ansible_collections.stacklift.migrate.plugins.module_utils._stack.description import with_secrets
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.fences import Host
@@ -39,7 +42,7 @@ def window_services(module):
     for svc in module.params["services"]:
         if not svc.get("name") or not svc.get("container"):
             module.fail_json(msg="each service needs name and container: %r" % (svc,))
-        out[svc["name"]] = with_secrets(dict(svc, tcp=svc.get("tcp") or "established"), module.params["secrets"])
+        out[svc["name"]] = with_secrets(dict(svc, tcp=svc.get("tcp") or TCP_DEFAULT), module.params["secrets"])
     return out
 
 

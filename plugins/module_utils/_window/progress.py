@@ -16,8 +16,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-__all__ = ["WAIT_SPEC", "TARGET_STEPS", "STEP_WORDS", "ready_events", "service_states",
-    "progress_line", "local_wait"]
+__all__ = [
+    "WAIT_SPEC", "TARGET_STEPS", "STEP_WORDS", "ready_events", "service_states", "progress_line", "local_wait",
+]
 
 import json
 from ansible_collections.stacklift.migrate.plugins.module_utils._common.argspec import ArgumentSpec

@@ -13,9 +13,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-__all__ = ["marker_path", "run_archive_dir", "NOTES", "note_path", "note_body", "note_command", "write_note",
+__all__ = [
+    "marker_path", "run_archive_dir", "NOTES", "note_path", "note_body", "note_command", "write_note",
     "committed_command", "read_note", "note_time", "first_note", "wait_for_note", "remove_notes", "SECTIONS",
-    "poll_command", "parse_poll"]
+    "poll_command", "parse_poll",
+]
 
 import json
 import os

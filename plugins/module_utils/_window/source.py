@@ -62,12 +62,9 @@ class SourceWindow(Window):
                    if c and ((c.get("State") or {}).get("Running"))]
         info = self.engine.info()
         if running and not problems:
-            by_tcp = {t: [self.services[n]["container"] for n in self.services if self.services[n]["tcp"] == t]
-                          for t in ("established", "close")}
+            tcp = {svc["container"]: svc["tcp"] for svc in self.services.values()}
             inspected = {self.services[n]["container"]: c for n, c in containers.items() if c}
-            problems += checkpoint_problems(self.engine, running, info=info, inspected=inspected,
-                                            tcp_established=by_tcp["established"],
-                                            tcp_close=by_tcp["close"])
+            problems += checkpoint_problems(self.engine, running, info=info, inspected=inspected, tcp=tcp)
         return problems, containers, info
 
     def quiesce(self, containers):
@@ -219,7 +216,7 @@ class SourceWindow(Window):
         svc = self.services[name]
         try:
             entry = checkpoint_container(self.engine, svc["container"], container, archive, info,
-                                         compression=self.compression, tcp_established=svc["tcp"] == "established",
+                                         compression=self.compression, tcp=svc["tcp"],
                                          file_locks=True, keep=True, encryption_key=self.encryption_key,
                                          origin={"stack": self.stack, "run_id": self.run_id})
         except CheckpointError as e:
@@ -272,8 +269,7 @@ class SourceWindow(Window):
                     continue
                 try:
                     start = time.time()
-                    self.engine.restore_in_place(self.services[name]["container"],
-                                                 tcp_established=self.services[name]["tcp"] == "established",
+                    self.engine.restore_in_place(self.services[name]["container"], tcp=self.services[name]["tcp"],
                                                  file_locks=True)
                     self.record("rolled_back", name, started=start)
                 except EngineError as e:

@@ -173,8 +173,7 @@ class TargetWindow(Window):
         start = time.time()
         try:
             with plaintext(archive, self.encryption_key) as plain:  # decrypted beside it, gone after
-                self.engine.restore(plain, tcp_established=svc["tcp"] == "established",
-                                    tcp_close=svc["tcp"] == "close", file_locks=True)
+                self.engine.restore(plain, tcp=svc["tcp"], file_locks=True)
         except CryptError as e:
             raise WindowError(str(e))
         self.host.addresses_restored(self.table, ips)

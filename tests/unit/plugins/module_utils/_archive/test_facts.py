@@ -37,5 +37,3 @@ def test_a_tar_without_config_dump_is_not_a_checkpoint(tmp_path):
 def test_missing_archive(tmp_path):
     with pytest.raises(ar.ArchiveError, match="no checkpoint archive at"):
         facts.read_archive(str(tmp_path / "none.tar"))
-
-

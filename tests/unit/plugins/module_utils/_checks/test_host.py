@@ -67,14 +67,14 @@ def test_docker_containers_need_criu_options_in_their_config_file():
 
     plain = {"HostConfig": {}}
     annotated = {"HostConfig": {"Annotations": {"org.criu.config": "/etc/criu/tcp.conf"}}}
-    problems = hostchecks.docker_container_problems("db", plain, tcp_established=True, read=read)
+    problems = hostchecks.docker_container_problems("db", plain, tcp="established", read=read)
     assert len(problems) == 1 and "tcp-established" in problems[0] and "/etc/criu/runc.conf" in problems[0]
-    assert hostchecks.docker_container_problems("db", annotated, tcp_established=True, file_locks=True, read=read) == []
+    assert hostchecks.docker_container_problems("db", annotated, tcp="established", file_locks=True, read=read) == []
     assert hostchecks.docker_container_problems("db", plain, read=read) == []
     missing = {"HostConfig": {"Annotations": {"org.criu.config": "/nope"}}}
     assert "tcp-established and file-locks" in hostchecks.docker_container_problems(
-        "db", missing, tcp_established=True, file_locks=True, read=read)[0]
-    rm = hostchecks.docker_container_problems("db", {"HostConfig": {"AutoRemove": True}}, tcp_close=True, read=read)
+        "db", missing, tcp="established", file_locks=True, read=read)[0]
+    rm = hostchecks.docker_container_problems("db", {"HostConfig": {"AutoRemove": True}}, tcp="close", read=read)
     assert "--rm" in rm[1] and "tcp: close" in rm[0]
 
 

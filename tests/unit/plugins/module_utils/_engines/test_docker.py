@@ -194,7 +194,7 @@ def test_checkpoint_writes_a_self_describing_archive_in_restore_order(tmp_path, 
     c = old_container(tmp_path)
     e, api = engine(tmp_path, containers={"cache": c})
     path = str(tmp_path / "cache.tar.zst")
-    stats = e.checkpoint("cache", path, tcp_established=True, keep=False)
+    stats = e.checkpoint("cache", path, tcp="established", keep=False)
     assert ("post", "/containers/%s/checkpoints" % c["Id"], {"CheckpointID": "stacklift", "Exit": True}, None) \
         in api.calls
     assert stats["runtime_checkpoint_duration"] >= 0 and "archive_duration" in stats
@@ -285,7 +285,7 @@ def test_restore_with_another_image_name_uses_the_id_and_can_drop_addresses(tmp_
 def test_tcp_close_is_refused_with_the_way_round(tmp_path):
     e = engine(tmp_path)[0]
     with pytest.raises(EngineError, match="tcp-close in the container's CRIU configuration"):
-        e.restore("/nonexistent", tcp_close=True)
+        e.restore("/nonexistent", tcp="close")
 
 
 def nested(tmp_path, entries):

@@ -22,7 +22,7 @@ STATS = {"podman_checkpoint_duration": 333155, "container_statistics": [
 
 def test_checkpoint_command_carries_every_flag():
     runner = FakeRunner({"podman container checkpoint": (0, json.dumps(STATS), "")})
-    stats = PodmanEngine(runner).checkpoint("db", "/a/db.tar.zst", compression="gzip", tcp_established=True,
+    stats = PodmanEngine(runner).checkpoint("db", "/a/db.tar.zst", compression="gzip", tcp="established",
                                             file_locks=True, keep=True, leave_running=True, ignore_volumes=True,
                                             ignore_rootfs=True)
     assert runner.calls == [["podman", "container", "checkpoint", "--export", "/a/db.tar.zst", "--compress",
@@ -55,7 +55,7 @@ def test_unknown_compression_is_refused():
 
 def test_restore_command():
     runner = FakeRunner({"podman container restore": (0, "{}", "")})
-    PodmanEngine(runner).restore("/a/db.tar.zst", name="db2", publish=["8080:80", "5432"], tcp_established=True,
+    PodmanEngine(runner).restore("/a/db.tar.zst", name="db2", publish=["8080:80", "5432"], tcp="established",
                                  ignore_static_mac=True, file_locks=True)
     assert runner.calls[0] == ["podman", "container", "restore", "--import", "/a/db.tar.zst", "--print-stats",
                                "--name", "db2", "--publish", "8080:80", "--publish", "5432", "--file-locks",

@@ -286,7 +286,7 @@ def test_a_target_refuses_a_manifest_that_names_another_run_or_stack(tmp_path):
 def test_the_source_writes_its_stack_and_run_into_each_manifest_in_the_runs_own_directory(tmp_path):
     containers = Containers(**{"shop-db": "running"})
     a = make_window(window_source.SourceWindow, tmp_path, engine_runner(tmp_path, containers), sender=Sender(),
-              services={"db": SERVICES["db"]})
+                    services={"db": SERVICES["db"]})
     a.checkpointed()
     manifest = json.loads((run_dir(tmp_path) / "shop-db.tar.zst.stacklift.json").read_text())
     assert (manifest["stack"], manifest["run_id"]) == ("shop", "r1")
@@ -582,7 +582,7 @@ def test_the_targets_wait_for_its_archives_counts_from_the_sources_window_note(t
     runner = engine_runner(tmp_path, Containers())
     ck = str(tmp_path / "ck")
     a = make_window(window_target.TargetWindow, tmp_path, runner, services={"db": SERVICES["db"]}, wait_timeout=0.4,
-              windows_timeout=30)
+                    windows_timeout=30)
     arrive = threading.Timer(0.8, write_arrival, (tmp_path, "shop-db"))  # after wait_timeout: the source waited
     arrive.start()
     with pytest.raises(window.WindowError, match="no container named 'shop-db'"):  # the fake restores nothing
@@ -593,7 +593,7 @@ def test_the_targets_wait_for_its_archives_counts_from_the_sources_window_note(t
     protocol.write_note(ck, "shop", "window", "r2")
     start = time.time()
     b = make_window(window_target.TargetWindow, tmp_path, runner, services={"db": SERVICES["db"]}, wait_timeout=0.4,
-              windows_timeout=30)
+                    windows_timeout=30)
     b.run_id = "r2"
     with pytest.raises(window.WindowError, match=r"did not arrive within 0.4 s of the source's window"):
         b.restored()
@@ -619,7 +619,7 @@ def test_a_rollbacks_abort_note_ends_the_hold_at_once_while_the_targets_are_aske
     containers = Containers(**{"shop-db": "running", "shop-cache": "running", "shop-app": "running"})
     sender = Sender()  # each look on the targets takes its full second: they never serve
     a = make_window(window_source.SourceWindow, tmp_path, engine_runner(tmp_path, containers), sender=sender,
-              windows=1, windows_timeout=5)
+                    windows=1, windows_timeout=5)
     a.slot_dir = str(tmp_path / "windows")
 
     def abort_when_sent():
