@@ -112,7 +112,7 @@ def bench_modules(node1, node2):
         # probe: redis-cli ping in the container against the module's RESP PING
         t = seconds(lambda: node2.run("podman exec benchcache redis-cli ping"))
         rows["service_probe"]["bare_s"].append(t)
-        t, r = module_time("node2", "service_probe", {"type": "redis", "container": "benchcache"})
+        t, r = module_time("node2", "service_probe", {"container": "benchcache", "probe": {"type": "redis"}})
         rows["service_probe"]["module_task_s"].append(t)
         rows["service_probe"]["module_own_s"].append(r["elapsed"])
     for h in (node1, node2):

@@ -87,7 +87,7 @@ def bench_modules(node1, node2):
         rows["container_restore"]["module_task_s"].append(t)
         rows["container_restore"]["module_own_s"].append(r["seconds"])
         rows["service_probe"]["bare_s"].append(seconds(lambda: node2.run("docker exec benchcache redis-cli ping")))
-        t, r = module_time("node2", "service_probe", {"type": "redis", "container": "benchcache", "engine": "docker"})
+        t, r = module_time("node2", "service_probe", {"container": "benchcache", "probe": {"type": "redis"}, "engine": "docker"})
         rows["service_probe"]["module_task_s"].append(t)
         rows["service_probe"]["module_own_s"].append(r["elapsed"])
     for h in (node1, node2):

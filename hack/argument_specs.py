@@ -18,7 +18,6 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / ".cache" / "collections"))
 
-from ansible_collections.stacklift.migrate.plugins.doc_fragments.engine import ModuleDocFragment  # noqa: E402
 from ansible_collections.stacklift.migrate.plugins.module_utils._stack import description as stack  # noqa: E402
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import ENGINE_CHOICES  # noqa: E402
 from ansible_collections.stacklift.migrate.plugins.modules import service_probe  # noqa: E402
@@ -78,9 +77,7 @@ STACK_DOC = {
 
 
 def module_docs():
-    docs = yaml.safe_load(service_probe.DOCUMENTATION)["options"]
-    docs.update(yaml.safe_load(ModuleDocFragment.POSTGRES)["options"])
-    return docs
+    return yaml.safe_load(service_probe.DOCUMENTATION)["options"]["probe"]["suboptions"]
 
 
 def described(options, prefix, probe_docs):

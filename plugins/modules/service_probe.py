@@ -19,92 +19,111 @@ description:
     V(command) (a command inside the container exits 0), V(postgres) (a session is accepted and
     C(SELECT 1) answers 1), V(redis) (C(PING) answers C(PONG)). PostgreSQL and Redis are spoken to
     directly; the host needs no client."
-  - A stability window (O(stable_for)) asks for the service to stay ready that long, and a progress
-    check (O(progress_command)) asks for a value to have changed since a baseline, so a service that
+  - A stability window (O(probe.stable_for)) asks for the service to stay ready that long, and a progress
+    check (O(probe.progress_command)) asks for a value to have changed since a baseline, so a service that
     answers but is stuck is not taken as ready.
 author:
   - stacklift developers (@stacklift)
 options:
-  type:
-    description: Kind of probe.
-    type: str
-    required: true
-    choices: [tcp, http, command, postgres, redis]
-  host:
-    description: Address to probe. Defaults to the address of O(container).
-    type: str
-  container:
-    description: Container whose address is probed, and in which O(command) and O(progress_command) run.
-    type: str
-  network:
-    description: Network whose address of O(container) is used, when it has several.
-    type: str
-  port:
-    description: Port. Defaults to 5432 for V(postgres), 6379 for V(redis), 80 for V(http) (443 with https).
-    type: int
-  path:
-    description: HTTP path.
-    type: str
-    default: /
-  scheme:
-    description: HTTP scheme.
-    type: str
-    choices: [http, https]
-    default: http
-  status_code:
-    description: HTTP status codes that count as ready.
-    type: list
-    elements: int
-    default: [200]
-  body_regex:
-    description: Regular expression the HTTP body must match.
-    type: str
-  validate_certs:
-    description: Check the server's certificate with https.
-    type: bool
-    default: true
-  command:
-    description: Command run inside O(container) for V(command); ready when it exits 0.
-    type: list
-    elements: str
-  redis_password:
-    description: Redis password, when it asks for one (C(requirepass), or an ACL user's password).
-      Keep it in a vaulted variable; it is never logged.
-    type: str
-  redis_user:
-    description: Redis ACL user that O(redis_password) belongs to (C(AUTH user password)). Without it,
-      the password is the default user's.
-    type: str
-  retries:
-    description: Attempts at most.
-    type: int
-    default: 60
-  interval:
-    description: Seconds between attempts.
-    type: float
-    default: 1.0
-  timeout:
-    description: Seconds at most for all attempts together.
-    type: float
-  connect_timeout:
-    description: Seconds each attempt may take.
-    type: float
-    default: 2.0
-  stable_for:
-    description: Seconds the service must stay ready, attempt after attempt, to count as ready.
-    type: float
-    default: 0
-  progress_command:
+  probe:
     description:
-      - Command run inside O(container) whose output must differ from O(progress_baseline) (or, without
-        one, from its first output) for the service to count as ready.
-    type: list
-    elements: str
-  progress_baseline:
-    description: Output of O(progress_command) that does not count as progress.
+      - The probe, in the shape a service's C(probe) has in a stack description (M(stacklift.migrate.stack_plan)),
+        with this module's defaults for what it leaves out.
+    type: dict
+    required: true
+    suboptions:
+      type:
+        description: Kind of probe.
+        type: str
+        required: true
+        choices: [tcp, http, command, postgres, redis]
+      host:
+        description: Address to probe. Defaults to the address of O(container).
+        type: str
+      network:
+        description: Network whose address of O(container) is used, when it has several.
+        type: str
+      port:
+        description: Port. Defaults to 5432 for V(postgres), 6379 for V(redis), 80 for V(http) (443 with https).
+        type: int
+      path:
+        description: HTTP path.
+        type: str
+        default: /
+      scheme:
+        description: HTTP scheme.
+        type: str
+        choices: [http, https]
+        default: http
+      status_code:
+        description: HTTP status codes that count as ready.
+        type: list
+        elements: int
+        default: [200]
+      body_regex:
+        description: Regular expression the HTTP body must match.
+        type: str
+      validate_certs:
+        description: Check the server's certificate with https.
+        type: bool
+        default: true
+      command:
+        description: Command run inside O(container) for V(command); ready when it exits 0.
+        type: list
+        elements: str
+      postgres_user:
+        description: PostgreSQL user.
+        type: str
+        default: postgres
+      postgres_password:
+        description:
+          - Password of O(probe.postgres_user), when the server asks for one (C(scram-sha-256), C(md5) or
+            C(password) in C(pg_hba.conf)). Keep it in a vaulted variable; it is never logged.
+        type: str
+      postgres_db:
+        description: PostgreSQL database.
+        type: str
+        default: postgres
+      redis_password:
+        description: Redis password, when it asks for one (C(requirepass), or an ACL user's password).
+          Keep it in a vaulted variable; it is never logged.
+        type: str
+      redis_user:
+        description: Redis ACL user that O(probe.redis_password) belongs to (C(AUTH user password)). Without it,
+          the password is the default user's.
+        type: str
+      retries:
+        description: Attempts at most.
+        type: int
+        default: 60
+      interval:
+        description: Seconds between attempts.
+        type: float
+        default: 1.0
+      timeout:
+        description: Seconds at most for all attempts together.
+        type: float
+      connect_timeout:
+        description: Seconds each attempt may take.
+        type: float
+        default: 2.0
+      stable_for:
+        description: Seconds the service must stay ready, attempt after attempt, to count as ready.
+        type: float
+        default: 0
+      progress_command:
+        description:
+          - Command run inside O(container) whose output must differ from O(probe.progress_baseline) (or, without
+            one, from its first output) for the service to count as ready.
+        type: list
+        elements: str
+      progress_baseline:
+        description: Output of O(probe.progress_command) that does not count as progress.
+        type: str
+  container:
+    description: Container whose address is probed, and in which O(probe.command) and O(probe.progress_command) run.
     type: str
 extends_documentation_fragment:
-  - stacklift.migrate.engine.POSTGRES
   - ansible.builtin.action_common_attributes
   - stacklift.migrate.engine
 attributes:
@@ -123,19 +142,27 @@ seealso:
 EXAMPLES = r"""
 - name: The database accepts sessions
   stacklift.migrate.service_probe:
-    type: postgres
     container: db
-    timeout: 60
+    probe:
+      type: postgres
+      timeout: 60
 
 - name: The shop answers and its request counter moves
   stacklift.migrate.service_probe:
-    type: http
     container: app
-    port: 8080
-    path: /health
-    stable_for: 2
-    interval: 0.5
-    progress_command: [curl, -sf, http://127.0.0.1:8080/stats]
+    probe:
+      type: http
+      port: 8080
+      path: /health
+      stable_for: 2
+      interval: 0.5
+      progress_command: [curl, -sf, http://127.0.0.1:8080/stats]
+
+- name: Each service of a stack, with the probe its description gives
+  stacklift.migrate.service_probe:
+    container: "{{ item.container }}"
+    probe: "{{ item.probe }}"
+  loop: "{{ shop_stack.services }}"
 """
 
 RETURN = r"""
@@ -175,7 +202,7 @@ finished_at:
   type: float
   sample: 1764324915.822
 progress_value:
-  description: Last output of O(progress_command).
+  description: Last output of O(probe.progress_command).
   returned: when progress_command is set
   type: str
   sample: "42"
@@ -191,19 +218,13 @@ from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selecti
 from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
 
 
-def address_of(module, engine):
-    c = engine.container(module.params["container"])
-    wanted = module.params["network"]
-    address = container_address(c, wanted)
+def address_of(module, engine, p):
+    c = engine.container(p["container"])
+    address = container_address(c, p["network"])
     if not address:
         module.fail_json(msg="container %r is not on network %r (it is on: %s)"
-                         % (module.params["container"], wanted, ", ".join(container_ips(c)) or "none"))
+                         % (p["container"], p["network"], ", ".join(container_ips(c)) or "none"))
     return address
-
-
-def build_probe(module, engine, address):
-    exec_command = engine.exec_command if engine else None
-    return probes.probe_for(module.params, address, module.run_command, exec_command)
 
 
 def command_output(module, argv):
@@ -214,24 +235,40 @@ def command_output(module, argv):
     return read
 
 
-def main():
-    spec = probes.PROBE_SPEC.change(
-        type=dict(required=True), path=dict(default="/"), scheme=dict(default="http"), status_code=dict(default=[200]),
-        validate_certs=dict(default=True), postgres_user=dict(default="postgres"), postgres_db=dict(default="postgres"),
-        retries=dict(default=60), interval=dict(default=1.0), connect_timeout=dict(default=2.0), stable_for=dict(default=0),
-    ).merge(ENGINE_SPEC, container=dict(type="str"))
-    module = spec.merge(ArgumentSpec(
-        required_if=[("type", "command", ("container", "command"))], required_one_of=[("host", "container")],
-        required_by={"progress_command": "container", "network": "container"},
-    )).create_module(supports_check_mode=True)
-    p = module.params
+# service_probe's defaults for what a probe leaves out (a stack's probes leave them to the window).
+PROBE_DEFAULTS = dict(
+    type=dict(required=True), path=dict(default="/"), scheme=dict(default="http"), status_code=dict(default=[200]),
+    validate_certs=dict(default=True), postgres_user=dict(default="postgres"), postgres_db=dict(default="postgres"),
+    retries=dict(default=60), interval=dict(default=1.0), connect_timeout=dict(default=2.0), stable_for=dict(default=0),
+)
+
+
+def probe_problems(p):
+    """What the probe P (with ``container``) lacks, beyond its argument spec."""
     problems = probes.below_minimums(p, probes.PROBE_MINIMUMS)
+    if not p["host"] and not p["container"]:
+        problems.append("probe.host or container is needed: where to probe")
+    needs_container = [k for k in ("command", "progress_command", "network") if p[k] and not p["container"]]
+    problems += ["probe.%s needs container" % k for k in needs_container]
+    if p["type"] == "command" and not (p["command"] and p["container"]):
+        problems.append("a command probe runs probe.command in container: both are needed")
+    return problems
+
+
+def main():
+    probe_spec = probes.PROBE_SPEC.change(**PROBE_DEFAULTS)
+    module = ArgumentSpec(dict(
+        probe=dict(type="dict", required=True, options=probe_spec.options),
+        container=dict(type="str"),
+    )).merge(ENGINE_SPEC).create_module(supports_check_mode=True)
+    p = dict(module.params["probe"], container=module.params["container"])
+    problems = probe_problems(p)
     if problems:
-        module.fail_json(msg="; ".join(problems))
+        module.fail_json(msg="; ".join(problems), problems=problems)
     engine = engine_for_module(module) if p["container"] else None
     try:
-        address = p["host"] or (address_of(module, engine) if p["type"] != "command" else None)
-        probe = build_probe(module, engine, address)
+        address = p["host"] or (address_of(module, engine, p) if p["type"] != "command" else None)
+        probe = probes.probe_for(p, address, module.run_command, engine.exec_command if engine else None)
         progress = None
         if p["progress_command"]:
             progress = command_output(module, engine.exec_command(p["container"], p["progress_command"]))

@@ -170,18 +170,16 @@ def test_6_restore_check_mode_then_real_then_unchanged(node2, stack):
 
 def test_7_service_probe_on_the_restored_container(node2, stack):
     result, failed = run_module("node2", "service_probe", {
-        "type": "redis", "container": "modcache",
-        "stable_for": 1, "interval": 0.2})
+        "container": "modcache", "probe": {"type": "redis", "stable_for": 1, "interval": 0.2}})
     assert not failed and result["ready"] and result["address"] == IP and result["attempts"] >= 5
-    result, failed = run_module("node2", "service_probe", {"type": "tcp", "container": "modcache", "port": 6379})
+    result, failed = run_module("node2", "service_probe", {"container": "modcache", "probe": {"type": "tcp", "port": 6379}})
     assert not failed and result["ready"]
-    result, failed = run_module("node2", "service_probe", {
-        "type": "command", "container": "modcache", "command": ["redis-cli", "ping"],
-        "progress_command": ["redis-cli", "incr", "visits"], "interval": 0.1})
+    result, failed = run_module("node2", "service_probe", {"container": "modcache", "probe": {
+        "type": "command", "command": ["redis-cli", "ping"], "progress_command": ["redis-cli", "incr", "visits"],
+        "interval": 0.1}})
     assert not failed and result["ready"] and int(result["progress_value"]) > 42
     result, failed = run_module("node2", "service_probe", {
-        "type": "tcp", "container": "modcache", "port": 1,
-        "retries": 3, "interval": 0.1})
+        "container": "modcache", "probe": {"type": "tcp", "port": 1, "retries": 3, "interval": 0.1}})
     assert failed and "not ready after 3 attempts" in result["msg"]
 
 
@@ -237,7 +235,7 @@ def test_postgres_probe_against_real_postgres(node1):
     node1.run("podman rm -f -t 0 probepg >/dev/null 2>&1; podman run -d --name probepg localhost/stacklift/postgres")
     try:
         result, failed = run_module("node1", "service_probe", {
-            "type": "postgres", "container": "probepg", "interval": 0.2, "timeout": 60})
+            "container": "probepg", "probe": {"type": "postgres", "interval": 0.2, "timeout": 60}})
         assert not failed and result["ready"] and "SELECT 1" in result["detail"]
     finally:
         node1.run("podman rm -f -t 0 probepg")
