@@ -42,6 +42,13 @@ options:
       the containers of the services whose source is O(host).
     type: bool
     default: false
+  depends_on:
+    description:
+      - Dependencies found elsewhere, by service (C({app: [db]})), added to those the description gives:
+        the RV(discovered_depends_on) of this module's calls on each source host, merged, so that a stack
+        spread over several sources keeps what each of them read.
+    type: dict
+    default: {}
   host:
     description: Inventory name of the host the module runs on, to pick its services.
       Defaults to every service.
@@ -175,12 +182,11 @@ problems:
   elements: str
 """
 
-import copy
 
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import (
     ENGINE_SPEC, engine_for_module)
 from ansible_collections.stacklift.migrate.plugins.module_utils._stack.description import (
-    PLAN_SPEC, StackError, checked, compose_depends_on, compose_service, invalid, plan, secrets_of,
+    PLAN_SPEC, StackError, checked, compose_depends_on, compose_service, invalid, plan, secrets_of, with_depends_on,
     without_secrets)
 from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
 
@@ -192,7 +198,6 @@ def local_services(norm, host):
 def discover(inspected, stack, norm, host):
     """Fold compose depends_on labels into the description (compose service names -> stack names);
     INSPECTED: the host's containers of the stack ({name: inspect data or None})."""
-    stack = copy.deepcopy(stack)
     labels = {}
     for s in local_services(norm, host):
         labels[s["name"]] = ((inspected[s["container"]] or {}).get("Config") or {}).get("Labels") or {}
@@ -201,10 +206,8 @@ def discover(inspected, stack, norm, host):
     for svc in stack["services"]:
         extra = [by_compose.get(d, d) for d in compose_depends_on(labels.get(svc.get("name")))]
         if extra:
-            deps = list(svc.get("depends_on") or [])
-            svc["depends_on"] = deps + [d for d in extra if d not in deps]
             found[svc["name"]] = extra
-    return stack, found
+    return with_depends_on(stack, found), found
 
 
 def container_problems(engine, inspected, norm, host):
@@ -227,7 +230,7 @@ def container_problems(engine, inspected, norm, host):
 def main():
     module = PLAN_SPEC.merge(ENGINE_SPEC).create_module(supports_check_mode=True)
     p = module.params
-    stack = p["stack"]
+    stack = with_depends_on(p["stack"], p["depends_on"])
     for parts in secrets_of(stack).values():
         for values in parts.values():
             module.no_log_values.update(values.values())

@@ -22,9 +22,10 @@ __all__ = [
     "NAME", "UNSUPPORTED", "NETWORK_OPTIONS", "SERVICE_OPTIONS", "STACK_OPTIONS", "SERVICE_KEYS",
     "COMPOSE_SERVICE_LABELS", "COMPOSE_DEPENDS_LABELS", "StackError", "validate", "normalize", "SETTING_MINIMUMS",
     "setting_problems", "SECRET_KEYS", "secrets_of", "without_secrets", "with_secrets", "find_cycle", "tiers",
-    "plan", "compose_depends_on", "compose_service", "PLAN_SPEC", "checked", "invalid",
+    "plan", "with_depends_on", "compose_depends_on", "compose_service", "PLAN_SPEC", "checked", "invalid",
 ]
 
+import copy
 import re
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
@@ -319,6 +320,18 @@ def plan(stack):
     }
 
 
+def with_depends_on(stack, found):
+    """A copy of STACK whose services also depend on what FOUND ({service: [names]}) says: dependencies
+    read elsewhere (the compose labels on each source host), added after those the description gives."""
+    stack = copy.deepcopy(stack)
+    for svc in stack.get("services") or []:
+        extra = (found or {}).get(svc.get("name") if isinstance(svc, dict) else None) or []
+        if extra:
+            deps = list(svc.get("depends_on") or [])
+            svc["depends_on"] = deps + [d for d in extra if d not in deps]
+    return stack
+
+
 def compose_depends_on(labels):
     """Dependencies recorded in compose labels: 'db:service_started:false,cache:...' -> ['db', 'cache']."""
     for key in COMPOSE_DEPENDS_LABELS:
@@ -339,6 +352,7 @@ PLAN_SPEC = ArgumentSpec(dict(
     stack=dict(type="dict", required=True),
     check_containers=dict(type="bool", default=False),
     discover_depends_on=dict(type="bool", default=False),
+    depends_on=dict(type="dict", default={}),
     host=dict(type="str"),
     inventory_hosts=dict(type="list", elements="str"),
     list_running=dict(type="bool", default=False),

@@ -27,3 +27,13 @@ def test_stack_plan_reads_compose_dependencies_and_missing_containers_from_one_i
     problems = stack_plan.container_problems(engine, inspected, norm, "node1")
     assert problems == ["service 'cache': no container 'shop-cache' on node1 (containers there: other)"]
     assert [c[:3] for c in runner.calls].count(["podman", "container", "inspect"]) == 1
+
+
+def test_the_plan_takes_the_dependencies_every_source_read(run_module):
+    from ansible_collections.stacklift.migrate.plugins.modules import stack_plan
+    desc = {"name": "shop", "target": "n3", "services": [
+        {"name": "db", "source": "n1"}, {"name": "cache", "source": "n2"},
+        {"name": "app", "source": "n1"}, {"name": "worker", "source": "n2"}]}
+    result, failed = run_module(stack_plan, {"stack": desc, "depends_on": {"app": ["db"], "worker": ["cache", "app"]}},
+                                FakeRunner())
+    assert not failed and result["plan"]["restore_order"] == [["db", "cache"], ["app"], ["worker"]], result

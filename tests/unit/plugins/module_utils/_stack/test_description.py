@@ -164,3 +164,24 @@ def test_numeric_settings_have_minimums():
     assert st.setting_problems({"stacklift_probe_timeout": "60", "stacklift_window_timeout": 300}) == []
     assert st.setting_problems({"stacklift_probe_timeout": -1, "stacklift_window_timeout": "soon"}) == [
         "stacklift_window_timeout must be a number, not 'soon'", "stacklift_probe_timeout must be at least 0.1, not -1.0"]
+
+
+def test_dependencies_read_on_two_sources_both_reach_the_plan():
+    """Each source reads the compose labels of its own services; the plan kept must have what both read."""
+    desc = {"name": "shop", "target": "n3", "services": [
+        {"name": "db", "source": "n1"}, {"name": "cache", "source": "n2"},
+        {"name": "app", "source": "n1"}, {"name": "worker", "source": "n2"}]}
+    from_n1, from_n2 = {"app": ["db"]}, {"worker": ["cache", "app"]}
+    last_only = st.plan(st.with_depends_on(desc, from_n2))     # what keeping the last source's plan gave
+    assert last_only["by_name"]["app"]["depends_on"] == []
+    merged = st.plan(st.with_depends_on(desc, dict(from_n1, **from_n2)))
+    assert merged["by_name"]["app"]["depends_on"] == ["db"]
+    assert merged["restore_order"] == [["db", "cache"], ["app"], ["worker"]]
+    assert "depends_on" not in desc["services"][2]  # the description itself is left as it was
+
+
+def test_found_dependencies_come_after_the_described_ones_without_repeats():
+    desc = {"name": "shop", "source": "n1", "target": "n2", "services": [
+        {"name": "db"}, {"name": "cache"}, {"name": "app", "depends_on": ["cache"]}]}
+    assert st.plan(st.with_depends_on(desc, {"app": ["db", "cache"]}))["by_name"]["app"]["depends_on"] == \
+        ["cache", "db"]
