@@ -41,17 +41,12 @@ options:
     default: false
 extends_documentation_fragment:
   - stacklift.migrate.engine.ENCRYPTION
+  - stacklift.migrate.attributes
+  - stacklift.migrate.attributes.READ_ONLY
+  - stacklift.migrate.attributes.ACTION_GROUP
   - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.ACTIONGROUPS
   - stacklift.migrate.engine
-attributes:
-  platform:
-    support: full
-    platforms: posix
-  check_mode:
-    support: full
-    details: Only reads.
-  diff_mode:
-    support: none
 seealso:
   - module: stacklift.migrate.container_checkpoint
   - module: stacklift.migrate.container_restore

@@ -38,13 +38,11 @@ options:
     type: bool
     default: true
 extends_documentation_fragment:
+  - stacklift.migrate.attributes
   - ansible.builtin.action_common_attributes
   - stacklift.migrate.engine.SSH_TARGET
   - stacklift.migrate.engine.SSH_CONNECTION
 attributes:
-  platform:
-    support: full
-    platforms: posix
   check_mode:
     support: full
     details: Connects and compares checksums, sends nothing.

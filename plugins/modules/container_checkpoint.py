@@ -76,12 +76,12 @@ options:
     default: false
 extends_documentation_fragment:
   - stacklift.migrate.engine.ENCRYPTION
+  - stacklift.migrate.attributes
+  - stacklift.migrate.attributes.ACTION_GROUP
   - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.ACTIONGROUPS
   - stacklift.migrate.engine
 attributes:
-  platform:
-    support: full
-    platforms: posix
   check_mode:
     support: full
     details: Checks everything it would check, freezes nothing.

@@ -38,12 +38,12 @@ options:
     choices: [present, absent]
     default: present
 extends_documentation_fragment:
+  - stacklift.migrate.attributes
+  - stacklift.migrate.attributes.ACTION_GROUP
   - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.ACTIONGROUPS
   - stacklift.migrate.engine
 attributes:
-  platform:
-    support: full
-    platforms: posix
   check_mode:
     support: full
   diff_mode:

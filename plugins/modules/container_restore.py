@@ -82,12 +82,12 @@ options:
     default: /var/lib/stacklift/restored
 extends_documentation_fragment:
   - stacklift.migrate.engine.ENCRYPTION
+  - stacklift.migrate.attributes
+  - stacklift.migrate.attributes.ACTION_GROUP
   - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.ACTIONGROUPS
   - stacklift.migrate.engine
 attributes:
-  platform:
-    support: full
-    platforms: posix
   check_mode:
     support: full
     details: Verifies and checks everything, restores nothing.

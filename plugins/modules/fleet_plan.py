@@ -24,6 +24,7 @@ description:
 author:
   - stacklift developers (@stacklift)
 extends_documentation_fragment:
+  - stacklift.migrate.attributes
   - ansible.builtin.action_common_attributes
 options:
   stacks:
@@ -83,9 +84,6 @@ options:
 requirements:
   - jmespath (with O(select))
 attributes:
-  platform:
-    support: full
-    platforms: posix
   check_mode:
     support: full
   diff_mode:

@@ -19,6 +19,7 @@ description:
 author:
   - stacklift developers (@stacklift)
 extends_documentation_fragment:
+  - stacklift.migrate.attributes
   - ansible.builtin.action_common_attributes
 options:
   stacks:
@@ -38,9 +39,6 @@ options:
     type: path
     required: true
 attributes:
-  platform:
-    support: full
-    platforms: posix
   check_mode:
     support: full
   diff_mode:

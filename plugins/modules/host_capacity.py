@@ -20,7 +20,10 @@ description:
 author:
   - stacklift developers (@stacklift)
 extends_documentation_fragment:
+  - stacklift.migrate.attributes
+  - stacklift.migrate.attributes.ACTION_GROUP
   - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.ACTIONGROUPS
   - stacklift.migrate.engine
 options:
   containers:
@@ -42,9 +45,6 @@ options:
     type: path
     default: /var/lib/stacklift/checkpoints
 attributes:
-  platform:
-    support: full
-    platforms: posix
   check_mode:
     support: full
   diff_mode:

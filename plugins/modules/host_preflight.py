@@ -79,17 +79,12 @@ options:
     type: bool
     default: false
 extends_documentation_fragment:
+  - stacklift.migrate.attributes
+  - stacklift.migrate.attributes.READ_ONLY
+  - stacklift.migrate.attributes.ACTION_GROUP
   - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.ACTIONGROUPS
   - stacklift.migrate.engine
-attributes:
-  platform:
-    support: full
-    platforms: posix
-  check_mode:
-    support: full
-    details: Only reads.
-  diff_mode:
-    support: none
 notes:
   - On both sides it also checks the tools the window runs (criu, nft, nsenter, zstd, sha256sum),
     and with O(target_addresses), that the source reaches its targets over SSH.

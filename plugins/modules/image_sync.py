@@ -31,14 +31,14 @@ options:
     description: Sync the image this checkpoint archive on this host needs.
     type: path
 extends_documentation_fragment:
+  - stacklift.migrate.attributes
+  - stacklift.migrate.attributes.ACTION_GROUP
   - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.ACTIONGROUPS
   - stacklift.migrate.engine
   - stacklift.migrate.engine.SSH_TARGET
   - stacklift.migrate.engine.SSH_CONNECTION
 attributes:
-  platform:
-    support: full
-    platforms: posix
   check_mode:
     support: full
     details: Compares the two hosts, changes nothing.

@@ -62,11 +62,9 @@ options:
     type: str
     choices: [committed, rolled_back, refused]
 extends_documentation_fragment:
+  - stacklift.migrate.attributes
   - ansible.builtin.action_common_attributes
 attributes:
-  platform:
-    support: full
-    platforms: posix
   check_mode:
     support: full
     details: V(begin) in check mode reports the lock's holder and the open run, and takes nothing.

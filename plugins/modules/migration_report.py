@@ -50,11 +50,9 @@ options:
     type: path
     default: migration-reports
 extends_documentation_fragment:
+  - stacklift.migrate.attributes
   - ansible.builtin.action_common_attributes
 attributes:
-  platform:
-    support: full
-    platforms: posix
   check_mode:
     support: full
     details: Builds the report, writes nothing.

@@ -124,12 +124,12 @@ options:
     description: Container whose address is probed, and in which O(probe.command) and O(probe.progress_command) run.
     type: str
 extends_documentation_fragment:
+  - stacklift.migrate.attributes
+  - stacklift.migrate.attributes.ACTION_GROUP
   - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.ACTIONGROUPS
   - stacklift.migrate.engine
 attributes:
-  platform:
-    support: full
-    platforms: posix
   check_mode:
     support: full
     details: Probes are read-only and run in check mode too.

@@ -69,12 +69,12 @@ options:
     default: 0.1
 extends_documentation_fragment:
   - stacklift.migrate.engine.POSTGRES
+  - stacklift.migrate.attributes
+  - stacklift.migrate.attributes.ACTION_GROUP
   - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.ACTIONGROUPS
   - stacklift.migrate.engine
 attributes:
-  platform:
-    support: full
-    platforms: posix
   check_mode:
     support: full
     details: Checks how busy the service is; asks nothing of it.

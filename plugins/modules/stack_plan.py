@@ -67,17 +67,12 @@ options:
       C(stacklift_probe_stable_for), C(stacklift_window_timeout)), checked against their minimums.
     type: dict
 extends_documentation_fragment:
+  - stacklift.migrate.attributes
+  - stacklift.migrate.attributes.READ_ONLY
+  - stacklift.migrate.attributes.ACTION_GROUP
   - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.ACTIONGROUPS
   - stacklift.migrate.engine
-attributes:
-  platform:
-    support: full
-    platforms: posix
-  check_mode:
-    support: full
-    details: Only reads.
-  diff_mode:
-    support: none
 seealso:
   - module: stacklift.migrate.service_probe
 """

@@ -81,14 +81,14 @@ options:
     default: false
 extends_documentation_fragment:
   - stacklift.migrate.engine.ENCRYPTION
+  - stacklift.migrate.attributes
+  - stacklift.migrate.attributes.ACTION_GROUP
   - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.ACTIONGROUPS
   - stacklift.migrate.engine.WINDOW
   - stacklift.migrate.engine
   - stacklift.migrate.engine.SSH_CONNECTION
 attributes:
-  platform:
-    support: full
-    platforms: posix
   check_mode:
     support: partial
     details: Checks what would refuse and changes nothing.

@@ -82,13 +82,13 @@ options:
     default: false
 extends_documentation_fragment:
   - stacklift.migrate.engine.ENCRYPTION
+  - stacklift.migrate.attributes
+  - stacklift.migrate.attributes.ACTION_GROUP
   - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.ACTIONGROUPS
   - stacklift.migrate.engine.WINDOW
   - stacklift.migrate.engine
 attributes:
-  platform:
-    support: full
-    platforms: posix
   check_mode:
     support: none
   diff_mode:

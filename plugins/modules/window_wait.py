@@ -80,14 +80,13 @@ options:
     choices: [end, ready, commit, abort]
     default: end
 extends_documentation_fragment:
+  - stacklift.migrate.attributes
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: none
   diff_mode:
     support: none
-  platform:
-    platforms: posix
 seealso:
   - module: stacklift.migrate.window_source
   - module: stacklift.migrate.window_target
