@@ -1,4 +1,4 @@
-"""Reading checkpoint archives the tests make, and what would block their restore."""
+"""What checkpoint_info reads of an archive the tests make, without restoring it."""
 
 import io
 import tarfile

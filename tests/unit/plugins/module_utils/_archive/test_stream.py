@@ -1,4 +1,4 @@
-"""Reading checkpoint archives the tests make, and what would block their restore."""
+"""The archive's stream: digests, and JSON members read within a bound."""
 
 import io
 import tarfile

@@ -1,4 +1,4 @@
-"""Engine selection and the version rules that decide whether CRIU can work."""
+"""Host checks: CRIU against the kernel, capabilities, process starts, Docker's CRIU options, restart managers."""
 
 import os
 

@@ -1,4 +1,4 @@
-"""Reading checkpoint archives the tests make, and what would block their restore."""
+"""What would block restoring an archive on a host: every blocker named, warnings apart."""
 
 import copy
 

@@ -1,4 +1,4 @@
-"""Engine selection and the version rules that decide whether CRIU can work."""
+"""The engine interface's shared parts: versions read from answers, and errors as fail_json takes them."""
 
 
 import pytest

@@ -1,4 +1,4 @@
-"""Engine selection and the version rules that decide whether CRIU can work."""
+"""Which engine a host has (auto prefers Podman), and engine commands bounded inside the window."""
 
 
 import pytest

@@ -1,4 +1,4 @@
-"""The migration report built from module results, and the quiesce checks."""
+"""The quiesce checks: open transactions, established connections, a drained application."""
 
 
 import pytest

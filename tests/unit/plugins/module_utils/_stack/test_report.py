@@ -1,4 +1,4 @@
-"""The migration report built from module results, and the quiesce checks."""
+"""The migration report built from the window's results: phases, downtime on the source's clock, the timeline."""
 
 import copy
 

@@ -1,6 +1,8 @@
-"""The migration report built from module results, and the quiesce checks."""
+"""The window's fences: a container's own, and the host fence a stack's restored containers talk through."""
 
 
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.podman import PodmanEngine
+from ansible_collections.stacklift.migrate.tests.unit.fakes import FakeRunner
 from ansible_collections.stacklift.migrate.plugins.module_utils._window import fences
 
 
@@ -8,3 +10,36 @@ def test_fence_drops_everything_but_loopback():
     rules = fences.FENCE_RULES
     assert "table inet stacklift_fence" in rules and rules.count("policy drop") == 2
     assert 'iifname "lo" accept' in rules and 'oifname "lo" accept' in rules
+
+
+def test_no_two_stack_names_share_a_host_fence_table():
+    names = ["shop", "shop-a", "shop_a", "shop.a", "shop__a", "shop_ha", "shop-h", "a" * 40 + "x", "a" * 40 + "y",
+             "shop_-a", "shop-_a", "shop\u00e9"]
+    tables = [fences.host_fence_table(n) for n in names]
+    assert len(set(tables)) == len(names), tables
+    assert tables[0] == "stacklift_shop" and tables[1] == "stacklift_shop_ha"
+    assert all(len(t) < 256 for t in tables) and fences.host_fence_table("x" * 63).endswith("x" * 63)
+
+
+def test_the_host_fence_lets_restored_containers_of_the_stack_reach_each_other_and_is_written_once():
+    """Issue 20: an app's restored connection to its database must work while its probe runs; a packet to a
+    container whose sockets are not back yet stays dropped (its new namespace would answer with a reset).
+    Same-bridge traffic passes the inet hooks only with br_netfilter: the bridge family holds it too."""
+    script = fences.host_fence_script("stacklift_shop").splitlines()
+    for family in ("inet", "bridge"):
+        mine = [line for line in script if " %s stacklift_shop" % family in line or line.startswith("table %s " % family)]
+        flush = mine.index("flush chain %s stacklift_shop forward" % family)
+        accepts = [i for i, line in enumerate(mine) if line.endswith("accept")]
+        drops = [i for i, line in enumerate(mine) if line.endswith("drop")]
+        assert flush < min(accepts) and max(accepts) < min(drops) and len(accepts) == 2 and len(drops) == 4
+        assert mine[accepts[0]].endswith("ip saddr @r4 ip daddr @r4 accept")
+    runner = FakeRunner({"nft": (0, "", "")})
+    host = fences.Host(PodmanEngine(runner, binary="podman"), runner)
+    host.conntrack = None
+    scripts = []
+    host._nft = lambda args, data=None, **kw: scripts.append(data)
+    host.fence_addresses("stacklift_shop", ["10.89.10.2", "fd00::2"])
+    host.addresses_restored("stacklift_shop", ["10.89.10.2"])
+    assert scripts == ["add element inet stacklift_shop v4 { 10.89.10.2 }\nadd element bridge stacklift_shop v4 { 10.89.10.2 }\n"
+                       "add element inet stacklift_shop v6 { fd00::2 }\nadd element bridge stacklift_shop v6 { fd00::2 }\n",
+                       "add element inet stacklift_shop r4 { 10.89.10.2 }\nadd element bridge stacklift_shop r4 { 10.89.10.2 }\n"]

@@ -1,5 +1,4 @@
-"""A source host's window slots: real lock files, a real second process holding one; the look a
-source takes on its target for the commit, with a real shell."""
+"""The note and marker protocol: the shell look for the commit, and notes that never follow a symlink."""
 
 import subprocess
 import time

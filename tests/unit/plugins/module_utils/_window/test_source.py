@@ -1,0 +1,207 @@
+"""The window's source side: fence, checkpoint, send, its window slot, its rollback; only the engine's and nft's
+commands faked."""
+
+import json
+import os
+import threading
+import time
+
+import pytest
+
+from ansible_collections.stacklift.migrate.plugins.module_utils._window import protocol, slots
+from ansible_collections.stacklift.migrate.plugins.module_utils._window import base as window
+from ansible_collections.stacklift.migrate.plugins.module_utils._window import source as window_source
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import sha256_file
+from ansible_collections.stacklift.migrate.plugins.module_utils._window.journal import Journal, fold
+from ansible_collections.stacklift.migrate.tests.unit.plugins.module_utils._window.window_fakes import (
+    Containers, SERVICES, Sender, engine_runner, make_window, run_dir)
+
+
+def fake_proc(tmp_path, containers, start=1000, only=None):
+    """/proc entries for the containers' processes (Containers.pid), started at START."""
+    for name in only or containers.ids:
+        d = tmp_path / "proc" / str(containers.pid(name))
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "stat").write_text("%d (init) S %s %d 0\n" % (containers.pid(name), " ".join(["0"] * 18), start))
+
+
+def another_stack_in_its_window(slot_dir, until):
+    """Another stack of the drain in its window on this host (holding its one slot, in a thread)
+    until UNTIL() returns."""
+    taken = threading.Event()
+
+    def other():
+        with slots.window_slot(slot_dir, 1, 0):
+            taken.set()
+            until()
+    threading.Thread(target=other).start()
+    taken.wait(5)
+
+
+def test_source_fences_everything_first_then_checkpoints_and_sends_each_archive(tmp_path):
+    containers = Containers(**{"shop-db": "running", "shop-cache": "running", "shop-app": "running"})
+    runner = engine_runner(tmp_path, containers)
+    sender = Sender()
+    a = make_window(window_source.SourceWindow, tmp_path, runner, sender=sender)
+    events = a.checkpointed()
+    steps = [(e["step"], e["service"]) for e in events]
+    assert steps[:3] == [("fenced", "db"), ("fenced", "cache"), ("fenced", "app")]
+    assert sorted(sender.sent) == ["app", "cache", "db"] and not sender.aborted
+    assert sender.told == [("window", 0)]  # the targets' wait for the archives counts from here
+    # Fences went up before the first checkpoint.
+    calls = [" ".join(c) for c in runner.calls]
+    first_ckpt = next(i for i, c in enumerate(calls) if "container checkpoint" in c)
+    assert sum(1 for c in calls[:first_ckpt] if c.startswith("nsenter") and "-f -" in c) == 3
+    state = fold(Journal(str(tmp_path / "ck" / "shop.journal")).records("r1"))
+    assert all({"fenced", "checkpointed", "sent"} <= set(s) for s in state["services"].values())
+    # Called again for the same run, nothing is done twice.
+    sender.sent.clear()
+    again = make_window(window_source.SourceWindow, tmp_path, runner, sender=sender)
+    again.checkpointed()
+    assert sender.sent == [] and len([c for c in runner.calls if "checkpoint" in c]) == 3
+
+
+def test_source_rollback_restores_in_place_lists_every_problem_and_lifts_every_fence(tmp_path):
+    containers = Containers(**{"shop-db": "exited", "shop-cache": "exited", "shop-app": "running"})
+    containers.fenced.add(containers.pid("shop-app"))
+    runner = engine_runner(tmp_path, containers, fail_restore=("shop-cache",))
+    with pytest.raises(window.WindowError) as e:
+        make_window(window_source.SourceWindow, tmp_path, runner).running()
+    assert e.value.problems == ["cache: restoring it in place failed: podman container restore shop-cache failed: "
+                                "['Error: restore of shop-cache failed'] (its archive stays at %s)"
+                                % (run_dir(tmp_path) / "shop-cache.tar.zst")]
+    restores = [c for c in runner.calls if c[1:3] == ["container", "restore"]]
+    assert [c[-1] for c in restores] == ["shop-db", "shop-cache"] and all("--import" not in c for c in restores)
+    assert containers.state == {"shop-db": "running", "shop-cache": "exited", "shop-app": "running"}
+    lifted = [c for c in runner.calls if c[0] == "nsenter" and "delete" in c]
+    # The app, never checkpointed, had its fence lifted even though the cache failed; nothing is removed.
+    assert [int(c[2]) for c in lifted] == [containers.pid("shop-app")] and not containers.fenced
+    # The in-place restores happen behind the host's fence (a new namespace has its address before
+    # CRIU has its sockets back), which comes down last.
+    calls = [" ".join(c) for c in runner.calls]
+    up = calls.index("nft -f -")
+    first_restore = next(i for i, c in enumerate(calls) if "container restore" in c)
+    down = max(i for i, c in enumerate(calls) if c.startswith("nft delete table "))
+    assert up < first_restore < down == max(i for i, c in enumerate(calls) if c.startswith(("nft", "nsenter", "podman")))
+    assert {c for c in calls if c.startswith("nft delete table ")} == {"nft delete table inet stacklift_shop",
+                                                                       "nft delete table bridge stacklift_shop"}
+    assert not [c for c in runner.calls if c[:2] == ["podman", "rm"]]
+
+
+def test_the_source_writes_its_stack_and_run_into_each_manifest_in_the_runs_own_directory(tmp_path):
+    containers = Containers(**{"shop-db": "running"})
+    a = make_window(window_source.SourceWindow, tmp_path, engine_runner(tmp_path, containers), sender=Sender(),
+                    services={"db": SERVICES["db"]})
+    a.checkpointed()
+    manifest = json.loads((run_dir(tmp_path) / "shop-db.tar.zst.stacklift.json").read_text())
+    assert (manifest["stack"], manifest["run_id"]) == ("shop", "r1")
+    assert manifest["sha256"] == sha256_file(str(run_dir(tmp_path) / "shop-db.tar.zst"))
+    assert [oct(os.stat(d).st_mode & 0o777) for d in (tmp_path / "ck", run_dir(tmp_path).parent, run_dir(tmp_path))] \
+        == ["0o700"] * 3
+
+
+def test_the_source_clean_up_after_the_commit_removes_the_containers_named_volumes(tmp_path):
+    # found by moving a stack back after a drain: the source's stale copy of a volume blocked the return
+    containers = Containers(**{"shop-cache": "exited"})
+    runner = engine_runner(tmp_path, containers)
+    real_inspect = containers.inspect
+
+    def inspect_with_volume(argv):
+        rc, out, err = real_inspect(argv)
+        if rc == 0:
+            data = json.loads(out)
+            data[0]["Mounts"] = [{"Type": "volume", "Name": "shopcache", "Source": "/v/shopcache/_data"}]
+            out = json.dumps(data)
+        return rc, out, err
+    runner.answers["podman container inspect"] = inspect_with_volume
+    runner.answers["podman volume rm"] = (2, "", "Error: volume shopcache is being used by container other")
+    a = make_window(window_source.SourceWindow, tmp_path, runner, services={"cache": SERVICES["cache"]})
+    a.absent()
+    assert ["podman", "volume", "rm", "--", "shopcache"] in runner.calls
+    assert containers.state["shop-cache"] == "absent" and a.done("cache", "removed")  # one still in use stays
+
+
+def test_a_source_with_a_window_limit_waits_for_a_slot_before_it_touches_anything(tmp_path):
+    containers = Containers(**{"shop-db": "running", "shop-cache": "running", "shop-app": "running"})
+    runner = engine_runner(tmp_path, containers)
+    sender = Sender()
+    slot_dir = str(tmp_path / "windows")
+    with slots.window_slot(slot_dir, 1, 0):  # another stack of the drain freezes on this host
+        with pytest.raises(window.WindowError, match=r"no window free on this host in 0.3 s \(at most 1 stack at"):
+            a = make_window(window_source.SourceWindow, tmp_path, runner, sender=sender, windows=1, windows_timeout=0.3)
+            a.slot_dir = slot_dir
+            a.checkpointed()
+    assert not any(c[0] == "nsenter" or "checkpoint" in c for c in runner.calls), runner.calls
+    assert sender.aborted and "no window free" in sender.aborted[0]  # the target stops waiting
+    sender.aborted.clear()
+
+    # The other stack's last archive is sent a moment later: this one goes on then.
+    fake_proc(tmp_path, containers)
+    another_stack_in_its_window(slot_dir, lambda: time.sleep(0.4))
+    # Its archives sent, this stack holds its slot until the controller's commit note.
+    held = []
+
+    def commit_later():
+        while not sender.sent or len(sender.sent) < 3:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        try:
+            with slots.window_slot(slot_dir, 1, 0):
+                held.append(False)
+        except slots.NoSlot:
+            held.append(True)
+        protocol.write_note(str(tmp_path / "ck"), "shop", "commit", "r1")
+    threading.Thread(target=commit_later).start()
+    a = make_window(window_source.SourceWindow, tmp_path, runner, sender=sender, windows=1, windows_timeout=5)
+    a.slot_dir = slot_dir
+    events = a.checkpointed()
+    assert events[0]["step"] == "window" and events[0]["slot"] == 0 and events[0]["waited_s"] > 0.2
+    assert events[-1]["step"] == "window_given_back" and events[-1]["note"] == "commit" and held == [True]
+    assert sorted(sender.sent) == ["app", "cache", "db"] and not sender.aborted and sender.connected
+    # given back once the note came
+    with slots.window_slot(slot_dir, 1, 0) as (slot, waited):
+        assert slot == 0
+
+
+def test_a_source_waiting_for_its_slot_reads_the_rollbacks_abort_note_and_never_fences(tmp_path):
+    """Issue 20: a rollback came while the source waited for its host's window slot."""
+    containers = Containers(**{"shop-db": "running", "shop-cache": "running", "shop-app": "running"})
+    runner = engine_runner(tmp_path, containers)
+    slot_dir, sender = str(tmp_path / "windows"), Sender()
+    go = threading.Event()
+    another_stack_in_its_window(slot_dir, lambda: go.wait(5))
+    threading.Timer(0.3, protocol.write_note, (str(tmp_path / "ck"), "shop", "abort", "r1", "rolled back")).start()
+    a = make_window(window_source.SourceWindow, tmp_path, runner, sender=sender, windows=1, windows_timeout=5)
+    a.slot_dir = slot_dir
+    start = time.time()
+    with pytest.raises(window.WindowError, match="given up while waiting for a window on this host: rolled back"):
+        a.checkpointed()
+    go.set()
+    assert time.time() - start < 1.5 and not sender.told
+    assert not any(c[0] == "nsenter" or "checkpoint" in c for c in runner.calls), runner.calls
+    # the note already there when the slot is free: given up before the fence all the same
+    with pytest.raises(window.WindowError, match="given up"):
+        make_window(window_source.SourceWindow, tmp_path, runner, sender=sender).checkpointed()
+    assert not any(c[0] == "nsenter" or "checkpoint" in c for c in runner.calls) and not sender.told
+
+
+def test_after_a_wait_for_a_slot_a_restarted_container_stops_the_window_before_any_fence(tmp_path):
+    containers = Containers(**{"shop-db": "running", "shop-cache": "running", "shop-app": "running"})
+    runner = engine_runner(tmp_path, containers)
+    fake_proc(tmp_path, containers)
+    slot_dir = str(tmp_path / "windows")
+    go = threading.Event()
+    another_stack_in_its_window(slot_dir, lambda: go.wait(5))
+    a = make_window(window_source.SourceWindow, tmp_path, runner, sender=Sender(), windows=1, windows_timeout=5)
+    a.slot_dir = slot_dir
+
+    def restart_then_free():
+        time.sleep(0.3)
+        fake_proc(tmp_path, containers, start=2000, only=["shop-cache"])  # the same PID, a new process
+        go.set()
+    threading.Thread(target=restart_then_free).start()
+    inspected = len([c for c in runner.calls if "inspect" in c])
+    with pytest.raises(window.WindowError, match="service cache: container 'shop-cache' stopped or restarted while"):
+        a.checkpointed()
+    assert not any(c[0] == "nsenter" for c in runner.calls)  # nothing fenced
+    assert len([c for c in runner.calls if "inspect" in c]) == inspected + 1  # check()'s own; none after the wait
