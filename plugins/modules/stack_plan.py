@@ -44,9 +44,9 @@ options:
     default: false
   depends_on:
     description:
-      - Dependencies found elsewhere, by service (C({app: [db]})), added to those the description gives:
+      - "Dependencies found elsewhere, by service (C({app: [db]})), added to those the description gives:
         the RV(discovered_depends_on) of this module's calls on each source host, merged, so that a stack
-        spread over several sources keeps what each of them read.
+        spread over several sources keeps what each of them read."
     type: dict
     default: {}
   host:

@@ -37,3 +37,11 @@ def test_every_return_value_has_a_sample_of_its_type(name):
             wrong += ["%s: element %r is no %s" % (path, e, spec["elements"]) for e in sample
                       if not isinstance(e, TYPES[spec["elements"]])]
     assert not lacking and not wrong, (lacking, wrong)
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_documentation_and_examples_are_yaml(name):
+    mod = importlib.import_module("ansible_collections.stacklift.migrate.plugins.modules." + name)
+    doc = yaml.safe_load(mod.DOCUMENTATION)
+    assert doc["module"] == name and doc["options"] is not None
+    assert isinstance(yaml.safe_load(mod.EXAMPLES), list)
