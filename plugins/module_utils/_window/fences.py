@@ -22,6 +22,16 @@ from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base im
 from ansible_collections.stacklift.migrate.plugins.module_utils._checks.host import process_start
 
 
+# A container's own fence: a table in its network namespace that drops everything but loopback, so its peers
+# see silence, not resets; CRIU saves each side's TCP queues and the kernel retransmits after the restore.
+# Priority -300 puts it before any filter or NAT chain the engine installed. It dies with the namespace.
+FENCE_TABLE = "stacklift_fence"
+FENCE_RULES = """table inet %s {
+  chain input { type filter hook input priority -300; policy drop; iifname "lo" accept; }
+  chain output { type filter hook output priority -300; policy drop; oifname "lo" accept; }
+}
+""" % FENCE_TABLE
+
 # How each character outside [A-Za-z0-9] is written in a table's name: a prefix-free code, so that two
 # stack names never share a table (shop-a, shop_a and shop.a once all became stacklift_shop_a).
 _ESCAPES = {"_": "__", "-": "_h", ".": "_d"}
@@ -135,14 +145,3 @@ class Host:
         for family in HOST_FENCE_FAMILIES:
             if self.run([self.nft, "list", "table", family, table])[0] == 0:
                 self._nft(["delete", "table", family, table], what="lifting the target's fence")
-
-
-FENCE_TABLE = "stacklift_fence"
-
-
-# Priority -300 puts the fence before any filter or NAT chain the engine installed.
-FENCE_RULES = """table inet %s {
-  chain input { type filter hook input priority -300; policy drop; iifname "lo" accept; }
-  chain output { type filter hook output priority -300; policy drop; oifname "lo" accept; }
-}
-""" % FENCE_TABLE
