@@ -10,7 +10,7 @@ __metaclass__ = type
 
 class ModuleDocFragment:
 
-    # What every module of the collection shares: the hosts it runs on (with ansible.builtin.action_common_attributes).
+    # The hosts a module runs on, for the modules without stacklift.migrate.engine (which says it for its own).
     DOCUMENTATION = r"""
 options: {}
 attributes:
@@ -28,15 +28,4 @@ attributes:
     details: Only reads.
   diff_mode:
     support: none
-"""
-
-    # A module of the group that module_defaults can set the engine of (meta/runtime.yml).
-    ACTION_GROUP = r"""
-options: {}
-attributes:
-  action_group:
-    description: Part of the action group C(stacklift.migrate.migrate), for setting O(engine) once in C(module_defaults).
-    support: full
-    membership:
-      - stacklift.migrate.migrate
 """

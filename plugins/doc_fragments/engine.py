@@ -10,7 +10,8 @@ __metaclass__ = type
 
 class ModuleDocFragment:
 
-    # The engine option every module that drives a container engine has.
+    # The engine option every module that drives a container engine has, the hosts it runs on, and the action
+    # group they all belong to (meta/runtime.yml). List it before ansible.builtin.action_common_attributes.
     DOCUMENTATION = r"""
 requirements:
   - on the host, podman (O(engine=podman)) or the Docker SDK for Python C(docker) and a Docker daemon (O(engine=docker))
@@ -28,6 +29,15 @@ options:
     type: str
     choices: [auto, podman, docker]
     default: auto
+attributes:
+  platform:
+    support: full
+    platforms: posix
+  action_group:
+    description: Part of the action group C(stacklift.migrate.migrate), for setting O(engine) once in C(module_defaults).
+    support: full
+    membership:
+      - stacklift.migrate.migrate
 """
 
     # The host a module sends data to directly (used with SSH_CONNECTION).

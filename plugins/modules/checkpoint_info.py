@@ -40,13 +40,10 @@ options:
     type: bool
     default: false
 extends_documentation_fragment:
-  - stacklift.migrate.engine.ENCRYPTION
-  - stacklift.migrate.attributes
   - stacklift.migrate.attributes.READ_ONLY
-  - stacklift.migrate.attributes.ACTION_GROUP
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.ACTIONGROUPS
   - stacklift.migrate.engine
+  - ansible.builtin.action_common_attributes
+  - stacklift.migrate.engine.ENCRYPTION
 seealso:
   - module: stacklift.migrate.container_checkpoint
   - module: stacklift.migrate.container_restore

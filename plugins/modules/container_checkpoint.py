@@ -75,12 +75,9 @@ options:
     type: bool
     default: false
 extends_documentation_fragment:
-  - stacklift.migrate.engine.ENCRYPTION
-  - stacklift.migrate.attributes
-  - stacklift.migrate.attributes.ACTION_GROUP
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.ACTIONGROUPS
   - stacklift.migrate.engine
+  - ansible.builtin.action_common_attributes
+  - stacklift.migrate.engine.ENCRYPTION
 attributes:
   check_mode:
     support: full

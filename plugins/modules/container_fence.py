@@ -38,11 +38,8 @@ options:
     choices: [present, absent]
     default: present
 extends_documentation_fragment:
-  - stacklift.migrate.attributes
-  - stacklift.migrate.attributes.ACTION_GROUP
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.ACTIONGROUPS
   - stacklift.migrate.engine
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full

@@ -81,12 +81,9 @@ options:
     type: path
     default: /var/lib/stacklift/restored
 extends_documentation_fragment:
-  - stacklift.migrate.engine.ENCRYPTION
-  - stacklift.migrate.attributes
-  - stacklift.migrate.attributes.ACTION_GROUP
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.ACTIONGROUPS
   - stacklift.migrate.engine
+  - ansible.builtin.action_common_attributes
+  - stacklift.migrate.engine.ENCRYPTION
 attributes:
   check_mode:
     support: full

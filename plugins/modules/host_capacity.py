@@ -20,11 +20,8 @@ description:
 author:
   - stacklift developers (@stacklift)
 extends_documentation_fragment:
-  - stacklift.migrate.attributes
-  - stacklift.migrate.attributes.ACTION_GROUP
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.ACTIONGROUPS
   - stacklift.migrate.engine
+  - ansible.builtin.action_common_attributes
 options:
   containers:
     description: Containers to measure on this host. A container that is not running is reported as missing.

@@ -79,12 +79,9 @@ options:
     type: bool
     default: false
 extends_documentation_fragment:
-  - stacklift.migrate.attributes
   - stacklift.migrate.attributes.READ_ONLY
-  - stacklift.migrate.attributes.ACTION_GROUP
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.ACTIONGROUPS
   - stacklift.migrate.engine
+  - ansible.builtin.action_common_attributes
 notes:
   - On both sides it also checks the tools the window runs (criu, nft, nsenter, zstd, sha256sum),
     and with O(target_addresses), that the source reaches its targets over SSH.

@@ -31,11 +31,8 @@ options:
     description: Sync the image this checkpoint archive on this host needs.
     type: path
 extends_documentation_fragment:
-  - stacklift.migrate.attributes
-  - stacklift.migrate.attributes.ACTION_GROUP
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.ACTIONGROUPS
   - stacklift.migrate.engine
+  - ansible.builtin.action_common_attributes
   - stacklift.migrate.engine.SSH_TARGET
   - stacklift.migrate.engine.SSH_CONNECTION
 attributes:

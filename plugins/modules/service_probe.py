@@ -71,8 +71,12 @@ options:
         description: Command run inside O(container) for V(command); ready when it exits 0.
         type: list
         elements: str
+      postgres_db:
+        description: Database the V(postgres) probe asks C(SELECT 1) in.
+        type: str
+        default: postgres
       postgres_user:
-        description: PostgreSQL user.
+        description: User the V(postgres) probe logs in as.
         type: str
         default: postgres
       postgres_password:
@@ -80,10 +84,6 @@ options:
           - Password of O(probe.postgres_user), when the server asks for one (C(scram-sha-256), C(md5) or
             C(password) in C(pg_hba.conf)). Keep it in a vaulted variable; it is never logged.
         type: str
-      postgres_db:
-        description: PostgreSQL database.
-        type: str
-        default: postgres
       redis_password:
         description: Redis password, when it asks for one (C(requirepass), or an ACL user's password).
           Keep it in a vaulted variable; it is never logged.
@@ -124,17 +124,9 @@ options:
     description: Container whose address is probed, and in which O(probe.command) and O(probe.progress_command) run.
     type: str
 extends_documentation_fragment:
-  - stacklift.migrate.attributes
-  - stacklift.migrate.attributes.ACTION_GROUP
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.ACTIONGROUPS
+  - stacklift.migrate.attributes.READ_ONLY
   - stacklift.migrate.engine
-attributes:
-  check_mode:
-    support: full
-    details: Probes are read-only and run in check mode too.
-  diff_mode:
-    support: none
+  - ansible.builtin.action_common_attributes
 seealso:
   - module: stacklift.migrate.container_restore
 """

@@ -68,12 +68,9 @@ options:
     type: float
     default: 0.1
 extends_documentation_fragment:
-  - stacklift.migrate.engine.POSTGRES
-  - stacklift.migrate.attributes
-  - stacklift.migrate.attributes.ACTION_GROUP
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.ACTIONGROUPS
   - stacklift.migrate.engine
+  - ansible.builtin.action_common_attributes
+  - stacklift.migrate.engine.POSTGRES
 attributes:
   check_mode:
     support: full

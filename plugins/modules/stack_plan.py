@@ -67,12 +67,9 @@ options:
       C(stacklift_probe_stable_for), C(stacklift_window_timeout)), checked against their minimums.
     type: dict
 extends_documentation_fragment:
-  - stacklift.migrate.attributes
   - stacklift.migrate.attributes.READ_ONLY
-  - stacklift.migrate.attributes.ACTION_GROUP
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.ACTIONGROUPS
   - stacklift.migrate.engine
+  - ansible.builtin.action_common_attributes
 seealso:
   - module: stacklift.migrate.service_probe
 """

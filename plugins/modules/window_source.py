@@ -80,13 +80,10 @@ options:
     type: bool
     default: false
 extends_documentation_fragment:
-  - stacklift.migrate.engine.ENCRYPTION
-  - stacklift.migrate.attributes
-  - stacklift.migrate.attributes.ACTION_GROUP
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.ACTIONGROUPS
-  - stacklift.migrate.engine.WINDOW
   - stacklift.migrate.engine
+  - ansible.builtin.action_common_attributes
+  - stacklift.migrate.engine.ENCRYPTION
+  - stacklift.migrate.engine.WINDOW
   - stacklift.migrate.engine.SSH_CONNECTION
 attributes:
   check_mode:
