@@ -21,7 +21,7 @@ sys.path.insert(0, str(REPO / "lab"))
 sys.path.insert(0, str(REPO / ".cache" / "collections"))
 
 from labhosts import BIN, INVENTORY, ansible_env, load_lab, run_module  # noqa: E402
-from ansible_collections.stacklift.migrate.plugins.module_utils.quiesce import FENCE_RULES  # noqa: E402
+from ansible_collections.stacklift.migrate.plugins.module_utils._window.fences import FENCE_RULES  # noqa: E402
 
 ROUNDS = 3
 REDIS = "localhost/stacklift/redis:latest"
