@@ -72,7 +72,7 @@ def checkpoint_container(engine, name, container, archive, host_info, compressio
     ORIGIN ({stack, run_id}) goes into the manifest: a window's target restores only an archive of its
     own run, with the digest its source recorded for that run.
 
-    With ENCRYPTION_KEY the archive is encrypted (encryption.py) as soon as it is complete, and its
+    With ENCRYPTION_KEY the archive is encrypted (_archive/encryption.py) as soon as it is complete, and its
     plaintext removed: what is kept and sent is only ever the encrypted file.
 
     On failure nothing is left under the archive's name.  When the engine's checkpoint succeeded

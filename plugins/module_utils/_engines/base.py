@@ -4,7 +4,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The engine interface every container engine implements, and what is read from its answers.
 
-One file an engine (podman.py, and docker.py to come), chosen by selection.py, in the shape of
+One file an engine (podman.py, docker.py), chosen by selection.py, in the shape of
 community.crypto's backends. Modules never build engine commands themselves: they ask an
 ``Engine``. Every engine call that fails raises ``EngineError`` carrying the command, its return
 code, stdout and stderr, which modules hand to ``fail_json``."""

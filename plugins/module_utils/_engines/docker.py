@@ -20,7 +20,7 @@ nowhere else:
   into the container's own checkpoints directory and starts it from them, retrying containerd's
   "already exists" race (moby issue 42900);
 - CRIU options come from the container's ``org.criu.config`` annotation or /etc/criu/runc.conf,
-  which runc reads; ``criu_config_problem`` in hostchecks.py says when tcp-established is missing.
+  which runc reads; ``docker_container_problems`` in _checks/host.py says when tcp-established is missing.
 """
 
 from __future__ import absolute_import, division, print_function

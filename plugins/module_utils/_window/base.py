@@ -61,7 +61,7 @@ class WindowError(StackliftError):
 class Window:
     """What a source's and a target's call share: the host, the stack's marker journal, its lock."""
 
-    encryption_key = None  # archives encrypted at rest (encryption.py) when set
+    encryption_key = None  # archives encrypted at rest (_archive/encryption.py) when set
 
     def __init__(self, host, stack, run_id, archive_dir, services, tiers):
         self.host = host
@@ -129,7 +129,7 @@ class Window:
                               % (self.run_id, self.stack, step, ", ".join(ended)), self.events)
 
     def archive(self, name):
-        """NAME's archive of this run, in the run's own directory (coordination.run_archive_dir)."""
+        """NAME's archive of this run, in the run's own directory (protocol.run_archive_dir)."""
         return archive_name(run_archive_dir(self.archive_dir, self.run_id), self.services[name]["container"])
 
     def remove_archive(self, name, parts=False):

@@ -69,7 +69,7 @@ class Sender:
         return dict(stats, clock_offset=offset, clock_error=error)
 
     def tell(self, kind, msg=None, fresh=False):
-        """Leave a KIND note of the run on every target (coordination.NOTES), over the connections held,
+        """Leave a KIND note of the run on every target (protocol.NOTES), over the connections held,
         or, FRESH, over connections of their own. A target that cannot be told goes by its timeouts."""
         cmd = note_command(note_path(self.archive_dir, self.stack, kind), note_body(self.run_id, msg))
         for address in sorted(set(self.targets.values())):
