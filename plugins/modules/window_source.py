@@ -140,7 +140,7 @@ problems:
 from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.stacklift.migrate.plugins.module_utils._transport import ssh as _ssh
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import (
-    ENGINE_SPEC, engine_for_module)
+    engine_for_module)
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.module import (
     WINDOW_SPEC, window_host, window_services, run_window, window_command_timeout)
 from ansible_collections.stacklift.migrate.plugins.module_utils._archive.encryption import require_for
@@ -159,7 +159,7 @@ def main():
         quiesce_timeout=dict(type="float", default=30),
         windows=dict(type="int", default=0),
         windows_timeout=dict(type="float", default=300),
-    ).merge(_ssh.SSH_SPEC.without("target_host"), ENGINE_SPEC)
+    ).merge(_ssh.SSH_SPEC.without("target_host"))
     module = spec.create_module(supports_check_mode=True)
     p = module.params
     services = window_services(module)

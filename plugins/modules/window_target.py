@@ -139,7 +139,7 @@ problems:
 """
 
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import (
-    ENGINE_SPEC, engine_for_module)
+    engine_for_module)
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.module import (
     WINDOW_SPEC, window_host, window_services, run_window, window_command_timeout)
 from ansible_collections.stacklift.migrate.plugins.module_utils._archive.encryption import require_for
@@ -157,7 +157,7 @@ def main():
         force=dict(type="bool", default=False),
         keep_archives=dict(type="bool", default=False),
         await_commit=dict(type="bool", default=False),
-    ).merge(ENGINE_SPEC)
+    )
     module = spec.create_module()
     p = module.params
     services = window_services(module)

@@ -91,7 +91,7 @@ def checkpoint_container(engine, name, container, archive, host_info, compressio
     except EngineError as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        raise CheckpointError(e.msg, **{k: v for k, v in e.fail_kwargs().items() if k != "msg"})
+        raise CheckpointError(**e.fail_kwargs())
     checkpointed_at = time.time()
     added, what = [], "complete its root file system diff"
     try:

@@ -19,7 +19,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 __all__ = [
-    "NAME", "UNSUPPORTED", "NETWORK_OPTIONS", "SERVICE_OPTIONS", "STACK_OPTIONS", "SERVICE_KEYS",
+    "NAME", "UNSUPPORTED", "NETWORK_OPTIONS", "SERVICE_OPTIONS", "STACK_OPTIONS", "SERVICE_KEYS", "SERVICE_SPEC", "TOP_SPEC",
     "COMPOSE_SERVICE_LABELS", "COMPOSE_DEPENDS_LABELS", "StackError", "validate", "normalize", "SETTING_MINIMUMS",
     "setting_problems", "SECRET_KEYS", "secrets_of", "without_secrets", "with_secrets", "find_cycle", "tiers",
     "plan", "with_depends_on", "compose_depends_on", "compose_service", "PLAN_SPEC", "checked", "invalid",
@@ -64,6 +64,9 @@ STACK_OPTIONS = dict(
     services=dict(type="list", elements="dict", required=True, options=SERVICE_OPTIONS),
 )
 SERVICE_KEYS = set(SERVICE_OPTIONS)
+SERVICE_SPEC = ArgumentSpec(SERVICE_OPTIONS)
+# The stack's own keys checked first; its services one by one after.
+TOP_SPEC = ArgumentSpec(STACK_OPTIONS).merge(services=dict(type="raw"), name=dict(type="raw"))
 
 # docker compose v2 records a service's dependencies on its containers; podman-compose does too.
 COMPOSE_SERVICE_LABELS = ("com.docker.compose.service", "io.podman.compose.service")
@@ -107,7 +110,7 @@ def _service(svc, index, stack, problems):
     before = len(problems)
     flat = dict(svc, probe=None, quiesce=None)
     flat = {k: v for k, v in flat.items() if v is not None or k in SERVICE_KEYS}
-    checked = validate(ArgumentSpec(SERVICE_OPTIONS), flat, where, problems) or {}
+    checked = validate(SERVICE_SPEC, flat, where, problems) or {}
     if not NAME.match(str(sname)):
         problems.append("%s: a service name is letters, digits, '_', '.' and '-' (at most 63)" % where)
     container = checked.get("container") or sname
@@ -152,8 +155,7 @@ def normalize(stack):
                           % (type(stack).__name__,)])
     name = stack.get("name")
     services = stack.get("services")
-    top = validate(ArgumentSpec(STACK_OPTIONS).merge(services=dict(type="raw"), name=dict(type="raw")),
-                   stack, "the stack", problems) or {}
+    top = validate(TOP_SPEC, stack, "the stack", problems) or {}
     if not name:
         problems.append("the stack has no name")
     elif not isinstance(name, str) or not NAME.match(name):

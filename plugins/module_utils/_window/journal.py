@@ -334,7 +334,7 @@ def start_renewer(path, run, pid):
     import sys
     # The script imports the collection's other packages: give it the directory that holds ansible_collections.
     root = me
-    for _level in range(7):  # _window, module_utils, plugins, migrate, stacklift, ansible_collections
+    for _part in __name__.split("."):  # ansible_collections.stacklift.migrate.plugins.module_utils._window.journal
         root = os.path.dirname(root)
     env = dict(os.environ)
     if os.path.isdir(os.path.join(root, "ansible_collections")):

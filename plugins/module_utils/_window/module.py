@@ -17,7 +17,7 @@ import os
 
 from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import TCP_DEFAULT
-from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import bounded_runner
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import ENGINE_SPEC, bounded_runner
 from ansible_collections.stacklift.migrate.plugins.module_utils._stack.description import with_secrets
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.fences import Host
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.protocol import marker_path, write_note
@@ -33,7 +33,7 @@ WINDOW_SPEC = ArgumentSpec(dict(
     archive_dir=dict(type="path", default="/var/lib/stacklift/checkpoints"),
     encryption_key=dict(type="str", no_log=True),
     nice=dict(type="int", default=0),
-))
+)).merge(ENGINE_SPEC)
 
 
 def window_services(module):
