@@ -20,6 +20,7 @@ sys.path.insert(0, str(REPO / ".cache" / "collections"))
 
 from ansible_collections.stacklift.migrate.plugins.module_utils._stack import description as stack  # noqa: E402
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import ENGINE_CHOICES  # noqa: E402
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.lazy import MEMORY_MODES  # noqa: E402
 from ansible_collections.stacklift.migrate.plugins.modules import service_probe  # noqa: E402
 
 ROLES = {
@@ -41,6 +42,7 @@ SETTINGS = {
     "stacklift_quiesce_timeout": dict(type="float"),
     "stacklift_probe_timeout": dict(type="float"),
     "stacklift_probe_stable_for": dict(type="float"),
+    "stacklift_memory": dict(type="str", choices=list(MEMORY_MODES)),
     "stacklift_discover_depends_on": dict(type="bool"),
     "stacklift_cleanup_source": dict(type="bool"),
     "stacklift_keep_archives": dict(type="bool"),
@@ -73,6 +75,9 @@ STACK_DOC = {
                         "V(http_drain), V(connections_zero)) or a mapping of M(stacklift.migrate.service_quiesce)'s "
                         "options.",
     "services.tcp": "V(established) keeps open TCP connections through the move; V(close) drops them.",
+    "services.memory": "How its memory crosses (default: the stack's C(memory)): V(eager), V(lazy) or V(auto).",
+    "memory": "How its services' memory crosses (default: C(stacklift_memory)): V(eager) restores all of it before "
+              "a process runs again; V(lazy) fills it in afterwards (Podman targets); V(auto) takes lazy where it can.",
 }
 
 

@@ -78,6 +78,16 @@ options:
     description: The archives will be encrypted (C(encryption_key)); checks this host can do it.
     type: bool
     default: false
+  memory:
+    description:
+      - On a target, the memory modes its services ask for (a service's C(memory) in the stack description).
+        V(lazy) is a problem where the host cannot restore lazily (not Podman with runc, no
+        M(stacklift.migrate.lazy_runtime), or a CRIU without userfaultfd); V(auto) is not, and RV(lazy_restore)
+        says which way it will go.
+    type: list
+    elements: str
+    choices: [eager, lazy, auto]
+    default: []
 extends_documentation_fragment:
   - stacklift.migrate.attributes.READ_ONLY
   - stacklift.migrate.engine
@@ -126,6 +136,16 @@ host:
     kernel: 6.18.0
     arch: amd64
     criu_version: 4.2.1
+lazy_restore:
+  description: On a target, whether its restores can be lazy (the reason when not is in RV(lazy_problem)).
+  returned: role=target
+  type: bool
+  sample: true
+lazy_problem:
+  description: On a target, why it cannot restore lazily, or null.
+  returned: role=target
+  type: str
+  sample: lazy restore needs Podman (Docker's restore repacks the images through containerd)
 source_facts:
   description: On a source, what the target must match (pass it to the target's preflight).
   returned: role=source
@@ -156,6 +176,7 @@ import tempfile
 
 from ansible_collections.stacklift.migrate.plugins.module_utils._common.argspec import ArgumentSpec
 from ansible_collections.stacklift.migrate.plugins.module_utils._transport.ssh import SSH_SPEC
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.lazy import MEMORY_MODES, lazy_problem
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import (
     NotFound, container_ips, container_volumes, parse_version)
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import (
@@ -344,6 +365,17 @@ def target_side(module, engine, host):
     return problems
 
 
+def lazy_side(module, host):
+    """Why this target cannot restore lazily (None when it can), and the problems that makes."""
+    why = lazy_problem(host.get("engine"), host.get("runtime"))
+    if why is None:
+        rc, out, err = module.run_command(["criu", "check", "--feature", "uffd-noncoop"])
+        if rc != 0:
+            why = "CRIU cannot use userfaultfd here: %s" % ((err or out).strip()[-200:] or "criu check failed")
+    wanted = module.params["memory"]
+    return why, (["memory lazy: %s" % why] if why and "lazy" in wanted else [])
+
+
 def main():
     spec = ArgumentSpec(dict(
         role=dict(type="str", required=True, choices=["source", "target"]),
@@ -353,6 +385,7 @@ def main():
         networks=dict(type="list", elements="dict", default=[]),
         target_addresses=dict(type="list", elements="str", default=[]),
         encrypted=dict(type="bool", default=False),
+        memory=dict(type="list", elements="str", default=[], choices=list(MEMORY_MODES)),
     )).merge(SSH_SPEC.without("target_host", "target_port", "target_user", "connect_timeout"), ENGINE_SPEC)
     module = spec.create_module(supports_check_mode=True)
     engine = engine_for_module(module)
@@ -362,9 +395,10 @@ def main():
             problems, facts = source_side(module, engine, host)
             module.exit_json(changed=False, problems=problems, host=host, source_facts=facts)
         problems = target_side(module, engine, host)
+        why, more = lazy_side(module, host)
     except StackliftError as e:
         module.fail_json(**e.fail_kwargs())
-    module.exit_json(changed=False, problems=problems, host=host)
+    module.exit_json(changed=False, problems=problems + more, host=host, lazy_restore=why is None, lazy_problem=why)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ description:
     C(services). A service: C(name), C(container) (default: the name), C(depends_on) (names of
     services), C(probe) (the options of M(stacklift.migrate.service_probe), C(type) at least;
     default a tcp probe), C(quiesce) (C(method): none, postgres_idle, http_drain or
-    connections_zero, with its options), C(tcp) (established or close), and C(source) and
+    connections_zero, with its options), C(tcp) (established or close), C(memory) (eager, lazy or auto), and C(source) and
     C(target) to override the stack's hosts."
   - The returned plan carries no password; see the C(stacklift.migrate.stack_secrets) filter.
 author:
@@ -53,6 +53,16 @@ options:
     description: Inventory name of the host the module runs on, to pick its services.
       Defaults to every service.
     type: str
+  memory:
+    description:
+      - How the memory of services whose stack and own description name no C(memory) crosses.
+      - V(eager) restores all of it before the process runs again. V(lazy) runs the process as soon as its
+        small state is back and fills its memory in from the checkpoint afterwards (Podman targets with
+        M(stacklift.migrate.lazy_runtime)); the pause no longer grows with the memory. V(auto) takes lazy
+        where the target can, eager elsewhere.
+    type: str
+    choices: [eager, lazy, auto]
+    default: eager
   list_running:
     description: Return in RV(running) which of the stack's containers run on this host (a target,
       say, to tell a migration that already happened).
@@ -222,7 +232,7 @@ def container_problems(engine, inspected, norm, host):
 def main():
     module = PLAN_SPEC.merge(ENGINE_SPEC).create_module(supports_check_mode=True)
     p = module.params
-    stack = with_depends_on(p["stack"], p["depends_on"])
+    stack = with_depends_on(dict({"memory": p["memory"]}, **p["stack"]), p["depends_on"])
     for parts in secrets_of(stack).values():
         for values in parts.values():
             module.no_log_values.update(values.values())

@@ -33,6 +33,7 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible_collections.stacklift.migrate.plugins.module_utils._common.argspec import ArgumentSpec
 from ansible_collections.stacklift.migrate.plugins.module_utils._checks.host import container_name_problem
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import TCP_MODES
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.lazy import MEMORY_MODES
 from ansible_collections.stacklift.migrate.plugins.module_utils._services.probes import (
     PROBE_MINIMUMS, PROBE_SPEC, below_minimums)
 from ansible_collections.stacklift.migrate.plugins.module_utils._services.quiesce import (
@@ -54,6 +55,7 @@ SERVICE_OPTIONS = dict(
     probe=dict(type="dict", options=PROBE_SPEC.options),
     quiesce=dict(type="raw"),
     tcp=dict(type="str", choices=list(TCP_MODES)),
+    memory=dict(type="str", choices=list(MEMORY_MODES)),
 )
 # The stack description, as stack_plan, the stack modules and the roles' argument specs take it.
 STACK_OPTIONS = dict(
@@ -62,6 +64,7 @@ STACK_OPTIONS = dict(
     target=dict(type="str"),
     networks=dict(type="list", elements="dict", options=NETWORK_OPTIONS),
     services=dict(type="list", elements="dict", required=True, options=SERVICE_OPTIONS),
+    memory=dict(type="str", choices=list(MEMORY_MODES)),
 )
 SERVICE_KEYS = set(SERVICE_OPTIONS)
 SERVICE_SPEC = ArgumentSpec(SERVICE_OPTIONS)
@@ -144,7 +147,7 @@ def _service(svc, index, stack, problems):
         return None
     return {"name": sname, "container": container, "depends_on": checked.get("depends_on") or [],
             "probe": probe, "quiesce": quiesce, "tcp": checked.get("tcp") or "established",
-            "source": source, "target": target}
+            "memory": checked.get("memory") or stack.get("memory") or "eager", "source": source, "target": target}
 
 
 def normalize(stack):
@@ -359,6 +362,7 @@ PLAN_SPEC = ArgumentSpec(dict(
     inventory_hosts=dict(type="list", elements="str"),
     list_running=dict(type="bool", default=False),
     settings=dict(type="dict"),
+    memory=dict(type="str", choices=list(MEMORY_MODES), default="eager"),
 ))
 
 

@@ -24,6 +24,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream 
 from ansible_collections.stacklift.migrate.plugins.module_utils._archive.encryption import CryptError, plaintext
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import (
     EngineError, NotFound, container_address)
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines import lazy
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.fences import host_fence_table
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.protocol import (
     note_time, remove_notes, wait_for_note, write_note)
@@ -58,6 +59,7 @@ class TargetWindow(Window):
         self.started = None
         self.probe_timeout = probe_timeout
         self.stable_for = stable_for
+        self.lazy_requests = lazy.REQUEST_DIR
 
     def committed(self):
         return any("committed" in s for s in self.state["services"].values())
@@ -170,19 +172,77 @@ class TargetWindow(Window):
                 raise WindowError(str(e))
             ips = [str(ipaddress.ip_interface(ip).ip) for net in info["networks"].values() for ip in net["ips"]]
         self.host.fence_addresses(self.table, ips)
+        memory = self.memory_mode(name)
         start = time.time()
         try:
+            if memory == "lazy":
+                lazy.request_lazy(manifest["container_id"], self.lazy_requests)
             with plaintext(archive, self.encryption_key) as plain:  # decrypted beside it, gone after
                 self.engine.restore(plain, tcp=svc["tcp"], file_locks=True)
         except CryptError as e:
             raise WindowError(str(e))
+        finally:
+            if memory == "lazy":
+                lazy.release_request(manifest["container_id"], self.lazy_requests)
         self.host.addresses_restored(self.table, ips)
         c = self.engine.container(svc["container"])
         try:
-            self.record("restored", name, arrived=arrived, started=start, container_id=c["Id"], addresses=ips)
+            self.record("restored", name, arrived=arrived, started=start, container_id=c["Id"], addresses=ips,
+                        memory=memory)
         except OSError as e:  # a copy this host has no record of would outlive the rollback
             self.engine.remove_force(svc["container"])
             raise WindowError("restored, but its record could not be written (%s): the copy is removed again" % e)
+
+    def memory_mode(self, name):
+        """How NAME's memory crosses here: "lazy" (filled in after the restore) or "eager". A service that asks
+        for "lazy" on a host that cannot is refused; "auto" takes lazy where the host can."""
+        wanted = self.services[name].get("memory") or "eager"
+        if wanted == "eager":
+            return "eager"
+        problem = lazy.lazy_problem(self.engine.name, None)
+        if problem and wanted == "lazy":
+            raise WindowError("memory lazy: %s" % problem)
+        return "eager" if problem else "lazy"
+
+    def lazy_services(self):
+        """{name: container ID} of the services restored lazily here by this run."""
+        return {n: s["restored"]["container_id"] for n, s in self.state["services"].items()
+                if (s.get("restored") or {}).get("memory") == "lazy"}
+
+    def _fill_failures(self, names=None):
+        """The lazy fills of this run's services (NAMES, default all) that died: [message]."""
+        out = []
+        for name, cid in sorted(self.lazy_services().items()):
+            if names is None or name in names:
+                state = lazy.fill_state(cid, self.lazy_requests)
+                if state["state"] == "failed":
+                    out.append("%s: its memory was not filled in (%s); the process stalls on the pages it lacks"
+                               % (name, state["detail"]))
+        return out
+
+    def _await_resident(self, timeout):
+        """After the commit: each lazy service's memory filled in (its "resident" record), within TIMEOUT."""
+        deadline = time.time() + timeout
+        todo = {n: c for n, c in self.lazy_services().items() if not self.done(n, "resident")}
+        problems = []
+        while todo:
+            for name, cid in sorted(todo.items()):
+                state = lazy.fill_state(cid, self.lazy_requests)
+                if state["state"] in ("resident", "none"):
+                    self.record("resident", name)
+                    del todo[name]
+                elif state["state"] == "failed":
+                    problems.append("%s: committed, but its memory was not filled in (%s): it stalls on the pages "
+                                    "it lacks; its archive %s is kept (state at the fence) for a restore by hand"
+                                    % (name, state["detail"], self.archive(name)))
+                    del todo[name]
+            if todo and time.time() > deadline:
+                problems += ["%s: its memory was still being filled in %g s after the commit" % (n, timeout)
+                             for n in sorted(todo)]
+                break
+            if todo:
+                time.sleep(POLL)
+        return problems
 
     def _probe(self, name):
         svc = self.services[name]
@@ -206,6 +266,9 @@ class TargetWindow(Window):
                                 progress=progress, baseline=spec.get("progress_baseline"))
         if not res["ready"]:
             raise WindowError("failed its %s probe for %.1f s (%s)" % (spec["type"], res["elapsed"], res["detail"]))
+        failed = self._fill_failures([name])
+        if failed:
+            raise WindowError(failed)
         self.record("ready", name, started=start, attempts=res["attempts"])
 
     def serving(self, keep_archives=False):
@@ -214,10 +277,16 @@ class TargetWindow(Window):
         missing = [n for n in self.services if not self.done(n, "ready") and not self.done(n, "committed")]
         if missing:
             raise WindowError("cannot commit: %s not ready here" % ", ".join(sorted(missing)), self.events)
+        failed = self._fill_failures() if not self.committed() else []
+        if failed:  # a copy with holes never serves: the window rolls back to the source
+            raise WindowError(["cannot commit: %s" % f for f in failed], self.events)
         self.host.lift_host_fence(self.table)
         for name in self.services:
             if not self.done(name, "committed"):
                 self.record("committed", name)
+        problems = self._await_resident(self.wait_timeout)
+        if problems:  # the archives stay: the state at the fence, for a restore by hand
+            raise WindowError(problems, self.events)
         for name in self.services if not keep_archives else ():
             self.remove_archive(name)
         remove_notes(self.archive_dir, self.stack, ("window", "ready", "commit"))

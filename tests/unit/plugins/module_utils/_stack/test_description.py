@@ -62,8 +62,8 @@ def test_every_mistake_is_listed_at_once():
     assert "duplicate service name 'db'" in p
     assert "service 'app' depends on 'queue', which is not a service of the stack" in p
     assert any(x.startswith("service 'app' quiesce: value of method must be one of: none,") for x in p)
-    assert "service 'app': unknown keys colour (allowed: container, depends_on, name, probe, quiesce, source, " \
-        "target, tcp)" in p
+    assert "service 'app': unknown keys colour (allowed: container, depends_on, memory, name, probe, quiesce, " \
+        "source, target, tcp)" in p
     assert "service #4 has no name" in p
 
 
@@ -96,7 +96,7 @@ def test_a_wrong_setting_is_named(change, message):
     ({"networks": [{"subnet": "10.0.0.0/24"}]}, "the stack: missing required arguments: name"),
     ({"name": "/etc/x"}, "the stack's name '/etc/x': letters, digits"),
     ({"name": ["shop"]}, "the stack's name ['shop']"),
-    ({"colour": "red"}, "the stack: unknown keys colour (allowed: name, networks, services, source, target)"),
+    ({"colour": "red"}, "the stack: unknown keys colour (allowed: memory, name, networks, services, source, target)"),
 ])
 def test_a_wrong_stack_setting_is_named(change, message):
     with pytest.raises(st.StackError) as exc:

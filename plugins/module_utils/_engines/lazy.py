@@ -1,0 +1,162 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) stacklift developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Lazy restore (post-copy) under Podman: an OCI runtime wrapper, its installation, and the state of a fill.
+
+Podman has no lazy option, but it runs whatever binary ``containers.conf`` names for its runtime. The
+wrapper (``WRAPPER``, POSIX sh) hands every call to the host's own runc unchanged, except a ``restore`` of a
+container stacklift asked for (a request file named by the container's ID in ``REQUEST_DIR``): for that one
+it starts ``criu lazy-pages`` on the checkpoint's images, waits for its socket, and adds ``--lazy-pages``.
+The process tree then runs at once, and the daemon fills its memory from the images in the background. The
+daemon's exit status lands beside the request, so ``fill_state`` tells filling, resident and failed apart.
+
+A daemon that dies mid-fill does not leave zero pages behind: the restored process stalls on its first
+missing page (seen on Linux 6.18 with CRIU 4.2.1), so a probe fails and the window rolls back."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+__all__ = [
+    "WRAPPER_PATH", "DROPIN_PATH", "REQUEST_DIR", "MEMORY_MODES", "wrapper_text", "dropin_text", "real_runc",
+    "install_plan", "request_lazy", "fill_state", "release_request", "lazy_problem",
+]
+
+import os
+import re
+import time
+
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.files import fsync_dir
+
+WRAPPER_PATH = "/usr/local/libexec/stacklift/runc"
+DROPIN_PATH = "/etc/containers/containers.conf.d/50-stacklift-lazy.conf"
+REQUEST_DIR = "/run/stacklift/lazy"
+# How a service's memory crosses: all of it before the restore returns, or filled in after it.
+MEMORY_MODES = ("eager", "lazy", "auto")
+
+_WRAPPER = r"""#!/bin/sh
+# stacklift's OCI runtime wrapper (stacklift.migrate.lazy_runtime wrote it; it rewrites it).
+# Every call goes to the host's runc unchanged, except a restore of a container that stacklift asked to
+# restore lazily ({requests}/ID.request): CRIU's lazy-pages daemon fills that one's memory after it runs.
+REAL={real}
+REQ={requests}
+case " $* " in *" restore "*) ;; *) exec "$REAL" "$@" ;; esac
+id= img= work= prev=
+for a in "$@"; do
+  case "$prev" in --image-path) img=$a ;; --work-path) work=$a ;; esac
+  prev=$a; id=$a
+done
+if [ -z "$id" ] || [ ! -f "$REQ/$id.request" ] || [ -z "$img" ] || [ -z "$work" ]; then exec "$REAL" "$@"; fi
+rm -f "$work/lazy-pages.socket" "$REQ/$id.rc" "$REQ/$id.pid"
+setsid sh -c 'criu lazy-pages --images-dir "$1" --work-dir "$2" -v2 --log-file "$3.log" </dev/null >/dev/null 2>&1 &
+  echo $! > "$3.pid"; wait $!; echo $? > "$3.rc.tmp"; mv "$3.rc.tmp" "$3.rc"' sh "$img" "$work" "$REQ/$id" &
+i=0
+while [ ! -S "$work/lazy-pages.socket" ]; do
+  i=$((i+1))
+  if [ $i -gt 1000 ] || [ -f "$REQ/$id.rc" ]; then echo "stacklift: criu lazy-pages did not start" >&2; exit 1; fi
+  sleep 0.01
+done
+first=1
+for a in "$@"; do
+  if [ $first = 1 ]; then set --; first=0; fi
+  set -- "$@" "$a"
+  if [ "$a" = restore ]; then set -- "$@" --lazy-pages; fi
+done
+exec "$REAL" "$@"
+"""
+
+
+def wrapper_text(real, requests=REQUEST_DIR):
+    """The wrapper's text, calling the runc at REAL."""
+    if not real.startswith("/") or re.search(r"[^A-Za-z0-9_./-]", real + requests):
+        raise ValueError("the runtime's path must be absolute, of letters, digits and ._-/: %r" % real)
+    return _WRAPPER.replace("{real}", real).replace("{requests}", requests)
+
+
+def dropin_text(wrapper=WRAPPER_PATH):
+    """The containers.conf drop-in that has Podman run the wrapper as its runc."""
+    return ("# stacklift.migrate.lazy_runtime: Podman's runc is stacklift's wrapper, which runs the host's runc\n"
+            "[engine.runtimes]\nrunc = [\"%s\"]\n" % wrapper)
+
+
+def real_runc(candidates=("/usr/bin/runc", "/usr/sbin/runc", "/usr/local/bin/runc", "/usr/local/sbin/runc"),
+              wrapper=WRAPPER_PATH):
+    """The host's runc binary: the first of CANDIDATES that exists and is not the wrapper."""
+    for path in candidates:
+        if os.path.isfile(path) and os.access(path, os.X_OK) and os.path.realpath(path) != os.path.realpath(wrapper):
+            return path
+    return None
+
+
+def _read(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except (IOError, OSError):
+        return None
+
+
+def install_plan(real, present=True, wrapper=WRAPPER_PATH, dropin=DROPIN_PATH):
+    """{path: wanted text, or None for absent} for the files that differ from what is there."""
+    wanted = {wrapper: wrapper_text(real) if present else None, dropin: dropin_text(wrapper) if present else None}
+    return {path: text for path, text in wanted.items() if _read(path) != text}
+
+
+def request_lazy(container_id, requests=REQUEST_DIR):
+    """Ask the wrapper to restore CONTAINER_ID lazily (the next restore of that ID)."""
+    if not re.match(r"^[0-9a-f]{12,64}$", container_id or ""):
+        raise ValueError("not a container ID: %r" % (container_id,))
+    os.makedirs(requests, mode=0o700, exist_ok=True)
+    for suffix in (".rc", ".pid", ".log"):
+        if os.path.lexists(os.path.join(requests, container_id + suffix)):
+            os.unlink(os.path.join(requests, container_id + suffix))
+    fd = os.open(os.path.join(requests, container_id + ".request"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.close(fd)
+    fsync_dir(requests)
+
+
+def release_request(container_id, requests=REQUEST_DIR):
+    """The request gone (a later restore of that ID is eager again); the fill's record stays until the next."""
+    path = os.path.join(requests, container_id + ".request")
+    if os.path.lexists(path):
+        os.unlink(path)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def fill_state(container_id, requests=REQUEST_DIR):
+    """What the fill of CONTAINER_ID's memory is: {"state": "none" (no lazy restore), "filling", "resident" or
+    "failed", "detail": why it failed}."""
+    base = os.path.join(requests, container_id)
+    rc, pid = _read(base + ".rc"), _read(base + ".pid")
+    if rc is not None:
+        if rc.strip() == "0":
+            return {"state": "resident", "detail": None}
+        tail = (_read(base + ".log") or "").strip().splitlines()[-3:]
+        return {"state": "failed", "detail": "criu lazy-pages exited %s: %s" % (rc.strip(), " / ".join(tail))}
+    if pid is None:
+        return {"state": "none", "detail": None}
+    if pid.strip().isdigit() and _alive(int(pid)):
+        return {"state": "filling", "detail": None}
+    time.sleep(0.2)  # its status may be on its way
+    if os.path.exists(base + ".rc"):
+        return fill_state(container_id, requests)
+    return {"state": "failed", "detail": "criu lazy-pages (pid %s) is gone without a status" % pid.strip()}
+
+
+def lazy_problem(engine_name, runtime, wrapper=WRAPPER_PATH, dropin=DROPIN_PATH):
+    """Why this host cannot restore lazily, or None."""
+    if engine_name != "podman":
+        return "lazy restore needs Podman (Docker's restore repacks the images through containerd)"
+    if runtime and runtime != "runc":
+        return "lazy restore needs Podman's runtime runc, not %s" % runtime
+    if not os.access(wrapper, os.X_OK) or not os.path.exists(dropin):
+        return "stacklift's runtime wrapper is not installed (stacklift.migrate.lazy_runtime)"
+    return None
