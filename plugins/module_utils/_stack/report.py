@@ -6,8 +6,8 @@
 
 The roles hand over the quiesce results and the hosts' records of the window (what
 window_source and window_target returned); this turns them into per-service phase times (epoch seconds, as the hosts' clocks give them),
-the downtime (first fence to last service ready on the target), a short text
-summary and an SVG timeline.
+the downtime (first fence to last service ready on the target), when each service's memory was resident
+(at its restore, or at the end of its lazy fill), a short text summary and an SVG timeline.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -24,12 +24,12 @@ import re
 
 from xml.sax.saxutils import escape
 
-PHASES = ["quiesce", "fence", "checkpoint", "transfer", "restore", "ready", "commit", "rollback"]
+PHASES = ["quiesce", "fence", "checkpoint", "transfer", "restore", "ready", "commit", "fill", "rollback"]
 COLOURS = {"quiesce": "#9e9e9e", "fence": "#e53935", "checkpoint": "#fb8c00", "transfer": "#1e88e5",
-           "restore": "#43a047", "ready": "#8e24aa", "commit": "#212121", "rollback": "#6d4c41"}
+           "restore": "#43a047", "ready": "#8e24aa", "commit": "#212121", "fill": "#00acc1", "rollback": "#6d4c41"}
 # The hosts' marker records (window_source, window_target) -> the phase each closes.
 STEP_PHASES = {"quiesced": "quiesce", "fenced": "fence", "checkpointed": "checkpoint", "sent": "transfer", "restored": "restore",
-               "ready": "ready", "committed": "commit", "removed": "rollback", "rolled_back": "rollback",
+               "ready": "ready", "committed": "commit", "resident": "fill", "removed": "rollback", "rolled_back": "rollback",
                "unfenced": "rollback"}
 
 
@@ -62,6 +62,8 @@ def window_events(results, offsets=None):
                 extra = {"archive_bytes": rec.get("size"), "frozen_at": rec.get("frozen")}
             elif phase == "transfer" and rec.get("bytes") is not None:
                 extra = {"bytes": rec["bytes"]}
+            elif phase == "restore" and rec.get("memory"):
+                extra = {"memory": rec["memory"]}
             shift = (offsets or {}).get(rec["service"], (0.0, 0.0))[0] if r.get("side") == "target" else 0.0
             out.append((rec["service"], phase, (rec.get("started") or rec["t"]) - shift, rec["t"] - shift, extra))
     return out
@@ -129,6 +131,8 @@ def build(plan, phases, source, target, outcome, error=None):
     downtime = None
     if fence_starts and ends:
         downtime = round(max(ends) - min(fence_starts), 3)
+        for s in services.values():
+            _resident(s, min(fence_starts))
     all_times = [v for s in services.values() for ph in s["phases"].values() for v in (ph["start"], ph["end"]) if v]
     return {
         "stack": plan["name"], "source": source, "target": target, "outcome": outcome, "error": error,
@@ -143,6 +147,15 @@ def build(plan, phases, source, target, outcome, error=None):
     }
 
 
+def _resident(service, first_fence):
+    """SERVICE's memory mode, and when its memory was all there: at the end of its lazy fill, or of its restore."""
+    phases = service["phases"]
+    service["memory"] = (phases.get("restore") or {}).get("memory") or "eager"
+    end = (phases.get("fill") or phases.get("restore") or {}).get("end")
+    service["resident_at"] = end
+    service["resident_s"] = round(end - first_fence, 3) if end else None
+
+
 def report_base(report_dir, stack, stamp):
     """The reports' path without suffix: inside REPORT_DIR whatever the stack is called."""
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", str(stack)).lstrip(".") or "stack"
@@ -155,6 +168,9 @@ def summary(report):
     if report["downtime_s"] is not None:
         lines.append("downtime (first fence to the %s): %.3f s"
                      % ("commit" if report["outcome"] == "migrated" else "source serving again", report["downtime_s"]))
+    for name, s in sorted(report["services"].items()):
+        if s.get("memory") == "lazy" and s.get("resident_s") is not None:
+            lines.append("%s: restored lazily, its memory all there %.3f s after the first fence" % (name, s["resident_s"]))
     if report.get("error"):
         lines.append("error: %s" % report["error"])
     t0 = report["started"] or 0

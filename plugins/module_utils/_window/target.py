@@ -229,7 +229,7 @@ class TargetWindow(Window):
             for name, cid in sorted(todo.items()):
                 state = lazy.fill_state(cid, self.lazy_requests)
                 if state["state"] in ("resident", "none"):
-                    self.record("resident", name)
+                    self.record("resident", name, started=self.state["services"][name]["restored"].get("t"))
                     del todo[name]
                 elif state["state"] == "failed":
                     problems.append("%s: committed, but its memory was not filled in (%s): it stalls on the pages "

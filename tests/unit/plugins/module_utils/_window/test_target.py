@@ -302,3 +302,61 @@ def test_a_ready_target_waits_fenced_for_the_commit_note_of_its_run_and_commits_
     c.run_id = "r3"
     with pytest.raises(window.WindowError, match="no commit came within 0.2 s of the copies being ready; they stay fenced"):
         c._await_commit(keep_archives=False)
+
+
+CID = "ab" * 32
+
+
+def lazy_target(tmp_path, rc):
+    """A target whose db was restored lazily by run r1, its fill ended with RC (None: still filling)."""
+    runner = engine_runner(tmp_path, Containers(**{"shop-db": "running"}))
+    write_arrival(tmp_path, "shop-db")
+    marker = Journal(str(tmp_path / "ck" / "shop.journal"))
+    marker.append("restored", run="r1", service="db", container_id=CID, memory="lazy")
+    marker.append("ready", run="r1", service="db")
+    requests = tmp_path / "lazy"
+    requests.mkdir()
+    (requests / (CID + ".pid")).write_text("%d\n" % os.getpid())
+    if rc is not None:
+        (requests / (CID + ".rc")).write_text("%d\n" % rc)
+        (requests / (CID + ".log")).write_text("uffd: 1-8: the last words\n")
+    a = make_window(window_target.TargetWindow, tmp_path, runner, services={"db": SERVICES["db"]}, wait_timeout=1)
+    a.lazy_requests = str(requests)
+    return a, runner
+
+
+def test_a_copy_whose_lazy_fill_died_is_never_committed(tmp_path):
+    a, runner = lazy_target(tmp_path, 137)
+    with pytest.raises(window.WindowError, match="cannot commit: db: its memory was not filled in .criu lazy-pages "
+                                                 "exited 137: uffd: 1-8: the last words"):
+        a.serving()
+    assert not a.committed() and not [c for c in runner.calls if "delete" in c]  # the fence stays up
+
+
+def test_after_the_commit_the_fill_is_awaited_and_its_end_recorded(tmp_path):
+    a, _runner = lazy_target(tmp_path, 0)
+    events = a.serving()
+    assert [e["step"] for e in events] == ["committed", "resident"]
+    assert events[1]["started"] == a.state["services"]["db"]["restored"]["t"]
+    (tmp_path / "b").mkdir()
+    b, _runner = lazy_target(tmp_path / "b", None)  # still filling when the wait ends: the archives stay
+    with pytest.raises(window.WindowError, match="still being filled in 1 s after the commit"):
+        b.serving()
+    assert b.committed() and os.path.exists(b.archive("db"))
+
+
+@pytest.mark.parametrize("memory", ["lazy", "auto"])
+def test_a_lazy_service_on_a_host_without_the_wrapper(tmp_path, memory):
+    """lazy is refused where the host cannot (no wrapper here); auto restores eagerly."""
+    runner = engine_runner(tmp_path, Containers(**{"shop-cache": "absent"}))
+    runner.answers["nft"] = (0, "", "")
+    write_arrival(tmp_path, "shop-cache")
+    a = make_window(window_target.TargetWindow, tmp_path, runner,
+                    services={"cache": dict(SERVICES["cache"], memory=memory)}, wait_timeout=2)
+    if memory == "lazy":
+        with pytest.raises(window.WindowError, match="memory lazy: stacklift's runtime wrapper is not installed"):
+            a._restore("cache")
+        assert not [c for c in runner.calls if c[1:3] == ["container", "restore"]]
+    else:
+        a._restore("cache")
+        assert a.state["services"]["cache"]["restored"]["memory"] == "eager"

@@ -1,0 +1,125 @@
+"""The lazy-restore wrapper run for real (sh), with stand-ins for runc and criu on its PATH; its install plan; the
+states of a fill as the wrapper leaves them."""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines import lazy
+
+FAKE_RUNC = """#!/bin/sh
+printf '%s\\n' "$@" > "{log}"
+"""
+# criu lazy-pages as the wrapper starts it: it opens its socket in the work dir, then fills (sleeps) and ends.
+FAKE_CRIU = """#!/bin/sh
+[ "$1" = lazy-pages ] || exit 9
+work=$5
+{python} -c 'import socket, sys, time; s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); time.sleep(float(sys.argv[2]))' \\
+  "$work/lazy-pages.socket" {fill}
+exit {rc}
+"""
+
+
+def setup(tmp_path, fill=0.3, rc=0, socket=True):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(parents=True)
+    runc, criu, log = bin_dir / "runc", bin_dir / "criu", tmp_path / "runc.args"
+    runc.write_text(FAKE_RUNC.format(log=log))
+    criu_text = FAKE_CRIU.format(python=sys.executable, fill=fill, rc=rc)
+    criu.write_text(criu_text if socket else "#!/bin/sh\nexit 3\n")
+    requests = tmp_path / "requests"
+    wrapper = tmp_path / "wrapper"
+    wrapper.write_text(lazy.wrapper_text(str(runc), str(requests)))
+    for f in (runc, criu, wrapper):
+        f.chmod(0o755)
+    env = dict(os.environ, PATH="%s:%s" % (bin_dir, os.environ["PATH"]))
+    return wrapper, requests, log, env
+
+
+CID = "0123456789abcdef" * 4
+RESTORE = ["--root", "/run/runc", "restore", "--detach", "--image-path", "/b/checkpoint", "--work-path", None, CID]
+
+
+def restore_args(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    return [str(work) if a is None else a for a in RESTORE]
+
+
+@pytest.mark.parametrize("args", [["--root", "/run/runc", "state", CID], ["checkpoint", "--help"], RESTORE])
+def test_every_call_but_a_requested_restore_reaches_runc_unchanged(tmp_path, args):
+    wrapper, _requests, log, env = setup(tmp_path)
+    args = restore_args(tmp_path) if args is RESTORE else args
+    subprocess.run([str(wrapper)] + args, env=env, check=True, timeout=30)
+    assert log.read_text().splitlines() == args
+
+
+def test_a_requested_restore_starts_the_fill_and_runs_lazily(tmp_path):
+    wrapper, requests, log, env = setup(tmp_path)
+    lazy.request_lazy(CID, str(requests))
+    args = restore_args(tmp_path)
+    subprocess.run([str(wrapper)] + args, env=env, check=True, timeout=30)
+    assert log.read_text().splitlines() == args[:3] + ["--lazy-pages"] + args[3:]
+    assert lazy.fill_state(CID, str(requests))["state"] == "filling"
+    deadline = time.time() + 10
+    while lazy.fill_state(CID, str(requests))["state"] == "filling" and time.time() < deadline:
+        time.sleep(0.05)
+    assert lazy.fill_state(CID, str(requests)) == {"state": "resident", "detail": None}
+    # the request is for one restore: released, the next restore of that ID is eager
+    lazy.release_request(CID, str(requests))
+    subprocess.run([str(wrapper)] + args, env=env, check=True, timeout=30)
+    assert "--lazy-pages" not in log.read_text().splitlines()
+
+
+def test_a_fill_that_dies_is_failed_and_a_daemon_that_never_starts_fails_the_restore(tmp_path):
+    wrapper, requests, log, env = setup(tmp_path, fill=0.2, rc=1)
+    lazy.request_lazy(CID, str(requests))
+    subprocess.run([str(wrapper)] + restore_args(tmp_path), env=env, check=True, timeout=30)
+    time.sleep(1.0)
+    state = lazy.fill_state(CID, str(requests))
+    assert state["state"] == "failed" and "exited 1" in state["detail"]
+    wrapper, requests, log, env = setup(tmp_path / "x", socket=False)
+    lazy.request_lazy(CID, str(requests))
+    res = subprocess.run([str(wrapper)] + restore_args(tmp_path), env=env, capture_output=True, text=True, timeout=30)
+    assert res.returncode == 1 and "lazy-pages did not start" in res.stderr and not log.exists()
+
+
+def test_fill_states(tmp_path):
+    d = str(tmp_path)
+    assert lazy.fill_state(CID, d)["state"] == "none"
+    (tmp_path / (CID + ".pid")).write_text("%d\n" % os.getpid())
+    assert lazy.fill_state(CID, d)["state"] == "filling"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (tmp_path / (CID + ".pid")).write_text("%d\n" % dead.pid)
+    assert "gone without a status" in lazy.fill_state(CID, d)["detail"]
+    (tmp_path / (CID + ".rc")).write_text("137\n")
+    (tmp_path / (CID + ".log")).write_text("a\nb\nuffd: killed\n")
+    assert lazy.fill_state(CID, d) == {"state": "failed", "detail": "criu lazy-pages exited 137: a / b / uffd: killed"}
+    with pytest.raises(ValueError):
+        lazy.request_lazy("../etc", d)
+
+
+def test_install_plan_is_empty_once_installed_and_removes_what_it_wrote(tmp_path):
+    wrapper, dropin = str(tmp_path / "libexec" / "runc"), str(tmp_path / "conf.d" / "50.conf")
+    plan = lazy.install_plan("/usr/sbin/runc", wrapper=wrapper, dropin=dropin)
+    assert sorted(plan) == sorted([wrapper, dropin]) and 'REAL=/usr/sbin/runc' in plan[wrapper]
+    assert 'runc = ["%s"]' % wrapper in plan[dropin]
+    for path, text in plan.items():
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(text)
+    assert lazy.install_plan("/usr/sbin/runc", wrapper=wrapper, dropin=dropin) == {}
+    assert list(lazy.install_plan("/usr/bin/runc", wrapper=wrapper, dropin=dropin)) == [wrapper]
+    assert lazy.install_plan("/x", present=False, wrapper=wrapper, dropin=dropin) == {wrapper: None, dropin: None}
+    with pytest.raises(ValueError):
+        lazy.wrapper_text("/usr/bin/runc; rm -rf /")
+
+
+def test_lazy_problem_names_what_is_missing(tmp_path):
+    assert "needs Podman" in lazy.lazy_problem("docker", "runc")
+    assert "runtime runc, not crun" in lazy.lazy_problem("podman", "crun")
+    assert "not installed" in lazy.lazy_problem("podman", "runc", wrapper=str(tmp_path / "w"), dropin=str(tmp_path / "d"))
