@@ -13,7 +13,7 @@ __metaclass__ = type
 from ansible.plugins.action import ActionBase
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import ENGINE_SPEC
 from ansible_collections.stacklift.migrate.plugins.module_utils._stack.description import (
-    PLAN_SPEC, StackError, checked, invalid, plan, with_depends_on, without_secrets)
+    PLAN_SPEC, StackError, as_planned, checked, invalid, plan, without_secrets)
 
 ON_HOST = ("list_running", "check_containers", "discover_depends_on")
 
@@ -30,8 +30,9 @@ class ActionModule(ActionBase):
                                                task_vars=task_vars))
             return result
         try:
-            checked(p["stack"], p["settings"], p["inventory_hosts"])
-            made = plan(with_depends_on(p["stack"], p["depends_on"]))
+            stack = as_planned(p)
+            checked(stack, p["settings"], p["inventory_hosts"])
+            made = plan(stack)
         except StackError as e:
             return dict(result, failed=True, msg=invalid(p["stack"], e), problems=e.problems)
         return dict(result, changed=False, plan=without_secrets(made), discovered_depends_on={})

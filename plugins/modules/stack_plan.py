@@ -188,8 +188,8 @@ problems:
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.selection import (
     ENGINE_SPEC, engine_for_module)
 from ansible_collections.stacklift.migrate.plugins.module_utils._stack.description import (
-    PLAN_SPEC, StackError, checked, compose_depends_on, compose_service, invalid, plan, secrets_of, with_depends_on,
-    without_secrets)
+    PLAN_SPEC, StackError, as_planned, checked, compose_depends_on, compose_service, invalid, plan, secrets_of,
+    with_depends_on, without_secrets)
 from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
 
 
@@ -232,7 +232,7 @@ def container_problems(engine, inspected, norm, host):
 def main():
     module = PLAN_SPEC.merge(ENGINE_SPEC).create_module(supports_check_mode=True)
     p = module.params
-    stack = with_depends_on(dict({"memory": p["memory"]}, **p["stack"]), p["depends_on"])
+    stack = as_planned(p)
     for parts in secrets_of(stack).values():
         for values in parts.values():
             module.no_log_values.update(values.values())

@@ -22,7 +22,7 @@ __all__ = [
     "NAME", "UNSUPPORTED", "NETWORK_OPTIONS", "SERVICE_OPTIONS", "STACK_OPTIONS", "SERVICE_KEYS", "SERVICE_SPEC", "TOP_SPEC",
     "COMPOSE_SERVICE_LABELS", "COMPOSE_DEPENDS_LABELS", "StackError", "validate", "normalize", "SETTING_MINIMUMS",
     "setting_problems", "SECRET_KEYS", "secrets_of", "without_secrets", "with_secrets", "find_cycle", "tiers",
-    "plan", "with_depends_on", "compose_depends_on", "compose_service", "PLAN_SPEC", "checked", "invalid",
+    "plan", "as_planned", "with_depends_on", "compose_depends_on", "compose_service", "PLAN_SPEC", "checked", "invalid",
 ]
 
 import copy
@@ -323,6 +323,12 @@ def plan(stack):
         "source_hosts": sorted(set(s["source"] for s in norm["services"])),
         "target_hosts": sorted(set(s["target"] for s in norm["services"])),
     }
+
+
+def as_planned(params):
+    """The stack a plan is made of, from stack_plan's PARAMS: its description, the memory mode its services take
+    when neither they nor the stack name one, and the dependencies found elsewhere (with_depends_on)."""
+    return with_depends_on(dict({"memory": params["memory"]}, **params["stack"]), params["depends_on"])
 
 
 def with_depends_on(stack, found):

@@ -1,0 +1,108 @@
+"""Lazy restore on the lab, for real: the runtime wrapper installed through the collection's module (twice, and a
+bystander container unaffected), a Redis of 512 MiB of random values migrated with memory lazy and its keys checked
+with DEBUG DIGEST, and the fill killed before the commit: the migration rolls back and nothing is lost."""
+
+import json
+import subprocess
+
+import pytest
+
+from labhosts import REPO, run_module
+from shoplab import playbook
+
+REDIS = "localhost/stacklift/redis:latest"
+NET, SUBNET, IP = "lazynet", "10.89.40.0/24", "10.89.40.5"
+STACK = {"name": "lazy", "source": "node1", "target": "node2", "networks": [{"name": NET, "subnet": SUBNET}],
+         "services": [{"name": "cache", "container": "lazycache", "probe": {"type": "redis"}, "tcp": "established",
+                       "memory": "lazy"}]}
+# 1000-byte random values (hex): what a cache holds, not DEBUG POPULATE's zeros
+FILL = ("python3 -c 'import os,sys\nfor i in range(%d):\n k=b\"key:%%d\" %% i; v=os.urandom(500).hex().encode()\n "
+        "sys.stdout.buffer.write(b\"*3\\r\\n$3\\r\\nSET\\r\\n$%%d\\r\\n%%s\\r\\n$1000\\r\\n%%s\\r\\n\" %% (len(k), k, v))' "
+        "| podman exec -i lazycache redis-cli --pipe >/dev/null")
+
+
+def clean(*hosts):
+    for h in hosts:
+        h.run("podman rm -f -t 0 lazycache bystander >/dev/null 2>&1; podman network rm -f %s >/dev/null 2>&1; "
+              "rm -rf /var/lib/stacklift/checkpoints/runs/*/lazycache* /var/lib/stacklift/checkpoints/lazy.*" % NET,
+              check=False)
+
+
+@pytest.fixture
+def lazycache(node1, node2):
+    """A Redis holding 512 MiB of random values on node1; its DEBUG DIGEST."""
+    clean(node1, node2)
+    node1.run("podman network create --subnet %s %s >/dev/null && podman run -d --name lazycache --network %s --ip %s "
+              "--entrypoint /usr/bin/redis-server %s --bind 0.0.0.0 --protected-mode no --save '' --appendonly no "
+              "--enable-debug-command yes >/dev/null && until podman exec lazycache redis-cli ping >/dev/null 2>&1; "
+              "do sleep 0.1; done" % (SUBNET, NET, NET, IP, REDIS))
+    node1.run(FILL % (512 * 1024 * 1024 // 1000), timeout=600)
+    node1.run("podman exec lazycache redis-cli set session:42 cart-3-items EX 600 >/dev/null")
+    yield node1.out("podman exec lazycache redis-cli debug digest")
+    clean(node1, node2)
+
+
+def migrate(tmp_path, *extra):
+    vars_file = tmp_path / "stack.json"
+    vars_file.write_text(json.dumps({"stacklift_stack": STACK}))
+    res = playbook(REPO / "migrate_stack.yml", "-e", "@%s" % vars_file, *extra, report_dir=tmp_path / "reports")
+    reports = sorted((tmp_path / "reports").glob("lazy-*.json"))
+    return res, json.loads(reports[-1].read_text()) if reports else None
+
+
+def test_the_wrapper_installs_once_and_leaves_other_containers_alone(node2):
+    clean(node2)
+    node2.run("podman run -d --name bystander --entrypoint /usr/bin/redis-server %s --save '' >/dev/null && "
+              "until podman exec bystander redis-cli ping >/dev/null 2>&1; do sleep 0.1; done && "
+              "podman exec bystander redis-cli set k v >/dev/null" % REDIS)
+    res, failed = run_module("node2", "lazy_runtime", {"state": "absent"})
+    assert not failed, res
+    assert node2.out("podman info --format '{{.Host.OCIRuntime.Path}}'") != "/usr/local/libexec/stacklift/runc"
+    res, failed = run_module("node2", "lazy_runtime", {}, check=True)
+    assert not failed and res["changed"] and not node2.run("test -e /usr/local/libexec/stacklift/runc", check=False).returncode == 0
+    res, failed = run_module("node2", "lazy_runtime", {})
+    assert not failed and res["changed"] and len(res["changed_files"]) == 2, res
+    res, failed = run_module("node2", "lazy_runtime", {})
+    assert not failed and not res["changed"], res
+    assert node2.out("podman info --format '{{.Host.OCIRuntime.Path}}'") == "/usr/local/libexec/stacklift/runc"
+    # a container stacklift does not restore: exec, checkpoint and restore in place, eager, through the wrapper
+    cid = node2.out("podman inspect -f '{{.Id}}' bystander")
+    node2.run("podman container checkpoint bystander && podman container restore bystander")
+    assert node2.out("podman exec bystander redis-cli get k") == "v"
+    assert node2.run("ls /run/stacklift/lazy/%s.pid" % cid, check=False).returncode != 0  # no fill was started
+    node2.run("podman rm -f -t 0 bystander >/dev/null")
+
+
+def test_a_lazy_migration_keeps_every_key(node1, node2, lazycache, tmp_path):
+    res, report = migrate(tmp_path)
+    assert res.returncode == 0, res.stdout[-3000:]
+    svc = report["services"]["cache"]
+    assert svc["memory"] == "lazy" and svc["phases"]["fill"]["end"] >= svc["phases"]["commit"]["end"], svc
+    assert svc["resident_s"] >= report["downtime_s"]
+    assert node2.out("podman exec lazycache redis-cli debug digest", timeout=300) == lazycache
+    assert 500 < int(node2.out("podman exec lazycache redis-cli ttl session:42")) <= 600
+    assert node1.run("podman container exists lazycache", check=False).returncode != 0  # the source cleaned up
+
+
+def test_a_fill_killed_before_the_commit_rolls_back_with_nothing_lost(node1, node2, lazycache, tmp_path):
+    # On node2, the moment the fill starts: kill it (SIGKILL, as the OOM killer would).
+    node2.run("rm -f /run/stacklift/lazy/*", check=False)
+    killer = subprocess.Popen(node2.ssh_cmd() + [
+        "for i in $(seq 1 6000); do f=$(ls /run/stacklift/lazy/*.pid 2>/dev/null | head -1); "
+        "if [ -n \"$f\" ]; then kill -9 $(cat $f) && echo killed && exit 0; fi; sleep 0.02; done; exit 1"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        res, report = migrate(tmp_path, "-e", "stacklift_probe_timeout=15")
+    finally:
+        out, _ = killer.communicate(timeout=180)
+    assert "killed" in out
+    assert res.returncode != 0 and report["outcome"] == "rolled_back", res.stdout[-3000:]
+    assert "memory was not filled in" in res.stdout or "failed its redis probe" in res.stdout, res.stdout[-3000:]
+    assert node1.out("podman exec lazycache redis-cli debug digest", timeout=300) == lazycache
+    assert node2.run("podman container exists lazycache", check=False).returncode != 0
+    # and the stack moves afterwards
+    again = tmp_path / "again"
+    again.mkdir()
+    res, report = migrate(again)
+    assert res.returncode == 0, res.stdout[-3000:]
+    assert node2.out("podman exec lazycache redis-cli debug digest", timeout=300) == lazycache
