@@ -198,7 +198,9 @@ def with_stacklift(node1, node2, gib, memory):
             "resident_s": svc.get("resident_s"), "phases_s": {k: v.get("seconds") for k, v in svc["phases"].items()},
             "client_max_s": round(client["max_latency_s"], 3), "client_errors": len(client["errors"]),
             "client_p99_during_fill_s": p99_between(client["samples"], served, svc.get("resident_at") or served),
-            "digest_same": before == after, "keys_after": int(node2.out("podman exec big redis-cli dbsize"))}
+            "digest_same": before == after, "keys_after": int(node2.out("podman exec big redis-cli dbsize")),
+            "checkpoint_steps_s": svc["phases"].get("checkpoint", {}).get("steps_s"),
+            "restore_steps_s": svc["phases"].get("restore", {}).get("steps_s")}
 
 
 def by_hand(node1, node2, gib):

@@ -64,6 +64,11 @@ def checkpoint_problems(engine, names, info=None, capbnd=None, tcp=None, file_lo
     return problems
 
 
+def _us(seconds):
+    """SECONDS in microseconds, as the engines' own checkpoint statistics are."""
+    return int(seconds * 1e6)
+
+
 def checkpoint_container(engine, name, container, archive, host_info, compression="zstd",
                          tcp=None, file_locks=False, keep=True, leave_running=False,
                          ignore_volumes=False, ignore_rootfs=False, encryption_key=None, origin=None):
@@ -98,7 +103,9 @@ def checkpoint_container(engine, name, container, archive, host_info, compressio
         os.chmod(tmp, 0o600)
         if not ignore_rootfs:
             added = engine.complete_archive(name, tmp)
+        completed = time.time()
         fsync_file(tmp)
+        stats.update(rootfs_completion_duration=_us(completed - checkpointed_at), fsync_duration=_us(time.time() - completed))
         if encryption_key:
             what = "encrypt its archive"
             encrypted = tmp + ".enc"
@@ -121,7 +128,9 @@ def checkpoint_container(engine, name, container, archive, host_info, compressio
                               "incomplete archive kept at %s" % (name, what, e, tmp),
                               partial=tmp, **details)
     os.rename(tmp, archive)
+    hashing = time.time()
     digest = sha256_file(archive)
+    stats["digest_duration"] = _us(time.time() - hashing)
     manifest = {
         "container_name": name, "container_id": container["Id"], "sha256": digest,
         "image_id": container.get("Image"), "image_name": container.get("ImageName"),

@@ -64,6 +64,9 @@ def window_events(results, offsets=None):
                 extra = {"bytes": rec["bytes"]}
             elif phase == "restore" and rec.get("memory"):
                 extra = {"memory": rec["memory"]}
+            if rec.get("timings"):  # the engine's, CRIU's and stacklift's own steps, in seconds
+                extra["steps_s"] = {k: round(v / 1e6, 3) for k, v in sorted(rec["timings"].items())
+                                    if isinstance(v, (int, float))}
             shift = (offsets or {}).get(rec["service"], (0.0, 0.0))[0] if r.get("side") == "target" else 0.0
             out.append((rec["service"], phase, (rec.get("started") or rec["t"]) - shift, rec["t"] - shift, extra))
     return out

@@ -159,6 +159,7 @@ class TargetWindow(Window):
         archive, manifest = self._wait_for(name)
         arrived = time.time()
         digest = sha256_file(archive)
+        timings = {"digest_duration": int((time.time() - arrived) * 1e6)}
         if digest != manifest.get("sha256"):
             raise WindowError("%s has sha256 %s, its manifest says %s: damaged in transit; not restoring"
                               % (archive, digest, manifest.get("sha256")))
@@ -178,7 +179,8 @@ class TargetWindow(Window):
             if memory == "lazy":
                 lazy.request_lazy(manifest["container_id"], self.lazy_requests)
             with plaintext(archive, self.encryption_key) as plain:  # decrypted beside it, gone after
-                self.engine.restore(plain, tcp=svc["tcp"], file_locks=True)
+                stats = self.engine.restore(plain, tcp=svc["tcp"], file_locks=True) or {}
+            timings.update((k, v) for k, v in stats.items() if k.endswith(("time", "duration")))
         except CryptError as e:
             raise WindowError(str(e))
         finally:
@@ -188,7 +190,7 @@ class TargetWindow(Window):
         c = self.engine.container(svc["container"])
         try:
             self.record("restored", name, arrived=arrived, started=start, container_id=c["Id"], addresses=ips,
-                        memory=memory)
+                        memory=memory, timings=timings)
         except OSError as e:  # a copy this host has no record of would outlive the rollback
             self.engine.remove_force(svc["container"])
             raise WindowError("restored, but its record could not be written (%s): the copy is removed again" % e)
