@@ -175,11 +175,11 @@ BIG_STACK = {"name": "big", "source": "node1", "target": "node2", "networks": [{
              "services": [{"name": "big", "container": "big", "probe": {"type": "redis"}, "tcp": "established"}]}
 
 
-def with_stacklift(node1, node2, gib, memory):
+def with_stacklift(node1, node2, gib, memory, compression="zstd"):
     used, keys = start_big(node1, node2, gib)
     before = digest(node1)
     extra = Path("/tmp/stacklift-membench-stack.json")
-    extra.write_text(json.dumps({"stacklift_stack": BIG_STACK, "stacklift_memory": memory,
+    extra.write_text(json.dumps({"stacklift_stack": BIG_STACK, "stacklift_memory": memory, "stacklift_compression": compression,
                                  "stacklift_traffic_switch_tasks": str(REPO / "examples" / "shop" / "traffic.yml"),
                                  "stacklift_lab_client_netns": CLIENT_NETNS}))
     proc, out_path, stop = client_start(keys, memory)
@@ -194,7 +194,8 @@ def with_stacklift(node1, node2, gib, memory):
     served = (svc["phases"].get("commit") or {}).get("end") or 0
     after = digest(node2)
     # the counter moved on under the client: compare the keys' digest without it
-    return {"gib": gib, "memory": memory, "used_memory_bytes": used, "pause_s": report["downtime_s"],
+    return {"gib": gib, "memory": memory + ("" if compression == "zstd" else ", " + compression),
+            "used_memory_bytes": used, "pause_s": report["downtime_s"],
             "resident_s": svc.get("resident_s"), "phases_s": {k: v.get("seconds") for k, v in svc["phases"].items()},
             "client_max_s": round(client["max_latency_s"], 3), "client_errors": len(client["errors"]),
             "client_p99_during_fill_s": p99_between(client["samples"], served, svc.get("resident_at") or served),

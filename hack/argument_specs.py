@@ -43,6 +43,7 @@ SETTINGS = {
     "stacklift_probe_timeout": dict(type="float"),
     "stacklift_probe_stable_for": dict(type="float"),
     "stacklift_memory": dict(type="str", choices=list(MEMORY_MODES)),
+    "stacklift_compression": dict(type="str", choices=["auto", "zstd", "gzip", "none"]),
     "stacklift_discover_depends_on": dict(type="bool"),
     "stacklift_cleanup_source": dict(type="bool"),
     "stacklift_keep_archives": dict(type="bool"),

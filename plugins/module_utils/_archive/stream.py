@@ -20,7 +20,7 @@ __metaclass__ = type
 __all__ = [
     "MANIFEST_SUFFIX", "MANIFEST_HOST_FACTS", "ZSTD_MAGIC", "GZIP_MAGIC", "MAX_JSON_MEMBER", "MAX_MEMBERS",
     "ArchiveError", "sha256_file", "compression_of", "TarStream", "open_writer", "read_manifest",
-    "write_manifest", "json_member", "SUFFIXES", "archive_name",
+    "write_manifest", "json_member", "SUFFIXES", "choose_compression", "archive_name",
 ]
 
 import hashlib
@@ -156,6 +156,15 @@ def json_member(tar, member, path):
 
 
 SUFFIXES = {"zstd": ".tar.zst", "gzip": ".tar.gz", "none": ".tar"}
+
+
+def choose_compression(link_mb_s, compressor_mb_s, ratio):
+    """zstd or none, whichever moves an archive sooner: the engine compresses before the archive is sent, so
+    compressing pays when S/compressor + S*ratio/link < S/link, that is when the link is slower than
+    compressor * (1 - ratio). LINK_MB_S: the slowest link to a target; RATIO: compressed/plain size."""
+    if not link_mb_s or not compressor_mb_s or ratio is None:
+        return "zstd"
+    return "none" if link_mb_s > compressor_mb_s * (1.0 - min(ratio, 1.0)) else "zstd"
 
 
 def archive_name(archive_dir, container, compression="zstd"):

@@ -16,7 +16,7 @@ __all__ = [
     "criu_kernel_problem", "host_criu_problem", "cap_bounding_set", "uid_problem", "RUNC_CRIU_CONFIG",
     "docker_daemon_problems", "criu_options", "docker_container_problems", "DOCKER_RESTARTING",
     "manager_problems", "free_bytes", "tree_bytes", "memory_bytes", "process_start", "memory_available",
-    "container_memory_bytes",
+    "container_memory_bytes", "memory_sample",
 ]
 
 import os
@@ -241,3 +241,39 @@ def container_memory_bytes(pid, proc="/proc"):
         except OSError:
             continue
     return total
+
+
+def memory_sample(pid, limit=32 << 20, chunk=1 << 20, proc="/proc"):
+    """Up to LIMIT bytes of PID's private writable memory (what its checkpoint's pages hold), read in CHUNKs spread
+    over its mappings: a sample to time the compressor on. Empty when the process cannot be read."""
+    try:
+        with open(os.path.join(proc, str(pid), "maps")) as f:
+            regions = []
+            for line in f:
+                fields = line.split()
+                if len(fields) >= 2 and fields[1].startswith("rw") and fields[1].endswith("p") and \
+                        (len(fields) < 6 or fields[5] in ("[heap]",)):
+                    start, end = (int(x, 16) for x in fields[0].split("-"))
+                    regions.append((start, end))
+    except (IOError, OSError):
+        return b""
+    total = sum(end - start for start, end in regions)
+    if not total:
+        return b""
+    step = max(chunk, total // max(1, limit // chunk))
+    out, got = [], 0
+    try:
+        with open(os.path.join(proc, str(pid), "mem"), "rb", 0) as mem:
+            for start, end in regions:
+                for at in range(start, end, step):
+                    if got >= limit:
+                        return b"".join(out)[:limit]
+                    try:
+                        mem.seek(at)
+                        out.append(mem.read(min(chunk, end - at, limit - got)))
+                    except (IOError, OSError, OverflowError, ValueError):
+                        break
+                    got += len(out[-1])
+    except (IOError, OSError):
+        pass
+    return b"".join(out)[:limit]

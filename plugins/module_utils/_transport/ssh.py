@@ -12,7 +12,7 @@ __all__ = [
     "HAS_PARAMIKO", "PARAMIKO_IMPORT_ERROR", "HOST_KEY_POLICIES", "KNOWN_HOSTS", "CHUNK", "KEEPALIVE",
     "STALL_TIMEOUT", "SSH_SPEC", "TransferError", "parse_endpoint", "known_hosts_name", "hops",
     "load_private_key", "save_known_hosts", "connect", "as_root", "remote_run", "remote_sha256", "Watchdog",
-    "PUSH_SCRIPT", "push_file", "stream_to_remote", "clock_offset",
+    "PUSH_SCRIPT", "push_file", "stream_to_remote", "clock_offset", "link_throughput",
 ]
 
 import fcntl
@@ -440,3 +440,23 @@ def clock_offset(client, tries=3):
         if best is None or t1 - t0 < 2 * best[1]:
             best = (remote - (t0 + t1) / 2, (t1 - t0) / 2)
     return (round(best[0], 4), round(best[1], 4)) if best else (None, None)
+
+
+def link_throughput(client, nbytes=32 << 20):
+    """MB/s of NBYTES (incompressible) sent to the target over CLIENT, as the archives go: through an SSH channel
+    into a command there (here ``cat > /dev/null``)."""
+    block = os.urandom(CHUNK)
+    chan = client.get_transport().open_session(timeout=STALL_TIMEOUT)
+    chan.settimeout(STALL_TIMEOUT)
+    try:
+        chan.exec_command("cat > /dev/null")
+        start = time.time()
+        sent = 0
+        while sent < nbytes:
+            chan.sendall(block)
+            sent += len(block)
+        chan.shutdown_write()
+        chan.recv_exit_status()
+        return round(sent / 1e6 / max(time.time() - start, 1e-6), 1)
+    finally:
+        chan.close()

@@ -24,3 +24,14 @@ def test_the_archive_reader_refuses_huge_or_broken_json_members(tmp_path):
             tar.addfile(info, io.BytesIO(data))
         with pytest.raises(ar.ArchiveError, match="config.dump is"):
             facts.read_archive(str(path))
+
+
+@pytest.mark.parametrize("link, compressor, ratio, chosen", [
+    (110.0, 100.0, 0.5, "none"),   # a 1 Gbit/s LAN against one core's zstd: compressing costs more than it saves
+    (40.0, 100.0, 0.5, "zstd"),    # a slower link: half the bytes to send pays for the compressor
+    (60.0, 100.0, 0.95, "none"),   # data that hardly compresses
+    (None, 100.0, 0.5, "zstd"),    # nothing measured: the default
+    (500.0, None, None, "zstd"),
+])
+def test_compression_is_chosen_by_what_was_measured(link, compressor, ratio, chosen):
+    assert ar.choose_compression(link, compressor, ratio) == chosen

@@ -94,3 +94,11 @@ def test_containers_something_else_would_restart_are_refused_with_what_to_do():
     assert manager_problems("podman", "db", pod) == ["container 'db' is in pod shop: stacklift moves containers, "
                                                      "not pods (the restore would need the pod on the target); run "
                                                      "its services as containers of their own"]
+
+
+def test_a_memory_sample_reads_the_private_memory_of_a_process():
+    payload = bytearray(b"stacklift-sample" * ((64 << 20) // 16))  # 64 MiB of this process's own memory
+    sample = hostchecks.memory_sample(os.getpid(), limit=8 << 20)
+    assert (1 << 20) <= len(sample) <= 8 << 20
+    assert b"stacklift-sample" * 4 in sample and payload
+    assert hostchecks.memory_sample(2 ** 22 + 12345) == b""  # no such process: no sample
