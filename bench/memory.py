@@ -175,6 +175,10 @@ BIG_STACK = {"name": "big", "source": "node1", "target": "node2", "networks": [{
              "services": [{"name": "big", "container": "big", "probe": {"type": "redis"}, "tcp": "established"}]}
 
 
+# stacklift as it was (eager, zstd), eager with the compression measured, and lazy with it
+MODES = [("eager", "zstd"), ("eager", "auto"), ("lazy", "auto")]
+
+
 def with_stacklift(node1, node2, gib, memory, compression="zstd"):
     used, keys = start_big(node1, node2, gib)
     before = digest(node1)
@@ -194,7 +198,7 @@ def with_stacklift(node1, node2, gib, memory, compression="zstd"):
     served = (svc["phases"].get("commit") or {}).get("end") or 0
     after = digest(node2)
     # the counter moved on under the client: compare the keys' digest without it
-    return {"gib": gib, "memory": memory + ("" if compression == "zstd" else ", " + compression),
+    return {"gib": gib, "memory": "%s, %s" % (memory, svc["phases"]["checkpoint"].get("compression") or compression),
             "used_memory_bytes": used, "pause_s": report["downtime_s"],
             "resident_s": svc.get("resident_s"), "phases_s": {k: v.get("seconds") for k, v in svc["phases"].items()},
             "client_max_s": round(client["max_latency_s"], 3), "client_errors": len(client["errors"]),
@@ -243,8 +247,8 @@ def main():
     for gib in sizes:
         for _round in range(args.rounds):
             result["migrations"].append(by_hand(node1, node2, gib))
-            for memory in ("eager", "lazy"):
-                result["migrations"].append(with_stacklift(node1, node2, gib, memory))
+            for memory, compression in MODES:
+                result["migrations"].append(with_stacklift(node1, node2, gib, memory, compression))
     reset(node1, node2)
     out = REPO / "bench-results" / ("memory-%s.json" % time.strftime("%Y%m%d-%H%M%S"))
     out.parent.mkdir(exist_ok=True)

@@ -60,6 +60,8 @@ def window_events(results, offsets=None):
             extra = {}
             if phase == "checkpoint":
                 extra = {"archive_bytes": rec.get("size"), "frozen_at": rec.get("frozen")}
+                if rec.get("compression"):
+                    extra["compression"] = rec["compression"]
             elif phase == "transfer" and rec.get("bytes") is not None:
                 extra = {"bytes": rec["bytes"]}
             elif phase == "restore" and rec.get("memory"):

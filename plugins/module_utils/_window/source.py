@@ -224,6 +224,7 @@ class SourceWindow(Window):
                 self.record("checkpoint_incomplete", name, partial=e.details["partial"])
             raise
         self.record("checkpointed", name, archive=archive, sha256=entry["sha256"], size=entry["size"],
+                    compression=self.compression,
                     container_id=entry["id"], started=entry["started_at"], frozen=entry["checkpointed_at"],
                     timings={k: v for k, v in entry["timings"].items() if k.endswith(("time", "duration"))})
         return entry
