@@ -20,7 +20,7 @@ __metaclass__ = type
 
 __all__ = [
     "WRAPPER_PATH", "DROPIN_PATH", "REQUEST_DIR", "MEMORY_MODES", "wrapper_text", "dropin_text", "real_runc",
-    "install_plan", "request_lazy", "fill_state", "release_request", "lazy_problem",
+    "install_plan", "request_lazy", "fill_state", "release_request", "stop_fill", "lazy_problem",
 ]
 
 import os
@@ -149,6 +149,17 @@ def fill_state(container_id, requests=REQUEST_DIR):
     if os.path.exists(base + ".rc"):
         return fill_state(container_id, requests)
     return {"state": "failed", "detail": "criu lazy-pages (pid %s) is gone without a status" % pid.strip()}
+
+
+def stop_fill(container_id, requests=REQUEST_DIR):
+    """End the fill of CONTAINER_ID if one runs (its restore failed, or the copy is being removed): a daemon whose
+    restore never connected would wait for it forever."""
+    pid = _read(os.path.join(requests, container_id + ".pid"))
+    if pid and pid.strip().isdigit() and _alive(int(pid)):
+        try:
+            os.kill(int(pid), 9)
+        except OSError:
+            pass
 
 
 def lazy_problem(engine_name, runtime, wrapper=WRAPPER_PATH, dropin=DROPIN_PATH):

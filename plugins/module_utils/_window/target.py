@@ -181,8 +181,10 @@ class TargetWindow(Window):
             with plaintext(archive, self.encryption_key) as plain:  # decrypted beside it, gone after
                 stats = self.engine.restore(plain, tcp=svc["tcp"], file_locks=True) or {}
             timings.update((k, v) for k, v in stats.items() if k.endswith(("time", "duration")))
-        except CryptError as e:
-            raise WindowError(str(e))
+        except (CryptError, EngineError) as e:
+            if memory == "lazy":
+                lazy.stop_fill(manifest["container_id"], self.lazy_requests)
+            raise WindowError(str(e)) if isinstance(e, CryptError) else e
         finally:
             if memory == "lazy":
                 lazy.release_request(manifest["container_id"], self.lazy_requests)
@@ -326,6 +328,8 @@ class TargetWindow(Window):
                 problems.append("%s: a running container %r here was not restored by run %s; not removing it"
                                 % (name, svc["container"], self.run_id))
                 continue
+            if (self.state["services"].get(name, {}).get("restored") or {}).get("memory") == "lazy":
+                lazy.stop_fill(c["Id"], self.lazy_requests)
             try:
                 self.engine.remove_force(svc["container"])
             except NotFound:

@@ -123,3 +123,12 @@ def test_lazy_problem_names_what_is_missing(tmp_path):
     assert "needs Podman" in lazy.lazy_problem("docker", "runc")
     assert "runtime runc, not crun" in lazy.lazy_problem("podman", "crun")
     assert "not installed" in lazy.lazy_problem("podman", "runc", wrapper=str(tmp_path / "w"), dropin=str(tmp_path / "d"))
+
+
+def test_stop_fill_ends_a_daemon_whose_restore_never_came(tmp_path):
+    daemon = subprocess.Popen(["sleep", "60"])
+    (tmp_path / (CID + ".pid")).write_text("%d\n" % daemon.pid)
+    lazy.stop_fill(CID, str(tmp_path))
+    assert daemon.wait(timeout=10) == -9
+    lazy.stop_fill(CID, str(tmp_path))  # gone already: nothing to do
+    lazy.stop_fill("cd" * 32, str(tmp_path))  # never started
