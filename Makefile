@@ -20,7 +20,7 @@ export PODMAN_IGNORE_CGROUPSV1_WARNING := 1
 # System packages the controller needs (Debian names), installed only when missing.
 SYSTEM_PACKAGES := debootstrap netcat-openbsd gcc libc6-dev iproute2 util-linux openssh-client tar zstd shellcheck git
 
-.PHONY: help deps venv collection lab lab-status lab-down test unit units integration sanity lint demo demo-fleet bench bench-fleet build clean
+.PHONY: help deps venv collection lab lab-status lab-down test unit units integration sanity lint demo demo-fleet bench bench-fleet bench-memory build clean
 
 help:
 	@echo "make demo        build the lab, run the shop on node1, migrate it to node2 under load (the main job)"
@@ -104,9 +104,16 @@ bench-fleet: LAB_NODES = 3
 bench-fleet: lab
 	$(BIN)/python bench/bench_fleet.py
 
-# make bench: Podman; make bench ENGINE=docker: the Docker engine (and the demo on Podman in the same run)
+# make bench: Podman, then where a large service's pause goes (bench-memory); make bench ENGINE=docker: the
+# Docker engine (and the demo on Podman in the same run)
 bench: lab
 	$(BIN)/python bench/$(if $(filter docker,$(ENGINE)),bench_docker.py,bench.py)
+	$(if $(filter docker,$(ENGINE)),,$(BIN)/python bench/memory.py)
+
+# A Redis of 1 and 3 GiB moved eager and lazy under a client, against the bare podman commands, with the
+# breakdown of each step (MEMORY_BENCH="--sizes 1 --rounds 1" for a quick one)
+bench-memory: lab
+	$(BIN)/python bench/memory.py $(MEMORY_BENCH)
 
 build: venv
 	$(BIN)/ansible-galaxy collection build --force .
