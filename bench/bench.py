@@ -195,7 +195,7 @@ def by_hand(node1, node2):
     return result
 
 
-def with_stacklift(encrypt=False, engine="podman"):
+def with_stacklift(encrypt=False, engine="podman", memory="eager"):
     deploy_shop(engine)
     soak = subprocess.Popen(["ip", "netns", "exec", "stacklift-client", sys.executable, str(SHOP / "shopper.py"),
                              "soak", "/tmp/stacklift-bench-soak.json", "--stop", "/tmp/stacklift-bench-stop"])
@@ -203,6 +203,7 @@ def with_stacklift(encrypt=False, engine="podman"):
     try:
         out = play(str(REPO / "migrate_stack.yml"), "-e", "stacklift_report_dir=/tmp/stacklift-bench-reports",
                    "-e", "stacklift_journal_dir=/tmp/stacklift-bench-journal", "-e", "stacklift_engine=%s" % engine,
+                   "-e", "stacklift_memory=%s" % memory,
                    *(["-e", "stacklift_encryption_key={{ shop_archive_key }}"] if encrypt else []))
     finally:
         time.sleep(1)

@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "lab"))
 
 from labhosts import load_lab, run_module  # noqa: E402
-from bench import SSH_OPTS, play, REDIS  # noqa: E402
+from bench import SSH_OPTS, play, REDIS, with_stacklift as demo_with_stacklift  # noqa: E402
 
 NET, SUBNET, IP = "bignet", "10.89.30.0/24", "10.89.30.5"
 WORK = "/var/lib/stacklift/memory-bench"
@@ -136,7 +136,7 @@ def fault_microbench():
     binary = "/tmp/stacklift-fault"
     subprocess.run(["gcc", "-O2", "-o", binary, str(REPO / "bench" / "fault.c")], check=True)
     runs = []
-    for _ in range(3):
+    for _round in range(3):
         out = subprocess.run([binary, "1.4"], capture_output=True, text=True, check=True).stdout
         runs.append({k: float(v) for k, v in (line.split()[:2] for line in out.splitlines())})
     return {k: median([r[k] for r in runs]) for k in runs[0]} | {"runs": runs}
@@ -234,6 +234,7 @@ def main():
     ap.add_argument("--sizes", default="1,3")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--skip-breakdown", action="store_true")
+    ap.add_argument("--demo-only", action="store_true")
     args = ap.parse_args()
     lab = load_lab()
     node1, node2 = lab["node1"], lab["node2"]
@@ -241,7 +242,12 @@ def main():
     if failed:
         raise SystemExit("lazy_runtime failed on node2: %s" % result.get("msg"))
     sizes = [float(s) for s in args.sizes.split(",")]
-    result = {"fault_1_4gb": fault_microbench(), "breakdown": [], "migrations": []}
+    result = {"fault_1_4gb": fault_microbench(), "breakdown": [], "migrations": [], "demo": []}
+    for _round in range(args.rounds):  # the demo stack (PostgreSQL, Redis, the app) under its shoppers
+        for memory in ("eager", "lazy"):
+            result["demo"].append(dict(demo_with_stacklift(memory=memory), memory=memory))
+    if args.demo_only:
+        sizes = []
     for gib in sizes if not args.skip_breakdown else []:
         result["breakdown"].append(where_time_goes(node1, node2, gib))
     for gib in sizes:
@@ -264,8 +270,14 @@ def print_tables(result):
         print("\nwhere the time goes, %g GiB Redis (%d MB used):" % (row["gib"], row["used_memory_bytes"] / 1e6))
         for k, v in row.items():
             print("  %-36s %s" % (k, v))
-    print("\n%-6s %-12s %8s %11s %11s %9s %7s %7s" % ("GiB", "memory", "pause_s", "resident_s", "client_max",
-                                                    "p99_fill", "errors", "digest"))
+    for memory in ("eager", "lazy"):
+        runs = [d for d in result["demo"] if d["memory"] == memory]
+        if runs:
+            print("demo stack, %s: pause %s s, the client's slowest request %s s, %d errors (median of %d)"
+                  % (memory, median([d["downtime_s"] for d in runs]), median([d["client_slowest_request_s"] for d in runs]),
+                     sum(d["client_errors"] for d in runs), len(runs)))
+    columns = ("GiB", "memory", "pause_s", "resident_s", "client_max", "p99_fill", "errors", "digest")
+    print("\n%-6s %-12s %8s %11s %11s %9s %7s %7s" % columns)
     keys = sorted(set((m["gib"], m["memory"]) for m in result["migrations"]))
     for gib, memory in keys:
         ms_ = [m for m in result["migrations"] if (m["gib"], m["memory"]) == (gib, memory)]

@@ -81,7 +81,7 @@ options:
   measure_compression:
     description:
       - On a source with O(target_addresses), measure what compression suits the archives, in
-        RV(source_facts.compression). It times each connection to a target (32 MB, incompressible), and zstd
+        RV(source_facts)'s C(compression). It times each connection to a target (32 MB, incompressible), and zstd
         (level 3, one thread, as an engine compresses) on a 32 MB sample of the containers' memory. The choice
         is V(none) when the slowest link beats the compressor by more than what compression saves.
     type: bool

@@ -106,7 +106,7 @@ def test_a_fill_killed_before_the_commit_rolls_back_with_nothing_lost(node1, nod
     try:
         res, report = migrate(tmp_path, "-e", "stacklift_probe_timeout=15")
     finally:
-        out, _ = killer.communicate(timeout=180)
+        out = killer.communicate(timeout=180)[0]
     assert "killed" in out, out
     assert res.returncode != 0 and report["outcome"] == "rolled_back", res.stdout[-3000:]
     assert re.search(REFUSED[when], res.stdout), res.stdout[-3000:]

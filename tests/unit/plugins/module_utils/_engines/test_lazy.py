@@ -83,7 +83,8 @@ def test_a_fill_that_dies_is_failed_and_a_daemon_that_never_starts_fails_the_res
     assert state["state"] == "failed" and "exited 1" in state["detail"]
     wrapper, requests, log, env = setup(tmp_path / "x", socket=False)
     lazy.request_lazy(CID, str(requests))
-    res = subprocess.run([str(wrapper)] + restore_args(tmp_path), env=env, capture_output=True, text=True, timeout=30)
+    res = subprocess.run([str(wrapper)] + restore_args(tmp_path), env=env, capture_output=True, text=True, timeout=30,
+                         check=False)
     assert res.returncode == 1 and "lazy-pages did not start" in res.stderr and not log.exists()
 
 
