@@ -59,12 +59,20 @@ def test_the_wrapper_installs_once_and_leaves_other_containers_alone(node2):
     res, failed = run_module("node2", "lazy_runtime", {"state": "absent"})
     assert not failed, res
     assert node2.out("podman info --format '{{.Host.OCIRuntime.Path}}'") != "/usr/local/libexec/stacklift/runc"
+    # without the wrapper, the target's preflight refuses a lazy service (before anything is frozen); auto is eager there
+    res, failed = run_module("node2", "host_preflight", {"role": "target", "containers": ["lazycache"], "memory": ["lazy"]})
+    assert not failed and "memory lazy: stacklift's runtime wrapper is not installed (stacklift.migrate.lazy_runtime)" \
+        in res["problems"] and res["lazy_restore"] is False, res
+    res, failed = run_module("node2", "host_preflight", {"role": "target", "containers": ["lazycache"], "memory": ["auto"]})
+    assert not failed and not [p for p in res["problems"] if "lazy" in p], res
     res, failed = run_module("node2", "lazy_runtime", {}, check=True)
     assert not failed and res["changed"] and not node2.run("test -e /usr/local/libexec/stacklift/runc", check=False).returncode == 0
     res, failed = run_module("node2", "lazy_runtime", {})
     assert not failed and res["changed"] and len(res["changed_files"]) == 2, res
     res, failed = run_module("node2", "lazy_runtime", {})
     assert not failed and not res["changed"], res
+    res, failed = run_module("node2", "host_preflight", {"role": "target", "containers": ["lazycache"], "memory": ["lazy"]})
+    assert not failed and res["lazy_restore"] is True and not [p for p in res["problems"] if "lazy" in p], res
     assert node2.out("podman info --format '{{.Host.OCIRuntime.Path}}'") == "/usr/local/libexec/stacklift/runc"
     # a container stacklift does not restore: exec, checkpoint and restore in place, eager, through the wrapper
     cid = node2.out("podman inspect -f '{{.Id}}' bystander")

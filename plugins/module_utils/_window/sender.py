@@ -11,9 +11,11 @@ __metaclass__ = type
 
 __all__ = ["Sender"]
 
+import os
 import threading
 
-from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import sha256_file
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import (
+    MANIFEST_SUFFIX, read_manifest, sha256_file, write_manifest)
 from ansible_collections.stacklift.migrate.plugins.module_utils._transport.ssh import (
     STALL_TIMEOUT, clock_offset, connect, push_file, remote_run)
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.protocol import (
@@ -63,8 +65,14 @@ class Sender:
         address = self.targets[service]
         client = self.client(address)
         stats = push_file(client, archive, archive, sha256)
-        # The manifest goes last: its arrival tells the target the archive is whole.
-        push_file(client, manifest, manifest, sha256_file(manifest))
+        # The manifest goes last: its arrival tells the target the archive is whole, and that the push checked
+        # its sha256 there as it arrived (arrived_checked: the target need not read it again).
+        data = dict(read_manifest(archive), arrived_checked={"sha256": sha256, "size": os.path.getsize(archive)})
+        sent = write_manifest("%s.sent-%d" % (archive, os.getpid()), data)
+        try:
+            push_file(client, sent, manifest, sha256_file(sent))
+        finally:
+            os.unlink(sent)
         offset, error = self.offsets.get(address, (None, None))
         return dict(stats, clock_offset=offset, clock_error=error)
 

@@ -360,3 +360,27 @@ def test_a_lazy_service_on_a_host_without_the_wrapper(tmp_path, memory):
     else:
         a._restore("cache")
         assert a.state["services"]["cache"]["restored"]["memory"] == "eager"
+
+
+def test_an_archive_checked_as_it_arrived_is_not_read_again(tmp_path):
+    """The window's push hashed the archive on the target before its rename and says so in the manifest it sends
+    (arrived_checked, with the size): the target trusts that; an archive that came otherwise is read whole."""
+    containers = Containers(**{"shop-cache": "absent"})
+    runner = engine_runner(tmp_path, containers)
+    runner.answers["nft"] = (0, "", "")
+    archive = write_arrival(tmp_path, "shop-cache")
+    manifest = json.loads(open(archive + ".stacklift.json").read())
+    write_manifest(archive, dict(manifest, arrived_checked={"sha256": manifest["sha256"], "size": os.path.getsize(archive)}))
+    a = make_window(window_target.TargetWindow, tmp_path, runner, services={"cache": SERVICES["cache"]})
+    a._restore("cache")
+    assert a.state["services"]["cache"]["restored"]["sha256_checked"] == "on arrival"
+    # a size that does not match what the push checked: read whole, and refused when damaged
+    write_manifest(archive, dict(manifest, arrived_checked={"sha256": manifest["sha256"], "size": 1}))
+    with open(archive, "r+b") as f:
+        f.seek(10)
+        f.write(b"XX")
+    (tmp_path / "b").mkdir()  # a window of its own (its journal), on the same archive
+    b = make_window(window_target.TargetWindow, tmp_path / "b", runner, services={"cache": SERVICES["cache"]})
+    b.archive_dir = a.archive_dir
+    with pytest.raises(window.WindowError, match="damaged in transit"):
+        b._restore("cache")
