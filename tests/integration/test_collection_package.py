@@ -11,7 +11,7 @@ from labhosts import BIN, REPO
 MODULES = {"container_checkpoint", "container_restore", "checkpoint_info", "checkpoint_transfer", "image_sync",
            "service_probe", "stack_plan", "container_fence", "container_network", "service_quiesce",
            "host_preflight", "migration_report", "window_source", "window_target", "migration_journal",
-           "host_capacity", "fleet_plan", "fleet_report", "window_wait"}
+           "host_capacity", "fleet_plan", "fleet_report", "window_wait", "lazy_runtime"}
 
 
 def run(cmd, **kw):
@@ -65,4 +65,4 @@ def test_action_group_names_every_module_with_an_engine():
                    or "  - stacklift.migrate.engine\n" in (REPO / "plugins" / "modules" / (m + ".py")).read_text()}
     assert set(runtime["action_groups"]["migrate"]) == with_engine
     assert with_engine == MODULES - {"checkpoint_transfer", "migration_journal", "migration_report", "fleet_plan",
-                                     "fleet_report", "window_wait"}
+                                     "fleet_report", "window_wait", "lazy_runtime"}
