@@ -14,6 +14,7 @@ __all__ = ["STALL_TIMEOUT", "bytes_of", "TargetWindow"]
 import glob
 import ipaddress
 import os
+import re
 import time
 
 from ansible_collections.stacklift.migrate.plugins.module_utils._services import probes
@@ -177,7 +178,7 @@ class TargetWindow(Window):
                 raise WindowError(str(e))
             ips = [str(ipaddress.ip_interface(ip).ip) for net in info["networks"].values() for ip in net["ips"]]
         self.host.fence_addresses(self.table, ips)
-        memory = self.memory_mode(name)
+        memory = self.memory_mode(name, manifest.get("container_id"))
         start = time.time()
         try:
             if memory == "lazy":
@@ -201,13 +202,16 @@ class TargetWindow(Window):
             self.engine.remove_force(svc["container"])
             raise WindowError("restored, but its record could not be written (%s): the copy is removed again" % e)
 
-    def memory_mode(self, name):
+    def memory_mode(self, name, container_id):
         """How NAME's memory crosses here: "lazy" (filled in after the restore) or "eager". A service that asks
-        for "lazy" on a host that cannot is refused; "auto" takes lazy where the host can."""
+        for "lazy" on a host that cannot is refused; "auto" takes lazy where the host can. CONTAINER_ID: the
+        container's, from its archive's manifest (the wrapper knows a restore by it)."""
         wanted = self.services[name].get("memory") or "eager"
         if wanted == "eager":
             return "eager"
         problem = lazy.lazy_problem(self.engine.name, None)
+        if not problem and not re.match(r"^[0-9a-f]{12,64}$", container_id or ""):
+            problem = "its archive's manifest names no container ID"
         if problem and wanted == "lazy":
             raise WindowError("memory lazy: %s" % problem)
         return "eager" if problem else "lazy"
