@@ -15,7 +15,7 @@ import os
 import threading
 
 from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import (
-    MANIFEST_SUFFIX, read_manifest, sha256_file, write_manifest)
+    read_manifest, sha256_file, write_manifest)
 from ansible_collections.stacklift.migrate.plugins.module_utils._transport.ssh import (
     STALL_TIMEOUT, clock_offset, connect, push_file, remote_run)
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.protocol import (
