@@ -81,18 +81,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.lazy import (
-    WRAPPER_PATH, install_plan, real_runc)
-
-
-def _write(path, text, mode):
-    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-    tmp = "%s.tmp-%d" % (path, os.getpid())
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.chmod(tmp, mode)
-    os.rename(tmp, path)
+    WRAPPER_PATH, apply_plan, install_plan, read_text, real_runc)
 
 
 def main():
@@ -111,27 +100,14 @@ def main():
         plan = install_plan(real or "/", present=present)
     except ValueError as e:
         module.fail_json(msg=str(e), wrapper=WRAPPER_PATH, changed_files=[])
-    diff = [{"before_header": path, "after_header": path, "before": _text(path), "after": text or ""}
+    diff = [{"before_header": path, "after_header": path, "before": read_text(path) or "", "after": text or ""}
             for path, text in sorted(plan.items())]
     if not module.check_mode:
-        for path, text in sorted(plan.items()):
-            if text is None:
-                if os.path.lexists(path):
-                    os.unlink(path)
-            else:
-                _write(path, text, 0o755 if path == WRAPPER_PATH else 0o644)
+        apply_plan(plan)
     result = dict(changed=bool(plan), wrapper=WRAPPER_PATH, changed_files=sorted(plan), diff=diff)
     if present:
         result["runtime_path"] = real
     module.exit_json(**result)
-
-
-def _text(path):
-    try:
-        with open(path) as f:
-            return f.read()
-    except (IOError, OSError):
-        return ""
 
 
 if __name__ == "__main__":

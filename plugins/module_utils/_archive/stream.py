@@ -29,6 +29,7 @@ import os
 import subprocess
 import tarfile
 from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.files import write_atomic
 
 
 MANIFEST_SUFFIX = ".stacklift.json"
@@ -133,13 +134,7 @@ def read_manifest(path):
 
 def write_manifest(path, data):
     mpath = path + MANIFEST_SUFFIX
-    tmp = mpath + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.rename(tmp, mpath)
+    write_atomic(mpath, json.dumps(data, indent=2, sort_keys=True))
     return mpath
 
 

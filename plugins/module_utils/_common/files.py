@@ -9,7 +9,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-__all__ = ["NOFOLLOW", "open_nofollow", "fsync_dir", "fsync_file", "ensure_private_dir"]
+__all__ = ["NOFOLLOW", "open_nofollow", "fsync_dir", "fsync_file", "write_atomic", "ensure_private_dir"]
 
 import os
 
@@ -43,6 +43,18 @@ def fsync_file(path):
     finally:
         os.close(fd)
     fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
+def write_atomic(path, text, mode=0o600):
+    """PATH holds TEXT, whole or not at all: written beside it, made durable, given MODE, renamed into place."""
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(tmp, mode)
+    os.rename(tmp, path)
 
 
 def ensure_private_dir(directory):

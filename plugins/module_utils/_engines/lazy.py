@@ -20,14 +20,14 @@ __metaclass__ = type
 
 __all__ = [
     "WRAPPER_PATH", "DROPIN_PATH", "REQUEST_DIR", "MEMORY_MODES", "wrapper_text", "dropin_text", "real_runc",
-    "install_plan", "request_lazy", "fill_state", "release_request", "stop_fill", "lazy_problem",
+    "read_text", "install_plan", "apply_plan", "is_container_id", "request_lazy", "fill_state", "release_request", "stop_fill", "lazy_problem",
 ]
 
 import os
 import re
 import time
 
-from ansible_collections.stacklift.migrate.plugins.module_utils._common.files import fsync_dir
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.files import fsync_dir, write_atomic
 
 WRAPPER_PATH = "/usr/local/libexec/stacklift/runc"
 DROPIN_PATH = "/etc/containers/containers.conf.d/50-stacklift-lazy.conf"
@@ -89,7 +89,8 @@ def real_runc(candidates=("/usr/bin/runc", "/usr/sbin/runc", "/usr/local/bin/run
     return None
 
 
-def _read(path):
+def read_text(path):
+    """The text of the file at PATH, or None when there is none."""
     try:
         with open(path) as f:
             return f.read()
@@ -100,12 +101,28 @@ def _read(path):
 def install_plan(real, present=True, wrapper=WRAPPER_PATH, dropin=DROPIN_PATH):
     """{path: wanted text, or None for absent} for the files that differ from what is there."""
     wanted = {wrapper: wrapper_text(real) if present else None, dropin: dropin_text(wrapper) if present else None}
-    return {path: text for path, text in wanted.items() if _read(path) != text}
+    return {path: text for path, text in wanted.items() if read_text(path) != text}
+
+
+def apply_plan(plan, wrapper=WRAPPER_PATH):
+    """Write (or remove) the files of an install_plan: the wrapper executable, the drop-in readable by all."""
+    for path, text in sorted(plan.items()):
+        if text is None:
+            if os.path.lexists(path):
+                os.unlink(path)
+            continue
+        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+        write_atomic(path, text, 0o755 if path == wrapper else 0o644)
+
+
+def is_container_id(value):
+    """Whether VALUE is a container's ID as the engines print it (the wrapper's request files are named by it)."""
+    return bool(re.match(r"^[0-9a-f]{12,64}$", value or ""))
 
 
 def request_lazy(container_id, requests=REQUEST_DIR):
     """Ask the wrapper to restore CONTAINER_ID lazily (the next restore of that ID)."""
-    if not re.match(r"^[0-9a-f]{12,64}$", container_id or ""):
+    if not is_container_id(container_id):
         raise ValueError("not a container ID: %r" % (container_id,))
     os.makedirs(requests, mode=0o700, exist_ok=True)
     for suffix in (".rc", ".pid", ".log"):
@@ -135,11 +152,11 @@ def fill_state(container_id, requests=REQUEST_DIR):
     """What the fill of CONTAINER_ID's memory is: {"state": "none" (no lazy restore), "filling", "resident" or
     "failed", "detail": why it failed}."""
     base = os.path.join(requests, container_id)
-    rc, pid = _read(base + ".rc"), _read(base + ".pid")
+    rc, pid = read_text(base + ".rc"), read_text(base + ".pid")
     if rc is not None:
         if rc.strip() == "0":
             return {"state": "resident", "detail": None}
-        tail = (_read(base + ".log") or "").strip().splitlines()[-3:]
+        tail = (read_text(base + ".log") or "").strip().splitlines()[-3:]
         return {"state": "failed", "detail": "criu lazy-pages exited %s: %s" % (rc.strip(), " / ".join(tail))}
     if pid is None:
         return {"state": "none", "detail": None}
@@ -154,7 +171,7 @@ def fill_state(container_id, requests=REQUEST_DIR):
 def stop_fill(container_id, requests=REQUEST_DIR):
     """End the fill of CONTAINER_ID if one runs (its restore failed, or the copy is being removed): a daemon whose
     restore never connected would wait for it forever."""
-    pid = _read(os.path.join(requests, container_id + ".pid"))
+    pid = read_text(os.path.join(requests, container_id + ".pid"))
     if pid and pid.strip().isdigit() and _alive(int(pid)):
         try:
             os.kill(int(pid), 9)

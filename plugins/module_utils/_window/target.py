@@ -14,7 +14,6 @@ __all__ = ["STALL_TIMEOUT", "bytes_of", "TargetWindow"]
 import glob
 import ipaddress
 import os
-import re
 import time
 
 from ansible_collections.stacklift.migrate.plugins.module_utils._services import probes
@@ -179,20 +178,20 @@ class TargetWindow(Window):
             ips = [str(ipaddress.ip_interface(ip).ip) for net in info["networks"].values() for ip in net["ips"]]
         self.host.fence_addresses(self.table, ips)
         memory = self.memory_mode(name, manifest.get("container_id"))
-        start = time.time()
+        start, stats = time.time(), None
         try:
             if memory == "lazy":
                 lazy.request_lazy(manifest["container_id"], self.lazy_requests)
             with plaintext(archive, self.encryption_key) as plain:  # decrypted beside it, gone after
                 stats = self.engine.restore(plain, tcp=svc["tcp"], file_locks=True) or {}
-            timings.update((k, v) for k, v in stats.items() if k.endswith(("time", "duration")))
-        except (CryptError, EngineError) as e:
-            if memory == "lazy":
-                lazy.stop_fill(manifest["container_id"], self.lazy_requests)
-            raise WindowError(str(e)) if isinstance(e, CryptError) else e
+        except CryptError as e:
+            raise WindowError(str(e))
         finally:
             if memory == "lazy":
                 lazy.release_request(manifest["container_id"], self.lazy_requests)
+                if stats is None:  # the restore failed: a daemon it never reached would wait for it forever
+                    lazy.stop_fill(manifest["container_id"], self.lazy_requests)
+        timings.update((k, v) for k, v in stats.items() if k.endswith(("time", "duration")))
         self.host.addresses_restored(self.table, ips)
         c = self.engine.container(svc["container"])
         try:
@@ -210,7 +209,7 @@ class TargetWindow(Window):
         if wanted == "eager":
             return "eager"
         problem = lazy.lazy_problem(self.engine.name, None)
-        if not problem and not re.match(r"^[0-9a-f]{12,64}$", container_id or ""):
+        if not problem and not lazy.is_container_id(container_id):
             problem = "its archive's manifest names no container ID"
         if problem and wanted == "lazy":
             raise WindowError("memory lazy: %s" % problem)
