@@ -15,10 +15,15 @@ version_added: 0.3.0
 description:
   - Podman has no lazy restore. This module installs a small wrapper (a POSIX shell script) and registers it
     in a C(containers.conf.d) drop-in as Podman's C(runc). The wrapper hands every call to the host's own
-    runc unchanged, except the restore of a container that stacklift asked to restore lazily. That one runs
-    with C(--lazy-pages), and CRIU's C(lazy-pages) daemon fills its memory from the checkpoint's images
-    after the process runs again.
-  - V(absent) removes both files; Podman then runs the host's runc directly again.
+    runc unchanged, except for the containers that stacklift names in C(/run/stacklift/lazy).
+  - On a source, the checkpoint of such a container is split once runc wrote it. The pages that can be
+    restored lazily move aside on this host (a helper, C(pages.py), installed beside the wrapper, run by the
+    Python that runs this module), so that the archive crossing in the pause holds none of them. A later
+    restore in place (a rollback) gets them back first.
+  - On a target, the restore of such a container runs with C(--lazy-pages), and CRIU's C(lazy-pages) daemon
+    fills its memory after the process runs again. It takes the pages from the checkpoint's images, or from
+    the source, over the SSH connection that carried the archive.
+  - V(absent) removes the three files; Podman then runs the host's runc directly again.
   - Containers that stacklift does not restore see no difference; the wrapper adds one C(sh) start to each
     runtime call.
 author:
@@ -74,10 +79,12 @@ changed_files:
   returned: always
   type: list
   elements: str
-  sample: [/etc/containers/containers.conf.d/50-stacklift-lazy.conf, /usr/local/libexec/stacklift/runc]
+  sample: [/etc/containers/containers.conf.d/50-stacklift-lazy.conf, /usr/local/libexec/stacklift/pages.py,
+           /usr/local/libexec/stacklift/runc]
 """
 
 import os
+import sys
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.lazy import (
@@ -97,7 +104,7 @@ def main():
     if present and not os.access(real, os.X_OK):
         module.fail_json(msg="runtime_path %s is not an executable" % real, wrapper=WRAPPER_PATH, changed_files=[])
     try:
-        plan = install_plan(real or "/", present=present)
+        plan = install_plan(real or "/", sys.executable, present=present)
     except ValueError as e:
         module.fail_json(msg=str(e), wrapper=WRAPPER_PATH, changed_files=[])
     diff = [{"before_header": path, "after_header": path, "before": read_text(path) or "", "after": text or ""}

@@ -87,6 +87,8 @@ def test_a_lazy_migration_keeps_every_key(node1, node2, lazycache, tmp_path):
     assert res.returncode == 0, res.stdout[-3000:]
     svc = report["services"]["cache"]
     assert svc["memory"] == "lazy" and svc["phases"]["fill"]["end"] >= svc["phases"]["commit"]["end"], svc
+    # its pages stayed on the source, and the archive that crossed in the pause held none of them (512 MiB)
+    assert svc["pages_from"] == "source" and svc["phases"]["checkpoint"]["archive_bytes"] < 64 << 20, svc
     assert svc["resident_s"] >= report["downtime_s"]
     assert node2.out("podman exec lazycache redis-cli debug digest", timeout=300) == lazycache
     assert 500 < int(node2.out("podman exec lazycache redis-cli ttl session:42")) <= 600

@@ -19,17 +19,22 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 __all__ = [
-    "WRAPPER_PATH", "DROPIN_PATH", "REQUEST_DIR", "MEMORY_MODES", "wrapper_text", "dropin_text", "real_runc",
-    "read_text", "install_plan", "apply_plan", "is_container_id", "request_lazy", "fill_state", "release_request", "stop_fill", "lazy_problem",
+    "WRAPPER_PATH", "HELPER_PATH", "DROPIN_PATH", "REQUEST_DIR", "MEMORY_MODES", "wrapper_text", "helper_text",
+    "dropin_text", "real_runc", "read_text", "install_plan", "apply_plan", "is_container_id", "request_lazy",
+    "request_split", "split_outcome", "fill_state", "release_request", "stop_fill", "lazy_problem",
 ]
 
+import json
 import os
+import pkgutil
 import re
 import time
 
 from ansible_collections.stacklift.migrate.plugins.module_utils._common.files import fsync_dir, write_atomic
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines import pages
 
 WRAPPER_PATH = "/usr/local/libexec/stacklift/runc"
+HELPER_PATH = "/usr/local/libexec/stacklift/pages.py"
 DROPIN_PATH = "/etc/containers/containers.conf.d/50-stacklift-lazy.conf"
 REQUEST_DIR = "/run/stacklift/lazy"
 # How a service's memory crosses: all of it before the restore returns, or filled in after it.
@@ -37,20 +42,40 @@ MEMORY_MODES = ("eager", "lazy", "auto")
 
 _WRAPPER = r"""#!/bin/sh
 # stacklift's OCI runtime wrapper (stacklift.migrate.lazy_runtime wrote it; it rewrites it).
-# Every call goes to the host's runc unchanged, except a restore of a container that stacklift asked to
-# restore lazily ({requests}/ID.request): CRIU's lazy-pages daemon fills that one's memory after it runs.
+# Every call goes to the host's runc unchanged, except for containers stacklift named in {requests}:
+# - ID.pages: its checkpoint is split after runc wrote it ({helper} split): its lazy pages stay on this
+#   host, aside, for the target's daemon; ID.split gets the outcome;
+# - ID.request: its restore is lazy: CRIU's lazy-pages daemon fills its memory after it runs, from the
+#   images, or from the page server the request names ("remote ADDRESS PORT");
+# - a restore of a split checkpoint that is not lazy (a restore in place) gets its pages back first.
 REAL={real}
 REQ={requests}
-case " $* " in *" restore "*) ;; *) exec "$REAL" "$@" ;; esac
-id= img= work= prev=
+PY={python}
+HELPER={helper}
+case " $* " in *" restore "*|*" checkpoint "*) ;; *) exec "$REAL" "$@" ;; esac
+id= img= work= prev= cmd=
 for a in "$@"; do
   case "$prev" in --image-path) img=$a ;; --work-path) work=$a ;; esac
+  case "$a" in restore|checkpoint) [ -z "$cmd" ] && cmd=$a ;; esac
   prev=$a; id=$a
 done
-if [ -z "$id" ] || [ ! -f "$REQ/$id.request" ] || [ -z "$img" ] || [ -z "$work" ]; then exec "$REAL" "$@"; fi
+if [ -z "$id" ] || [ -z "$img" ]; then exec "$REAL" "$@"; fi
+if [ "$cmd" = checkpoint ]; then
+  [ -f "$REQ/$id.pages" ] || exec "$REAL" "$@"
+  "$REAL" "$@" || exit $?
+  "$PY" "$HELPER" split "$img" > "$REQ/$id.split.tmp" 2>&1
+  mv "$REQ/$id.split.tmp" "$REQ/$id.split"
+  exit 0
+fi
+if [ ! -f "$REQ/$id.request" ] || [ -z "$work" ]; then
+  if [ -d "$img.stacklift-pages" ]; then "$PY" "$HELPER" unsplit "$img" >/dev/null || exit 1; fi
+  exec "$REAL" "$@"
+fi
+remote=$(cat "$REQ/$id.request")
 rm -f "$work/lazy-pages.socket" "$REQ/$id.rc" "$REQ/$id.pid"
-setsid sh -c 'criu lazy-pages --images-dir "$1" --work-dir "$2" -v2 --log-file "$3.log" </dev/null >/dev/null 2>&1 &
-  echo $! > "$3.pid"; wait $!; echo $? > "$3.rc.tmp"; mv "$3.rc.tmp" "$3.rc"' sh "$img" "$work" "$REQ/$id" &
+setsid sh -c 'criu lazy-pages --images-dir "$1" --work-dir "$2" -v2 --log-file "$3.log" $4 </dev/null >/dev/null 2>&1 &
+  echo $! > "$3.pid"; wait $!; echo $? > "$3.rc.tmp"; mv "$3.rc.tmp" "$3.rc"' sh "$img" "$work" "$REQ/$id" \
+  "$(echo "$remote" | sed -n 's/^remote \([0-9.]*\) \([0-9]*\)$/--page-server --address \1 --port \2/p')" &
 i=0
 while [ ! -S "$work/lazy-pages.socket" ]; do
   i=$((i+1))
@@ -67,11 +92,19 @@ exec "$REAL" "$@"
 """
 
 
-def wrapper_text(real, requests=REQUEST_DIR):
-    """The wrapper's text, calling the runc at REAL."""
-    if not real.startswith("/") or re.search(r"[^A-Za-z0-9_./-]", real + requests):
-        raise ValueError("the runtime's path must be absolute, of letters, digits and ._-/: %r" % real)
-    return _WRAPPER.replace("{real}", real).replace("{requests}", requests)
+def wrapper_text(real, python, requests=REQUEST_DIR, helper=HELPER_PATH):
+    """The wrapper's text, calling the runc at REAL, and the split helper with the Python at PYTHON."""
+    for path in (real, python):
+        if not path.startswith("/") or re.search(r"[^A-Za-z0-9_./-]", path + requests + helper):
+            raise ValueError("the runtime's and Python's paths must be absolute, of letters, digits and ._-/: %r"
+                             % path)
+    return _WRAPPER.replace("{real}", real).replace("{requests}", requests).replace(
+        "{python}", python).replace("{helper}", helper)
+
+
+def helper_text():
+    """The split helper's text: the pages module itself (a leaf of the standard library)."""
+    return pkgutil.get_data(pages.__name__.rpartition(".")[0], "pages.py").decode("utf-8")
 
 
 def dropin_text(wrapper=WRAPPER_PATH):
@@ -98,9 +131,10 @@ def read_text(path):
         return None
 
 
-def install_plan(real, present=True, wrapper=WRAPPER_PATH, dropin=DROPIN_PATH):
+def install_plan(real, python, present=True, wrapper=WRAPPER_PATH, dropin=DROPIN_PATH, helper=HELPER_PATH):
     """{path: wanted text, or None for absent} for the files that differ from what is there."""
-    wanted = {wrapper: wrapper_text(real) if present else None, dropin: dropin_text(wrapper) if present else None}
+    wanted = {wrapper: wrapper_text(real, python, helper=helper) if present else None,
+              dropin: dropin_text(wrapper) if present else None, helper: helper_text() if present else None}
     return {path: text for path, text in wanted.items() if read_text(path) != text}
 
 
@@ -120,17 +154,49 @@ def is_container_id(value):
     return bool(re.match(r"^[0-9a-f]{12,64}$", value or ""))
 
 
-def request_lazy(container_id, requests=REQUEST_DIR):
-    """Ask the wrapper to restore CONTAINER_ID lazily (the next restore of that ID)."""
-    if not is_container_id(container_id):
-        raise ValueError("not a container ID: %r" % (container_id,))
-    os.makedirs(requests, mode=0o700, exist_ok=True)
-    for suffix in (".rc", ".pid", ".log"):
+def _request(path, text=""):
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    write_atomic(path, text)
+    fsync_dir(os.path.dirname(path))
+
+
+def _remove(requests, container_id, suffixes):
+    for suffix in suffixes:
         if os.path.lexists(os.path.join(requests, container_id + suffix)):
             os.unlink(os.path.join(requests, container_id + suffix))
-    fd = os.open(os.path.join(requests, container_id + ".request"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.close(fd)
-    fsync_dir(requests)
+
+
+def request_lazy(container_id, requests=REQUEST_DIR, page_server_port=None):
+    """Ask the wrapper to restore CONTAINER_ID lazily (the next restore of that ID): its pages from the
+    checkpoint's images, or, PAGE_SERVER_PORT, from the page server at that port of this host's loopback
+    (the source's, forwarded over SSH)."""
+    if not is_container_id(container_id):
+        raise ValueError("not a container ID: %r" % (container_id,))
+    _remove(requests, container_id, (".rc", ".pid", ".log"))
+    text = "remote 127.0.0.1 %d\n" % int(page_server_port) if page_server_port else ""
+    _request(os.path.join(requests, container_id + ".request"), text)
+
+
+def request_split(container_id, requests=REQUEST_DIR):
+    """Ask the wrapper to split CONTAINER_ID's next checkpoint (pages.split): its lazy pages stay here."""
+    if not is_container_id(container_id):
+        raise ValueError("not a container ID: %r" % (container_id,))
+    _remove(requests, container_id, (".split",))
+    _request(os.path.join(requests, container_id + ".pages"))
+
+
+def split_outcome(container_id, requests=REQUEST_DIR):
+    """The request gone, and what became of it: pages.split's summary ({pids, lazy_bytes, image_dir}), or
+    None when the checkpoint is whole ({"error": why} when the split was tried and failed)."""
+    _remove(requests, container_id, (".pages",))
+    text = read_text(os.path.join(requests, container_id + ".split"))
+    _remove(requests, container_id, (".split",))
+    if text is None:
+        return None
+    try:
+        return json.loads(text.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return {"error": "the split helper said: %s" % text.strip()[-300:]}
 
 
 def release_request(container_id, requests=REQUEST_DIR):

@@ -65,7 +65,7 @@ def window_events(results, offsets=None):
             elif phase == "transfer" and rec.get("bytes") is not None:
                 extra = {"bytes": rec["bytes"]}
             elif phase == "restore" and rec.get("memory"):
-                extra = {"memory": rec["memory"]}
+                extra = {k: rec[k] for k in ("memory", "pages_from") if rec.get(k)}
             if rec.get("timings"):  # the engine's, CRIU's and stacklift's own steps, in seconds
                 extra["steps_s"] = {k: round(v / 1e6, 3) for k, v in sorted(rec["timings"].items())
                                     if isinstance(v, (int, float))}
@@ -156,6 +156,7 @@ def _resident(service, first_fence):
     """SERVICE's memory mode, and when its memory was all there: at the end of its lazy fill, or of its restore."""
     phases = service["phases"]
     service["memory"] = (phases.get("restore") or {}).get("memory") or "eager"
+    service["pages_from"] = (phases.get("restore") or {}).get("pages_from")  # lazy: "source" or "images"
     end = (phases.get("fill") or phases.get("restore") or {}).get("end")
     service["resident_at"] = end
     service["resident_s"] = round(end - first_fence, 3) if end else None
@@ -175,7 +176,8 @@ def summary(report):
                      % ("commit" if report["outcome"] == "migrated" else "source serving again", report["downtime_s"]))
     for name, s in sorted(report["services"].items()):
         if s.get("memory") == "lazy" and s.get("resident_s") is not None:
-            lines.append("%s: restored lazily, its memory all there %.3f s after the first fence" % (name, s["resident_s"]))
+            lines.append("%s: restored lazily (pages from the %s), its memory all there %.3f s after the first fence"
+                         % (name, s.get("pages_from") or "images", s["resident_s"]))
     if report.get("error"):
         lines.append("error: %s" % report["error"])
     t0 = report["started"] or 0

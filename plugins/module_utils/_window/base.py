@@ -36,6 +36,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream 
 from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import archive_name
 from ansible_collections.stacklift.migrate.plugins.module_utils._common.files import ensure_private_dir
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import NotFound
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.lazy import REQUEST_DIR
 from ansible_collections.stacklift.migrate.plugins.module_utils._common.files import NOFOLLOW
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.journal import Journal, fold
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.protocol import (
@@ -62,6 +63,7 @@ class Window:
     """What a source's and a target's call share: the host, the stack's marker journal, its lock."""
 
     encryption_key = None  # archives encrypted at rest (_archive/encryption.py) when set
+    lazy_requests = REQUEST_DIR  # where the runtime wrapper finds what to split and what to restore lazily
 
     def __init__(self, host, stack, run_id, archive_dir, services, tiers):
         self.host = host

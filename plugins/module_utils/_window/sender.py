@@ -13,9 +13,11 @@ __all__ = ["Sender"]
 
 import os
 import threading
+import time
 
 from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import (
     read_manifest, sha256_file, write_manifest)
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.pages import PageIndex, serve
 from ansible_collections.stacklift.migrate.plugins.module_utils._transport.ssh import (
     STALL_TIMEOUT, clock_offset, connect, push_file, remote_run)
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.protocol import (
@@ -37,6 +39,7 @@ class Sender:
         self.clients = {}
         self.offsets = {}
         self.lock = threading.Lock()
+        self.page_servers = {}  # {(id of a target's transport, forwarded port): {service, index, served}}
 
     def client(self, address):
         with self.lock:
@@ -61,13 +64,18 @@ class Sender:
                 return False
         return True
 
-    def __call__(self, service, archive, manifest, sha256):
+    def __call__(self, service, archive, manifest, sha256, pages=None):
+        """Push ARCHIVE and then its manifest to SERVICE's target. PAGES: what the checkpoint's split left
+        here (pages.split), served to the target's lazy-pages daemon through a port forwarded on its loopback."""
         address = self.targets[service]
         client = self.client(address)
         stats = push_file(client, archive, archive, sha256)
         # The manifest goes last: its arrival tells the target the archive is whole, and that the push checked
         # its sha256 there as it arrived (arrived_checked: the target need not read it again).
         data = dict(read_manifest(archive), arrived_checked={"sha256": sha256, "size": os.path.getsize(archive)})
+        if pages:
+            data["pages"] = {"port": self.serve_pages(service, pages["image_dir"]),
+                             "lazy_bytes": pages.get("lazy_bytes")}
         sent = write_manifest("%s.sent-%d" % (archive, os.getpid()), data)
         try:
             push_file(client, sent, manifest, sha256_file(sent))
@@ -75,6 +83,44 @@ class Sender:
             os.unlink(sent)
         offset, error = self.offsets.get(address, (None, None))
         return dict(stats, clock_offset=offset, clock_error=error)
+
+    def serve_pages(self, service, image_dir):
+        """A port on SERVICE's target's loopback, forwarded over the connection held to it, where this host
+        serves the lazy pages of the split checkpoint at IMAGE_DIR (CRIU's page-server protocol)."""
+        address = self.targets[service]
+        index = PageIndex(image_dir)  # read now: a split that cannot be served fails the send, before the restore
+        transport = self.client(address).get_transport()
+        port = transport.request_port_forward("127.0.0.1", 0, handler=self._page_channel)
+        with self.lock:
+            self.page_servers[(id(transport), port)] = {"service": service, "index": index}
+        return port
+
+    def _page_channel(self, chan, _origin, server):
+        """A connection of a target's lazy-pages daemon (paramiko's transport thread calls this): served in a
+        thread of its own."""
+        with self.lock:
+            entry = self.page_servers.get((id(chan.get_transport()), server[1]))
+        if entry is None:
+            chan.close()
+            return
+        threading.Thread(target=self._serve_channel, args=(chan, entry), daemon=True).start()
+
+    @staticmethod
+    def _serve_channel(chan, entry):
+        counts, start = {}, time.time()
+        try:
+            done = serve(chan, entry["index"], counts)
+        except Exception:  # pylint: disable=broad-except
+            done = False
+        finally:
+            chan.close()
+        entry["served"] = dict(counts, done=done, seconds=round(time.time() - start, 3))
+
+    def pages_served(self):
+        """{service: {pages, requests, seconds}} of the services whose target's daemon took every page."""
+        with self.lock:
+            return {e["service"]: {k: v for k, v in e["served"].items() if k != "done"}
+                    for e in self.page_servers.values() if (e.get("served") or {}).get("done")}
 
     def tell(self, kind, msg=None, fresh=False):
         """Leave a KIND note of the run on every target (protocol.NOTES), over the connections held,

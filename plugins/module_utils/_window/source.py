@@ -19,6 +19,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream 
     MANIFEST_SUFFIX, read_manifest, sha256_file)
 from ansible_collections.stacklift.migrate.plugins.module_utils._container.checkpoint import (
     CheckpointError, checkpoint_container, checkpoint_problems)
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines import lazy
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import (
     EngineError, container_address, container_ips, container_volumes)
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.fences import host_fence_table
@@ -105,8 +106,10 @@ class SourceWindow(Window):
                 if self.sender:
                     self.sender.tell("window")  # the targets' wait for the archives counts from now
                 events = self._checkpointed(containers, info)
-                if slot is not None and self.sender:
-                    self._hold_until_committed()
+                split = self.split_services()
+                if self.sender and (slot is not None or split):
+                    if self._hold_until_committed().get("note") == "commit" and split:
+                        self._hold_until_served(split)
                 return events
         except Exception as e:  # pylint: disable=broad-except
             if self.sender:
@@ -147,6 +150,28 @@ class SourceWindow(Window):
                 return
             if time.time() - start < wait / 2:
                 return  # an answer without the wait: asking does not work here
+
+    def split_services(self):
+        """{name: what its checkpoint's split left here} of the services whose lazy pages stay on this host."""
+        return {n: s["checkpointed"]["pages"] for n, s in self.state["services"].items()
+                if (s.get("checkpointed") or {}).get("pages")}
+
+    def _hold_until_served(self, split):
+        """After the commit: until each target's lazy-pages daemon has taken every page it lacked (it closes
+        its connection saying so). An abort note, or windows_timeout, ends the wait; the pages stay here."""
+        deadline = time.time() + self.windows_timeout
+        while True:
+            served = self.sender.pages_served()
+            for name in sorted(split):
+                if name in served and not self.done(name, "pages_served"):
+                    self.record("pages_served", name, **served[name])
+            if all(self.done(n, "pages_served") for n in split):
+                return
+            if time.time() >= deadline or self.abort_reason() is not None:
+                raise WindowError(["%s: its target has not taken all of its memory's pages; they stay on this host "
+                                   "(%s)" % (n, split[n]["image_dir"]) for n in sorted(split)
+                                   if not self.done(n, "pages_served")], self.events)
+            time.sleep(POLL)
 
     def _still(self, checked):
         """The containers checked, after a wait for a slot: each must still run the process it ran
@@ -212,9 +237,13 @@ class SourceWindow(Window):
         if rec:
             if not os.path.exists(archive) or sha256_file(archive) != rec["sha256"]:
                 raise WindowError("the archive %s recorded for %s is missing or changed" % (archive, name))
-            return {"archive": archive, "sha256": rec["sha256"], "manifest": archive + MANIFEST_SUFFIX}
+            return {"archive": archive, "sha256": rec["sha256"], "manifest": archive + MANIFEST_SUFFIX,
+                    "pages": rec.get("pages")}
         svc = self.services[name]
+        split = self.splits(name) and container.get("Id")
         try:
+            if split:
+                lazy.request_split(split, self.lazy_requests)
             entry = checkpoint_container(self.engine, svc["container"], container, archive, info,
                                          compression=self.compression, tcp=svc["tcp"],
                                          file_locks=True, keep=True, encryption_key=self.encryption_key,
@@ -223,11 +252,22 @@ class SourceWindow(Window):
             if e.details.get("partial"):
                 self.record("checkpoint_incomplete", name, partial=e.details["partial"])
             raise
+        finally:
+            outcome = lazy.split_outcome(split, self.lazy_requests) if split else None
+        if outcome and outcome.get("error"):
+            self.record("split_failed", name, detail=outcome["error"])  # the archive holds every page
+        entry["pages"] = outcome if outcome and not outcome.get("error") else None
         self.record("checkpointed", name, archive=archive, sha256=entry["sha256"], size=entry["size"],
-                    compression=self.compression,
+                    compression=self.compression, pages=entry["pages"],
                     container_id=entry["id"], started=entry["started_at"], frozen=entry["checkpointed_at"],
                     timings={k: v for k, v in entry["timings"].items() if k.endswith(("time", "duration"))})
         return entry
+
+    def splits(self, name):
+        """Whether NAME's checkpoint is split (its lazy pages stay here, served to its target after the
+        restore): its memory is not eager, and this host's runtime wrapper can do it."""
+        return (self.services[name].get("memory") or "eager") != "eager" and self.sender is not None and \
+            lazy.lazy_problem(self.engine.name, None) is None
 
     def _send_loop(self, queue, cond, failures):
         while True:
@@ -242,7 +282,7 @@ class SourceWindow(Window):
                 continue
             try:
                 start = time.time()
-                stats = self.sender(name, entry["archive"], entry["manifest"], entry["sha256"])
+                stats = self.sender(name, entry["archive"], entry["manifest"], entry["sha256"], entry.get("pages"))
                 self.record("sent", name, started=start, bytes=stats.get("bytes"),
                             clock_offset=stats.get("clock_offset"), clock_error=stats.get("clock_error"))
             except Exception as e:  # pylint: disable=broad-except

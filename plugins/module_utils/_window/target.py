@@ -59,7 +59,6 @@ class TargetWindow(Window):
         self.started = None
         self.probe_timeout = probe_timeout
         self.stable_for = stable_for
-        self.lazy_requests = lazy.REQUEST_DIR
 
     def committed(self):
         return any("committed" in s for s in self.state["services"].values())
@@ -177,11 +176,13 @@ class TargetWindow(Window):
                 raise WindowError(str(e))
             ips = [str(ipaddress.ip_interface(ip).ip) for net in info["networks"].values() for ip in net["ips"]]
         self.host.fence_addresses(self.table, ips)
-        memory = self.memory_mode(name, manifest.get("container_id"))
+        remote = manifest.get("pages")  # the lazy pages stayed on the source, served at this port of our loopback
+        memory = self.memory_mode(name, manifest.get("container_id"), remote=bool(remote))
         start, stats = time.time(), None
         try:
             if memory == "lazy":
-                lazy.request_lazy(manifest["container_id"], self.lazy_requests)
+                lazy.request_lazy(manifest["container_id"], self.lazy_requests,
+                                  page_server_port=(remote or {}).get("port"))
             with plaintext(archive, self.encryption_key) as plain:  # decrypted beside it, gone after
                 stats = self.engine.restore(plain, tcp=svc["tcp"], file_locks=True) or {}
         except CryptError as e:
@@ -196,23 +197,26 @@ class TargetWindow(Window):
         c = self.engine.container(svc["container"])
         try:
             self.record("restored", name, arrived=arrived, started=start, container_id=c["Id"], addresses=ips,
-                        memory=memory, timings=timings, sha256_checked=checked_where)
+                        memory=memory, pages_from="source" if remote else ("images" if memory == "lazy" else None),
+                        timings=timings, sha256_checked=checked_where)
         except OSError as e:  # a copy this host has no record of would outlive the rollback
             self.engine.remove_force(svc["container"])
             raise WindowError("restored, but its record could not be written (%s): the copy is removed again" % e)
 
-    def memory_mode(self, name, container_id):
+    def memory_mode(self, name, container_id, remote=False):
         """How NAME's memory crosses here: "lazy" (filled in after the restore) or "eager". A service that asks
         for "lazy" on a host that cannot is refused; "auto" takes lazy where the host can. CONTAINER_ID: the
-        container's, from its archive's manifest (the wrapper knows a restore by it)."""
+        container's, from its archive's manifest (the wrapper knows a restore by it). REMOTE: its archive holds
+        no lazy page (they stayed on the source), so only a lazy restore can take it."""
         wanted = self.services[name].get("memory") or "eager"
-        if wanted == "eager":
+        if wanted == "eager" and not remote:
             return "eager"
         problem = lazy.lazy_problem(self.engine.name, None)
         if not problem and not lazy.is_container_id(container_id):
             problem = "its archive's manifest names no container ID"
-        if problem and wanted == "lazy":
-            raise WindowError("memory lazy: %s" % problem)
+        if problem and (wanted == "lazy" or remote):
+            raise WindowError("memory %s: %s%s" % (wanted, problem, "; its pages stayed on the source, so it "
+                                                   "restores lazily or not at all" if remote else ""))
         return "eager" if problem else "lazy"
 
     def lazy_services(self):

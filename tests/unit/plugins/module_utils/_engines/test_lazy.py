@@ -32,7 +32,7 @@ def setup(tmp_path, fill=0.3, rc=0, socket=True):
     criu.write_text(criu_text if socket else "#!/bin/sh\nexit 3\n")
     requests = tmp_path / "requests"
     wrapper = tmp_path / "wrapper"
-    wrapper.write_text(lazy.wrapper_text(str(runc), str(requests)))
+    wrapper.write_text(lazy.wrapper_text(str(runc), sys.executable, str(requests)))
     for f in (runc, criu, wrapper):
         f.chmod(0o755)
     env = dict(os.environ, PATH="%s:%s" % (bin_dir, os.environ["PATH"]))
@@ -106,18 +106,23 @@ def test_fill_states(tmp_path):
 
 def test_install_plan_is_empty_once_installed_and_removes_what_it_wrote(tmp_path):
     wrapper, dropin = str(tmp_path / "libexec" / "runc"), str(tmp_path / "conf.d" / "50.conf")
-    plan = lazy.install_plan("/usr/sbin/runc", wrapper=wrapper, dropin=dropin)
-    assert sorted(plan) == sorted([wrapper, dropin]) and 'REAL=/usr/sbin/runc' in plan[wrapper]
+    helper = str(tmp_path / "libexec" / "pages.py")
+    where = dict(wrapper=wrapper, dropin=dropin, helper=helper)
+    plan = lazy.install_plan("/usr/sbin/runc", "/usr/bin/python3", **where)
+    assert sorted(plan) == sorted([wrapper, dropin, helper]) and 'REAL=/usr/sbin/runc' in plan[wrapper]
+    assert "PY=/usr/bin/python3" in plan[wrapper] and "HELPER=%s" % helper in plan[wrapper]
     assert 'runc = ["%s"]' % wrapper in plan[dropin]
-    for path, text in plan.items():
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w") as f:
-            f.write(text)
-    assert lazy.install_plan("/usr/sbin/runc", wrapper=wrapper, dropin=dropin) == {}
-    assert list(lazy.install_plan("/usr/bin/runc", wrapper=wrapper, dropin=dropin)) == [wrapper]
-    assert lazy.install_plan("/x", present=False, wrapper=wrapper, dropin=dropin) == {wrapper: None, dropin: None}
-    with pytest.raises(ValueError):
-        lazy.wrapper_text("/usr/bin/runc; rm -rf /")
+    assert "def split(image_dir)" in plan[helper]  # the pages module itself, whole
+    lazy.apply_plan(plan, wrapper=wrapper)
+    assert os.access(wrapper, os.X_OK)
+    assert lazy.install_plan("/usr/sbin/runc", "/usr/bin/python3", **where) == {}
+    assert list(lazy.install_plan("/usr/bin/runc", "/usr/bin/python3", **where)) == [wrapper]
+    assert lazy.install_plan("/x", "/y", present=False, **where) == {wrapper: None, dropin: None, helper: None}
+    lazy.apply_plan(lazy.install_plan("/x", "/y", present=False, **where), wrapper=wrapper)
+    assert not os.path.exists(wrapper) and not os.path.exists(helper)
+    for bad in (("/usr/bin/runc; rm -rf /", "/usr/bin/python3"), ("/usr/bin/runc", "python3")):
+        with pytest.raises(ValueError):
+            lazy.wrapper_text(*bad)
 
 
 def test_lazy_problem_names_what_is_missing(tmp_path):

@@ -109,11 +109,18 @@ def make_window(cls, tmp_path, runner, services=None, **kw):
 class Sender:
     def __init__(self):
         self.sent, self.aborted, self.told = [], [], []
+        self.pages = {}  # {name: the split's summary it was given}; served: {name: counts} once "taken"
+        self.served = {}
 
-    def __call__(self, name, archive, manifest, sha256):
+    def __call__(self, name, archive, manifest, sha256, pages=None):
         assert sha256_file(archive) == sha256  # only durable, whole archives are sent
         self.sent.append(name)
+        if pages:
+            self.pages[name] = pages
         return {"bytes": os.path.getsize(archive)}
+
+    def pages_served(self):
+        return dict(self.served)
 
     def abort(self, msg):
         self.aborted.append(msg)

@@ -1,0 +1,287 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) stacklift developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Remote lazy pages: a checkpoint's memory split off its images, and served to the target's lazy-pages daemon.
+
+A leaf of the standard library only: ``lazy_runtime`` installs this file on the hosts as the runtime
+wrapper's helper (``python3 pages.py split|unsplit IMAGE_DIR``), and the source window imports it.
+
+``split`` rewrites a CRIU checkpoint as CRIU's own lazy dump writes it: each process's pagemap marks the pages
+that may be restored lazily ``PE_LAZY`` only (not in the pages file), and its pages file keeps only the rest
+(stacks, file-backed data: a few MB). The originals move aside, whole, to ``IMAGE_DIR + STASH_SUFFIX``: they
+serve the target's ``criu lazy-pages --page-server`` (``serve``, CRIU's page-server protocol: ``PS_IOV_GET``
+answered by ``PS_IOV_ADD_F`` and the pages), and ``unsplit`` puts them back for a restore in place (a
+rollback). So the archive that crosses in the pause holds no lazy page, and the source keeps every page
+until the target holds them all."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+__all__ = ["STASH_SUFFIX", "MARKER", "PAGE_SIZE", "SplitError", "split", "unsplit", "is_split", "PageIndex",
+           "serve", "main"]
+
+import json
+import os
+import re
+import struct
+import sys
+
+STASH_SUFFIX = ".stacklift-pages"
+MARKER = "stacklift-pages.json"  # in the image directory: it travels in the archive
+PAGE_SIZE = 4096  # CRIU's images count x86_64 pages
+PE_PARENT, PE_LAZY, PE_PRESENT = 1, 2, 4
+PS_IOV_ADD_F, PS_IOV_GET, PS_IOV_CLOSE, PS_IOV_FORCE_CLOSE = 6, 7, 0x1023, 0x1024
+_PSI = struct.Struct("<I4xQQQ")  # struct page_server_iov {u32 cmd; u64 nr_pages; u64 vaddr; u64 dst_id}
+_PAGEMAP = re.compile(r"^pagemap-(\d+)\.img$")
+_CHUNK = 1 << 20
+
+
+class SplitError(Exception):
+    """A checkpoint that cannot be split (left as it was)."""
+
+
+def _varint(buf, pos):
+    value = shift = 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return value, pos
+        shift += 7
+
+
+def _encode_varint(value):
+    out = bytearray()
+    while True:
+        b, value = value & 0x7F, value >> 7
+        out.append(b | 0x80 if value else b)
+        if not value:
+            return bytes(out)
+
+
+def _fields(buf):
+    """[(field number, varint value or None, raw bytes of the field)] of a protobuf message of varints."""
+    out, pos = [], 0
+    while pos < len(buf):
+        start = pos
+        key, pos = _varint(buf, pos)
+        if key & 7 != 0:
+            raise SplitError("unexpected protobuf wire type %d in a pagemap" % (key & 7))
+        value, pos = _varint(buf, pos)
+        out.append((key >> 3, value, buf[start:pos]))
+    return out
+
+
+def _read_image(path):
+    """(its 8 magic bytes, [each entry's protobuf bytes]) of a CRIU protobuf image."""
+    with open(path, "rb") as f:
+        data = f.read()
+    head, pos, entries = data[:8], 8, []
+    while pos < len(data):
+        (size,) = struct.unpack_from("<I", data, pos)
+        entries.append(data[pos + 4:pos + 4 + size])
+        pos += 4 + size
+    return head, entries
+
+
+def _write_image(path, head, entries):
+    with open(path, "wb") as f:
+        f.write(head)
+        for e in entries:
+            f.write(struct.pack("<I", len(e)) + e)
+
+
+def _entry(raw):
+    fields = {n: v for n, v, _ in _fields(raw)}
+    if 4 not in fields or fields.get(3):
+        raise SplitError("a pagemap without flags, or with pages in a parent image: not a plain checkpoint")
+    return fields[1], fields.get(5, fields.get(2)), fields[4]
+
+
+def _with_flags(raw, flags):
+    return b"".join(_encode_varint(4 << 3) + _encode_varint(flags) if n == 4 else r for n, _, r in _fields(raw))
+
+
+def _plan(image_dir, pid):
+    """(pages file name, head, [(entry raw, vaddr, nr, flags, offset in the pages file)]) of one process."""
+    head, entries = _read_image(os.path.join(image_dir, "pagemap-%s.img" % pid))
+    if not entries:
+        raise SplitError("pagemap-%s.img has no head" % pid)
+    pages_id = {n: v for n, v, _ in _fields(entries[0])}.get(1)
+    rows, offset = [], 0
+    for raw in entries[1:]:
+        vaddr, nr, flags = _entry(raw)
+        rows.append((raw, vaddr, nr, flags, offset))
+        if flags & PE_PRESENT:
+            offset += nr * PAGE_SIZE
+    pages = "pages-%s.img" % pages_id
+    if os.path.getsize(os.path.join(image_dir, pages)) != offset:
+        raise SplitError("%s does not hold the pages pagemap-%s.img names" % (pages, pid))
+    return pages, head, [entries[0]], rows
+
+
+def _copy_range(src, dst, offset, length):
+    src.seek(offset)
+    while length:
+        block = src.read(min(length, _CHUNK))
+        if not block:
+            raise SplitError("a pages file ended early")
+        dst.write(block)
+        length -= len(block)
+
+
+def _split_one(image_dir, pid):
+    """The split files of one process, written beside the originals as .split; its index of lazy ranges."""
+    pages, head, kept, rows = _plan(image_dir, pid)
+    ranges = []
+    with open(os.path.join(image_dir, pages), "rb") as src, \
+            open(os.path.join(image_dir, pages + ".split"), "wb") as dst:
+        for raw, vaddr, nr, flags, offset in rows:
+            if flags & PE_PRESENT and flags & PE_LAZY:
+                kept.append(_with_flags(raw, PE_LAZY))
+                ranges.append([vaddr, nr, offset])
+                continue
+            kept.append(raw)
+            if flags & PE_PRESENT:
+                _copy_range(src, dst, offset, nr * PAGE_SIZE)
+    _write_image(os.path.join(image_dir, "pagemap-%s.img.split" % pid), head, kept)
+    return {"pages": pages, "ranges": ranges, "lazy_pages": sum(r[1] for r in ranges)}
+
+
+def _pids(image_dir):
+    return sorted(int(m.group(1)) for m in (_PAGEMAP.match(n) for n in os.listdir(image_dir)) if m)
+
+
+def split(image_dir):
+    """Split IMAGE_DIR's checkpoint (see the module's text); {pid: {pages, ranges, lazy_pages}}. All or nothing:
+    a checkpoint that cannot be split is left as it was (SplitError)."""
+    stash = image_dir.rstrip("/") + STASH_SUFFIX
+    if is_split(image_dir):
+        raise SplitError("%s is split already" % image_dir)
+    pids = _pids(image_dir)
+    index = {}
+    try:
+        for pid in pids:
+            index[str(pid)] = _split_one(image_dir, pid)
+    except (SplitError, OSError, IndexError, struct.error) as e:
+        _remove_split_files(image_dir)
+        raise SplitError("cannot split %s: %s" % (image_dir, e))
+    os.mkdir(stash, 0o700)
+    with open(os.path.join(stash, "index.json"), "w") as f:
+        json.dump(index, f)
+    for pid, one in index.items():
+        for name in ("pagemap-%s.img" % pid, one["pages"]):
+            os.rename(os.path.join(image_dir, name), os.path.join(stash, name))
+            os.rename(os.path.join(image_dir, name + ".split"), os.path.join(image_dir, name))
+    summary = {"pids": sorted(int(p) for p in index), "lazy_bytes": PAGE_SIZE * sum(i["lazy_pages"] for i in index.values())}
+    with open(os.path.join(image_dir, MARKER), "w") as f:
+        json.dump(summary, f)
+    return summary
+
+
+def _remove_split_files(image_dir):
+    for name in os.listdir(image_dir):
+        if name.endswith(".split"):
+            os.unlink(os.path.join(image_dir, name))
+
+
+def is_split(image_dir):
+    """Whether IMAGE_DIR holds a split checkpoint (its originals aside, on the host that made it)."""
+    return os.path.isdir(image_dir.rstrip("/") + STASH_SUFFIX)
+
+
+def unsplit(image_dir):
+    """The originals back in IMAGE_DIR (the checkpoint whole again, for a restore in place); True if it was split."""
+    stash = image_dir.rstrip("/") + STASH_SUFFIX
+    if not os.path.isdir(stash):
+        return False
+    for name in os.listdir(stash):
+        if name != "index.json":
+            os.rename(os.path.join(stash, name), os.path.join(image_dir, name))
+    for name in (MARKER,):
+        if os.path.exists(os.path.join(image_dir, name)):
+            os.unlink(os.path.join(image_dir, name))
+    os.unlink(os.path.join(stash, "index.json"))
+    os.rmdir(stash)
+    return True
+
+
+class PageIndex:
+    """Where each lazy page of a split checkpoint is in its original pages files (the stash)."""
+
+    def __init__(self, image_dir):
+        self.stash = image_dir.rstrip("/") + STASH_SUFFIX
+        with open(os.path.join(self.stash, "index.json")) as f:
+            index = json.load(f)
+        self.ranges = {int(pid): sorted(one["ranges"]) for pid, one in index.items()}
+        self.files = {int(pid): os.path.join(self.stash, one["pages"]) for pid, one in index.items()}
+
+    def lookup(self, pid, vaddr, nr_pages):
+        """(pages file, offset, pages) for NR_PAGES at VADDR of PID, clamped to the end of their range; or None."""
+        for start, nr, offset in self.ranges.get(pid, ()):
+            if start <= vaddr < start + nr * PAGE_SIZE:
+                skip = (vaddr - start) // PAGE_SIZE
+                return self.files[pid], offset + skip * PAGE_SIZE, min(nr_pages, nr - skip)
+        return None
+
+
+def _recv_exact(chan, size):
+    buf = b""
+    while len(buf) < size:
+        block = chan.recv(size - len(buf))
+        if not block:
+            return None
+        buf += block
+    return buf
+
+
+def serve(chan, index, counts=None):
+    """Answer a lazy-pages daemon on CHAN (a socket or an SSH channel: recv, sendall) from INDEX until it closes.
+    True when it said it is done (it holds every page), False when the connection ended without that. COUNTS,
+    a dict, gets the pages and requests served."""
+    counts = counts if counts is not None else {}
+    files = {}
+    try:
+        while True:
+            head = _recv_exact(chan, _PSI.size)
+            if head is None:
+                return False
+            cmd, nr, vaddr, pid = _PSI.unpack(head)
+            if cmd in (PS_IOV_CLOSE, PS_IOV_FORCE_CLOSE):
+                chan.sendall(struct.pack("<i", 0))
+                return True
+            found = index.lookup(pid, vaddr, nr) if cmd & 0xFFFF == PS_IOV_GET else None
+            if found is None:
+                return False  # CRIU's own server ends the connection too: the daemon then fails, loudly
+            path, offset, count = found
+            if path not in files:
+                files[path] = os.open(path, os.O_RDONLY)
+            data = os.pread(files[path], count * PAGE_SIZE, offset)
+            chan.sendall(_PSI.pack(PS_IOV_ADD_F | (PE_PRESENT << 16), count, vaddr, pid) + data)
+            counts["pages"] = counts.get("pages", 0) + count
+            counts["requests"] = counts.get("requests", 0) + 1
+    finally:
+        for fd in files.values():
+            os.close(fd)
+
+
+def main(argv=None):
+    """``pages.py split|unsplit IMAGE_DIR``: the runtime wrapper's helper. Prints JSON; exit 1 on failure."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2 or argv[0] not in ("split", "unsplit"):
+        sys.stderr.write("usage: pages.py split|unsplit IMAGE_DIR\n")
+        return 2
+    try:
+        result = dict(split(argv[1]), image_dir=argv[1]) if argv[0] == "split" else {"unsplit": unsplit(argv[1])}
+    except (SplitError, OSError) as e:
+        sys.stdout.write(json.dumps({"error": str(e)}) + "\n")
+        return 1
+    sys.stdout.write(json.dumps(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
