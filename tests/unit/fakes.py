@@ -4,6 +4,8 @@ ansible_collections.stacklift.migrate.tests.unit.fakes, so that ansible-test uni
 
 import io
 import json
+import os
+import struct
 import subprocess
 import tarfile
 
@@ -106,3 +108,50 @@ def make_archive(path, compression="none", tcp_streams=2, config=None):
         raw = subprocess.run(["zstd", "-q", "-c"], input=raw, stdout=subprocess.PIPE, check=True).stdout
     path.write_bytes(raw)
     return str(path)
+
+
+# A CRIU checkpoint's pagemap and pages images, written as CRIU writes them (see _engines/pages.py).
+MAGIC = struct.pack("<II", 0x54564319, 0x56084025)
+LAZY, PRESENT = 2, 4
+# (vaddr, pages, flags) of one process, as a plain dump marks them: anonymous memory lazy and present, a stack
+# and file-backed data present only, a hole with neither.
+ENTRIES = [(0x10000, 2, PRESENT), (0x400000, 3, LAZY | PRESENT), (0x500000, 1, 0), (0x7f0000, 4, LAZY | PRESENT),
+           (0x900000, 1, PRESENT)]
+
+
+def varint(n):
+    out = bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out.append(b | 0x80 if n else b)
+        if not n:
+            return bytes(out)
+
+
+def entry(vaddr, nr, flags):
+    return b"\x08" + varint(vaddr) + b"\x10" + varint(nr) + b"\x20" + varint(flags)
+
+
+def write_image(path, raws):
+    with open(path, "wb") as f:
+        f.write(MAGIC)
+        for raw in raws:
+            f.write(struct.pack("<I", len(raw)) + raw)
+
+
+def page(vaddr, i):
+    """A page whose bytes say where it belongs."""
+    return (b"%x+%d;" % (vaddr, i)).ljust(4096, b".")
+
+
+def criu_checkpoint(tmp_path, pid=7, entries=ENTRIES):
+    d = tmp_path / "checkpoint"
+    d.mkdir()
+    write_image(d / ("pagemap-%d.img" % pid), [b"\x08" + varint(3)] + [entry(*e) for e in entries])
+    (d / "pages-3.img").write_bytes(b"".join(page(v, i) for v, n, f in entries if f & PRESENT for i in range(n)))
+    (d / "core-7.img").write_bytes(b"core")
+    return d
+
+
+def snapshot(d):
+    return {n: (d / n).read_bytes() for n in sorted(os.listdir(d))}

@@ -96,7 +96,7 @@ def _write_image(path, head, entries):
 
 def _entry(raw):
     fields = {n: v for n, v, _ in _fields(raw)}
-    if 4 not in fields or fields.get(3):
+    if 4 not in fields or fields.get(3) or fields[4] & PE_PARENT:
         raise SplitError("a pagemap without flags, or with pages in a parent image: not a plain checkpoint")
     return fields[1], fields.get(5, fields.get(2)), fields[4]
 

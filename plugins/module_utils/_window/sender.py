@@ -97,10 +97,14 @@ class Sender:
 
     def _page_channel(self, chan, _origin, server):
         """A connection of a target's lazy-pages daemon (paramiko's transport thread calls this): served in a
-        thread of its own."""
+        thread of its own. One connection a port: the daemon makes one, right as its restore starts, and
+        no later one (another local user of the target's) is answered."""
         with self.lock:
             entry = self.page_servers.get((id(chan.get_transport()), server[1]))
-        if entry is None:
+            first = entry is not None and not entry.get("taken")
+            if first:
+                entry["taken"] = True
+        if not first:
             chan.close()
             return
         threading.Thread(target=self._serve_channel, args=(chan, entry), daemon=True).start()
@@ -108,6 +112,8 @@ class Sender:
     @staticmethod
     def _serve_channel(chan, entry):
         counts, start = {}, time.time()
+        # (The forward stays until the connection closes: paramiko's cancel_port_forward drops the handler of
+        # every forward of the transport, the other services' too. Later connections are closed at once.)
         try:
             done = serve(chan, entry["index"], counts)
         except Exception:  # pylint: disable=broad-except

@@ -240,7 +240,7 @@ class SourceWindow(Window):
             return {"archive": archive, "sha256": rec["sha256"], "manifest": archive + MANIFEST_SUFFIX,
                     "pages": rec.get("pages")}
         svc = self.services[name]
-        split = self.splits(name) and container.get("Id")
+        split = container.get("Id") if self.splits(name) and lazy.is_container_id(container.get("Id")) else None
         try:
             if split:
                 lazy.request_split(split, self.lazy_requests)

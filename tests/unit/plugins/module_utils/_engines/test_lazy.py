@@ -9,6 +9,7 @@ import time
 import pytest
 
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines import lazy
+from ansible_collections.stacklift.migrate.tests.unit.fakes import criu_checkpoint as checkpoint, snapshot
 
 FAKE_RUNC = """#!/bin/sh
 printf '%s\\n' "$@" > "{log}"
@@ -17,6 +18,7 @@ printf '%s\\n' "$@" > "{log}"
 FAKE_CRIU = """#!/bin/sh
 [ "$1" = lazy-pages ] || exit 9
 work=$5
+echo "$@" > "$work/../criu.args"
 {python} -c 'import socket, sys, time; s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); time.sleep(float(sys.argv[2]))' \\
   "$work/lazy-pages.socket" {fill}
 exit {rc}
@@ -31,8 +33,9 @@ def setup(tmp_path, fill=0.3, rc=0, socket=True):
     criu_text = FAKE_CRIU.format(python=sys.executable, fill=fill, rc=rc)
     criu.write_text(criu_text if socket else "#!/bin/sh\nexit 3\n")
     requests = tmp_path / "requests"
-    wrapper = tmp_path / "wrapper"
-    wrapper.write_text(lazy.wrapper_text(str(runc), sys.executable, str(requests)))
+    wrapper, helper = tmp_path / "wrapper", tmp_path / "pages.py"
+    wrapper.write_text(lazy.wrapper_text(str(runc), sys.executable, str(requests), helper=str(helper)))
+    helper.write_text(lazy.helper_text())
     for f in (runc, criu, wrapper):
         f.chmod(0o755)
     env = dict(os.environ, PATH="%s:%s" % (bin_dir, os.environ["PATH"]))
@@ -86,6 +89,44 @@ def test_a_fill_that_dies_is_failed_and_a_daemon_that_never_starts_fails_the_res
     res = subprocess.run([str(wrapper)] + restore_args(tmp_path), env=env, capture_output=True, text=True, timeout=30,
                          check=False)
     assert res.returncode == 1 and "lazy-pages did not start" in res.stderr and not log.exists()
+
+
+def test_a_remote_request_has_the_daemon_take_the_pages_from_the_page_server(tmp_path):
+    wrapper, requests, log, env = setup(tmp_path)
+    lazy.request_lazy(CID, str(requests), page_server_port=40123)
+    subprocess.run([str(wrapper)] + restore_args(tmp_path), env=env, check=True, timeout=30)
+    assert "--lazy-pages" in log.read_text().splitlines()
+    assert (tmp_path / "criu.args").read_text().split()[-5:] == [
+        "--page-server", "--address", "127.0.0.1", "--port", "40123"]
+
+
+def test_a_requested_checkpoint_is_split_after_runc_and_a_restore_in_place_gets_its_pages_back(tmp_path):
+    wrapper, requests, log, env = setup(tmp_path)
+    img = checkpoint(tmp_path)
+    whole = snapshot(img)
+    args = ["--root", "/run/runc", "checkpoint", "--image-path", str(img), "--work-path", str(tmp_path), CID]
+    subprocess.run([str(wrapper)] + args, env=env, check=True, timeout=30)  # not asked: runc only
+    assert log.read_text().splitlines() == args and snapshot(img) == whole
+    lazy.request_split(CID, str(requests))
+    subprocess.run([str(wrapper)] + args, env=env, check=True, timeout=30)
+    assert log.read_text().splitlines() == args
+    outcome = lazy.split_outcome(CID, str(requests))
+    assert outcome == {"pids": [7], "lazy_bytes": 7 * 4096, "image_dir": str(img)}
+    assert snapshot(img) != whole and lazy.split_outcome(CID, str(requests)) is None  # the request is gone
+    # a restore that is not lazy (a rollback, in place): the pages come back before runc restores
+    restore = ["restore", "--image-path", str(img), "--work-path", str(tmp_path), CID]
+    subprocess.run([str(wrapper)] + restore, env=env, check=True, timeout=30)
+    assert log.read_text().splitlines() == restore and snapshot(img) == whole
+
+
+def test_a_split_that_fails_leaves_the_checkpoint_whole_and_says_why(tmp_path):
+    wrapper, requests, _log, env = setup(tmp_path)
+    img = checkpoint(tmp_path)
+    (img / "pages-3.img").write_bytes(b"short")
+    whole = snapshot(img)
+    lazy.request_split(CID, str(requests))
+    subprocess.run([str(wrapper), "checkpoint", "--image-path", str(img), CID], env=env, check=True, timeout=30)
+    assert "does not hold the pages" in lazy.split_outcome(CID, str(requests))["error"] and snapshot(img) == whole
 
 
 def test_fill_states(tmp_path):

@@ -205,3 +205,55 @@ def test_after_a_wait_for_a_slot_a_restarted_container_stops_the_window_before_a
         a.checkpointed()
     assert not any(c[0] == "nsenter" for c in runner.calls)  # nothing fenced
     assert len([c for c in runner.calls if "inspect" in c]) == inspected + 1  # check()'s own; none after the wait
+
+
+def split_source(tmp_path, monkeypatch, split_error=None):
+    """A source whose cache is lazy, with the runtime wrapper standing in: its checkpoint leaves the outcome of
+    a split (SPLIT_ERROR, else a split) where the wrapper would."""
+    containers = Containers(**{"shop-cache": "running"})
+    containers.ids["shop-cache"] = "cd" * 32
+    runner = engine_runner(tmp_path, containers)
+    requests = tmp_path / "lazy"
+    checkpoint = runner.answers["podman container checkpoint"]
+
+    def wrapped(argv):
+        assert (requests / ("cd" * 32 + ".pages")).exists()  # asked for before the checkpoint
+        out = split_error and {"error": split_error} or {"pids": [1], "lazy_bytes": 4096, "image_dir": "/ck/checkpoint"}
+        (requests / ("cd" * 32 + ".split")).write_text(json.dumps(out) + "\n")
+        return checkpoint(argv)
+    runner.answers["podman container checkpoint"] = wrapped
+    monkeypatch.setattr(window_source.lazy, "lazy_problem", lambda engine, runtime: None)
+    sender = Sender()
+    a = make_window(window_source.SourceWindow, tmp_path, runner, sender=sender,
+                    services={"cache": dict(SERVICES["cache"], memory="lazy")}, windows_timeout=5)
+    a.lazy_requests = str(requests)
+    return a, sender
+
+
+def test_a_lazy_service_is_split_and_its_source_serves_until_the_target_took_every_page(tmp_path, monkeypatch):
+    a, sender = split_source(tmp_path, monkeypatch)
+    protocol.write_note(a.archive_dir, "shop", "commit", "r1")
+    done = threading.Timer(0.5, lambda: sender.served.update(cache={"pages": 1, "requests": 1, "seconds": 0.1}))
+    done.start()
+    start = time.time()
+    events = a.checkpointed()
+    assert sender.pages["cache"] == {"pids": [1], "lazy_bytes": 4096, "image_dir": "/ck/checkpoint"}
+    assert time.time() - start >= 0.4 and [e["step"] for e in events][-2:] == ["window_given_back", "pages_served"]
+    assert a.state["services"]["cache"]["checkpointed"]["pages"]["image_dir"] == "/ck/checkpoint"
+    assert not os.listdir(str(tmp_path / "lazy"))  # the request and its outcome are gone
+
+
+def test_a_split_that_failed_sends_the_whole_archive(tmp_path, monkeypatch):
+    a, sender = split_source(tmp_path, monkeypatch, split_error="cannot split: odd pagemap")
+    a.checkpointed()
+    assert "cache" not in sender.pages and a.state["services"]["cache"]["split_failed"]["detail"] == \
+        "cannot split: odd pagemap"
+
+
+def test_pages_never_taken_fail_the_source_and_stay(tmp_path, monkeypatch):
+    a, _sender = split_source(tmp_path, monkeypatch)
+    a.windows_timeout = 0.3
+    protocol.write_note(a.archive_dir, "shop", "commit", "r1")
+    with pytest.raises(window.WindowError, match="cache: its target has not taken all of its memory's pages; they "
+                                                 "stay on this host .*/ck/checkpoint"):
+        a.checkpointed()

@@ -362,6 +362,42 @@ def test_a_lazy_service_on_a_host_without_the_wrapper(tmp_path, memory):
         assert a.state["services"]["cache"]["restored"]["memory"] == "eager"
 
 
+def remote_arrival(tmp_path, memory, monkeypatch, wrapper=True):
+    """A target getting a cache whose lazy pages stayed on its source (served at port 40001 here)."""
+    runner = engine_runner(tmp_path, Containers(**{"shop-cache": "absent"}))
+    runner.answers["nft"] = (0, "", "")
+    archive = write_arrival(tmp_path, "shop-cache")
+    manifest = json.loads(open(archive + ".stacklift.json").read())
+    write_manifest(archive, dict(manifest, container_id=CID, pages={"port": 40001, "lazy_bytes": 1 << 30}))
+    if wrapper:
+        monkeypatch.setattr(window_target.lazy, "lazy_problem", lambda engine, runtime: None)
+    a = make_window(window_target.TargetWindow, tmp_path, runner,
+                    services={"cache": dict(SERVICES["cache"], memory=memory)}, wait_timeout=2)
+    a.lazy_requests = str(tmp_path / "lazy")
+    return a, runner
+
+
+@pytest.mark.parametrize("memory", ["lazy", "auto", "eager"])
+def test_an_archive_whose_pages_stayed_on_the_source_is_restored_lazily_from_there(tmp_path, memory, monkeypatch):
+    a, runner = remote_arrival(tmp_path, memory, monkeypatch)
+    restore, asked = runner.answers["podman container restore"], []
+    runner.answers["podman container restore"] = lambda argv: (
+        asked.append(open(os.path.join(a.lazy_requests, CID + ".request")).read()), restore(argv))[1]
+    a._restore("cache")
+    assert asked == ["remote 127.0.0.1 40001\n"]
+    rec = a.state["services"]["cache"]["restored"]
+    assert (rec["memory"], rec["pages_from"]) == ("lazy", "source")
+    assert not os.path.exists(os.path.join(a.lazy_requests, CID + ".request"))  # for that one restore only
+
+
+def test_an_archive_whose_pages_stayed_on_the_source_is_refused_where_no_lazy_restore_is_possible(tmp_path, monkeypatch):
+    a, runner = remote_arrival(tmp_path, "auto", monkeypatch, wrapper=False)
+    with pytest.raises(window.WindowError, match="memory auto: stacklift's runtime wrapper is not installed .*; its "
+                                                 "pages stayed on the source, so it restores lazily or not at all"):
+        a._restore("cache")
+    assert not [c for c in runner.calls if c[1:3] == ["container", "restore"]]
+
+
 def test_an_archive_checked_as_it_arrived_is_not_read_again(tmp_path):
     """The window's push hashed the archive on the target before its rename and says so in the manifest it sends
     (arrived_checked, with the size): the target trusts that; an archive that came otherwise is read whole."""

@@ -1,0 +1,101 @@
+"""The split of a checkpoint's pages, checked on images written as CRIU writes them (protobuf entries after the
+magic), and the page server answering CRIU's lazy-pages protocol over a socket pair. (The lab migrations run
+the same code on CRIU's real images.)"""
+
+import socket
+import struct
+import threading
+
+import pytest
+
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines import pages
+from ansible_collections.stacklift.migrate.tests.unit.fakes import (
+    ENTRIES, LAZY, PRESENT, criu_checkpoint as checkpoint, page, snapshot)
+
+def test_split_leaves_the_eager_pages_and_marks_the_rest_lazy_only(tmp_path):
+    d = checkpoint(tmp_path)
+    before = snapshot(d)
+    summary = pages.split(str(d))
+    assert summary == {"pids": [7], "lazy_bytes": 7 * pages.PAGE_SIZE}
+    _head, raws = pages._read_image(str(d / "pagemap-7.img"))
+    assert [pages._entry(r) for r in raws[1:]] == [(v, n, LAZY if f == LAZY | PRESENT else f) for v, n, f in ENTRIES]
+    # the pages file keeps the stack's two pages and the data's one, in the pagemap's order
+    assert (d / "pages-3.img").read_bytes() == page(0x10000, 0) + page(0x10000, 1) + page(0x900000, 0)
+    stash = tmp_path / ("checkpoint" + pages.STASH_SUFFIX)
+    assert (stash / "pages-3.img").read_bytes() == before["pages-3.img"]
+    assert (d / pages.MARKER).exists() and pages.is_split(str(d))
+    with pytest.raises(pages.SplitError):
+        pages.split(str(d))
+    assert pages.unsplit(str(d)) is True
+    assert snapshot(d) == before and not stash.exists() and not pages.unsplit(str(d))
+
+
+def test_a_checkpoint_that_cannot_be_split_is_left_as_it_was(tmp_path):
+    d = checkpoint(tmp_path)
+    with open(d / "pages-3.img", "ab") as f:
+        f.write(b"x" * pages.PAGE_SIZE)  # more pages than the pagemap names
+    before = snapshot(d)
+    with pytest.raises(pages.SplitError, match="does not hold the pages"):
+        pages.split(str(d))
+    assert snapshot(d) == before and not pages.is_split(str(d))
+    e = tmp_path / "e"
+    e.mkdir()
+    d2 = checkpoint(e, entries=[(0x1000, 1, PRESENT | pages.PE_PARENT)])
+    with pytest.raises(pages.SplitError, match="parent"):
+        pages.split(str(d2))
+
+
+def test_the_index_finds_each_lazy_page_and_clamps_a_request_to_its_range(tmp_path):
+    d = checkpoint(tmp_path)
+    pages.split(str(d))
+    index = pages.PageIndex(str(d))
+    path, offset, count = index.lookup(7, 0x400000 + pages.PAGE_SIZE, 10)
+    assert count == 2 and offset == 3 * pages.PAGE_SIZE  # after the stack's 2 pages and the range's first
+    with open(path, "rb") as f:
+        f.seek(offset)
+        assert f.read(pages.PAGE_SIZE) == page(0x400000, 1)
+    assert index.lookup(7, 0x10000, 1) is None  # eager: in the archive, never asked for
+    assert index.lookup(8, 0x400000, 1) is None
+
+
+def ask(sk, nr, vaddr, pid):
+    sk.sendall(pages._PSI.pack(pages.PS_IOV_GET, nr, vaddr, pid))
+    head = pages._recv_exact(sk, pages._PSI.size)
+    cmd, got, at, who = pages._PSI.unpack(head)
+    assert cmd == pages.PS_IOV_ADD_F | (PRESENT << 16) and (at, who) == (vaddr, pid)
+    return pages._recv_exact(sk, got * pages.PAGE_SIZE)
+
+
+def test_serve_answers_the_daemon_until_it_says_it_holds_everything(tmp_path):
+    d = checkpoint(tmp_path)
+    pages.split(str(d))
+    ours, theirs = socket.socketpair()
+    result, counts = {}, {}
+    t = threading.Thread(target=lambda: result.setdefault("done", pages.serve(ours, pages.PageIndex(str(d)), counts)))
+    t.start()
+    assert ask(theirs, 1, 0x7f0000 + 3 * pages.PAGE_SIZE, 7) == page(0x7f0000, 3)
+    assert ask(theirs, 8, 0x400000, 7) == b"".join(page(0x400000, i) for i in range(3))
+    theirs.sendall(pages._PSI.pack(pages.PS_IOV_CLOSE, 0, 0, 0))
+    assert struct.unpack("<i", pages._recv_exact(theirs, 4)) == (0,)
+    t.join(10)
+    assert result == {"done": True} and counts == {"pages": 4, "requests": 2}
+
+
+@pytest.mark.parametrize("request_", ["unknown page", "hang up"])
+def test_serve_ends_without_done_on_a_page_it_lacks_or_a_closed_connection(tmp_path, request_):
+    d = checkpoint(tmp_path)
+    pages.split(str(d))
+    ours, theirs = socket.socketpair()
+    if request_ == "unknown page":
+        theirs.sendall(pages._PSI.pack(pages.PS_IOV_GET, 1, 0x10000, 7))
+    theirs.close()
+    assert pages.serve(ours, pages.PageIndex(str(d))) is False
+
+
+def test_main_is_the_wrappers_helper(tmp_path, capsys):
+    d = checkpoint(tmp_path)
+    assert pages.main(["split", str(d)]) == 0
+    assert '"image_dir": "%s"' % d in capsys.readouterr().out
+    assert pages.main(["split", str(d)]) == 1 and "split already" in capsys.readouterr().out
+    assert pages.main(["unsplit", str(d)]) == 0 and not pages.is_split(str(d))
+    assert pages.main(["what"]) == 2
