@@ -198,7 +198,8 @@ def with_stacklift(node1, node2, gib, memory, compression="zstd"):
     served = (svc["phases"].get("commit") or {}).get("end") or 0
     after = digest(node2)
     # the counter moved on under the client: compare the keys' digest without it
-    return {"gib": gib, "memory": "%s, %s" % (memory, svc["phases"]["checkpoint"].get("compression") or compression),
+    mode = "%s (pages from the %s)" % (memory, svc["pages_from"]) if svc.get("pages_from") else memory
+    return {"gib": gib, "memory": "%s, %s" % (mode, svc["phases"]["checkpoint"].get("compression") or compression),
             "used_memory_bytes": used, "pause_s": report["downtime_s"],
             "resident_s": svc.get("resident_s"), "phases_s": {k: v.get("seconds") for k, v in svc["phases"].items()},
             "client_max_s": round(client["max_latency_s"], 3), "client_errors": len(client["errors"]),

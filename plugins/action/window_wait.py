@@ -16,7 +16,7 @@ from ansible.utils.display import Display
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.protocol import (
     marker_path, note_body, note_command, note_path, run_archive_dir)
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.progress import (
-    WAIT_SPEC, progress_line, ready_events, service_states)
+    WAIT_SPEC, progress_line, stage_events, service_states)
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.protocol import parse_poll, poll_command
 
 display = Display()
@@ -56,8 +56,8 @@ class ActionModule(ActionBase):
             if res["rc"] != 0:
                 return dict(result, failed=True, rc=res["rc"], stdout=res["stdout"], stderr=res["stderr"],
                             msg="cannot leave the %s note on %s: %s" % (stage, host, res["stderr"].strip()))
-        elif stage == "ready":
-            until = (note_path(p["archive_dir"], p["stack"], "ready"), run_id)
+        if stage in ("ready", "commit"):  # the call goes on after either: ready, fenced; or serving, lazy memory filling
+            until = (note_path(p["archive_dir"], p["stack"], "ready" if stage == "ready" else "served"), run_id)
         while True:
             # Each question waits on the host at most until the next line of progress is due.
             wait = min(max(shown - time.time(), 0.05), p["progress_every"], 2.0)
@@ -79,11 +79,13 @@ class ActionModule(ActionBase):
                 result.update(call)
                 result.setdefault("ansible_job_id", job["ansible_job_id"])
                 return result
-            events = ready_events(p["services"], records, run_id) if stage == "ready" else None
+            step = {"ready": "ready", "commit": "committed"}.get(stage) if p["side"] == "target" else None
+            events = stage_events(p["services"], records, run_id, step) if step else None
             if events is not None:
-                # ready, fenced: the call goes on, waiting for the commit (stage=commit)
-                return dict(result, changed=True, ready=True, side="target", events=events,
-                            ansible_job_id=job["ansible_job_id"])
+                # ready, fenced: the call goes on, waiting for the commit (stage=commit); or committed, serving:
+                # it goes on until its lazy memory is resident and its archives are gone (stage=end)
+                return dict(result, changed=True, ready=stage == "ready", committed=stage == "commit", side="target",
+                            events=events, ansible_job_id=job["ansible_job_id"])
             if now - started > p["timeout"]:
                 return dict(result, failed=True, ansible_job_id=job["ansible_job_id"],
                             msg="the window's call on %s did not end within %d s (it may still run: its job is %s)"

@@ -71,7 +71,9 @@ options:
         O(services) is restored and ready here (the call goes on, fenced, waiting for the commit), with
         those steps as RV(events)."
       - "V(commit) first leaves the commit note of O(run_id) that such a call waits for (one shell
-        command, no module), then waits for the call's end: it lifts its fence, and the copies serve.
+        command, no module), then waits until the call has lifted its fence and the copies serve (with
+        O(side=target), it returns then, with those steps as RV(events): the call goes on while the memory of
+        services restored lazily fills in, and a later V(end) collects its result), or for the call's end.
         A M(stacklift.migrate.window_source) call holding a window slot
         (O(stacklift.migrate.window_source#module:windows)) waits for the same note (or V(abort)'s),
         then gives its slot back and ends."
@@ -130,6 +132,11 @@ ready:
   returned: stage=ready, before the call ended
   type: bool
   sample: true
+committed:
+  description: With O(stage=commit), that every service here serves and the call goes on (its lazy memory filling).
+  returned: stage=commit, before the call ended
+  type: bool
+  sample: true
 ansible_job_id:
   description: The background job waited for.
   returned: always
@@ -155,12 +162,14 @@ def main():
     if p["stage"] in ("commit", "abort"):
         write_note(p["archive_dir"], p["stack"], p["stage"], p["run_id"])
     until = None
-    if p["stage"] == "ready":
+    note = {"ready": "ready", "commit": "served"}.get(p["stage"]) if p["side"] == "target" else None
+    if note:
         def until():
-            return read_note(p["archive_dir"], p["stack"], "ready", p["run_id"]) is not None
+            return read_note(p["archive_dir"], p["stack"], note, p["run_id"]) is not None
     result = local_wait(job["results_file"], p["timeout"], time.sleep, time.time, until=until)
     if result == {}:
-        module.exit_json(changed=True, ready=True, side="target", events=[], ansible_job_id=job.get("ansible_job_id"))
+        module.exit_json(changed=True, ready=p["stage"] == "ready", committed=p["stage"] == "commit", side="target",
+                         events=[], ansible_job_id=job.get("ansible_job_id"))
     if result is None:
         module.fail_json(msg="the window's call did not end within %d s" % module.params["timeout"],
                          ansible_job_id=job.get("ansible_job_id"))

@@ -17,7 +17,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 __all__ = [
-    "WAIT_SPEC", "TARGET_STEPS", "STEP_WORDS", "ready_events", "service_states", "progress_line", "local_wait",
+    "WAIT_SPEC", "TARGET_STEPS", "STEP_WORDS", "stage_events", "service_states", "progress_line", "local_wait",
 ]
 
 import json
@@ -35,7 +35,7 @@ WAIT_SPEC = ArgumentSpec(dict(
     progress_every=dict(type="float", default=2),
     stage=dict(type="str", default="end", choices=["end", "ready", "commit", "abort"]),
 ))
-TARGET_STEPS = ("restored", "ready")
+TARGET_STEPS = ("restored", "ready", "committed")
 
 # Each side's steps, the latest first, and what a service is doing after each (%s: for how long).
 STEP_WORDS = {
@@ -45,12 +45,12 @@ STEP_WORDS = {
 }
 
 
-def ready_events(services, records, run_id):
-    """The records of RUN_ID that say each of SERVICES (on this target) restored and ready, as the
-    call's events; None while one is not ready yet."""
+def stage_events(services, records, run_id, step="ready"):
+    """The records of RUN_ID that say each of SERVICES (on this target) reached STEP ("ready": restored and
+    ready, fenced; "committed": serving), as the call's events; None while one has not."""
     names = set(s.get("name") for s in services)
     mine = [r for r in records if r.get("run") == run_id and r.get("service") in names and r.get("step") in TARGET_STEPS]
-    if not names or set(r["service"] for r in mine if r["step"] == "ready") != names:
+    if not names or set(r["service"] for r in mine if r["step"] == step) != names:
         return None
     return mine
 

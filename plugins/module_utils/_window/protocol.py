@@ -43,8 +43,8 @@ def run_archive_dir(archive_dir, run_id):
 # (or a rollback came), no archive will come; "window": the source has its window (its slot, or it needs
 # none) and quiesces and fences now, so the target's wait for the archives counts from then; "ready": the
 # target's copies are ready and wait for the commit; "commit": the controller recorded the commit, the
-# target's copies may serve.
-NOTES = ("abort", "window", "ready", "commit")
+# target's copies may serve; "served": the target lifted its fence (its call goes on while lazy memory fills).
+NOTES = ("abort", "window", "ready", "commit", "served")
 
 
 def note_path(archive_dir, stack, kind):

@@ -299,12 +299,14 @@ class TargetWindow(Window):
         for name in self.services:
             if not self.done(name, "committed"):
                 self.record("committed", name)
+        # The controller's wait (window_wait stage=commit) ends here: traffic may come while lazy memory fills.
+        write_note(self.archive_dir, self.stack, "served", self.run_id)
         problems = self._await_resident(self.wait_timeout)
         if problems:  # the archives stay: the state at the fence, for a restore by hand
             raise WindowError(problems, self.events)
         for name in self.services if not keep_archives else ():
             self.remove_archive(name)
-        remove_notes(self.archive_dir, self.stack, ("window", "ready", "commit"))
+        remove_notes(self.archive_dir, self.stack, ("window", "ready", "commit", "served"))
         return self.events
 
     def _remove_volumes(self, name, volumes):

@@ -116,10 +116,14 @@ def test_a_wait_for_ready_ends_at_the_targets_note_of_its_run_and_reads_the_step
                {"run": "r1", "service": "db", "step": "ready", "t": 2.0},
                {"run": "r1", "service": "app", "step": "restored", "t": 2.5},
                {"run": "r0", "service": "app", "step": "ready", "t": 0.5}]
-    assert progress.ready_events(services, records, "r1") is None  # app is not ready in this run
+    assert progress.stage_events(services, records, "r1") is None  # app is not ready in this run
     records.append({"run": "r1", "service": "app", "step": "ready", "t": 3.0})
-    assert [(r["service"], r["step"]) for r in progress.ready_events(services, records, "r1")] == [
+    assert [(r["service"], r["step"]) for r in progress.stage_events(services, records, "r1")] == [
         ("db", "restored"), ("db", "ready"), ("app", "restored"), ("app", "ready")]
+    # the commit's wait ends once each serves (its call goes on while lazy memory fills)
+    assert progress.stage_events(services, records, "r1", "committed") is None
+    records += [{"run": "r1", "service": n, "step": "committed", "t": 4.0} for n in ("db", "app")]
+    assert [r["step"] for r in progress.stage_events(services, records, "r1", "committed")][-2:] == ["committed"] * 2
 
 
 def test_the_commit_note_is_written_whole_by_one_shell_command(tmp_path):
