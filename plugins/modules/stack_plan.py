@@ -56,13 +56,16 @@ options:
   memory:
     description:
       - How the memory of services whose stack and own description name no C(memory) crosses.
-      - V(eager) restores all of it before the process runs again. V(lazy) runs the process as soon as its
-        small state is back and fills its memory in from the checkpoint afterwards (Podman targets with
-        M(stacklift.migrate.lazy_runtime)); the pause no longer grows with the memory. V(auto) takes lazy
-        where the target can, eager elsewhere.
+      - V(eager) restores all of it before the process runs again.
+      - V(lazy) runs the process as soon as its small state is back, and fills its memory in afterwards;
+        the pages stay on the source, which serves them to the target over SSH until the target holds them
+        all (Podman with M(stacklift.migrate.lazy_runtime) on both hosts, which the preflight installs). The
+        pause no longer grows with the memory.
+      - V(auto) is lazy for a service holding 256 MiB or more when it is checkpointed, and eager for smaller
+        ones (their pause is the fixed part, which the lazy machinery only lengthens) and on Docker.
     type: str
     choices: [eager, lazy, auto]
-    default: eager
+    default: auto
   list_running:
     description: Return in RV(running) which of the stack's containers run on this host (a target,
       say, to tell a migration that already happened).

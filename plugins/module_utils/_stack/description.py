@@ -33,7 +33,7 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible_collections.stacklift.migrate.plugins.module_utils._common.argspec import ArgumentSpec
 from ansible_collections.stacklift.migrate.plugins.module_utils._checks.host import container_name_problem
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import TCP_MODES
-from ansible_collections.stacklift.migrate.plugins.module_utils._engines.lazy import MEMORY_MODES
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.lazy import MEMORY_DEFAULT, MEMORY_MODES
 from ansible_collections.stacklift.migrate.plugins.module_utils._services.probes import (
     PROBE_MINIMUMS, PROBE_SPEC, below_minimums)
 from ansible_collections.stacklift.migrate.plugins.module_utils._services.quiesce import (
@@ -147,7 +147,7 @@ def _service(svc, index, stack, problems):
         return None
     return {"name": sname, "container": container, "depends_on": checked.get("depends_on") or [],
             "probe": probe, "quiesce": quiesce, "tcp": checked.get("tcp") or "established",
-            "memory": checked.get("memory") or stack.get("memory") or "eager", "source": source, "target": target}
+            "memory": checked.get("memory") or stack.get("memory") or MEMORY_DEFAULT, "source": source, "target": target}
 
 
 def normalize(stack):
@@ -368,7 +368,7 @@ PLAN_SPEC = ArgumentSpec(dict(
     inventory_hosts=dict(type="list", elements="str"),
     list_running=dict(type="bool", default=False),
     settings=dict(type="dict"),
-    memory=dict(type="str", choices=list(MEMORY_MODES), default="eager"),
+    memory=dict(type="str", choices=list(MEMORY_MODES), default=MEMORY_DEFAULT),
 ))
 
 

@@ -19,7 +19,7 @@ import ipaddress
 import re
 
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import EngineError, which as _which
-from ansible_collections.stacklift.migrate.plugins.module_utils._checks.host import process_start
+from ansible_collections.stacklift.migrate.plugins.module_utils._checks.host import memory_bytes, process_start
 
 
 # A container's own fence: a table in its network namespace that drops everything but loopback, so its peers
@@ -90,6 +90,10 @@ class Host:
         self.nft = nft
         self.conntrack = _which(conntrack)
         self.proc = "/proc"
+
+    def memory_bytes(self, pid):
+        """The resident memory of the host's process PID (0 when it cannot be read)."""
+        return memory_bytes(pid, self.proc) if pid else 0
 
     def process_start(self, pid):
         """When the host's process PID started, or None (no such process)."""

@@ -240,7 +240,7 @@ class SourceWindow(Window):
             return {"archive": archive, "sha256": rec["sha256"], "manifest": archive + MANIFEST_SUFFIX,
                     "pages": rec.get("pages")}
         svc = self.services[name]
-        split = container.get("Id") if self.splits(name) and lazy.is_container_id(container.get("Id")) else None
+        split = container.get("Id") if self.splits(name, container) else None
         try:
             if split:
                 lazy.request_split(split, self.lazy_requests)
@@ -263,11 +263,16 @@ class SourceWindow(Window):
                     timings={k: v for k, v in entry["timings"].items() if k.endswith(("time", "duration"))})
         return entry
 
-    def splits(self, name):
+    def splits(self, name, container):
         """Whether NAME's checkpoint is split (its lazy pages stay here, served to its target after the
-        restore): its memory is not eager, and this host's runtime wrapper can do it."""
-        return (self.services[name].get("memory") or "eager") != "eager" and self.sender is not None and \
-            lazy.lazy_problem(self.engine.name, None) is None
+        restore): its memory is lazy, or auto and at least AUTO_LAZY_BYTES, and this host's runtime wrapper
+        can do it (the archives go by this window's sender)."""
+        wanted = self.services[name].get("memory") or lazy.MEMORY_DEFAULT
+        if wanted == "eager" or self.sender is None or not lazy.is_container_id(container.get("Id")) or \
+                lazy.lazy_problem(self.engine.name, None) is not None:
+            return False
+        pid = (container.get("State") or {}).get("Pid")
+        return wanted == "lazy" or self.host.memory_bytes(pid) >= lazy.AUTO_LAZY_BYTES
 
     def _send_loop(self, queue, cond, failures):
         while True:

@@ -204,12 +204,13 @@ class TargetWindow(Window):
             raise WindowError("restored, but its record could not be written (%s): the copy is removed again" % e)
 
     def memory_mode(self, name, container_id, remote=False):
-        """How NAME's memory crosses here: "lazy" (filled in after the restore) or "eager". A service that asks
-        for "lazy" on a host that cannot is refused; "auto" takes lazy where the host can. CONTAINER_ID: the
-        container's, from its archive's manifest (the wrapper knows a restore by it). REMOTE: its archive holds
-        no lazy page (they stayed on the source), so only a lazy restore can take it."""
-        wanted = self.services[name].get("memory") or "eager"
-        if wanted == "eager" and not remote:
+        """How NAME's memory crosses here: "lazy" (filled in after the restore) or "eager". REMOTE: its archive
+        holds no lazy page (they stayed on the source: lazy, or auto and large), so only a lazy restore can
+        take it. Else "lazy" restores lazily from the archive's images, and "auto" eagerly (a small service, or
+        a source that could not split). A lazy restore on a host that cannot is refused. CONTAINER_ID: the
+        container's, from its archive's manifest (the wrapper knows a restore by it)."""
+        wanted = self.services[name].get("memory") or lazy.MEMORY_DEFAULT
+        if wanted != "lazy" and not remote:
             return "eager"
         problem = lazy.lazy_problem(self.engine.name, None)
         if not problem and not lazy.is_container_id(container_id):

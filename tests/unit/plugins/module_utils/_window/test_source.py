@@ -207,7 +207,7 @@ def test_after_a_wait_for_a_slot_a_restarted_container_stops_the_window_before_a
     assert len([c for c in runner.calls if "inspect" in c]) == inspected + 1  # check()'s own; none after the wait
 
 
-def split_source(tmp_path, monkeypatch, split_error=None):
+def split_source(tmp_path, monkeypatch, split_error=None, memory="lazy"):
     """A source whose cache is lazy, with the runtime wrapper standing in: its checkpoint leaves the outcome of
     a split (SPLIT_ERROR, else a split) where the wrapper would."""
     containers = Containers(**{"shop-cache": "running"})
@@ -216,8 +216,9 @@ def split_source(tmp_path, monkeypatch, split_error=None):
     requests = tmp_path / "lazy"
     checkpoint = runner.answers["podman container checkpoint"]
 
-    def wrapped(argv):
-        assert (requests / ("cd" * 32 + ".pages")).exists()  # asked for before the checkpoint
+    def wrapped(argv):  # as the wrapper: a split only when one was asked for, before the checkpoint
+        if not (requests / ("cd" * 32 + ".pages")).exists():
+            return checkpoint(argv)
         out = split_error and {"error": split_error} or {"pids": [1], "lazy_bytes": 4096, "image_dir": "/ck/checkpoint"}
         (requests / ("cd" * 32 + ".split")).write_text(json.dumps(out) + "\n")
         return checkpoint(argv)
@@ -225,13 +226,14 @@ def split_source(tmp_path, monkeypatch, split_error=None):
     monkeypatch.setattr(window_source.lazy, "lazy_problem", lambda engine, runtime: None)
     sender = Sender()
     a = make_window(window_source.SourceWindow, tmp_path, runner, sender=sender,
-                    services={"cache": dict(SERVICES["cache"], memory="lazy")}, windows_timeout=5)
+                    services={"cache": dict(SERVICES["cache"], memory=memory)}, windows_timeout=5)
     a.lazy_requests = str(requests)
-    return a, sender
+    a.host.proc = str(tmp_path / "proc")
+    return a, sender, containers
 
 
 def test_a_lazy_service_is_split_and_its_source_serves_until_the_target_took_every_page(tmp_path, monkeypatch):
-    a, sender = split_source(tmp_path, monkeypatch)
+    a, sender, _containers = split_source(tmp_path, monkeypatch)
     protocol.write_note(a.archive_dir, "shop", "commit", "r1")
     done = threading.Timer(0.5, lambda: sender.served.update(cache={"pages": 1, "requests": 1, "seconds": 0.1}))
     done.start()
@@ -244,16 +246,28 @@ def test_a_lazy_service_is_split_and_its_source_serves_until_the_target_took_eve
 
 
 def test_a_split_that_failed_sends_the_whole_archive(tmp_path, monkeypatch):
-    a, sender = split_source(tmp_path, monkeypatch, split_error="cannot split: odd pagemap")
+    a, sender, _containers = split_source(tmp_path, monkeypatch, split_error="cannot split: odd pagemap")
     a.checkpointed()
     assert "cache" not in sender.pages and a.state["services"]["cache"]["split_failed"]["detail"] == \
         "cannot split: odd pagemap"
 
 
 def test_pages_never_taken_fail_the_source_and_stay(tmp_path, monkeypatch):
-    a, _sender = split_source(tmp_path, monkeypatch)
+    a, _sender, _containers = split_source(tmp_path, monkeypatch)
     a.windows_timeout = 0.3
     protocol.write_note(a.archive_dir, "shop", "commit", "r1")
     with pytest.raises(window.WindowError, match="cache: its target has not taken all of its memory's pages; they "
                                                  "stay on this host .*/ck/checkpoint"):
         a.checkpointed()
+
+
+@pytest.mark.parametrize("rss_kib, split", [(255 * 1024, False), (256 * 1024, True)])
+def test_auto_splits_a_service_of_256_mib_or_more(tmp_path, monkeypatch, rss_kib, split):
+    a, sender, containers = split_source(tmp_path, monkeypatch, memory="auto")
+    status = tmp_path / "proc" / str(containers.pid("shop-cache")) / "status"
+    status.parent.mkdir(parents=True)
+    status.write_text("Name:\tredis-server\nVmRSS:\t%d kB\n" % rss_kib)
+    protocol.write_note(a.archive_dir, "shop", "commit", "r1")
+    sender.served["cache"] = {"pages": 1, "requests": 1, "seconds": 0.1}
+    a.checkpointed()
+    assert ("cache" in sender.pages) is split and bool(a.split_services()) is split
