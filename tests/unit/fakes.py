@@ -9,6 +9,8 @@ import struct
 import subprocess
 import tarfile
 
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.pages import _encode_varint
+
 
 class FakeRunner:
     """Stands in for the engine's commands: answers by the first words of argv, records each call."""
@@ -119,17 +121,8 @@ ENTRIES = [(0x10000, 2, PRESENT), (0x400000, 3, LAZY | PRESENT), (0x500000, 1, 0
            (0x900000, 1, PRESENT)]
 
 
-def varint(n):
-    out = bytearray()
-    while True:
-        b, n = n & 0x7F, n >> 7
-        out.append(b | 0x80 if n else b)
-        if not n:
-            return bytes(out)
-
-
 def entry(vaddr, nr, flags):
-    return b"\x08" + varint(vaddr) + b"\x10" + varint(nr) + b"\x20" + varint(flags)
+    return b"\x08" + _encode_varint(vaddr) + b"\x10" + _encode_varint(nr) + b"\x20" + _encode_varint(flags)
 
 
 def write_image(path, raws):
@@ -147,7 +140,7 @@ def page(vaddr, i):
 def criu_checkpoint(tmp_path, pid=7, entries=ENTRIES):
     d = tmp_path / "checkpoint"
     d.mkdir()
-    write_image(d / ("pagemap-%d.img" % pid), [b"\x08" + varint(3)] + [entry(*e) for e in entries])
+    write_image(d / ("pagemap-%d.img" % pid), [b"\x08" + _encode_varint(3)] + [entry(*e) for e in entries])
     (d / "pages-3.img").write_bytes(b"".join(page(v, i) for v, n, f in entries if f & PRESENT for i in range(n)))
     (d / "core-7.img").write_bytes(b"core")
     return d
