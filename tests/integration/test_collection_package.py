@@ -31,7 +31,7 @@ def test_built_tarball_installs_and_ansible_doc_lists_its_modules(tmp_path):
     tarball = tmp_path / ("stacklift-migrate-%s.tar.gz" % version)
     with tarfile.open(tarball) as tar:
         names = tar.getnames()
-    assert "plugins/modules/container_checkpoint.py" in names and "meta/runtime.yml" in names
+    assert "plugins/modules/container_checkpoint.py" in names and "meta/runtime.yml" in names and "LICENSE" in names
     assert not [n for n in names if n.split("/")[0] in ("lab", ".lab", ".cache", ".venv", ".ci", "tests/output")]
     # the demo's relaxed settings are not shipped (issue 20): no host key checking off, no vault password
     assert "ansible.cfg" not in names and not [n for n in names if n.endswith("vault-password")], names
