@@ -231,7 +231,7 @@ def by_hand(node1, node2, gib):
 
 
 PG = "localhost/stacklift/postgres:latest"
-PSQL = "podman exec big psql -U postgres -Atq -c"
+PSQL = "podman exec big psql -h %s -U postgres -Atq -c" % IP  # the lab image trusts the network, not localhost
 PG_SUM = "SELECT count(*) || ':' || sum(hashtext(v)::bigint) FROM t"
 
 
@@ -288,6 +288,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--skip-breakdown", action="store_true")
     ap.add_argument("--demo-only", action="store_true")
+    ap.add_argument("--skip-demo", action="store_true")
     ap.add_argument("--postgres", default="1", help="GiB of PostgreSQL shared buffers (empty: none)")
     args = ap.parse_args()
     lab = load_lab()
@@ -295,9 +296,9 @@ def main():
     result, failed = run_module("node2", "lazy_runtime", {})  # the preflight would; the breakdown needs it first
     if failed:
         raise SystemExit("lazy_runtime failed on node2: %s" % result.get("msg"))
-    sizes = [float(s) for s in args.sizes.split(",")]
+    sizes = [float(s) for s in args.sizes.split(",") if s]
     result = {"fault_1_4gb": fault_microbench(), "breakdown": [], "migrations": [], "demo": [], "postgres": []}
-    for _round in range(args.rounds):  # the demo stack (PostgreSQL, Redis, the app) under its shoppers
+    for _round in range(args.rounds if not args.skip_demo else 0):  # the demo stack under its shoppers
         for memory in ("eager", "lazy"):
             result["demo"].append(dict(demo_with_stacklift(memory=memory), memory=memory))
     if args.demo_only:
