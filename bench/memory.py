@@ -242,8 +242,8 @@ def start_postgres(node1, node2, gib):
     ready = "until podman exec big pg_isready -q -U postgres 2>/dev/null; do sleep 0.2; done"
     node1.run("podman network create --subnet {s} {n} >/dev/null && podman run -d --name big --network {n} --ip {ip} {pg} "
               ">/dev/null && {ready} && {psql} \"ALTER SYSTEM SET shared_buffers = '{mb}MB'\" && podman restart big "
-              ">/dev/null && {ready}".format(s=SUBNET, n=NET, ip=IP, pg=PG, ready=ready, psql=PSQL,
-                                              mb=int(gib * 1280)), timeout=300)
+              ">/dev/null && {ready}".format(s=SUBNET, n=NET, ip=IP, pg=PG, ready=ready, psql=PSQL, mb=int(gib * 1280)),
+              timeout=300)
     node1.run("%s \"CREATE TABLE t AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS v "
               "FROM generate_series(1, %d) g\"" % (PSQL, int(gib * 8.4e6)), timeout=1800)
     node1.run("%s 'CREATE EXTENSION pg_prewarm; CREATE EXTENSION pg_buffercache' && %s \"SELECT pg_prewarm('t')\""
@@ -349,7 +349,7 @@ def print_tables(result):
         for memory in sorted(set(p["memory"] for p in result["postgres"] if p["postgres_gib"] == gib)):
             runs = [p for p in result["postgres"] if (p["postgres_gib"], p["memory"]) == (gib, memory)]
             print("  %-34s %8s %8s %s" % (memory, median([p["pause_s"] for p in runs]),
-                                        median([p["resident_s"] for p in runs]), all(p["rows_same"] for p in runs)))
+                                          median([p["resident_s"] for p in runs]), all(p["rows_same"] for p in runs)))
     print_targets(result)
 
 

@@ -137,7 +137,9 @@ def page(vaddr, i):
     return (b"%x+%d;" % (vaddr, i)).ljust(4096, b".")
 
 
-def criu_checkpoint(tmp_path, pid=7, entries=ENTRIES):
+def criu_checkpoint(tmp_path, pid=7, entries=None):
+    """A checkpoint directory of one process PID with ENTRIES (default ENTRIES) and their pages."""
+    entries = ENTRIES if entries is None else entries
     d = tmp_path / "checkpoint"
     d.mkdir()
     write_image(d / ("pagemap-%d.img" % pid), [b"\x08" + _encode_varint(3)] + [entry(*e) for e in entries])

@@ -95,14 +95,14 @@ def _write_image(path, head, entries):
 
 
 def _entry(raw):
-    fields = {n: v for n, v, _ in _fields(raw)}
+    fields = {n: v for n, v, _raw in _fields(raw)}
     if 4 not in fields or fields.get(3) or fields[4] & PE_PARENT:
         raise SplitError("a pagemap without flags, or with pages in a parent image: not a plain checkpoint")
     return fields[1], fields.get(5, fields.get(2)), fields[4]
 
 
 def _with_flags(raw, flags):
-    return b"".join(_encode_varint(4 << 3) + _encode_varint(flags) if n == 4 else r for n, _, r in _fields(raw))
+    return b"".join(_encode_varint(4 << 3) + _encode_varint(flags) if n == 4 else r for n, _value, r in _fields(raw))
 
 
 def _plan(image_dir, pid):
@@ -110,7 +110,7 @@ def _plan(image_dir, pid):
     head, entries = _read_image(os.path.join(image_dir, "pagemap-%s.img" % pid))
     if not entries:
         raise SplitError("pagemap-%s.img has no head" % pid)
-    pages_id = {n: v for n, v, _ in _fields(entries[0])}.get(1)
+    pages_id = {n: v for n, v, _raw in _fields(entries[0])}.get(1)
     rows, offset = [], 0
     for raw in entries[1:]:
         vaddr, nr, flags = _entry(raw)
@@ -284,4 +284,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -12,6 +12,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils._engines import 
 from ansible_collections.stacklift.migrate.tests.unit.fakes import (
     ENTRIES, LAZY, PRESENT, criu_checkpoint as checkpoint, page, snapshot)
 
+
 def test_split_leaves_the_eager_pages_and_marks_the_rest_lazy_only(tmp_path):
     d = checkpoint(tmp_path)
     before = snapshot(d)
