@@ -21,6 +21,10 @@ description:
     parallel. Each archive is fsynced before it counts, recorded in the host's marker journal
     (O(archive_dir)/STACK.journal), and sent to its target at once, over SSH, while the next tier
     is checkpointed. The engine keeps its checkpoint too, so a rollback needs no archive.
+  - A service whose memory is lazy (C(memory) V(lazy), or V(auto) from 256 MiB) has its checkpoint split by
+    the runtime wrapper (M(stacklift.migrate.lazy_runtime)). Its lazy pages stay on this host, and the call
+    serves them to the target's C(lazy-pages) daemon through a port it forwards over the SSH connection to
+    the target. After the commit it ends only once the target has taken every page.
   - V(running) is the rollback on the source; checkpointed containers are restored in place,
     dependencies first, with their TCP connections, then every fence is lifted.
   - V(absent) is the clean-up after the commit; the stopped source containers and their archives go.
