@@ -16,7 +16,7 @@ from ansible.utils.display import Display
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.protocol import (
     marker_path, note_body, note_command, note_path, run_archive_dir)
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.progress import (
-    WAIT_SPEC, progress_line, stage_events, service_states)
+    TARGET_STAGES, WAIT_SPEC, progress_line, stage_events, service_states)
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.protocol import parse_poll, poll_command
 
 display = Display()
@@ -56,8 +56,9 @@ class ActionModule(ActionBase):
             if res["rc"] != 0:
                 return dict(result, failed=True, rc=res["rc"], stdout=res["stdout"], stderr=res["stderr"],
                             msg="cannot leave the %s note on %s: %s" % (stage, host, res["stderr"].strip()))
-        if stage in ("ready", "commit"):  # the call goes on after either: ready, fenced; or serving, lazy memory filling
-            until = (note_path(p["archive_dir"], p["stack"], "ready" if stage == "ready" else "served"), run_id)
+        note, step = TARGET_STAGES.get(stage, (None, None)) if p["side"] == "target" else (None, None)
+        if note:
+            until = (note_path(p["archive_dir"], p["stack"], note), run_id)
         while True:
             # Each question waits on the host at most until the next line of progress is due.
             wait = min(max(shown - time.time(), 0.05), p["progress_every"], 2.0)
@@ -79,7 +80,6 @@ class ActionModule(ActionBase):
                 result.update(call)
                 result.setdefault("ansible_job_id", job["ansible_job_id"])
                 return result
-            step = {"ready": "ready", "commit": "committed"}.get(stage) if p["side"] == "target" else None
             events = stage_events(p["services"], records, run_id, step) if step else None
             if events is not None:
                 # ready, fenced: the call goes on, waiting for the commit (stage=commit); or committed, serving:

@@ -145,7 +145,8 @@ ansible_job_id:
 """
 
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.protocol import read_note, write_note
-from ansible_collections.stacklift.migrate.plugins.module_utils._window.progress import WAIT_SPEC, local_wait
+from ansible_collections.stacklift.migrate.plugins.module_utils._window.progress import (
+    TARGET_STAGES, WAIT_SPEC, local_wait)
 
 
 def main():
@@ -162,7 +163,7 @@ def main():
     if p["stage"] in ("commit", "abort"):
         write_note(p["archive_dir"], p["stack"], p["stage"], p["run_id"])
     until = None
-    note = {"ready": "ready", "commit": "served"}.get(p["stage"]) if p["side"] == "target" else None
+    note = TARGET_STAGES.get(p["stage"], (None, None))[0] if p["side"] == "target" else None
     if note:
         def until():
             return read_note(p["archive_dir"], p["stack"], note, p["run_id"]) is not None

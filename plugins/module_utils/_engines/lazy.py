@@ -158,10 +158,13 @@ def is_container_id(value):
     return bool(re.match(r"^[0-9a-f]{12,64}$", value or ""))
 
 
-def _request(path, text=""):
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    write_atomic(path, text)
-    fsync_dir(os.path.dirname(path))
+def _request(requests, container_id, suffix, text=""):
+    """The request file REQUESTS/CONTAINER_ID+SUFFIX holding TEXT, durable (the wrapper reads it by that name)."""
+    if not is_container_id(container_id):
+        raise ValueError("not a container ID: %r" % (container_id,))
+    os.makedirs(requests, mode=0o700, exist_ok=True)
+    write_atomic(os.path.join(requests, container_id + suffix), text)
+    fsync_dir(requests)
 
 
 def _remove(requests, container_id, suffixes):
@@ -174,19 +177,15 @@ def request_lazy(container_id, requests=REQUEST_DIR, page_server_port=None):
     """Ask the wrapper to restore CONTAINER_ID lazily (the next restore of that ID): its pages from the
     checkpoint's images, or, PAGE_SERVER_PORT, from the page server at that port of this host's loopback
     (the source's, forwarded over SSH)."""
-    if not is_container_id(container_id):
-        raise ValueError("not a container ID: %r" % (container_id,))
-    _remove(requests, container_id, (".rc", ".pid", ".log"))
     text = "remote 127.0.0.1 %d\n" % int(page_server_port) if page_server_port else ""
-    _request(os.path.join(requests, container_id + ".request"), text)
+    _request(requests, container_id, ".request", text)
+    _remove(requests, container_id, (".rc", ".pid", ".log"))
 
 
 def request_split(container_id, requests=REQUEST_DIR):
     """Ask the wrapper to split CONTAINER_ID's next checkpoint (pages.split): its lazy pages stay here."""
-    if not is_container_id(container_id):
-        raise ValueError("not a container ID: %r" % (container_id,))
+    _request(requests, container_id, ".pages")
     _remove(requests, container_id, (".split",))
-    _request(os.path.join(requests, container_id + ".pages"))
 
 
 def split_outcome(container_id, requests=REQUEST_DIR):

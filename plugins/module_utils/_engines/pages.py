@@ -148,7 +148,7 @@ def _split_one(image_dir, pid):
             if flags & PE_PRESENT:
                 _copy_range(src, dst, offset, nr * PAGE_SIZE)
     _write_image(os.path.join(image_dir, "pagemap-%s.img.split" % pid), head, kept)
-    return {"pages": pages, "ranges": ranges, "lazy_pages": sum(r[1] for r in ranges)}
+    return {"pages": pages, "ranges": ranges}
 
 
 def _pids(image_dir):
@@ -156,9 +156,9 @@ def _pids(image_dir):
 
 
 def split(image_dir):
-    """Split IMAGE_DIR's checkpoint (see the module's text); {pid: {pages, ranges, lazy_pages}}. All or nothing:
+    """Split IMAGE_DIR's checkpoint (see the module's text); {pids, lazy_bytes}. All or nothing:
     a checkpoint that cannot be split is left as it was (SplitError)."""
-    stash = image_dir.rstrip("/") + STASH_SUFFIX
+    stash = _stash(image_dir)
     if is_split(image_dir):
         raise SplitError("%s is split already" % image_dir)
     pids = _pids(image_dir)
@@ -176,7 +176,8 @@ def split(image_dir):
         for name in ("pagemap-%s.img" % pid, one["pages"]):
             os.rename(os.path.join(image_dir, name), os.path.join(stash, name))
             os.rename(os.path.join(image_dir, name + ".split"), os.path.join(image_dir, name))
-    summary = {"pids": sorted(int(p) for p in index), "lazy_bytes": PAGE_SIZE * sum(i["lazy_pages"] for i in index.values())}
+    lazy_pages = sum(nr for one in index.values() for _start, nr, _offset in one["ranges"])
+    summary = {"pids": sorted(int(p) for p in index), "lazy_bytes": PAGE_SIZE * lazy_pages}
     with open(os.path.join(image_dir, MARKER), "w") as f:
         json.dump(summary, f)
     return summary
@@ -188,22 +189,26 @@ def _remove_split_files(image_dir):
             os.unlink(os.path.join(image_dir, name))
 
 
+def _stash(image_dir):
+    """Where a split checkpoint's originals wait: beside IMAGE_DIR, so that the engine's export leaves them out."""
+    return image_dir.rstrip("/") + STASH_SUFFIX
+
+
 def is_split(image_dir):
     """Whether IMAGE_DIR holds a split checkpoint (its originals aside, on the host that made it)."""
-    return os.path.isdir(image_dir.rstrip("/") + STASH_SUFFIX)
+    return os.path.isdir(_stash(image_dir))
 
 
 def unsplit(image_dir):
     """The originals back in IMAGE_DIR (the checkpoint whole again, for a restore in place); True if it was split."""
-    stash = image_dir.rstrip("/") + STASH_SUFFIX
+    stash = _stash(image_dir)
     if not os.path.isdir(stash):
         return False
     for name in os.listdir(stash):
         if name != "index.json":
             os.rename(os.path.join(stash, name), os.path.join(image_dir, name))
-    for name in (MARKER,):
-        if os.path.exists(os.path.join(image_dir, name)):
-            os.unlink(os.path.join(image_dir, name))
+    if os.path.exists(os.path.join(image_dir, MARKER)):
+        os.unlink(os.path.join(image_dir, MARKER))
     os.unlink(os.path.join(stash, "index.json"))
     os.rmdir(stash)
     return True
@@ -213,7 +218,7 @@ class PageIndex:
     """Where each lazy page of a split checkpoint is in its original pages files (the stash)."""
 
     def __init__(self, image_dir):
-        self.stash = image_dir.rstrip("/") + STASH_SUFFIX
+        self.stash = _stash(image_dir)
         with open(os.path.join(self.stash, "index.json")) as f:
             index = json.load(f)
         self.ranges = {int(pid): sorted(one["ranges"]) for pid, one in index.items()}

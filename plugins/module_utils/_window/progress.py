@@ -17,7 +17,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 __all__ = [
-    "WAIT_SPEC", "TARGET_STEPS", "STEP_WORDS", "stage_events", "service_states", "progress_line", "local_wait",
+    "WAIT_SPEC", "TARGET_STEPS", "TARGET_STAGES", "STEP_WORDS", "stage_events", "service_states", "progress_line", "local_wait",
 ]
 
 import json
@@ -36,6 +36,9 @@ WAIT_SPEC = ArgumentSpec(dict(
     stage=dict(type="str", default="end", choices=["end", "ready", "commit", "abort"]),
 ))
 TARGET_STEPS = ("restored", "ready", "committed")
+# A target's call goes on after these stages: {stage: (the note it leaves then, the step each service reached)}.
+# ready: restored and ready, fenced, waiting for the commit; commit: serving, its lazy memory still filling in.
+TARGET_STAGES = {"ready": ("ready", "ready"), "commit": ("served", "committed")}
 
 # Each side's steps, the latest first, and what a service is doing after each (%s: for how long).
 STEP_WORDS = {

@@ -74,8 +74,7 @@ class Sender:
         # its sha256 there as it arrived (arrived_checked: the target need not read it again).
         data = dict(read_manifest(archive), arrived_checked={"sha256": sha256, "size": os.path.getsize(archive)})
         if pages:
-            data["pages"] = {"port": self.serve_pages(service, pages["image_dir"]),
-                             "lazy_bytes": pages.get("lazy_bytes")}
+            data["pages"] = {"port": self.serve_pages(service, pages["image_dir"])}
         sent = write_manifest("%s.sent-%d" % (archive, os.getpid()), data)
         try:
             push_file(client, sent, manifest, sha256_file(sent))

@@ -215,10 +215,10 @@ class TargetWindow(Window):
         problem = lazy.lazy_problem(self.engine.name, None)
         if not problem and not lazy.is_container_id(container_id):
             problem = "its archive's manifest names no container ID"
-        if problem and (wanted == "lazy" or remote):
+        if problem:
             raise WindowError("memory %s: %s%s" % (wanted, problem, "; its pages stayed on the source, so it "
                                                    "restores lazily or not at all" if remote else ""))
-        return "eager" if problem else "lazy"
+        return "lazy"
 
     def lazy_services(self):
         """{name: container ID} of the services restored lazily here by this run."""
