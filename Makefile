@@ -6,6 +6,10 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 COLLECTION_LINK := .cache/collections/ansible_collections/stacklift/migrate
+# awx.awx as the `ansible` package on PyPI ships it (Galaxy is not reachable here): that one collection
+# taken from the pinned wheel, not the whole package.
+AWX_FROM := ansible==12.3.0
+AWX_COLLECTION := .cache/collections/ansible_collections/awx/awx/MANIFEST.json
 LAB := $(BIN)/python lab/lab.py
 LAB_NODES ?= 2
 export LAB_NODES
@@ -48,11 +52,19 @@ $(BIN)/.stamp: requirements.txt
 	$(BIN)/python -c "import ansible, docker, paramiko, jmespath, molecule, pytest, ansible_runner"
 	@touch $@
 
-# Ansible finds the collection by its FQCN through this link to the checkout.
-collection: $(COLLECTION_LINK)
+# Ansible finds the collection by its FQCN through this link to the checkout; awx.awx beside it, for the
+# AWX set-up playbook (examples/awx/controller.yml) and its checks.
+collection: $(COLLECTION_LINK) $(AWX_COLLECTION)
 $(COLLECTION_LINK):
 	@mkdir -p $(dir $@)
 	ln -sfn $(CURDIR) $@
+
+$(AWX_COLLECTION): | venv
+	@mkdir -p .cache/wheels
+	$(BIN)/pip download -q --no-deps $(AWX_FROM) -d .cache/wheels 2> >(grep -v '^WARNING: Location' >&2)
+	$(BIN)/python -c "import glob, zipfile; z = zipfile.ZipFile(sorted(glob.glob('.cache/wheels/ansible-*.whl'))[-1]); \
+	  z.extractall('.cache/collections', [n for n in z.namelist() if n.startswith('ansible_collections/awx/awx/')])"
+	@test -f $@
 
 lab: deps venv collection
 	$(LAB) up --nodes $(LAB_NODES)

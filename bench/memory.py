@@ -290,6 +290,8 @@ def main():
     ap.add_argument("--demo-only", action="store_true")
     ap.add_argument("--skip-demo", action="store_true")
     ap.add_argument("--postgres", default="1", help="GiB of PostgreSQL shared buffers (empty: none)")
+    ap.add_argument("--modes", default=",".join("%s:%s" % m for m in MODES),
+                    help="stacklift's runs beside the bare one, as memory:compression (default: %(default)s)")
     args = ap.parse_args()
     lab = load_lab()
     node1, node2 = lab["node1"], lab["node2"]
@@ -308,7 +310,7 @@ def main():
     for gib in sizes:
         for _round in range(args.rounds):
             result["migrations"].append(by_hand(node1, node2, gib))
-            for memory, compression in MODES:
+            for memory, compression in [m.split(":") for m in args.modes.split(",") if m]:
                 result["migrations"].append(with_stacklift(node1, node2, gib, memory, compression))
     for gib in [float(g) for g in args.postgres.split(",") if g] if not args.demo_only else []:
         for _round in range(args.rounds):

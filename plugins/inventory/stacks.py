@@ -19,8 +19,9 @@ description:
     the variable C(stacklift_stack_description), its source host in C(stacklift_stack_source), and
     what placement reads in C(stacklift_fleet) (C(labels), C(requires), C(spread), C(cpus)).
   - Groups made, C(stacks) with every stack, C(stacks_on_HOST) with the stacks running on HOST,
-    and C(stacks_LABEL_VALUE) for each of a stack's labels; O(keyed_groups), O(groups) and
-    O(compose) add more, as in other constructed inventories.
+    C(stacks_LABEL_VALUE) for each of a stack's labels, and with O(slices) the groups
+    C(stacks_slice_K_of_N); O(keyed_groups), O(groups) and O(compose) add more, as in other
+    constructed inventories.
   - The file's name must end in C(.stacks.yml) or C(.stacks.yaml), and the plugin must be enabled
     (C(enable_plugins) in C(ansible.cfg) lists C(stacklift.migrate.stacks)).
 author:
@@ -46,6 +47,16 @@ options:
     description: Prefix of the stacks' inventory host names, to keep them apart from real hosts.
     type: str
     default: stack_
+  slices:
+    description:
+      - Deal the stacks in turn, in the file's order, into this many groups C(stacks_slice_1_of_N) to
+        C(stacks_slice_N_of_N), so that N jobs at once (the parallel nodes of an AWX workflow, each
+        limited to one slice) drain a host together. Each job keeps the whole inventory, the machines
+        included, which AWX's own job slicing would split among its slices.
+      - 1 makes no slice groups.
+    type: int
+    default: 1
+    version_added: 0.3.0
 """
 
 EXAMPLES = r"""
@@ -97,7 +108,11 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
         if problems:
             raise AnsibleParserError("%s: %s" % (path, "; ".join(problems)))
         strict = self.get_option("strict")
-        for host, hostvars, groups in stack_hosts(stacks, self.get_option("host_prefix"), trust=trust_as_template):
+        slices = self.get_option("slices")
+        if slices < 1:
+            raise AnsibleParserError("%s: slices must be 1 or more, not %d" % (path, slices))
+        for host, hostvars, groups in stack_hosts(stacks, self.get_option("host_prefix"), trust=trust_as_template,
+                                                  slices=slices):
             for group in groups:
                 self.inventory.add_group(group)
             self.inventory.add_host(host, group=groups[0])

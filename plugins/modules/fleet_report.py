@@ -29,11 +29,18 @@ options:
         and C(error).
     type: list
     elements: dict
-    required: true
   started:
-    description: When the fleet run started, epoch seconds.
+    description: When the fleet run started, epoch seconds; required with O(stacks).
     type: float
-    required: true
+  parts:
+    description:
+      - Instead of O(stacks), the fleet reports of jobs that each moved part of the fleet at once (the
+        slices of a drain, in an AWX workflow the artifacts C(stacklift_fleet_part_*) of its parallel
+        nodes), merged into one report from the first start to the last end.
+      - A stack found in two parts fails the merge, naming it.
+    type: list
+    elements: dict
+    version_added: 0.3.0
   report_dir:
     description: Where to write the report.
     type: path
@@ -50,6 +57,12 @@ EXAMPLES = r"""
   stacklift.migrate.fleet_report:
     stacks: [{stack: shop, source: node1, target: node2, outcome: migrated, report: /r/shop-1.json}]
     started: "{{ fleet_started }}"
+    report_dir: /r
+  delegate_to: localhost
+
+- name: One report of the slices of a drain that ran at once
+  stacklift.migrate.fleet_report:
+    parts: "{{ query('ansible.builtin.varnames', '^stacklift_fleet_part_') | map('extract', vars) | list }}"
     report_dir: /r
   delegate_to: localhost
 """
@@ -94,28 +107,38 @@ report:
 import time
 
 from ansible_collections.stacklift.migrate.plugins.module_utils._common.argspec import ArgumentSpec
+from ansible_collections.stacklift.migrate.plugins.module_utils._common.errors import StackliftError
 from ansible_collections.stacklift.migrate.plugins.module_utils._stack import fleet
 
 
 def main():
     module = ArgumentSpec(dict(
-        stacks=dict(type="list", elements="dict", required=True),
-        started=dict(type="float", required=True),
+        stacks=dict(type="list", elements="dict"),
+        started=dict(type="float"),
+        parts=dict(type="list", elements="dict"),
         report_dir=dict(type="path", required=True),
-    )).create_module(supports_check_mode=True)
-    rows = []
-    for s in module.params["stacks"]:
-        if s.get("outcome") not in fleet.OUTCOMES:
-            module.fail_json(msg="stack %r: outcome must be one of %s, not %r"
-                             % (s.get("stack"), ", ".join(fleet.OUTCOMES), s.get("outcome")))
-        rows.append(fleet.stack_entry(s["stack"], s.get("source"), s.get("target"), s["outcome"],
-                                      report_path=s.get("report"), error=s.get("error")))
-    report = fleet.build(rows, module.params["started"], time.time())
+    ), required_one_of=[("stacks", "parts")], mutually_exclusive=[("stacks", "parts")],
+        required_by={"stacks": ("started",)}).create_module(supports_check_mode=True)
+    try:
+        report = fleet.merge(module.params["parts"]) if module.params["parts"] else from_stacks(module.params)
+    except StackliftError as e:
+        module.fail_json(msg=str(e))
     result = dict(changed=not module.check_mode, summary=fleet.summary(report), ok=report["ok"],
                   counts=report["counts"], report=report)
     if not module.check_mode:
         result["path"] = fleet.write(report, module.params["report_dir"])
     module.exit_json(**result)
+
+
+def from_stacks(params):
+    rows = []
+    for s in params["stacks"]:
+        if s.get("outcome") not in fleet.OUTCOMES:
+            raise StackliftError("stack %r: outcome must be one of %s, not %r"
+                                 % (s.get("stack"), ", ".join(fleet.OUTCOMES), s.get("outcome")))
+        rows.append(fleet.stack_entry(s["stack"], s.get("source"), s.get("target"), s["outcome"],
+                                      report_path=s.get("report"), error=s.get("error")))
+    return fleet.build(rows, params["started"], time.time())
 
 
 if __name__ == "__main__":

@@ -155,6 +155,21 @@ def build(stacks, started, finished):
     }
 
 
+def merge(parts):
+    """One fleet report from the reports of jobs that each moved part of a fleet (the slices of a drain
+    run at once): their rows together, from the first start to the last end. A stack in two parts (moved
+    twice, or by two jobs) is an error, raised naming every such stack."""
+    rows, seen = [], {}
+    for i, part in enumerate(parts):
+        for row in part["stacks"]:
+            seen.setdefault(row["stack"], []).append(i + 1)
+            rows.append(row)
+    twice = ["%s (parts %s)" % (name, ", ".join(map(str, where))) for name, where in sorted(seen.items()) if len(where) > 1]
+    if twice:
+        raise StackliftError("a stack is in more than one part of the fleet run: %s" % "; ".join(twice))
+    return build(rows, min(p["started"] for p in parts), max(p["finished"] for p in parts))
+
+
 def summary(report):
     lines = ["stacklift fleet migration: %d stacks, %s in %.1f s" % (
         len(report["stacks"]), ", ".join("%d %s" % (n, o.replace("_", " ")) for o, n in report["counts"].items() if n),

@@ -54,12 +54,14 @@ def stack_problems(stacks):
 FLEET_KEYS = ("labels", "requires", "spread", "cpus", "vars")
 
 
-def stack_hosts(stacks, prefix="stack_", trust=lambda value: value):
+def stack_hosts(stacks, prefix="stack_", trust=lambda value: value, slices=1):
     """[(inventory host name, its variables, its groups)] of the stacks; TRUST marks the interpreter's
-    template as one (ansible-core 2.19 templates only what is trusted)."""
+    template as one (ansible-core 2.19 templates only what is trusted). With SLICES > 1 each stack is
+    also in one of the groups stacks_slice_K_of_SLICES, dealt in turn in the file's order."""
     out = []
-    for s in stacks:
+    for i, s in enumerate(stacks):
         groups = ["stacks", "stacks_on_" + group_part(s["source"])]
+        groups += ["stacks_slice_%d_of_%d" % (i % slices + 1, slices)] if slices > 1 else []
         groups += ["stacks_%s_%s" % (group_part(k), group_part(v)) for k, v in sorted((s.get("labels") or {}).items())]
         hostvars = dict(s.get("vars") or {})
         hostvars.update({

@@ -85,3 +85,15 @@ def test_a_list_of_stacks_in_a_variable_gives_the_same_hosts_for_add_host():
     with pytest.raises(AnsibleFilterError) as e:
         stack_hosts([{"name": "a"}, {"name": "a", "source": "n"}])
     assert "stack 'a' has no source host" in str(e.value) and "stack 'a' is listed twice" in str(e.value)
+
+
+def test_slices_deal_the_stacks_in_turn_into_groups_each_job_can_limit_to(tmp_path):
+    res, inv = inventory(tmp_path, "plugin: stacklift.migrate.stacks\nslices: 2\nstacks:\n"
+                         + "".join("  - {name: s%d, source: node1}\n" % i for i in range(5)))
+    assert res.returncode == 0, res.stderr
+    assert inv["stacks_slice_1_of_2"]["hosts"] == ["stack_s0", "stack_s2", "stack_s4"]
+    assert inv["stacks_slice_2_of_2"]["hosts"] == ["stack_s1", "stack_s3"]
+    unsliced = inventory(tmp_path, "plugin: stacklift.migrate.stacks\nstacks: [{name: a, source: n}]\n")[1]
+    assert not [g for g in unsliced if "slice" in g]
+    res = inventory(tmp_path, "plugin: stacklift.migrate.stacks\nslices: 0\nstacks: [{name: a, source: n}]\n")[0]
+    assert res.returncode != 0 and "slices must be 1 or more, not 0" in res.stderr

@@ -130,3 +130,21 @@ def test_a_jmespath_query_selects_the_stacks_by_labels_names_or_host():
     demands, hosts, pinned, srcs, excluded, nowhere = fleet.plan_inputs(
         stacks, extras, measured_hosts(), ["node3"], query="[?name=='a']")
     assert [d["name"] for d in demands] == ["a"] and excluded == ["b", "c"] and nowhere == []
+
+
+def test_the_slices_of_a_drain_merge_into_one_report_from_the_first_start_to_the_last_end():
+    row = {"outcome": "migrated", "source": "node1", "target": "node2", "downtime_s": 1.5}
+    parts = [{"started": 100.0, "finished": 130.0, "stacks": [dict(row, stack="a"), dict(row, stack="c")]},
+             {"started": 101.0, "finished": 140.5, "stacks": [dict(row, stack="b", outcome="rolled_back")]}]
+    report = fleet.merge(parts)
+    assert [s["stack"] for s in report["stacks"]] == ["a", "b", "c"]
+    assert report["total_s"] == 40.5 and report["counts"]["migrated"] == 2 and report["counts"]["rolled_back"] == 1
+    assert not report["ok"]
+
+
+def test_a_stack_in_two_slices_fails_the_merge_naming_every_such_stack():
+    part = {"started": 1.0, "finished": 2.0, "stacks": [{"stack": "a", "outcome": "migrated"},
+                                                        {"stack": "b", "outcome": "migrated"}]}
+    with pytest.raises(fleet.StackliftError) as e:
+        fleet.merge([part, part, {"started": 1.0, "finished": 3.0, "stacks": [{"stack": "a", "outcome": "skipped"}]}])
+    assert str(e.value) == "a stack is in more than one part of the fleet run: a (parts 1, 2, 3); b (parts 1, 2)"
