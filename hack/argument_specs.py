@@ -30,6 +30,34 @@ ROLES = {
     "restore_stack": "Restore a stack's services on their targets, tier by tier, each tier ready before the next.",
     "common": "Settings shared by the stacklift roles.",
 }
+# What each role does, at more length (ansible-doc and the docsite show it under the short description).
+DESCRIPTIONS = {
+    "migrate_stack": [
+        "The whole runbook of one stack's migration, on the controller: the stack's lock and journal, the preflight, "
+        "the hosts' window (quiesce, fence, checkpoint bottom-up, transfer, restore dependency-first, each tier gated "
+        "on readiness), the commit, the traffic switch and the source's clean-up; on any failure before the commit, "
+        "the rollback to the source.",
+        "A run interrupted anywhere is finished or rolled back by the next run, from the journal.",
+    ],
+    "preflight": [
+        "Checks the stack description, the hosts' engines, CRIU, networks, images, disk and memory, and the SSH "
+        "path from each source to its targets, listing every problem at once; nothing is frozen or changed but "
+        "the set-up a migration needs (the runtime wrapper for lazy memory, the targets' host keys).",
+    ],
+    "checkpoint_stack": [
+        "Starts each source host's window call, which quiesces, fences the whole stack at once, checkpoints its "
+        "services bottom-up and streams the archives to the targets; used by migrate_stack and by "
+        "playbooks/checkpoint_stack.yml.",
+    ],
+    "restore_stack": [
+        "Starts each target host's window call, which restores the services in dependency order, each tier "
+        "ready (its probe) before the next, and holds them fenced until the commit.",
+    ],
+    "common": [
+        "The defaults and the argument spec of every setting the other roles take; its by_name tasks take a "
+        "stack by name from the stacks inventory (an AWX survey's answer).",
+    ],
+}
 # Types of the settings in roles/common/defaults/main.yml (their comments are their descriptions).
 SETTINGS = {
     "stacklift_archive_dir": dict(type="path"),
@@ -82,8 +110,20 @@ STACK_DOC = {
 }
 
 
+SERVICE = "stacklift_stack.services[]."
+
+
+def role_refs(text):
+    """service_probe's option references as the role's: O(probe.X) and O(container) are a service's."""
+    return re.sub(r"O\((probe\.[\w.]+|container)\)", lambda m: "O(%s%s)" % (SERVICE, m.group(1)), text)
+
+
 def module_docs():
-    return yaml.safe_load(service_probe.DOCUMENTATION)["options"]["probe"]["suboptions"]
+    docs = yaml.safe_load(service_probe.DOCUMENTATION)["options"]["probe"]["suboptions"]
+    for doc in docs.values():
+        doc["description"] = [role_refs(d) for d in doc["description"]] if isinstance(doc["description"], list) \
+            else role_refs(doc["description"])
+    return docs
 
 
 def described(options, prefix, probe_docs):
@@ -130,7 +170,8 @@ def role_spec(role, probe_docs):
         if not (isinstance(value, str) and "{{" in value):
             entry["default"] = value
         options[name] = entry
-    return {"argument_specs": {"main": {"short_description": ROLES[role], "options": options}}}
+    return {"argument_specs": {"main": {"short_description": ROLES[role], "description": DESCRIPTIONS[role],
+                                        "options": options}}}
 
 
 class IndentedDumper(yaml.SafeDumper):

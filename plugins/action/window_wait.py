@@ -16,7 +16,7 @@ from ansible.utils.display import Display
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.protocol import (
     marker_path, note_body, note_command, note_path, run_archive_dir)
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.progress import (
-    TARGET_STAGES, WAIT_SPEC, progress_line, stage_events, service_states)
+    TARGET_STAGES, WAIT_SPEC, progress_line, stage_events, service_states, would_wait)
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.protocol import parse_poll, poll_command
 
 display = Display()
@@ -30,6 +30,8 @@ class ActionModule(ActionBase):
         del tmp
         dummy, p = self.validate_argument_spec(**WAIT_SPEC.validate_kwargs())
         job = p["job"]
+        if self._task.check_mode:
+            return dict(result, changed=False, msg=would_wait(p))
         if job.get("skipped"):
             return dict(result, skipped=True, msg="the call was skipped")
         if job.get("unreachable") or job.get("failed") or not job.get("ansible_job_id"):

@@ -87,7 +87,8 @@ extends_documentation_fragment:
   - stacklift.migrate.engine.WINDOW
 attributes:
   check_mode:
-    support: none
+    support: full
+    details: Changes nothing and returns RV(would), what the call would do, in order.
   diff_mode:
     support: none
 seealso:
@@ -114,6 +115,12 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+would:
+  description: In check mode, what the call would do, in order.
+  returned: in check mode
+  type: list
+  elements: str
+  sample: ["tier 1: restore db (container shop-db) from its archive in /var/lib/stacklift, probe it, hold it fenced"]
 events:
   description: What this call did, step by step, as recorded in the host's marker journal.
   returned: always
@@ -146,6 +153,19 @@ from ansible_collections.stacklift.migrate.plugins.module_utils._archive.encrypt
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.target import TargetWindow
 
 
+def would(p, services):
+    """What the call would do, in order (check mode)."""
+    named = ["%s (container %s)" % (n, services[n]["container"]) for tier in p["tiers"] for n in tier]
+    if p["state"] == "absent":
+        return ["remove the copy of %s fenced here, if any" % s for s in reversed(named)]
+    if p["state"] == "serving":
+        return ["lift the fence of %s: it serves here" % s for s in named]
+    out = ["tier %d: restore %s (container %s) from its archive in %s, probe it, hold it fenced"
+           % (i, n, services[n]["container"], p["archive_dir"]) for i, tier in enumerate(p["tiers"], 1) for n in tier]
+    return out + ["lift the fences and serve" if p["commit"] else "wait for the commit note, then serve"
+                  if p["await_commit"] else "stay fenced, for the commit"]
+
+
 def main():
     spec = WINDOW_SPEC.merge(
         state=dict(type="str", default="restored", choices=["restored", "serving", "absent"]),
@@ -158,9 +178,11 @@ def main():
         keep_archives=dict(type="bool", default=False),
         await_commit=dict(type="bool", default=False),
     )
-    module = spec.create_module()
+    module = spec.create_module(supports_check_mode=True)
     p = module.params
     services = window_services(module)
+    if module.check_mode:
+        module.exit_json(changed=True, would=would(p, services), events=[])
     host = window_host(module, engine_for_module(module, command_timeout=window_command_timeout(p["wait_timeout"])))
     window = TargetWindow(host, p["stack"], p["run_id"], p["archive_dir"], services, p["tiers"],
                           wait_timeout=p["wait_timeout"], probe_timeout=p["probe_timeout"], stable_for=p["stable_for"],

@@ -86,7 +86,8 @@ extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
-    support: none
+    support: full
+    details: Leaves no note and waits for nothing; says which stage of the call it would wait for.
   diff_mode:
     support: none
 seealso:
@@ -146,15 +147,17 @@ ansible_job_id:
 
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.protocol import read_note, write_note
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.progress import (
-    TARGET_STAGES, WAIT_SPEC, local_wait)
+    TARGET_STAGES, WAIT_SPEC, local_wait, would_wait)
 
 
 def main():
     # The action plugin of the same name waits from the controller, with progress; run on its own on
     # the host, this waits there, without it.
-    module = WAIT_SPEC.create_module()
+    module = WAIT_SPEC.create_module(supports_check_mode=True)
     import time
     p = module.params
+    if module.check_mode:
+        module.exit_json(changed=False, msg=would_wait(p))
     job = p["job"]
     if not job.get("results_file"):
         module.fail_json(msg="job has no results_file: give it the result of a task run with async and poll 0")

@@ -14,21 +14,14 @@ import ansible_runner
 import jinja2
 import yaml
 
+from awxplay import made, template
 from labhosts import BIN, INVENTORY, REPO
 from shoplab import CONTAINERS, SHOP_INVENTORY, demo_passwords, running, shopper, verify
-
-TEMPLATES = json.loads((REPO / "examples" / "awx" / "job_templates.json").read_text())["job_templates"]
-CREDENTIAL_TYPES = json.loads((REPO / "examples" / "awx" / "credential_types.json").read_text())["credential_types"]
-
-
-def template(name):
-    return next(t for t in TEMPLATES if t["name"] == name)
-
 
 def survey_answers(tmpl, **answers):
     """What AWX passes as extra vars: each survey question's default, unless answered."""
     out = {}
-    for q in tmpl["related"]["survey_spec"]["spec"]:
+    for q in tmpl["survey_spec"]["spec"]:
         out[q["variable"]] = answers.pop(q["variable"], q["default"])
     assert not answers, "not questions of %s: %s" % (tmpl["name"], answers)
     return out
@@ -37,7 +30,7 @@ def survey_answers(tmpl, **answers):
 def injected(credential_type, **inputs):
     """The extra vars AWX injects for a credential of CREDENTIAL_TYPE with INPUTS (its injectors,
     rendered by Jinja2 as AWX renders them)."""
-    ct = next(c for c in CREDENTIAL_TYPES if c["name"] == credential_type)
+    ct = made("credential_type")[credential_type]
     assert set(ct["inputs"]["required"]) <= set(inputs)
     return {k: jinja2.Template(v).render(**inputs) for k, v in ct["injectors"]["extra_vars"].items()}
 
@@ -53,7 +46,9 @@ def checkout_project(dest):
             (dest / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(str(src), str(dest / f))
     git = ["git", "-c", "user.name=awx", "-c", "user.email=awx@localhost"]
-    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "project"]):
+    # the release's tag, which collections/requirements.yml pins (a project synced to it runs its roles)
+    tag = yaml.safe_load((REPO / "galaxy.yml").read_text())["version"]
+    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "project"], ["tag", tag]):
         subprocess.run(git + cmd, cwd=str(dest), check=True, capture_output=True)
     requirements = yaml.safe_load((dest / "collections" / "requirements.yml").read_text())
     for c in requirements["collections"]:
@@ -102,7 +97,7 @@ def test_the_migrate_template_runs_as_awx_runs_it_with_progress_events_and_its_o
         node1, node2, shop, tmp_path):
     tmpl = template("stacklift: migrate a stack")
     answers = survey_answers(tmpl, stacklift_target_host="node2", stacklift_probe_timeout=90)
-    # Reports and the journal kept outside the job's throw-away directory, as docs/awx.md says.
+    # Reports and the journal kept outside the job's throw-away directory, as the AWX guide says.
     answers.update(stacklift_report_dir=str(tmp_path / "reports"), stacklift_journal_dir=str(tmp_path / "journal"),
                    stacklift_progress_after=0)  # every window's progress shown, however short
     # Real hosts' SSH is often not on port 22: every host is reached on 2222 (ansible_port), and node1 may

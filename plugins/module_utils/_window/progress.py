@@ -18,6 +18,7 @@ __metaclass__ = type
 
 __all__ = [
     "WAIT_SPEC", "TARGET_STEPS", "TARGET_STAGES", "STEP_WORDS", "stage_events", "service_states", "progress_line", "local_wait",
+    "would_wait",
 ]
 
 import json
@@ -125,3 +126,9 @@ def local_wait(results_file, timeout, sleep, clock, until=None):
             return data
         sleep(0.05)
     return None
+
+
+def would_wait(p):
+    """What the wait would do (check mode), as one sentence."""
+    note = "leave the %s note, then " % p["stage"] if p["stage"] in ("commit", "abort") else ""
+    return "check mode: would %swait for the %s side's call (stage %s)" % (note, p["side"], p["stage"])
