@@ -49,7 +49,7 @@ $(BIN)/.stamp: requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip 2> >(grep -v '^WARNING: Location' >&2)
 	$(BIN)/pip install -q -r requirements.txt 2> >(grep -v '^WARNING: Location' >&2)
-	$(BIN)/python -c "import ansible, docker, paramiko, jmespath, molecule, pytest, ansible_runner"
+	$(BIN)/python -c "import ansible, docker, paramiko, jmespath, molecule, pytest, ansible_runner, antsibull_docs"
 	@touch $@
 
 # Ansible finds the collection by its FQCN through this link to the checkout; awx.awx beside it, for the
@@ -93,12 +93,13 @@ sanity: deps venv
 	bash tests/sanity/run.sh sanity
 
 # The unit tests as ansible-test runs them (its own pytest, the collection loader), beside pytest's run.
-units: deps venv
+units: deps venv collection
 	bash tests/sanity/run.sh units
 
 lint: venv collection
 	$(BIN)/ansible-lint --offline -q
 	$(BIN)/antsibull-changelog lint
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/antsibull-docs lint-collection-docs --plugin-docs .
 
 # The e-commerce stack migrated from node1 to node2 while a client uses it (examples/shop/demo.sh).
 demo: lab

@@ -7,6 +7,11 @@ dest=$repo/.cache/sanity/ansible_collections/stacklift/migrate
 rm -rf "$dest" && mkdir -p "$dest"
 cd "$repo"
 git ls-files -co --exclude-standard -z | xargs -0 cp --parents -t "$dest"
+# awx.awx beside it (the unit tests check examples/awx/controller.yml against it), from `make collection`
+if [ -d .cache/collections/ansible_collections/awx/awx ]; then
+    rm -rf "$dest/../../awx" && mkdir -p "$dest/../../awx"
+    cp -r .cache/collections/ansible_collections/awx/awx "$dest/../../awx/awx"
+fi
 # ansible-test would download get-pip.py from outside the package registries; see the script.
 pip_cache=$HOME/.ansible/test/cache
 mkdir -p "$pip_cache"
