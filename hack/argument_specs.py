@@ -77,6 +77,7 @@ SETTINGS = {
     "stacklift_keep_archives": dict(type="bool"),
     "stacklift_traffic_switch_tasks": dict(type="str"),
     "stacklift_report_dir": dict(type="path"),
+    "stacklift_host_report_dir": dict(type="str"),
     "stacklift_journal_dir": dict(type="path"),
     "stacklift_window_timeout": dict(type="int"),
     "stacklift_window_nice": dict(type="int"),

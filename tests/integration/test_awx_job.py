@@ -161,6 +161,10 @@ def test_the_migrate_template_runs_as_awx_runs_it_with_progress_events_and_its_o
     assert migration["source"] == "node1" and migration["target"] == "node2"
     assert migration["report"].startswith(str(tmp_path / "reports")) and json.loads(
         open(migration["report"]).read())["outcome"] == "migrated"
+    # and a copy on the host the stack now serves from, which outlives the job's container
+    host, path = migration["report_on_host"].split(":", 1)
+    assert host == "node2" and path.startswith("/var/lib/stacklift/reports/shop-"), migration
+    assert json.loads(node2.out("cat %s" % path))["outcome"] == "migrated"
     # The vaulted passwords and the credential's key never reach the job's output.
     for password in demo_passwords() + [Path(node1.key).read_text().strip().splitlines()[1]]:
         assert password not in out
