@@ -16,7 +16,7 @@ __all__ = [
     "criu_kernel_problem", "host_criu_problem", "cap_bounding_set", "uid_problem", "RUNC_CRIU_CONFIG",
     "docker_daemon_problems", "criu_options", "docker_container_problems", "DOCKER_RESTARTING",
     "manager_problems", "free_bytes", "tree_bytes", "memory_bytes", "process_start", "memory_available",
-    "container_memory_bytes", "memory_sample",
+    "container_memory_bytes", "memory_sample", "SCRATCH_MOUNT", "memory_scratch",
 ]
 
 import os
@@ -200,6 +200,22 @@ def memory_bytes(pid, proc="/proc"):
     except (OSError, ValueError):
         pass
     return 0
+
+
+# Where a split checkpoint is written when memory allows: a tmpfs every Linux host has.
+SCRATCH_MOUNT = "/dev/shm"
+
+
+def memory_scratch(need, mount=SCRATCH_MOUNT, proc="/proc"):
+    """A directory in memory (under MOUNT, a tmpfs) with room for NEED bytes more, and the memory for them
+    (MemAvailable), with a quarter to spare; "" when there is none."""
+    try:
+        with open(os.path.join(proc, "mounts")) as f:
+            tmpfs = any(line.split()[1:3] == [mount, "tmpfs"] for line in f)
+        room = min(free_bytes(mount), memory_available(os.path.join(proc, "meminfo")))
+    except OSError:
+        return ""
+    return os.path.join(mount, "stacklift-pages") if tmpfs and room >= need * 1.25 else ""
 
 
 def process_start(pid, proc="/proc"):

@@ -48,7 +48,8 @@ _WRAPPER = r"""#!/bin/sh
 # stacklift's OCI runtime wrapper (stacklift.migrate.lazy_runtime wrote it; it rewrites it).
 # Every call goes to the host's runc unchanged, except for containers stacklift named in {requests}:
 # - ID.pages: its checkpoint is split after runc wrote it ({helper} split): its lazy pages stay on this
-#   host, aside, for the target's daemon; ID.split gets the outcome;
+#   host, aside, for the target's daemon; ID.split gets the outcome. When ID.pages names a directory (on a
+#   tmpfs), runc writes the checkpoint there and the split moves the rest to the engine's directory;
 # - ID.request: its restore is lazy: CRIU's lazy-pages daemon fills its memory after it runs, from the
 #   images, or from the page server the request names ("remote ADDRESS PORT");
 # - a restore of a split checkpoint that is not lazy (a restore in place) gets its pages back first.
@@ -66,8 +67,24 @@ done
 if [ -z "$id" ] || [ -z "$img" ]; then exec "$REAL" "$@"; fi
 if [ "$cmd" = checkpoint ]; then
   [ -f "$REQ/$id.pages" ] || exec "$REAL" "$@"
-  "$REAL" "$@" || exit $?
-  "$PY" "$HELPER" split "$img" > "$REQ/$id.split.tmp" 2>&1
+  scratch=$(cat "$REQ/$id.pages")
+  if [ -z "$scratch" ]; then
+    "$REAL" "$@" || exit $?
+    "$PY" "$HELPER" split "$img" > "$REQ/$id.split.tmp" 2>&1
+  else
+    # the images written into SCRATCH (a tmpfs): no page cache written back while the container is frozen;
+    # the split then moves the small rest to the engine's directory and leaves the pages there
+    rm -rf "$scratch/$id" && mkdir -p -m 700 "$scratch/$id" || exit 1
+    first=1 prev=
+    for a in "$@"; do
+      if [ $first = 1 ]; then set --; first=0; fi
+      if [ "$prev" = --image-path ]; then a=$scratch/$id/img; fi
+      set -- "$@" "$a"
+      prev=$a
+    done
+    "$REAL" "$@" || { rc=$?; rm -rf "$scratch/$id"; exit $rc; }
+    "$PY" "$HELPER" split "$scratch/$id/img" "$img" > "$REQ/$id.split.tmp" 2>&1
+  fi
   mv "$REQ/$id.split.tmp" "$REQ/$id.split"
   exit 0
 fi
@@ -182,9 +199,12 @@ def request_lazy(container_id, requests=REQUEST_DIR, page_server_port=None):
     _remove(requests, container_id, (".rc", ".pid", ".log"))
 
 
-def request_split(container_id, requests=REQUEST_DIR):
-    """Ask the wrapper to split CONTAINER_ID's next checkpoint (pages.split): its lazy pages stay here."""
-    _request(requests, container_id, ".pages")
+def request_split(container_id, requests=REQUEST_DIR, scratch=""):
+    """Ask the wrapper to split CONTAINER_ID's next checkpoint (pages.split): its lazy pages stay here, in
+    SCRATCH (a directory on a tmpfs, where runc then writes the checkpoint) when given."""
+    if scratch and (not scratch.startswith("/") or re.search(r"[^A-Za-z0-9_./-]", scratch)):
+        raise ValueError("a scratch directory must be absolute, of letters, digits and ._-/: %r" % scratch)
+    _request(requests, container_id, ".pages", scratch)
     _remove(requests, container_id, (".split",))
 
 

@@ -19,7 +19,8 @@ import ipaddress
 import re
 
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import EngineError, which as _which
-from ansible_collections.stacklift.migrate.plugins.module_utils._checks.host import memory_bytes, process_start
+from ansible_collections.stacklift.migrate.plugins.module_utils._checks.host import (
+    container_memory_bytes, memory_bytes, memory_scratch, process_start)
 
 
 # A container's own fence: a table in its network namespace that drops everything but loopback, so its peers
@@ -94,6 +95,14 @@ class Host:
     def memory_bytes(self, pid):
         """The resident memory of the host's process PID (0 when it cannot be read)."""
         return memory_bytes(pid, self.proc) if pid else 0
+
+    def container_memory_bytes(self, pid):
+        """The resident memory of every process in the container of the host's process PID (0 when unread)."""
+        return container_memory_bytes(pid, self.proc) if pid else 0
+
+    def scratch_for(self, need):
+        """A directory in memory with room for NEED bytes, or "" (see memory_scratch)."""
+        return memory_scratch(need, proc=self.proc)
 
     def process_start(self, pid):
         """When the host's process PID started, or None (no such process)."""

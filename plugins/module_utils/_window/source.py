@@ -20,6 +20,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream 
 from ansible_collections.stacklift.migrate.plugins.module_utils._container.checkpoint import (
     CheckpointError, checkpoint_container, checkpoint_problems)
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines import lazy
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.pages import discard
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import (
     EngineError, container_address, container_ips, container_volumes)
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.fences import host_fence_table
@@ -166,6 +167,8 @@ class SourceWindow(Window):
                 if name in served and not self.done(name, "pages_served"):
                     self.record("pages_served", name, **served[name])
             if all(self.done(n, "pages_served") for n in split):
+                for name in sorted(split):  # the target holds them all: the pages kept here (in memory, say) go
+                    discard(split[name]["image_dir"])
                 return
             if time.time() >= deadline or self.abort_reason() is not None:
                 raise WindowError(["%s: its target has not taken all of its memory's pages; they stay on this host "
@@ -243,7 +246,9 @@ class SourceWindow(Window):
         split = container.get("Id") if self.splits(name, container) else None
         try:
             if split:
-                lazy.request_split(split, self.lazy_requests)
+                # written into memory where it fits: a dump to disk is throttled by writeback while frozen
+                need = self.host.container_memory_bytes((container.get("State") or {}).get("Pid"))
+                lazy.request_split(split, self.lazy_requests, scratch=self.host.scratch_for(need) if need else "")
             entry = checkpoint_container(self.engine, svc["container"], container, archive, info,
                                          compression=self.compression, tcp=svc["tcp"],
                                          file_locks=True, keep=True, encryption_key=self.encryption_key,

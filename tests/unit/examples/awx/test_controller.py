@@ -46,13 +46,15 @@ def test_every_call_is_valid_for_the_awx_collections_module(task, module, args, 
 
 
 def test_the_play_makes_every_kind_of_object_an_operator_needs():
-    made = {m for _, m, _ in CALLS}
-    assert made == {"execution_environment", "credential_type", "project", "inventory", "inventory_source",
+    kinds = {m for _, m, _ in CALLS}
+    assert kinds == {"execution_environment", "credential_type", "project", "inventory", "inventory_source",
                     "job_template", "workflow_job_template"}
     templates = [a for _, m, a in CALLS if m == "job_template"]
     assert all(t["allow_simultaneous"] is False for t in templates)
     project = next(a for _, m, a in CALLS if m == "project")
-    assert project["scm_branch"] == PLAY["vars"]["stacklift_awx_version"]  # a release tag, not main
+    # a release tag, not main: this release's
+    assert project["scm_branch"] == PLAY["vars"]["stacklift_awx_version"] == yaml.safe_load(
+        (REPO / "galaxy.yml").read_text())["version"]
 
 
 def test_every_template_runs_a_playbook_of_the_project():

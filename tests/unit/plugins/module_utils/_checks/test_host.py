@@ -102,3 +102,19 @@ def test_a_memory_sample_reads_the_private_memory_of_a_process():
     assert (1 << 20) <= len(sample) <= 8 << 20
     assert b"stacklift-sample" * 4 in sample and payload
     assert hostchecks.memory_sample(2 ** 22 + 12345) == b""  # no such process: no sample
+
+
+def test_memory_scratch_is_a_tmpfs_with_room_and_memory_for_the_checkpoint_and_a_quarter_more(tmp_path):
+    from ansible_collections.stacklift.migrate.plugins.module_utils._checks.host import free_bytes, memory_scratch
+    proc, mount = tmp_path / "proc", tmp_path / "shm"
+    proc.mkdir()
+    mount.mkdir()
+    (proc / "mounts").write_text("proc /proc proc rw 0 0\ntmpfs %s tmpfs rw,nosuid,nodev 0 0\n" % mount)
+    (proc / "meminfo").write_text("MemTotal: 8000000 kB\nMemAvailable: 4000000 kB\n")
+    room = min(free_bytes(str(mount)), 4000000 * 1024)
+    assert memory_scratch(int(room / 1.25), str(mount), str(proc)) == str(mount / "stacklift-pages")
+    assert memory_scratch(int(room / 1.25) + 1024, str(mount), str(proc)) == ""
+    (proc / "mounts").write_text("/dev/vda %s ext4 rw 0 0\n" % mount)  # on disk: no
+    assert memory_scratch(1, str(mount), str(proc)) == ""
+    (proc / "mounts").unlink()
+    assert memory_scratch(1, str(mount), str(proc)) == ""

@@ -119,6 +119,31 @@ def test_a_requested_checkpoint_is_split_after_runc_and_a_restore_in_place_gets_
     assert log.read_text().splitlines() == restore and snapshot(img) == whole
 
 
+def test_a_checkpoint_asked_into_scratch_is_written_there_and_only_its_rest_reaches_the_engines_directory(tmp_path):
+    wrapper, requests, log, env = setup(tmp_path)
+    made = checkpoint(tmp_path)  # what CRIU writes, copied by this runc to the image path it is given
+    whole = snapshot(made)
+    (tmp_path / "bin" / "runc").write_text(FAKE_RUNC.format(log=log) + """prev=
+for a in "$@"; do [ "$prev" = --image-path ] && mkdir -p "$a" && cp {made}/* "$a"/; prev=$a; done
+""".format(made=made))
+    home, scratch = tmp_path / "userdata" / "checkpoint", tmp_path / "shm"
+    home.mkdir(parents=True)
+    lazy.request_split(CID, str(requests), scratch=str(scratch))
+    args = ["checkpoint", "--image-path", str(home), "--work-path", str(tmp_path), CID]
+    subprocess.run([str(wrapper)] + args, env=env, check=True, timeout=30)
+    # runc wrote into the scratch directory; the engine's directory has the split rest, the pages stay in scratch
+    assert log.read_text().splitlines() == ["checkpoint", "--image-path", str(scratch / CID / "img"),
+                                            "--work-path", str(tmp_path), CID]
+    assert lazy.split_outcome(CID, str(requests)) == {"pids": [7], "lazy_bytes": 7 * 4096, "image_dir": str(home)}
+    assert os.path.realpath(str(home) + ".stacklift-pages") == str(scratch / CID / "img.stacklift-pages")
+    assert not (scratch / CID / "img").exists() and snapshot(home) != whole
+    restore = ["restore", "--image-path", str(home), "--work-path", str(tmp_path), CID]
+    subprocess.run([str(wrapper)] + restore, env=env, check=True, timeout=30)
+    assert snapshot(home) == whole and not (scratch / CID).exists()
+    with pytest.raises(ValueError):
+        lazy.request_split(CID, str(requests), scratch="shm; rm -rf /")
+
+
 def test_a_split_that_fails_leaves_the_checkpoint_whole_and_says_why(tmp_path):
     wrapper, requests, _log, env = setup(tmp_path)
     img = checkpoint(tmp_path)
@@ -153,7 +178,7 @@ def test_install_plan_is_empty_once_installed_and_removes_what_it_wrote(tmp_path
     assert sorted(plan) == sorted([wrapper, dropin, helper]) and 'REAL=/usr/sbin/runc' in plan[wrapper]
     assert "PY=/usr/bin/python3" in plan[wrapper] and "HELPER=%s" % helper in plan[wrapper]
     assert 'runc = ["%s"]' % wrapper in plan[dropin]
-    assert "def split(image_dir)" in plan[helper]  # the pages module itself, whole
+    assert "def split(image_dir, home=None)" in plan[helper]  # the pages module itself, whole
     lazy.apply_plan(plan, wrapper=wrapper)
     assert os.access(wrapper, os.X_OK)
     assert lazy.install_plan("/usr/sbin/runc", "/usr/bin/python3", **where) == {}

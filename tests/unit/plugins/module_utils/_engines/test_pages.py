@@ -100,3 +100,42 @@ def test_main_is_the_wrappers_helper(tmp_path, capsys):
     assert pages.main(["split", str(d)]) == 1 and "split already" in capsys.readouterr().out
     assert pages.main(["unsplit", str(d)]) == 0 and not pages.is_split(str(d))
     assert pages.main(["what"]) == 2
+
+
+def test_a_checkpoint_written_to_scratch_moves_home_split_its_stash_left_in_scratch_and_linked(tmp_path):
+    scratch, home = tmp_path / "shm" / "id", tmp_path / "userdata" / "checkpoint"
+    scratch.mkdir(parents=True)
+    d = checkpoint(scratch)
+    before = snapshot(d)
+    assert pages.split(str(d), str(home)) == {"pids": [7], "lazy_bytes": 7 * pages.PAGE_SIZE}
+    assert not d.exists() and (home / pages.MARKER).exists() and pages.is_split(str(home))
+    link = tmp_path / "userdata" / ("checkpoint" + pages.STASH_SUFFIX)
+    assert link.is_symlink() and link.resolve() == (scratch / ("checkpoint" + pages.STASH_SUFFIX))
+    assert pages.PageIndex(str(home)).lookup(7, 0x400000, 1)[0].startswith(str(link))
+    # a restore in place: the originals copied back home, the scratch gone
+    assert pages.unsplit(str(home)) is True
+    assert snapshot(home) == before and not link.exists() and not scratch.exists()
+
+
+def test_a_scratch_checkpoint_that_cannot_be_split_goes_home_whole(tmp_path):
+    scratch, home = tmp_path / "shm" / "id", tmp_path / "checkpoint"
+    scratch.mkdir(parents=True)
+    d = checkpoint(scratch)
+    with open(d / "pages-3.img", "ab") as f:
+        f.write(b"x" * pages.PAGE_SIZE)
+    before = snapshot(d)
+    assert pages.main(["split", str(d), str(home)]) == 1
+    assert snapshot(home) == before and not pages.is_split(str(home)) and not d.exists()
+
+
+def test_discard_removes_the_served_pages_and_their_scratch(tmp_path):
+    scratch, home = tmp_path / "shm" / "id", tmp_path / "checkpoint"
+    scratch.mkdir(parents=True)
+    pages.split(str(checkpoint(scratch)), str(home))
+    pages.discard(str(home))
+    assert not pages.is_split(str(home)) and not scratch.exists() and (home / "pagemap-7.img").exists()
+    (tmp_path / "disk").mkdir()
+    d = checkpoint(tmp_path / "disk")  # a stash on disk, beside its checkpoint
+    pages.split(str(d))
+    pages.discard(str(d))
+    assert not pages.is_split(str(d)) and not (tmp_path / "disk" / ("checkpoint" + pages.STASH_SUFFIX)).exists()

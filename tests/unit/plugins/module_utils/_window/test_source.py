@@ -219,6 +219,7 @@ def split_source(tmp_path, monkeypatch, split_error=None, memory="lazy"):
     def wrapped(argv):  # as the wrapper: a split only when one was asked for, before the checkpoint
         if not (requests / ("cd" * 32 + ".pages")).exists():
             return checkpoint(argv)
+        runner.scratch = (requests / ("cd" * 32 + ".pages")).read_text()
         out = split_error and {"error": split_error} or {"pids": [1], "lazy_bytes": 4096, "image_dir": "/ck/checkpoint"}
         (requests / ("cd" * 32 + ".split")).write_text(json.dumps(out) + "\n")
         return checkpoint(argv)
@@ -243,6 +244,19 @@ def test_a_lazy_service_is_split_and_its_source_serves_until_the_target_took_eve
     assert time.time() - start >= 0.4 and [e["step"] for e in events][-2:] == ["window_given_back", "pages_served"]
     assert a.state["services"]["cache"]["checkpointed"]["pages"]["image_dir"] == "/ck/checkpoint"
     assert not os.listdir(str(tmp_path / "lazy"))  # the request and its outcome are gone
+
+
+def test_a_split_checkpoint_is_written_into_memory_where_it_fits_and_its_pages_go_once_served(tmp_path, monkeypatch):
+    a, sender, containers = split_source(tmp_path, monkeypatch)
+    pid = containers.pid("shop-cache")
+    monkeypatch.setattr(a.host, "container_memory_bytes", lambda p: 512 << 20 if p == pid else 0)
+    monkeypatch.setattr(a.host, "scratch_for", lambda need: "/dev/shm/stacklift-pages" if need == 512 << 20 else "")
+    discarded = []
+    monkeypatch.setattr(window_source, "discard", discarded.append)
+    protocol.write_note(a.archive_dir, "shop", "commit", "r1")
+    sender.served["cache"] = {"pages": 1, "requests": 1, "seconds": 0.1}
+    a.checkpointed()
+    assert a.engine.runner.scratch == "/dev/shm/stacklift-pages" and discarded == ["/ck/checkpoint"]
 
 
 def test_a_split_that_failed_sends_the_whole_archive(tmp_path, monkeypatch):
