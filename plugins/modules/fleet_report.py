@@ -62,7 +62,7 @@ EXAMPLES = r"""
 
 - name: One report of the slices of a drain that ran at once
   stacklift.migrate.fleet_report:
-    parts: "{{ query('ansible.builtin.varnames', '^stacklift_fleet_part_') | map('extract', vars) | list }}"
+    parts: "{{ query('ansible.builtin.vars', *query('ansible.builtin.varnames', '^stacklift_fleet_part_')) }}"
     report_dir: /r
   delegate_to: localhost
 """
@@ -120,7 +120,7 @@ def main():
     ), required_one_of=[("stacks", "parts")], mutually_exclusive=[("stacks", "parts")],
         required_by={"stacks": ("started",)}).create_module(supports_check_mode=True)
     try:
-        report = fleet.merge(module.params["parts"]) if module.params["parts"] else from_stacks(module.params)
+        report = fleet.merge(module.params["parts"]) if module.params["parts"] is not None else from_stacks(module.params)
     except StackliftError as e:
         module.fail_json(msg=str(e))
     result = dict(changed=not module.check_mode, summary=fleet.summary(report), ok=report["ok"],

@@ -126,7 +126,8 @@ def test_a_drain_in_two_slices_at_once_moves_every_stack_once_within_the_hosts_w
     assert sorted(r["stack"] for r in rows) == STACKS   # every stack once
     # node1's one window slot held across both slices: never two stacks frozen at once there
     assert most_in_window_at_once(rows) == 1, [r["window"] for r in rows]
-    assert any(r["window_slot"]["waited_s"] > 0 for r in rows), rows  # a slice waited for the other's window
+    # a stack waited for another's window (of its own slice or of the other)
+    assert any((r.get("window_slot") or {}).get("waited_s", 0) > 0 for r in rows), rows
     for name in STACKS:   # one run each, committed
         runs = [json.loads(line) for line in (tmp / "journal" / ("%s.journal" % name)).read_text().splitlines()]
         assert [r["step"] for r in runs if r["step"] in ("begin", "committed") and "service" not in r] == ["begin", "committed"], name

@@ -159,6 +159,8 @@ def merge(parts):
     """One fleet report from the reports of jobs that each moved part of a fleet (the slices of a drain
     run at once): their rows together, from the first start to the last end. A stack in two parts (moved
     twice, or by two jobs) is an error, raised naming every such stack."""
+    if not parts:
+        raise StackliftError("no part of a fleet run to merge (no stacklift_fleet_part_* given)")
     rows, seen = [], {}
     for i, part in enumerate(parts):
         for row in part["stacks"]:

@@ -148,3 +148,5 @@ def test_a_stack_in_two_slices_fails_the_merge_naming_every_such_stack():
     with pytest.raises(fleet.StackliftError) as e:
         fleet.merge([part, part, {"started": 1.0, "finished": 3.0, "stacks": [{"stack": "a", "outcome": "skipped"}]}])
     assert str(e.value) == "a stack is in more than one part of the fleet run: a (parts 1, 2, 3); b (parts 1, 2)"
+    with pytest.raises(fleet.StackliftError, match="no part of a fleet run to merge"):
+        fleet.merge([])
