@@ -48,6 +48,7 @@ def deploy(node1, nodes):
 
 def job(tmp, ident, playbook, limit=None, extravars=None):
     """A job as AWX runs it (ansible-runner, a private data directory of its own); returns (runner, thread)."""
+    (tmp / ident).mkdir()
     thread, runner = ansible_runner.run_async(
         private_data_dir=str(tmp / ident), project_dir=str(REPO), playbook=str(REPO / "playbooks" / playbook),
         inventory=[str(INVENTORY), str(tmp / "drain.stacks.yml")], limit=limit, ident=ident, quiet=True,
