@@ -32,7 +32,7 @@ CALLS = calls()
 
 def made(module):
     """{name: arguments} of the objects the play makes with MODULE (job_template, credential_type, ...)."""
-    return {args["name"]: args for _, m, args in CALLS if m == module}
+    return {args["name"]: args for _task, m, args in CALLS if m == module}
 
 
 def template(name):

@@ -18,6 +18,7 @@ from awxplay import made, template
 from labhosts import BIN, INVENTORY, REPO
 from shoplab import CONTAINERS, SHOP_INVENTORY, demo_passwords, running, shopper, verify
 
+
 def survey_answers(tmpl, **answers):
     """What AWX passes as extra vars: each survey question's default, unless answered."""
     out = {}

@@ -8,6 +8,7 @@ import yaml
 
 from labhosts import BIN, REPO
 
+
 def run(cmd, **kw):
     res = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=300, **kw)
     assert res.returncode == 0, "%s failed:\n%s\n%s" % (" ".join(cmd), res.stdout, res.stderr)

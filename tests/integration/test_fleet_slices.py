@@ -6,7 +6,6 @@ node1 never has more stacks in their window than its window slots allow, across 
 drain in one job, in the same run, for the comparison."""
 
 import json
-import threading
 import time
 
 import ansible_runner
@@ -38,9 +37,9 @@ def deploy(node1, nodes):
     """The four stacks on node1, each Redis holding a key of its own with a TTL."""
     remove(nodes)
     for i, name in enumerate(STACKS):
+        subnet = SUBNET % (20 + i)
         node1.run("podman network create --subnet %s %snet >/dev/null && podman run -d --name %s --network %snet "
-                  "--ip %s localhost/stacklift/redis >/dev/null" % (SUBNET % (20 + i), name, name, name,
-                                                                  (SUBNET % (20 + i)).replace(".0/24", ".3")))
+                  "--ip %s localhost/stacklift/redis >/dev/null" % (subnet, name, name, name, subnet.replace(".0/24", ".3")))
     for name in STACKS:
         node1.run("until podman exec %s redis-cli ping >/dev/null 2>&1; do sleep 0.1; done; "
                   "podman exec %s redis-cli SET owner %s EX 3600 >/dev/null" % (name, name, name), timeout=60)
@@ -83,7 +82,7 @@ def most_in_window_at_once(rows):
     """The most stacks in their window (first fence to commit) at one moment."""
     edges = sorted([(r["window"][0], 1) for r in rows] + [(r["window"][1], -1) for r in rows])
     most = cur = 0
-    for _, step in edges:
+    for _moment, step in edges:
         cur += step
         most = max(most, cur)
     return most
@@ -102,16 +101,16 @@ def test_a_drain_in_two_slices_at_once_moves_every_stack_once_within_the_hosts_w
     tmp, nodes = fleet["tmp"], fleet["nodes"]
     t0 = time.time()
     jobs = [job(tmp, "slice%d" % k, "drain_host.yml", limit="stacks_slice_%d_of_2" % k) for k in (1, 2)]
-    for _, thread in jobs:
+    for _runner, thread in jobs:
         thread.join(timeout=1200)
     sliced_s = time.time() - t0
-    for runner, _ in jobs:
+    for runner, _thread in jobs:
         assert runner.status == "successful", runner.stdout.read()[-6000:]
     check_moved(nodes)
 
     # each slice's artifacts carry its own stacks, under a name of its own
     parts = {}
-    for k, (runner, _) in enumerate(jobs, 1):
+    for k, (runner, _thread) in enumerate(jobs, 1):
         data = artifacts(runner)
         part = data["stacklift_fleet_part_stacks_slice_%d_of_2" % k]
         assert sorted(s["stack"] for s in part["stacks"]) == STACKS[k - 1::2], part

@@ -38,27 +38,27 @@ def module_spec(name, monkeypatch):
 @pytest.mark.parametrize("task,module,args", CALLS, ids=["%s-%d" % (c[1], i) for i, c in enumerate(CALLS)])
 def test_every_call_is_valid_for_the_awx_collections_module(task, module, args, monkeypatch):
     spec, rules = module_spec(module, monkeypatch)
-    rules = {k: v for k, v in rules.items() if k in ("mutually_exclusive", "required_together", "required_one_of",
-                                                      "required_if", "required_by")}
+    kept = ("mutually_exclusive", "required_together", "required_one_of", "required_if", "required_by")
+    rules = {k: v for k, v in rules.items() if k in kept}
     result = ArgumentSpecValidator(spec, **rules).validate(args)
     assert not result.error_messages, "%s (%s): %s" % (task, module, result.error_messages)
     assert not result.unsupported_parameters
 
 
 def test_the_play_makes_every_kind_of_object_an_operator_needs():
-    kinds = {m for _, m, _ in CALLS}
+    kinds = {c[1] for c in CALLS}
     assert kinds == {"execution_environment", "credential_type", "project", "inventory", "inventory_source",
-                    "job_template", "workflow_job_template"}
-    templates = [a for _, m, a in CALLS if m == "job_template"]
+                     "job_template", "workflow_job_template"}
+    templates = [a for _task, m, a in CALLS if m == "job_template"]
     assert all(t["allow_simultaneous"] is False for t in templates)
-    project = next(a for _, m, a in CALLS if m == "project")
+    project = next(a for _task, m, a in CALLS if m == "project")
     # a release tag, not main: this release's
     assert project["scm_branch"] == PLAY["vars"]["stacklift_awx_version"] == yaml.safe_load(
         (REPO / "galaxy.yml").read_text())["version"]
 
 
 def test_every_template_runs_a_playbook_of_the_project():
-    for _, module, args in CALLS:
+    for _task, module, args in CALLS:
         if module == "job_template":
             assert (REPO / args["playbook"]).is_file(), args["playbook"]
 
@@ -94,7 +94,7 @@ def playbooks_of(args):
 def test_every_survey_question_sets_a_variable_the_roles_or_its_playbook_take_with_a_valid_default():
     known = role_options()
     asked = 0
-    for _, module, args in CALLS:
+    for _task, module, args in CALLS:
         for q in (args.get("survey_spec") or {}).get("spec") or []:
             asked += 1
             assert {"question_name", "variable", "type", "required", "default"} <= set(q), q
@@ -130,8 +130,8 @@ def test_the_credential_type_injects_its_secret_only_into_an_option_the_roles_ne
 
 
 def test_the_migration_workflow_verifies_on_success_and_reports_the_rollback_on_failure():
-    names = {a["name"] for _, m, a in CALLS if m == "job_template"}
-    flows = {a["name"]: a for _, m, a in CALLS if m == "workflow_job_template"}
+    names = {a["name"] for _task, m, a in CALLS if m == "job_template"}
+    flows = {a["name"]: a for _task, m, a in CALLS if m == "workflow_job_template"}
     nodes = {n["identifier"]: n for n in flows["stacklift: migrate a stack (workflow)"]["workflow_nodes"]}
     assert all(n["unified_job_template"]["name"] in names for n in nodes.values())
     assert nodes["preflight"]["related"]["success_nodes"] == [{"identifier": "migrate"}]
@@ -140,14 +140,14 @@ def test_the_migration_workflow_verifies_on_success_and_reports_the_rollback_on_
 
 
 def test_the_sliced_drain_runs_each_slice_at_once_then_merges_them():
-    flows = {a["name"]: a for _, m, a in CALLS if m == "workflow_job_template"}
+    flows = {a["name"]: a for _task, m, a in CALLS if m == "workflow_job_template"}
     nodes = flows["stacklift: drain a host in slices (workflow)"]["workflow_nodes"]
     slices = [n for n in nodes if n["identifier"].startswith("slice_")]
     assert [n["limit"] for n in slices] == ["stacks_slice_1_of_2", "stacks_slice_2_of_2"]
     assert all(n["related"] == {"always_nodes": [{"identifier": "summary"}]} for n in slices)
     summary = next(n for n in nodes if n["identifier"] == "summary")
     assert summary["all_parents_must_converge"] is True
-    drain = next(a for _, m, a in CALLS if m == "job_template" and a["name"] == "stacklift: drain a host")
+    drain = next(a for _task, m, a in CALLS if m == "job_template" and a["name"] == "stacklift: drain a host")
     assert drain["ask_limit_on_launch"] is True  # else AWX drops a node's limit
 
 
