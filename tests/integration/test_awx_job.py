@@ -170,6 +170,19 @@ def test_the_migrate_template_runs_as_awx_runs_it_with_progress_events_and_its_o
     for password in demo_passwords() + [Path(node1.key).read_text().strip().splitlines()[1]]:
         assert password not in out
 
+    # The migration workflow's next node on success: the verify template, in the same project and inventory,
+    # with the workflow's survey answers (AWX gives them to every node): every service probed on its target.
+    check = template("stacklift: verify a stack")
+    (pdd / "env" / "extravars").write_text(json.dumps(dict(answers, **survey_answers(check, stacklift_target_host="node2"))))
+    r = ansible_runner.run(private_data_dir=str(pdd), playbook=check["playbook"], ident="job1-verify", quiet=True)
+    out = (pdd / "artifacts" / "job1-verify" / "stdout").read_text()
+    assert r.status == "successful", out[-4000:]
+    probed = [e["event_data"]["res"]["item"]["name"] for e in r.events if e["event"] == "runner_item_on_ok"
+              and e["event_data"]["task"].startswith("Probe readiness on the target")]
+    assert sorted(probed) == ["app", "cache", "db"], probed
+    stats = next(e for e in r.events if e["event"] == "playbook_on_stats")["event_data"]
+    assert stats["artifact_data"]["stacklift_verified"] == {"shop": "node2"}
+
 
 def test_a_survey_naming_an_unknown_stack_fails_before_anything_is_touched(node1, node2, shop, tmp_path):
     tmpl = template("stacklift: preflight a stack")
