@@ -10,7 +10,10 @@ from ansible.template import Templar
 REPO = Path(__file__).resolve().parent.parent
 PLAYBOOK = REPO / "examples" / "awx" / "controller.yml"
 PLAY = DataLoader().load_from_file(str(PLAYBOOK), trusted_as_template=True)[0]
-VARS = dict(PLAY["vars"], stacklift_awx_ee_image="registry.invalid/stacklift-ee:0.3.0")
+# what an operator gives on the command line: the image, and the credentials' secrets (made-up ones)
+VARS = dict(PLAY["vars"], stacklift_awx_ee_image="registry.invalid/stacklift-ee:0.3.0",
+            stacklift_awx_machine_key="-----BEGIN OPENSSH PRIVATE KEY-----\nmachine\n-----END OPENSSH PRIVATE KEY-----\n",
+            stacklift_awx_vault_password="vault", stacklift_awx_host_to_host_key="host to host")
 
 
 def calls():

@@ -47,8 +47,14 @@ def test_every_call_is_valid_for_the_awx_collections_module(task, module, args, 
 
 def test_the_play_makes_every_kind_of_object_an_operator_needs():
     kinds = {c[1] for c in CALLS}
-    assert kinds == {"execution_environment", "credential_type", "project", "inventory", "inventory_source",
-                     "job_template", "workflow_job_template"}
+    assert kinds == {"execution_environment", "credential_type", "credential", "project", "inventory",
+                     "inventory_source", "job_template", "workflow_job_template"}
+    # the credentials the templates name are the ones it makes, each only from a secret given, never logged
+    credentials = made("credential")
+    assert all(set(t["credentials"]) == set(credentials) for t in made("job_template").values())
+    for task in PLAY["tasks"]:
+        if "awx.awx.credential" in task:
+            assert task["no_log"] is True and " is defined" in task["when"], task["name"]
     templates = [a for _task, m, a in CALLS if m == "job_template"]
     assert all(t["allow_simultaneous"] is False for t in templates)
     project = next(a for _task, m, a in CALLS if m == "project")
