@@ -14,9 +14,8 @@ from ansible_collections.stacklift.migrate.plugins.module_utils._window.journal 
 
 REPO = Path(__file__).resolve().parents[3]
 BIN = Path(sys.executable).parent
-STACK = {"name": "shop", "source": "node1", "target": "node2",
-         "services": [{"name": "db", "container": "shop-db"}, {"name": "app", "container": "shop-app",
-                                                                 "depends_on": ["db"]}]}
+STACK = {"name": "shop", "source": "node1", "target": "node2", "services": [
+    {"name": "db", "container": "shop-db"}, {"name": "app", "container": "shop-app", "depends_on": ["db"]}]}
 
 
 def play(tmp, name):
