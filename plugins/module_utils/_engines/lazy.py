@@ -113,12 +113,16 @@ exec "$REAL" "$@"
 """
 
 
+def _check_path(path, what):
+    """PATH, written into the wrapper's sh: absolute, and of letters, digits and ._-/ only (else ValueError)."""
+    if not path.startswith("/") or re.search(r"[^A-Za-z0-9_./-]", path):
+        raise ValueError("%s must be absolute, of letters, digits and ._-/: %r" % (what, path))
+
+
 def wrapper_text(real, python, requests=REQUEST_DIR, helper=HELPER_PATH):
     """The wrapper's text, calling the runc at REAL, and the split helper with the Python at PYTHON."""
-    for path in (real, python):
-        if not path.startswith("/") or re.search(r"[^A-Za-z0-9_./-]", path + requests + helper):
-            raise ValueError("the runtime's and Python's paths must be absolute, of letters, digits and ._-/: %r"
-                             % path)
+    for path in (real, python, requests, helper):
+        _check_path(path, "the runtime's and Python's paths")
     return _WRAPPER.replace("{real}", real).replace("{requests}", requests).replace(
         "{python}", python).replace("{helper}", helper)
 
@@ -202,8 +206,8 @@ def request_lazy(container_id, requests=REQUEST_DIR, page_server_port=None):
 def request_split(container_id, requests=REQUEST_DIR, scratch=""):
     """Ask the wrapper to split CONTAINER_ID's next checkpoint (pages.split): its lazy pages stay here, in
     SCRATCH (a directory on a tmpfs, where runc then writes the checkpoint) when given."""
-    if scratch and (not scratch.startswith("/") or re.search(r"[^A-Za-z0-9_./-]", scratch)):
-        raise ValueError("a scratch directory must be absolute, of letters, digits and ._-/: %r" % scratch)
+    if scratch:
+        _check_path(scratch, "a scratch directory")
     _request(requests, container_id, ".pages", scratch)
     _remove(requests, container_id, (".split",))
 
