@@ -26,7 +26,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 __all__ = ["STASH_SUFFIX", "MARKER", "PAGE_SIZE", "SplitError", "split", "unsplit", "discard", "is_split",
-           "PageIndex", "serve", "main"]
+           "PageIndex", "serve", "main", "parents", "remove_tree", "PARENT_LINK"]
 
 import json
 import os
@@ -39,6 +39,7 @@ STASH_SUFFIX = ".stacklift-pages"
 MARKER = "stacklift-pages.json"  # in the image directory: it travels in the archive
 PAGE_SIZE = 4096  # CRIU's images count x86_64 pages
 PE_PARENT, PE_LAZY, PE_PRESENT = 1, 2, 4
+PARENT_LINK = "parent"  # CRIU's link from a checkpoint to the pre-dump it continues
 PS_IOV_ADD_F, PS_IOV_GET, PS_IOV_CLOSE, PS_IOV_FORCE_CLOSE = 6, 7, 0x1023, 0x1024
 _PSI = struct.Struct("<I4xQQQ")  # struct page_server_iov {u32 cmd; u64 nr_pages; u64 vaddr; u64 dst_id}
 _PAGEMAP = re.compile(r"^pagemap-(\d+)\.img$")
@@ -103,13 +104,49 @@ def _write_image(path, head, entries):
 
 def _entry(raw):
     fields = {n: v for n, v, _raw in _fields(raw)}
-    if 4 not in fields or fields.get(3) or fields[4] & PE_PARENT:
-        raise SplitError("a pagemap without flags, or with pages in a parent image: not a plain checkpoint")
+    if 4 not in fields or fields.get(3):
+        raise SplitError("a pagemap without flags (CRIU's old in_parent format): not a checkpoint of this CRIU")
     return fields[1], fields.get(5, fields.get(2)), fields[4]
 
 
 def _with_flags(raw, flags):
     return b"".join(_encode_varint(4 << 3) + _encode_varint(flags) if n == 4 else r for n, _value, r in _fields(raw))
+
+
+def _pagemap_entry(vaddr, nr, flags):
+    return b"".join(_encode_varint(k << 3) + _encode_varint(v) for k, v in ((1, vaddr), (2, nr), (4, flags)))
+
+
+def _in_parents(image_dir, pid, vaddr, nr, depth=0):
+    """Where NR pages at VADDR of PID, marked PE_PARENT in IMAGE_DIR, are in its chain of pre-dumps (its
+    ``parent`` link, CRIU's): [(vaddr, pages, pages file, offset, lazy)], lazy as the pre-dump that wrote them
+    marked them."""
+    parent = os.path.join(image_dir, PARENT_LINK)
+    if depth > 64 or not os.path.isdir(parent):
+        raise SplitError("pages at %#x of process %s are in a parent image that is not there" % (vaddr, pid))
+    pages, _head, _first, rows = _plan(parent, pid)
+    out, end = [], vaddr + nr * PAGE_SIZE
+    for _raw, start, count, flags, offset in rows:
+        lo, hi = max(vaddr, start), min(end, start + count * PAGE_SIZE)
+        if lo >= hi:
+            continue
+        if flags & PE_PRESENT:
+            out.append((lo, (hi - lo) // PAGE_SIZE, os.path.join(os.path.realpath(parent), pages),
+                        offset + (lo - start), bool(flags & PE_LAZY)))
+        elif flags & PE_PARENT:
+            out += _in_parents(parent, pid, lo, (hi - lo) // PAGE_SIZE, depth + 1)
+    if sum(piece[1] for piece in out) != nr:
+        raise SplitError("pages at %#x of process %s are not all in its parent images" % (vaddr, pid))
+    return out
+
+
+def parents(image_dir):
+    """The pre-dump directories IMAGE_DIR's checkpoint stands on (its ``parent`` links, followed), nearest first."""
+    out, link = [], os.path.join(image_dir, PARENT_LINK)
+    while os.path.isdir(link) and len(out) < 64:
+        out.append(os.path.realpath(link))
+        link = os.path.join(out[-1], PARENT_LINK)
+    return out
 
 
 def _plan(image_dir, pid):
@@ -147,6 +184,15 @@ def _split_one(image_dir, pid):
     with open(os.path.join(image_dir, pages), "rb") as src, \
             open(os.path.join(image_dir, pages + ".split"), "wb") as dst:
         for raw, vaddr, nr, flags, offset in rows:
+            if flags & PE_PARENT and not flags & PE_PRESENT:  # unchanged since a pre-dump: served from there
+                for v, n, path, at, lazy in _in_parents(image_dir, pid, vaddr, nr):
+                    kept.append(_pagemap_entry(v, n, PE_LAZY if lazy else PE_PRESENT))
+                    if lazy:
+                        ranges.append([v, n, at, path])
+                    else:  # eager (a stack): into the archive, which carries no parent
+                        with open(path, "rb") as parent_pages:
+                            _copy_range(parent_pages, dst, at, n * PAGE_SIZE)
+                continue
             if flags & PE_PRESENT and flags & PE_LAZY:
                 kept.append(_with_flags(raw, PE_LAZY))
                 ranges.append([vaddr, nr, offset])
@@ -204,16 +250,27 @@ def _split(image_dir):
         raise SplitError("cannot split %s: %s" % (image_dir, e))
     os.mkdir(stash, 0o700)
     with open(os.path.join(stash, "index.json"), "w") as f:
-        json.dump(index, f)
+        json.dump(dict(index, parents=parents(image_dir)), f)
     for pid, one in index.items():
         for name in ("pagemap-%s.img" % pid, one["pages"]):
             os.rename(os.path.join(image_dir, name), os.path.join(stash, name))
             os.rename(os.path.join(image_dir, name + ".split"), os.path.join(image_dir, name))
-    lazy_pages = sum(nr for one in index.values() for _start, nr, _offset in one["ranges"])
+    if os.path.islink(os.path.join(image_dir, PARENT_LINK)):  # the archive carries no parent: it would dangle
+        os.rename(os.path.join(image_dir, PARENT_LINK), os.path.join(stash, PARENT_LINK))
+    lazy_pages = sum(r[1] for one in index.values() for r in one["ranges"])
     summary = {"pids": sorted(int(p) for p in index), "lazy_bytes": PAGE_SIZE * lazy_pages}
     with open(os.path.join(image_dir, MARKER), "w") as f:
         json.dump(summary, f)
     return summary
+
+
+def remove_tree(path):
+    """PATH removed if there, and its directory too once empty (a container's pre-dumps: DIR/ID/ROUND)."""
+    if os.path.isdir(path):
+        shutil.rmtree(path)
+    up = os.path.dirname(path.rstrip("/"))
+    if os.path.isdir(up) and not os.listdir(up):
+        os.rmdir(up)
 
 
 def _remove_split_files(image_dir):
@@ -242,14 +299,19 @@ def unsplit(image_dir):
             shutil.move(os.path.join(stash, name), os.path.join(image_dir, name))  # from memory: a copy
     if os.path.exists(os.path.join(image_dir, MARKER)):
         os.unlink(os.path.join(image_dir, MARKER))
-    discard(image_dir)
+    discard(image_dir, keep_parents=True)  # the restore in place reads them
     return True
 
 
-def discard(image_dir):
-    """The stash gone (its pages were served, or are back in IMAGE_DIR), and the scratch it lies in if linked."""
+def discard(image_dir, keep_parents=False):
+    """The stash gone (its pages were served, or are back in IMAGE_DIR), and the scratch it lies in if linked;
+    unless KEEP_PARENTS, the pre-dumps it stood on too."""
     stash = _stash(image_dir)
     target = os.path.realpath(stash)
+    if not keep_parents and os.path.isfile(os.path.join(target, "index.json")):
+        with open(os.path.join(target, "index.json")) as f:
+            for parent in json.load(f).get("parents") or []:
+                remove_tree(parent)
     if os.path.isdir(target):
         shutil.rmtree(target)
     if os.path.islink(stash):
@@ -266,15 +328,18 @@ class PageIndex:
         self.stash = _stash(image_dir)
         with open(os.path.join(self.stash, "index.json")) as f:
             index = json.load(f)
+        index.pop("parents", None)
         self.ranges = {int(pid): sorted(one["ranges"]) for pid, one in index.items()}
         self.files = {int(pid): os.path.join(self.stash, one["pages"]) for pid, one in index.items()}
 
     def lookup(self, pid, vaddr, nr_pages):
-        """(pages file, offset, pages) for NR_PAGES at VADDR of PID, clamped to the end of their range; or None."""
-        for start, nr, offset in self.ranges.get(pid, ()):
+        """(pages file, offset, pages) for NR_PAGES at VADDR of PID, clamped to the end of their range; or None.
+        A range's pages are in the stash's pages file of PID, or in the pre-dump's file it names."""
+        for one in self.ranges.get(pid, ()):
+            start, nr, offset = one[:3]
             if start <= vaddr < start + nr * PAGE_SIZE:
                 skip = (vaddr - start) // PAGE_SIZE
-                return self.files[pid], offset + skip * PAGE_SIZE, min(nr_pages, nr - skip)
+                return (one[3] if len(one) > 3 else self.files[pid]), offset + skip * PAGE_SIZE, min(nr_pages, nr - skip)
         return None
 
 

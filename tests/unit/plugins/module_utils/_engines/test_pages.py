@@ -2,6 +2,7 @@
 magic), and the page server answering CRIU's lazy-pages protocol over a socket pair. (The lab migrations run
 the same code on CRIU's real images.)"""
 
+import os
 import socket
 import struct
 import threading
@@ -10,7 +11,9 @@ import pytest
 
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines import pages
 from ansible_collections.stacklift.migrate.tests.unit.fakes import (
-    ENTRIES, LAZY, PRESENT, criu_checkpoint as checkpoint, page, snapshot)
+    ENTRIES, LAZY, PRESENT, criu_checkpoint as checkpoint, entry, page, snapshot, write_image)
+
+PARENT = pages.PE_PARENT
 
 
 def test_split_leaves_the_eager_pages_and_marks_the_rest_lazy_only(tmp_path):
@@ -41,9 +44,11 @@ def test_a_checkpoint_that_cannot_be_split_is_left_as_it_was(tmp_path):
     assert snapshot(d) == before and not pages.is_split(str(d))
     e = tmp_path / "e"
     e.mkdir()
-    d2 = checkpoint(e, entries=[(0x1000, 1, PRESENT | pages.PE_PARENT)])
-    with pytest.raises(pages.SplitError, match="parent"):
+    d2 = checkpoint(e, entries=[(0x1000, 1, pages.PE_PARENT)])  # pages in a pre-dump that is not there
+    before = snapshot(d2)
+    with pytest.raises(pages.SplitError, match="parent image that is not there"):
         pages.split(str(d2))
+    assert snapshot(d2) == before and not pages.is_split(str(d2))
 
 
 def test_the_index_finds_each_lazy_page_and_clamps_a_request_to_its_range(tmp_path):
@@ -139,3 +144,61 @@ def test_discard_removes_the_served_pages_and_their_scratch(tmp_path):
     pages.split(str(d))
     pages.discard(str(d))
     assert not pages.is_split(str(d)) and not (tmp_path / "disk" / ("checkpoint" + pages.STASH_SUFFIX)).exists()
+
+
+def dump(d, entries, round_, parent=None):
+    """A dump (or pre-dump) of process 7 into D: ENTRIES' present pages say ROUND_; PARENT its ``parent`` link."""
+    d.mkdir(parents=True)
+    write_image(d / "pagemap-7.img", [b"\x08\x03"] + [entry(*e) for e in entries])
+    (d / "pages-3.img").write_bytes(b"".join(round_ + page(v, i)[len(round_):] for v, n, f in entries if f & PRESENT
+                                             for i in range(n)))
+    if parent:
+        os.symlink(parent, str(d / pages.PARENT_LINK))
+    return d
+
+
+def files(d):
+    """D's files and where its parent link points."""
+    return {n: os.readlink(str(d / n)) if (d / n).is_symlink() else (d / n).read_bytes() for n in sorted(os.listdir(d))}
+
+
+def pre_copied(tmp_path):
+    """Two pre-dumps and the final dump of a process: a stack (eager) and two lazy ranges, partly dirtied."""
+    r1 = dump(tmp_path / "pre" / "1", [(0x10000, 2, PRESENT), (0x400000, 3, LAZY | PRESENT),
+                                       (0x7f0000, 4, LAZY | PRESENT)], b"r1")
+    dump(tmp_path / "pre" / "2", [(0x10000, 2, PARENT), (0x400000, 1, LAZY | PRESENT), (0x401000, 2, PARENT),
+                                  (0x7f0000, 4, PARENT)], b"r2", parent="../1")
+    final = dump(tmp_path / "checkpoint", [(0x10000, 1, PRESENT), (0x11000, 1, PARENT), (0x400000, 3, PARENT),
+                                           (0x7f0000, 2, LAZY | PRESENT), (0x7f2000, 2, PARENT)], b"f",
+                 parent=str(tmp_path / "pre" / "2"))
+    return final, r1
+
+
+def test_a_checkpoint_on_pre_dumps_is_split_with_its_lazy_pages_served_from_them(tmp_path):
+    d, _r1 = pre_copied(tmp_path)
+    before = files(d)
+    assert pages.split(str(d)) == {"pids": [7], "lazy_bytes": 7 * pages.PAGE_SIZE}
+    _head, raws = pages._read_image(str(d / "pagemap-7.img"))
+    assert [pages._entry(r) for r in raws[1:]] == [
+        (0x10000, 1, PRESENT), (0x11000, 1, PRESENT),  # the stack, its clean page taken from the first pre-dump
+        (0x400000, 1, LAZY), (0x401000, 2, LAZY), (0x7f0000, 2, LAZY), (0x7f2000, 2, LAZY)]
+    assert (d / "pages-3.img").read_bytes() == b"f" + page(0x10000, 0)[1:] + b"r1" + page(0x10000, 1)[2:]
+    assert not (d / pages.PARENT_LINK).exists()  # the archive carries no link that would dangle on the target
+    index = pages.PageIndex(str(d))
+    for vaddr, i, round_ in ((0x400000, 0, b"r2"), (0x402000, 2, b"r1"), (0x7f1000, 1, b"f"), (0x7f3000, 3, b"r1")):
+        path, offset, _count = index.lookup(7, vaddr, 1)
+        with open(path, "rb") as f:
+            f.seek(offset)
+            assert f.read(pages.PAGE_SIZE) == round_ + page(vaddr - i * pages.PAGE_SIZE, i)[len(round_):], hex(vaddr)
+    assert index.lookup(7, 0x400000, 8)[2] == 1  # a request ends where its pre-dump's range does
+    # a restore in place gets the checkpoint back as CRIU wrote it, on its pre-dumps, which stay for it
+    assert pages.unsplit(str(d)) is True
+    assert files(d) == before and (tmp_path / "pre" / "1").is_dir()
+
+
+def test_served_pages_are_discarded_with_the_pre_dumps_they_stood_on(tmp_path):
+    d, _r1 = pre_copied(tmp_path)
+    pages.split(str(d))
+    assert pages.parents(str(d)) == []  # its link went into the stash
+    pages.discard(str(d))
+    assert not pages.is_split(str(d)) and not (tmp_path / "pre").exists()
