@@ -107,7 +107,8 @@ STACK_DOC = {
     "services.tcp": "V(established) keeps open TCP connections through the move; V(close) drops them.",
     "services.memory": "How its memory crosses (default: the stack's C(memory)): V(eager), V(lazy) or V(auto).",
     "memory": "How its services' memory crosses (default: C(stacklift_memory)): V(eager) restores all of it before "
-              "a process runs again; V(lazy) fills it in afterwards (Podman targets); V(auto) takes lazy where it can.",
+              "a process runs again; V(lazy) fills it in afterwards (Podman targets); V(precopy+lazy) also pre-dumps it "
+              "before the fence (kernels with soft-dirty); V(auto) takes the fastest the hosts can.",
 }
 
 

@@ -88,13 +88,16 @@ options:
     default: false
   memory:
     description:
-      - On a target, the memory modes its services ask for (a service's C(memory) in the stack description).
-        V(lazy) is a problem where the host cannot restore lazily (not Podman with runc, no
-        M(stacklift.migrate.lazy_runtime), or a CRIU without userfaultfd); V(auto) is not, and RV(lazy_restore)
-        says which way it will go.
+      - The memory modes the host's services ask for (a service's C(memory) in the stack description).
+      - On a target, V(lazy) and V(precopy+lazy) are a problem where the host cannot restore lazily (not Podman
+        with runc, no M(stacklift.migrate.lazy_runtime), or a CRIU without userfaultfd); V(auto) is not, and
+        RV(lazy_restore) says which way it will go.
+      - On a source, V(precopy+lazy) is a problem where the host cannot pre-dump (a kernel without
+        C(CONFIG_MEM_SOFT_DIRTY), Docker, or no M(stacklift.migrate.lazy_runtime)); V(auto) is not, and the
+        C(pre_copy) of RV(source_facts) says whether it will.
     type: list
     elements: str
-    choices: [eager, lazy, auto]
+    choices: [eager, lazy, precopy+lazy, auto]
     default: []
 extends_documentation_fragment:
   - stacklift.migrate.attributes.READ_ONLY
@@ -175,6 +178,7 @@ source_facts:
       localhost/stacklift/postgres:latest: 8d2a41c0f3b9
     archive_bytes_estimate: 353326592
     cpuinfo: null
+    pre_copy: false
     compression: {link_mb_s: {10.231.0.12: 180.4}, compressor_mb_s: 96.2, ratio: 0.52, chosen: none}
 """
 
@@ -187,7 +191,8 @@ import time
 
 from ansible_collections.stacklift.migrate.plugins.module_utils._common.argspec import ArgumentSpec
 from ansible_collections.stacklift.migrate.plugins.module_utils._transport.ssh import SSH_SPEC
-from ansible_collections.stacklift.migrate.plugins.module_utils._engines.lazy import MEMORY_MODES, lazy_problem
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.lazy import LAZY_MODES, MEMORY_MODES, lazy_problem
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.precopy import dirty_tracking_problem
 from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import choose_compression
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import (
     NotFound, container_ips, container_volumes, parse_version)
@@ -357,6 +362,8 @@ def source_side(module, engine, host):
     problems += space_problems(p["archive_dir"], need, host)
     facts["archive_bytes_estimate"] = need
     facts["cpuinfo"] = criu_cpuinfo(module, "dump")
+    why, more = precopy_side(module, host)
+    facts["pre_copy"], problems = why is None, problems + more
     if links is not None:
         pids = [(c.get("State") or {}).get("Pid") for c in found.values() if c and (c.get("State") or {}).get("Pid")]
         facts["compression"] = compression_choice(module, links, pids)
@@ -417,7 +424,14 @@ def lazy_side(module, host):
         if rc != 0:
             why = "CRIU cannot use userfaultfd here: %s" % ((err or out).strip()[-200:] or "criu check failed")
     wanted = module.params["memory"]
-    return why, (["memory lazy: %s" % why] if why and "lazy" in wanted else [])
+    return why, ["memory %s: %s" % (w, why) for w in sorted(set(wanted) & set(LAZY_MODES))] if why else []
+
+
+def precopy_side(module, host):
+    """Why this source cannot pre-copy (None when it can), and the problems that makes for precopy+lazy."""
+    why = lazy_problem(host.get("engine"), host.get("runtime")) or dirty_tracking_problem(module.run_command)
+    return why, (["memory precopy+lazy: %s; lazy moves the pages after the restore without it" % why]
+                 if why and "precopy+lazy" in module.params["memory"] else [])
 
 
 def main():

@@ -23,7 +23,7 @@ description:
     C(services). A service: C(name), C(container) (default: the name), C(depends_on) (names of
     services), C(probe) (the options of M(stacklift.migrate.service_probe), C(type) at least;
     default a tcp probe), C(quiesce) (C(method): none, postgres_idle, http_drain or
-    connections_zero, with its options), C(tcp) (established or close), C(memory) (eager, lazy or auto), and C(source) and
+    connections_zero, with its options), C(tcp) (established or close), C(memory) (eager, lazy, precopy+lazy or auto), and C(source) and
     C(target) to override the stack's hosts."
   - The returned plan carries no password; see the C(stacklift.migrate.stack_secrets) filter.
 author:
@@ -61,10 +61,15 @@ options:
         the pages stay on the source, which serves them to the target over SSH until the target holds them
         all (Podman with M(stacklift.migrate.lazy_runtime) on both hosts, which the preflight installs). The
         pause no longer grows with the memory.
-      - V(auto) is lazy for a service holding 256 MiB or more when it is checkpointed, and eager for smaller
-        ones (their pause is the fixed part, which the lazy machinery only lengthens) and on Docker.
+      - V(precopy+lazy) is lazy, and before the fence, while the service still serves, pre-dumps its memory in
+        rounds, so that the checkpoint made with it frozen writes only the pages written to since the last
+        round. It needs a kernel that tracks written pages (C(CONFIG_MEM_SOFT_DIRTY), which stock Debian and
+        RHEL amd64 kernels have); the preflight refuses it on a source without, before anything is frozen.
+      - V(auto) is lazy for a service holding 256 MiB or more when it is checkpointed, pre-copied where the
+        source can, and eager for smaller ones (their pause is the fixed part, which the lazy machinery only
+        lengthens) and on Docker.
     type: str
-    choices: [eager, lazy, auto]
+    choices: [eager, lazy, precopy+lazy, auto]
     default: auto
   list_running:
     description: Return in RV(running) which of the stack's containers run on this host (a target,

@@ -19,9 +19,10 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 __all__ = [
-    "WRAPPER_PATH", "HELPER_PATH", "DROPIN_PATH", "REQUEST_DIR", "MEMORY_MODES", "MEMORY_DEFAULT", "AUTO_LAZY_BYTES", "wrapper_text", "helper_text",
-    "dropin_text", "real_runc", "read_text", "install_plan", "apply_plan", "is_container_id", "request_lazy",
-    "request_split", "split_outcome", "fill_state", "release_request", "stop_fill", "lazy_problem",
+    "WRAPPER_PATH", "HELPER_PATH", "DROPIN_PATH", "REQUEST_DIR", "MEMORY_MODES", "LAZY_MODES", "MEMORY_DEFAULT",
+    "AUTO_LAZY_BYTES", "wrapper_text", "helper_text", "dropin_text", "real_runc", "read_text", "install_plan",
+    "apply_plan", "is_container_id", "request_lazy", "request_split", "request_parent", "split_outcome", "fill_state",
+    "release_request", "stop_fill", "lazy_problem",
 ]
 
 import json
@@ -40,7 +41,10 @@ REQUEST_DIR = "/run/stacklift/lazy"
 # How a service's memory crosses: all of it before the restore returns, or filled in after it; auto: lazy from
 # AUTO_LAZY_BYTES of resident memory on (below, the wrapper's and the daemon's start cost more than the pages:
 # the demo's 40 MB paused 4.3 s eager and 4.9 s lazy, a Redis of 512 MiB 12 s eager and 2.3-2.6 s lazy).
-MEMORY_MODES = ("eager", "lazy", "auto")
+# precopy+lazy: lazy, its checkpoint on pre-dumps made while the service ran (precopy.py), where the kernel
+# tracks written pages; auto takes it there.
+MEMORY_MODES = ("eager", "lazy", "precopy+lazy", "auto")
+LAZY_MODES = ("lazy", "precopy+lazy")
 MEMORY_DEFAULT = "auto"
 AUTO_LAZY_BYTES = 256 << 20
 
@@ -49,7 +53,8 @@ _WRAPPER = r"""#!/bin/sh
 # Every call goes to the host's runc unchanged, except for containers stacklift named in {requests}:
 # - ID.pages: its checkpoint is split after runc wrote it ({helper} split): its lazy pages stay on this
 #   host, aside, for the target's daemon; ID.split gets the outcome. When ID.pages names a directory (on a
-#   tmpfs), runc writes the checkpoint there and the split moves the rest to the engine's directory;
+#   tmpfs), runc writes the checkpoint there and the split moves the rest to the engine's directory.
+#   ID.parent names the pre-dump the checkpoint continues (pre-copy);
 # - ID.request: its restore is lazy: CRIU's lazy-pages daemon fills its memory after it runs, from the
 #   images, or from the page server the request names ("remote ADDRESS PORT");
 # - a restore of a split checkpoint that is not lazy (a restore in place) gets its pages back first.
@@ -68,6 +73,15 @@ if [ -z "$id" ] || [ -z "$img" ]; then exec "$REAL" "$@"; fi
 if [ "$cmd" = checkpoint ]; then
   [ -f "$REQ/$id.pages" ] || exec "$REAL" "$@"
   scratch=$(cat "$REQ/$id.pages")
+  if [ -f "$REQ/$id.parent" ]; then
+    # pre-copied: the checkpoint continues stacklift's last pre-dump, and writes only what changed since
+    parent=$(cat "$REQ/$id.parent") first=1
+    for a in "$@"; do
+      if [ $first = 1 ]; then set --; first=0; fi
+      set -- "$@" "$a"
+      if [ "$a" = checkpoint ]; then set -- "$@" --parent-path "$parent"; fi
+    done
+  fi
   if [ -z "$scratch" ]; then
     "$REAL" "$@" || exit $?
     "$PY" "$HELPER" split "$img" > "$REQ/$id.split.tmp" 2>&1
@@ -212,10 +226,16 @@ def request_split(container_id, requests=REQUEST_DIR, scratch=""):
     _remove(requests, container_id, (".split",))
 
 
+def request_parent(container_id, parent, requests=REQUEST_DIR):
+    """Ask the wrapper to have CONTAINER_ID's next split checkpoint continue the pre-dump at PARENT."""
+    _check_path(parent, "a pre-dump's directory")
+    _request(requests, container_id, ".parent", parent)
+
+
 def split_outcome(container_id, requests=REQUEST_DIR):
     """The request gone, and what became of it: pages.split's summary ({pids, lazy_bytes, image_dir}), or
     None when the checkpoint is whole ({"error": why} when the split was tried and failed)."""
-    _remove(requests, container_id, (".pages",))
+    _remove(requests, container_id, (".pages", ".parent"))
     text = read_text(os.path.join(requests, container_id + ".split"))
     _remove(requests, container_id, (".split",))
     if text is None:

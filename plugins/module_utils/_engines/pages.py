@@ -26,7 +26,8 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 __all__ = ["STASH_SUFFIX", "MARKER", "PAGE_SIZE", "SplitError", "split", "unsplit", "discard", "is_split",
-           "PageIndex", "serve", "main", "parents", "remove_tree", "PARENT_LINK"]
+           "PageIndex", "serve", "main", "parents", "remove_tree", "PARENT_LINK",
+           "present_bytes"]
 
 import json
 import os
@@ -138,6 +139,12 @@ def _in_parents(image_dir, pid, vaddr, nr, depth=0):
     if sum(piece[1] for piece in out) != nr:
         raise SplitError("pages at %#x of process %s are not all in its parent images" % (vaddr, pid))
     return out
+
+
+def present_bytes(image_dir):
+    """The bytes of pages IMAGE_DIR's dump (or pre-dump) wrote, all its processes."""
+    return PAGE_SIZE * sum(nr for pid in _pids(image_dir) for _raw, _v, nr, flags, _o in _plan(image_dir, pid)[3]
+                           if flags & PE_PRESENT)
 
 
 def parents(image_dir):

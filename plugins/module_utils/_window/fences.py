@@ -16,9 +16,12 @@ __all__ = [
 ]
 
 import ipaddress
+import os
 import re
 
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base import EngineError, which as _which
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines import lazy, precopy
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.pages import remove_tree
 from ansible_collections.stacklift.migrate.plugins.module_utils._checks.host import (
     container_memory_bytes, memory_bytes, memory_scratch, process_start)
 
@@ -91,6 +94,7 @@ class Host:
         self.nft = nft
         self.conntrack = _which(conntrack)
         self.proc = "/proc"
+        self.pre_copy_dir = precopy.PRECOPY_DIR
 
     def memory_bytes(self, pid):
         """The resident memory of the host's process PID (0 when it cannot be read)."""
@@ -103,6 +107,22 @@ class Host:
     def scratch_for(self, need):
         """A directory in memory with room for NEED bytes, or "" (see memory_scratch)."""
         return memory_scratch(need, proc=self.proc)
+
+    def pre_copy_problem(self):
+        """Why this host cannot pre-dump (precopy.py), or None; asked once."""
+        if not hasattr(self, "_pre_copy_problem"):
+            self._pre_copy_problem = ("the host's runc is not found" if lazy.real_runc() is None
+                                      else precopy.dirty_tracking_problem(self.run))
+        return self._pre_copy_problem
+
+    def pre_copy(self, container_id):
+        """Pre-dump CONTAINER_ID's memory in rounds while it runs (precopy.pre_copy)."""
+        return precopy.pre_copy(self.run, lazy.real_runc(), container_id, root=self.pre_copy_dir)
+
+    def drop_pre_copy(self, container_id):
+        """CONTAINER_ID's pre-dumps gone (its checkpoint was restored in place, or removed)."""
+        if lazy.is_container_id(container_id):
+            remove_tree(os.path.join(self.pre_copy_dir, container_id))
 
     def process_start(self, pid):
         """When the host's process PID started, or None (no such process)."""

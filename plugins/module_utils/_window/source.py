@@ -60,6 +60,9 @@ class SourceWindow(Window):
                                 % (name, self.services[name]["container"], state.get("Status")))
             containers[name] = c
             self.starts[name] = self.host.process_start(state.get("Pid"))
+        wanted = [n for n in self.services if self.services[n].get("memory") == "precopy+lazy"]
+        if wanted and self.host.pre_copy_problem():
+            problems.append("service %s: memory precopy+lazy: %s" % (", ".join(wanted), self.host.pre_copy_problem()))
         running = [self.services[n]["container"] for n, c in containers.items()
                    if c and ((c.get("State") or {}).get("Running"))]
         info = self.engine.info()
@@ -104,6 +107,7 @@ class SourceWindow(Window):
                 reason = self.abort_reason()  # a rollback's note that came as the slot was given
                 if reason is not None:
                     raise WindowError("given up before the fence: %s" % (reason or "no reason given"), self.events)
+                self.pre_copy(containers)
                 if self.sender:
                     self.sender.tell("window")  # the targets' wait for the archives counts from now
                 events = self._checkpointed(containers, info)
@@ -277,7 +281,30 @@ class SourceWindow(Window):
                 lazy.lazy_problem(self.engine.name, None) is not None:
             return False
         pid = (container.get("State") or {}).get("Pid")
-        return wanted == "lazy" or self.host.memory_bytes(pid) >= lazy.AUTO_LAZY_BYTES
+        return wanted in lazy.LAZY_MODES or self.host.memory_bytes(pid) >= lazy.AUTO_LAZY_BYTES
+
+    def pre_copies(self, name, container):
+        """Whether NAME's split checkpoint continues pre-dumps made before the fence: its memory is
+        precopy+lazy, or auto and split, and this host's kernel tracks written pages."""
+        wanted = self.services[name].get("memory") or lazy.MEMORY_DEFAULT
+        return wanted in ("precopy+lazy", "auto") and self.splits(name, container) and \
+            self.host.pre_copy_problem() is None
+
+    def pre_copy(self, containers):
+        """Before the quiesce and the fence, while they serve: the rounds of pre-dumps of the services that
+        pre-copy, and the wrapper asked to have their checkpoints continue the last. A pre-copy that fails
+        leaves its checkpoint whole (lazy, as without it)."""
+        for name in [n for tier in self.tiers for n in tier]:
+            c = containers[name]
+            if self.done(name, "fenced") or not ((c.get("State") or {}).get("Running")) or \
+                    not self.pre_copies(name, c):
+                continue
+            start = time.time()
+            res = self.host.pre_copy(c["Id"])
+            if res["parent"]:
+                lazy.request_parent(c["Id"], res["parent"], self.lazy_requests)
+            self.record("pre_copied", name, started=start, rounds=res["rounds"], stopped=res["stopped"],
+                        error=res["error"])
 
     def _send_loop(self, queue, cond, failures):
         while True:
@@ -322,6 +349,7 @@ class SourceWindow(Window):
                     start = time.time()
                     self.engine.restore_in_place(self.services[name]["container"], tcp=self.services[name]["tcp"],
                                                  file_locks=True)
+                    self.host.drop_pre_copy((self.container(name) or {}).get("Id"))
                     self.record("rolled_back", name, started=start)
                 except EngineError as e:
                     problems.append("%s: restoring it in place failed: %s (its archive stays at %s)"
@@ -360,6 +388,7 @@ class SourceWindow(Window):
                 continue
             if c is not None:
                 self.engine.remove(svc["container"])
+                self.host.drop_pre_copy(c.get("Id"))
                 for volume in sorted(container_volumes(c)):
                     try:
                         self.engine.remove_volume(volume)

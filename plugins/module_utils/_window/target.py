@@ -210,7 +210,7 @@ class TargetWindow(Window):
         a source that could not split). A lazy restore on a host that cannot is refused. CONTAINER_ID: the
         container's, from its archive's manifest (the wrapper knows a restore by it)."""
         wanted = self.services[name].get("memory") or lazy.MEMORY_DEFAULT
-        if wanted != "lazy" and not remote:
+        if wanted not in lazy.LAZY_MODES and not remote:
             return "eager"
         problem = lazy.lazy_problem(self.engine.name, None)
         if not problem and not lazy.is_container_id(container_id):

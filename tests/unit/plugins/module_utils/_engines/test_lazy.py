@@ -144,6 +144,23 @@ for a in "$@"; do [ "$prev" = --image-path ] && mkdir -p "$a" && cp {made}/* "$a
         lazy.request_split(CID, str(requests), scratch="shm; rm -rf /")
 
 
+def test_a_pre_copied_checkpoint_is_asked_to_continue_its_last_pre_dump(tmp_path):
+    wrapper, requests, log, env = setup(tmp_path)
+    img = checkpoint(tmp_path)
+    parent = str(tmp_path / "pre" / CID / "3")
+    args = ["--root", "/run/runc", "checkpoint", "--image-path", str(img), "--work-path", str(tmp_path), CID]
+    lazy.request_parent(CID, parent, str(requests))
+    subprocess.run([str(wrapper)] + args, env=env, check=True, timeout=30)  # no split asked: runc as it was called
+    assert log.read_text().splitlines() == args
+    lazy.request_split(CID, str(requests))
+    subprocess.run([str(wrapper)] + args, env=env, check=True, timeout=30)
+    assert log.read_text().splitlines() == args[:3] + ["--parent-path", parent] + args[3:]
+    assert lazy.split_outcome(CID, str(requests))["pids"] == [7]
+    assert not os.listdir(str(requests))  # both requests gone with the checkpoint
+    with pytest.raises(ValueError):
+        lazy.request_parent(CID, "../3")
+
+
 def test_a_split_that_fails_leaves_the_checkpoint_whole_and_says_why(tmp_path):
     wrapper, requests, _log, env = setup(tmp_path)
     img = checkpoint(tmp_path)

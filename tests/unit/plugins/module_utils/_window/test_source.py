@@ -8,11 +8,12 @@ import time
 
 import pytest
 
-from ansible_collections.stacklift.migrate.plugins.module_utils._window import protocol, slots
+from ansible_collections.stacklift.migrate.plugins.module_utils._window import fences, protocol, slots
 from ansible_collections.stacklift.migrate.plugins.module_utils._window import base as window
 from ansible_collections.stacklift.migrate.plugins.module_utils._window import source as window_source
 from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import sha256_file
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.journal import Journal, fold
+from ansible_collections.stacklift.migrate.tests.unit.fakes import PRESENT, entry, write_image
 from ansible_collections.stacklift.migrate.tests.unit.plugins.module_utils._window.window_fakes import (
     Containers, SERVICES, Sender, engine_runner, make_window, run_dir)
 
@@ -285,3 +286,74 @@ def test_auto_splits_a_service_of_256_mib_or_more(tmp_path, monkeypatch, rss_kib
     sender.served["cache"] = {"pages": 1, "requests": 1, "seconds": 0.1}
     a.checkpointed()
     assert ("cache" in sender.pages) is split and bool(a.split_services()) is split
+
+
+def pre_copying_source(tmp_path, monkeypatch, memory="precopy+lazy", tracks=True, fail=False):
+    """A source whose cache is split (split_source), on a kernel that tracks written pages (TRACKS) or not, its
+    runc's pre-dump writing 4 MiB (or failing, FAIL)."""
+    a, sender, containers = split_source(tmp_path, monkeypatch, memory=memory)
+    runner = a.engine.runner
+    monkeypatch.setattr(fences.lazy, "real_runc", lambda: "/usr/bin/runc")
+    a.host.pre_copy_dir = str(tmp_path / "pre")
+    runner.answers["criu check --feature mem_dirty_track"] = (0, "", "") if tracks else (
+        1, "", "Warn  (criu/cr-check.c:824): Dirty tracking is OFF. Memory snapshot will not work.\n")
+
+    def predump(argv):
+        if fail:
+            return 1, "", "criu failed: type PRE_DUMP errno 0"
+        image_dir = argv[argv.index("--image-path") + 1]
+        write_image(os.path.join(image_dir, "pagemap-1.img"), [b"\x08\x03", entry(0x400000, 1024, PRESENT)])
+        with open(os.path.join(image_dir, "pages-3.img"), "wb") as f:
+            f.write(b"\0" * 1024 * 4096)
+        return 0, "", ""
+    runner.answers["runc checkpoint --pre-dump"] = predump
+    checkpoint = runner.answers["podman container checkpoint"]
+
+    def wrapped(argv):  # what the wrapper read: the pre-dump to continue
+        parent = tmp_path / "lazy" / ("cd" * 32 + ".parent")
+        runner.parent = parent.read_text() if parent.exists() else None
+        return checkpoint(argv)
+    runner.answers["podman container checkpoint"] = wrapped
+    protocol.write_note(a.archive_dir, "shop", "commit", "r1")
+    sender.served["cache"] = {"pages": 1, "requests": 1, "seconds": 0.1}
+    return a, runner
+
+
+def test_a_pre_copied_checkpoint_continues_the_pre_dumps_made_before_the_fence(tmp_path, monkeypatch):
+    a, runner = pre_copying_source(tmp_path, monkeypatch)
+    a.checkpointed()
+    calls = [" ".join(c) for c in runner.calls]
+    predump = next(i for i, c in enumerate(calls) if "--pre-dump" in c)
+    fence = next(i for i, c in enumerate(calls) if c.startswith("nsenter") and "-f -" in c)
+    assert predump < fence  # while the cache still served
+    rec = a.state["services"]["cache"]["pre_copied"]
+    assert rec["rounds"][0]["bytes"] == 4 << 20 and rec["stopped"].startswith("converged") and rec["error"] is None
+    assert runner.parent == str(tmp_path / "pre" / ("cd" * 32) / "1")
+    assert not os.listdir(str(tmp_path / "lazy"))  # the requests are gone with the checkpoint
+
+
+def test_a_pre_copy_that_fails_leaves_a_whole_lazy_checkpoint(tmp_path, monkeypatch):
+    a, runner = pre_copying_source(tmp_path, monkeypatch, fail=True)
+    a.checkpointed()
+    rec = a.state["services"]["cache"]
+    assert rec["pre_copied"]["error"].startswith("round 1: runc checkpoint --pre-dump failed (1)")
+    assert runner.parent is None and rec["checkpointed"]["pages"]  # split, served from the source as lazy is
+
+
+def test_precopy_where_the_kernel_does_not_track_written_pages_is_refused_before_the_fence(tmp_path, monkeypatch):
+    a, runner = pre_copying_source(tmp_path, monkeypatch, tracks=False)
+    with pytest.raises(window.WindowError, match="service cache: memory precopy\\+lazy: this kernel does not track "
+                                                 "the pages written to \\(CONFIG_MEM_SOFT_DIRTY"):
+        a.checkpointed()
+    assert not [c for c in runner.calls if c[0] == "nsenter" or "checkpoint" in c]
+
+
+def test_auto_pre_copies_only_where_the_kernel_tracks_written_pages(tmp_path, monkeypatch):
+    for tracks in (False, True):
+        d = tmp_path / str(tracks)
+        d.mkdir()
+        a, runner = pre_copying_source(d, monkeypatch, memory="auto", tracks=tracks)
+        monkeypatch.setattr(a.host, "memory_bytes", lambda pid: 512 << 20)
+        a.checkpointed()
+        assert ("pre_copied" in a.state["services"]["cache"]) is tracks and a.split_services(), tracks
+        assert (runner.parent is not None) is tracks
