@@ -24,11 +24,11 @@ import re
 
 from xml.sax.saxutils import escape
 
-PHASES = ["quiesce", "fence", "checkpoint", "transfer", "restore", "ready", "commit", "fill", "rollback"]
-COLOURS = {"quiesce": "#9e9e9e", "fence": "#e53935", "checkpoint": "#fb8c00", "transfer": "#1e88e5",
+PHASES = ["precopy", "quiesce", "fence", "checkpoint", "transfer", "restore", "ready", "commit", "fill", "rollback"]
+COLOURS = {"precopy": "#ffcc80", "quiesce": "#9e9e9e", "fence": "#e53935", "checkpoint": "#fb8c00", "transfer": "#1e88e5",
            "restore": "#43a047", "ready": "#8e24aa", "commit": "#212121", "fill": "#00acc1", "rollback": "#6d4c41"}
 # The hosts' marker records (window_source, window_target) -> the phase each closes.
-STEP_PHASES = {"quiesced": "quiesce", "fenced": "fence", "checkpointed": "checkpoint", "sent": "transfer", "restored": "restore",
+STEP_PHASES = {"pre_copied": "precopy", "quiesced": "quiesce", "fenced": "fence", "checkpointed": "checkpoint", "sent": "transfer", "restored": "restore",
                "ready": "ready", "committed": "commit", "resident": "fill", "removed": "rollback", "rolled_back": "rollback",
                "unfenced": "rollback"}
 
@@ -64,6 +64,8 @@ def window_events(results, offsets=None):
                     extra["compression"] = rec["compression"]
             elif phase == "transfer" and rec.get("bytes") is not None:
                 extra = {"bytes": rec["bytes"]}
+            elif phase == "precopy":  # its rounds' bytes written and seconds, why they stopped, or what failed
+                extra = {k: rec.get(k) for k in ("rounds", "stopped", "error")}
             elif phase == "restore" and rec.get("memory"):
                 extra = {k: rec[k] for k in ("memory", "pages_from") if rec.get(k)}
             if rec.get("timings"):  # the engine's, CRIU's and stacklift's own steps, in seconds
@@ -175,6 +177,12 @@ def summary(report):
         lines.append("downtime (first fence to the %s): %.3f s"
                      % ("commit" if report["outcome"] == "migrated" else "source serving again", report["downtime_s"]))
     for name, s in sorted(report["services"].items()):
+        pre = s["phases"].get("precopy")
+        if pre:
+            lines.append("%s: pre-copied in %d round(s), %s MB, the last %s MB%s" % (
+                name, len(pre.get("rounds") or []), round(sum(r["bytes"] for r in pre.get("rounds") or []) / 1e6, 1),
+                round(((pre.get("rounds") or [{}])[-1].get("bytes") or 0) / 1e6, 1),
+                " (%s)" % pre["error"] if pre.get("error") else ""))
         if s.get("memory") == "lazy" and s.get("resident_s") is not None:
             lines.append("%s: restored lazily (pages from the %s), its memory all there %.3f s after the first fence"
                          % (name, s.get("pages_from") or "images", s["resident_s"]))

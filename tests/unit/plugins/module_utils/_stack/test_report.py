@@ -113,3 +113,16 @@ def test_the_downtime_is_measured_on_the_sources_clock():
     assert r["downtime_s"] == 4.0
     assert r["clock"] == {"reference": "source", "target_offsets_s": {"db": 100.0, "app": 100.0}, "max_error_s": 0.002}
     assert r["services"]["app"]["phases"]["ready"] == {"start": 103.0, "end": 103.4, "seconds": 0.4}
+
+
+def test_a_pre_copy_is_reported_before_the_fence_and_outside_the_pause():
+    phases = copy.deepcopy(PHASES)
+    rounds = [{"bytes": 1 << 30, "seconds": 2.5}, {"bytes": 12 << 20, "seconds": 0.2}]
+    phases["window"][0]["events"].insert(0, rec("pre_copied", "db", 98.0, started=95.3, rounds=rounds,
+                                                stopped="converged: the last round wrote 12582912 bytes", error=None))
+    r = report.build(PLAN, phases, "node1", "node2", "migrated")
+    assert r["downtime_s"] == 4.0 and r["started"] == 95.3
+    assert r["services"]["db"]["phases"]["precopy"] == {
+        "start": 95.3, "end": 98.0, "seconds": 2.7, "rounds": rounds,
+        "stopped": "converged: the last round wrote 12582912 bytes", "error": None}
+    assert "db: pre-copied in 2 round(s), 1086.3 MB, the last 12.6 MB\n" in report.summary(r)
