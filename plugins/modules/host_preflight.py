@@ -429,7 +429,10 @@ def lazy_side(module, host):
 
 def precopy_side(module, host):
     """Why this source cannot pre-copy (None when it can), and the problems that makes for precopy+lazy."""
-    why = lazy_problem(host.get("engine"), host.get("runtime")) or dirty_tracking_problem(module.run_command)
+    why = None  # the runtime wrapper it also needs is installed by the preflight role, after this check
+    if host.get("engine") != "podman" or (host.get("runtime") or "runc") != "runc":
+        why = "pre-copy needs Podman with runc (it pre-dumps through runc; Docker has no pre-dump)"
+    why = why or dirty_tracking_problem(module.run_command)
     return why, (["memory precopy+lazy: %s; lazy moves the pages after the restore without it" % why]
                  if why and "precopy+lazy" in module.params["memory"] else [])
 

@@ -175,3 +175,32 @@ def test_a_lazy_postgresql_migration_keeps_every_row(node1, node2, lazydb, tmp_p
     assert node2.out("%s %s" % (PSQL, PG_SUM), timeout=300) == lazydb
     node2.run("%s \"INSERT INTO t VALUES (0, 'after')\"" % PSQL)  # and it takes writes
     assert node1.run("podman container exists lazydb", check=False).returncode != 0
+
+
+def test_precopy_is_refused_before_anything_is_frozen_where_the_kernel_lacks_soft_dirty(node1, node2, tmp_path):
+    """This machine's kernel has no CONFIG_MEM_SOFT_DIRTY: precopy+lazy is refused by the preflight, naming it, and
+    the service runs on untouched; auto takes lazy there, without pre-copy."""
+    clean(node1, node2)
+    node1.run("podman network create --subnet %s %s >/dev/null && podman run -d --name lazycache --network %s --ip %s "
+              "--entrypoint /usr/bin/redis-server %s --bind 0.0.0.0 --protected-mode no --save '' >/dev/null && "
+              "until podman exec lazycache redis-cli ping >/dev/null 2>&1; do sleep 0.1; done && "
+              "podman exec lazycache redis-cli set session:7 kept >/dev/null" % (SUBNET, NET, NET, IP, REDIS))
+    try:
+        pid = node1.out("podman inspect -f '{{.State.Pid}}' lazycache")
+        res, failed = run_module("node1", "host_preflight", {"role": "source", "containers": ["lazycache"],
+                                                             "memory": ["auto"]})
+        assert not failed and res["source_facts"]["pre_copy"] is False and not res["problems"], res
+        stack = dict(STACK, services=[dict(STACK["services"][0], memory="precopy+lazy")])
+        vars_file = tmp_path / "stack.json"
+        vars_file.write_text(json.dumps({"stacklift_stack": stack}))
+        res = playbook(REPO / "migrate_stack.yml", "-e", "@%s" % vars_file, report_dir=tmp_path / "reports")
+        assert res.returncode != 0
+        assert re.search(r"preflight failed, nothing was touched: node1: memory precopy\+lazy: this kernel does not "
+                         r"track the pages written to \(CONFIG_MEM_SOFT_DIRTY", res.stdout), res.stdout[-3000:]
+        # the same process serves on, never frozen, never fenced
+        assert node1.out("podman inspect -f '{{.State.Pid}}' lazycache") == pid
+        assert node1.out("podman exec lazycache redis-cli get session:7") == "kept"
+        assert node1.run("nsenter -t %s -n nft list table inet stacklift_fence" % pid, check=False).returncode != 0
+        assert node2.run("podman container exists lazycache", check=False).returncode != 0
+    finally:
+        clean(node1, node2)
