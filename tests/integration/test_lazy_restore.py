@@ -6,6 +6,7 @@ from the source after the restore) and its keys checked with DEBUG DIGEST, and a
 import json
 import re
 import subprocess
+import time
 
 import pytest
 
@@ -132,6 +133,33 @@ def test_a_lazy_copy_refused_before_the_commit_rolls_back_with_nothing_lost(node
     res, report = migrate(again)
     assert res.returncode == 0, res.stdout[-3000:]
     assert node2.out("podman exec lazycache redis-cli debug digest", timeout=300) == lazycache
+
+
+def test_a_fill_that_dies_after_the_commit_stalls_the_copy_rather_than_leaving_it_zeros(node1, node2, lazycache, tmp_path):
+    """The daemon killed once the commit is recorded on the target: its keeper still holds the userfaultfd, so the
+    copy waits for the pages it lacks instead of faulting in empty ones (without it, Redis crashed here on zeroed
+    memory); the run fails, naming it. Removing the copy ends the keeper."""
+    node2.run("rm -f /run/stacklift/lazy/*", check=False)
+    vars_file = tmp_path / "stack.json"
+    vars_file.write_text(json.dumps({"stacklift_stack": STACK}))
+    run = playbook(REPO / "migrate_stack.yml", "-e", "@%s" % vars_file, report_dir=tmp_path / "reports",
+                   background=True)
+    try:  # once the target has recorded the commit (its fence lifted), while the memory still fills
+        out = node2.out("for i in $(seq 1 6000); do grep -q '\"step\": \"committed\"' "
+                        "/var/lib/stacklift/checkpoints/lazy.journal 2>/dev/null && break; sleep 0.02; done; "
+                        "f=$(ls /run/stacklift/lazy/*.pid | head -1); [ -e \"${f%.pid}.rc\" ] && echo too-late; "
+                        "cat \"${f%.pid}.kept\"; kill -9 $(cat $f) && echo killed", timeout=180, check=False)
+    finally:  # the run ends by itself either way (a killed controller would leave its windows to their timeouts)
+        stdout = run.communicate(timeout=900)[0]
+    assert "killed" in out and '"held": 1' in out and "too-late" not in out, (out, stdout[-3000:])
+    assert run.returncode != 0 and re.search(r"cache: committed, but its memory was not filled in \(criu lazy-pages "
+                                             r"exited 137.*it stalls on the pages it lacks", stdout), stdout[-3000:]
+    time.sleep(1)
+    assert node2.out("podman inspect -f '{{.State.Running}}' lazycache") == "true"  # stalled, not crashed
+    assert node2.run("timeout 3 podman exec lazycache redis-cli debug digest", check=False).returncode == 124
+    assert node2.run("pgrep -f '[p]ages.py keep'", check=False).returncode == 0
+    node2.run("podman rm -f -t 0 lazycache >/dev/null")
+    node2.run("for i in $(seq 1 100); do pgrep -f '[p]ages.py keep' >/dev/null || exit 0; sleep 0.05; done; exit 1")
 
 
 PG = "localhost/stacklift/postgres:latest"

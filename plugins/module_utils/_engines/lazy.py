@@ -22,7 +22,7 @@ __all__ = [
     "WRAPPER_PATH", "HELPER_PATH", "DROPIN_PATH", "REQUEST_DIR", "MEMORY_MODES", "LAZY_MODES", "MEMORY_DEFAULT",
     "AUTO_LAZY_BYTES", "wrapper_text", "helper_text", "dropin_text", "real_runc", "read_text", "install_plan",
     "apply_plan", "is_container_id", "request_lazy", "request_split", "request_parent", "split_outcome", "fill_state",
-    "release_request", "stop_fill", "lazy_problem",
+    "release_request", "stop_fill", "lazy_problem", "hold_problem",
 ]
 
 import json
@@ -47,6 +47,7 @@ MEMORY_MODES = ("eager", "lazy", "precopy+lazy", "auto")
 LAZY_MODES = ("lazy", "precopy+lazy")
 MEMORY_DEFAULT = "auto"
 AUTO_LAZY_BYTES = 256 << 20
+POLL = 0.02
 
 _WRAPPER = r"""#!/bin/sh
 # stacklift's OCI runtime wrapper (stacklift.migrate.lazy_runtime wrote it; it rewrites it).
@@ -56,16 +57,17 @@ _WRAPPER = r"""#!/bin/sh
 #   tmpfs), runc writes the checkpoint there and the split moves the rest to the engine's directory.
 #   ID.parent names the pre-dump the checkpoint continues (pre-copy);
 # - ID.request: its restore is lazy: CRIU's lazy-pages daemon fills its memory after it runs, from the
-#   images, or from the page server the request names ("remote ADDRESS PORT");
+#   images, or from the page server the request names ("remote ADDRESS PORT"); once it runs, a keeper
+#   ({helper} keep) holds the daemon's userfaultfds too (ID.kept);
 # - a restore of a split checkpoint that is not lazy (a restore in place) gets its pages back first.
 REAL={real}
 REQ={requests}
 PY={python}
 HELPER={helper}
 case " $* " in *" restore "*|*" checkpoint "*) ;; *) exec "$REAL" "$@" ;; esac
-id= img= work= prev= cmd=
+id= img= work= prev= cmd= pidfile=
 for a in "$@"; do
-  case "$prev" in --image-path) img=$a ;; --work-path) work=$a ;; esac
+  case "$prev" in --image-path) img=$a ;; --work-path) work=$a ;; --pid-file) pidfile=$a ;; esac
   case "$a" in restore|checkpoint) [ -z "$cmd" ] && cmd=$a ;; esac
   prev=$a; id=$a
 done
@@ -123,6 +125,10 @@ for a in "$@"; do
   set -- "$@" "$a"
   if [ "$a" = restore ]; then set -- "$@" --lazy-pages; fi
 done
+if [ -n "$pidfile" ]; then
+  # a second holder of the daemon's userfaultfds: if it dies mid-fill, the process stalls instead of reading zeros
+  setsid "$PY" "$HELPER" keep "$REQ/$id" "$img" "$pidfile" </dev/null >"$REQ/$id.keep.log" 2>&1 &
+fi
 exec "$REAL" "$@"
 """
 
@@ -214,7 +220,7 @@ def request_lazy(container_id, requests=REQUEST_DIR, page_server_port=None):
     (the source's, forwarded over SSH)."""
     text = "remote 127.0.0.1 %d\n" % int(page_server_port) if page_server_port else ""
     _request(requests, container_id, ".request", text)
-    _remove(requests, container_id, (".rc", ".pid", ".log"))
+    _remove(requests, container_id, (".rc", ".pid", ".log", ".kept", ".keep.log"))
 
 
 def request_split(container_id, requests=REQUEST_DIR, scratch=""):
@@ -279,6 +285,30 @@ def fill_state(container_id, requests=REQUEST_DIR):
     if os.path.exists(base + ".rc"):
         return fill_state(container_id, requests)
     return {"state": "failed", "detail": "criu lazy-pages (pid %s) is gone without a status" % pid.strip()}
+
+
+def hold_problem(container_id, requests=REQUEST_DIR, wait=2.0):
+    """Why the keeper of CONTAINER_ID's fill does not hold every userfaultfd of its daemon (pages.keep), or None
+    (it does, or the fill is over). Waits up to WAIT for a keeper that is starting."""
+    base = os.path.join(requests, container_id)
+    deadline = time.time() + wait
+    while True:
+        kept = read_text(base + ".kept")
+        if kept is not None or fill_state(container_id, requests)["state"] != "filling":
+            break
+        if time.time() >= deadline:
+            said = " / ".join((read_text(base + ".keep.log") or "").strip().splitlines()[-2:])
+            return "no keeper holds its fill's userfaultfds%s" % (": " + said if said else "")
+        time.sleep(POLL)
+    if kept is None:
+        return None
+    try:
+        kept = json.loads(kept)
+    except ValueError:
+        return "its keeper's record is not JSON: %r" % kept[:100]
+    if kept.get("held", 0) < kept.get("expected", 0):
+        return "its keeper holds %s of the %s userfaultfds of its fill" % (kept.get("held"), kept.get("expected"))
+    return None
 
 
 def stop_fill(container_id, requests=REQUEST_DIR):

@@ -27,7 +27,7 @@ __metaclass__ = type
 
 __all__ = ["STASH_SUFFIX", "MARKER", "PAGE_SIZE", "SplitError", "split", "unsplit", "discard", "is_split",
            "PageIndex", "serve", "main", "parents", "remove_tree", "PARENT_LINK",
-           "present_bytes"]
+           "present_bytes", "keep", "lazy_processes"]
 
 import json
 import os
@@ -35,6 +35,7 @@ import re
 import shutil
 import struct
 import sys
+import time
 
 STASH_SUFFIX = ".stacklift-pages"
 MARKER = "stacklift-pages.json"  # in the image directory: it travels in the archive
@@ -390,12 +391,100 @@ def serve(chan, index, counts=None):
             os.close(fd)
 
 
+_SYS_PIDFD_GETFD = 438  # the same number on every architecture (added after their tables were unified)
+_UFFD_LINK = "anon_inode:[userfaultfd]"
+
+
+def _userfaultfds(pid, proc="/proc"):
+    """The descriptor numbers of process PID that are userfaultfds."""
+    out = []
+    for name in os.listdir("%s/%d/fd" % (proc, pid)):
+        try:
+            if os.readlink("%s/%d/fd/%s" % (proc, pid, name)) == _UFFD_LINK:
+                out.append(int(name))
+        except OSError:
+            pass
+    return sorted(out)
+
+
+def _pidfd_getfd(pidfd, fd):
+    import ctypes  # pylint: disable=import-outside-toplevel
+    libc = ctypes.CDLL(None, use_errno=True)
+    got = libc.syscall(_SYS_PIDFD_GETFD, pidfd, fd, 0)
+    if got < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, "pidfd_getfd: %s" % os.strerror(err))
+    return got
+
+
+def lazy_processes(image_dir):
+    """How many processes of IMAGE_DIR's checkpoint have pages restored lazily (each gets a userfaultfd)."""
+    return sum(1 for pid in _pids(image_dir)
+               if any(flags & PE_LAZY for _raw, _v, _nr, flags, _o in _plan(image_dir, pid)[3]))
+
+
+def _wait_exit(pidfd, timeout=None):
+    import select  # pylint: disable=import-outside-toplevel
+    return bool(select.select([pidfd], [], [], timeout)[0])
+
+
+def keep(base, image_dir, pid_file, proc="/proc", settle=5.0):
+    """Hold a second reference to each userfaultfd of a lazy restore's daemon (its pid in BASE.pid, its status
+    in BASE.rc), so that the restored process stalls on the pages it lacks if the daemon dies before they are
+    all in, rather than reading zeros where they were: the kernel unregisters a userfaultfd's ranges once its
+    last reference closes, and the process then faults in empty pages (Redis crashed so here).
+
+    Started with the restore: it counts the processes of IMAGE_DIR that take lazy pages (the engine removes the
+    directory after the restore), waits for the restored process (its pid in PID_FILE, which the runtime writes
+    once the restore is done), then takes that many userfaultfds from the daemon; BASE.kept says how many.
+    When the daemon ends with status 0 (every page in), they are let go; otherwise they are held until the
+    restored process is gone (the copy removed). Returns the exit status."""
+    with open(base + ".pid") as f:
+        daemon = int(f.read().strip())
+    expected = lazy_processes(image_dir)
+    daemon_fd = os.pidfd_open(daemon)
+    restored = None
+    while restored is None:
+        if _wait_exit(daemon_fd, 0.01):
+            return 0  # the fill ended (or the restore failed and it was stopped): nothing to hold
+        text = open(pid_file).read().strip() if os.path.exists(pid_file) else ""
+        restored = int(text) if text.isdigit() else None
+    held, deadline = {}, time.time() + settle
+    while len(held) < expected and time.time() < deadline and not _wait_exit(daemon_fd, 0):
+        for fd in _userfaultfds(daemon, proc):
+            if fd not in held:
+                held[fd] = _pidfd_getfd(daemon_fd, fd)
+        if len(held) < expected:
+            time.sleep(0.01)
+    with open(base + ".kept.tmp", "w") as f:
+        json.dump({"held": len(held), "expected": expected}, f)
+    os.rename(base + ".kept.tmp", base + ".kept")
+    _wait_exit(daemon_fd)
+    for _i in range(100):  # the daemon's status follows its exit
+        if os.path.exists(base + ".rc"):
+            break
+        time.sleep(0.05)
+    with open(base + ".rc") if os.path.exists(base + ".rc") else open(os.devnull) as f:
+        filled = f.read().strip() == "0"
+    if not filled:
+        _wait_exit(os.pidfd_open(restored))
+    for fd in held.values():
+        os.close(fd)
+    return 0 if filled else 1
+
+
 def main(argv=None):
     """``pages.py split IMAGE_DIR [HOME]`` or ``pages.py unsplit IMAGE_DIR``: the runtime wrapper's helper.
     Prints JSON; exit 1 on failure."""
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["keep"] and len(argv) == 4:
+        try:
+            return keep(*argv[1:])
+        except (OSError, ValueError, SplitError, IndexError, struct.error) as e:
+            sys.stdout.write("keep: %s\n" % e)
+            return 1
     if not (argv[:1] == ["split"] and len(argv) in (2, 3) or argv[:1] == ["unsplit"] and len(argv) == 2):
-        sys.stderr.write("usage: pages.py split IMAGE_DIR [HOME] | unsplit IMAGE_DIR\n")
+        sys.stderr.write("usage: pages.py split IMAGE_DIR [HOME] | unsplit IMAGE_DIR | keep BASE IMAGE_DIR PID_FILE\n")
         return 2
     try:
         if argv[0] == "split":

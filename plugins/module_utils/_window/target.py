@@ -225,15 +225,20 @@ class TargetWindow(Window):
         return {n: s["restored"]["container_id"] for n, s in self.state["services"].items()
                 if (s.get("restored") or {}).get("memory") == "lazy"}
 
-    def _fill_failures(self, names=None):
-        """The lazy fills of this run's services (NAMES, default all) that died: [message]."""
+    def _fill_failures(self, names=None, held=False):
+        """The lazy fills of this run's services (NAMES, default all) that died, or (HELD) whose daemon's
+        userfaultfds no keeper holds too (a copy whose daemon died after the commit would read zeros where its
+        pages were): [message]."""
         out = []
         for name, cid in sorted(self.lazy_services().items()):
             if names is None or name in names:
                 state = lazy.fill_state(cid, self.lazy_requests)
+                problem = lazy.hold_problem(cid, self.lazy_requests) if held else None
                 if state["state"] == "failed":
                     out.append("%s: its memory was not filled in (%s); the process stalls on the pages it lacks"
                                % (name, state["detail"]))
+                elif problem:
+                    out.append("%s: %s" % (name, problem))
         return out
 
     def _await_resident(self, timeout):
@@ -282,7 +287,7 @@ class TargetWindow(Window):
                                 progress=progress, baseline=spec.get("progress_baseline"))
         if not res["ready"]:
             raise WindowError("failed its %s probe for %.1f s (%s)" % (spec["type"], res["elapsed"], res["detail"]))
-        failed = self._fill_failures([name])
+        failed = self._fill_failures([name], held=True)
         if failed:
             raise WindowError(failed)
         self.record("ready", name, started=start, attempts=res["attempts"])

@@ -307,8 +307,9 @@ def test_a_ready_target_waits_fenced_for_the_commit_note_of_its_run_and_commits_
 CID = "ab" * 32
 
 
-def lazy_target(tmp_path, rc):
-    """A target whose db was restored lazily by run r1, its fill ended with RC (None: still filling)."""
+def lazy_target(tmp_path, rc, held=1):
+    """A target whose db was restored lazily by run r1, its fill ended with RC (None: still filling), its keeper
+    holding HELD of its daemon's one userfaultfd (None: no keeper)."""
     runner = engine_runner(tmp_path, Containers(**{"shop-db": "running"}))
     write_arrival(tmp_path, "shop-db")
     marker = Journal(str(tmp_path / "ck" / "shop.journal"))
@@ -320,9 +321,19 @@ def lazy_target(tmp_path, rc):
     if rc is not None:
         (requests / (CID + ".rc")).write_text("%d\n" % rc)
         (requests / (CID + ".log")).write_text("uffd: 1-8: the last words\n")
+    if held is not None:
+        (requests / (CID + ".kept")).write_text(json.dumps({"held": held, "expected": 1}))
     a = make_window(window_target.TargetWindow, tmp_path, runner, services={"db": SERVICES["db"]}, wait_timeout=1)
     a.lazy_requests = str(requests)
     return a, runner
+
+
+@pytest.mark.parametrize("held, why", [(None, "no keeper holds its fill's userfaultfds: keep: EPERM"),
+                                       (0, "its keeper holds 0 of the 1 userfaultfds of its fill"), (1, None)])
+def test_a_copy_still_filling_is_ready_only_with_a_second_holder_of_its_userfaultfds(tmp_path, held, why):
+    a, _runner = lazy_target(tmp_path, None, held=held)
+    (tmp_path / "lazy" / (CID + ".keep.log")).write_text("keep: EPERM\n")
+    assert a._fill_failures(["db"], held=True) == (["db: %s" % why] if why else [])  # what its probe asks
 
 
 def test_a_copy_whose_lazy_fill_died_is_never_committed(tmp_path):
