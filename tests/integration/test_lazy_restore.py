@@ -166,8 +166,8 @@ PG = "localhost/stacklift/postgres:latest"
 PG_IP = "10.89.40.6"
 PSQL = "podman exec lazydb psql -h %s -U postgres -Atq -c" % PG_IP  # the lab image trusts the network, not localhost
 PG_SUM = "\"SELECT count(*) || ':' || sum(hashtext(v)::bigint) FROM t\""
-PG_STACK = dict(STACK, name="lazypg", services=[{"name": "db", "container": "lazydb", "probe": {"type": "postgres"},
-                                                  "tcp": "established", "memory": "lazy"}])
+PG_SERVICE = {"name": "db", "container": "lazydb", "probe": {"type": "postgres"}, "tcp": "established", "memory": "lazy"}
+PG_STACK = dict(STACK, name="lazypg", services=[PG_SERVICE])
 
 
 @pytest.fixture
