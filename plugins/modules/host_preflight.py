@@ -93,8 +93,8 @@ options:
         with runc, no M(stacklift.migrate.lazy_runtime), or a CRIU without userfaultfd); V(auto) is not, and
         RV(lazy_restore) says which way it will go.
       - On a source, V(precopy+lazy) is a problem where the host cannot pre-dump (a kernel without
-        C(CONFIG_MEM_SOFT_DIRTY), Docker, or no M(stacklift.migrate.lazy_runtime)); V(auto) is not, and the
-        C(pre_copy) of RV(source_facts) says whether it will.
+        C(CONFIG_MEM_SOFT_DIRTY), or not Podman with runc); V(auto) is not, and the C(pre_copy) of
+        RV(source_facts) says whether it will.
     type: list
     elements: str
     choices: [eager, lazy, precopy+lazy, auto]
