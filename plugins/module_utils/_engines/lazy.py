@@ -11,8 +11,11 @@ it starts ``criu lazy-pages`` on the checkpoint's images, waits for its socket, 
 The process tree then runs at once, and the daemon fills its memory from the images in the background. The
 daemon's exit status lands beside the request, so ``fill_state`` tells filling, resident and failed apart.
 
-A daemon that dies mid-fill does not leave zero pages behind: the restored process stalls on its first
-missing page (seen on Linux 6.18 with CRIU 4.2.1), so a probe fails and the window rolls back."""
+The daemon holds the only reference to each restored process's userfaultfd, and the kernel unregisters its
+ranges once that closes: a daemon that died mid-fill left the process faulting in empty pages where its own
+had not arrived (Redis crashed so here, after the commit). So a keeper (``pages.keep``) holds a second
+reference from the restore on, until the fill ends: a fill that dies leaves a stalled process instead, and
+the target's probe refuses a copy whose keeper does not hold them all (``hold_problem``)."""
 
 from __future__ import absolute_import, division, print_function
 
