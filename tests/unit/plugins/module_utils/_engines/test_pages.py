@@ -2,10 +2,12 @@
 magic), and the page server answering CRIU's lazy-pages protocol over a socket pair. (The lab migrations run
 the same code on CRIU's real images.)"""
 
+import json
 import os
 import socket
 import struct
 import threading
+import time
 
 import pytest
 
@@ -202,3 +204,64 @@ def test_served_pages_are_discarded_with_the_pre_dumps_they_stood_on(tmp_path):
     assert pages.parents(str(d)) == []  # its link went into the stash
     pages.discard(str(d))
     assert not pages.is_split(str(d)) and not (tmp_path / "pre").exists()
+
+
+def test_lazy_processes_counts_the_processes_with_lazy_pages(tmp_path):
+    d = checkpoint(tmp_path)
+    write_image(d / "pagemap-8.img", [b"\x08\x04", entry(0x1000, 1, PRESENT)])  # a process with no lazy page
+    (d / "pages-4.img").write_bytes(page(0x1000, 0))
+    assert pages.lazy_processes(str(d)) == 1
+
+
+DAEMON = """import ctypes, os, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+fd = libc.syscall(323, os.O_CLOEXEC)  # userfaultfd(2), x86_64
+print(fd, flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("rc, holds_until_gone", [("0", False), ("137", True)])
+def test_the_keeper_holds_the_daemons_userfaultfd_until_the_fill_ends_or_the_process_is_gone(
+        tmp_path, rc, holds_until_gone):
+    """A real userfaultfd in a stand-in daemon (a child, as root, x86_64): the keeper takes it with
+    pidfd_getfd, lets it go when the daemon exits 0, and otherwise holds it until the restored process is gone."""
+    import subprocess
+    import sys
+    import threading
+    d = checkpoint(tmp_path)  # one process with lazy pages: one userfaultfd to hold
+    daemon = subprocess.Popen([sys.executable, "-c", DAEMON], stdout=subprocess.PIPE, text=True)
+    restored = subprocess.Popen(["sleep", "60"])
+    try:
+        assert int(daemon.stdout.readline()) >= 0, "userfaultfd(2) failed: the tests run as root on x86_64"
+        base = str(tmp_path / "cid")
+        with open(base + ".pid", "w") as f:
+            f.write("%d\n" % daemon.pid)
+        pid_file = tmp_path / "pidfile"
+        result = {}
+        keeper = threading.Thread(target=lambda: result.setdefault("rc", pages.keep(base, str(d), str(pid_file))))
+        keeper.start()
+        time.sleep(0.2)
+        assert not os.path.exists(base + ".kept")  # the restore is not done: its pid file is not there
+        pid_file.write_text("%d\n" % restored.pid)
+        for _i in range(200):
+            if os.path.exists(base + ".kept"):
+                break
+            time.sleep(0.02)
+        with open(base + ".kept") as f:
+            assert json.load(f) == {"held": 1, "expected": 1}
+        daemon.kill()
+        daemon.wait()
+        with open(base + ".rc", "w") as f:
+            f.write(rc + "\n")
+        keeper.join(3)
+        assert keeper.is_alive() is holds_until_gone
+        restored.kill()
+        restored.wait()
+        keeper.join(5)
+        assert not keeper.is_alive() and result["rc"] == (1 if holds_until_gone else 0)
+    finally:
+        for p in (daemon, restored):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
