@@ -303,8 +303,8 @@ def hold_problem(container_id, requests=REQUEST_DIR, wait=2.0):
             said = " / ".join((read_text(base + ".keep.log") or "").strip().splitlines()[-2:])
             return "no keeper holds its fill's userfaultfds%s" % (": " + said if said else "")
         time.sleep(POLL)
-    if kept is None:
-        return None
+    if kept is None or fill_state(container_id, requests)["state"] != "filling":
+        return None  # the fill is over: the daemon may have ended before the keeper took its userfaultfds
     try:
         kept = json.loads(kept)
     except ValueError:

@@ -334,6 +334,8 @@ def test_a_copy_still_filling_is_ready_only_with_a_second_holder_of_its_userfaul
     a, _runner = lazy_target(tmp_path, None, held=held)
     (tmp_path / "lazy" / (CID + ".keep.log")).write_text("keep: EPERM\n")
     assert a._fill_failures(["db"], held=True) == (["db: %s" % why] if why else [])  # what its probe asks
+    (tmp_path / "lazy" / (CID + ".rc")).write_text("0\n")  # the fill ended before the keeper took them: no matter
+    assert a._fill_failures(["db"], held=True) == []
 
 
 def test_a_copy_whose_lazy_fill_died_is_never_committed(tmp_path):
