@@ -26,30 +26,41 @@ FILL = ("python3 -c 'import os,sys\nfor i in range(%d):\n k=b\"key:%%d\" %% i; v
 
 def clean(*hosts):
     for h in hosts:
-        h.run("podman rm -f -t 0 lazycache bystander >/dev/null 2>&1; podman network rm -f %s >/dev/null 2>&1; "
-              "rm -rf /var/lib/stacklift/checkpoints/runs/*/lazycache* /var/lib/stacklift/checkpoints/lazy.*" % NET,
-              check=False)
+        h.run("podman rm -f -t 0 lazycache lazydb bystander >/dev/null 2>&1; podman network rm -f %s >/dev/null 2>&1; "
+              "rm -rf /var/lib/stacklift/checkpoints/runs/*/lazycache* /var/lib/stacklift/checkpoints/runs/*/lazydb* "
+              "/var/lib/stacklift/checkpoints/lazy.*" % NET, check=False)
+
+
+def start_redis(node):
+    """The lazycache Redis on NODE, on its own network, answering."""
+    node.run("podman network create --subnet %s %s >/dev/null && podman run -d --name lazycache --network %s --ip %s "
+             "--entrypoint /usr/bin/redis-server %s --bind 0.0.0.0 --protected-mode no --save '' --appendonly no "
+             "--enable-debug-command yes >/dev/null && until podman exec lazycache redis-cli ping >/dev/null 2>&1; "
+             "do sleep 0.1; done" % (SUBNET, NET, NET, IP, REDIS))
 
 
 @pytest.fixture
 def lazycache(node1, node2):
     """A Redis holding 512 MiB of random values on node1; its DEBUG DIGEST."""
     clean(node1, node2)
-    node1.run("podman network create --subnet %s %s >/dev/null && podman run -d --name lazycache --network %s --ip %s "
-              "--entrypoint /usr/bin/redis-server %s --bind 0.0.0.0 --protected-mode no --save '' --appendonly no "
-              "--enable-debug-command yes >/dev/null && until podman exec lazycache redis-cli ping >/dev/null 2>&1; "
-              "do sleep 0.1; done" % (SUBNET, NET, NET, IP, REDIS))
+    start_redis(node1)
     node1.run(FILL % (512 * 1024 * 1024 // 1000), timeout=600)
     node1.run("podman exec lazycache redis-cli set session:42 cart-3-items EX 600 >/dev/null")
     yield node1.out("podman exec lazycache redis-cli debug digest")
     clean(node1, node2)
 
 
-def migrate(tmp_path, *extra):
+def migrate(tmp_path, *extra, stack=None, background=False):
+    """migrate_stack.yml run on STACK (default: the lazy Redis): (its result, its report or None); BACKGROUND: the
+    running playbook only."""
+    stack = stack or STACK
     vars_file = tmp_path / "stack.json"
-    vars_file.write_text(json.dumps({"stacklift_stack": STACK}))
-    res = playbook(REPO / "migrate_stack.yml", "-e", "@%s" % vars_file, *extra, report_dir=tmp_path / "reports")
-    reports = sorted((tmp_path / "reports").glob("lazy-*.json"))
+    vars_file.write_text(json.dumps({"stacklift_stack": stack}))
+    res = playbook(REPO / "migrate_stack.yml", "-e", "@%s" % vars_file, *extra, report_dir=tmp_path / "reports",
+                   background=background)
+    if background:
+        return res
+    reports = sorted((tmp_path / "reports").glob("%s-*.json" % stack["name"]))
     return res, json.loads(reports[-1].read_text()) if reports else None
 
 
@@ -140,10 +151,7 @@ def test_a_fill_that_dies_after_the_commit_stalls_the_copy_rather_than_leaving_i
     copy waits for the pages it lacks instead of faulting in empty ones (without it, Redis crashed here on zeroed
     memory); the run fails, naming it. Removing the copy ends the keeper."""
     node2.run("rm -f /run/stacklift/lazy/*", check=False)
-    vars_file = tmp_path / "stack.json"
-    vars_file.write_text(json.dumps({"stacklift_stack": STACK}))
-    run = playbook(REPO / "migrate_stack.yml", "-e", "@%s" % vars_file, report_dir=tmp_path / "reports",
-                   background=True)
+    run = migrate(tmp_path, background=True)
     try:  # once the target has recorded the commit (its fence lifted), while the memory still fills
         out = node2.out("for i in $(seq 1 6000); do grep -q '\"step\": \"committed\"' "
                         "/var/lib/stacklift/checkpoints/lazy.journal 2>/dev/null && break; sleep 0.02; done; "
@@ -174,11 +182,7 @@ PG_STACK = dict(STACK, name="lazypg", services=[PG_SERVICE])
 def lazydb(node1, node2):
     """A PostgreSQL on node1 with 256 MiB of shared buffers and a table of about 200 MiB read into them; the table's
     checksum."""
-    def clean_pg(*hosts):
-        for h in hosts:
-            h.run("podman rm -f -t 0 lazydb >/dev/null 2>&1; podman network rm -f %s >/dev/null 2>&1; "
-                  "rm -rf /var/lib/stacklift/checkpoints/runs/*/lazydb*" % NET, check=False)
-    clean_pg(node1, node2)
+    clean(node1, node2)
     ready = "until podman exec lazydb pg_isready -q -h %s -U postgres 2>/dev/null; do sleep 0.2; done" % PG_IP
     node1.run("podman network create --subnet %s %s >/dev/null && podman run -d --name lazydb --network %s --ip %s %s "
               ">/dev/null && %s && %s \"ALTER SYSTEM SET shared_buffers = '256MB'\" && podman restart lazydb >/dev/null && %s"
@@ -187,17 +191,14 @@ def lazydb(node1, node2):
               "1600000) g\" && %s 'CREATE EXTENSION pg_prewarm' && %s \"SELECT pg_prewarm('t')\"" % (PSQL, PSQL, PSQL),
               timeout=600)
     yield node1.out("%s %s" % (PSQL, PG_SUM), timeout=300)
-    clean_pg(node1, node2)
+    clean(node1, node2)
 
 
 def test_a_lazy_postgresql_migration_keeps_every_row(node1, node2, lazydb, tmp_path):
     """Its private pages restored lazily; its shared buffers (MAP_SHARED, which CRIU does not restore lazily)
     cross in the archive. The rows are the rows at the fence."""
-    vars_file = tmp_path / "stack.json"
-    vars_file.write_text(json.dumps({"stacklift_stack": PG_STACK}))
-    res = playbook(REPO / "migrate_stack.yml", "-e", "@%s" % vars_file, report_dir=tmp_path / "reports")
+    res, report = migrate(tmp_path, stack=PG_STACK)
     assert res.returncode == 0, res.stdout[-3000:]
-    report = json.loads(sorted((tmp_path / "reports").glob("lazypg-*.json"))[-1].read_text())
     svc = report["services"]["db"]
     assert svc["memory"] == "lazy" and svc["pages_from"] == "source" and svc["resident_s"] >= report["downtime_s"], svc
     assert node2.out("%s %s" % (PSQL, PG_SUM), timeout=300) == lazydb
@@ -209,19 +210,14 @@ def test_precopy_is_refused_before_anything_is_frozen_where_the_kernel_lacks_sof
     """This machine's kernel has no CONFIG_MEM_SOFT_DIRTY: precopy+lazy is refused by the preflight, naming it, and
     the service runs on untouched; auto takes lazy there, without pre-copy."""
     clean(node1, node2)
-    node1.run("podman network create --subnet %s %s >/dev/null && podman run -d --name lazycache --network %s --ip %s "
-              "--entrypoint /usr/bin/redis-server %s --bind 0.0.0.0 --protected-mode no --save '' >/dev/null && "
-              "until podman exec lazycache redis-cli ping >/dev/null 2>&1; do sleep 0.1; done && "
-              "podman exec lazycache redis-cli set session:7 kept >/dev/null" % (SUBNET, NET, NET, IP, REDIS))
+    start_redis(node1)
+    node1.run("podman exec lazycache redis-cli set session:7 kept >/dev/null")
     try:
         pid = node1.out("podman inspect -f '{{.State.Pid}}' lazycache")
         res, failed = run_module("node1", "host_preflight", {"role": "source", "containers": ["lazycache"],
                                                              "memory": ["auto"]})
         assert not failed and res["source_facts"]["pre_copy"] is False and not res["problems"], res
-        stack = dict(STACK, services=[dict(STACK["services"][0], memory="precopy+lazy")])
-        vars_file = tmp_path / "stack.json"
-        vars_file.write_text(json.dumps({"stacklift_stack": stack}))
-        res = playbook(REPO / "migrate_stack.yml", "-e", "@%s" % vars_file, report_dir=tmp_path / "reports")
+        res, _report = migrate(tmp_path, stack=dict(STACK, services=[dict(STACK["services"][0], memory="precopy+lazy")]))
         assert res.returncode != 0
         assert re.search(r"preflight failed, nothing was touched: node1: memory precopy\+lazy: this kernel does not "
                          r"track the pages written to \(CONFIG_MEM_SOFT_DIRTY", res.stdout), res.stdout[-3000:]

@@ -137,13 +137,19 @@ def page(vaddr, i):
     return (b"%x+%d;" % (vaddr, i)).ljust(4096, b".")
 
 
+def write_dump(d, entries, pid=7, mark=b""):
+    """What CRIU writes of process PID into D: its pagemap of ENTRIES, and their present pages (pages-3.img),
+    each page's bytes saying where it belongs, after MARK."""
+    write_image(os.path.join(str(d), "pagemap-%d.img" % pid), [b"\x08" + _encode_varint(3)] + [entry(*e) for e in entries])
+    with open(os.path.join(str(d), "pages-3.img"), "wb") as f:
+        f.write(b"".join(mark + page(v, i)[len(mark):] for v, n, fl in entries if fl & PRESENT for i in range(n)))
+
+
 def criu_checkpoint(tmp_path, pid=7, entries=None):
     """A checkpoint directory of one process PID with ENTRIES (default ENTRIES) and their pages."""
-    entries = ENTRIES if entries is None else entries
     d = tmp_path / "checkpoint"
     d.mkdir()
-    write_image(d / ("pagemap-%d.img" % pid), [b"\x08" + _encode_varint(3)] + [entry(*e) for e in entries])
-    (d / "pages-3.img").write_bytes(b"".join(page(v, i) for v, n, f in entries if f & PRESENT for i in range(n)))
+    write_dump(d, ENTRIES if entries is None else entries, pid)
     (d / "core-7.img").write_bytes(b"core")
     return d
 

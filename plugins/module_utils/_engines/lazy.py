@@ -77,30 +77,27 @@ done
 if [ -z "$id" ] || [ -z "$img" ]; then exec "$REAL" "$@"; fi
 if [ "$cmd" = checkpoint ]; then
   [ -f "$REQ/$id.pages" ] || exec "$REAL" "$@"
-  scratch=$(cat "$REQ/$id.pages")
-  if [ -f "$REQ/$id.parent" ]; then
-    # pre-copied: the checkpoint continues stacklift's last pre-dump, and writes only what changed since
-    parent=$(cat "$REQ/$id.parent") first=1
-    for a in "$@"; do
-      if [ $first = 1 ]; then set --; first=0; fi
-      set -- "$@" "$a"
-      if [ "$a" = checkpoint ]; then set -- "$@" --parent-path "$parent"; fi
-    done
+  scratch=$(cat "$REQ/$id.pages") parent= dir=$img
+  # pre-copied (ID.parent): the checkpoint continues stacklift's last pre-dump, and writes only what changed since
+  [ -f "$REQ/$id.parent" ] && parent=$(cat "$REQ/$id.parent")
+  if [ -n "$scratch" ]; then
+    # the images written into SCRATCH (a tmpfs): no page cache written back while the container is frozen;
+    # the split then moves the small rest to the engine's directory and leaves the pages there
+    rm -rf "$scratch/$id" && mkdir -p -m 700 "$scratch/$id" || exit 1
+    dir=$scratch/$id/img
   fi
+  first=1 prev=
+  for a in "$@"; do
+    if [ $first = 1 ]; then set --; first=0; fi
+    if [ "$prev" = --image-path ]; then a=$dir; fi
+    set -- "$@" "$a"
+    if [ "$a" = checkpoint ] && [ -n "$parent" ]; then set -- "$@" --parent-path "$parent"; fi
+    prev=$a
+  done
   if [ -z "$scratch" ]; then
     "$REAL" "$@" || exit $?
     "$PY" "$HELPER" split "$img" > "$REQ/$id.split.tmp" 2>&1
   else
-    # the images written into SCRATCH (a tmpfs): no page cache written back while the container is frozen;
-    # the split then moves the small rest to the engine's directory and leaves the pages there
-    rm -rf "$scratch/$id" && mkdir -p -m 700 "$scratch/$id" || exit 1
-    first=1 prev=
-    for a in "$@"; do
-      if [ $first = 1 ]; then set --; first=0; fi
-      if [ "$prev" = --image-path ]; then a=$scratch/$id/img; fi
-      set -- "$@" "$a"
-      prev=$a
-    done
     "$REAL" "$@" || { rc=$?; rm -rf "$scratch/$id"; exit $rc; }
     "$PY" "$HELPER" split "$scratch/$id/img" "$img" > "$REQ/$id.split.tmp" 2>&1
   fi
@@ -296,15 +293,15 @@ def hold_problem(container_id, requests=REQUEST_DIR, wait=2.0):
     base = os.path.join(requests, container_id)
     deadline = time.time() + wait
     while True:
+        if fill_state(container_id, requests)["state"] != "filling":
+            return None  # the fill is over: the daemon may have ended before the keeper took its userfaultfds
         kept = read_text(base + ".kept")
-        if kept is not None or fill_state(container_id, requests)["state"] != "filling":
+        if kept is not None:
             break
         if time.time() >= deadline:
             said = " / ".join((read_text(base + ".keep.log") or "").strip().splitlines()[-2:])
             return "no keeper holds its fill's userfaultfds%s" % (": " + said if said else "")
         time.sleep(POLL)
-    if kept is None or fill_state(container_id, requests)["state"] != "filling":
-        return None  # the fill is over: the daemon may have ended before the keeper took its userfaultfds
     try:
         kept = json.loads(kept)
     except ValueError:

@@ -142,10 +142,16 @@ def _in_parents(image_dir, pid, vaddr, nr, depth=0):
     return out
 
 
+def _entries(image_dir):
+    """(pid, pages, flags) of every pagemap entry of IMAGE_DIR's dump, all its processes."""
+    for pid in _pids(image_dir):
+        for _raw, _vaddr, nr, flags, _offset in _plan(image_dir, pid)[3]:
+            yield pid, nr, flags
+
+
 def present_bytes(image_dir):
     """The bytes of pages IMAGE_DIR's dump (or pre-dump) wrote, all its processes."""
-    return PAGE_SIZE * sum(nr for pid in _pids(image_dir) for _raw, _v, nr, flags, _o in _plan(image_dir, pid)[3]
-                           if flags & PE_PRESENT)
+    return PAGE_SIZE * sum(nr for _pid, nr, flags in _entries(image_dir) if flags & PE_PRESENT)
 
 
 def parents(image_dir):
@@ -337,17 +343,16 @@ class PageIndex:
         with open(os.path.join(self.stash, "index.json")) as f:
             index = json.load(f)
         index.pop("parents", None)
-        self.ranges = {int(pid): sorted(one["ranges"]) for pid, one in index.items()}
-        self.files = {int(pid): os.path.join(self.stash, one["pages"]) for pid, one in index.items()}
+        # [start, pages, offset(, file)]: a range names its file when a pre-dump holds it, else the stash's is its
+        self.ranges = {int(pid): sorted((r[0], r[1], r[2], r[3] if len(r) > 3 else os.path.join(self.stash, one["pages"]))
+                                        for r in one["ranges"]) for pid, one in index.items()}
 
     def lookup(self, pid, vaddr, nr_pages):
-        """(pages file, offset, pages) for NR_PAGES at VADDR of PID, clamped to the end of their range; or None.
-        A range's pages are in the stash's pages file of PID, or in the pre-dump's file it names."""
-        for one in self.ranges.get(pid, ()):
-            start, nr, offset = one[:3]
+        """(pages file, offset, pages) for NR_PAGES at VADDR of PID, clamped to the end of their range; or None."""
+        for start, nr, offset, path in self.ranges.get(pid, ()):
             if start <= vaddr < start + nr * PAGE_SIZE:
                 skip = (vaddr - start) // PAGE_SIZE
-                return (one[3] if len(one) > 3 else self.files[pid]), offset + skip * PAGE_SIZE, min(nr_pages, nr - skip)
+                return path, offset + skip * PAGE_SIZE, min(nr_pages, nr - skip)
         return None
 
 
@@ -419,8 +424,16 @@ def _pidfd_getfd(pidfd, fd):
 
 def lazy_processes(image_dir):
     """How many processes of IMAGE_DIR's checkpoint have pages restored lazily (each gets a userfaultfd)."""
-    return sum(1 for pid in _pids(image_dir)
-               if any(flags & PE_LAZY for _raw, _v, _nr, flags, _o in _plan(image_dir, pid)[3]))
+    return len(set(pid for pid, _nr, flags in _entries(image_dir) if flags & PE_LAZY))
+
+
+def _text(path):
+    """The stripped text of the file at PATH, "" when there is none."""
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        return ""
 
 
 def _wait_exit(pidfd, timeout=None):
@@ -439,15 +452,14 @@ def keep(base, image_dir, pid_file, proc="/proc", settle=5.0):
     once the restore is done), then takes that many userfaultfds from the daemon; BASE.kept says how many.
     When the daemon ends with status 0 (every page in), they are let go; otherwise they are held until the
     restored process is gone (the copy removed). Returns the exit status."""
-    with open(base + ".pid") as f:
-        daemon = int(f.read().strip())
+    daemon = int(_text(base + ".pid"))
     expected = lazy_processes(image_dir)
     daemon_fd = os.pidfd_open(daemon)
     restored = None
     while restored is None:
         if _wait_exit(daemon_fd, 0.01):
             return 0  # the fill ended (or the restore failed and it was stopped): nothing to hold
-        text = open(pid_file).read().strip() if os.path.exists(pid_file) else ""
+        text = _text(pid_file)
         restored = int(text) if text.isdigit() else None
     held, deadline = {}, time.time() + settle
     while len(held) < expected and time.time() < deadline and not _wait_exit(daemon_fd, 0):
@@ -464,8 +476,7 @@ def keep(base, image_dir, pid_file, proc="/proc", settle=5.0):
         if os.path.exists(base + ".rc"):
             break
         time.sleep(0.05)
-    with open(base + ".rc") if os.path.exists(base + ".rc") else open(os.devnull) as f:
-        filled = f.read().strip() == "0"
+    filled = _text(base + ".rc") == "0"
     if not filled:
         _wait_exit(os.pidfd_open(restored))
     for fd in held.values():

@@ -61,8 +61,9 @@ class SourceWindow(Window):
             containers[name] = c
             self.starts[name] = self.host.process_start(state.get("Pid"))
         wanted = [n for n in self.services if self.services[n].get("memory") == "precopy+lazy"]
-        if wanted and self.host.pre_copy_problem():
-            problems.append("service %s: memory precopy+lazy: %s" % (", ".join(wanted), self.host.pre_copy_problem()))
+        why = self.host.pre_copy_problem() if wanted else None
+        if why:
+            problems.append("service %s: memory precopy+lazy: %s" % (", ".join(wanted), why))
         running = [self.services[n]["container"] for n, c in containers.items()
                    if c and ((c.get("State") or {}).get("Running"))]
         info = self.engine.info()

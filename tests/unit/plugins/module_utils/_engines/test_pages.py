@@ -13,7 +13,7 @@ import pytest
 
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines import pages
 from ansible_collections.stacklift.migrate.tests.unit.fakes import (
-    ENTRIES, LAZY, PRESENT, criu_checkpoint as checkpoint, entry, page, snapshot, write_image)
+    ENTRIES, LAZY, PRESENT, criu_checkpoint as checkpoint, entry, page, snapshot, write_dump, write_image)
 
 PARENT = pages.PE_PARENT
 
@@ -151,9 +151,7 @@ def test_discard_removes_the_served_pages_and_their_scratch(tmp_path):
 def dump(d, entries, round_, parent=None):
     """A dump (or pre-dump) of process 7 into D: ENTRIES' present pages say ROUND_; PARENT its ``parent`` link."""
     d.mkdir(parents=True)
-    write_image(d / "pagemap-7.img", [b"\x08\x03"] + [entry(*e) for e in entries])
-    (d / "pages-3.img").write_bytes(b"".join(round_ + page(v, i)[len(round_):] for v, n, f in entries if f & PRESENT
-                                             for i in range(n)))
+    write_dump(d, entries, mark=round_)
     if parent:
         os.symlink(parent, str(d / pages.PARENT_LINK))
     return d

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines import pages, precopy
-from ansible_collections.stacklift.migrate.tests.unit.fakes import PRESENT, entry, write_image
+from ansible_collections.stacklift.migrate.tests.unit.fakes import PRESENT, write_dump
 
 MIB = 1 << 20
 CID = "ab" * 32
@@ -42,10 +42,7 @@ def fake_runc(written_pages, fail_round=None):
         image_dir = argv[argv.index("--image-path") + 1]
         if len(calls) == fail_round:
             return 1, "", "criu failed: type PRE_DUMP errno 0\n"
-        nr = written_pages[len(calls) - 1]
-        write_image(os.path.join(image_dir, "pagemap-7.img"), [b"\x08\x03", entry(0x400000, nr, PRESENT | 2)])
-        with open(os.path.join(image_dir, "pages-3.img"), "wb") as f:
-            f.write(b"\0" * nr * pages.PAGE_SIZE)
+        write_dump(image_dir, [(0x400000, written_pages[len(calls) - 1], PRESENT | 2)])
         return 0, "", ""
     return run, calls
 

@@ -13,7 +13,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils._window import b
 from ansible_collections.stacklift.migrate.plugins.module_utils._window import source as window_source
 from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import sha256_file
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.journal import Journal, fold
-from ansible_collections.stacklift.migrate.tests.unit.fakes import PRESENT, entry, write_image
+from ansible_collections.stacklift.migrate.tests.unit.fakes import PRESENT, write_dump
 from ansible_collections.stacklift.migrate.tests.unit.plugins.module_utils._window.window_fakes import (
     Containers, SERVICES, Sender, engine_runner, make_window, run_dir)
 
@@ -301,10 +301,7 @@ def pre_copying_source(tmp_path, monkeypatch, memory="precopy+lazy", tracks=True
     def predump(argv):
         if fail:
             return 1, "", "criu failed: type PRE_DUMP errno 0"
-        image_dir = argv[argv.index("--image-path") + 1]
-        write_image(os.path.join(image_dir, "pagemap-1.img"), [b"\x08\x03", entry(0x400000, 1024, PRESENT)])
-        with open(os.path.join(image_dir, "pages-3.img"), "wb") as f:
-            f.write(b"\0" * 1024 * 4096)
+        write_dump(argv[argv.index("--image-path") + 1], [(0x400000, 1024, PRESENT)], pid=1)
         return 0, "", ""
     runner.answers["runc checkpoint --pre-dump"] = predump
     checkpoint = runner.answers["podman container checkpoint"]
