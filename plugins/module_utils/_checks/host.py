@@ -16,7 +16,7 @@ __all__ = [
     "criu_kernel_problem", "host_criu_problem", "cap_bounding_set", "uid_problem", "RUNC_CRIU_CONFIG",
     "docker_daemon_problems", "criu_options", "docker_container_problems", "DOCKER_RESTARTING",
     "manager_problems", "free_bytes", "tree_bytes", "memory_bytes", "process_start", "memory_available",
-    "container_memory_bytes", "memory_sample", "SCRATCH_MOUNT", "memory_scratch",
+    "container_memory_bytes", "container_pids", "shared_writable_files", "memory_sample", "SCRATCH_MOUNT", "memory_scratch",
 ]
 
 import os
@@ -241,22 +241,42 @@ def memory_available(meminfo="/proc/meminfo"):
     return 0
 
 
-def container_memory_bytes(pid, proc="/proc"):
-    """Resident memory of every process in the PID namespace of PID (a container's processes), in bytes."""
+def container_pids(pid, proc="/proc"):
+    """The PIDs (as strings) of every process in the PID namespace of PID: a container's processes."""
     try:
         ns = os.readlink(os.path.join(proc, str(pid), "ns", "pid"))
     except OSError:
-        return 0
-    total = 0
+        return []
+    pids = []
     for entry in os.listdir(proc):
-        if not entry.isdigit():
-            continue
         try:
-            if os.readlink(os.path.join(proc, entry, "ns", "pid")) == ns:
-                total += memory_bytes(entry, proc)
+            if entry.isdigit() and os.readlink(os.path.join(proc, entry, "ns", "pid")) == ns:
+                pids.append(entry)
         except OSError:
             continue
-    return total
+    return pids
+
+
+def container_memory_bytes(pid, proc="/proc"):
+    """Resident memory of every process in the PID namespace of PID (a container's processes), in bytes."""
+    return sum(memory_bytes(p, proc) for p in container_pids(pid, proc))
+
+
+def shared_writable_files(pid, proc="/proc"):
+    """The files (paths inside the container, without the leading /) that a process of PID's container maps
+    shared and writable: their content may change without their status changing (tree.changes reads them)."""
+    paths = set()
+    for p in container_pids(pid, proc):
+        try:
+            with open(os.path.join(proc, p, "maps")) as f:
+                for line in f:
+                    fields = line.split(None, 5)
+                    if len(fields) == 6 and fields[1].startswith("rw") and fields[1].endswith("s") and \
+                            fields[5].startswith("/"):
+                        paths.add(fields[5].strip().lstrip("/"))
+        except (IOError, OSError):
+            continue
+    return paths
 
 
 def memory_sample(pid, limit=32 << 20, chunk=1 << 20, proc="/proc"):

@@ -142,6 +142,8 @@ def checkpoint_container(engine, name, container, archive, host_info, compressio
         "compression": compression, "tcp_established": tcp == "established",
         "encryption": "aes-256-gcm-stream" if encryption_key else None,
         "file_locks": file_locks, "timings": stats, "rootfs_files_added": added,
+        # False: its changed files are not in it (staged on the target before the fence, tree.py)
+        "rootfs_included": not ignore_rootfs,
         # The target fences these before it restores, without reading the archive.
         "addresses": container_ips(container),
         # The named volumes the restore makes on the target (a rollback removes them there).

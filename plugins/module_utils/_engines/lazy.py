@@ -25,7 +25,8 @@ __all__ = [
     "WRAPPER_PATH", "HELPER_PATH", "DROPIN_PATH", "REQUEST_DIR", "MEMORY_MODES", "LAZY_MODES", "MEMORY_DEFAULT",
     "AUTO_LAZY_BYTES", "wrapper_text", "helper_text", "dropin_text", "real_runc", "read_text", "install_plan",
     "apply_plan", "is_container_id", "request_lazy", "request_split", "request_parent", "split_outcome", "fill_state",
-    "release_request", "stop_fill", "lazy_problem", "hold_problem",
+    "release_request", "stop_fill", "lazy_problem", "hold_problem", "TREE_PATH", "request_files", "release_files",
+    "files_problem",
 ]
 
 import json
@@ -35,10 +36,12 @@ import re
 import time
 
 from ansible_collections.stacklift.migrate.plugins.module_utils._common.files import fsync_dir, write_atomic
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive import tree
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines import pages
 
 WRAPPER_PATH = "/usr/local/libexec/stacklift/runc"
 HELPER_PATH = "/usr/local/libexec/stacklift/pages.py"
+TREE_PATH = "/usr/local/libexec/stacklift/tree.py"  # the staged files' receiver, and their applier (_archive/tree.py)
 DROPIN_PATH = "/etc/containers/containers.conf.d/50-stacklift-lazy.conf"
 REQUEST_DIR = "/run/stacklift/lazy"
 # How a service's memory crosses: all of it before the restore returns, or filled in after it; auto: lazy from
@@ -62,15 +65,17 @@ _WRAPPER = r"""#!/bin/sh
 # - ID.request: its restore is lazy: CRIU's lazy-pages daemon fills its memory after it runs, from the
 #   images, or from the page server the request names ("remote ADDRESS PORT"); once it runs, a keeper
 #   ({helper} keep) holds the daemon's userfaultfds too (ID.kept);
-# - a restore of a split checkpoint that is not lazy (a restore in place) gets its pages back first.
+# - a restore of a split checkpoint that is not lazy (a restore in place) gets its pages back first;
+# - ID.files: its restore first puts the files staged before the fence into its root ({tree} apply).
 REAL={real}
 REQ={requests}
 PY={python}
 HELPER={helper}
+TREE={tree}
 case " $* " in *" restore "*|*" checkpoint "*) ;; *) exec "$REAL" "$@" ;; esac
-id= img= work= prev= cmd= pidfile=
+id= img= work= prev= cmd= pidfile= bundle=
 for a in "$@"; do
-  case "$prev" in --image-path) img=$a ;; --work-path) work=$a ;; --pid-file) pidfile=$a ;; esac
+  case "$prev" in --image-path) img=$a ;; --work-path) work=$a ;; --pid-file) pidfile=$a ;; --bundle|-b) bundle=$a ;; esac
   case "$a" in restore|checkpoint) [ -z "$cmd" ] && cmd=$a ;; esac
   prev=$a; id=$a
 done
@@ -103,6 +108,11 @@ if [ "$cmd" = checkpoint ]; then
   fi
   mv "$REQ/$id.split.tmp" "$REQ/$id.split"
   exit 0
+fi
+if [ -f "$REQ/$id.files" ]; then
+  # shellcheck disable=SC2046
+  "$PY" "$TREE" apply $(cat "$REQ/$id.files") "${bundle:-.}" > "$REQ/$id.files.log" 2>&1 ||
+    { cat "$REQ/$id.files.log" >&2; exit 1; }
 fi
 if [ ! -f "$REQ/$id.request" ] || [ -z "$work" ]; then
   if [ -d "$img.stacklift-pages" ]; then "$PY" "$HELPER" unsplit "$img" >/dev/null || exit 1; fi
@@ -139,17 +149,18 @@ def _check_path(path, what):
         raise ValueError("%s must be absolute, of letters, digits and ._-/: %r" % (what, path))
 
 
-def wrapper_text(real, python, requests=REQUEST_DIR, helper=HELPER_PATH):
-    """The wrapper's text, calling the runc at REAL, and the split helper with the Python at PYTHON."""
-    for path in (real, python, requests, helper):
+def wrapper_text(real, python, requests=REQUEST_DIR, helper=HELPER_PATH, tree_helper=TREE_PATH):
+    """The wrapper's text, calling the runc at REAL, and its helpers with the Python at PYTHON."""
+    for path in (real, python, requests, helper, tree_helper):
         _check_path(path, "the runtime's and Python's paths")
     return _WRAPPER.replace("{real}", real).replace("{requests}", requests).replace(
-        "{python}", python).replace("{helper}", helper)
+        "{python}", python).replace("{helper}", helper).replace("{tree}", tree_helper)
 
 
-def helper_text():
-    """The split helper's text: the pages module itself (a leaf of the standard library)."""
-    return pkgutil.get_data(pages.__name__.rpartition(".")[0], "pages.py").decode("utf-8")
+def helper_text(module=pages):
+    """A helper's text: the module itself (pages or tree, leaves of the standard library)."""
+    package, _, name = module.__name__.rpartition(".")
+    return pkgutil.get_data(package, name + ".py").decode("utf-8")
 
 
 def dropin_text(wrapper=WRAPPER_PATH):
@@ -176,10 +187,12 @@ def read_text(path):
         return None
 
 
-def install_plan(real, python, present=True, wrapper=WRAPPER_PATH, dropin=DROPIN_PATH, helper=HELPER_PATH):
+def install_plan(real, python, present=True, wrapper=WRAPPER_PATH, dropin=DROPIN_PATH, helper=HELPER_PATH,
+                 tree_helper=TREE_PATH):
     """{path: wanted text, or None for absent} for the files that differ from what is there."""
-    wanted = {wrapper: wrapper_text(real, python, helper=helper) if present else None,
-              dropin: dropin_text(wrapper) if present else None, helper: helper_text() if present else None}
+    wanted = {wrapper: wrapper_text(real, python, helper=helper, tree_helper=tree_helper) if present else None,
+              dropin: dropin_text(wrapper) if present else None, helper: helper_text() if present else None,
+              tree_helper: helper_text(tree) if present else None}
     return {path: text for path, text in wanted.items() if read_text(path) != text}
 
 
@@ -236,6 +249,27 @@ def request_parent(container_id, parent, requests=REQUEST_DIR):
     """Ask the wrapper to have CONTAINER_ID's next split checkpoint continue the pre-dump at PARENT."""
     _check_path(parent, "a pre-dump's directory")
     _request(requests, container_id, ".parent", parent)
+
+
+def request_files(container_id, stage, digest, requests=REQUEST_DIR):
+    """Ask the wrapper to put the files staged at STAGE (tree.apply, checked against the manifest DIGEST) into
+    CONTAINER_ID's root before its next restore."""
+    _check_path(stage, "a staging directory")
+    if not re.match(r"^[0-9a-f]{64}$", digest or ""):
+        raise ValueError("not a sha256: %r" % (digest,))
+    _request(requests, container_id, ".files", "%s %s\n" % (stage, digest))
+
+
+def release_files(container_id, requests=REQUEST_DIR):
+    """The files request gone; what the apply said stays in ID.files.log until the next."""
+    _remove(requests, container_id, (".files",))
+
+
+def files_problem(wrapper=WRAPPER_PATH, tree_helper=TREE_PATH):
+    """Why this host's wrapper cannot put staged files into a restored container's root, or None."""
+    if not os.access(tree_helper, os.R_OK) or "$id.files" not in (read_text(wrapper) or ""):
+        return "stacklift's runtime wrapper here cannot apply staged files (rerun stacklift.migrate.lazy_runtime)"
+    return None
 
 
 def split_outcome(container_id, requests=REQUEST_DIR):

@@ -24,11 +24,11 @@ import re
 
 from xml.sax.saxutils import escape
 
-PHASES = ["precopy", "quiesce", "fence", "checkpoint", "transfer", "restore", "ready", "commit", "fill", "rollback"]
-COLOURS = {"precopy": "#ffcc80", "quiesce": "#9e9e9e", "fence": "#e53935", "checkpoint": "#fb8c00", "transfer": "#1e88e5",
+PHASES = ["precopy", "files", "quiesce", "fence", "checkpoint", "transfer", "restore", "ready", "commit", "fill", "rollback"]
+COLOURS = {"precopy": "#ffcc80", "files": "#fff59d", "quiesce": "#9e9e9e", "fence": "#e53935", "checkpoint": "#fb8c00", "transfer": "#1e88e5",
            "restore": "#43a047", "ready": "#8e24aa", "commit": "#212121", "fill": "#00acc1", "rollback": "#6d4c41"}
 # The hosts' marker records (window_source, window_target) -> the phase each closes.
-STEP_PHASES = {"pre_copied": "precopy", "quiesced": "quiesce", "fenced": "fence", "checkpointed": "checkpoint", "sent": "transfer", "restored": "restore",
+STEP_PHASES = {"pre_copied": "precopy", "files_staged": "files", "files_not_staged": "files", "quiesced": "quiesce", "fenced": "fence", "checkpointed": "checkpoint", "sent": "transfer", "restored": "restore",
                "ready": "ready", "committed": "commit", "resident": "fill", "removed": "rollback", "rolled_back": "rollback",
                "unfenced": "rollback"}
 
@@ -62,10 +62,14 @@ def window_events(results, offsets=None):
                 extra = {"archive_bytes": rec.get("size"), "frozen_at": rec.get("frozen")}
                 if rec.get("compression"):
                     extra["compression"] = rec["compression"]
+                if rec.get("files"):  # staged before the fence: what changed since, sent inside the pause
+                    extra["files"] = {k: rec["files"][k] for k in ("bytes", "synced_bytes", "synced_s")}
             elif phase == "transfer" and rec.get("bytes") is not None:
                 extra = {"bytes": rec["bytes"]}
             elif phase == "precopy":  # its rounds' bytes written and seconds, why they stopped, or what failed
                 extra = {k: rec.get(k) for k in ("rounds", "stopped", "error")}
+            elif phase == "files":  # its changed files staged on the target before the fence, or why not
+                extra = {k: rec[k] for k in ("bytes", "entries", "detail") if k in rec}
             elif phase == "restore" and rec.get("memory"):
                 extra = {k: rec[k] for k in ("memory", "pages_from") if rec.get(k)}
             if rec.get("timings"):  # the engine's, CRIU's and stacklift's own steps, in seconds
@@ -183,6 +187,13 @@ def summary(report):
                 name, len(pre.get("rounds") or []), round(sum(r["bytes"] for r in pre.get("rounds") or []) / 1e6, 1),
                 round(((pre.get("rounds") or [{}])[-1].get("bytes") or 0) / 1e6, 1),
                 " (%s)" % pre["error"] if pre.get("error") else ""))
+        staged, files = s["phases"].get("files"), (s["phases"].get("checkpoint") or {}).get("files")
+        if staged:
+            lines.append("%s: files %s before the fence%s" % (
+                name, "not staged (%s)" % staged["detail"] if staged.get("detail") else
+                "staged, %.1f MB" % ((staged.get("bytes") or 0) / 1e6),
+                ", %.1f MB of them changed and sent in the pause (%.3f s)" % (files["synced_bytes"] / 1e6,
+                                                                            files["synced_s"]) if files else ""))
         if s.get("memory") == "lazy" and s.get("resident_s") is not None:
             lines.append("%s: restored lazily (pages from the %s), its memory all there %.3f s after the first fence"
                          % (name, s.get("pages_from") or "images", s["resident_s"]))

@@ -12,7 +12,7 @@ __all__ = [
     "HAS_PARAMIKO", "PARAMIKO_IMPORT_ERROR", "HOST_KEY_POLICIES", "KNOWN_HOSTS", "CHUNK", "KEEPALIVE",
     "STALL_TIMEOUT", "SSH_SPEC", "TransferError", "parse_endpoint", "known_hosts_name", "hops",
     "load_private_key", "save_known_hosts", "connect", "as_root", "remote_run", "remote_sha256", "Watchdog",
-    "PUSH_SCRIPT", "push_file", "stream_to_remote", "clock_offset", "link_throughput",
+    "PUSH_SCRIPT", "push_file", "send_stream", "stream_to_remote", "clock_offset", "link_throughput",
 ]
 
 import fcntl
@@ -375,26 +375,24 @@ class _Closer:
             self.proc.kill()
 
 
-def stream_to_remote(local_argv, client, remote_cmd, timeout=1800):
-    """Pipe a local command's stdout into a remote command's stdin; returns bytes and timings. A stream
-    that makes no progress for STALL_TIMEOUT (either end silent), or a remote command that has not ended
-    TIMEOUT seconds after the last byte, ends with a TransferError, never a hang or a traceback."""
+def send_stream(client, remote_cmd, blocks, what, timeout=1800, closer=None):
+    """Send the byte strings BLOCKS into REMOTE_CMD's stdin on the target; returns bytes, seconds and its stdout.
+    A stream that makes no progress for STALL_TIMEOUT (either end silent), or a remote command that has not
+    ended TIMEOUT seconds after the last byte, ends with a TransferError naming WHAT, never a hang or a
+    traceback. CLOSER (default the client) is what a stall closes."""
     start = time.time()
-    proc = subprocess.Popen(local_argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    watchdog = Watchdog(_Closer(client, proc))
+    watchdog = Watchdog(closer or client)
     sent, chan = 0, None
     try:
         chan = client.get_transport().open_session(timeout=STALL_TIMEOUT)
         chan.settimeout(STALL_TIMEOUT)
         chan.exec_command(as_root(client, remote_cmd))
-        for block in iter(lambda: proc.stdout.read(CHUNK), b""):
+        for block in blocks:
             chan.sendall(block)
             sent += len(block)
             watchdog.touch()
         chan.shutdown_write()
         watchdog.touch(timeout)  # the remote command takes in what it was sent
-        local_err = proc.stderr.read().decode("utf-8", "replace")
-        local_rc = proc.wait()
         chan.settimeout(timeout)
         out = b""
         for data in iter(lambda: chan.recv(65536), b""):
@@ -404,23 +402,43 @@ def stream_to_remote(local_argv, client, remote_cmd, timeout=1800):
     except (OSError, EOFError, socket.timeout, paramiko.SSHException) as e:
         if watchdog.fired or isinstance(e, socket.timeout):
             raise TransferError("the stream of %s to the target stalled for %g s after %d bytes"
-                                % (" ".join(local_argv), STALL_TIMEOUT, sent))
+                                % (what, STALL_TIMEOUT, sent))
         raise TransferError("the stream of %s to the target failed after %d bytes: %s"
-                            % (" ".join(local_argv), sent, e or type(e).__name__))
+                            % (what, sent, e or type(e).__name__))
     finally:
         watchdog.stop()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
         if chan is not None:
             chan.close()
-    if local_rc != 0:
-        raise TransferError("%s failed (%d): %s" % (" ".join(local_argv), local_rc, local_err.strip()),
-                            rc=local_rc, stderr=local_err)
     if remote_rc != 0:
         raise TransferError("%s failed on the target (%d): %s" % (remote_cmd, remote_rc, err.strip()),
                             rc=remote_rc, stdout=out.decode("utf-8", "replace"), stderr=err)
     return {"bytes": sent, "seconds": round(time.time() - start, 3), "stdout": out.decode("utf-8", "replace")}
+
+
+def stream_to_remote(local_argv, client, remote_cmd, timeout=1800):
+    """Pipe a local command's stdout into a remote command's stdin (send_stream); returns bytes and timings.
+    The local command's failure is the one reported when both ends fail."""
+    proc = subprocess.Popen(local_argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        stats = send_stream(client, remote_cmd, iter(lambda: proc.stdout.read(CHUNK), b""), " ".join(local_argv),
+                            timeout=timeout, closer=_Closer(client, proc))
+    except TransferError:
+        if proc.poll() is None:  # stopped with the stream: its own status says nothing
+            proc.kill()
+            proc.wait()
+        elif proc.returncode > 0:  # it failed by itself (a signal here is the stall watch's)
+            _local_failed(local_argv, proc)
+        raise
+    _local_failed(local_argv, proc)
+    return stats
+
+
+def _local_failed(local_argv, proc):
+    """Raise the local command's failure, once it ended (a TransferError with its stderr)."""
+    rc = proc.wait()
+    if rc:
+        err = proc.stderr.read().decode("utf-8", "replace")
+        raise TransferError("%s failed (%d): %s" % (" ".join(local_argv), rc, err.strip()), rc=rc, stderr=err)
 
 
 def clock_offset(client, tries=3):

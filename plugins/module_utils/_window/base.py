@@ -27,11 +27,13 @@ import contextlib
 import fcntl
 import glob
 import os
+import shutil
 import threading
 import time
 
 from concurrent.futures import ThreadPoolExecutor
 
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive import tree
 from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import MANIFEST_SUFFIX
 from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import archive_name
 from ansible_collections.stacklift.migrate.plugins.module_utils._common.files import ensure_private_dir
@@ -135,7 +137,7 @@ class Window:
         return archive_name(run_archive_dir(self.archive_dir, self.run_id), self.services[name]["container"])
 
     def remove_archive(self, name, parts=False):
-        """NAME's archive and manifest here (and, with PARTS, any transfer's part files); the run's
+        """NAME's archive and manifest here, its staged files (and, with PARTS, any transfer's part files); the run's
         directory too once nothing is left in it."""
         archive = self.archive(name)
         extra = glob.glob(os.path.join(glob.escape(os.path.dirname(archive)), ".%s*.part-*"
@@ -143,6 +145,8 @@ class Window:
         for path in [archive, archive + MANIFEST_SUFFIX] + extra:
             if os.path.exists(path):
                 os.unlink(path)
+        if os.path.isdir(archive + tree.STAGE_SUFFIX):  # its files staged here before the fence
+            shutil.rmtree(archive + tree.STAGE_SUFFIX)
         try:
             os.rmdir(os.path.dirname(archive))
         except OSError:

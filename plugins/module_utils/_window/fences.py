@@ -23,7 +23,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base im
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines import lazy, precopy
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.pages import remove_tree
 from ansible_collections.stacklift.migrate.plugins.module_utils._checks.host import (
-    container_memory_bytes, memory_bytes, memory_scratch, process_start)
+    container_memory_bytes, memory_bytes, memory_scratch, process_start, shared_writable_files)
 
 
 # A container's own fence: a table in its network namespace that drops everything but loopback, so its peers
@@ -103,6 +103,10 @@ class Host:
     def container_memory_bytes(self, pid):
         """The resident memory of every process in the container of the host's process PID (0 when unread)."""
         return container_memory_bytes(pid, self.proc) if pid else 0
+
+    def shared_writable_files(self, pid):
+        """The files a process of the host's process PID's container maps shared and writable (host.py)."""
+        return shared_writable_files(pid, self.proc) if pid else set()
 
     def scratch_for(self, need):
         """A directory in memory with room for NEED bytes, or "" (see memory_scratch)."""

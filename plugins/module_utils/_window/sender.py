@@ -15,11 +15,13 @@ import os
 import threading
 import time
 
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive import tree
 from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import (
     read_manifest, sha256_file, write_manifest)
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines.lazy import TREE_PATH
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.pages import PageIndex, serve
 from ansible_collections.stacklift.migrate.plugins.module_utils._transport.ssh import (
-    STALL_TIMEOUT, clock_offset, connect, push_file, remote_run)
+    STALL_TIMEOUT, clock_offset, connect, push_file, quote, remote_run, send_stream)
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.protocol import (
     committed_command, note_body, note_command, note_path)
 
@@ -64,9 +66,24 @@ class Sender:
                 return False
         return True
 
-    def __call__(self, service, archive, manifest, sha256, pages=None):
+    def stage_files(self, service, root, stage, previous, mapped=()):
+        """Bring the copy at STAGE on SERVICE's target of the files under ROOT (a container's upper directory)
+        up to date: all of them against PREVIOUS {} (while the service serves), else what changed since PREVIOUS
+        (tree.changes). Returns the new manifest's entries, with the stream's bytes and seconds."""
+        entries = {}
+
+        def records():
+            for record, data in tree.changes(root, previous, mapped=mapped, out=entries):
+                yield tree.encode(record, data)
+            yield tree.encode({"op": "end", "entries": entries})
+        cmd = "python3 %s receive %s" % (quote(TREE_PATH), quote(stage))
+        stats = send_stream(self.client(self.targets[service]), cmd, records(), "%s's files" % service)
+        return entries, {"bytes": stats["bytes"], "seconds": stats["seconds"]}
+
+    def __call__(self, service, archive, manifest, sha256, pages=None, files=None):
         """Push ARCHIVE and then its manifest to SERVICE's target. PAGES: what the checkpoint's split left
-        here (pages.split), served to the target's lazy-pages daemon through a port forwarded on its loopback."""
+        here (pages.split), served to the target's lazy-pages daemon through a port forwarded on its loopback.
+        FILES: where its files were staged on the target, and their manifest's digest (stage_files)."""
         address = self.targets[service]
         client = self.client(address)
         stats = push_file(client, archive, archive, sha256)
@@ -75,6 +92,8 @@ class Sender:
         data = dict(read_manifest(archive), arrived_checked={"sha256": sha256, "size": os.path.getsize(archive)})
         if pages:
             data["pages"] = {"port": self.serve_pages(service, pages["image_dir"])}
+        if files:
+            data["files"] = files
         sent = write_manifest("%s.sent-%d" % (archive, os.getpid()), data)
         try:
             push_file(client, sent, manifest, sha256_file(sent))

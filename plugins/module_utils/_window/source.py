@@ -15,8 +15,10 @@ import os
 import threading
 import time
 
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive import tree
 from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import (
     MANIFEST_SUFFIX, read_manifest, sha256_file)
+from ansible_collections.stacklift.migrate.plugins.module_utils._checks.host import tree_bytes
 from ansible_collections.stacklift.migrate.plugins.module_utils._container.checkpoint import (
     CheckpointError, checkpoint_container, checkpoint_problems)
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines import lazy
@@ -45,6 +47,7 @@ class SourceWindow(Window):
         self.compression = compression
         self.workers = max(2, os.cpu_count() or 1)
         self.starts = {}  # {service: when its container's process started}, as check() saw it
+        self.staged = {}  # {service: (its container's upper directory, the manifest of its files staged)}
 
     def check(self):
         """Every reason the window cannot start here, before anything is fenced."""
@@ -109,6 +112,7 @@ class SourceWindow(Window):
                 if reason is not None:
                     raise WindowError("given up before the fence: %s" % (reason or "no reason given"), self.events)
                 self.pre_copy(containers)
+                self.stage_files(containers)
                 if self.sender:
                     self.sender.tell("window")  # the targets' wait for the archives counts from now
                 events = self._checkpointed(containers, info)
@@ -246,9 +250,12 @@ class SourceWindow(Window):
             if not os.path.exists(archive) or sha256_file(archive) != rec["sha256"]:
                 raise WindowError("the archive %s recorded for %s is missing or changed" % (archive, name))
             return {"archive": archive, "sha256": rec["sha256"], "manifest": archive + MANIFEST_SUFFIX,
-                    "pages": rec.get("pages")}
+                    "pages": rec.get("pages"), "files": rec.get("files")}
         svc = self.services[name]
         split = container.get("Id") if self.splits(name, container) else None
+        staged = self.staged.get(name)
+        # read at the fence: a file mapped shared and writable may change without its status changing
+        mapped = self.host.shared_writable_files((container.get("State") or {}).get("Pid")) if staged else ()
         try:
             if split:
                 # written into memory where it fits: a dump to disk is throttled by writeback while frozen
@@ -257,7 +264,8 @@ class SourceWindow(Window):
             entry = checkpoint_container(self.engine, svc["container"], container, archive, info,
                                          compression=self.compression, tcp=svc["tcp"],
                                          file_locks=True, keep=True, encryption_key=self.encryption_key,
-                                         origin={"stack": self.stack, "run_id": self.run_id})
+                                         origin={"stack": self.stack, "run_id": self.run_id},
+                                         ignore_rootfs=bool(staged))
         except CheckpointError as e:
             if e.details.get("partial"):
                 self.record("checkpoint_incomplete", name, partial=e.details["partial"])
@@ -267,11 +275,53 @@ class SourceWindow(Window):
         if outcome and outcome.get("error"):
             self.record("split_failed", name, detail=outcome["error"])  # the archive holds every page
         entry["pages"] = outcome if outcome and not outcome.get("error") else None
+        entry["files"] = self._sync_files(name, staged, mapped) if staged else None
         self.record("checkpointed", name, archive=archive, sha256=entry["sha256"], size=entry["size"],
-                    compression=self.compression, pages=entry["pages"],
+                    compression=self.compression, pages=entry["pages"], files=entry["files"],
                     container_id=entry["id"], started=entry["started_at"], frozen=entry["checkpointed_at"],
                     timings={k: v for k, v in entry["timings"].items() if k.endswith(("time", "duration"))})
         return entry
+
+    def _sync_files(self, name, staged, mapped):
+        """Inside the pause, NAME checkpointed: what changed in its files since they were staged, sent; returns
+        where they are on the target and their manifest's digest, for its archive's manifest."""
+        upper, previous = staged
+        entries, stats = self.sender.stage_files(name, upper, self.stage(name), previous, mapped)
+        return {"stage": self.stage(name), "digest": tree.digest_of(entries), "bytes": tree.entries_bytes(entries),
+                "synced_bytes": stats["bytes"], "synced_s": stats["seconds"]}
+
+    def stage(self, name):
+        """Where NAME's files are staged on its target: beside its archive (the same path there)."""
+        return self.archive(name) + tree.STAGE_SUFFIX
+
+    def files_staged(self, name, container):
+        """The upper directory of NAME's container (its changes to the image) when its files are staged on its
+        target before the fence: they hold STAGE_BYTES or more, and this Podman host's wrapper is installed (the
+        target's restores through its own). Else None: they cross in the archive."""
+        upper = ((container.get("GraphDriver") or {}).get("Data") or {}).get("UpperDir")
+        if self.sender is None or lazy.lazy_problem(self.engine.name, None) is not None or not upper or \
+                not os.path.isdir(upper):
+            return None
+        return upper if tree_bytes(upper) >= tree.STAGE_BYTES else None
+
+    def stage_files(self, containers):
+        """Before the quiesce and the fence, while they serve: the files of the services that stage them sent to
+        their targets whole (the pause then sends what changed since). A staging that fails leaves the files to
+        the archive."""
+        for name in [n for tier in self.tiers for n in tier]:
+            c = containers[name]
+            upper = None if self.done(name, "fenced") or not ((c.get("State") or {}).get("Running")) else \
+                self.files_staged(name, c)
+            if not upper:
+                continue
+            start = time.time()
+            try:
+                entries, stats = self.sender.stage_files(name, upper, self.stage(name), {})
+            except Exception as e:  # pylint: disable=broad-except
+                self.record("files_not_staged", name, started=start, detail=str(e))
+                continue
+            self.staged[name] = (upper, entries)
+            self.record("files_staged", name, started=start, bytes=stats["bytes"], entries=len(entries))
 
     def splits(self, name, container):
         """Whether NAME's checkpoint is split (its lazy pages stay here, served to its target after the
@@ -320,7 +370,8 @@ class SourceWindow(Window):
                 continue
             try:
                 start = time.time()
-                stats = self.sender(name, entry["archive"], entry["manifest"], entry["sha256"], entry.get("pages"))
+                stats = self.sender(name, entry["archive"], entry["manifest"], entry["sha256"], entry.get("pages"),
+                                    entry.get("files"))
                 self.record("sent", name, started=start, bytes=stats.get("bytes"),
                             clock_offset=stats.get("clock_offset"), clock_error=stats.get("clock_error"))
             except Exception as e:  # pylint: disable=broad-except

@@ -19,6 +19,7 @@ import time
 from ansible_collections.stacklift.migrate.plugins.module_utils._services import probes
 from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import (
     ArchiveError, MANIFEST_SUFFIX, read_manifest, sha256_file)
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive import tree
 from ansible_collections.stacklift.migrate.plugins.module_utils._archive.facts import read_archive
 from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import SUFFIXES, archive_name
 from ansible_collections.stacklift.migrate.plugins.module_utils._archive.encryption import CryptError, plaintext
@@ -178,16 +179,21 @@ class TargetWindow(Window):
         self.host.fence_addresses(self.table, ips)
         remote = manifest.get("pages")  # the lazy pages stayed on the source, served at this port of our loopback
         memory = self.memory_mode(name, manifest.get("container_id"), remote=bool(remote))
+        files = self._staged_files(archive, manifest)
         start, stats = time.time(), None
         try:
+            if files:
+                lazy.request_files(manifest["container_id"], files["stage"], files["digest"], self.lazy_requests)
             if memory == "lazy":
                 lazy.request_lazy(manifest["container_id"], self.lazy_requests,
                                   page_server_port=(remote or {}).get("port"))
             with plaintext(archive, self.encryption_key) as plain:  # decrypted beside it, gone after
-                stats = self.engine.restore(plain, tcp=svc["tcp"], file_locks=True) or {}
+                stats = self.engine.restore(plain, tcp=svc["tcp"], file_locks=True, ignore_rootfs=bool(files)) or {}
         except CryptError as e:
             raise WindowError(str(e))
         finally:
+            if files:
+                lazy.release_files(manifest["container_id"], self.lazy_requests)
             if memory == "lazy":
                 lazy.release_request(manifest["container_id"], self.lazy_requests)
                 if stats is None:  # the restore failed: a daemon it never reached would wait for it forever
@@ -202,6 +208,21 @@ class TargetWindow(Window):
         except OSError as e:  # a copy this host has no record of would outlive the rollback
             self.engine.remove_force(svc["container"])
             raise WindowError("restored, but its record could not be written (%s): the copy is removed again" % e)
+
+    def _staged_files(self, archive, manifest):
+        """Where the archive's container's files were staged here before the fence ({stage, digest}), or None
+        (they are in the archive). Refused when this host's wrapper cannot put them in place, or they are not
+        beside this archive: restored without them, the service would run on the image's files."""
+        files = manifest.get("files")
+        if not files:
+            return None
+        problem = lazy.files_problem() if lazy.is_container_id(manifest.get("container_id")) else \
+            "its archive's manifest names no container ID"
+        if not problem and files.get("stage") != archive + tree.STAGE_SUFFIX:
+            problem = "they are at %s, not beside this archive" % files.get("stage")
+        if problem:
+            raise WindowError("its files were staged before the fence, and cannot be put in place: %s" % problem)
+        return files
 
     def memory_mode(self, name, container_id, remote=False):
         """How NAME's memory crosses here: "lazy" (filled in after the restore) or "eager". REMOTE: its archive

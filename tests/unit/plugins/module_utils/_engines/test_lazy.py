@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive import tree
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines import lazy
 from ansible_collections.stacklift.migrate.tests.unit.fakes import criu_checkpoint as checkpoint, snapshot
 
@@ -33,9 +34,11 @@ def setup(tmp_path, fill=0.3, rc=0, socket=True):
     criu_text = FAKE_CRIU.format(python=sys.executable, fill=fill, rc=rc)
     criu.write_text(criu_text if socket else "#!/bin/sh\nexit 3\n")
     requests = tmp_path / "requests"
-    wrapper, helper = tmp_path / "wrapper", tmp_path / "pages.py"
-    wrapper.write_text(lazy.wrapper_text(str(runc), sys.executable, str(requests), helper=str(helper)))
+    wrapper, helper, tree_helper = tmp_path / "wrapper", tmp_path / "pages.py", tmp_path / "tree.py"
+    wrapper.write_text(lazy.wrapper_text(str(runc), sys.executable, str(requests), helper=str(helper),
+                                         tree_helper=str(tree_helper)))
     helper.write_text(lazy.helper_text())
+    tree_helper.write_text(lazy.helper_text(tree))
     for f in (runc, criu, wrapper):
         f.chmod(0o755)
     env = dict(os.environ, PATH="%s:%s" % (bin_dir, os.environ["PATH"]))
@@ -75,6 +78,41 @@ def test_a_requested_restore_starts_the_fill_and_runs_lazily(tmp_path):
     lazy.release_request(CID, str(requests))
     subprocess.run([str(wrapper)] + args, env=env, check=True, timeout=30)
     assert "--lazy-pages" not in log.read_text().splitlines()
+
+
+def staged(tmp_path):
+    """A bundle whose root lacks a file, and a stage holding it (tree.receive), with its manifest's digest."""
+    upper, stage, bundle = tmp_path / "upper", tmp_path / "stage", tmp_path / "bundle"
+    (upper / "data").mkdir(parents=True)
+    (upper / "data/table").write_bytes(b"rows")
+    (bundle / "root").mkdir(parents=True)
+    (bundle / "config.json").write_text('{"root": {"path": "root"}}')
+    entries, records = {}, []
+    for record, data in tree.changes(str(upper), {}, out=entries):
+        records.append(tree.encode(record, data))
+    records.append(tree.encode({"op": "end", "entries": entries}))
+    subprocess.run([sys.executable, tree.__file__, "receive", str(stage)], input=b"".join(records), check=True)
+    return stage, bundle, tree.digest_of(entries)
+
+
+def test_a_restore_with_staged_files_has_them_in_its_root_before_runc_and_none_if_they_do_not_check(tmp_path):
+    wrapper, requests, log, env = setup(tmp_path)
+    stage, bundle, digest = staged(tmp_path)
+    args = restore_args(tmp_path)
+    args = args[:3] + ["--bundle", str(bundle)] + args[3:]
+    lazy.request_files(CID, str(stage), digest, str(requests))
+    subprocess.run([str(wrapper)] + args, env=env, check=True, timeout=30)
+    assert (bundle / "root/data/table").read_bytes() == b"rows" and log.read_text().splitlines() == args
+    # a stage that is not what the archive was made with: runc is never called, and the engine hears why
+    log.unlink()
+    (bundle / "root/data/table").unlink()
+    lazy.request_files(CID, str(stage), "e" * 64, str(requests))
+    got = subprocess.run([str(wrapper)] + args, env=env, capture_output=True, timeout=30)
+    assert got.returncode == 1 and b"not those the archive was made with" in got.stderr and not log.exists()
+    assert not (bundle / "root/data/table").exists()
+    lazy.release_files(CID, str(requests))
+    subprocess.run([str(wrapper)] + args, env=env, check=True, timeout=30)  # released: the next restore is plain
+    assert not (bundle / "root/data/table").exists() and log.read_text().splitlines() == args
 
 
 def test_a_fill_that_dies_is_failed_and_a_daemon_that_never_starts_fails_the_restore(tmp_path):
@@ -189,10 +227,11 @@ def test_fill_states(tmp_path):
 
 def test_install_plan_is_empty_once_installed_and_removes_what_it_wrote(tmp_path):
     wrapper, dropin = str(tmp_path / "libexec" / "runc"), str(tmp_path / "conf.d" / "50.conf")
-    helper = str(tmp_path / "libexec" / "pages.py")
-    where = dict(wrapper=wrapper, dropin=dropin, helper=helper)
+    helper, tree_helper = str(tmp_path / "libexec" / "pages.py"), str(tmp_path / "libexec" / "tree.py")
+    where = dict(wrapper=wrapper, dropin=dropin, helper=helper, tree_helper=tree_helper)
     plan = lazy.install_plan("/usr/sbin/runc", "/usr/bin/python3", **where)
-    assert sorted(plan) == sorted([wrapper, dropin, helper]) and 'REAL=/usr/sbin/runc' in plan[wrapper]
+    assert sorted(plan) == sorted([wrapper, dropin, helper, tree_helper]) and 'REAL=/usr/sbin/runc' in plan[wrapper]
+    assert "TREE=%s" % tree_helper in plan[wrapper] and "def apply(stage, root" in plan[tree_helper]
     assert "PY=/usr/bin/python3" in plan[wrapper] and "HELPER=%s" % helper in plan[wrapper]
     assert 'runc = ["%s"]' % wrapper in plan[dropin]
     assert "def split(image_dir, home=None)" in plan[helper]  # the pages module itself, whole
@@ -200,7 +239,8 @@ def test_install_plan_is_empty_once_installed_and_removes_what_it_wrote(tmp_path
     assert os.access(wrapper, os.X_OK)
     assert lazy.install_plan("/usr/sbin/runc", "/usr/bin/python3", **where) == {}
     assert list(lazy.install_plan("/usr/bin/runc", "/usr/bin/python3", **where)) == [wrapper]
-    assert lazy.install_plan("/x", "/y", present=False, **where) == {wrapper: None, dropin: None, helper: None}
+    assert lazy.install_plan("/x", "/y", present=False, **where) == {wrapper: None, dropin: None, helper: None,
+                                                                     tree_helper: None}
     lazy.apply_plan(lazy.install_plan("/x", "/y", present=False, **where), wrapper=wrapper)
     assert not os.path.exists(wrapper) and not os.path.exists(helper)
     for bad in (("/usr/bin/runc; rm -rf /", "/usr/bin/python3"), ("/usr/bin/runc", "python3")):

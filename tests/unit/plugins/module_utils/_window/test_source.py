@@ -11,6 +11,7 @@ import pytest
 from ansible_collections.stacklift.migrate.plugins.module_utils._window import fences, protocol, slots
 from ansible_collections.stacklift.migrate.plugins.module_utils._window import base as window
 from ansible_collections.stacklift.migrate.plugins.module_utils._window import source as window_source
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive import tree
 from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import sha256_file
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.journal import Journal, fold
 from ansible_collections.stacklift.migrate.tests.unit.fakes import PRESENT, write_dump
@@ -265,6 +266,55 @@ def test_a_split_that_failed_sends_the_whole_archive(tmp_path, monkeypatch):
     a.checkpointed()
     assert "cache" not in sender.pages and a.state["services"]["cache"]["split_failed"]["detail"] == \
         "cannot split: odd pagemap"
+
+
+def staging_source(tmp_path, monkeypatch):
+    """A source whose db's container changed 3 MiB of files (its upper directory), and goes on writing one block of
+    them until it is checkpointed."""
+    containers = Containers(**{"shop-db": "running"})
+    upper = tmp_path / "upper"
+    (upper / "data").mkdir(parents=True)
+    (upper / "data/table").write_bytes(b"a" * (3 << 20))
+    containers.upper["shop-db"] = str(upper)
+    runner = engine_runner(tmp_path, containers)
+    checkpoint = runner.answers["podman container checkpoint"]
+
+    def writes_until_frozen(argv):
+        runner.checkpoint_argv = argv
+        with open(str(upper / "data/table"), "r+b") as f:
+            f.seek((2 << 20) + 5)
+            f.write(b"B")
+        return checkpoint(argv)
+    runner.answers["podman container checkpoint"] = writes_until_frozen
+    monkeypatch.setattr(window_source.lazy, "lazy_problem", lambda engine, runtime: None)
+    monkeypatch.setattr(window_source.tree, "STAGE_BYTES", 1 << 20)
+    sender = Sender()
+    sender.target_root = str(tmp_path / "target")
+    a = make_window(window_source.SourceWindow, tmp_path, runner, sender=sender, services={"db": SERVICES["db"]})
+    return a, sender, upper
+
+
+def test_large_changed_files_are_staged_before_the_fence_and_only_the_blocks_written_since_sent_in_the_pause(
+        tmp_path, monkeypatch):
+    a, sender, upper = staging_source(tmp_path, monkeypatch)
+    events = a.checkpointed()
+    steps = [e["step"] for e in events]
+    assert steps.index("files_staged") < steps.index("fenced") and "--ignore-rootfs" in a.engine.runner.checkpoint_argv
+    assert sender.staged == [("db", 3 << 20), ("db", 1 << 20)]  # all of them, then the one block written since
+    files = sender.files["db"]
+    assert files["stage"] == a.archive("db") + ".files" and files["synced_bytes"] == 1 << 20
+    staged = tmp_path / "target" / (a.archive("db").lstrip("/") + ".files")
+    assert (staged / "tree/data/table").read_bytes() == (upper / "data/table").read_bytes()
+    assert files["digest"] == tree.digest_of(json.loads((staged / "manifest.json").read_text())["entries"])
+    assert a.state["services"]["db"]["checkpointed"]["files"] == files  # a resumed window sends the same
+
+
+def test_files_that_cannot_be_staged_cross_in_the_archive(tmp_path, monkeypatch):
+    a, sender, _upper = staging_source(tmp_path, monkeypatch)
+    sender.stage_error = "no route to the target's helper"
+    a.checkpointed()
+    assert "--ignore-rootfs" not in a.engine.runner.checkpoint_argv and "db" not in sender.files
+    assert a.state["services"]["db"]["files_not_staged"]["detail"] == "no route to the target's helper"
 
 
 def test_pages_never_taken_fail_the_source_and_stay(tmp_path, monkeypatch):

@@ -433,3 +433,47 @@ def test_an_archive_checked_as_it_arrived_is_not_read_again(tmp_path):
     b.archive_dir = a.archive_dir
     with pytest.raises(window.WindowError, match="damaged in transit"):
         b._restore("cache")
+
+
+def staged_arrival(tmp_path, monkeypatch, problem=None, stage=None):
+    """The cache's archive with its files staged beside it (the manifest says where, and their digest); this
+    host's wrapper able to apply them unless PROBLEM. Returns the window, the runner, and the requests the
+    engine's restore saw."""
+    containers = Containers(**{"shop-cache": "absent"})
+    runner = engine_runner(tmp_path, containers)
+    runner.answers["nft"] = (0, "", "")
+    archive = write_arrival(tmp_path, "shop-cache")
+    manifest = json.loads(open(archive + ".stacklift.json").read())
+    files = {"stage": stage or archive + ".files", "digest": "f" * 64, "bytes": 1}
+    write_manifest(archive, dict(manifest, container_id=CID, files=files))
+    monkeypatch.setattr(window_target.lazy, "files_problem", lambda: problem)
+    a = make_window(window_target.TargetWindow, tmp_path, runner, services={"cache": dict(SERVICES["cache"],
+                                                                                         memory="eager")})
+    a.lazy_requests = str(tmp_path / "lazy")
+    seen, restore = [], runner.answers["podman container restore"]
+
+    def restore_seeing_requests(argv):
+        seen.append(sorted(os.listdir(a.lazy_requests)))
+        return restore(argv)
+    runner.answers["podman container restore"] = restore_seeing_requests
+    return a, runner, seen
+
+
+def test_files_staged_before_the_fence_are_asked_of_the_wrapper_for_that_restore_which_leaves_out_the_rootfs(
+        tmp_path, monkeypatch):
+    a, runner, seen = staged_arrival(tmp_path, monkeypatch)
+    a._restore("cache")
+    restore = [c for c in runner.calls if c[1:3] == ["container", "restore"]][0]
+    assert "--ignore-rootfs" in restore and seen == [[CID + ".files"]]
+    assert os.listdir(a.lazy_requests) == []  # for that one restore only
+
+
+@pytest.mark.parametrize("problem, stage, why", [
+    ("the wrapper cannot apply staged files", None, "the wrapper cannot apply staged files"),
+    (None, "/elsewhere.files", "they are at /elsewhere.files, not beside this archive")])
+def test_staged_files_that_cannot_be_put_in_place_refuse_the_restore(tmp_path, monkeypatch, problem, stage, why):
+    a, runner, _seen = staged_arrival(tmp_path, monkeypatch, problem=problem, stage=stage)
+    with pytest.raises(window.WindowError, match="its files were staged before the fence, and cannot be put in "
+                                                 "place: %s" % why):
+        a._restore("cache")
+    assert not [c for c in runner.calls if c[1:3] == ["container", "restore"]]

@@ -1,11 +1,13 @@
 """The window tests' stand-ins: a host's containers and engine answers, a sender, a window of either side."""
 
+import io
 import json
 import os
 import time
 from pathlib import Path
 
 
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive import tree
 from ansible_collections.stacklift.migrate.plugins.module_utils._window import fences
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.podman import PodmanEngine
 from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import sha256_file
@@ -39,6 +41,7 @@ class Containers:
         self.state = dict(state)  # name -> running | exited | absent
         self.ids = {n: "id-" + n for n in state}
         self.fenced = set()  # pids with a fence in their network namespace
+        self.upper = {}  # name -> its overlay upper directory (its changes to the image), when it has one
 
     def nsenter(self, argv):
         pid = int(argv[2])
@@ -63,7 +66,8 @@ class Containers:
                 continue
             found.append({"Id": self.ids[name], "Name": name, "Image": "img", "State": {
                 "Running": st == "running", "Checkpointed": st == "exited", "Status": st, "Pid": self.pid(name)},
-                "NetworkSettings": {"Networks": {"shopnet": {"IPAddress": "10.89.10.%d" % self.pid(name)}}}})
+                "NetworkSettings": {"Networks": {"shopnet": {"IPAddress": "10.89.10.%d" % self.pid(name)}}},
+                "GraphDriver": {"Data": {"UpperDir": self.upper.get(name)}}})
         return (125 if missing else 0), json.dumps(found) if found else "", "\n".join(missing)
 
 
@@ -111,13 +115,30 @@ class Sender:
         self.sent, self.aborted, self.told = [], [], []
         self.pages = {}  # {name: the split's summary it was given}; served: {name: counts} once "taken"
         self.served = {}
+        self.files, self.staged, self.stage_error = {}, [], None  # staged: (name, data bytes) each stream
+        self.target_root = ""
 
-    def __call__(self, name, archive, manifest, sha256, pages=None):
+    def __call__(self, name, archive, manifest, sha256, pages=None, files=None):
         assert sha256_file(archive) == sha256  # only durable, whole archives are sent
         self.sent.append(name)
         if pages:
             self.pages[name] = pages
+        if files:
+            self.files[name] = files
         return {"bytes": os.path.getsize(archive)}
+
+    def stage_files(self, name, root, stage, previous, mapped=()):
+        """The real records, received into TARGET_ROOT + STAGE (the target's path, on this host)."""
+        if self.stage_error:
+            raise OSError(self.stage_error)
+        entries, out = {}, io.BytesIO()
+        for record, data in tree.changes(root, previous, mapped=mapped, out=entries):
+            out.write(tree.encode(record, data))
+        out.write(tree.encode({"op": "end", "entries": entries}))
+        out.seek(0)
+        written = tree.receive(out, self.target_root + stage)
+        self.staged.append((name, written))
+        return entries, {"bytes": written, "seconds": 0.01}
 
     def pages_served(self):
         return dict(self.served)
