@@ -26,8 +26,9 @@ FILL = ("python3 -c 'import os,sys\nfor i in range(%d):\n k=b\"key:%%d\" %% i; v
 
 def clean(*hosts):
     for h in hosts:
-        h.run("podman rm -f -t 0 lazycache lazydb bystander >/dev/null 2>&1; podman network rm -f %s >/dev/null 2>&1; "
+        h.run("podman rm -f -t 0 lazywriter lazycache lazydb bystander >/dev/null 2>&1; podman network rm -f %s >/dev/null 2>&1; "
               "rm -rf /var/lib/stacklift/checkpoints/runs/*/lazycache* /var/lib/stacklift/checkpoints/runs/*/lazydb* "
+              "/var/lib/stacklift/checkpoints/runs/*/lazywriter* "
               "/var/lib/stacklift/checkpoints/lazy.*" % NET, check=False)
 
 
@@ -194,14 +195,35 @@ def lazydb(node1, node2):
     clean(node1, node2)
 
 
+WRITER_IP = "10.89.40.7"
+# A client in the stack: one connection, a row a few milliseconds, its own counter (in its memory, migrated
+# with it): the rows are 1..N without a gap whatever the pause cut through.
+WRITER = ("podman run -d --name lazywriter --network %s --ip %s --user 0 --entrypoint sh %s -c 'i=0; while :; do i=$((i+1)); "
+          "echo \"INSERT INTO w VALUES ($i) ON CONFLICT DO NOTHING;\"; sleep 0.005; done | psql -q -h %s -U postgres "
+          "-v ON_ERROR_STOP=1' >/dev/null" % (NET, WRITER_IP, PG, PG_IP))
+WRITES = "\"SELECT count(*) || ':' || coalesce(max(id), 0) FROM w\""
+
+
 def test_a_lazy_postgresql_migration_keeps_every_row(node1, node2, lazydb, tmp_path):
     """Its private pages restored lazily; its shared buffers (MAP_SHARED, which CRIU does not restore lazily)
-    cross in the archive. The rows are the rows at the fence."""
-    res, report = migrate(tmp_path, stack=PG_STACK)
+    cross in the archive; its files (the table and its WAL, in the container's layer) are staged on the target
+    before the fence, and only what a writer changed since crosses in the pause. The big table's rows are the
+    rows at the fence, the writer's rows have no gap, and it writes on, on the target."""
+    node1.run("%s 'CREATE TABLE w (id int PRIMARY KEY)' && %s" % (PSQL, WRITER))
+    node1.run("until [ \"$(%s 'SELECT count(*) FROM w')\" -gt 100 ]; do sleep 0.2; done" % PSQL, timeout=60)
+    res, report = migrate(tmp_path, stack=dict(PG_STACK, services=[
+        PG_SERVICE, {"name": "writer", "container": "lazywriter", "depends_on": ["db"], "tcp": "established",
+                     "probe": {"type": "command", "command": ["true"]}}]))
     assert res.returncode == 0, res.stdout[-3000:]
     svc = report["services"]["db"]
     assert svc["memory"] == "lazy" and svc["pages_from"] == "source" and svc["resident_s"] >= report["downtime_s"], svc
+    staged, files = svc["phases"]["files"], svc["phases"]["checkpoint"]["files"]
+    assert staged["bytes"] > 200e6 and staged["end"] < svc["phases"]["fence"]["start"], svc["phases"]
+    assert 0 < files["synced_bytes"] < 64e6, files  # what the writer changed since the staging
     assert node2.out("%s %s" % (PSQL, PG_SUM), timeout=300) == lazydb
+    count, top = (int(x) for x in node2.out("%s %s" % (PSQL, WRITES)).split(":"))
+    assert count == top > 100, "the writer's rows have a gap: %d rows up to %d" % (count, top)
+    node2.run("until [ \"$(%s 'SELECT max(id) FROM w')\" -gt %d ]; do sleep 0.2; done" % (PSQL, top + 50), timeout=60)
     node2.run("%s \"INSERT INTO t VALUES (0, 'after')\"" % PSQL)  # and it takes writes
     assert node1.run("podman container exists lazydb", check=False).returncode != 0
 

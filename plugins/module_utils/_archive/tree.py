@@ -17,7 +17,7 @@ A leaf of the standard library only: ``lazy_runtime`` installs this file on the 
 (``python3 tree.py receive STAGE`` reads a stream on stdin; ``python3 tree.py apply STAGE DIGEST BUNDLE``).
 
 The stream: records, each a line of JSON and, for ``data``, that many bytes after it. Overlay's whiteouts (a
-character device 0/0) and opaque directories are kept as they are: ``apply`` removes what they hide."""
+character device 0/0) and opaque directories are kept in the manifest: ``apply`` removes what they hide."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -87,12 +87,16 @@ def scan_entry(path, st=None):
 
 
 def _walk(root):
-    """(relative path, entry) of everything under ROOT, parents before their children."""
+    """(relative path, entry) of everything under ROOT, parents before their children; what goes while it is
+    walked (a service's temporary file) is left out."""
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         for name in sorted(dirnames) + sorted(filenames):
             path = os.path.join(dirpath, name)
-            entry = scan_entry(path)
+            try:
+                entry = scan_entry(path)
+            except FileNotFoundError:
+                continue
             if entry is not None:
                 yield os.path.relpath(path, root), entry
 
@@ -108,9 +112,15 @@ def _file_records(root, rel, entry, old):
     """The records of a file whose copy may differ: the blocks whose digest differs from OLD's."""
     entry["read_ns"] = time.time_ns()  # before reading: a change after this shows in its status
     old_blocks = (old or {}).get("blocks") or []
+    try:
+        f = open(os.path.join(root, rel), "rb")
+    except FileNotFoundError:  # gone since it was walked: the copy loses it too
+        entry["kind"] = None
+        yield {"op": "remove", "path": rel}, b""
+        return
     yield {"op": "file", "path": rel}, b""
     blocks, whole, offset = [], hashlib.sha256(), 0
-    with open(os.path.join(root, rel), "rb") as f:
+    with f:
         for data in iter(lambda: f.read(BLOCK), b""):
             digest = hashlib.sha256(data).hexdigest()
             whole.update(data)
@@ -142,6 +152,8 @@ def changes(root, previous, mapped=(), out=None):
             else:
                 for record in _file_records(root, rel, entry, old):
                     yield record
+                if entry["kind"] is None:
+                    continue
         elif old is None or any(old.get(k) != entry.get(k) for k in _STATUS if k not in ("ino", "ctime_ns")):
             yield dict(entry, op="entry", path=rel), b""
         out[rel] = entry
@@ -196,8 +208,6 @@ def _make(path, entry, source=None):
         _remove(path)
         if kind == "link":
             os.symlink(entry["target"], path)
-        elif kind == "whiteout":
-            os.mknod(path, stat.S_IFCHR | 0o600, 0)
         elif kind == "fifo":
             os.mkfifo(path)
         elif kind == "device":
@@ -236,6 +246,8 @@ def receive(stream, stage):
         path = _inside(tree, record.pop("path"))
         if op == "remove":
             _remove(path)
+        elif op == "entry" and record["kind"] == "whiteout":
+            _remove(path)  # in the manifest only: a device 0/0 cannot be made on every filesystem (overlay: EPERM)
         elif op == "entry":
             _make(path, record)
         elif op == "file":

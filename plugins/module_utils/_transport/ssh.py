@@ -403,8 +403,9 @@ def send_stream(client, remote_cmd, blocks, what, timeout=1800, closer=None):
         if watchdog.fired or isinstance(e, socket.timeout):
             raise TransferError("the stream of %s to the target stalled for %g s after %d bytes"
                                 % (what, STALL_TIMEOUT, sent))
-        raise TransferError("the stream of %s to the target failed after %d bytes: %s"
-                            % (what, sent, e or type(e).__name__))
+        said = _drain_stderr(chan).strip() if chan is not None else ""
+        raise TransferError("the stream of %s to the target failed after %d bytes: %s%s"
+                            % (what, sent, e or type(e).__name__, " (the target: %s)" % said[-500:] if said else ""))
     finally:
         watchdog.stop()
         if chan is not None:
