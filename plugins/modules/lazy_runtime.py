@@ -23,7 +23,10 @@ description:
   - On a target, the restore of such a container runs with C(--lazy-pages), and CRIU's C(lazy-pages) daemon
     fills its memory after the process runs again. It takes the pages from the checkpoint's images, or from
     the source, over the SSH connection that carried the archive.
-  - V(absent) removes the three files; Podman then runs the host's runc directly again.
+  - On a target, the restore of a container whose changed files were staged before the fence first puts them
+    into its root, each file's sha256 checked as it is copied (a second helper, C(tree.py), beside the first; the
+    source's window also runs it there to receive them).
+  - V(absent) removes the four files; Podman then runs the host's runc directly again.
   - Containers that stacklift does not restore see no difference; the wrapper adds one C(sh) start to each
     runtime call.
 author:
@@ -80,7 +83,7 @@ changed_files:
   type: list
   elements: str
   sample: [/etc/containers/containers.conf.d/50-stacklift-lazy.conf, /usr/local/libexec/stacklift/pages.py,
-           /usr/local/libexec/stacklift/runc]
+           /usr/local/libexec/stacklift/runc, /usr/local/libexec/stacklift/tree.py]
 """
 
 import os
