@@ -28,8 +28,8 @@ def clean(*hosts):
     for h in hosts:
         h.run("podman rm -f -t 0 lazywriter lazycache lazydb bystander >/dev/null 2>&1; podman network rm -f %s >/dev/null 2>&1; "
               "rm -rf /var/lib/stacklift/checkpoints/runs/*/lazycache* /var/lib/stacklift/checkpoints/runs/*/lazydb* "
-              "/var/lib/stacklift/checkpoints/runs/*/lazywriter* "
-              "/var/lib/stacklift/checkpoints/lazy.*" % NET, check=False)
+              "/var/lib/stacklift/checkpoints/runs/*/lazywriter* /var/lib/stacklift/checkpoints/lazy.*; "
+              "podman volume rm -f lazypgdata >/dev/null 2>&1" % NET, check=False)
 
 
 def start_redis(node):
@@ -226,6 +226,32 @@ def test_a_lazy_postgresql_migration_keeps_every_row(node1, node2, lazydb, tmp_p
     node2.run("until [ \"$(%s 'SELECT max(id) FROM w')\" -gt %d ]; do sleep 0.2; done" % (PSQL, top + 50), timeout=60)
     node2.run("%s \"INSERT INTO t VALUES (0, 'after')\"" % PSQL)  # and it takes writes
     assert node1.run("podman container exists lazydb", check=False).returncode != 0
+
+
+def test_a_postgresql_on_a_named_volume_moves_with_the_volume_staged_before_the_fence(node1, node2, tmp_path):
+    """Its data directory on a named volume (as a real database keeps it): the volume is staged on the target while
+    it serves and left out of the archive, the target's restore makes the volume and the wrapper fills it (exactly:
+    nothing else in it), and every row is there, eagerly restored."""
+    clean(node1, node2)
+    ready = "until podman exec lazydb pg_isready -q -h %s -U postgres 2>/dev/null; do sleep 0.2; done" % PG_IP
+    try:
+        node1.run("podman network create --subnet %s %s >/dev/null && podman run -d --name lazydb --network %s --ip %s "
+                  "-v lazypgdata:/var/lib/postgresql/17/main %s >/dev/null && %s" % (SUBNET, NET, NET, PG_IP, PG, ready),
+                  timeout=300)
+        node1.run("%s \"CREATE TABLE t AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS v FROM "
+                  "generate_series(1, 800000) g\"" % PSQL, timeout=600)
+        before = node1.out("%s %s" % (PSQL, PG_SUM), timeout=300)
+        res, report = migrate(tmp_path, stack=dict(PG_STACK, services=[dict(PG_SERVICE, memory="eager")]))
+        assert res.returncode == 0, res.stdout[-3000:]
+        svc = report["services"]["db"]
+        assert svc["phases"]["files"]["trees"] == ["rootfs", "volume-lazypgdata"], svc["phases"]["files"]
+        assert svc["phases"]["files"]["bytes"] > 100e6, svc["phases"]["files"]
+        assert node2.out("%s %s" % (PSQL, PG_SUM), timeout=300) == before
+        assert node2.out("podman volume inspect -f '{{.Name}}' lazypgdata") == "lazypgdata"
+        assert node1.run("podman volume exists lazypgdata", check=False).returncode != 0  # gone with its source
+        node2.run("%s \"INSERT INTO t VALUES (0, 'after')\"" % PSQL)
+    finally:
+        clean(node1, node2)
 
 
 def test_precopy_is_refused_before_anything_is_frozen_where_the_kernel_lacks_soft_dirty(node1, node2, tmp_path):

@@ -14,7 +14,7 @@ maps shared and writable, and of those only the blocks whose digest changed. The
 them into the restored container's root before runc restores it, checking every file's sha256 as it copies.
 
 A leaf of the standard library only: ``lazy_runtime`` installs this file on the hosts beside the wrapper
-(``python3 tree.py receive STAGE`` reads a stream on stdin; ``python3 tree.py apply STAGE DIGEST BUNDLE``).
+(``python3 tree.py receive STAGE`` reads a stream on stdin; ``python3 tree.py apply REQUEST BUNDLE``).
 
 The stream: records, each a line of JSON and, for ``data``, that many bytes after it. Overlay's whiteouts (a
 character device 0/0) and opaque directories are kept in the manifest: ``apply`` removes what they hide."""
@@ -24,7 +24,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 __all__ = ["BLOCK", "STAGE_BYTES", "STAGE_SUFFIX", "MARGIN_NS", "MANIFEST", "TREE", "TreeError", "scan_entry", "changes", "digest_of",
-           "entries_bytes", "receive", "apply", "main"]
+           "entries_bytes", "receive", "apply", "where", "apply_request", "main"]
 
 import hashlib
 import json
@@ -88,7 +88,9 @@ def scan_entry(path, st=None):
 
 def _walk(root):
     """(relative path, entry) of everything under ROOT, parents before their children; what goes while it is
-    walked (a service's temporary file) is left out."""
+    walked (a service's temporary file) is left out. ROOT itself is ".": its owner and mode are the tree's too (a
+    database's data directory must be its user's, 0700)."""
+    yield ".", scan_entry(root)
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         for name in sorted(dirnames) + sorted(filenames):
@@ -181,6 +183,8 @@ def encode(record, data=b""):
 def _inside(base, rel):
     """BASE/REL, refusing a path that is absolute or climbs out, or whose parent is not a directory under
     BASE itself (a link on the way)."""
+    if rel == ".":
+        return base
     if not rel or rel.startswith("/") or ".." in rel.split("/"):
         raise TreeError("a path that leaves the tree: %r" % (rel,))
     path = os.path.join(base, rel)
@@ -291,10 +295,11 @@ def _copy_checked(source, path, entry):
     _set_meta(path, entry)
 
 
-def apply(stage, root, expected=None):
-    """The staged tree at STAGE put into the container's ROOT (mounted): files copied and checked, links, dirs,
-    and what overlay's whiteouts and opaque directories hide removed. EXPECTED: the manifest's digest the
-    archive recorded (digest_of). Returns the number of entries applied."""
+def apply(stage, root, expected=None, exact=False):
+    """The staged tree at STAGE put into ROOT (the container's root, mounted, or a volume's directory): files
+    copied and checked, links, dirs, and what overlay's whiteouts and opaque directories hide removed; EXACT (a
+    volume: the tree is all of it), whatever else is there too. EXPECTED: the manifest's digest the archive
+    recorded (digest_of). Returns the number of entries applied."""
     with open(os.path.join(stage, MANIFEST)) as f:
         entries = json.load(f)["entries"]
     if expected and digest_of(entries) != expected:
@@ -312,31 +317,53 @@ def apply(stage, root, expected=None):
             _make(path, entry)
         if entry["kind"] == "dir":
             dirs.append((path, entry))
-            if entry.get("opaque"):  # overlay hid what the image had here: only the staged entries remain
-                for name in os.listdir(path):
-                    if os.path.join(rel, name) not in entries:
-                        _remove(os.path.join(path, name))
+            if entry.get("opaque") or exact:  # overlay hid what the image had here: only the staged entries remain
+                _prune(path, rel, entries)
     for path, entry in reversed(dirs):
         os.utime(path, ns=(entry["mtime_ns"], entry["mtime_ns"]))
     return len(entries)
 
 
-def _bundle_root(bundle):
+def _prune(path, rel, entries):
+    """What is in the directory PATH (REL in the tree) and not among ENTRIES, removed."""
+    for name in os.listdir(path):
+        if (name if rel in ("", ".") else os.path.join(rel, name)) not in entries:
+            _remove(os.path.join(path, name))
+
+
+def where(bundle, into):
+    """The host's directory that is INTO inside the container of the OCI BUNDLE: its root for "/", else the source
+    of the bind mount at INTO (a named volume's directory)."""
     with open(os.path.join(bundle, "config.json")) as f:
-        root = json.load(f)["root"]["path"]
-    return root if os.path.isabs(root) else os.path.join(bundle, root)
+        config = json.load(f)
+    if into == "/":
+        root = config["root"]["path"]
+        return root if os.path.isabs(root) else os.path.join(bundle, root)
+    for mount in config.get("mounts") or []:
+        if mount.get("destination") == into and os.path.isabs(mount.get("source") or "") and \
+                os.path.isdir(mount["source"]):
+            return mount["source"]
+    raise TreeError("the container has no directory mounted at %s to put its staged files into" % into)
+
+
+def apply_request(request, bundle):
+    """Every tree a restore's REQUEST (a JSON list of {stage, digest, into, exact}) names, applied into the
+    container of BUNDLE; returns the number of entries applied."""
+    with open(request) as f:
+        trees = json.load(f)
+    return sum(apply(t["stage"], where(bundle, t["into"]), t["digest"], exact=t.get("exact", False)) for t in trees)
 
 
 def main(argv):
-    """``receive STAGE`` (the stream on stdin) or ``apply STAGE DIGEST BUNDLE``; prints a line of JSON."""
+    """``receive STAGE`` (the stream on stdin) or ``apply REQUEST BUNDLE``; prints a line of JSON."""
     try:
         if len(argv) == 2 and argv[0] == "receive":
             stdin = getattr(sys.stdin, "buffer", sys.stdin)
             print(json.dumps({"written": receive(stdin, argv[1])}))
-        elif len(argv) == 4 and argv[0] == "apply":
-            print(json.dumps({"applied": apply(argv[1], _bundle_root(argv[3]), argv[2])}))
+        elif len(argv) == 3 and argv[0] == "apply":
+            print(json.dumps({"applied": apply_request(argv[1], argv[2])}))
         else:
-            sys.stderr.write("usage: tree.py receive STAGE | apply STAGE DIGEST BUNDLE\n")
+            sys.stderr.write("usage: tree.py receive STAGE | apply REQUEST BUNDLE\n")
             return 2
     except (TreeError, OSError, ValueError, KeyError) as e:
         sys.stderr.write("stacklift tree: %s\n" % e)

@@ -66,7 +66,7 @@ _WRAPPER = r"""#!/bin/sh
 #   images, or from the page server the request names ("remote ADDRESS PORT"); once it runs, a keeper
 #   ({helper} keep) holds the daemon's userfaultfds too (ID.kept);
 # - a restore of a split checkpoint that is not lazy (a restore in place) gets its pages back first;
-# - ID.files: its restore first puts the files staged before the fence into its root ({tree} apply).
+# - ID.files: its restore first puts the files staged before the fence into its root and volumes ({tree} apply).
 REAL={real}
 REQ={requests}
 PY={python}
@@ -110,8 +110,7 @@ if [ "$cmd" = checkpoint ]; then
   exit 0
 fi
 if [ -f "$REQ/$id.files" ]; then
-  # shellcheck disable=SC2046
-  "$PY" "$TREE" apply $(cat "$REQ/$id.files") "${bundle:-.}" > "$REQ/$id.files.log" 2>&1 ||
+  "$PY" "$TREE" apply "$REQ/$id.files" "${bundle:-.}" > "$REQ/$id.files.log" 2>&1 ||
     { cat "$REQ/$id.files.log" >&2; exit 1; }
 fi
 if [ ! -f "$REQ/$id.request" ] || [ -z "$work" ]; then
@@ -251,13 +250,15 @@ def request_parent(container_id, parent, requests=REQUEST_DIR):
     _request(requests, container_id, ".parent", parent)
 
 
-def request_files(container_id, stage, digest, requests=REQUEST_DIR):
-    """Ask the wrapper to put the files staged at STAGE (tree.apply, checked against the manifest DIGEST) into
-    CONTAINER_ID's root before its next restore."""
-    _check_path(stage, "a staging directory")
-    if not re.match(r"^[0-9a-f]{64}$", digest or ""):
-        raise ValueError("not a sha256: %r" % (digest,))
-    _request(requests, container_id, ".files", "%s %s\n" % (stage, digest))
+def request_files(container_id, trees, requests=REQUEST_DIR):
+    """Ask the wrapper to put the files staged before the fence into CONTAINER_ID's root and volumes before its next
+    restore (tree.apply_request). TREES: [{stage, digest, into, exact}], each checked against its manifest's DIGEST."""
+    for t in trees:
+        _check_path(t["stage"], "a staging directory")
+        if not re.match(r"^[0-9a-f]{64}$", t.get("digest") or "") or not (t.get("into") or "").startswith("/"):
+            raise ValueError("not a staged tree: %r" % (t,))
+    _request(requests, container_id, ".files", json.dumps([{k: t.get(k) for k in ("stage", "digest", "into", "exact")}
+                                                           for t in trees]))
 
 
 def release_files(container_id, requests=REQUEST_DIR):

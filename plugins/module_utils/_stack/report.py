@@ -69,7 +69,7 @@ def window_events(results, offsets=None):
             elif phase == "precopy":  # its rounds' bytes written and seconds, why they stopped, or what failed
                 extra = {k: rec.get(k) for k in ("rounds", "stopped", "error")}
             elif phase == "files":  # its changed files staged on the target before the fence, or why not
-                extra = {k: rec[k] for k in ("bytes", "entries", "detail") if k in rec}
+                extra = {k: rec[k] for k in ("bytes", "entries", "trees", "detail") if k in rec}
             elif phase == "restore" and rec.get("memory"):
                 extra = {k: rec[k] for k in ("memory", "pages_from") if rec.get(k)}
             if rec.get("timings"):  # the engine's, CRIU's and stacklift's own steps, in seconds

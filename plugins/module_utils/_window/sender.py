@@ -83,7 +83,7 @@ class Sender:
     def __call__(self, service, archive, manifest, sha256, pages=None, files=None):
         """Push ARCHIVE and then its manifest to SERVICE's target. PAGES: what the checkpoint's split left
         here (pages.split), served to the target's lazy-pages daemon through a port forwarded on its loopback.
-        FILES: where its files were staged on the target, and their manifest's digest (stage_files)."""
+        FILES: where its files were staged on the target, and their manifests' digests (stage_files)."""
         address = self.targets[service]
         client = self.client(address)
         stats = push_file(client, archive, archive, sha256)
@@ -92,8 +92,9 @@ class Sender:
         data = dict(read_manifest(archive), arrived_checked={"sha256": sha256, "size": os.path.getsize(archive)})
         if pages:
             data["pages"] = {"port": self.serve_pages(service, pages["image_dir"])}
-        if files:
+        if files:  # its staged volumes are made on the target too: a rollback there removes them
             data["files"] = files
+            data["volumes"] = sorted(set(data.get("volumes") or []) | set(files.get("volumes") or []))
         sent = write_manifest("%s.sent-%d" % (archive, os.getpid()), data)
         try:
             push_file(client, sent, manifest, sha256_file(sent))

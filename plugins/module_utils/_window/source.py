@@ -9,7 +9,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-__all__ = ["SourceWindow"]
+__all__ = ["SourceWindow", "VOLUME_TREE"]
 
 import os
 import threading
@@ -32,6 +32,9 @@ from ansible_collections.stacklift.migrate.plugins.module_utils._window.protocol
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.base import POLL, Window, WindowError
 
 
+VOLUME_TREE = "volume-"  # a staged volume's tree: VOLUME_TREE + its name
+
+
 class SourceWindow(Window):
     """One source host's part of the window."""
 
@@ -47,7 +50,7 @@ class SourceWindow(Window):
         self.compression = compression
         self.workers = max(2, os.cpu_count() or 1)
         self.starts = {}  # {service: when its container's process started}, as check() saw it
-        self.staged = {}  # {service: (its container's upper directory, the manifest of its files staged)}
+        self.staged = {}  # {service: {tree: (its directory here, where in the container, exact, its staged manifest)}}
 
     def check(self):
         """Every reason the window cannot start here, before anything is fenced."""
@@ -253,7 +256,7 @@ class SourceWindow(Window):
                     "pages": rec.get("pages"), "files": rec.get("files")}
         svc = self.services[name]
         split = container.get("Id") if self.splits(name, container) else None
-        staged = self.staged.get(name)
+        staged = self.staged.get(name) or {}
         # read at the fence: a file mapped shared and writable may change without its status changing
         mapped = self.host.shared_writable_files((container.get("State") or {}).get("Pid")) if staged else ()
         try:
@@ -265,7 +268,8 @@ class SourceWindow(Window):
                                          compression=self.compression, tcp=svc["tcp"],
                                          file_locks=True, keep=True, encryption_key=self.encryption_key,
                                          origin={"stack": self.stack, "run_id": self.run_id},
-                                         ignore_rootfs=bool(staged))
+                                         ignore_rootfs="rootfs" in staged,
+                                         ignore_volumes=any(k.startswith(VOLUME_TREE) for k in staged))
         except CheckpointError as e:
             if e.details.get("partial"):
                 self.record("checkpoint_incomplete", name, partial=e.details["partial"])
@@ -283,26 +287,39 @@ class SourceWindow(Window):
         return entry
 
     def _sync_files(self, name, staged, mapped):
-        """Inside the pause, NAME checkpointed: what changed in its files since they were staged, sent; returns
-        where they are on the target and their manifest's digest, for its archive's manifest."""
-        upper, previous = staged
-        entries, stats = self.sender.stage_files(name, upper, self.stage(name), previous, mapped)
-        return {"stage": self.stage(name), "digest": tree.digest_of(entries), "bytes": tree.entries_bytes(entries),
-                "synced_bytes": stats["bytes"], "synced_s": stats["seconds"]}
+        """Inside the pause, NAME checkpointed: what changed in its staged trees since, sent; returns, for its archive's
+        manifest, where each is on the target and its manifest's digest, and the volumes they make there."""
+        trees, volumes = [], []
+        for key, (path, into, exact, previous) in sorted(staged.items()):
+            stage = os.path.join(self.stage(name), key)
+            entries, stats = self.sender.stage_files(name, path, stage, previous, mapped if into == "/" else ())
+            trees.append({"stage": stage, "digest": tree.digest_of(entries), "into": into, "exact": exact,
+                          "bytes": tree.entries_bytes(entries), "synced_bytes": stats["bytes"],
+                          "synced_s": stats["seconds"]})
+            if key.startswith(VOLUME_TREE):
+                volumes.append(key[len(VOLUME_TREE):])
+        return {"trees": trees, "volumes": volumes, "bytes": sum(t["bytes"] for t in trees),
+                "synced_bytes": sum(t["synced_bytes"] for t in trees),
+                "synced_s": round(sum(t["synced_s"] for t in trees), 3)}
 
     def stage(self, name):
-        """Where NAME's files are staged on its target: beside its archive (the same path there)."""
+        """Where NAME's files are staged on its target: beside its archive (the same path there), a directory a tree."""
         return self.archive(name) + tree.STAGE_SUFFIX
 
-    def files_staged(self, name, container):
-        """The upper directory of NAME's container (its changes to the image) when its files are staged on its
-        target before the fence: they hold STAGE_BYTES or more, and this Podman host's wrapper is installed (the
-        target's restores through its own). Else None: they cross in the archive."""
+    def file_trees(self, name, container):
+        """{key: (host directory, where it is in the container, exact)} of NAME's files staged on its target before
+        the fence: its changes to the image (its overlay upper directory; "rootfs") and its named volumes (each whole;
+        "volume-NAME"), when they hold STAGE_BYTES or more together and this Podman host's wrapper is installed (the
+        target restores through its own). Empty: they cross in the archive."""
+        if self.sender is None or lazy.lazy_problem(self.engine.name, None) is not None:
+            return {}
         upper = ((container.get("GraphDriver") or {}).get("Data") or {}).get("UpperDir")
-        if self.sender is None or lazy.lazy_problem(self.engine.name, None) is not None or not upper or \
-                not os.path.isdir(upper):
-            return None
-        return upper if tree_bytes(upper) >= tree.STAGE_BYTES else None
+        trees = {"rootfs": (upper, "/", False)} if upper and os.path.isdir(upper) else {}
+        volumes = [m for m in container.get("Mounts") or [] if m.get("Type") == "volume"]
+        if all(m.get("Name") and os.path.isdir(m.get("Source") or "") and m.get("Destination") for m in volumes):
+            # all of them or none: the checkpoint leaves out every volume or none
+            trees.update((VOLUME_TREE + m["Name"], (m["Source"], m["Destination"], True)) for m in volumes)
+        return trees if sum(tree_bytes(t[0]) for t in trees.values()) >= tree.STAGE_BYTES else {}
 
     def stage_files(self, containers):
         """Before the quiesce and the fence, while they serve: the files of the services that stage them sent to
@@ -310,18 +327,21 @@ class SourceWindow(Window):
         the archive."""
         for name in [n for tier in self.tiers for n in tier]:
             c = containers[name]
-            upper = None if self.done(name, "fenced") or not ((c.get("State") or {}).get("Running")) else \
-                self.files_staged(name, c)
-            if not upper:
+            running = not self.done(name, "fenced") and (c.get("State") or {}).get("Running")
+            trees = self.file_trees(name, c) if running else {}
+            if not trees:
                 continue
-            start = time.time()
+            start, staged, sent = time.time(), {}, 0
             try:
-                entries, stats = self.sender.stage_files(name, upper, self.stage(name), {})
+                for key, (path, into, exact) in sorted(trees.items()):
+                    entries, stats = self.sender.stage_files(name, path, os.path.join(self.stage(name), key), {})
+                    staged[key], sent = (path, into, exact, entries), sent + stats["bytes"]
             except Exception as e:  # pylint: disable=broad-except
                 self.record("files_not_staged", name, started=start, detail=str(e))
                 continue
-            self.staged[name] = (upper, entries)
-            self.record("files_staged", name, started=start, bytes=stats["bytes"], entries=len(entries))
+            self.staged[name] = staged
+            self.record("files_staged", name, started=start, bytes=sent, trees=sorted(staged),
+                        entries=sum(len(t[3]) for t in staged.values()))
 
     def splits(self, name, container):
         """Whether NAME's checkpoint is split (its lazy pages stay here, served to its target after the

@@ -183,12 +183,14 @@ class TargetWindow(Window):
         start, stats = time.time(), None
         try:
             if files:
-                lazy.request_files(manifest["container_id"], files["stage"], files["digest"], self.lazy_requests)
+                lazy.request_files(manifest["container_id"], files, self.lazy_requests)
             if memory == "lazy":
                 lazy.request_lazy(manifest["container_id"], self.lazy_requests,
                                   page_server_port=(remote or {}).get("port"))
             with plaintext(archive, self.encryption_key) as plain:  # decrypted beside it, gone after
-                stats = self.engine.restore(plain, tcp=svc["tcp"], file_locks=True, ignore_rootfs=bool(files)) or {}
+                stats = self.engine.restore(plain, tcp=svc["tcp"], file_locks=True,
+                                            ignore_rootfs=any(t["into"] == "/" for t in files),
+                                            ignore_volumes=any(t["into"] != "/" for t in files)) or {}
         except CryptError as e:
             raise WindowError(str(e))
         finally:
@@ -210,19 +212,20 @@ class TargetWindow(Window):
             raise WindowError("restored, but its record could not be written (%s): the copy is removed again" % e)
 
     def _staged_files(self, archive, manifest):
-        """Where the archive's container's files were staged here before the fence ({stage, digest}), or None
-        (they are in the archive). Refused when this host's wrapper cannot put them in place, or they are not
+        """The trees of the archive's container staged here before the fence ([{stage, digest, into, exact}]; empty:
+        its files are in the archive). Refused when this host's wrapper cannot put them in place, or one is not
         beside this archive: restored without them, the service would run on the image's files."""
-        files = manifest.get("files")
-        if not files:
-            return None
+        trees = (manifest.get("files") or {}).get("trees") or []
+        if not trees:
+            return []
         problem = lazy.files_problem() if lazy.is_container_id(manifest.get("container_id")) else \
             "its archive's manifest names no container ID"
-        if not problem and files.get("stage") != archive + tree.STAGE_SUFFIX:
-            problem = "they are at %s, not beside this archive" % files.get("stage")
+        for t in trees if not problem else []:
+            if not (t.get("stage") or "").startswith(archive + tree.STAGE_SUFFIX + "/"):
+                problem = "they are at %s, not beside this archive" % t.get("stage")
         if problem:
             raise WindowError("its files were staged before the fence, and cannot be put in place: %s" % problem)
-        return files
+        return trees
 
     def memory_mode(self, name, container_id, remote=False):
         """How NAME's memory crosses here: "lazy" (filled in after the restore) or "eager". REMOTE: its archive

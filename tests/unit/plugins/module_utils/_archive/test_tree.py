@@ -137,20 +137,34 @@ def test_an_opaque_directory_hides_what_the_image_had_there(tmp_path):
     assert sorted(os.listdir(str(root / "data"))) == ["fresh"]
 
 
-def test_the_helper_receives_on_stdin_and_applies_into_a_bundles_root(tmp_path):
-    upper, stage, bundle = tmp_path / "upper", tmp_path / "stage", tmp_path / "bundle"
+def test_the_helper_receives_on_stdin_and_applies_into_a_bundles_root_and_its_volumes_exactly(tmp_path):
+    upper, stage, bundle, volume = tmp_path / "upper", tmp_path / "stage", tmp_path / "bundle", tmp_path / "vol"
     make_upper(upper)
+    os.chmod(str(upper), 0o700)  # a data directory: its user's alone
     (bundle / "rootfs").mkdir(parents=True)
-    (bundle / "config.json").write_text(json.dumps({"root": {"path": "rootfs"}}))
+    (volume / "stale").mkdir(parents=True)  # a volume's directory holding what its source's does not
+    os.chmod(str(volume), 0o755)
+    (volume / "stale/old").write_text("gone after")
+    (bundle / "config.json").write_text(json.dumps({"root": {"path": "rootfs"}, "mounts": [
+        {"destination": "/var/lib/data", "source": str(volume), "type": "bind"}]}))
     out, _data, entries = stream(upper, {})
     helper = tree.__file__
     got = subprocess.run([sys.executable, helper, "receive", str(stage)], input=out.read(), capture_output=True,
                          check=True, timeout=60)
     assert json.loads(got.stdout)["written"] == 3 * MiB + 1004
-    got = subprocess.run([sys.executable, helper, "apply", str(stage), tree.digest_of(entries), str(bundle)],
-                         capture_output=True, check=True, timeout=60)
-    assert json.loads(got.stdout)["applied"] == len(entries)
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps([{"stage": str(stage), "digest": tree.digest_of(entries), "into": "/"},
+                                   {"stage": str(stage), "digest": tree.digest_of(entries), "into": "/var/lib/data",
+                                    "exact": True}]))
+    got = subprocess.run([sys.executable, helper, "apply", str(request), str(bundle)], capture_output=True,
+                         check=True, timeout=60)
+    assert json.loads(got.stdout)["applied"] == 2 * len(entries)
     assert (bundle / "rootfs/var/lib/db/wal").read_bytes() == b"w" * 1000
-    bad = subprocess.run([sys.executable, helper, "apply", str(stage), "1" * 64, str(bundle)], capture_output=True,
-                         timeout=60)
+    assert (volume / "var/lib/db/wal").read_bytes() == b"w" * 1000 and not (volume / "stale").exists()
+    assert stat.S_IMODE(os.stat(str(volume)).st_mode) == 0o700
+    request.write_text(json.dumps([{"stage": str(stage), "digest": tree.digest_of(entries), "into": "/nowhere"}]))
+    bad = subprocess.run([sys.executable, helper, "apply", str(request), str(bundle)], capture_output=True, timeout=60)
+    assert bad.returncode == 1 and b"no directory mounted at /nowhere" in bad.stderr
+    request.write_text(json.dumps([{"stage": str(stage), "digest": "1" * 64, "into": "/"}]))
+    bad = subprocess.run([sys.executable, helper, "apply", str(request), str(bundle)], capture_output=True, timeout=60)
     assert bad.returncode == 1 and b"not those the archive was made with" in bad.stderr

@@ -100,13 +100,13 @@ def test_a_restore_with_staged_files_has_them_in_its_root_before_runc_and_none_i
     stage, bundle, digest = staged(tmp_path)
     args = restore_args(tmp_path)
     args = args[:3] + ["--bundle", str(bundle)] + args[3:]
-    lazy.request_files(CID, str(stage), digest, str(requests))
+    lazy.request_files(CID, [{"stage": str(stage), "digest": digest, "into": "/"}], str(requests))
     subprocess.run([str(wrapper)] + args, env=env, check=True, timeout=30)
     assert (bundle / "root/data/table").read_bytes() == b"rows" and log.read_text().splitlines() == args
     # a stage that is not what the archive was made with: runc is never called, and the engine hears why
     log.unlink()
     (bundle / "root/data/table").unlink()
-    lazy.request_files(CID, str(stage), "e" * 64, str(requests))
+    lazy.request_files(CID, [{"stage": str(stage), "digest": "e" * 64, "into": "/"}], str(requests))
     got = subprocess.run([str(wrapper)] + args, env=env, capture_output=True, timeout=30)
     assert got.returncode == 1 and b"not those the archive was made with" in got.stderr and not log.exists()
     assert not (bundle / "root/data/table").exists()

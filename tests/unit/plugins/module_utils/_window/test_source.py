@@ -302,11 +302,30 @@ def test_large_changed_files_are_staged_before_the_fence_and_only_the_blocks_wri
     assert steps.index("files_staged") < steps.index("fenced") and "--ignore-rootfs" in a.engine.runner.checkpoint_argv
     assert sender.staged == [("db", 3 << 20), ("db", 1 << 20)]  # all of them, then the one block written since
     files = sender.files["db"]
-    assert files["stage"] == a.archive("db") + ".files" and files["synced_bytes"] == 1 << 20
-    staged = tmp_path / "target" / (a.archive("db").lstrip("/") + ".files")
+    assert [t["stage"] for t in files["trees"]] == [a.archive("db") + ".files/rootfs"] and files["synced_bytes"] == 1 << 20
+    staged = tmp_path / "target" / (a.archive("db").lstrip("/") + ".files/rootfs")
     assert (staged / "tree/data/table").read_bytes() == (upper / "data/table").read_bytes()
-    assert files["digest"] == tree.digest_of(json.loads((staged / "manifest.json").read_text())["entries"])
+    assert files["trees"][0]["digest"] == tree.digest_of(json.loads((staged / "manifest.json").read_text())["entries"])
     assert a.state["services"]["db"]["checkpointed"]["files"] == files  # a resumed window sends the same
+
+
+def test_a_named_volume_is_staged_whole_and_left_out_of_the_archive_with_the_rootfs(tmp_path, monkeypatch):
+    a, sender, _upper = staging_source(tmp_path, monkeypatch)
+    volume = tmp_path / "volumes/pgdata/_data"
+    (volume / "base").mkdir(parents=True)
+    (volume / "base/1").write_bytes(b"v" * 1000)
+    a.engine.runner.answers["podman container inspect"].__self__.mounts["shop-db"] = [
+        {"Type": "volume", "Name": "pgdata", "Source": str(volume), "Destination": "/var/lib/pg"},
+        {"Type": "bind", "Source": "/etc/hosts", "Destination": "/etc/hosts"}]
+    a.checkpointed()
+    argv = a.engine.runner.checkpoint_argv
+    assert "--ignore-rootfs" in argv and "--ignore-volumes" in argv
+    files = sender.files["db"]
+    assert [(t["into"], t["exact"]) for t in files["trees"]] == [("/", False), ("/var/lib/pg", True)]
+    assert files["volumes"] == ["pgdata"] and a.state["services"]["db"]["files_staged"]["trees"] == [
+        "rootfs", "volume-pgdata"]
+    staged = tmp_path / "target" / (a.archive("db").lstrip("/") + ".files/volume-pgdata")
+    assert (staged / "tree/base/1").read_bytes() == b"v" * 1000
 
 
 def test_files_that_cannot_be_staged_cross_in_the_archive(tmp_path, monkeypatch):

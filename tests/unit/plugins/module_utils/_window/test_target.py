@@ -444,7 +444,9 @@ def staged_arrival(tmp_path, monkeypatch, problem=None, stage=None):
     runner.answers["nft"] = (0, "", "")
     archive = write_arrival(tmp_path, "shop-cache")
     manifest = json.loads(open(archive + ".stacklift.json").read())
-    files = {"stage": stage or archive + ".files", "digest": "f" * 64, "bytes": 1}
+    files = {"trees": [{"stage": stage or archive + ".files/rootfs", "digest": "f" * 64, "into": "/", "exact": False},
+                       {"stage": archive + ".files/volume-data", "digest": "e" * 64, "into": "/data", "exact": True}],
+             "volumes": ["data"], "bytes": 1}
     write_manifest(archive, dict(manifest, container_id=CID, files=files))
     monkeypatch.setattr(window_target.lazy, "files_problem", lambda: problem)
     a = make_window(window_target.TargetWindow, tmp_path, runner, services={"cache": dict(SERVICES["cache"],
@@ -464,13 +466,13 @@ def test_files_staged_before_the_fence_are_asked_of_the_wrapper_for_that_restore
     a, runner, seen = staged_arrival(tmp_path, monkeypatch)
     a._restore("cache")
     restore = [c for c in runner.calls if c[1:3] == ["container", "restore"]][0]
-    assert "--ignore-rootfs" in restore and seen == [[CID + ".files"]]
+    assert "--ignore-rootfs" in restore and "--ignore-volumes" in restore and seen == [[CID + ".files"]]
     assert os.listdir(a.lazy_requests) == []  # for that one restore only
 
 
 @pytest.mark.parametrize("problem, stage, why", [
     ("the wrapper cannot apply staged files", None, "the wrapper cannot apply staged files"),
-    (None, "/elsewhere.files", "they are at /elsewhere.files, not beside this archive")])
+    (None, "/elsewhere.files/rootfs", "they are at /elsewhere.files/rootfs, not beside this archive")])
 def test_staged_files_that_cannot_be_put_in_place_refuse_the_restore(tmp_path, monkeypatch, problem, stage, why):
     a, runner, _seen = staged_arrival(tmp_path, monkeypatch, problem=problem, stage=stage)
     with pytest.raises(window.WindowError, match="its files were staged before the fence, and cannot be put in "

@@ -42,6 +42,7 @@ class Containers:
         self.ids = {n: "id-" + n for n in state}
         self.fenced = set()  # pids with a fence in their network namespace
         self.upper = {}  # name -> its overlay upper directory (its changes to the image), when it has one
+        self.mounts = {}  # name -> its inspect data's Mounts
 
     def nsenter(self, argv):
         pid = int(argv[2])
@@ -67,7 +68,8 @@ class Containers:
             found.append({"Id": self.ids[name], "Name": name, "Image": "img", "State": {
                 "Running": st == "running", "Checkpointed": st == "exited", "Status": st, "Pid": self.pid(name)},
                 "NetworkSettings": {"Networks": {"shopnet": {"IPAddress": "10.89.10.%d" % self.pid(name)}}},
-                "GraphDriver": {"Data": {"UpperDir": self.upper.get(name)}}})
+                "GraphDriver": {"Data": {"UpperDir": self.upper.get(name)}},
+                "Mounts": self.mounts.get(name, [])})
         return (125 if missing else 0), json.dumps(found) if found else "", "\n".join(missing)
 
 
