@@ -10,11 +10,13 @@ the container's overlay upper directory (its changes to the image) while the ser
 (``changes`` against an empty manifest), and, once the service is checkpointed, only what changed since: the
 files whose status changed, or that were written too close to their reading to be trusted, or that a process
 maps shared and writable, and of those only the blocks whose digest changed. The target's receiver
-(``receive``) writes them into a staging directory beside the archive; the runtime wrapper (``apply``) puts
-them into the restored container's root before runc restores it, checking every file's sha256 as it copies.
+(``receive``) checks each block's sha256 as it arrives and writes it into a staging directory beside the archive,
+or, for a named volume, straight into the volume made for it there; the runtime wrapper (``apply``) puts the
+container's root's tree into place before runc restores it, once its manifest is the one the archive recorded
+(``check``) and each file whole.
 
 A leaf of the standard library only: ``lazy_runtime`` installs this file on the hosts beside the wrapper
-(``python3 tree.py receive STAGE`` reads a stream on stdin; ``python3 tree.py apply REQUEST BUNDLE``).
+(``python3 tree.py receive STAGE [TREE]`` reads a stream on stdin; ``python3 tree.py apply REQUEST BUNDLE``).
 
 The stream: records, each a line of JSON and, for ``data``, that many bytes after it. Overlay's whiteouts (a
 character device 0/0) and opaque directories are kept in the manifest: ``apply`` removes what they hide."""
@@ -23,8 +25,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-__all__ = ["BLOCK", "STAGE_BYTES", "STAGE_SUFFIX", "MARGIN_NS", "MANIFEST", "TREE", "TreeError", "scan_entry", "changes", "digest_of",
-           "entries_bytes", "receive", "apply", "where", "apply_request", "main"]
+__all__ = ["BLOCK", "STAGE_BYTES", "STAGE_SUFFIX", "MADE", "MARGIN_NS", "MANIFEST", "TREE", "TreeError", "scan_entry", "changes", "digest_of",
+           "entries_bytes", "receive", "check", "apply", "where", "apply_request", "main"]
 
 import hashlib
 import json
@@ -39,6 +41,7 @@ BLOCK = 1 << 20
 # source); below, they cross in the archive as before (a few files cost more round trips than bytes).
 STAGE_BYTES = 64 << 20
 STAGE_SUFFIX = ".files"  # the staging directory: beside the archive, on the target
+MADE = "made"  # in a staged volume's stage directory on the target: the volume was made there for the run
 # A file whose last change came less than this before it was read may have changed again within the
 # filesystem's timestamp granularity (a jiffy, coarse clocks): its status alone does not tell; it is read again.
 MARGIN_NS = 2 * 10 ** 9
@@ -127,7 +130,7 @@ def _file_records(root, rel, entry, old):
             digest = hashlib.sha256(data).hexdigest()
             whole.update(data)
             if len(blocks) >= len(old_blocks) or old_blocks[len(blocks)] != digest:
-                yield {"op": "data", "path": rel, "offset": offset, "len": len(data)}, data
+                yield {"op": "data", "path": rel, "offset": offset, "len": len(data), "sha256": digest}, data
             blocks.append(digest)
             offset += len(data)
     entry.update(blocks=blocks, sha256=whole.hexdigest(), length=offset)
@@ -165,7 +168,7 @@ def changes(root, previous, mapped=(), out=None):
 
 def digest_of(entries):
     """The sha256 of a manifest's entries, as the archive's manifest records it and the target checks it."""
-    wanted = {rel: {k: e.get(k) for k in ("kind", "mode", "uid", "gid", "sha256", "target", "rdev", "opaque")}
+    wanted = {rel: {k: e.get(k) for k in ("kind", "mode", "uid", "gid", "blocks", "length", "target", "rdev", "opaque")}
               for rel, e in entries.items()}
     return hashlib.sha256(json.dumps(wanted, sort_keys=True).encode("utf-8")).hexdigest()
 
@@ -229,12 +232,14 @@ def _set_meta(path, meta):
     os.utime(path, ns=(meta["mtime_ns"], meta["mtime_ns"]))
 
 
-def receive(stream, stage):
-    """Apply the records read from STREAM to the copy at STAGE/TREE; the last, ``end``, carries the manifest,
-    written to STAGE/MANIFEST. Returns the number of data bytes written."""
-    tree = os.path.join(stage, TREE)
-    if not os.path.isdir(tree):
-        os.makedirs(tree, mode=0o700)
+def receive(stream, stage, tree=None):
+    """Apply the records read from STREAM to the copy at TREE (default STAGE/TREE; a volume's own directory, say),
+    each block checked against its sha256 before it is written; the last record, ``end``, carries the manifest,
+    written to STAGE/MANIFEST once every record before it is in. Returns the number of data bytes written."""
+    tree = tree or os.path.join(stage, TREE)
+    for d in (stage, tree):
+        if not os.path.isdir(d):
+            os.makedirs(d, mode=0o700)
     written, handle = 0, None
     for line in iter(stream.readline, b""):
         record = json.loads(line.decode("utf-8"))
@@ -262,6 +267,9 @@ def receive(stream, stage):
             data = stream.read(record["len"])
             if len(data) != record["len"]:
                 raise TreeError("the stream ended inside the data of %s" % path)
+            if hashlib.sha256(data).hexdigest() != record["sha256"]:
+                raise TreeError("a block of %s at %d arrived damaged (its sha256 differs): not written"
+                                % (path, record["offset"]))
             if handle is None or handle.name != path:
                 handle = _switch(handle, path)
             handle.seek(record["offset"])
@@ -281,30 +289,32 @@ def _switch(handle, path):
     return open(path, "r+b") if path else None
 
 
-def _copy_checked(source, path, entry):
-    """SOURCE copied to PATH (a new file), its sha256 compared with ENTRY's as it is read."""
-    digest = hashlib.sha256()
-    with open(source, "rb") as src, open(path, "wb") as dst:
-        for data in iter(lambda: src.read(BLOCK), b""):
-            digest.update(data)
-            dst.write(data)
-    if digest.hexdigest() != entry["sha256"]:
-        os.unlink(path)
-        raise TreeError("%s has sha256 %s, its manifest says %s: damaged on its way; not restoring"
-                        % (source, digest.hexdigest(), entry["sha256"]))
+def _copy(source, path, entry):
+    """SOURCE copied to PATH (a new file) by the kernel; its blocks were checked as they arrived (receive), so what
+    is left to check is that the file is whole."""
+    if os.path.getsize(source) != entry["length"]:
+        raise TreeError("%s holds %d bytes, its manifest says %d: not restoring"
+                        % (source, os.path.getsize(source), entry["length"]))
+    shutil.copyfile(source, path, follow_symlinks=False)
     _set_meta(path, entry)
 
 
-def apply(stage, root, expected=None, exact=False):
+def check(stage, expected):
+    """The entries of the manifest at STAGE, once its digest is EXPECTED (the one the archive recorded)."""
+    with open(os.path.join(stage, MANIFEST)) as f:
+        entries = json.load(f)["entries"]
+    if digest_of(entries) != expected:
+        raise TreeError("the staged files at %s are not those the archive was made with (manifest digest %s, "
+                        "expected %s): not restoring" % (stage, digest_of(entries), expected))
+    return entries
+
+
+def apply(stage, root, expected, exact=False):
     """The staged tree at STAGE put into ROOT (the container's root, mounted, or a volume's directory): files
     copied and checked, links, dirs, and what overlay's whiteouts and opaque directories hide removed; EXACT (a
     volume: the tree is all of it), whatever else is there too. EXPECTED: the manifest's digest the archive
     recorded (digest_of). Returns the number of entries applied."""
-    with open(os.path.join(stage, MANIFEST)) as f:
-        entries = json.load(f)["entries"]
-    if expected and digest_of(entries) != expected:
-        raise TreeError("the staged files at %s are not those the archive was made with (manifest digest %s, "
-                        "expected %s): not restoring" % (stage, digest_of(entries), expected))
+    entries = check(stage, expected)
     tree, dirs = os.path.join(stage, TREE), []
     for rel in sorted(entries):
         entry, path = entries[rel], _inside(root, rel)
@@ -312,7 +322,7 @@ def apply(stage, root, expected=None, exact=False):
             _remove(path)
         elif entry["kind"] == "file":
             _remove(path)
-            _copy_checked(_inside(tree, rel), path, entry)
+            _copy(_inside(tree, rel), path, entry)
         else:
             _make(path, entry)
         if entry["kind"] == "dir":
@@ -355,15 +365,15 @@ def apply_request(request, bundle):
 
 
 def main(argv):
-    """``receive STAGE`` (the stream on stdin) or ``apply REQUEST BUNDLE``; prints a line of JSON."""
+    """``receive STAGE [TREE]`` (the stream on stdin) or ``apply REQUEST BUNDLE``; prints a line of JSON."""
     try:
-        if len(argv) == 2 and argv[0] == "receive":
+        if len(argv) in (2, 3) and argv[0] == "receive":
             stdin = getattr(sys.stdin, "buffer", sys.stdin)
-            print(json.dumps({"written": receive(stdin, argv[1])}))
+            print(json.dumps({"written": receive(stdin, argv[1], (argv[2:] or [None])[0])}))
         elif len(argv) == 3 and argv[0] == "apply":
             print(json.dumps({"applied": apply_request(argv[1], argv[2])}))
         else:
-            sys.stderr.write("usage: tree.py receive STAGE | apply REQUEST BUNDLE\n")
+            sys.stderr.write("usage: tree.py receive STAGE [TREE] | apply REQUEST BUNDLE\n")
             return 2
     except (TreeError, OSError, ValueError, KeyError) as e:
         sys.stderr.write("stacklift tree: %s\n" % e)

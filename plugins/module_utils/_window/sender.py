@@ -9,9 +9,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-__all__ = ["Sender"]
+__all__ = ["Sender", "VOLUME_SCRIPT"]
 
 import os
+import posixpath
 import threading
 import time
 
@@ -24,6 +25,13 @@ from ansible_collections.stacklift.migrate.plugins.module_utils._transport.ssh i
     STALL_TIMEOUT, clock_offset, connect, push_file, quote, remote_run, send_stream)
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.protocol import (
     committed_command, note_body, note_command, note_path)
+
+
+# Make the volume (unless this run made it already), then print its directory.
+VOLUME_SCRIPT = (
+    "if podman volume exists {v}; then [ -f {made} ] || {{ echo 'a volume of that name is there already, not made by "
+    "this run' >&2; exit 3; }}; else mkdir -p -m 700 {s} && podman volume create {v} >/dev/null && echo {v} > {made}; "
+    "fi && podman volume inspect -f '{{{{.Mountpoint}}}}' {v}")
 
 
 class Sender:
@@ -66,19 +74,30 @@ class Sender:
                 return False
         return True
 
-    def stage_files(self, service, root, stage, previous, mapped=()):
-        """Bring the copy at STAGE on SERVICE's target of the files under ROOT (a container's upper directory)
+    def stage_files(self, service, root, stage, previous, mapped=(), tree_dir=None):
+        """Bring the copy on SERVICE's target of the files under ROOT (a container's upper directory, a volume's)
         up to date: all of them against PREVIOUS {} (while the service serves), else what changed since PREVIOUS
-        (tree.changes). Returns the new manifest's entries, with the stream's bytes and seconds."""
+        (tree.changes). The copy is at STAGE, or TREE_DIR (its manifest at STAGE). Returns the new manifest's
+        entries, with the stream's bytes and seconds."""
         entries = {}
 
         def records():
             for record, data in tree.changes(root, previous, mapped=mapped, out=entries):
                 yield tree.encode(record, data)
             yield tree.encode({"op": "end", "entries": entries})
-        cmd = "python3 %s receive %s" % (quote(TREE_PATH), quote(stage))
+        cmd = "python3 %s receive %s%s" % (quote(TREE_PATH), quote(stage), " " + quote(tree_dir) if tree_dir else "")
         stats = send_stream(self.client(self.targets[service]), cmd, records(), "%s's files" % service)
         return entries, {"bytes": stats["bytes"], "seconds": stats["seconds"]}
+
+    def volume_dir(self, service, volume, stage):
+        """The directory of VOLUME on SERVICE's target, made there now for this run's staging (a file STAGE/made
+        says so, for a rollback there to remove it). A volume of that name already there, not made so, is refused:
+        its files are not this service's."""
+        cmd = VOLUME_SCRIPT.format(v=quote(volume), s=quote(stage), made=quote(posixpath.join(stage, tree.MADE)))
+        rc, out, err = remote_run(self.client(self.targets[service]), cmd, timeout=STALL_TIMEOUT)
+        if rc != 0 or not out.strip().startswith("/"):
+            raise RuntimeError("volume %s on the target: %s" % (volume, (err or out).strip() or "exit %d" % rc))
+        return out.strip()
 
     def __call__(self, service, archive, manifest, sha256, pages=None, files=None):
         """Push ARCHIVE and then its manifest to SERVICE's target. PAGES: what the checkpoint's split left

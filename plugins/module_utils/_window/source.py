@@ -50,7 +50,9 @@ class SourceWindow(Window):
         self.compression = compression
         self.workers = max(2, os.cpu_count() or 1)
         self.starts = {}  # {service: when its container's process started}, as check() saw it
-        self.staged = {}  # {service: {tree: (its directory here, where in the container, exact, its staged manifest)}}
+        # {service: {tree: (its directory here, where in the container, exact, its staged manifest, its directory on
+        # the target when it is staged in place: a volume's)}}
+        self.staged = {}
 
     def check(self):
         """Every reason the window cannot start here, before anything is fenced."""
@@ -290,11 +292,12 @@ class SourceWindow(Window):
         """Inside the pause, NAME checkpointed: what changed in its staged trees since, sent; returns, for its archive's
         manifest, where each is on the target and its manifest's digest, and the volumes they make there."""
         trees, volumes = [], []
-        for key, (path, into, exact, previous) in sorted(staged.items()):
+        for key, (path, into, exact, previous, in_place) in sorted(staged.items()):
             stage = os.path.join(self.stage(name), key)
-            entries, stats = self.sender.stage_files(name, path, stage, previous, mapped if into == "/" else ())
+            entries, stats = self.sender.stage_files(name, path, stage, previous, mapped if into == "/" else (),
+                                                     tree_dir=in_place)
             trees.append({"stage": stage, "digest": tree.digest_of(entries), "into": into, "exact": exact,
-                          "bytes": tree.entries_bytes(entries), "synced_bytes": stats["bytes"],
+                          "in_place": in_place, "bytes": tree.entries_bytes(entries), "synced_bytes": stats["bytes"],
                           "synced_s": stats["seconds"]})
             if key.startswith(VOLUME_TREE):
                 volumes.append(key[len(VOLUME_TREE):])
@@ -334,8 +337,12 @@ class SourceWindow(Window):
             start, staged, sent = time.time(), {}, 0
             try:
                 for key, (path, into, exact) in sorted(trees.items()):
-                    entries, stats = self.sender.stage_files(name, path, os.path.join(self.stage(name), key), {})
-                    staged[key], sent = (path, into, exact, entries), sent + stats["bytes"]
+                    stage = os.path.join(self.stage(name), key)
+                    # a volume straight into the one made for it on the target: nothing to put in place in the pause
+                    in_place = self.sender.volume_dir(name, key[len(VOLUME_TREE):], stage) \
+                        if key.startswith(VOLUME_TREE) else None
+                    entries, stats = self.sender.stage_files(name, path, stage, {}, tree_dir=in_place)
+                    staged[key], sent = (path, into, exact, entries, in_place), sent + stats["bytes"]
             except Exception as e:  # pylint: disable=broad-except
                 self.record("files_not_staged", name, started=start, detail=str(e))
                 continue

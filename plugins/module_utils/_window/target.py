@@ -182,8 +182,9 @@ class TargetWindow(Window):
         files = self._staged_files(archive, manifest)
         start, stats = time.time(), None
         try:
-            if files:
-                lazy.request_files(manifest["container_id"], files, self.lazy_requests)
+            if [t for t in files if not t.get("in_place")]:
+                lazy.request_files(manifest["container_id"], [t for t in files if not t.get("in_place")],
+                                   self.lazy_requests)
             if memory == "lazy":
                 lazy.request_lazy(manifest["container_id"], self.lazy_requests,
                                   page_server_port=(remote or {}).get("port"))
@@ -223,6 +224,11 @@ class TargetWindow(Window):
         for t in trees if not problem else []:
             if not (t.get("stage") or "").startswith(archive + tree.STAGE_SUFFIX + "/"):
                 problem = "they are at %s, not beside this archive" % t.get("stage")
+            elif t.get("in_place"):  # a volume, filled where it is: its manifest checked here, before the restore
+                try:
+                    tree.check(t["stage"], t["digest"])
+                except (tree.TreeError, OSError, ValueError) as e:
+                    problem = "%s: %s" % (t["into"], e)
         if problem:
             raise WindowError("its files were staged before the fence, and cannot be put in place: %s" % problem)
         return trees
@@ -385,7 +391,10 @@ class TargetWindow(Window):
                 continue
             self.record("removed", name)
         for name in self.services:
-            problems += self._remove_volumes(name, read_manifest(self.archive(name)).get("volumes") or [])
+            made = [(lazy.read_text(p) or "").strip() for p in glob.glob(os.path.join(
+                glob.escape(self.archive(name) + tree.STAGE_SUFFIX), "*", tree.MADE))]  # staged before its manifest came
+            volumes = set(read_manifest(self.archive(name)).get("volumes") or []) | set(v for v in made if v)
+            problems += self._remove_volumes(name, sorted(volumes))
             self.remove_archive(name, parts=True)
         if problems:
             raise WindowError(problems, self.events)

@@ -94,17 +94,21 @@ def test_a_file_read_too_soon_after_its_change_or_mapped_shared_is_read_again_wh
     assert data == [("var/lib/db/table", 0)]
 
 
-def test_apply_refuses_a_damaged_file_and_a_manifest_the_archive_was_not_made_with(tmp_path):
+def test_a_block_damaged_on_its_way_is_not_written_and_apply_refuses_a_short_file_or_a_foreign_manifest(tmp_path):
     upper, stage, root = tmp_path / "upper", tmp_path / "stage", tmp_path / "root"
     make_upper(upper)
     root.mkdir()
     out, _data, entries = stream(upper, {})
+    damaged = out.getvalue().replace(b"w" * 1000, b"w" * 999 + b"x")
+    with pytest.raises(tree.TreeError, match="a block of .*wal at 0 arrived damaged"):
+        tree.receive(io.BytesIO(damaged), str(stage))
+    assert not (stage / tree.MANIFEST).exists()  # no manifest: nothing of it can be applied
     tree.receive(out, str(stage))
     with pytest.raises(tree.TreeError, match="not those the archive was made with"):
         tree.apply(str(stage), str(root), "0" * 64)
     with open(str(stage / tree.TREE / "var/lib/db/wal"), "r+b") as f:
-        f.write(b"x")
-    with pytest.raises(tree.TreeError, match="damaged on its way"):
+        f.truncate(10)
+    with pytest.raises(tree.TreeError, match="wal holds 10 bytes, its manifest says 1000"):
         tree.apply(str(stage), str(root), tree.digest_of(entries))
     assert not (root / "var/lib/db/wal").exists()
 

@@ -321,11 +321,14 @@ def test_a_named_volume_is_staged_whole_and_left_out_of_the_archive_with_the_roo
     argv = a.engine.runner.checkpoint_argv
     assert "--ignore-rootfs" in argv and "--ignore-volumes" in argv
     files = sender.files["db"]
-    assert [(t["into"], t["exact"]) for t in files["trees"]] == [("/", False), ("/var/lib/pg", True)]
+    made = str(tmp_path / "target/volumes/pgdata")  # the volume made on the target, filled where it is
+    assert [(t["into"], t["exact"], t["in_place"]) for t in files["trees"]] == [("/", False, None),
+                                                                                 ("/var/lib/pg", True, made)]
     assert files["volumes"] == ["pgdata"] and a.state["services"]["db"]["files_staged"]["trees"] == [
         "rootfs", "volume-pgdata"]
+    assert (tmp_path / "target/volumes/pgdata/base/1").read_bytes() == b"v" * 1000
     staged = tmp_path / "target" / (a.archive("db").lstrip("/") + ".files/volume-pgdata")
-    assert (staged / "tree/base/1").read_bytes() == b"v" * 1000
+    assert sorted(os.listdir(str(staged))) == ["made", "manifest.json"]
 
 
 def test_files_that_cannot_be_staged_cross_in_the_archive(tmp_path, monkeypatch):

@@ -15,6 +15,8 @@ from ansible_collections.stacklift.migrate.plugins.module_utils._window import s
 from ansible_collections.stacklift.migrate.plugins.module_utils._window import target as window_target
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.podman import PodmanEngine
 from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream import sha256_file, write_manifest
+from ansible_collections.stacklift.migrate.plugins.module_utils._archive import tree
+from ansible_collections.stacklift.migrate.plugins.module_utils._engines import lazy
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.journal import Journal, fold
 from ansible_collections.stacklift.migrate.tests.unit.fakes import FakeRunner, make_archive
 from ansible_collections.stacklift.migrate.tests.unit.plugins.module_utils._window.window_fakes import (
@@ -157,6 +159,17 @@ def test_a_target_rollback_removes_the_volumes_its_restore_made(tmp_path):
     a.absent()
     assert ["podman", "volume", "rm", "--", "shopcache"] in runner.calls
     assert a.done("cache", "volume_removed") and not manifest.exists()
+
+
+def test_a_target_rollback_removes_a_volume_staged_for_the_run_whose_archive_never_came(tmp_path):
+    runner = engine_runner(tmp_path, Containers())
+    runner.answers["podman volume rm"] = (0, "", "")
+    stage = run_dir(tmp_path) / "shop-db.tar.zst.files" / "volume-pgdata"
+    stage.mkdir(parents=True)
+    (stage / "made").write_text("pgdata\n")  # the source's staging made it; the pause never got to the archive
+    a = make_window(window_target.TargetWindow, tmp_path, runner, services={"db": SERVICES["db"]})
+    a.absent()
+    assert ["podman", "volume", "rm", "--", "pgdata"] in runner.calls and not stage.exists()
 
 
 def test_a_target_forgets_its_connection_tracking_of_the_addresses_it_fences(monkeypatch):
@@ -444,8 +457,13 @@ def staged_arrival(tmp_path, monkeypatch, problem=None, stage=None):
     runner.answers["nft"] = (0, "", "")
     archive = write_arrival(tmp_path, "shop-cache")
     manifest = json.loads(open(archive + ".stacklift.json").read())
+    volume = archive + ".files/volume-data"  # filled in place: only its manifest here
+    os.makedirs(volume)
+    with open(os.path.join(volume, "manifest.json"), "w") as f:
+        json.dump({"entries": {}}, f)
     files = {"trees": [{"stage": stage or archive + ".files/rootfs", "digest": "f" * 64, "into": "/", "exact": False},
-                       {"stage": archive + ".files/volume-data", "digest": "e" * 64, "into": "/data", "exact": True}],
+                       {"stage": volume, "digest": tree.digest_of({}), "into": "/data", "exact": True,
+                        "in_place": str(tmp_path / "volumes/data")}],
              "volumes": ["data"], "bytes": 1}
     write_manifest(archive, dict(manifest, container_id=CID, files=files))
     monkeypatch.setattr(window_target.lazy, "files_problem", lambda: problem)
@@ -454,8 +472,8 @@ def staged_arrival(tmp_path, monkeypatch, problem=None, stage=None):
     a.lazy_requests = str(tmp_path / "lazy")
     seen, restore = [], runner.answers["podman container restore"]
 
-    def restore_seeing_requests(argv):
-        seen.append(sorted(os.listdir(a.lazy_requests)))
+    def restore_seeing_requests(argv):  # what the wrapper would find: the request files, and what the files one asks
+        seen.append((sorted(os.listdir(a.lazy_requests)), lazy.read_text(os.path.join(a.lazy_requests, CID + ".files"))))
         return restore(argv)
     runner.answers["podman container restore"] = restore_seeing_requests
     return a, runner, seen
@@ -466,7 +484,8 @@ def test_files_staged_before_the_fence_are_asked_of_the_wrapper_for_that_restore
     a, runner, seen = staged_arrival(tmp_path, monkeypatch)
     a._restore("cache")
     restore = [c for c in runner.calls if c[1:3] == ["container", "restore"]][0]
-    assert "--ignore-rootfs" in restore and "--ignore-volumes" in restore and seen == [[CID + ".files"]]
+    assert "--ignore-rootfs" in restore and "--ignore-volumes" in restore and seen[0][0] == [CID + ".files"]
+    assert [t["into"] for t in json.loads(seen[0][1])] == ["/"]  # the root's tree only: the volume is in place
     assert os.listdir(a.lazy_requests) == []  # for that one restore only
 
 

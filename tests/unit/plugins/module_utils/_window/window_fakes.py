@@ -129,8 +129,8 @@ class Sender:
             self.files[name] = files
         return {"bytes": os.path.getsize(archive)}
 
-    def stage_files(self, name, root, stage, previous, mapped=()):
-        """The real records, received into TARGET_ROOT + STAGE (the target's path, on this host)."""
+    def stage_files(self, name, root, stage, previous, mapped=(), tree_dir=None):
+        """The real records, received into TARGET_ROOT + STAGE (the target's path, on this host), or TREE_DIR."""
         if self.stage_error:
             raise OSError(self.stage_error)
         entries, out = {}, io.BytesIO()
@@ -138,9 +138,18 @@ class Sender:
             out.write(tree.encode(record, data))
         out.write(tree.encode({"op": "end", "entries": entries}))
         out.seek(0)
-        written = tree.receive(out, self.target_root + stage)
+        written = tree.receive(out, self.target_root + stage, tree_dir)
         self.staged.append((name, written))
         return entries, {"bytes": written, "seconds": 0.01}
+
+    def volume_dir(self, name, volume, stage):
+        """The volume made on the target (TARGET_ROOT/volumes/VOLUME), and the stage's mark that it was made."""
+        path = os.path.join(self.target_root, "volumes", volume)
+        os.makedirs(path)
+        os.makedirs(self.target_root + stage)
+        with open(os.path.join(self.target_root + stage, tree.MADE), "w") as f:
+            f.write(volume + "\n")
+        return path
 
     def pages_served(self):
         return dict(self.served)
