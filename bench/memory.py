@@ -52,8 +52,9 @@ def ms(host, label, cmd):
 
 def reset(node1, node2):
     for h in (node1, node2):
-        h.run("podman rm -f -t 0 big >/dev/null 2>&1; podman network rm -f %s >/dev/null 2>&1; rm -rf %s "
-              "/var/lib/stacklift/checkpoints/big*; mkdir -p %s" % (NET, WORK, WORK), check=False)
+        h.run("podman rm -f -t 0 big >/dev/null 2>&1; podman network rm -f %s >/dev/null 2>&1; podman volume rm -f %s "
+              ">/dev/null 2>&1; rm -rf %s /var/lib/stacklift/checkpoints/big*; mkdir -p %s"
+              % (NET, PG_VOLUME, WORK, WORK), check=False)
 
 
 def start_big(node1, node2, gib):
@@ -234,18 +235,22 @@ def by_hand(node1, node2, gib):
 
 
 PG = "localhost/stacklift/postgres:latest"
+PG_VOLUME = "bigpgdata"
 PSQL = "podman exec big psql -h %s -U postgres -Atq -c" % IP  # the lab image trusts the network, not localhost
 PG_SUM = "SELECT count(*) || ':' || sum(hashtext(v)::bigint) FROM t"
 
 
-def start_postgres(node1, node2, gib):
+def start_postgres(node1, node2, gib, volume=False):
     """A PostgreSQL on node1 with shared_buffers of GIB GiB + 25 %, and a table of about GIB GiB read into them
-    (pg_prewarm); (its shared buffers in use, in bytes; the checksum of its rows)."""
+    (pg_prewarm), its data directory in the container's layer or (VOLUME) on a named volume, as a real deployment
+    keeps it; (its shared buffers in use, in bytes; the checksum of its rows)."""
     reset(node1, node2)
     ready = "until podman exec big pg_isready -q -U postgres 2>/dev/null; do sleep 0.2; done"
-    node1.run("podman network create --subnet {s} {n} >/dev/null && podman run -d --name big --network {n} --ip {ip} {pg} "
+    data = "-v %s:/var/lib/postgresql/17/main " % PG_VOLUME if volume else ""
+    node1.run("podman network create --subnet {s} {n} >/dev/null && podman run -d --name big --network {n} --ip {ip} {v}{pg} "
               ">/dev/null && {ready} && {psql} \"ALTER SYSTEM SET shared_buffers = '{mb}MB'\" && podman restart big "
-              ">/dev/null && {ready}".format(s=SUBNET, n=NET, ip=IP, pg=PG, ready=ready, psql=PSQL, mb=int(gib * 1280)),
+              ">/dev/null && {ready}".format(s=SUBNET, n=NET, ip=IP, pg=PG, ready=ready, psql=PSQL, mb=int(gib * 1280),
+                                            v=data),
               timeout=300)
     node1.run("%s \"CREATE TABLE t AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS v "
               "FROM generate_series(1, %d) g\"" % (PSQL, int(gib * 8.4e6)), timeout=1800)
@@ -258,9 +263,10 @@ def start_postgres(node1, node2, gib):
 PG_STACK = dict(BIG_STACK, services=[dict(BIG_STACK["services"][0], probe={"type": "postgres"})])
 
 
-def postgres_migration(node1, node2, gib, memory):
-    """A PostgreSQL with GIB GiB of shared buffers in use moved with stacklift (MEMORY), or by hand ("bare")."""
-    used, before = start_postgres(node1, node2, gib)
+def postgres_migration(node1, node2, gib, memory, volume=False):
+    """A PostgreSQL with GIB GiB of shared buffers in use moved with stacklift (MEMORY), or by hand ("bare"); its
+    data directory in the container's layer, or on a named volume (VOLUME)."""
+    used, before = start_postgres(node1, node2, gib, volume=volume)
     if memory == "bare":
         a = WORK + "/big.tar.zst"
         node2.run("podman network create --subnet %s %s >/dev/null" % (SUBNET, NET))
@@ -281,7 +287,8 @@ def postgres_migration(node1, node2, gib, memory):
         svc = report["services"]["big"]
         pause, resident = report["downtime_s"], svc.get("resident_s")
         mode = "%s (pages from the %s)" % (svc["memory"], svc["pages_from"]) if svc.get("pages_from") else svc["memory"]
-    return {"postgres_gib": gib, "memory": mode, "shared_buffers_in_use_bytes": used, "pause_s": pause,
+    return {"postgres_gib": gib, "data": "volume" if volume else "layer", "memory": mode,
+            "shared_buffers_in_use_bytes": used, "pause_s": pause,
             "resident_s": resident, "rows_same": before == node2.out("%s \"%s\"" % (PSQL, PG_SUM), timeout=600)}
 
 
@@ -317,8 +324,9 @@ def main():
                 result["migrations"].append(with_stacklift(node1, node2, gib, memory, compression))
     for gib in [float(g) for g in args.postgres.split(",") if g] if not args.demo_only else []:
         for _round in range(args.rounds):
-            for memory in ("bare", "eager", "auto"):
-                result["postgres"].append(postgres_migration(node1, node2, gib, memory))
+            for volume in (True, False):
+                for memory in ("bare", "auto"):
+                    result["postgres"].append(postgres_migration(node1, node2, gib, memory, volume=volume))
     reset(node1, node2)
     out = REPO / "bench-results" / ("memory-%s.json" % time.strftime("%Y%m%d-%H%M%S"))
     out.parent.mkdir(exist_ok=True)
@@ -350,11 +358,14 @@ def print_tables(result):
             median([m["client_max_s"] for m in ms_]), median([m.get("client_p99_during_fill_s") for m in ms_]),
             sum(m["client_errors"] for m in ms_), all(m["digest_same"] for m in ms_)))
     for gib in sorted(set(p["postgres_gib"] for p in result.get("postgres") or [])):
-        print("\nPostgreSQL, %g GiB of shared buffers in use (pause, resident, rows the same):" % gib)
-        for memory in sorted(set(p["memory"] for p in result["postgres"] if p["postgres_gib"] == gib)):
-            runs = [p for p in result["postgres"] if (p["postgres_gib"], p["memory"]) == (gib, memory)]
-            print("  %-34s %8s %8s %s" % (memory, median([p["pause_s"] for p in runs]),
-                                          median([p["resident_s"] for p in runs]), all(p["rows_same"] for p in runs)))
+        print("\nPostgreSQL, %g GiB of shared buffers in use (data, pause, resident, rows the same):" % gib)
+        kinds = sorted(set((p.get("data", "layer"), p["memory"]) for p in result["postgres"] if p["postgres_gib"] == gib))
+        for data, memory in kinds:
+            runs = [p for p in result["postgres"] if (p["postgres_gib"], p.get("data", "layer"), p["memory"]) ==
+                    (gib, data, memory)]
+            print("  %-7s %-34s %8s %8s %s" % (data, memory, median([p["pause_s"] for p in runs]),
+                                                median([p["resident_s"] for p in runs]),
+                                                all(p["rows_same"] for p in runs)))
     print_targets(result)
 
 
