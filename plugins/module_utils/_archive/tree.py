@@ -25,7 +25,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-__all__ = ["BLOCK", "STAGE_BYTES", "STAGE_SUFFIX", "MADE", "MARGIN_NS", "MANIFEST", "TREE", "TreeError", "scan_entry", "changes", "digest_of",
+__all__ = ["BLOCK", "STAGE_BYTES", "STAGE_SUFFIX", "MADE", "MARGIN_NS", "MANIFEST", "TREE", "TreeError", "scan_entry", "changes", "under", "digest_of",
            "entries_bytes", "receive", "check", "apply", "where", "apply_request", "main"]
 
 import hashlib
@@ -164,6 +164,12 @@ def changes(root, previous, mapped=(), out=None):
         out[rel] = entry
     for rel in sorted(set(previous) - set(out), reverse=True):
         yield {"op": "remove", "path": rel}, b""
+
+
+def under(paths, into):
+    """The PATHS (inside a container, without the leading /) below INTO, relative to it: a tree's own paths."""
+    top = into.strip("/")
+    return set(p for p in paths) if not top else set(p[len(top) + 1:] for p in paths if p.startswith(top + "/"))
 
 
 def digest_of(entries):

@@ -9,7 +9,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-__all__ = ["Sender", "VOLUME_SCRIPT"]
+__all__ = ["Sender", "VOLUME_SCRIPT", "DROP_SCRIPT"]
 
 import os
 import posixpath
@@ -32,6 +32,10 @@ VOLUME_SCRIPT = (
     "if podman volume exists {v}; then [ -f {made} ] || {{ echo 'a volume of that name is there already, not made by "
     "this run' >&2; exit 3; }}; else mkdir -p -m 700 {s} && podman volume create {v} >/dev/null && echo {v} > {made}; "
     "fi && podman volume inspect -f '{{{{.Mountpoint}}}}' {v}")
+
+# Remove the volumes a staging made (their ``made`` marks), then its directory.
+DROP_SCRIPT = ("for m in {s}/*/made; do [ -f \"$m\" ] || continue; podman volume rm -f \"$(cat \"$m\")\" >/dev/null || "
+               "exit 1; done; rm -rf {s}")
 
 
 class Sender:
@@ -98,6 +102,16 @@ class Sender:
         if rc != 0 or not out.strip().startswith("/"):
             raise RuntimeError("volume %s on the target: %s" % (volume, (err or out).strip() or "exit %d" % rc))
         return out.strip()
+
+    def drop_staged(self, service, stage):
+        """What a staging left on SERVICE's target removed: the volumes it made there, and STAGE. None once done, else
+        why not."""
+        try:
+            rc, out, err = remote_run(self.client(self.targets[service]), DROP_SCRIPT.format(s=quote(stage)),
+                                      timeout=STALL_TIMEOUT)
+        except Exception as e:  # pylint: disable=broad-except
+            return str(e) or type(e).__name__
+        return None if rc == 0 else (err or out).strip() or "exit %d" % rc
 
     def __call__(self, service, archive, manifest, sha256, pages=None, files=None):
         """Push ARCHIVE and then its manifest to SERVICE's target. PAGES: what the checkpoint's split left

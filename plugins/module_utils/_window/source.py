@@ -294,7 +294,7 @@ class SourceWindow(Window):
         trees, volumes = [], []
         for key, (path, into, exact, previous, in_place) in sorted(staged.items()):
             stage = os.path.join(self.stage(name), key)
-            entries, stats = self.sender.stage_files(name, path, stage, previous, mapped if into == "/" else (),
+            entries, stats = self.sender.stage_files(name, path, stage, previous, tree.under(mapped, into),
                                                      tree_dir=in_place)
             trees.append({"stage": stage, "digest": tree.digest_of(entries), "into": into, "exact": exact,
                           "in_place": in_place, "bytes": tree.entries_bytes(entries), "synced_bytes": stats["bytes"],
@@ -344,7 +344,13 @@ class SourceWindow(Window):
                     entries, stats = self.sender.stage_files(name, path, stage, {}, tree_dir=in_place)
                     staged[key], sent = (path, into, exact, entries, in_place), sent + stats["bytes"]
             except Exception as e:  # pylint: disable=broad-except
-                self.record("files_not_staged", name, started=start, detail=str(e))
+                # a volume made on the target and half filled must not meet the archive's copy of it there
+                dropped = self.sender.drop_staged(name, self.stage(name))
+                self.record("files_not_staged", name, started=start, detail=str(e) + (
+                    "" if dropped is None else "; what it left on the target could not be removed: %s" % dropped))
+                if dropped is not None:
+                    raise WindowError("%s: its files could not be staged (%s), nor what the staging left on its "
+                                      "target removed (%s)" % (name, e, dropped), self.events)
                 continue
             self.staged[name] = staged
             self.record("files_staged", name, started=start, bytes=sent, trees=sorted(staged),

@@ -172,3 +172,9 @@ def test_the_helper_receives_on_stdin_and_applies_into_a_bundles_root_and_its_vo
     request.write_text(json.dumps([{"stage": str(stage), "digest": "1" * 64, "into": "/"}]))
     bad = subprocess.run([sys.executable, helper, "apply", str(request), str(bundle)], capture_output=True, timeout=60)
     assert bad.returncode == 1 and b"not those the archive was made with" in bad.stderr
+
+
+def test_the_paths_a_process_maps_are_given_to_the_tree_they_lie_in():
+    mapped = {"var/lib/pg/base/1", "etc/x", "var/lib/pgx/y"}
+    assert tree.under(mapped, "/") == mapped
+    assert tree.under(mapped, "/var/lib/pg") == {"base/1"}

@@ -337,6 +337,7 @@ def test_files_that_cannot_be_staged_cross_in_the_archive(tmp_path, monkeypatch)
     a.checkpointed()
     assert "--ignore-rootfs" not in a.engine.runner.checkpoint_argv and "db" not in sender.files
     assert a.state["services"]["db"]["files_not_staged"]["detail"] == "no route to the target's helper"
+    assert sender.dropped == [a.archive("db") + ".files"]  # what it made there goes before the archive comes
 
 
 def test_pages_never_taken_fail_the_source_and_stay(tmp_path, monkeypatch):

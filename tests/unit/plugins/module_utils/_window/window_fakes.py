@@ -118,6 +118,7 @@ class Sender:
         self.pages = {}  # {name: the split's summary it was given}; served: {name: counts} once "taken"
         self.served = {}
         self.files, self.staged, self.stage_error = {}, [], None  # staged: (name, data bytes) each stream
+        self.dropped = []  # the stages whose staging failed, removed from the target
         self.target_root = ""
 
     def __call__(self, name, archive, manifest, sha256, pages=None, files=None):
@@ -141,6 +142,10 @@ class Sender:
         written = tree.receive(out, self.target_root + stage, tree_dir)
         self.staged.append((name, written))
         return entries, {"bytes": written, "seconds": 0.01}
+
+    def drop_staged(self, name, stage):
+        self.dropped.append(stage)
+        return None
 
     def volume_dir(self, name, volume, stage):
         """The volume made on the target (TARGET_ROOT/volumes/VOLUME), and the stage's mark that it was made."""
