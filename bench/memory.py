@@ -280,8 +280,8 @@ def postgres_migration(node1, node2, gib, memory, volume=False):
         if res.returncode != 0:  # seen with the data on a volume: Podman's import leaves the volume's directory
             # root's, 0755, and CRIU refuses PostgreSQL's cwd ("bad mode 040755 (expect 040700)")
             why = [line for line in (res.stderr or "").splitlines() if line.strip()][-2:]
-            log = node2.out("tail -50 $(ls -t /var/lib/containers/storage/overlay-containers/*/userdata/restore.log "
-                            "| head -1) | grep -m1 'Error (' || true")
+            log = node2.out("grep -m1 'Error (' $(ls -t /var/lib/containers/storage/overlay-containers/*/userdata/"
+                            "restore.log | head -1) || true")
             node1.run("podman container restore big --tcp-established >/dev/null", check=False)  # it serves again
             return {"postgres_gib": gib, "data": "volume" if volume else "layer", "memory": mode,
                     "shared_buffers_in_use_bytes": used, "pause_s": None, "resident_s": None, "rows_same": None,

@@ -313,8 +313,9 @@ class SourceWindow(Window):
         """{key: (host directory, where it is in the container, exact)} of NAME's files staged on its target before
         the fence: its changes to the image (its overlay upper directory; "rootfs") and its named volumes (each whole;
         "volume-NAME"), when they hold STAGE_BYTES or more together and this Podman host's wrapper is installed (the
-        target restores through its own). Empty: they cross in the archive."""
-        if self.sender is None or lazy.lazy_problem(self.engine.name, None) is not None:
+        target restores through its own). Empty: they cross in the archive, as they do when archives are encrypted
+        (what is kept beside an archive then is only ever encrypted)."""
+        if self.sender is None or self.encryption_key or lazy.lazy_problem(self.engine.name, None) is not None:
             return {}
         upper = ((container.get("GraphDriver") or {}).get("Data") or {}).get("UpperDir")
         trees = {"rootfs": (upper, "/", False)} if upper and os.path.isdir(upper) else {}

@@ -331,6 +331,14 @@ def test_a_named_volume_is_staged_whole_and_left_out_of_the_archive_with_the_roo
     assert sorted(os.listdir(str(staged))) == ["made", "manifest.json"]
 
 
+def test_files_are_not_staged_where_archives_are_encrypted_at_rest(tmp_path, monkeypatch):
+    a, sender, _upper = staging_source(tmp_path, monkeypatch)
+    a.encryption_key = b"k" * 32
+    assert a.file_trees("db", a.engine.container("shop-db")) == {}
+    a.encryption_key = None
+    assert list(a.file_trees("db", a.engine.container("shop-db"))) == ["rootfs"]
+
+
 def test_files_that_cannot_be_staged_cross_in_the_archive(tmp_path, monkeypatch):
     a, sender, _upper = staging_source(tmp_path, monkeypatch)
     sender.stage_error = "no route to the target's helper"
