@@ -249,8 +249,8 @@ def start_postgres(node1, node2, gib, volume=False):
     data = "-v %s:/var/lib/postgresql/17/main " % PG_VOLUME if volume else ""
     node1.run("podman network create --subnet {s} {n} >/dev/null && podman run -d --name big --network {n} --ip {ip} {v}{pg} "
               ">/dev/null && {ready} && {psql} \"ALTER SYSTEM SET shared_buffers = '{mb}MB'\" && podman restart big "
-              ">/dev/null && {ready}".format(s=SUBNET, n=NET, ip=IP, pg=PG, ready=ready, psql=PSQL, mb=int(gib * 1280),
-                                            v=data),
+              ">/dev/null && {ready}".format(s=SUBNET, n=NET, ip=IP, pg=PG, ready=ready, psql=PSQL,
+                                             mb=int(gib * 1280), v=data),
               timeout=300)
     node1.run("%s \"CREATE TABLE t AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS v "
               "FROM generate_series(1, %d) g\"" % (PSQL, int(gib * 8.4e6)), timeout=1800)
@@ -374,10 +374,10 @@ def print_tables(result):
                     (gib, data, memory)]
             failed = [p["error"] for p in runs if p.get("error")]
             runs = [p for p in runs if not p.get("error")]
-            print("  %-7s %-34s %8s %8s %s%s" % (data, memory, median([p["pause_s"] for p in runs]) if runs else "-",
-                                                  median([p["resident_s"] for p in runs]) if runs else "-",
-                                                  all(p["rows_same"] for p in runs) if runs else "-",
-                                                  "  failed %d: %s" % (len(failed), failed[0]) if failed else ""))
+            cells = (median([p["pause_s"] for p in runs]), median([p["resident_s"] for p in runs]),
+                     all(p["rows_same"] for p in runs)) if runs else ("-", "-", "-")
+            print("  %-7s %-34s %8s %8s %s%s" % ((data, memory) + cells + (
+                "  failed %d: %s" % (len(failed), failed[0]) if failed else "",)))
     print_targets(result)
 
 

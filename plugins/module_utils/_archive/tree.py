@@ -155,8 +155,7 @@ def changes(root, previous, mapped=(), out=None):
             if _unchanged(old, entry, rel, mapped):
                 entry.update((k, old[k]) for k in ("blocks", "sha256", "length", "read_ns"))
             else:
-                for record in _file_records(root, rel, entry, old):
-                    yield record
+                yield from _file_records(root, rel, entry, old)
                 if entry["kind"] is None:
                     continue
         elif old is None or any(old.get(k) != entry.get(k) for k in _STATUS if k not in ("ino", "ctime_ns")):
@@ -370,22 +369,25 @@ def apply_request(request, bundle):
     return sum(apply(t["stage"], where(bundle, t["into"]), t["digest"], exact=t.get("exact", False)) for t in trees)
 
 
-def main(argv):
-    """``receive STAGE [TREE]`` (the stream on stdin) or ``apply REQUEST BUNDLE``; prints a line of JSON."""
+def main(argv=None):
+    """``receive STAGE [TREE]`` (the stream on stdin) or ``apply REQUEST BUNDLE``; writes a line of JSON, exit 1 on
+    failure (why on stderr)."""
+    argv = sys.argv[1:] if argv is None else argv
     try:
         if len(argv) in (2, 3) and argv[0] == "receive":
             stdin = getattr(sys.stdin, "buffer", sys.stdin)
-            print(json.dumps({"written": receive(stdin, argv[1], (argv[2:] or [None])[0])}))
+            result = {"written": receive(stdin, argv[1], (argv[2:] or [None])[0])}
         elif len(argv) == 3 and argv[0] == "apply":
-            print(json.dumps({"applied": apply_request(argv[1], argv[2])}))
+            result = {"applied": apply_request(argv[1], argv[2])}
         else:
             sys.stderr.write("usage: tree.py receive STAGE [TREE] | apply REQUEST BUNDLE\n")
             return 2
     except (TreeError, OSError, ValueError, KeyError) as e:
         sys.stderr.write("stacklift tree: %s\n" % e)
         return 1
+    sys.stdout.write(json.dumps(result) + "\n")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    raise SystemExit(main())

@@ -158,7 +158,7 @@ def wrapper_text(real, python, requests=REQUEST_DIR, helper=HELPER_PATH, tree_he
 
 def helper_text(module=pages):
     """A helper's text: the module itself (pages or tree, leaves of the standard library)."""
-    package, _, name = module.__name__.rpartition(".")
+    package, name = module.__name__.rsplit(".", 1)
     return pkgutil.get_data(package, name + ".py").decode("utf-8")
 
 

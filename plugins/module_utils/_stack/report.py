@@ -28,7 +28,8 @@ PHASES = ["precopy", "files", "quiesce", "fence", "checkpoint", "transfer", "res
 COLOURS = {"precopy": "#ffcc80", "files": "#fff59d", "quiesce": "#9e9e9e", "fence": "#e53935", "checkpoint": "#fb8c00", "transfer": "#1e88e5",
            "restore": "#43a047", "ready": "#8e24aa", "commit": "#212121", "fill": "#00acc1", "rollback": "#6d4c41"}
 # The hosts' marker records (window_source, window_target) -> the phase each closes.
-STEP_PHASES = {"pre_copied": "precopy", "files_staged": "files", "files_not_staged": "files", "quiesced": "quiesce", "fenced": "fence", "checkpointed": "checkpoint", "sent": "transfer", "restored": "restore",
+STEP_PHASES = {"pre_copied": "precopy", "files_staged": "files", "files_not_staged": "files", "quiesced": "quiesce",
+               "fenced": "fence", "checkpointed": "checkpoint", "sent": "transfer", "restored": "restore",
                "ready": "ready", "committed": "commit", "resident": "fill", "removed": "rollback", "rolled_back": "rollback",
                "unfenced": "rollback"}
 
@@ -189,11 +190,11 @@ def summary(report):
                 " (%s)" % pre["error"] if pre.get("error") else ""))
         staged, files = s["phases"].get("files"), (s["phases"].get("checkpoint") or {}).get("files")
         if staged:
+            synced = ", %.1f MB of them changed and sent in the pause (%.3f s)" % (
+                files["synced_bytes"] / 1e6, files["synced_s"]) if files else ""
             lines.append("%s: files %s before the fence%s" % (
                 name, "not staged (%s)" % staged["detail"] if staged.get("detail") else
-                "staged, %.1f MB" % ((staged.get("bytes") or 0) / 1e6),
-                ", %.1f MB of them changed and sent in the pause (%.3f s)" % (files["synced_bytes"] / 1e6,
-                                                                            files["synced_s"]) if files else ""))
+                "staged, %.1f MB" % ((staged.get("bytes") or 0) / 1e6), synced))
         if s.get("memory") == "lazy" and s.get("resident_s") is not None:
             lines.append("%s: restored lazily (pages from the %s), its memory all there %.3f s after the first fence"
                          % (name, s.get("pages_from") or "images", s["resident_s"]))

@@ -94,7 +94,7 @@ def run_script(tmp_path, script):
         (bin_dir / "podman").write_text(FAKE_PODMAN.format(log=log, volumes=volumes))
         (bin_dir / "podman").chmod(0o755)
     env = dict(os.environ, PATH="%s:%s" % (bin_dir, os.environ["PATH"]))
-    return subprocess.run(["sh", "-c", script], capture_output=True, text=True, env=env, timeout=30)
+    return subprocess.run(["sh", "-c", script], capture_output=True, text=True, env=env, timeout=30, check=False)
 
 
 def test_a_staged_volume_is_made_once_for_the_run_and_one_there_already_is_refused_then_dropped(tmp_path):

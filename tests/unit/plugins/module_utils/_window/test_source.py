@@ -322,8 +322,8 @@ def test_a_named_volume_is_staged_whole_and_left_out_of_the_archive_with_the_roo
     assert "--ignore-rootfs" in argv and "--ignore-volumes" in argv
     files = sender.files["db"]
     made = str(tmp_path / "target/volumes/pgdata")  # the volume made on the target, filled where it is
-    assert [(t["into"], t["exact"], t["in_place"]) for t in files["trees"]] == [("/", False, None),
-                                                                                 ("/var/lib/pg", True, made)]
+    trees = [(t["into"], t["exact"], t["in_place"]) for t in files["trees"]]
+    assert trees == [("/", False, None), ("/var/lib/pg", True, made)]
     assert files["volumes"] == ["pgdata"] and a.state["services"]["db"]["files_staged"]["trees"] == [
         "rootfs", "volume-pgdata"]
     assert (tmp_path / "target/volumes/pgdata/base/1").read_bytes() == b"v" * 1000

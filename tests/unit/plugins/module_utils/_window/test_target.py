@@ -467,8 +467,8 @@ def staged_arrival(tmp_path, monkeypatch, problem=None, stage=None):
              "volumes": ["data"], "bytes": 1}
     write_manifest(archive, dict(manifest, container_id=CID, files=files))
     monkeypatch.setattr(window_target.lazy, "files_problem", lambda: problem)
-    a = make_window(window_target.TargetWindow, tmp_path, runner, services={"cache": dict(SERVICES["cache"],
-                                                                                         memory="eager")})
+    services = {"cache": dict(SERVICES["cache"], memory="eager")}
+    a = make_window(window_target.TargetWindow, tmp_path, runner, services=services)
     a.lazy_requests = str(tmp_path / "lazy")
     seen, restore = [], runner.answers["podman container restore"]
 
