@@ -124,16 +124,15 @@ def _file_records(root, rel, entry, old):
         yield {"op": "remove", "path": rel}, b""
         return
     yield {"op": "file", "path": rel}, b""
-    blocks, whole, offset = [], hashlib.sha256(), 0
+    blocks, offset = [], 0
     with f:
         for data in iter(lambda: f.read(BLOCK), b""):
             digest = hashlib.sha256(data).hexdigest()
-            whole.update(data)
             if len(blocks) >= len(old_blocks) or old_blocks[len(blocks)] != digest:
                 yield {"op": "data", "path": rel, "offset": offset, "len": len(data), "sha256": digest}, data
             blocks.append(digest)
             offset += len(data)
-    entry.update(blocks=blocks, sha256=whole.hexdigest(), length=offset)
+    entry.update(blocks=blocks, length=offset)
     yield dict(_meta(entry), op="meta", path=rel), b""
 
 
@@ -153,7 +152,7 @@ def changes(root, previous, mapped=(), out=None):
             old = None
         if entry["kind"] == "file":
             if _unchanged(old, entry, rel, mapped):
-                entry.update((k, old[k]) for k in ("blocks", "sha256", "length", "read_ns"))
+                entry.update((k, old[k]) for k in ("blocks", "length", "read_ns"))
             else:
                 yield from _file_records(root, rel, entry, old)
                 if entry["kind"] is None:
