@@ -50,8 +50,8 @@ class SourceWindow(Window):
         self.compression = compression
         self.workers = max(2, os.cpu_count() or 1)
         self.starts = {}  # {service: when its container's process started}, as check() saw it
-        # {service: {tree: (its directory here, where in the container, exact, its staged manifest, its directory on
-        # the target when it is staged in place: a volume's)}}
+        # {service: {tree: (its directory here, where in the container, its staged manifest, its directory on the
+        # target when it is staged in place: a volume's)}}; a tree other than the root ("/") is applied exactly
         self.staged = {}
 
     def check(self):
@@ -292,11 +292,11 @@ class SourceWindow(Window):
         """Inside the pause, NAME checkpointed: what changed in its staged trees since, sent; returns, for its archive's
         manifest, where each is on the target and its manifest's digest, and the volumes they make there."""
         trees, volumes = [], []
-        for key, (path, into, exact, previous, in_place) in sorted(staged.items()):
+        for key, (path, into, previous, in_place) in sorted(staged.items()):
             stage = os.path.join(self.stage(name), key)
             entries, stats = self.sender.stage_files(name, path, stage, previous, tree.under(mapped, into),
                                                      tree_dir=in_place)
-            trees.append({"stage": stage, "digest": tree.digest_of(entries), "into": into, "exact": exact,
+            trees.append({"stage": stage, "digest": tree.digest_of(entries), "into": into, "exact": into != "/",
                           "in_place": in_place, "bytes": tree.entries_bytes(entries), "synced_bytes": stats["bytes"],
                           "synced_s": stats["seconds"]})
             if key.startswith(VOLUME_TREE):
@@ -310,7 +310,7 @@ class SourceWindow(Window):
         return self.archive(name) + tree.STAGE_SUFFIX
 
     def file_trees(self, name, container):
-        """{key: (host directory, where it is in the container, exact)} of NAME's files staged on its target before
+        """{key: (host directory, where it is in the container)} of NAME's files staged on its target before
         the fence: its changes to the image (its overlay upper directory; "rootfs") and its named volumes (each whole;
         "volume-NAME"), when they hold STAGE_BYTES or more together and this Podman host's wrapper is installed (the
         target restores through its own). Empty: they cross in the archive, as they do when archives are encrypted
@@ -318,11 +318,11 @@ class SourceWindow(Window):
         if self.sender is None or self.encryption_key or lazy.lazy_problem(self.engine.name, None) is not None:
             return {}
         upper = ((container.get("GraphDriver") or {}).get("Data") or {}).get("UpperDir")
-        trees = {"rootfs": (upper, "/", False)} if upper and os.path.isdir(upper) else {}
+        trees = {"rootfs": (upper, "/")} if upper and os.path.isdir(upper) else {}
         volumes = [m for m in container.get("Mounts") or [] if m.get("Type") == "volume"]
         if all(m.get("Name") and os.path.isdir(m.get("Source") or "") and m.get("Destination") for m in volumes):
             # all of them or none: the checkpoint leaves out every volume or none
-            trees.update((VOLUME_TREE + m["Name"], (m["Source"], m["Destination"], True)) for m in volumes)
+            trees.update((VOLUME_TREE + m["Name"], (m["Source"], m["Destination"])) for m in volumes)
         return trees if sum(tree_bytes(t[0]) for t in trees.values()) >= tree.STAGE_BYTES else {}
 
     def stage_files(self, containers):
@@ -337,13 +337,13 @@ class SourceWindow(Window):
                 continue
             start, staged, sent = time.time(), {}, 0
             try:
-                for key, (path, into, exact) in sorted(trees.items()):
+                for key, (path, into) in sorted(trees.items()):
                     stage = os.path.join(self.stage(name), key)
                     # a volume straight into the one made for it on the target: nothing to put in place in the pause
                     in_place = self.sender.volume_dir(name, key[len(VOLUME_TREE):], stage) \
                         if key.startswith(VOLUME_TREE) else None
                     entries, stats = self.sender.stage_files(name, path, stage, {}, tree_dir=in_place)
-                    staged[key], sent = (path, into, exact, entries, in_place), sent + stats["bytes"]
+                    staged[key], sent = (path, into, entries, in_place), sent + stats["bytes"]
             except Exception as e:  # pylint: disable=broad-except
                 # a volume made on the target and half filled must not meet the archive's copy of it there
                 dropped = self.sender.drop_staged(name, self.stage(name))
@@ -355,7 +355,7 @@ class SourceWindow(Window):
                 continue
             self.staged[name] = staged
             self.record("files_staged", name, started=start, bytes=sent, trees=sorted(staged),
-                        entries=sum(len(t[3]) for t in staged.values()))
+                        entries=sum(len(t[2]) for t in staged.values()))
 
     def splits(self, name, container):
         """Whether NAME's checkpoint is split (its lazy pages stay here, served to its target after the

@@ -180,11 +180,11 @@ class TargetWindow(Window):
         remote = manifest.get("pages")  # the lazy pages stayed on the source, served at this port of our loopback
         memory = self.memory_mode(name, manifest.get("container_id"), remote=bool(remote))
         files = self._staged_files(archive, manifest)
+        copied = [t for t in files if not t.get("in_place")]  # the wrapper's to put in place; volumes are already
         start, stats = time.time(), None
         try:
-            if [t for t in files if not t.get("in_place")]:
-                lazy.request_files(manifest["container_id"], [t for t in files if not t.get("in_place")],
-                                   self.lazy_requests)
+            if copied:
+                lazy.request_files(manifest["container_id"], copied, self.lazy_requests)
             if memory == "lazy":
                 lazy.request_lazy(manifest["container_id"], self.lazy_requests,
                                   page_server_port=(remote or {}).get("port"))

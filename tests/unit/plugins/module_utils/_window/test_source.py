@@ -291,12 +291,12 @@ def staging_source(tmp_path, monkeypatch):
     sender = Sender()
     sender.target_root = str(tmp_path / "target")
     a = make_window(window_source.SourceWindow, tmp_path, runner, sender=sender, services={"db": SERVICES["db"]})
-    return a, sender, upper
+    return a, sender, upper, containers
 
 
 def test_large_changed_files_are_staged_before_the_fence_and_only_the_blocks_written_since_sent_in_the_pause(
         tmp_path, monkeypatch):
-    a, sender, upper = staging_source(tmp_path, monkeypatch)
+    a, sender, upper, _containers = staging_source(tmp_path, monkeypatch)
     events = a.checkpointed()
     steps = [e["step"] for e in events]
     assert steps.index("files_staged") < steps.index("fenced") and "--ignore-rootfs" in a.engine.runner.checkpoint_argv
@@ -310,11 +310,11 @@ def test_large_changed_files_are_staged_before_the_fence_and_only_the_blocks_wri
 
 
 def test_a_named_volume_is_staged_whole_and_left_out_of_the_archive_with_the_rootfs(tmp_path, monkeypatch):
-    a, sender, _upper = staging_source(tmp_path, monkeypatch)
+    a, sender, _upper, containers = staging_source(tmp_path, monkeypatch)
     volume = tmp_path / "volumes/pgdata/_data"
     (volume / "base").mkdir(parents=True)
     (volume / "base/1").write_bytes(b"v" * 1000)
-    a.engine.runner.answers["podman container inspect"].__self__.mounts["shop-db"] = [
+    containers.mounts["shop-db"] = [
         {"Type": "volume", "Name": "pgdata", "Source": str(volume), "Destination": "/var/lib/pg"},
         {"Type": "bind", "Source": "/etc/hosts", "Destination": "/etc/hosts"}]
     a.checkpointed()
@@ -332,7 +332,7 @@ def test_a_named_volume_is_staged_whole_and_left_out_of_the_archive_with_the_roo
 
 
 def test_files_are_not_staged_where_archives_are_encrypted_at_rest(tmp_path, monkeypatch):
-    a, sender, _upper = staging_source(tmp_path, monkeypatch)
+    a, sender, _upper, _containers = staging_source(tmp_path, monkeypatch)
     a.encryption_key = b"k" * 32
     assert a.file_trees("db", a.engine.container("shop-db")) == {}
     a.encryption_key = None
@@ -340,7 +340,7 @@ def test_files_are_not_staged_where_archives_are_encrypted_at_rest(tmp_path, mon
 
 
 def test_files_that_cannot_be_staged_cross_in_the_archive(tmp_path, monkeypatch):
-    a, sender, _upper = staging_source(tmp_path, monkeypatch)
+    a, sender, _upper, _containers = staging_source(tmp_path, monkeypatch)
     sender.stage_error = "no route to the target's helper"
     a.checkpointed()
     assert "--ignore-rootfs" not in a.engine.runner.checkpoint_argv and "db" not in sender.files
