@@ -199,9 +199,11 @@ def lazydb(node1, node2):
 
 WRITER_IP = "10.89.40.7"
 # A client in the stack: one connection, a row a few milliseconds, its own counter (in its memory, migrated
-# with it): the rows are 1..N without a gap whatever the pause cut through.
+# with it): the rows are 1..N without a gap whatever the pause cut through. No short-lived process (a sleep a row):
+# the preflight's `podman top` reads "?" for one that exits while it looks, and refuses the container.
 WRITER = ("podman run -d --name lazywriter --network %s --ip %s --user 0 --entrypoint sh %s -c 'i=0; while :; do i=$((i+1)); "
-          "echo \"INSERT INTO w VALUES ($i) ON CONFLICT DO NOTHING;\"; sleep 0.005; done | psql -q -h %s -U postgres "
+          "echo \"INSERT INTO w VALUES ($i) ON CONFLICT DO NOTHING; SELECT pg_sleep(0.005);\"; done | psql -q -o /dev/null "
+          "-h %s -U postgres "
           "-v ON_ERROR_STOP=1' >/dev/null" % (NET, WRITER_IP, PG, PG_IP))
 WRITES = "\"SELECT count(*) || ':' || coalesce(max(id), 0) FROM w\""
 
