@@ -78,10 +78,11 @@ def cap_bounding_set(status_path="/proc/self/status"):
 
 
 def uid_problem(users, capbnd):
-    """CRIU reads every task's rlimits; for a task of another uid that needs CAP_SYS_RESOURCE."""
+    """CRIU reads every task's rlimits; for a task of another uid that needs CAP_SYS_RESOURCE. USERS: the
+    container's processes' users as ``podman top`` lists them ("?" for one gone while it looked: not a user)."""
     if capbnd is None or capbnd & (1 << CAP_SYS_RESOURCE):
         return None
-    others = sorted(set(u for u in users if u not in ("root", "0")))
+    others = sorted(set(u for u in users if u not in ("root", "0", "?", "")))
     if not others:
         return None
     return ("processes run as %s, but this host lacks CAP_SYS_RESOURCE in its capability bounding set, "
