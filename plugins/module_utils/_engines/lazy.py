@@ -63,8 +63,9 @@ _WRAPPER = r"""#!/bin/sh
 #   tmpfs), runc writes the checkpoint there and the split moves the rest to the engine's directory.
 #   ID.parent names the pre-dump the checkpoint continues (pre-copy);
 # - ID.request: its restore is lazy: CRIU's lazy-pages daemon fills its memory after it runs, from the
-#   images, or from the page server the request names ("remote ADDRESS PORT"); once it runs, a keeper
-#   ({helper} keep) holds the daemon's userfaultfds too (ID.kept);
+#   images, or from the page server the request names ("remote ADDRESS PORT TOKEN"); once it runs, a keeper
+#   ({helper} keep) holds the daemon's userfaultfds too (ID.kept), and finishes the fill if the daemon dies
+#   (ID.finish);
 # - a restore of a split checkpoint that is not lazy (a restore in place) gets its pages back first;
 # - ID.files: its restore first puts the files staged before the fence into its root and volumes ({tree} apply).
 REAL={real}
@@ -119,9 +120,9 @@ if [ ! -f "$REQ/$id.request" ] || [ -z "$work" ]; then
 fi
 remote=$(cat "$REQ/$id.request")
 rm -f "$work/lazy-pages.socket" "$REQ/$id.rc" "$REQ/$id.pid"
-setsid sh -c 'criu lazy-pages --images-dir "$1" --work-dir "$2" -v2 --log-file "$3.log" $4 </dev/null >/dev/null 2>&1 &
+setsid sh -c 'criu lazy-pages --images-dir "$1" --work-dir "$2" -v4 --log-file "$3.log" $4 </dev/null >/dev/null 2>&1 &
   echo $! > "$3.pid"; wait $!; echo $? > "$3.rc.tmp"; mv "$3.rc.tmp" "$3.rc"' sh "$img" "$work" "$REQ/$id" \
-  "$(echo "$remote" | sed -n 's/^remote \([0-9.]*\) \([0-9]*\)$/--page-server --address \1 --port \2/p')" &
+  "$(echo "$remote" | sed -n 's/^remote \([0-9.]*\) \([0-9]*\) [0-9a-f]*$/--page-server --address \1 --port \2/p')" &
 i=0
 while [ ! -S "$work/lazy-pages.socket" ]; do
   i=$((i+1))
@@ -226,13 +227,17 @@ def _remove(requests, container_id, suffixes):
             os.unlink(os.path.join(requests, container_id + suffix))
 
 
-def request_lazy(container_id, requests=REQUEST_DIR, page_server_port=None):
+def request_lazy(container_id, requests=REQUEST_DIR, page_server=None):
     """Ask the wrapper to restore CONTAINER_ID lazily (the next restore of that ID): its pages from the
-    checkpoint's images, or, PAGE_SERVER_PORT, from the page server at that port of this host's loopback
-    (the source's, forwarded over SSH)."""
-    text = "remote 127.0.0.1 %d\n" % int(page_server_port) if page_server_port else ""
+    checkpoint's images, or, PAGE_SERVER ({port, token}), from the page server at that port of this host's
+    loopback (the source's, forwarded over SSH; the token opens a connection after the daemon's)."""
+    text = ""
+    if page_server:
+        if not re.match(r"^[0-9a-f]{32}$", str(page_server.get("token"))):
+            raise ValueError("the page server's token is not 32 hex digits")
+        text = "remote 127.0.0.1 %d %s\n" % (int(page_server["port"]), page_server["token"])
     _request(requests, container_id, ".request", text)
-    _remove(requests, container_id, (".rc", ".pid", ".log", ".kept", ".keep.log"))
+    _remove(requests, container_id, (".rc", ".pid", ".log", ".kept", ".keep.log", ".finish"))
 
 
 def request_split(container_id, requests=REQUEST_DIR, scratch=""):
@@ -304,22 +309,40 @@ def _alive(pid):
 
 def fill_state(container_id, requests=REQUEST_DIR):
     """What the fill of CONTAINER_ID's memory is: {"state": "none" (no lazy restore), "filling", "resident" or
-    "failed", "detail": why it failed}."""
+    "failed", "detail": why it failed, "finish": when the daemon failed, how its keeper's finishing of the fill
+    goes (pages.keep): None (not tried), {"state": "finishing"}, {"state": "done", "pages", "seconds"} or
+    {"state": "failed", "detail"}}."""
     base = os.path.join(requests, container_id)
     rc, pid = read_text(base + ".rc"), read_text(base + ".pid")
     if rc is not None:
         if rc.strip() == "0":
-            return {"state": "resident", "detail": None}
-        tail = (read_text(base + ".log") or "").strip().splitlines()[-3:]
-        return {"state": "failed", "detail": "criu lazy-pages exited %s: %s" % (rc.strip(), " / ".join(tail))}
+            return {"state": "resident", "detail": None, "finish": None}
+        tail = _tail(base + ".log", 3)
+        try:
+            finish = json.loads(read_text(base + ".finish") or "null")
+        except ValueError:
+            finish = None
+        return {"state": "failed", "detail": "criu lazy-pages exited %s: %s" % (rc.strip(), " / ".join(tail)),
+                "finish": finish}
     if pid is None:
-        return {"state": "none", "detail": None}
+        return {"state": "none", "detail": None, "finish": None}
     if pid.strip().isdigit() and _alive(int(pid)):
-        return {"state": "filling", "detail": None}
+        return {"state": "filling", "detail": None, "finish": None}
     time.sleep(0.2)  # its status may be on its way
     if os.path.exists(base + ".rc"):
         return fill_state(container_id, requests)
-    return {"state": "failed", "detail": "criu lazy-pages (pid %s) is gone without a status" % pid.strip()}
+    return {"state": "failed", "detail": "criu lazy-pages (pid %s) is gone without a status" % pid.strip(),
+            "finish": None}
+
+
+def _tail(path, lines):
+    """The last LINES lines of the file at PATH (read from its last 64 KiB: CRIU's log is at -v4), or []."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - 65536))
+            return f.read().decode("utf-8", "replace").strip().splitlines()[-lines:]
+    except (IOError, OSError):
+        return []
 
 
 def hold_problem(container_id, requests=REQUEST_DIR, wait=2.0):

@@ -27,8 +27,9 @@ __metaclass__ = type
 
 __all__ = ["STASH_SUFFIX", "MARKER", "PAGE_SIZE", "SplitError", "split", "unsplit", "discard", "is_split",
            "PageIndex", "serve", "main", "parents", "remove_tree", "PARENT_LINK",
-           "present_bytes", "keep", "lazy_processes"]
+           "present_bytes", "keep", "lazy_ranges", "replay_log", "finish", "PageSource"]
 
+import errno
 import json
 import os
 import re
@@ -396,7 +397,7 @@ def serve(chan, index, counts=None):
             os.close(fd)
 
 
-_SYS_PIDFD_GETFD = 438  # the same number on every architecture (added after their tables were unified)
+_SYS_PIDFD_GETFD, _SYS_KCMP, _KCMP_FILE = 438, 312, 0  # x86_64 (pidfd_getfd's number is the same everywhere)
 _UFFD_LINK = "anon_inode:[userfaultfd]"
 
 
@@ -412,19 +413,32 @@ def _userfaultfds(pid, proc="/proc"):
     return sorted(out)
 
 
-def _pidfd_getfd(pidfd, fd):
+def _syscall(number, *args):
     import ctypes  # pylint: disable=import-outside-toplevel
     libc = ctypes.CDLL(None, use_errno=True)
-    got = libc.syscall(_SYS_PIDFD_GETFD, pidfd, fd, 0)
+    got = libc.syscall(number, *args)
     if got < 0:
         err = ctypes.get_errno()
-        raise OSError(err, "pidfd_getfd: %s" % os.strerror(err))
+        raise OSError(err, os.strerror(err))
     return got
 
 
-def lazy_processes(image_dir):
-    """How many processes of IMAGE_DIR's checkpoint have pages restored lazily (each gets a userfaultfd)."""
-    return len(set(pid for pid, _nr, flags in _entries(image_dir) if flags & PE_LAZY))
+def _same_file(pid, fd, own_fd):
+    """Whether descriptor FD of process PID and this process's OWN_FD are one open file (kcmp)."""
+    try:
+        return _syscall(_SYS_KCMP, pid, os.getpid(), _KCMP_FILE, fd, own_fd) == 0
+    except OSError:
+        return False
+
+
+def lazy_ranges(image_dir):
+    """{pid: [[start, end, image address]]} of the pages of IMAGE_DIR's checkpoint restored lazily."""
+    out = {}
+    for pid in _pids(image_dir):
+        rows = [[v, v + nr * PAGE_SIZE, v] for _raw, v, nr, flags, _o in _plan(image_dir, pid)[3] if flags & PE_LAZY]
+        if rows:
+            out[pid] = rows
+    return out
 
 
 def _text(path):
@@ -441,19 +455,60 @@ def _wait_exit(pidfd, timeout=None):
     return bool(select.select([pidfd], [], [], timeout)[0])
 
 
+def _write_json(path, data):
+    with open(path + ".tmp", "w") as f:
+        json.dump(data, f)
+    os.rename(path + ".tmp", path)
+
+
+def _follow(daemon, daemon_fd, held, retired, proc="/proc"):
+    """HELD ({daemon's descriptor: this process's}) kept up with the daemon's userfaultfds until it ends: those of
+    processes forked during the fill taken as they come. None is let go before the end (a dying daemon's table
+    empties before it is seen gone): one whose number the daemon reused goes to RETIRED."""
+    while not _wait_exit(daemon_fd, 0.05):
+        try:
+            theirs = _userfaultfds(daemon, proc)
+        except OSError:
+            continue  # ending
+        for fd in theirs:
+            if fd in held and _same_file(daemon, fd, held[fd]):
+                continue
+            try:
+                mine = _syscall(_SYS_PIDFD_GETFD, daemon_fd, fd, 0)
+            except OSError:
+                continue
+            if fd in held:
+                retired.append(held[fd])
+            held[fd] = mine
+
+
+def _hold(daemon, daemon_fd, expected, settle, proc="/proc"):
+    """{daemon's descriptor: this process's} of its userfaultfds, once EXPECTED are there (or SETTLE s passed)."""
+    held, deadline = {}, time.time() + settle
+    while len(held) < expected and time.time() < deadline and not _wait_exit(daemon_fd, 0):
+        for fd in _userfaultfds(daemon, proc):
+            if fd not in held:
+                held[fd] = _syscall(_SYS_PIDFD_GETFD, daemon_fd, fd, 0)
+        if len(held) < expected:
+            time.sleep(0.01)
+    return held
+
+
 def keep(base, image_dir, pid_file, proc="/proc", settle=5.0):
     """Hold a second reference to each userfaultfd of a lazy restore's daemon (its pid in BASE.pid, its status
-    in BASE.rc), so that the restored process stalls on the pages it lacks if the daemon dies before they are
-    all in, rather than reading zeros where they were: the kernel unregisters a userfaultfd's ranges once its
-    last reference closes, and the process then faults in empty pages (Redis crashed so here).
+    in BASE.rc), so that the restored process never reads zeros where its pages were: the kernel unregisters a
+    userfaultfd's ranges once its last reference closes, and the process then faults in empty pages (Redis
+    crashed so here). If the daemon dies before every page is in, the keeper finishes the fill itself, from the
+    page server the request BASE.request names (``remote ADDRESS PORT TOKEN``; see finish); BASE.finish says how
+    it went. A fill it cannot finish stalls: the fds are held until the restored process is gone.
 
-    Started with the restore: it counts the processes of IMAGE_DIR that take lazy pages (the engine removes the
-    directory after the restore), waits for the restored process (its pid in PID_FILE, which the runtime writes
-    once the restore is done), then takes that many userfaultfds from the daemon; BASE.kept says how many.
-    When the daemon ends with status 0 (every page in), they are let go; otherwise they are held until the
-    restored process is gone (the copy removed). Returns the exit status."""
+    Started with the restore: it reads IMAGE_DIR's lazy ranges (the engine removes the directory after the
+    restore), waits for the restored process (its pid in PID_FILE, which the runtime writes once the restore is
+    done), then takes the daemon's userfaultfds (BASE.kept says how many of how many), and those of processes
+    forked during the fill as they come. When the daemon ends with status 0 (every page in), they are let go.
+    Returns the exit status."""
     daemon = int(_text(base + ".pid"))
-    expected = lazy_processes(image_dir)
+    request, lazy = _text(base + ".request").split(), lazy_ranges(image_dir)
     daemon_fd = os.pidfd_open(daemon)
     restored = None
     while restored is None:
@@ -461,27 +516,280 @@ def keep(base, image_dir, pid_file, proc="/proc", settle=5.0):
             return 0  # the fill ended (or the restore failed and it was stopped): nothing to hold
         text = _text(pid_file)
         restored = int(text) if text.isdigit() else None
-    held, deadline = {}, time.time() + settle
-    while len(held) < expected and time.time() < deadline and not _wait_exit(daemon_fd, 0):
-        for fd in _userfaultfds(daemon, proc):
-            if fd not in held:
-                held[fd] = _pidfd_getfd(daemon_fd, fd)
-        if len(held) < expected:
-            time.sleep(0.01)
-    with open(base + ".kept.tmp", "w") as f:
-        json.dump({"held": len(held), "expected": expected}, f)
-    os.rename(base + ".kept.tmp", base + ".kept")
-    _wait_exit(daemon_fd)
+    held = _hold(daemon, daemon_fd, len(lazy), settle, proc)
+    _write_json(base + ".kept", {"held": len(held), "expected": len(lazy)})
+    retired = []
+    _follow(daemon, daemon_fd, held, retired, proc)
     for _i in range(100):  # the daemon's status follows its exit
         if os.path.exists(base + ".rc"):
             break
         time.sleep(0.05)
     filled = _text(base + ".rc") == "0"
+    if not filled and len(request) == 4 and held:
+        filled = _finish_recorded(base, request, held, restored, lazy, proc)
     if not filled:
         _wait_exit(os.pidfd_open(restored))
-    for fd in held.values():
+    for fd in list(held.values()) + retired:
         os.close(fd)
     return 0 if filled else 1
+
+
+def _finish_recorded(base, request, held, restored, lazy, proc):
+    """finish, its outcome in BASE.finish ({state: finishing, done or failed, ...}); True once done."""
+    _write_json(base + ".finish", {"state": "finishing"})
+    start = time.time()
+    try:
+        source = PageSource(request[1], int(request[2]), request[3])
+        fds = replay_log(_text(base + ".log"), lazy)
+        pages = finish({held[fd]: one for fd, one in fds.items() if fd in held}, source, restored, proc)
+        source.close()
+    except (OSError, ValueError, struct.error) as e:
+        _write_json(base + ".finish", {"state": "failed", "detail": str(e) or type(e).__name__})
+        return False
+    _write_json(base + ".finish", {"state": "done", "pages": pages, "seconds": round(time.time() - start, 3)})
+    return True
+
+
+# The fill taken over from a daemon that died: userfaultfd's ABI on x86_64, and what CRIU's daemon logs (-v4)
+_UFFDIO_UNREGISTER, _UFFDIO_WAKE, _UFFDIO_COPY, _UFFDIO_ZEROPAGE = 0x8010AA01, 0x8010AA02, 0xC028AA03, 0xC020AA04
+_EV_PAGEFAULT, _EV_FORK, _EV_REMAP, _EV_REMOVE, _EV_UNMAP = 0x12, 0x13, 0x14, 0x15, 0x16
+_MSG = struct.Struct("<B7xQQQ")  # struct uffd_msg: its event, then its argument's three u64
+_USER_SPAN = (0x10000, 0x7FFFFFFFF000)  # mmap_min_addr up to the end of x86_64's user addresses
+_FILL_CHUNK = 256 * PAGE_SIZE
+_LOG = re.compile(r"Received PID: (\d+), uffd: (\d+)$|(\d+)-(\d+): (?:FORK: child with ufd=(\d+)|(EXIT)|"
+                  r"REMAP: ([0-9a-f]+) -> ([0-9a-f]+) \((\d+)\)|(?:REMOVE|UNMAP): ([0-9a-f]+)\(([0-9a-f]+)\))$")
+
+
+def _cut(ranges, start, end):
+    """RANGES ([[start, end, image address]]) split at [START, END): (what is outside, what is inside)."""
+    out, cut = [], []
+    for s, e, img in ranges:
+        if e <= start or s >= end:
+            out.append([s, e, img])
+            continue
+        if s < start:
+            out.append([s, start, img])
+        if e > end:
+            out.append([end, e, img + (end - s)])
+        lo, hi = max(s, start), min(e, end)
+        cut.append([lo, hi, img + (lo - s)])
+    return out, cut
+
+
+def _remap(ranges, frm, to, length):
+    """RANGES after the process moved LENGTH bytes at FRM to TO (mremap)."""
+    out, moved = _cut(ranges, frm, frm + length)
+    return sorted(out + [[s - frm + to, e - frm + to, img] for s, e, img in moved])
+
+
+def replay_log(text, lazy):
+    """What a dead lazy-pages daemon's log (CRIU at -v4) says of the userfaultfds it held at its end: {its descriptor
+    number: [pid in the images, [[start, end, image address]] of the lazy pages it may still lack]}. LAZY:
+    lazy_ranges of the images. The pages it copied in need not be known: copying over them fails (EEXIST) and
+    is skipped; what matters is where pages moved (REMAP), went (REMOVE, UNMAP) and which processes forked."""
+    fds = {}
+    for line in text.splitlines():
+        m = _LOG.search(line)
+        if m is None:
+            continue
+        if m.group(1):
+            fds[int(m.group(2))] = [int(m.group(1)), [list(r) for r in lazy.get(int(m.group(1)), ())]]
+            continue
+        fd = int(m.group(4))
+        if fd not in fds:
+            continue
+        pid, ranges = fds[fd]
+        if m.group(5):
+            fds[int(m.group(5))] = [pid, [list(r) for r in ranges]]
+        elif m.group(6):
+            del fds[fd]
+        elif m.group(7):
+            fds[fd][1] = _remap(ranges, int(m.group(7), 16), int(m.group(8), 16), int(m.group(9)))
+        else:
+            start = int(m.group(10), 16)
+            fds[fd][1] = _cut(ranges, start, start + int(m.group(11), 16))[0]
+    return fds
+
+
+class PageSource:
+    """A client of the source's page server (Sender's, CRIU's protocol) for a fill taken over: it opens with the
+    run's TOKEN, as the daemon's first connection need not. Connects again while the server is not answering
+    yet (it serves one connection at a time), up to WAIT s."""
+
+    def __init__(self, address, port, token, wait=60.0):
+        import socket  # pylint: disable=import-outside-toplevel
+        self.sock, deadline = None, time.time() + wait
+        while self.sock is None:
+            sock = socket.create_connection((address, port), timeout=30)
+            sock.sendall(token.encode("ascii") + b"\n")
+            if sock.recv(3) == b"ok\n":
+                self.sock = sock
+                break
+            sock.close()
+            if time.time() > deadline:
+                raise OSError("the source's page server did not take the fill's connection")
+            time.sleep(0.5)
+
+    def get(self, pid, vaddr, nr):
+        """NR pages of PID at VADDR of its images."""
+        out = []
+        while nr > 0:
+            self.sock.sendall(_PSI.pack(PS_IOV_GET, nr, vaddr, pid))
+            head = _recv_exact(self.sock, _PSI.size)
+            _cmd, count, _vaddr, _pid = _PSI.unpack(head or b"\0" * _PSI.size)
+            data = _recv_exact(self.sock, count * PAGE_SIZE) if head and count else None
+            if not data:
+                raise OSError("the source's page server has no pages at %#x of process %d" % (vaddr, pid))
+            out.append(data)
+            nr, vaddr = nr - count, vaddr + count * PAGE_SIZE
+        return b"".join(out)
+
+    def close(self):
+        """Tell the server every page is in (it then lets them go), and close."""
+        self.sock.sendall(_PSI.pack(PS_IOV_CLOSE, 0, 0, 0))
+        _recv_exact(self.sock, 4)
+        self.sock.close()
+
+
+def finish(uffds, source, restored, proc="/proc"):
+    """Fill in what a dead daemon left: UFFDS {held userfaultfd: [pid in the images, ranges it may lack]}, the
+    pages from SOURCE (PageSource), RESTORED the restored process's host pid. The sleepers the daemon left are
+    woken to fault again; the faults, forks, moves and removals that come are handled as CRIU's daemon does,
+    between chunks of the background copy. Returns the pages copied in."""
+    fill = _Fill(uffds, source, _host_pids(restored, proc), proc)
+    for fd in uffds:
+        _nonblocking(fd)
+        fill.ioctl(fd, _UFFDIO_WAKE, struct.pack("<QQ", _USER_SPAN[0], _USER_SPAN[1] - _USER_SPAN[0]))
+    while fill.step():
+        pass
+    return fill.pages
+
+
+def _nonblocking(fd):
+    import fcntl  # pylint: disable=import-outside-toplevel
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
+
+
+def _host_pids(restored, proc="/proc"):
+    """{pid in the container's namespace: host pid} of the processes in RESTORED's pid namespace."""
+    ns, out = os.readlink("%s/%d/ns/pid" % (proc, restored)), {}
+    for name in os.listdir(proc):
+        try:
+            if name.isdigit() and os.readlink("%s/%s/ns/pid" % (proc, name)) == ns:
+                with open("%s/%s/status" % (proc, name)) as f:
+                    nspid = [line.split()[-1] for line in f if line.startswith("NSpid:")]
+                out[int(nspid[0])] = int(name)
+        except (OSError, IndexError, ValueError):
+            pass
+    return out
+
+
+class _Fill:
+    """The state of a fill taken over (see finish)."""
+
+    def __init__(self, uffds, source, host_pids, proc):
+        self.uffds, self.source, self.pages = {fd: [p, list(r)] for fd, (p, r) in uffds.items()}, source, 0
+        self.pagemaps = {}  # the restored processes' pagemaps: pages there already are not fetched. Not for a pid
+        pids = [p for p, _r in self.uffds.values()]  # forked during the fill (its children have their own memory)
+        for fd, (pid, _r) in self.uffds.items():
+            if pid in host_pids and pids.count(pid) == 1:
+                self.pagemaps[fd] = os.open("%s/%d/pagemap" % (proc, host_pids[pid]), os.O_RDONLY)
+
+    def ioctl(self, fd, request, arg):
+        """(0, ARG after the call) or (errno, ARG after the call)."""
+        import fcntl  # pylint: disable=import-outside-toplevel
+        buf = bytearray(arg)
+        try:
+            fcntl.ioctl(fd, request, buf, True)
+        except OSError as e:
+            return e.errno, buf
+        return 0, buf
+
+    def step(self):
+        """The events waiting handled, then a chunk copied in; False once no userfaultfd lacks a page."""
+        import select  # pylint: disable=import-outside-toplevel
+        for fd in select.select(list(self.uffds), [], [], 0)[0]:
+            self._event(fd)
+        for fd, (_pid, ranges) in sorted(self.uffds.items()):
+            if ranges:
+                s, e, img = ranges[0]
+                e = min(e, s + _FILL_CHUNK)
+                self.uffds[fd][1] = _cut(ranges, s, e)[0]
+                for lo, hi in self._absent(fd, s, e):
+                    self._copy(fd, [lo, hi, img + lo - s])
+                return True
+        return False
+
+    def _absent(self, fd, start, end):
+        """The runs of [START, END) not in memory yet, as far as the process's pagemap tells (all without one)."""
+        if fd not in self.pagemaps:
+            return [(start, end)]
+        import array  # pylint: disable=import-outside-toplevel
+        entries = array.array("Q")
+        entries.frombytes(os.pread(self.pagemaps[fd], (end - start) // PAGE_SIZE * 8, start // PAGE_SIZE * 8))
+        runs, first = [], None
+        for i, entry in enumerate(entries):
+            if not entry >> 62 and first is None:
+                first = i
+            elif entry >> 62 and first is not None:
+                runs.append((start + first * PAGE_SIZE, start + i * PAGE_SIZE))
+                first = None
+        if first is not None:
+            runs.append((start + first * PAGE_SIZE, end))
+        return runs
+
+    def _copy(self, fd, piece):
+        """PIECE ([start, end, image address]) fetched and copied in; pages there already (EEXIST) or no longer
+        registered (ENOENT) skipped; a process gone ends its userfaultfd's fill."""
+        import ctypes  # pylint: disable=import-outside-toplevel
+        start, end, img = piece
+        buf = ctypes.create_string_buffer(self.source.get(self.uffds[fd][0], img, (end - start) // PAGE_SIZE))
+        done, tries = 0, 0
+        while start + done < end:
+            err, out = self.ioctl(fd, _UFFDIO_COPY, struct.pack("<QQQQq", start + done, ctypes.addressof(buf) + done,
+                                                               end - start - done, 0, 0))
+            copied = struct.unpack_from("<q", out, 32)[0]
+            if err in (errno.ESRCH, errno.ENOSPC):
+                self.uffds[fd][1] = []
+                return
+            if err and err not in (errno.EEXIST, errno.ENOENT, errno.EAGAIN):
+                raise OSError(err, "UFFDIO_COPY at %#x: %s" % (start + done, os.strerror(err)))
+            if err == errno.EAGAIN and copied <= 0 and tries < 1000:
+                tries += 1
+                continue
+            step = end - start - done if not err else copied if copied > 0 else PAGE_SIZE
+            self.pages += step // PAGE_SIZE if not err or copied > 0 else 0
+            done += step
+
+    def _event(self, fd):
+        try:
+            raw = os.read(fd, _MSG.size)
+        except BlockingIOError:
+            return
+        except OSError:
+            raw = b""
+        if len(raw) != _MSG.size:  # its process is gone
+            self.uffds.pop(fd)
+            return
+        event, a, b, c = _MSG.unpack(raw)
+        pid, ranges = self.uffds[fd]
+        if event == _EV_PAGEFAULT:
+            page = b & ~(PAGE_SIZE - 1)
+            rest, hit = _cut(ranges, page, page + PAGE_SIZE)
+            self.uffds[fd][1] = rest
+            if hit:
+                self._copy(fd, hit[0])
+            else:  # not in the images: CRIU's daemon maps the zero page there
+                self.ioctl(fd, _UFFDIO_ZEROPAGE, struct.pack("<QQQq", page, PAGE_SIZE, 0, 0))
+        elif event == _EV_FORK:
+            _nonblocking(a & 0xFFFFFFFF)
+            self.uffds[a & 0xFFFFFFFF] = [pid, [list(r) for r in ranges]]
+        elif event == _EV_REMAP:
+            self.uffds[fd][1] = _remap(ranges, a, b, c)
+        elif event in (_EV_REMOVE, _EV_UNMAP):
+            if event == _EV_REMOVE:  # as CRIU's daemon: no fault of that range comes here any more
+                self.ioctl(fd, _UFFDIO_UNREGISTER, struct.pack("<QQ", a, b - a))
+            self.uffds[fd][1] = _cut(ranges, a, b)[0]
 
 
 def main(argv=None):

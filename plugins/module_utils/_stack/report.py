@@ -73,6 +73,8 @@ def window_events(results, offsets=None):
                 extra = {k: rec[k] for k in ("bytes", "entries", "trees", "detail") if k in rec}
             elif phase == "restore" and rec.get("memory"):
                 extra = {k: rec[k] for k in ("memory", "pages_from") if rec.get(k)}
+            elif phase == "fill" and rec.get("finished"):  # its daemon died: the keeper finished the fill
+                extra = {"finished_by_keeper": rec["finished"]}
             if rec.get("timings"):  # the engine's, CRIU's and stacklift's own steps, in seconds
                 extra["steps_s"] = {k: round(v / 1e6, 3) for k, v in sorted(rec["timings"].items())
                                     if isinstance(v, (int, float))}
@@ -198,6 +200,10 @@ def summary(report):
         if s.get("memory") == "lazy" and s.get("resident_s") is not None:
             lines.append("%s: restored lazily (pages from the %s), its memory all there %.3f s after the first fence"
                          % (name, s.get("pages_from") or "images", s["resident_s"]))
+            kept = (s["phases"].get("fill") or {}).get("finished_by_keeper")
+            if kept:
+                lines.append("%s: its lazy-pages daemon died (%s); its keeper finished the fill: %d pages in %.3f s"
+                             % (name, kept.get("daemon"), kept.get("pages") or 0, kept.get("seconds") or 0))
     if report.get("error"):
         lines.append("error: %s" % report["error"])
     t0 = report["started"] or 0

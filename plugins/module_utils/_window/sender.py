@@ -11,6 +11,8 @@ __metaclass__ = type
 
 __all__ = ["Sender", "VOLUME_SCRIPT", "DROP_SCRIPT"]
 
+import binascii
+import hmac
 import os
 import posixpath
 import threading
@@ -36,6 +38,22 @@ VOLUME_SCRIPT = (
 # Remove the volumes a staging made (their ``made`` marks), then its directory.
 DROP_SCRIPT = ("for m in {s}/*/made; do [ -f \"$m\" ] || continue; podman volume rm -f \"$(cat \"$m\")\" >/dev/null || "
                "exit 1; done; rm -rf {s}")
+
+
+def _token_given(chan, token, wait=10.0):
+    """Whether CHAN opens with TOKEN and a newline (answered "ok")."""
+    chan.settimeout(wait)
+    got = b""
+    while not got.endswith(b"\n") and len(got) <= len(token):
+        block = chan.recv(len(token) + 1 - len(got))
+        if not block:
+            return False
+        got += block
+    if not hmac.compare_digest(got, token.encode("ascii") + b"\n"):
+        return False
+    chan.settimeout(None)
+    chan.sendall(b"ok\n")
+    return True
 
 
 class Sender:
@@ -124,7 +142,8 @@ class Sender:
         # its sha256 there as it arrived (arrived_checked: the target need not read it again).
         data = dict(read_manifest(archive), arrived_checked={"sha256": sha256, "size": os.path.getsize(archive)})
         if pages:
-            data["pages"] = {"port": self.serve_pages(service, pages["image_dir"])}
+            port, token = self.serve_pages(service, pages["image_dir"])
+            data["pages"] = {"port": port, "token": token}
         if files:  # its staged volumes are made on the target too: a rollback there removes them
             data["files"] = files
             data["volumes"] = sorted(set(data.get("volumes") or []) | set(files.get("volumes") or []))
@@ -137,48 +156,58 @@ class Sender:
         return dict(stats, clock_offset=offset, clock_error=error)
 
     def serve_pages(self, service, image_dir):
-        """A port on SERVICE's target's loopback, forwarded over the connection held to it, where this host
-        serves the lazy pages of the split checkpoint at IMAGE_DIR (CRIU's page-server protocol)."""
+        """(a port on SERVICE's target's loopback, forwarded over the connection held to it, where this host serves
+        the lazy pages of the split checkpoint at IMAGE_DIR (CRIU's page-server protocol); the token a connection
+        after the first must open with)."""
         address = self.targets[service]
         index = PageIndex(image_dir)  # read now: a split that cannot be served fails the send, before the restore
         transport = self.client(address).get_transport()
         port = transport.request_port_forward("127.0.0.1", 0, handler=self._page_channel)
+        token = binascii.hexlify(os.urandom(16)).decode("ascii")
         with self.lock:
-            self.page_servers[(id(transport), port)] = {"service": service, "index": index}
-        return port
+            self.page_servers[(id(transport), port)] = {"service": service, "index": index, "token": token,
+                                                        "served": {}}
+        return port, token
 
     def _page_channel(self, chan, _origin, server):
-        """A connection of a target's lazy-pages daemon (paramiko's transport thread calls this): served in a
-        thread of its own. One connection a port: the daemon makes one, right as its restore starts, and
-        no later one (another local user of the target's) is answered."""
+        """A connection to a target's page port (paramiko's transport thread calls this): served in a thread of its
+        own, one at a time, until one says every page is in. The first is the lazy-pages daemon's, as its restore
+        starts; a later one (the keeper finishing the fill of a daemon that died) must open with the token, which
+        only the target's root can read: no other local user of the target's is answered."""
         with self.lock:
             entry = self.page_servers.get((id(chan.get_transport()), server[1]))
-            first = entry is not None and not entry.get("taken")
-            if first:
-                entry["taken"] = True
-        if not first:
+            take = entry is not None and not entry.get("serving") and not entry["served"].get("done")
+            if take:
+                entry["serving"] = True
+        if not take:
             chan.close()
             return
         threading.Thread(target=self._serve_channel, args=(chan, entry), daemon=True).start()
 
     @staticmethod
     def _serve_channel(chan, entry):
-        counts, start = {}, time.time()
+        counts, start, done = {}, time.time(), False
         # (The forward stays until the connection closes: paramiko's cancel_port_forward drops the handler of
-        # every forward of the transport, the other services' too. Later connections are closed at once.)
+        # every forward of the transport, the other services' too.)
         try:
+            if entry["served"].get("connections") and not _token_given(chan, entry["token"]):
+                return
             done = serve(chan, entry["index"], counts)
         except Exception:  # pylint: disable=broad-except
             done = False
         finally:
             chan.close()
-        entry["served"] = dict(counts, done=done, seconds=round(time.time() - start, 3))
+            before = entry["served"]
+            entry["served"] = dict((k, before.get(k, 0) + counts.get(k, 0)) for k in ("pages", "requests"))
+            entry["served"].update(done=done, seconds=round(time.time() - start + before.get("seconds", 0), 3),
+                                   connections=before.get("connections", 0) + 1)
+            entry["serving"] = False
 
     def pages_served(self):
-        """{service: {pages, requests, seconds}} of the services whose target's daemon took every page."""
+        """{service: {pages, requests, seconds, connections}} of the services whose target took every page."""
         with self.lock:
             return {e["service"]: {k: v for k, v in e["served"].items() if k != "done"}
-                    for e in self.page_servers.values() if (e.get("served") or {}).get("done")}
+                    for e in self.page_servers.values() if e["served"].get("done")}
 
     def tell(self, kind, msg=None, fresh=False):
         """Leave a KIND note of the run on every target (protocol.NOTES), over the connections held,

@@ -186,8 +186,7 @@ class TargetWindow(Window):
             if copied:
                 lazy.request_files(manifest["container_id"], copied, self.lazy_requests)
             if memory == "lazy":
-                lazy.request_lazy(manifest["container_id"], self.lazy_requests,
-                                  page_server_port=(remote or {}).get("port"))
+                lazy.request_lazy(manifest["container_id"], self.lazy_requests, page_server=remote)
             with plaintext(archive, self.encryption_key) as plain:  # decrypted beside it, gone after
                 stats = self.engine.restore(plain, tcp=svc["tcp"], file_locks=True,
                                             ignore_rootfs=any(t["into"] == "/" for t in files),
@@ -272,20 +271,25 @@ class TargetWindow(Window):
         return out
 
     def _await_resident(self, timeout):
-        """After the commit: each lazy service's memory filled in (its "resident" record), within TIMEOUT."""
+        """After the commit: each lazy service's memory filled in (its "resident" record), within TIMEOUT: by its
+        lazy-pages daemon, or, when that died, by its keeper (the record's "finished": what the keeper did)."""
         deadline = time.time() + timeout
         todo = {n: c for n, c in self.lazy_services().items() if not self.done(n, "resident")}
-        problems = []
+        problems, failed_at = [], {}
         while todo:
             for name, cid in sorted(todo.items()):
                 state = lazy.fill_state(cid, self.lazy_requests)
-                if state["state"] in ("resident", "none"):
-                    self.record("resident", name, started=self.state["services"][name]["restored"].get("t"))
+                finish = state["finish"] or {}
+                if state["state"] in ("resident", "none") or finish.get("state") == "done":
+                    extra = {"finished": dict(finish, daemon=state["detail"])} if finish else {}
+                    self.record("resident", name, started=self.state["services"][name]["restored"].get("t"), **extra)
                     del todo[name]
-                elif state["state"] == "failed":
-                    problems.append("%s: committed, but its memory was not filled in (%s): it stalls on the pages "
+                elif state["state"] == "failed" and (finish.get("state") == "failed" or not finish and
+                                                     time.time() - failed_at.setdefault(name, time.time()) > 10):
+                    problems.append("%s: committed, but its memory was not filled in (%s%s): it stalls on the pages "
                                     "it lacks; its archive %s is kept (state at the fence) for a restore by hand"
-                                    % (name, state["detail"], self.archive(name)))
+                                    % (name, state["detail"], "; its keeper could not finish it: %s"
+                                       % finish["detail"] if finish else "", self.archive(name)))
                     del todo[name]
             if todo and time.time() > deadline:
                 problems += ["%s: its memory was still being filled in %g s after the commit" % (n, timeout)

@@ -73,7 +73,7 @@ def test_a_requested_restore_starts_the_fill_and_runs_lazily(tmp_path):
     deadline = time.time() + 10
     while lazy.fill_state(CID, str(requests))["state"] == "filling" and time.time() < deadline:
         time.sleep(0.05)
-    assert lazy.fill_state(CID, str(requests)) == {"state": "resident", "detail": None}
+    assert lazy.fill_state(CID, str(requests)) == {"state": "resident", "detail": None, "finish": None}
     # the request is for one restore: released, the next restore of that ID is eager
     lazy.release_request(CID, str(requests))
     subprocess.run([str(wrapper)] + args, env=env, check=True, timeout=30)
@@ -131,7 +131,7 @@ def test_a_fill_that_dies_is_failed_and_a_daemon_that_never_starts_fails_the_res
 
 def test_a_remote_request_has_the_daemon_take_the_pages_from_the_page_server(tmp_path):
     wrapper, requests, log, env = setup(tmp_path)
-    lazy.request_lazy(CID, str(requests), page_server_port=40123)
+    lazy.request_lazy(CID, str(requests), page_server={"port": 40123, "token": "0f" * 16})
     subprocess.run([str(wrapper)] + restore_args(tmp_path), env=env, check=True, timeout=30)
     assert "--lazy-pages" in log.read_text().splitlines()
     assert (tmp_path / "criu.args").read_text().split()[-5:] == [
@@ -220,9 +220,22 @@ def test_fill_states(tmp_path):
     assert "gone without a status" in lazy.fill_state(CID, d)["detail"]
     (tmp_path / (CID + ".rc")).write_text("137\n")
     (tmp_path / (CID + ".log")).write_text("a\nb\nuffd: killed\n")
-    assert lazy.fill_state(CID, d) == {"state": "failed", "detail": "criu lazy-pages exited 137: a / b / uffd: killed"}
+    assert lazy.fill_state(CID, d) == {"state": "failed", "detail": "criu lazy-pages exited 137: a / b / uffd: killed",
+                                       "finish": None}
+    (tmp_path / (CID + ".finish")).write_text('{"state": "done", "pages": 3, "seconds": 0.5}')
+    assert lazy.fill_state(CID, d)["finish"] == {"state": "done", "pages": 3, "seconds": 0.5}
     with pytest.raises(ValueError):
         lazy.request_lazy("../etc", d)
+
+
+def test_a_remote_request_names_the_page_server_and_its_token(tmp_path):
+    d = str(tmp_path)
+    (tmp_path / (CID + ".finish")).write_text("{}")
+    lazy.request_lazy(CID, d, page_server={"port": 40001, "token": "ab" * 16})
+    assert (tmp_path / (CID + ".request")).read_text() == "remote 127.0.0.1 40001 %s\n" % ("ab" * 16)
+    assert not (tmp_path / (CID + ".finish")).exists()  # an earlier fill's record goes
+    with pytest.raises(ValueError):
+        lazy.request_lazy(CID, d, page_server={"port": 40001, "token": "ab; rm -rf /"})
 
 
 def test_install_plan_is_empty_once_installed_and_removes_what_it_wrote(tmp_path):

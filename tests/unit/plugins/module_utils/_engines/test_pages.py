@@ -204,11 +204,88 @@ def test_served_pages_are_discarded_with_the_pre_dumps_they_stood_on(tmp_path):
     assert not pages.is_split(str(d)) and not (tmp_path / "pre").exists()
 
 
-def test_lazy_processes_counts_the_processes_with_lazy_pages(tmp_path):
+def test_lazy_ranges_are_those_of_the_processes_with_lazy_pages(tmp_path):
     d = checkpoint(tmp_path)
     write_image(d / "pagemap-8.img", [b"\x08\x04", entry(0x1000, 1, PRESENT)])  # a process with no lazy page
     (d / "pages-4.img").write_bytes(page(0x1000, 0))
-    assert pages.lazy_processes(str(d)) == 1
+    pages.split(str(d))
+    assert pages.lazy_ranges(str(d)) == {7: [[0x400000, 0x403000, 0x400000], [0x7f0000, 0x7f4000, 0x7f0000]]}
+
+
+# What CRIU's lazy-pages daemon logs at -v4, the lines replay_log reads among others
+DAEMON_LOG = """(00.001) Received PID: 1, uffd: 5
+(00.002) 1-5: Found 3 VMAs in image
+(00.003) Received PID: 9, uffd: 6
+(00.004) 1-5: uffd_copy: 0x400000/4096
+(00.005) 1-5: REMAP: 7f0000 -> 900000 (8192)
+(00.006) 1-5: REMOVE: 401000(1000)
+(00.007) 1-5: FORK: child with ufd=7
+(00.008) 9-6: EXIT
+(00.009) 1-7: UNMAP: 402000(1000)
+(00.010) 1--6: excess message in queue: 0
+"""
+
+
+def test_a_dead_daemons_log_says_what_each_userfaultfd_it_held_may_still_lack():
+    lazy = {1: [[0x400000, 0x403000, 0x400000], [0x7f0000, 0x7f4000, 0x7f0000]], 9: [[0x10000, 0x11000, 0x10000]]}
+    assert pages.replay_log(DAEMON_LOG, lazy) == {
+        # moved pages keep where they are in the images; removed ones are not filled again
+        5: [1, [[0x400000, 0x401000, 0x400000], [0x402000, 0x403000, 0x402000], [0x7f2000, 0x7f4000, 0x7f2000],
+                [0x900000, 0x902000, 0x7f0000]]],
+        7: [1, [[0x400000, 0x401000, 0x400000], [0x7f2000, 0x7f4000, 0x7f2000], [0x900000, 0x902000, 0x7f0000]]]}
+
+
+RESTORED = """import ctypes, fcntl, hashlib, mmap, os, struct, sys
+libc = ctypes.CDLL(None, use_errno=True)
+fd = libc.syscall(323, os.O_CLOEXEC)  # userfaultfd(2), x86_64
+fcntl.ioctl(fd, 0xC018AA3F, bytearray(struct.pack("<QQQ", 0xAA, 0, 0)), True)  # UFFDIO_API
+m = mmap.mmap(-1, 64 * 4096, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+addr = ctypes.addressof(ctypes.c_char.from_buffer(m))
+for i in range(0, 64, 4):  # in memory already: the dead daemon copied these in
+    m[i * 4096:(i + 1) * 4096] = b"x" * 4096
+fcntl.ioctl(fd, 0xC020AA00, bytearray(struct.pack("<QQQQ", addr, 64 * 4096, 1, 0)), True)  # UFFDIO_REGISTER, MISSING
+print(addr, fd, flush=True)
+sys.stdin.readline()  # the keeper holds it now
+os.close(fd)
+print(m[41 * 4096:41 * 4096 + 8].decode(), hashlib.sha256(m[:]).hexdigest(), flush=True)  # waits on its fault
+"""
+
+
+class Source:
+    def __init__(self):
+        self.asked = []
+
+    def get(self, pid, vaddr, nr):
+        self.asked.append((pid, vaddr, nr))
+        return b"".join(page(vaddr + i * 4096, 0) for i in range(nr))
+
+
+def test_the_keeper_finishes_a_fill_from_the_source_skipping_the_pages_there_already():
+    """A real userfaultfd (as root, x86_64): a process whose memory lacks 48 of 64 pages, stalled on one of them;
+    finish serves the fault and copies the rest in, each from where it is in the images, and fetches none of the
+    pages in memory already."""
+    import hashlib
+    import subprocess
+    import sys
+    restored = subprocess.Popen([sys.executable, "-c", RESTORED], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                text=True)
+    try:
+        addr, fd = (int(x) for x in restored.stdout.readline().split())
+        mine = pages._syscall(pages._SYS_PIDFD_GETFD, os.pidfd_open(restored.pid), fd, 0)
+        restored.stdin.write("\n")
+        restored.stdin.flush()
+        time.sleep(0.3)  # it faults, and waits
+        source = Source()
+        assert pages.finish({mine: [restored.pid, [[addr, addr + 64 * 4096, 0x400000]]]}, source, restored.pid) == 48
+        os.close(mine)
+        first, digest = restored.stdout.readline().split()
+        want = b"".join(b"x" * 4096 if i % 4 == 0 else page(0x400000 + i * 4096, 0) for i in range(64))
+        assert first == "429000+0" and digest == hashlib.sha256(want).hexdigest()
+        assert sum(nr for _p, _v, nr in source.asked) == 48 and all(p == restored.pid for p, _v, _n in source.asked)
+    finally:
+        if restored.poll() is None:
+            restored.kill()
+        restored.wait()
 
 
 DAEMON = """import ctypes, os, sys, time

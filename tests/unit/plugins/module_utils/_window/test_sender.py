@@ -1,5 +1,6 @@
-"""The sender's page server behind a forwarded port: one connection a port (the target's lazy-pages daemon), served
-from the split checkpoint; a later connection (another user of the target's loopback) closed unanswered."""
+"""The sender's page server behind a forwarded port: one connection at a time, served from the split checkpoint:
+the target's lazy-pages daemon's first; while it is served, another is closed unanswered; after it ended without
+every page, a connection that opens with the run's token (the keeper finishing the fill), and no other."""
 
 import os
 import socket
@@ -46,31 +47,80 @@ class Channel:
     def sendall(self, data):
         return self.sk.sendall(data)
 
+    def settimeout(self, seconds):
+        self.sk.settimeout(seconds)
+
     def close(self):
         self.sk.close()
 
 
-def test_pages_are_served_to_the_first_connection_of_their_port_only(tmp_path):
+def serving(tmp_path):
     d = criu_checkpoint(tmp_path)
     pages.split(str(d))
     sender = Sender({}, {"cache": "node2"}, "r1", "shop", str(tmp_path))
     client = sender.clients["node2"] = Client()
-    assert sender.serve_pages("cache", str(d)) == 40001
-    daemon, other = Channel(client.transport), Channel(client.transport)
-    client.transport.handler(daemon, ("127.0.0.1", 5000), ("127.0.0.1", 40001))
-    client.transport.handler(other, ("127.0.0.1", 5001), ("127.0.0.1", 40001))
+    port, token = sender.serve_pages("cache", str(d))
+    assert port == 40001 and len(token) == 32
+    return sender, client, token
+
+
+def connect(client):
+    chan = Channel(client.transport)
+    client.transport.handler(chan, ("127.0.0.1", 5000), ("127.0.0.1", 40001))
+    return chan
+
+
+def ask(chan, index=0):
+    """The INDEXth page of the lazy range at 0x400000."""
+    chan.peer.sendall(pages._PSI.pack(pages.PS_IOV_GET, 1, 0x400000 + index * 4096, 7))
+    head = pages._recv_exact(chan.peer, pages._PSI.size)
+    assert pages._PSI.unpack(head)[1] == 1 and pages._recv_exact(chan.peer, 4096) == page(0x400000, index)
+
+
+def served(sender, connections):
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        with sender.lock:
+            entry = list(sender.page_servers.values())[0]
+            over = entry["served"].get("connections") == connections and not entry.get("serving")
+        if over:
+            return sender.pages_served()
+        time.sleep(0.01)
+    raise AssertionError("not served")
+
+
+def test_pages_are_served_to_one_connection_at_a_time_and_the_daemons_needs_no_token(tmp_path):
+    sender, client, _token = serving(tmp_path)
+    daemon, other = connect(client), connect(client)
     assert other.peer.recv(10) == b""  # closed, unanswered
-    daemon.peer.sendall(pages._PSI.pack(pages.PS_IOV_GET, 1, 0x400000, 7))
-    head = pages._recv_exact(daemon.peer, pages._PSI.size)
-    assert pages._PSI.unpack(head)[1] == 1 and pages._recv_exact(daemon.peer, 4096) == page(0x400000, 0)
+    ask(daemon)
     assert sender.pages_served() == {}
     daemon.peer.sendall(pages._PSI.pack(pages.PS_IOV_CLOSE, 0, 0, 0))
     assert struct.unpack("<i", pages._recv_exact(daemon.peer, 4)) == (0,)
-    deadline = time.time() + 5
-    while not sender.pages_served() and time.time() < deadline:
-        time.sleep(0.01)
-    served = sender.pages_served()["cache"]
-    assert (served["pages"], served["requests"]) == (1, 1)
+    got = served(sender, 1)["cache"]
+    assert (got["pages"], got["requests"], got["connections"]) == (1, 1, 1)
+    late = connect(client)  # every page is in: nothing more is served
+    assert late.peer.recv(10) == b""
+
+
+def test_after_a_daemon_that_died_only_a_connection_with_the_token_is_served(tmp_path):
+    sender, client, token = serving(tmp_path)
+    daemon = connect(client)
+    ask(daemon)
+    daemon.peer.close()  # died before every page was in
+    served(sender, 1)
+    stranger = connect(client)
+    stranger.peer.sendall(pages._PSI.pack(pages.PS_IOV_GET, 1, 0x400000, 7))
+    assert stranger.peer.recv(10) == b""
+    assert served(sender, 2) == {}
+    keeper = connect(client)
+    keeper.peer.sendall(token.encode() + b"\n")
+    assert keeper.peer.recv(3) == b"ok\n"
+    ask(keeper, 1)
+    keeper.peer.sendall(pages._PSI.pack(pages.PS_IOV_CLOSE, 0, 0, 0))
+    assert struct.unpack("<i", pages._recv_exact(keeper.peer, 4)) == (0,)
+    got = served(sender, 3)["cache"]
+    assert (got["pages"], got["requests"]) == (2, 2)
 
 
 # podman as the staging's scripts use it: volumes are directories under VOLUMES, every call logged.

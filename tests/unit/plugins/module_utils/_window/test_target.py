@@ -371,6 +371,26 @@ def test_after_the_commit_the_fill_is_awaited_and_its_end_recorded(tmp_path):
     assert b.committed() and os.path.exists(b.archive("db"))
 
 
+@pytest.mark.parametrize("finish, problem", [
+    ({"state": "done", "pages": 9, "seconds": 0.5}, None),
+    ({"state": "failed", "detail": "the source's page server did not take the fill's connection"},
+     "its keeper could not finish it: the source's page server did not take")])
+def test_after_the_commit_a_fill_whose_daemon_died_is_finished_by_its_keeper_or_named(tmp_path, finish, problem):
+    a, _runner = lazy_target(tmp_path, 137)
+    a.state["services"]["db"]["restored"] = dict(a.state["services"]["db"].get("restored") or {}, t=1.0)
+    path = tmp_path / "lazy" / (CID + ".finish")
+    path.write_text(json.dumps({"state": "finishing"}))
+    threading.Timer(0.3, lambda: path.write_text(json.dumps(finish))).start()  # while the wait goes on
+    problems = a._await_resident(5)
+    if problem:
+        assert len(problems) == 1 and problem in problems[0] and "exited 137" in problems[0]
+        assert not a.done("db", "resident")
+    else:
+        assert problems == [] and a.done("db", "resident")
+        rec = [e for e in a.events if e["step"] == "resident"][0]
+        assert rec["finished"] == dict(finish, daemon="criu lazy-pages exited 137: uffd: 1-8: the last words")
+
+
 @pytest.mark.parametrize("memory", ["lazy", "auto"])
 def test_a_lazy_service_on_a_host_without_the_wrapper(tmp_path, memory):
     """lazy is refused where the host cannot (no wrapper here); auto restores eagerly."""
@@ -394,7 +414,7 @@ def remote_arrival(tmp_path, memory, monkeypatch, wrapper=True):
     runner.answers["nft"] = (0, "", "")
     archive = write_arrival(tmp_path, "shop-cache")
     manifest = json.loads(open(archive + ".stacklift.json").read())
-    write_manifest(archive, dict(manifest, container_id=CID, pages={"port": 40001, "lazy_bytes": 1 << 30}))
+    write_manifest(archive, dict(manifest, container_id=CID, pages={"port": 40001, "token": "0f" * 16, "lazy_bytes": 1 << 30}))
     if wrapper:
         monkeypatch.setattr(window_target.lazy, "lazy_problem", lambda engine, runtime: None)
     a = make_window(window_target.TargetWindow, tmp_path, runner,
@@ -410,7 +430,7 @@ def test_an_archive_whose_pages_stayed_on_the_source_is_restored_lazily_from_the
     runner.answers["podman container restore"] = lambda argv: (
         asked.append(open(os.path.join(a.lazy_requests, CID + ".request")).read()), restore(argv))[1]
     a._restore("cache")
-    assert asked == ["remote 127.0.0.1 40001\n"]
+    assert asked == ["remote 127.0.0.1 40001 %s\n" % ("0f" * 16)]
     rec = a.state["services"]["cache"]["restored"]
     assert (rec["memory"], rec["pages_from"]) == ("lazy", "source")
     assert not os.path.exists(os.path.join(a.lazy_requests, CID + ".request"))  # for that one restore only
