@@ -164,7 +164,9 @@ def test_a_fill_whose_daemon_dies_after_the_commit_is_finished_by_its_keeper(nod
     finally:  # the run ends by itself either way (a killed controller would leave its windows to their timeouts)
         stdout = run.communicate(timeout=900)[0]
     assert "killed" in out and '"held": 1' in out and "too-late" not in out, (out, stdout[-3000:])
-    assert run.returncode == 0, stdout[-3000:]
+    assert run.returncode == 0, (stdout[-3000:], node2.out(
+        "podman ps -a --format '{{.Names}} {{.Status}}'; podman logs --tail 30 lazycache 2>&1; "
+        "cat /run/stacklift/lazy/*.finish /run/stacklift/lazy/*.keep.log; ip -br addr", check=False))
     report = json.loads(sorted((tmp_path / "reports").glob("lazy-*.json"))[-1].read_text())
     kept = report["services"]["cache"]["phases"]["fill"]["finished_by_keeper"]
     assert kept["state"] == "done" and kept["pages"] > 0 and "exited 137" in kept["daemon"], kept

@@ -689,6 +689,7 @@ class _Fill:
 
     def __init__(self, uffds, source, host_pids, proc):
         self.uffds, self.source, self.pages = {fd: [p, list(r)] for fd, (p, r) in uffds.items()}, source, 0
+        self.inflight = []  # (fd, start, end) being copied in: a fault there waits for the copy, it is not zeroed
         self.pagemaps = {}  # the restored processes' pagemaps: pages there already are not fetched. Not for a pid
         pids = [p for p, _r in self.uffds.values()]  # forked during the fill (its children have their own memory)
         for fd, (pid, _r) in self.uffds.items():
@@ -707,9 +708,7 @@ class _Fill:
 
     def step(self):
         """The events waiting handled, then a chunk copied in; False once no userfaultfd lacks a page."""
-        import select  # pylint: disable=import-outside-toplevel
-        for fd in select.select(list(self.uffds), [], [], 0)[0]:
-            self._event(fd)
+        self._events()
         for fd, (_pid, ranges) in sorted(self.uffds.items()):
             if ranges:
                 s, e, img = ranges[0]
@@ -740,26 +739,45 @@ class _Fill:
 
     def _copy(self, fd, piece):
         """PIECE ([start, end, image address]) fetched and copied in; pages there already (EEXIST) or no longer
-        registered (ENOENT) skipped; a process gone ends its userfaultfd's fill."""
+        registered (ENOENT, page by page: a copy that spans two mappings fails so too) skipped; while an event is
+        pending (EAGAIN: the mappings change) the events are read first; a process gone ends its fill."""
         import ctypes  # pylint: disable=import-outside-toplevel
         start, end, img = piece
         buf = ctypes.create_string_buffer(self.source.get(self.uffds[fd][0], img, (end - start) // PAGE_SIZE))
-        done, tries = 0, 0
-        while start + done < end:
-            err, out = self.ioctl(fd, _UFFDIO_COPY, struct.pack("<QQQQq", start + done, ctypes.addressof(buf) + done,
-                                                               end - start - done, 0, 0))
-            copied = struct.unpack_from("<q", out, 32)[0]
-            if err in (errno.ESRCH, errno.ENOSPC):
-                self.uffds[fd][1] = []
-                return
-            if err and err not in (errno.EEXIST, errno.ENOENT, errno.EAGAIN):
-                raise OSError(err, "UFFDIO_COPY at %#x: %s" % (start + done, os.strerror(err)))
-            if err == errno.EAGAIN and copied <= 0 and tries < 1000:
-                tries += 1
-                continue
-            step = end - start - done if not err else copied if copied > 0 else PAGE_SIZE
-            self.pages += step // PAGE_SIZE if not err or copied > 0 else 0
-            done += step
+        done, single = 0, False
+        self.inflight.append((fd, start, end))
+        try:
+            while start + done < end and fd in self.uffds:
+                length = PAGE_SIZE if single else end - start - done
+                err, out = self.ioctl(fd, _UFFDIO_COPY, struct.pack("<QQQQq", start + done,
+                                                                   ctypes.addressof(buf) + done, length, 0, 0))
+                copied = struct.unpack_from("<q", out, 32)[0]
+                if err in (errno.ESRCH, errno.ENOSPC):
+                    self.uffds[fd][1] = []
+                    return
+                if err and err not in (errno.EEXIST, errno.ENOENT, errno.EAGAIN):
+                    raise OSError(err, "UFFDIO_COPY at %#x: %s" % (start + done, os.strerror(err)))
+                if err == errno.ENOENT and not single:
+                    single = True
+                    continue
+                if err == errno.EAGAIN and copied <= 0:
+                    if not self._events():
+                        time.sleep(0.001)
+                    continue
+                step = length if not err else copied if copied > 0 else PAGE_SIZE
+                self.pages += step // PAGE_SIZE if not err or copied > 0 else 0
+                done += step
+        finally:
+            self.inflight.remove((fd, start, end))
+
+    def _events(self):
+        """The events waiting on every userfaultfd handled; whether there were any."""
+        import select  # pylint: disable=import-outside-toplevel
+        ready = select.select(list(self.uffds), [], [], 0)[0]
+        for fd in ready:
+            if fd in self.uffds:
+                self._event(fd)
+        return bool(ready)
 
     def _event(self, fd):
         try:
@@ -779,6 +797,8 @@ class _Fill:
             self.uffds[fd][1] = rest
             if hit:
                 self._copy(fd, hit[0])
+            elif any(f == fd and lo <= page < hi for f, lo, hi in self.inflight):
+                pass  # being copied in: that copy wakes it
             else:  # not in the images: CRIU's daemon maps the zero page there
                 self.ioctl(fd, _UFFDIO_ZEROPAGE, struct.pack("<QQQq", page, PAGE_SIZE, 0, 0))
         elif event == _EV_FORK:
