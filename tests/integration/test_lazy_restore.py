@@ -6,7 +6,6 @@ from the source after the restore) and its keys checked with DEBUG DIGEST, and a
 import json
 import re
 import subprocess
-import time
 
 import pytest
 

@@ -749,8 +749,8 @@ class _Fill:
         try:
             while start + done < end and fd in self.uffds:
                 length = PAGE_SIZE if single else end - start - done
-                err, out = self.ioctl(fd, _UFFDIO_COPY, struct.pack("<QQQQq", start + done,
-                                                                   ctypes.addressof(buf) + done, length, 0, 0))
+                arg = struct.pack("<QQQQq", start + done, ctypes.addressof(buf) + done, length, 0, 0)
+                err, out = self.ioctl(fd, _UFFDIO_COPY, arg)
                 copied = struct.unpack_from("<q", out, 32)[0]
                 if err in (errno.ESRCH, errno.ENOSPC):
                     self.uffds[fd][1] = []
