@@ -19,7 +19,12 @@ until the target holds them all; then ``discard`` removes them.
 Where memory allows, the runtime writes the checkpoint into a scratch directory on a tmpfs (the wrapper
 asks for it), and ``split(SCRATCH, HOME)`` moves the small rest to the engine's directory: a checkpoint
 written to disk makes the kernel write its page cache back while the container is frozen (beyond
-``vm.dirty_background_ratio``, the writer is throttled), which measured 3.7-8.2 s of a 3 GiB dump here."""
+``vm.dirty_background_ratio``, the writer is throttled), which measured 3.7-8.2 s of a 3 GiB dump here.
+
+On the target, ``keep`` (started by the wrapper with each lazy restore) holds a second reference to the
+daemon's userfaultfds, and if the daemon dies before every page is in, finishes the fill itself (``finish``):
+what each userfaultfd may still lack from the daemon's log (``replay_log``), the pages from the source's page
+server (``PageSource``, with the run's token)."""
 
 from __future__ import absolute_import, division, print_function
 
