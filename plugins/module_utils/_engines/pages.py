@@ -626,10 +626,13 @@ class PageSource:
         self.sock, deadline = None, time.time() + wait
         while self.sock is None:
             sock = socket.create_connection((address, port), timeout=30)
-            sock.sendall(token.encode("ascii") + b"\n")
-            if sock.recv(3) == b"ok\n":
-                self.sock = sock
-                break
+            try:
+                sock.sendall(token.encode("ascii") + b"\n")
+                if sock.recv(3) == b"ok\n":
+                    self.sock = sock
+                    break
+            except OSError:  # closed, or reset: not taken (yet)
+                pass
             sock.close()
             if time.time() > deadline:
                 raise OSError("the source's page server did not take the fill's connection")

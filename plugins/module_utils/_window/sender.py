@@ -40,7 +40,7 @@ DROP_SCRIPT = ("for m in {s}/*/made; do [ -f \"$m\" ] || continue; podman volume
                "exit 1; done; rm -rf {s}")
 
 
-def _token_given(chan, token, wait=10.0):
+def _token_given(chan, token, wait=2.0):
     """Whether CHAN opens with TOKEN and a newline (answered "ok")."""
     chan.settimeout(wait)
     got = b""

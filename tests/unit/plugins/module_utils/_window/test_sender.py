@@ -7,6 +7,8 @@ import socket
 import struct
 import time
 
+import pytest
+
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines import pages
 from ansible_collections.stacklift.migrate.plugins.module_utils._window import sender
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.sender import Sender
@@ -161,3 +163,32 @@ def test_a_staged_volume_is_made_once_for_the_run_and_one_there_already_is_refus
     got = run_script(tmp_path, sender.DROP_SCRIPT.format(s=str(stage)))
     assert got.returncode == 0 and not (tmp_path / "volumes" / "pgdata").exists() and not stage.exists()
     assert run_script(tmp_path, sender.DROP_SCRIPT.format(s=str(stage))).returncode == 0  # nothing left: no error
+
+
+def test_the_keepers_page_source_opens_with_the_token_and_tries_again_while_it_is_not_taken(tmp_path):
+    """pages.PageSource against the sender's own token check and page server, over loopback: the first connection
+    closed unanswered (the daemon's still being served), the next one taken; pages across two requests."""
+    import threading
+    d = criu_checkpoint(tmp_path)
+    pages.split(str(d))
+    index, token = pages.PageIndex(str(d)), "ab" * 16
+    listener = socket.create_server(("127.0.0.1", 0))
+    done = {}
+
+    def accept():
+        first, _a = listener.accept()
+        first.close()  # busy: not taken
+        conn, _a = listener.accept()
+        if sender._token_given(conn, token):
+            done["all_in"] = pages.serve(conn, index)
+        conn.close()
+
+    server = threading.Thread(target=accept, daemon=True)
+    server.start()
+    source = pages.PageSource("127.0.0.1", listener.getsockname()[1], token, wait=10)
+    assert source.get(7, 0x400000, 3) == b"".join(page(0x400000, i) for i in range(3))
+    with pytest.raises(OSError, match="no pages at 0x500000"):
+        source.get(7, 0x500000, 1)  # not lazy: the server ends the connection, as CRIU's does
+    server.join(5)
+    listener.close()
+    assert done == {"all_in": False}
