@@ -544,8 +544,15 @@ def _finish_recorded(base, request, held, restored, lazy, proc):
     _write_json(base + ".finish", {"state": "finishing"})
     start = time.time()
     try:
+        log = _text(base + ".log")
+        named = set(int(m.group(2) or m.group(5)) for m in map(_LOG.search, log.splitlines())
+                    if m and (m.group(2) or m.group(5)))
+        unknown = sorted(set(held) - named)
+        if unknown:  # one it cannot tell would be let go unfilled: hold them all instead
+            raise ValueError("the daemon's log does not say whose userfaultfd %s is"
+                             % ", ".join(str(fd) for fd in unknown))
         source = PageSource(request[1], int(request[2]), request[3])
-        fds = replay_log(_text(base + ".log"), lazy)
+        fds = replay_log(log, lazy)
         pages = finish({held[fd]: one for fd, one in fds.items() if fd in held}, source, restored, proc)
         source.close()
     except (OSError, ValueError, struct.error) as e:

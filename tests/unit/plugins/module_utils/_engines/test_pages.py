@@ -341,3 +341,17 @@ def test_the_keeper_holds_the_daemons_userfaultfd_until_the_fill_ends_or_the_pro
             if p.poll() is None:
                 p.kill()
                 p.wait()
+
+
+@pytest.mark.parametrize("log, unknown", [("", "5, 6"), ("(00.001) Received PID: 1, uffd: 5\n", "6")])
+def test_a_fill_is_not_finished_when_the_daemons_log_does_not_name_every_userfaultfd_held(tmp_path, log, unknown):
+    """Finished without knowing whose a userfaultfd is, the keeper would let it go unfilled (its process then reads
+    zeros): it records the failure, and holds them all (the process stalls)."""
+    base = str(tmp_path / "cid")
+    with open(base + ".log", "w") as f:
+        f.write(log)
+    request = ["remote", "127.0.0.1", "1", "ab" * 16]  # never reached: refused before any connection
+    assert pages._finish_recorded(base, request, {5: 105, 6: 106}, os.getpid(), {}, "/proc") is False
+    with open(base + ".finish") as f:
+        assert json.load(f) == {"state": "failed", "detail": "the daemon's log does not say whose userfaultfd %s is"
+                                                             % unknown}
