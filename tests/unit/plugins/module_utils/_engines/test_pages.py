@@ -237,9 +237,12 @@ def test_a_dead_daemons_log_says_what_each_userfaultfd_it_held_may_still_lack():
 
 RESTORED = """import ctypes, fcntl, hashlib, mmap, os, struct, sys
 libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = libc.mremap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+libc.mremap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_int, ctypes.c_void_p]
 fd = libc.syscall(323, os.O_CLOEXEC)  # userfaultfd(2), x86_64
-remove = sys.argv[1:] == ["remove"]  # and events of madvise(MADV_DONTNEED), as CRIU asks (EVENT_REMOVE|UNMAP|REMAP)
-fcntl.ioctl(fd, 0xC018AA3F, bytearray(struct.pack("<QQQ", 0xAA, 0x4C if remove else 0, 0)), True)  # UFFDIO_API
+mode = sys.argv[1] if sys.argv[1:] else ""  # and the events CRIU asks for (EVENT_REMAP|REMOVE|UNMAP) with one
+fcntl.ioctl(fd, 0xC018AA3F, bytearray(struct.pack("<QQQ", 0xAA, 0x4C if mode else 0, 0)), True)  # UFFDIO_API
 m = mmap.mmap(-1, 64 * 4096, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
 addr = ctypes.addressof(ctypes.c_char.from_buffer(m))
 assert libc.madvise(ctypes.c_void_p(addr + 32 * 4096), 32 * 4096, 15) == 0  # MADV_NOHUGEPAGE: two mappings now
@@ -249,9 +252,15 @@ fcntl.ioctl(fd, 0xC020AA00, bytearray(struct.pack("<QQQQ", addr, 64 * 4096, 1, 0
 print(addr, fd, flush=True)
 sys.stdin.readline()  # the keeper holds it now
 os.close(fd)
-if remove:  # waits until the keeper reads the event: then those pages are the kernel's zeros, never the images'
+middle = addr + 32 * 4096  # pages 32-47; each of these waits until the keeper reads its event
+if mode == "remove":  # then those pages are the kernel's zeros, never the images'
     assert libc.madvise(ctypes.c_void_p(addr + 48 * 4096), 8 * 4096, 4) == 0
-print(m[42 * 4096:42 * 4096 + 8].decode(), hashlib.sha256(m[:]).hexdigest(), flush=True)  # waits on its fault
+if mode == "remap":  # moved elsewhere (MREMAP_MAYMOVE|FIXED onto a reservation): their pages follow them
+    spot = libc.mmap(None, 16 * 4096, 0, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
+    middle = libc.mremap(ctypes.c_void_p(middle), 16 * 4096, 16 * 4096, 3, ctypes.c_void_p(spot))
+    assert middle == spot
+print(ctypes.string_at(middle + 10 * 4096, 8).decode(), hashlib.sha256(  # waits on its fault
+    m[:32 * 4096] + ctypes.string_at(middle, 16 * 4096) + m[48 * 4096:]).hexdigest(), flush=True)
 """
 
 
@@ -264,32 +273,33 @@ class Source:
         return b"".join(page(vaddr + i * 4096, 0) for i in range(nr))
 
 
-@pytest.mark.parametrize("remove", [False, True])
-def test_the_keeper_finishes_a_fill_from_the_source_skipping_the_pages_there_already(remove):
+@pytest.mark.parametrize("mode", ["", "remove", "remap"])
+def test_the_keeper_finishes_a_fill_from_the_source_skipping_the_pages_there_already(mode):
     """A real userfaultfd (as root, x86_64): a process whose memory lacks 48 of 64 pages in two mappings (one
     range of the images: a copy across both fails, ENOENT), stalled on one of them; finish serves the fault and
     copies the rest in, each from where it is in the images, and fetches none of the pages in memory already.
-    REMOVE: the process drops 8 pages (MADV_DONTNEED) as the fill is taken over: they read zeros, not the images'."""
+    remove: the process drops 8 pages (MADV_DONTNEED) as the fill is taken over: they read zeros, not the images'.
+    remap: it moves 16 pages elsewhere (mremap): they get the pages of where they were."""
     import hashlib
     import subprocess
     import sys
-    restored = subprocess.Popen([sys.executable, "-c", RESTORED] + (["remove"] if remove else []),
+    restored = subprocess.Popen([sys.executable, "-c", RESTORED] + ([mode] if mode else []),
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         addr, fd = (int(x) for x in restored.stdout.readline().split())
         mine = pages._syscall(pages._SYS_PIDFD_GETFD, os.pidfd_open(restored.pid), fd, 0)
         restored.stdin.write("\n")
         restored.stdin.flush()
-        time.sleep(0.3)  # it faults (or drops pages first), and waits
+        time.sleep(0.3)  # it faults (or changes its mappings first), and waits
         source = Source()
         copied = pages.finish({mine: [restored.pid, [[addr, addr + 64 * 4096, 0x400000]]]}, source, restored.pid)
         os.close(mine)
         first, digest = restored.stdout.readline().split()
-        dropped = range(48, 56) if remove else ()
+        dropped = range(48, 56) if mode == "remove" else ()
         want = b"".join(b"\0" * 4096 if i in dropped else b"x" * 4096 if i % 4 == 1 else page(0x400000 + i * 4096, 0)
                         for i in range(64))
         assert first == "42a000+0" and digest == hashlib.sha256(want).hexdigest()
-        assert copied == sum(nr for _p, _v, nr in source.asked) == (42 if remove else 48)
+        assert copied == sum(nr for _p, _v, nr in source.asked) == (42 if mode == "remove" else 48)
         assert all(p == restored.pid for p, _v, _n in source.asked)
     finally:
         if restored.poll() is None:
