@@ -675,8 +675,12 @@ def finish(uffds, source, restored, proc="/proc"):
     for fd in uffds:
         _nonblocking(fd)
         fill.ioctl(fd, _UFFDIO_WAKE, struct.pack("<QQ", _USER_SPAN[0], _USER_SPAN[1] - _USER_SPAN[0]))
-    while fill.step():
-        pass
+    try:
+        while fill.step():
+            pass
+    finally:
+        for fd in fill.forked:  # its own (a fork's event gave them): a process blocked on one goes on once closed
+            os.close(fd)
     return fill.pages
 
 
@@ -705,6 +709,7 @@ class _Fill:
     def __init__(self, uffds, source, host_pids, proc):
         self.uffds, self.source, self.pages = {fd: [p, list(r)] for fd, (p, r) in uffds.items()}, source, 0
         self.inflight = []  # (fd, start, end) being copied in: a fault there waits for the copy, it is not zeroed
+        self.forked = []  # the userfaultfds fork events gave this process
         self.pagemaps = {}  # the restored processes' pagemaps: pages there already are not fetched. Not for a pid
         pids = [p for p, _r in self.uffds.values()]  # forked during the fill (its children have their own memory)
         for fd, (pid, _r) in self.uffds.items():
@@ -818,6 +823,7 @@ class _Fill:
                 self.ioctl(fd, _UFFDIO_ZEROPAGE, struct.pack("<QQQq", page, PAGE_SIZE, 0, 0))
         elif event == _EV_FORK:
             _nonblocking(a & 0xFFFFFFFF)
+            self.forked.append(a & 0xFFFFFFFF)
             self.uffds[a & 0xFFFFFFFF] = [pid, [list(r) for r in ranges]]
         elif event == _EV_REMAP:
             self.uffds[fd][1] = _remap(ranges, a, b, c)

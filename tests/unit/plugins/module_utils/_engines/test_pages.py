@@ -241,8 +241,8 @@ libc.mmap.restype = libc.mremap.restype = ctypes.c_void_p
 libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
 libc.mremap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_int, ctypes.c_void_p]
 fd = libc.syscall(323, os.O_CLOEXEC)  # userfaultfd(2), x86_64
-mode = sys.argv[1] if sys.argv[1:] else ""  # and the events CRIU asks for (EVENT_REMAP|REMOVE|UNMAP) with one
-fcntl.ioctl(fd, 0xC018AA3F, bytearray(struct.pack("<QQQ", 0xAA, 0x4C if mode else 0, 0)), True)  # UFFDIO_API
+mode = sys.argv[1] if sys.argv[1:] else ""  # and the events CRIU asks for (EVENT_FORK|REMAP|REMOVE|UNMAP) with one
+fcntl.ioctl(fd, 0xC018AA3F, bytearray(struct.pack("<QQQ", 0xAA, 0x4E if mode else 0, 0)), True)  # UFFDIO_API
 m = mmap.mmap(-1, 64 * 4096, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
 addr = ctypes.addressof(ctypes.c_char.from_buffer(m))
 assert libc.madvise(ctypes.c_void_p(addr + 32 * 4096), 32 * 4096, 15) == 0  # MADV_NOHUGEPAGE: two mappings now
@@ -259,6 +259,8 @@ if mode == "remap":  # moved elsewhere (MREMAP_MAYMOVE|FIXED onto a reservation)
     spot = libc.mmap(None, 16 * 4096, 0, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
     middle = libc.mremap(ctypes.c_void_p(middle), 16 * 4096, 16 * 4096, 3, ctypes.c_void_p(spot))
     assert middle == spot
+if mode == "fork" and os.fork():  # the child (its memory lacks the same pages) says first
+    os.wait()
 print(ctypes.string_at(middle + 10 * 4096, 8).decode(), hashlib.sha256(  # waits on its fault
     m[:32 * 4096] + ctypes.string_at(middle, 16 * 4096) + m[48 * 4096:]).hexdigest(), flush=True)
 """
@@ -273,13 +275,14 @@ class Source:
         return b"".join(page(vaddr + i * 4096, 0) for i in range(nr))
 
 
-@pytest.mark.parametrize("mode", ["", "remove", "remap"])
+@pytest.mark.parametrize("mode", ["", "remove", "remap", "fork"])
 def test_the_keeper_finishes_a_fill_from_the_source_skipping_the_pages_there_already(mode):
     """A real userfaultfd (as root, x86_64): a process whose memory lacks 48 of 64 pages in two mappings (one
     range of the images: a copy across both fails, ENOENT), stalled on one of them; finish serves the fault and
     copies the rest in, each from where it is in the images, and fetches none of the pages in memory already.
     remove: the process drops 8 pages (MADV_DONTNEED) as the fill is taken over: they read zeros, not the images'.
-    remap: it moves 16 pages elsewhere (mremap): they get the pages of where they were."""
+    remap: it moves 16 pages elsewhere (mremap): they get the pages of where they were.
+    fork: it forks: the child's memory, lacking the same pages, is filled too."""
     import hashlib
     import subprocess
     import sys
@@ -294,12 +297,18 @@ def test_the_keeper_finishes_a_fill_from_the_source_skipping_the_pages_there_alr
         source = Source()
         copied = pages.finish({mine: [restored.pid, [[addr, addr + 64 * 4096, 0x400000]]]}, source, restored.pid)
         os.close(mine)
-        first, digest = restored.stdout.readline().split()
         dropped = range(48, 56) if mode == "remove" else ()
         want = b"".join(b"\0" * 4096 if i in dropped else b"x" * 4096 if i % 4 == 1 else page(0x400000 + i * 4096, 0)
                         for i in range(64))
-        assert first == "42a000+0" and digest == hashlib.sha256(want).hexdigest()
-        assert copied == sum(nr for _p, _v, nr in source.asked) == (42 if mode == "remove" else 48)
+        for _process in range(2 if mode == "fork" else 1):
+            import select
+            assert select.select([restored.stdout], [], [], 20)[0], "a process of it stalled: a fault nobody served"
+            first, digest = restored.stdout.readline().split()
+            assert first == "42a000+0" and digest == hashlib.sha256(want).hexdigest()
+        if mode == "fork":  # the child's pages all asked for (its pagemap is not read), the parent's as before
+            assert copied == 96 and sum(nr for _p, _v, nr in source.asked) == 48 + 64
+        else:
+            assert copied == sum(nr for _p, _v, nr in source.asked) == (42 if mode == "remove" else 48)
         assert all(p == restored.pid for p, _v, _n in source.asked)
     finally:
         if restored.poll() is None:
