@@ -466,34 +466,34 @@ def _write_json(path, data):
     os.rename(path + ".tmp", path)
 
 
+def _take(daemon, daemon_fd, held, retired, proc="/proc"):
+    """One look at the daemon's userfaultfds: those HELD ({daemon's descriptor: this process's}) lacks taken; one
+    whose number the daemon reused for another taken, the old one kept in RETIRED (none is let go before the end:
+    a dying daemon's table empties before it is seen gone). OSError when one cannot be taken."""
+    for fd in _userfaultfds(daemon, proc):
+        if fd in held and _same_file(daemon, fd, held[fd]):
+            continue
+        mine = _syscall(_SYS_PIDFD_GETFD, daemon_fd, fd, 0)
+        if fd in held:
+            retired.append(held[fd])
+        held[fd] = mine
+
+
 def _follow(daemon, daemon_fd, held, retired, proc="/proc"):
-    """HELD ({daemon's descriptor: this process's}) kept up with the daemon's userfaultfds until it ends: those of
-    processes forked during the fill taken as they come. None is let go before the end (a dying daemon's table
-    empties before it is seen gone): one whose number the daemon reused goes to RETIRED."""
+    """HELD kept up with the daemon's userfaultfds until it ends (_take): those of processes forked during the fill
+    taken as they come."""
     while not _wait_exit(daemon_fd, 0.05):
         try:
-            theirs = _userfaultfds(daemon, proc)
+            _take(daemon, daemon_fd, held, retired, proc)
         except OSError:
-            continue  # ending
-        for fd in theirs:
-            if fd in held and _same_file(daemon, fd, held[fd]):
-                continue
-            try:
-                mine = _syscall(_SYS_PIDFD_GETFD, daemon_fd, fd, 0)
-            except OSError:
-                continue
-            if fd in held:
-                retired.append(held[fd])
-            held[fd] = mine
+            continue  # ending, or one gone as it was taken: the next look tells
 
 
-def _hold(daemon, daemon_fd, expected, settle, proc="/proc"):
+def _hold(daemon, daemon_fd, expected, retired, settle, proc="/proc"):
     """{daemon's descriptor: this process's} of its userfaultfds, once EXPECTED are there (or SETTLE s passed)."""
     held, deadline = {}, time.time() + settle
     while len(held) < expected and time.time() < deadline and not _wait_exit(daemon_fd, 0):
-        for fd in _userfaultfds(daemon, proc):
-            if fd not in held:
-                held[fd] = _syscall(_SYS_PIDFD_GETFD, daemon_fd, fd, 0)
+        _take(daemon, daemon_fd, held, retired, proc)
         if len(held) < expected:
             time.sleep(0.01)
     return held
@@ -521,9 +521,9 @@ def keep(base, image_dir, pid_file, proc="/proc", settle=5.0):
             return 0  # the fill ended (or the restore failed and it was stopped): nothing to hold
         text = _text(pid_file)
         restored = int(text) if text.isdigit() else None
-    held = _hold(daemon, daemon_fd, len(lazy), settle, proc)
-    _write_json(base + ".kept", {"held": len(held), "expected": len(lazy)})
     retired = []
+    held = _hold(daemon, daemon_fd, len(lazy), retired, settle, proc)
+    _write_json(base + ".kept", {"held": len(held), "expected": len(lazy)})
     _follow(daemon, daemon_fd, held, retired, proc)
     for _i in range(100):  # the daemon's status follows its exit
         if os.path.exists(base + ".rc"):
