@@ -11,8 +11,8 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 __all__ = [
-    "host_fence_table", "HOST_FENCE_FAMILIES", "HOST_FENCE_RULES", "host_fence_script", "Host", "FENCE_TABLE",
-    "FENCE_RULES",
+    "host_fence_table", "HOST_FENCE_FAMILIES", "HOST_FENCE_RULES", "HOST_FENCE_ANSWERS", "host_fence_script", "Host",
+    "FENCE_TABLE", "FENCE_RULES", "ESTABLISHED_REJECT", "CRIU_MARK", "ICMP_RATELIMIT",
 ]
 
 import ipaddress
@@ -29,12 +29,25 @@ from ansible_collections.stacklift.migrate.plugins.module_utils._checks.host imp
 # A container's own fence: a table in its network namespace that drops everything but loopback, so its peers
 # see silence, not resets; CRIU saves each side's TCP queues and the kernel retransmits after the restore.
 # Priority -300 puts it before any filter or NAT chain the engine installed. It dies with the namespace.
+# An established connection's segment (ACK without SYN) is answered with ICMP host-unreachable instead of
+# silence: a soft error, which leaves the connection as it is, but Linux reverts one step of the peer's
+# retransmission backoff for each (RFC 6069, tcp_ld_RTO_revert), so the peer keeps retransmitting about every
+# 200 ms, not 0.2, 0.4, 0.8, 1.6, 3.2 s apart, and is served soon after the pause. A SYN stays dropped (an ICMP
+# error fails a connect). The errors carry CRIU's own mark (SOCCR_MARK): while it dumps the container's TCP
+# connections its network lock drops every other packet they cause (seen on the lab: only the errors sent before
+# the dump arrived). And the namespace's per-client limit on ICMP errors (one a second after a burst of six) is
+# lifted while the fence stands (Host.unlimit_icmp).
+ESTABLISHED_REJECT = "tcp flags & (syn | ack) == ack reject with icmpx type host-unreachable"
+CRIU_MARK = "0xc114"
 FENCE_TABLE = "stacklift_fence"
-FENCE_RULES = """table inet %s {
-  chain input { type filter hook input priority -300; policy drop; iifname "lo" accept; }
-  chain output { type filter hook output priority -300; policy drop; oifname "lo" accept; }
-}
-""" % FENCE_TABLE
+FENCE_RULES = """table inet {t} {{
+  chain input {{ type filter hook input priority -300; policy drop; iifname "lo" accept; {r}; }}
+  chain output {{ type filter hook output priority -300; policy drop; oifname "lo" accept;
+                 icmp type destination-unreachable meta mark set {m} accept;
+                 icmpv6 type destination-unreachable meta mark set {m} accept; }}
+}}
+""".format(t=FENCE_TABLE, r=ESTABLISHED_REJECT, m=CRIU_MARK)
+ICMP_RATELIMIT = "/proc/sys/net/ipv4/icmp_ratelimit"
 
 # How each character outside [A-Za-z0-9] is written in a table's name: a prefix-free code, so that two
 # stack names never share a table (shop-a, shop_a and shop.a once all became stacklift_shop_a).
@@ -53,8 +66,10 @@ def host_fence_table(stack):
 # done (r4, r6: their sockets are back) reach each other: an app's restored connection to its database
 # works while its probes run, and a packet to a container whose sockets are not back yet (which its new
 # network namespace would answer with a reset) is dropped, to be retransmitted once they are.
+# Routed clients' established connections get host-unreachable instead (ESTABLISHED_REJECT), before routing:
+# on a source, a checkpointed container's address has no route once its bridge is gone.
 HOST_FENCE_FAMILIES = ("inet", "bridge")
-# Idempotent: raised again (a rerun, a rollback), the chain is flushed and its rules written once; the sets
+# Idempotent: raised again (a rerun, a rollback), the chains are flushed and their rules written once; the sets
 # keep the addresses already in them.
 HOST_FENCE_RULES = (
     "table {f} {t} {{\n"
@@ -69,10 +84,20 @@ HOST_FENCE_RULES = (
     "add rule {f} {t} forward ip daddr @v4 drop\n"
     "add rule {f} {t} forward ip6 saddr @v6 drop\n"
     "add rule {f} {t} forward ip6 daddr @v6 drop\n")
+HOST_FENCE_ANSWERS = (
+    "table inet {t} {{\n"
+    "  chain prerouting {{ type filter hook prerouting priority -300; policy accept; }}\n"
+    "}}\n"
+    "flush chain inet {t} prerouting\n"
+    "add rule inet {t} prerouting ip saddr @r4 ip daddr @r4 accept\n"
+    "add rule inet {t} prerouting ip6 saddr @r6 ip6 daddr @r6 accept\n"
+    "add rule inet {t} prerouting ip daddr @v4 {r}\n"
+    "add rule inet {t} prerouting ip6 daddr @v6 {r}\n")
 
 
 def host_fence_script(table):
-    return "".join(HOST_FENCE_RULES.format(f=f, t=table) for f in HOST_FENCE_FAMILIES)
+    return "".join(HOST_FENCE_RULES.format(f=f, t=table) for f in HOST_FENCE_FAMILIES) + \
+        HOST_FENCE_ANSWERS.format(t=table, r=ESTABLISHED_REJECT)
 
 
 def _elements_script(table, addresses, restored=False):
@@ -148,9 +173,21 @@ class Host:
     def fence_container(self, pid, name):
         self._nft(["-f", "-"], data=FENCE_RULES, netns_pid=pid, what="fencing %s" % name)
 
-    def unfence_container(self, pid, name):
+    def unlimit_icmp(self, pid):
+        """No limit on the ICMP errors the network namespace of the host's process PID sends a client while its fence
+        stands (FENCE_RULES); returns the limit it had, for unfence_container ("" when it could not be read)."""
+        rc, out, _err = self.run([self.nsenter, "-t", str(pid), "-n", "cat", ICMP_RATELIMIT])
+        was = out.strip() if rc == 0 and out.strip().isdigit() else ""
+        if was:
+            self.run([self.nsenter, "-t", str(pid), "-n", "tee", ICMP_RATELIMIT], data="0\n")
+        return was
+
+    def unfence_container(self, pid, name, icmp_ratelimit=""):
+        """The fence lifted, and the ICMP limit unlimit_icmp found (ICMP_RATELIMIT) put back."""
         if self.container_fenced(pid):
             self._nft(["delete", "table", "inet", FENCE_TABLE], netns_pid=pid, what="lifting the fence of %s" % name)
+        if str(icmp_ratelimit).isdigit():
+            self.run([self.nsenter, "-t", str(pid), "-n", "tee", ICMP_RATELIMIT], data="%s\n" % icmp_ratelimit)
 
     # The target host's fence (HOST_FENCE_RULES): its restored copies' addresses cut off from everything
     # but each other, until the commit.

@@ -6,10 +6,33 @@ from ansible_collections.stacklift.migrate.tests.unit.fakes import FakeRunner
 from ansible_collections.stacklift.migrate.plugins.module_utils._window import fences
 
 
-def test_fence_drops_everything_but_loopback():
+def test_fence_drops_everything_but_loopback_and_answers_established_connections_with_host_unreachable():
+    """Silence, except an established connection's segment: ICMP host-unreachable (its peer's backoff reverted,
+    RFC 6069), never a SYN's (an ICMP error fails a connect); the error leaves marked as CRIU's own packets, which
+    its network lock lets through while it dumps the connections."""
     rules = fences.FENCE_RULES
     assert "table inet stacklift_fence" in rules and rules.count("policy drop") == 2
     assert 'iifname "lo" accept' in rules and 'oifname "lo" accept' in rules
+    chain_in = rules.split("chain input", 1)[1].split("}", 1)[0]
+    chain_out = rules.split("chain output", 1)[1].split("}", 1)[0]
+    assert chain_in.strip().endswith("tcp flags & (syn | ack) == ack reject with icmpx type host-unreachable;")
+    for icmp in ("icmp", "icmpv6"):
+        assert "%s type destination-unreachable meta mark set 0xc114 accept" % icmp in chain_out
+
+
+def test_a_fenced_namespace_answers_without_a_limit_and_gets_its_limit_back_with_the_fence_lifted():
+    runner = FakeRunner({"nsenter": lambda argv: (0, "1000\n", "") if "cat" in argv else (0, "", "")})
+    host = fences.Host(PodmanEngine(runner, binary="podman"), runner)
+    written = []
+    run = host.run
+    host.run = lambda argv, data=None: (written.append((argv[-2:], data)) if data else None) or \
+        (run(argv, data=data) if data is not None else run(argv))
+    assert host.unlimit_icmp(4242) == "1000"
+    host.unfence_container(4242, "db", icmp_ratelimit="1000")
+    assert written[0] == (["tee", fences.ICMP_RATELIMIT], "0\n") and written[-1] == (["tee", fences.ICMP_RATELIMIT], "1000\n")
+    assert ["nsenter", "-t", "4242", "-n", "nft", "delete", "table", "inet", "stacklift_fence"] in runner.calls
+    runner.answers["nsenter"] = (1, "", "no such process")
+    assert host.unlimit_icmp(4242) == "" and not any("tee" in c for c in runner.calls[-1:])
 
 
 def test_no_two_stack_names_share_a_host_fence_table():
@@ -31,8 +54,20 @@ def test_the_host_fence_lets_restored_containers_of_the_stack_reach_each_other_a
         flush = mine.index("flush chain %s stacklift_shop forward" % family)
         accepts = [i for i, line in enumerate(mine) if line.endswith("accept")]
         drops = [i for i, line in enumerate(mine) if line.endswith("drop")]
+        mine = [line for line in mine if " prerouting" not in line]
+        accepts = [i for i, line in enumerate(mine) if line.endswith("accept")]
+        drops = [i for i, line in enumerate(mine) if line.endswith("drop")]
         assert flush < min(accepts) and max(accepts) < min(drops) and len(accepts) == 2 and len(drops) == 4
         assert mine[accepts[0]].endswith("ip saddr @r4 ip daddr @r4 accept")
+    # Routed clients' established connections get host-unreachable before routing (on a source a checkpointed
+    # container's address has no route), but restored containers of the stack still reach each other.
+    pre = [line for line in script if line.startswith("add rule inet stacklift_shop prerouting")]
+    assert pre == ["add rule inet stacklift_shop prerouting ip saddr @r4 ip daddr @r4 accept",
+                   "add rule inet stacklift_shop prerouting ip6 saddr @r6 ip6 daddr @r6 accept",
+                   "add rule inet stacklift_shop prerouting ip daddr @v4 " + fences.ESTABLISHED_REJECT,
+                   "add rule inet stacklift_shop prerouting ip6 daddr @v6 " + fences.ESTABLISHED_REJECT]
+    assert "flush chain inet stacklift_shop prerouting" in script and not any("bridge" in line and "reject" in line
+                                                                              for line in script)
     runner = FakeRunner({"nft": (0, "", "")})
     host = fences.Host(PodmanEngine(runner, binary="podman"), runner)
     host.conntrack = None

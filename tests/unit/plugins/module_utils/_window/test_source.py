@@ -54,6 +54,10 @@ def test_source_fences_everything_first_then_checkpoints_and_sends_each_archive(
     calls = [" ".join(c) for c in runner.calls]
     first_ckpt = next(i for i, c in enumerate(calls) if "container checkpoint" in c)
     assert sum(1 for c in calls[:first_ckpt] if c.startswith("nsenter") and "-f -" in c) == 3
+    # each namespace's ICMP limit read (to be lifted) once the cut is made, not between two fences
+    limits = [i for i, c in enumerate(calls) if c.startswith("nsenter") and c.endswith("cat " + fences.ICMP_RATELIMIT)]
+    fenced = [i for i, c in enumerate(calls) if c.startswith("nsenter") and c.endswith("-f -")]
+    assert len(limits) == 3 and max(fenced) < min(limits) < first_ckpt
     state = fold(Journal(str(tmp_path / "ck" / "shop.journal")).records("r1"))
     assert all({"fenced", "checkpointed", "sent"} <= set(s) for s in state["services"].values())
     # Called again for the same run, nothing is done twice.
@@ -61,6 +65,32 @@ def test_source_fences_everything_first_then_checkpoints_and_sends_each_archive(
     again = make_window(window_source.SourceWindow, tmp_path, runner, sender=sender)
     again.checkpointed()
     assert sender.sent == [] and len([c for c in runner.calls if "checkpoint" in c]) == 3
+
+
+def test_a_checkpointed_containers_addresses_answer_its_clients_until_the_clean_up_lifts_the_host_fence(tmp_path):
+    """From its checkpoint to the traffic switch a stopped container's address met silence here (no neighbour), and
+    its clients' retransmission backoff doubled through it: the host fence answers with host-unreachable instead."""
+    containers = Containers(**{"shop-db": "running", "shop-cache": "running", "shop-app": "running"})
+    runner = engine_runner(tmp_path, containers)
+    a = make_window(window_source.SourceWindow, tmp_path, runner, sender=Sender())
+    scripts, run = [], a.host.run
+
+    def recording(argv, data=None):
+        if argv[0] == "nft" and data:
+            scripts.append((len(runner.calls), data))
+        return run(argv, data=data) if data is not None else run(argv)
+    a.host.run = recording
+    a.checkpointed()
+    calls = [" ".join(c) for c in runner.calls]
+    for name in ("shop-db", "shop-cache", "shop-app"):
+        checkpointed = next(i for i, c in enumerate(calls) if "container checkpoint" in c and c.endswith(name))
+        element = "add element inet stacklift_shop v4 { 10.89.10.%d }" % containers.pid(name)
+        assert any(at > checkpointed and element in data for at, data in scripts), (name, scripts)
+    assert fences.ESTABLISHED_REJECT in scripts[0][1]  # the host fence itself, raised by the first
+    assert not any(c.startswith("nft delete table") for c in calls)  # until the commit's clean-up
+    a.absent()
+    assert {c for c in (" ".join(c) for c in runner.calls) if c.startswith("nft delete table ")} == {
+        "nft delete table inet stacklift_shop", "nft delete table bridge stacklift_shop"}
 
 
 def test_source_rollback_restores_in_place_lists_every_problem_and_lifts_every_fence(tmp_path):
