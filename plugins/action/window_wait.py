@@ -18,6 +18,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils._window.protocol
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.progress import (
     TARGET_STAGES, WAIT_SPEC, progress_line, stage_events, service_states, would_wait)
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.protocol import parse_poll, poll_command
+from ansible_collections.stacklift.migrate.plugins.module_utils._window.fences import lift_answers_command
 
 display = Display()
 
@@ -53,8 +54,10 @@ class ActionModule(ActionBase):
         if stage in ("commit", "abort"):
             # A target's call waits, fenced and ready, for the commit note (it lifts its fence and
             # serves); a source's call in a fleet's window holds its slot until either note.
-            res = self._low_level_execute_command(note_command(note_path(p["archive_dir"], p["stack"], stage),
-                                                               note_body(run_id)), sudoable=True)
+            cmd = note_command(note_path(p["archive_dir"], p["stack"], stage), note_body(run_id))
+            if stage == "commit" and p["side"] == "source":  # the traffic went to the target: no more answers
+                cmd += " && { %s; }" % lift_answers_command(p["stack"])
+            res = self._low_level_execute_command(cmd, sudoable=True)
             if res["rc"] != 0:
                 return dict(result, failed=True, rc=res["rc"], stdout=res["stdout"], stderr=res["stderr"],
                             msg="cannot leave the %s note on %s: %s" % (stage, host, res["stderr"].strip()))

@@ -76,7 +76,9 @@ options:
         services restored lazily fills in, and a later V(end) collects its result), or for the call's end.
         A M(stacklift.migrate.window_source) call holding a window slot
         (O(stacklift.migrate.window_source#module:windows)) waits for the same note (or V(abort)'s),
-        then gives its slot back and ends."
+        then gives its slot back and ends. With O(side=source) it also lifts the stack's host fence there, which
+        answered the clients of the containers it checkpointed (ICMP host-unreachable) until the traffic went to
+        the target."
       - V(abort) leaves the abort note instead (a rollback), then waits for the call's end.
     type: str
     choices: [end, ready, commit, abort]
@@ -146,6 +148,7 @@ ansible_job_id:
 """
 
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.protocol import read_note, write_note
+from ansible_collections.stacklift.migrate.plugins.module_utils._window.fences import lift_answers_command
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.progress import (
     TARGET_STAGES, WAIT_SPEC, local_wait, would_wait)
 
@@ -165,6 +168,8 @@ def main():
         module.fail_json(msg="stage %s needs run_id" % p["stage"])
     if p["stage"] in ("commit", "abort"):
         write_note(p["archive_dir"], p["stack"], p["stage"], p["run_id"])
+    if p["stage"] == "commit" and p["side"] == "source":  # the traffic went to the target: no more answers
+        module.run_command(["/bin/sh", "-c", lift_answers_command(p["stack"])])
     until = None
     note = TARGET_STAGES.get(p["stage"], (None, None))[0] if p["side"] == "target" else None
     if note:

@@ -12,7 +12,7 @@ __metaclass__ = type
 
 __all__ = [
     "host_fence_table", "HOST_FENCE_FAMILIES", "HOST_FENCE_RULES", "HOST_FENCE_ANSWERS", "host_fence_script", "Host",
-    "FENCE_TABLE", "FENCE_RULES", "ESTABLISHED_REJECT", "CRIU_MARK", "ICMP_RATELIMIT",
+    "FENCE_TABLE", "FENCE_RULES", "ESTABLISHED_REJECT", "CRIU_MARK", "ICMP_RATELIMIT", "lift_answers_command",
 ]
 
 import ipaddress
@@ -98,6 +98,14 @@ HOST_FENCE_ANSWERS = (
 def host_fence_script(table):
     return "".join(HOST_FENCE_RULES.format(f=f, t=table) for f in HOST_FENCE_FAMILIES) + \
         HOST_FENCE_ANSWERS.format(t=table, r=ESTABLISHED_REJECT)
+
+
+def lift_answers_command(stack):
+    """The shell command that lifts STACK's host fence on a source once the stack is committed: its answers for the
+    addresses of the containers it checkpointed (SourceWindow._answer_for) end when the traffic has gone to the
+    target (the controller's commit note comes after the switch). None there: nothing to do."""
+    return "; ".join("nft delete table %s %s 2>/dev/null" % (f, host_fence_table(stack))
+                     for f in HOST_FENCE_FAMILIES) + "; true"
 
 
 def _elements_script(table, addresses, restored=False):

@@ -296,11 +296,12 @@ class SourceWindow(Window):
     def _answer_for(self, name, container):
         """NAME checkpointed (stopped): its addresses here go on answering its clients' established connections with
         ICMP host-unreachable, as its own fence did (fences.ESTABLISHED_REJECT), through the host fence a rollback
-        raises too, until the cleanup after the commit or the rollback lifts it. Without it they met no route (the
-        container's bridge gone) from the checkpoint to the traffic switch, whose errors the host sends at most
-        one a second, and a client's retransmission backoff doubled through it (seen on the lab: 0.4, 0.8, 1.7 s
-        apart). Not answering costs only that: a failure here is recorded, not raised."""
-        addresses = sorted(container_ips(container).values())
+        raises too. Without it they met no route (the container's bridge gone) from the checkpoint to the traffic
+        switch, whose errors the host sends at most one a second, and a client's retransmission backoff doubled
+        through it (seen on the lab: 0.4, 0.8, 1.7 s apart). The controller's commit note lifts it
+        (fences.lift_answers_command), or the clean-up or the rollback. Not answering costs only that: a failure
+        here is recorded, not raised."""
+        addresses = sorted(container_ips(container).values()) if self.sender else ()  # a migration's, not a keep
         if addresses:
             try:
                 self.host.raise_host_fence(host_fence_table(self.stack))

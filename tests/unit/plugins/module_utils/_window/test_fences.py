@@ -78,3 +78,15 @@ def test_the_host_fence_lets_restored_containers_of_the_stack_reach_each_other_a
     assert scripts == ["add element inet stacklift_shop v4 { 10.89.10.2 }\nadd element bridge stacklift_shop v4 { 10.89.10.2 }\n"
                        "add element inet stacklift_shop v6 { fd00::2 }\nadd element bridge stacklift_shop v6 { fd00::2 }\n",
                        "add element inet stacklift_shop r4 { 10.89.10.2 }\nadd element bridge stacklift_shop r4 { 10.89.10.2 }\n"]
+
+
+def test_the_commit_lifts_a_sources_answers_both_families_whether_there_or_not(tmp_path):
+    import subprocess
+    log = tmp_path / "nft.log"
+    nft = tmp_path / "nft"
+    nft.write_text("#!/bin/sh\necho \"$*\" >> %s\nexit 1\n" % log)  # not there: nft fails
+    nft.chmod(0o755)
+    res = subprocess.run(["/bin/sh", "-c", fences.lift_answers_command("shop-a")], env={"PATH": str(tmp_path)},
+                         capture_output=True, text=True, check=False)
+    assert res.returncode == 0 and res.stderr == ""
+    assert log.read_text().splitlines() == ["delete table inet stacklift_shop_ha", "delete table bridge stacklift_shop_ha"]
