@@ -28,7 +28,9 @@ def migrates_afterwards(node1, node2, shop):
     res = playbook(MIGRATE, report_dir=shop["reports"])
     assert res.returncode == 0, res.stdout[-5000:]
     assert running(node2) == set(CONTAINERS) and running(node1) == set()
+    # both fences lifted: the target's at the commit, the source's answers for its checkpointed containers after it
     assert node2.run("nft list table inet stacklift_shop", check=False).returncode != 0
+    assert node1.run("nft list table inet stacklift_shop", check=False).returncode != 0
     ok, detail = verify(shop["state"])
     assert ok, detail
 
