@@ -166,7 +166,7 @@ class Host:
         return process_start(pid, self.proc) if pid else None
 
     def _nft(self, args, data=None, netns_pid=None, what="nft"):
-        argv = ([self.nsenter, "-t", str(netns_pid), "-n"] if netns_pid else []) + [self.nft] + list(args)
+        argv = self._in_netns(netns_pid, [self.nft] + list(args)) if netns_pid else [self.nft] + list(args)
         rc, out, err = self.run(argv, data=data) if data is not None else self.run(argv)
         if rc != 0:
             said = (err or out).strip() or ("timed out" if rc == 124 else "exit status %d" % rc)
@@ -175,7 +175,7 @@ class Host:
 
     # A container's own fence (the source side): everything but loopback dropped.
     def container_fenced(self, pid):
-        argv = [self.nsenter, "-t", str(pid), "-n", self.nft, "list", "table", "inet", FENCE_TABLE]
+        argv = self._in_netns(pid, [self.nft, "list", "table", "inet", FENCE_TABLE])
         return self.run(argv)[0] == 0
 
     def fence_container(self, pid, name):
@@ -184,10 +184,10 @@ class Host:
     def unlimit_icmp(self, pid):
         """No limit on the ICMP errors the network namespace of the host's process PID sends a client while its fence
         stands (FENCE_RULES); returns the limit it had, for unfence_container ("" when it could not be read)."""
-        rc, out, _err = self.run([self.nsenter, "-t", str(pid), "-n", "cat", ICMP_RATELIMIT])
+        rc, out, _err = self.run(self._in_netns(pid, ["cat", ICMP_RATELIMIT]))
         was = out.strip() if rc == 0 and out.strip().isdigit() else ""
         if was:
-            self.run([self.nsenter, "-t", str(pid), "-n", "tee", ICMP_RATELIMIT], data="0\n")
+            self._set_icmp_ratelimit(pid, "0")
         return was
 
     def unfence_container(self, pid, name, icmp_ratelimit=""):
@@ -195,7 +195,14 @@ class Host:
         if self.container_fenced(pid):
             self._nft(["delete", "table", "inet", FENCE_TABLE], netns_pid=pid, what="lifting the fence of %s" % name)
         if str(icmp_ratelimit).isdigit():
-            self.run([self.nsenter, "-t", str(pid), "-n", "tee", ICMP_RATELIMIT], data="%s\n" % icmp_ratelimit)
+            self._set_icmp_ratelimit(pid, icmp_ratelimit)
+
+    def _set_icmp_ratelimit(self, pid, value):
+        self.run(self._in_netns(pid, ["tee", ICMP_RATELIMIT]), data="%s\n" % value)
+
+    def _in_netns(self, pid, argv):
+        """ARGV run in the network namespace of the host's process PID."""
+        return [self.nsenter, "-t", str(pid), "-n"] + argv
 
     # The target host's fence (HOST_FENCE_RULES): its restored copies' addresses cut off from everything
     # but each other, until the commit.
