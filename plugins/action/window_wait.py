@@ -16,7 +16,7 @@ from ansible.utils.display import Display
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.protocol import (
     marker_path, note_body, note_command, note_path, run_archive_dir)
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.progress import (
-    TARGET_STAGES, WAIT_SPEC, progress_line, stage_events, service_states, would_wait)
+    NOTE_STAGES, TARGET_STAGES, WAIT_SPEC, progress_line, stage_events, service_states, wait_problem, would_wait)
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.protocol import parse_poll, poll_command
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.fences import lift_answers_command
 
@@ -31,6 +31,9 @@ class ActionModule(ActionBase):
         del tmp
         dummy, p = self.validate_argument_spec(**WAIT_SPEC.validate_kwargs())
         job = p["job"]
+        problem = wait_problem(p)
+        if problem:
+            return dict(result, failed=True, msg=problem)
         if self._task.check_mode:
             return dict(result, changed=False, msg=would_wait(p))
         if job.get("skipped"):
@@ -49,9 +52,7 @@ class ActionModule(ActionBase):
         rates = {}
         marker = marker_path(p["archive_dir"], p["stack"])
         stage, until = p["stage"], None
-        if stage != "end" and not run_id:
-            return dict(result, failed=True, msg="stage %s needs run_id" % stage)
-        if stage in ("commit", "abort"):
+        if stage in NOTE_STAGES:
             # A target's call waits, fenced and ready, for the commit note (it lifts its fence and
             # serves); a source's call in a fleet's window holds its slot until either note.
             cmd = note_command(note_path(p["archive_dir"], p["stack"], stage), note_body(run_id))
@@ -61,6 +62,8 @@ class ActionModule(ActionBase):
             if res["rc"] != 0:
                 return dict(result, failed=True, rc=res["rc"], stdout=res["stdout"], stderr=res["stderr"],
                             msg="cannot leave the %s note on %s: %s" % (stage, host, res["stderr"].strip()))
+            if not p["wait"]:  # the caller waits later (stage served, or end), doing something else meanwhile
+                return dict(result, changed=True, note=stage, ansible_job_id=job["ansible_job_id"])
         note, step = TARGET_STAGES.get(stage, (None, None)) if p["side"] == "target" else (None, None)
         if note:
             until = (note_path(p["archive_dir"], p["stack"], note), run_id)
@@ -89,7 +92,7 @@ class ActionModule(ActionBase):
             if events is not None:
                 # ready, fenced: the call goes on, waiting for the commit (stage=commit); or committed, serving:
                 # it goes on until its lazy memory is resident and its archives are gone (stage=end)
-                return dict(result, changed=True, ready=stage == "ready", committed=stage == "commit", side="target",
+                return dict(result, changed=True, ready=stage == "ready", committed=step == "committed", side="target",
                             events=events, ansible_job_id=job["ansible_job_id"])
             if now - started > p["timeout"]:
                 return dict(result, failed=True, ansible_job_id=job["ansible_job_id"],

@@ -79,10 +79,20 @@ options:
         then gives its slot back and ends. With O(side=source) it also lifts the stack's host fence there, which
         answered the clients of the containers it checkpointed (ICMP host-unreachable) until the traffic went to
         the target."
+      - "V(served), with O(side=target), waits (leaving no note) for what V(commit) waits for after its note: the
+        copies serve, their fence lifted. With V(commit) and O(wait=false) before it, the controller does
+        something else in between, such as the traffic switch while the targets lift their fences."
       - V(abort) leaves the abort note instead (a rollback), then waits for the call's end.
     type: str
-    choices: [end, ready, commit, abort]
+    choices: [end, ready, commit, served, abort]
     default: end
+  wait:
+    description:
+      - With V(false), O(stage=commit) or V(abort) leaves its note (and, with O(side=source) and V(commit), lifts
+        the host fence's answers) and returns at once, with RV(note); a later task waits (O(stage=served), or
+        V(end)).
+    type: bool
+    default: true
 extends_documentation_fragment:
   - stacklift.migrate.attributes
   - ansible.builtin.action_common_attributes
@@ -136,10 +146,16 @@ ready:
   type: bool
   sample: true
 committed:
-  description: With O(stage=commit), that every service here serves and the call goes on (its lazy memory filling).
-  returned: stage=commit, before the call ended
+  description: With O(stage=commit) or V(served), that every service here serves and the call goes on (its lazy memory
+    filling).
+  returned: stage=commit or stage=served, before the call ended
   type: bool
   sample: true
+note:
+  description: With O(wait=false), the note left.
+  returned: wait=false
+  type: str
+  sample: commit
 ansible_job_id:
   description: The background job waited for.
   returned: always
@@ -150,7 +166,7 @@ ansible_job_id:
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.protocol import read_note, write_note
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.fences import lift_answers_command
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.progress import (
-    TARGET_STAGES, WAIT_SPEC, local_wait, would_wait)
+    NOTE_STAGES, TARGET_STAGES, WAIT_SPEC, local_wait, wait_problem, would_wait)
 
 
 def main():
@@ -159,25 +175,28 @@ def main():
     module = WAIT_SPEC.create_module(supports_check_mode=True)
     import time
     p = module.params
+    problem = wait_problem(p)
+    if problem:
+        module.fail_json(msg=problem)
     if module.check_mode:
         module.exit_json(changed=False, msg=would_wait(p))
     job = p["job"]
     if not job.get("results_file"):
         module.fail_json(msg="job has no results_file: give it the result of a task run with async and poll 0")
-    if p["stage"] != "end" and not p["run_id"]:
-        module.fail_json(msg="stage %s needs run_id" % p["stage"])
-    if p["stage"] in ("commit", "abort"):
+    if p["stage"] in NOTE_STAGES:
         write_note(p["archive_dir"], p["stack"], p["stage"], p["run_id"])
     if p["stage"] == "commit" and p["side"] == "source":  # the traffic went to the target: no more answers
         module.run_command(["/bin/sh", "-c", lift_answers_command(p["stack"])])
+    if not p["wait"]:
+        module.exit_json(changed=True, note=p["stage"], ansible_job_id=job.get("ansible_job_id"))
     until = None
-    note = TARGET_STAGES.get(p["stage"], (None, None))[0] if p["side"] == "target" else None
+    note, step = TARGET_STAGES.get(p["stage"], (None, None)) if p["side"] == "target" else (None, None)
     if note:
         def until():
             return read_note(p["archive_dir"], p["stack"], note, p["run_id"]) is not None
     result = local_wait(job["results_file"], p["timeout"], time.sleep, time.time, until=until)
     if result == {}:
-        module.exit_json(changed=True, ready=p["stage"] == "ready", committed=p["stage"] == "commit", side="target",
+        module.exit_json(changed=True, ready=p["stage"] == "ready", committed=step == "committed", side="target",
                          events=[], ansible_job_id=job.get("ansible_job_id"))
     if result is None:
         module.fail_json(msg="the window's call did not end within %d s" % module.params["timeout"],

@@ -18,7 +18,7 @@ __metaclass__ = type
 
 __all__ = [
     "WAIT_SPEC", "TARGET_STEPS", "TARGET_STAGES", "STEP_WORDS", "stage_events", "service_states", "progress_line", "local_wait",
-    "would_wait",
+    "would_wait", "wait_problem", "NOTE_STAGES",
 ]
 
 import json
@@ -34,12 +34,15 @@ WAIT_SPEC = ArgumentSpec(dict(
     timeout=dict(type="float", default=360),
     progress_after=dict(type="float", default=3),
     progress_every=dict(type="float", default=2),
-    stage=dict(type="str", default="end", choices=["end", "ready", "commit", "abort"]),
+    stage=dict(type="str", default="end", choices=["end", "ready", "commit", "served", "abort"]),
+    wait=dict(type="bool", default=True),
 ))
 TARGET_STEPS = ("restored", "ready", "committed")
 # A target's call goes on after these stages: {stage: (the note it leaves then, the step each service reached)}.
-# ready: restored and ready, fenced, waiting for the commit; commit: serving, its lazy memory still filling in.
-TARGET_STAGES = {"ready": ("ready", "ready"), "commit": ("served", "committed")}
+# ready: restored and ready, fenced, waiting for the commit; commit (its note left) or served (left before):
+# serving, its lazy memory still filling in.
+TARGET_STAGES = {"ready": ("ready", "ready"), "commit": ("served", "committed"), "served": ("served", "committed")}
+NOTE_STAGES = ("commit", "abort")
 
 # Each side's steps, the latest first, and what a service is doing after each (%s: for how long).
 STEP_WORDS = {
@@ -128,7 +131,21 @@ def local_wait(results_file, timeout, sleep, clock, until=None):
     return None
 
 
+def wait_problem(p):
+    """Why these parameters of window_wait cannot be carried out, or None."""
+    if p["stage"] != "end" and not p["run_id"]:
+        return "stage %s needs run_id" % p["stage"]
+    if not p["wait"] and p["stage"] not in NOTE_STAGES:
+        return "wait=false leaves a note and returns: it needs stage %s, not %s" % (" or ".join(NOTE_STAGES),
+                                                                                    p["stage"])
+    if p["stage"] == "served" and p["side"] != "target":
+        return "stage served is a target's call's stage: it needs side=target"
+    return None
+
+
 def would_wait(p):
     """What the wait would do (check mode), as one sentence."""
-    note = "leave the %s note, then " % p["stage"] if p["stage"] in ("commit", "abort") else ""
+    if not p["wait"]:
+        return "check mode: would leave the %s note for the %s side's call" % (p["stage"], p["side"])
+    note = "leave the %s note, then " % p["stage"] if p["stage"] in NOTE_STAGES else ""
     return "check mode: would %swait for the %s side's call (stage %s)" % (note, p["side"], p["stage"])

@@ -339,7 +339,7 @@ class TargetWindow(Window):
         for name in self.services:
             if not self.done(name, "committed"):
                 self.record("committed", name)
-        # The controller's wait (window_wait stage=commit) ends here: traffic may come while lazy memory fills.
+        # The controller's wait (window_wait stage=commit or served) ends here: traffic may come while lazy memory fills.
         write_note(self.archive_dir, self.stack, "served", self.run_id)
         problems = self._await_resident(self.wait_timeout)
         if problems:  # the archives stay: the state at the fence, for a restore by hand
