@@ -1,6 +1,8 @@
 """The window's fences: a container's own, and the host fence a stack's restored containers talk through."""
 
 
+import json
+
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines.podman import PodmanEngine
 from ansible_collections.stacklift.migrate.tests.unit.fakes import FakeRunner
 from ansible_collections.stacklift.migrate.plugins.module_utils._window import fences
@@ -49,6 +51,7 @@ def test_the_host_fence_lets_restored_containers_of_the_stack_reach_each_other_a
     container whose sockets are not back yet stays dropped (its new namespace would answer with a reset).
     Same-bridge traffic passes the inet hooks only with br_netfilter: the bridge family holds it too."""
     script = fences.host_fence_script("stacklift_shop").splitlines()
+    assert not any("ingress" in line for line in script)  # no interface to list: the answers before routing only
     for family in ("inet", "bridge"):
         mine = [line for line in script if " %s stacklift_shop" % family in line or line.startswith("table %s " % family)]
         flush = mine.index("flush chain %s stacklift_shop forward" % family)
@@ -68,6 +71,15 @@ def test_the_host_fence_lets_restored_containers_of_the_stack_reach_each_other_a
                    "add rule inet stacklift_shop prerouting ip6 daddr @v6 " + fences.ESTABLISHED_REJECT]
     assert "flush chain inet stacklift_shop prerouting" in script and not any("bridge" in line and "reject" in line
                                                                               for line in script)
+    # The same answers at the ingress of the host's interfaces, where nftables sends them without the host's limit.
+    script = fences.host_fence_script("stacklift_shop", ["eth0", "bond0.7"]).splitlines()
+    assert ('  chain ingress { type filter hook ingress devices = { "eth0", "bond0.7" } priority -300; policy accept; }'
+            in script)
+    ingress = [line for line in script if line.startswith("add rule netdev stacklift_shop ingress")]
+    assert ingress == [line.replace("inet stacklift_shop prerouting", "netdev stacklift_shop ingress") for line in pre]
+    assert script.index("flush chain netdev stacklift_shop ingress") < script.index(ingress[0])
+    for kind in ("v4", "v6", "r4", "r6"):  # the addresses go into each family's sets
+        assert sum(line.startswith("  set %s " % kind) for line in script) == 3
     runner = FakeRunner({"nft": (0, "", "")})
     host = fences.Host(PodmanEngine(runner, binary="podman"), runner)
     host.conntrack = None
@@ -75,12 +87,12 @@ def test_the_host_fence_lets_restored_containers_of_the_stack_reach_each_other_a
     host._nft = lambda args, data=None, **kw: scripts.append(data)
     host.fence_addresses("stacklift_shop", ["10.89.10.2", "fd00::2"])
     host.addresses_restored("stacklift_shop", ["10.89.10.2"])
-    assert scripts == ["add element inet stacklift_shop v4 { 10.89.10.2 }\nadd element bridge stacklift_shop v4 { 10.89.10.2 }\n"
-                       "add element inet stacklift_shop v6 { fd00::2 }\nadd element bridge stacklift_shop v6 { fd00::2 }\n",
-                       "add element inet stacklift_shop r4 { 10.89.10.2 }\nadd element bridge stacklift_shop r4 { 10.89.10.2 }\n"]
+    assert scripts == ["".join("add element %s stacklift_shop %s\n" % (f, e) for e in ("v4 { 10.89.10.2 }", "v6 { fd00::2 }")
+                               for f in ("inet", "bridge", "netdev")),
+                       "".join("add element %s stacklift_shop r4 { 10.89.10.2 }\n" % f for f in ("inet", "bridge", "netdev"))]
 
 
-def test_the_commit_lifts_a_sources_answers_both_families_whether_there_or_not(tmp_path):
+def test_the_commit_lifts_a_sources_answers_every_family_whether_there_or_not(tmp_path):
     import subprocess
     log = tmp_path / "nft.log"
     nft = tmp_path / "nft"
@@ -89,4 +101,26 @@ def test_the_commit_lifts_a_sources_answers_both_families_whether_there_or_not(t
     res = subprocess.run(["/bin/sh", "-c", fences.lift_answers_command("shop-a")], env={"PATH": str(tmp_path)},
                          capture_output=True, text=True, check=False)
     assert res.returncode == 0 and res.stderr == ""
-    assert log.read_text().splitlines() == ["delete table inet stacklift_shop_ha", "delete table bridge stacklift_shop_ha"]
+    assert log.read_text().splitlines() == ["delete table %s stacklift_shop_ha" % f for f in ("inet", "bridge", "netdev")]
+
+
+def test_the_host_fence_answers_at_the_ingress_of_the_interfaces_with_an_address():
+    """Host.uplinks: the interfaces `ip` lists with a global address (not lo, not one without an address, nor a name
+    nft could not take), asked once; raise_host_fence lists them in the ingress chain."""
+    links = [{"ifname": "eth0", "addr_info": [{"family": "inet", "local": "10.231.0.11"}, {}]},
+             {"ifname": "docker0", "addr_info": [{"family": "inet", "local": "172.17.0.1"}]},
+             {"ifname": "veth1", "addr_info": []}, {"ifname": "lo", "addr_info": [{"local": "::1"}]},
+             {"ifname": 'x"y', "addr_info": [{"local": "10.0.0.1"}]}]
+    runner = FakeRunner({"ip -j address show scope global": (0, json.dumps(links), "")})
+    host = fences.Host(PodmanEngine(runner, binary="podman"), runner)
+    scripts = []
+    host._nft = lambda args, data=None, **kw: scripts.append(data)
+    assert host.uplinks() == ["docker0", "eth0"]
+    host.raise_host_fence("stacklift_shop")
+    host.raise_host_fence("stacklift_shop")
+    assert len(runner.commands("ip")) == 1
+    assert scripts == [fences.host_fence_script("stacklift_shop", ["docker0", "eth0"])] * 2
+    # `ip` missing or saying nothing usable: no ingress chain, the answers before routing stay
+    for answer in ((127, "", "ip: not found"), (0, "not json", "")):
+        runner = FakeRunner({"ip": answer})
+        assert fences.Host(PodmanEngine(runner, binary="podman"), runner).uplinks() == []

@@ -90,7 +90,8 @@ def test_a_checkpointed_containers_addresses_answer_its_clients_until_the_clean_
     assert not any(c.startswith("nft delete table") for c in calls)  # until the commit's clean-up
     a.absent()
     assert {c for c in (" ".join(c) for c in runner.calls) if c.startswith("nft delete table ")} == {
-        "nft delete table inet stacklift_shop", "nft delete table bridge stacklift_shop"}
+        "nft delete table inet stacklift_shop", "nft delete table bridge stacklift_shop",
+        "nft delete table netdev stacklift_shop"}
 
 
 def test_source_rollback_restores_in_place_lists_every_problem_and_lifts_every_fence(tmp_path):
@@ -116,7 +117,8 @@ def test_source_rollback_restores_in_place_lists_every_problem_and_lifts_every_f
     down = max(i for i, c in enumerate(calls) if c.startswith("nft delete table "))
     assert up < first_restore < down == max(i for i, c in enumerate(calls) if c.startswith(("nft", "nsenter", "podman")))
     assert {c for c in calls if c.startswith("nft delete table ")} == {"nft delete table inet stacklift_shop",
-                                                                       "nft delete table bridge stacklift_shop"}
+                                                                       "nft delete table bridge stacklift_shop",
+        "nft delete table netdev stacklift_shop"}
     assert not [c for c in runner.calls if c[:2] == ["podman", "rm"]]
 
 
