@@ -223,6 +223,7 @@ class SourceWindow(Window):
             state = containers[name].get("State") or {}
             if state.get("Running") and not self.done(name, "icmp_unlimited"):
                 self.record("icmp_unlimited", name, was=self.host.unlimit_icmp(state["Pid"]))
+        self._answer_for(containers)
         queue, cond, failures = [], threading.Condition(), []
         sender_thread = None
         if self.sender:
@@ -284,7 +285,6 @@ class SourceWindow(Window):
             outcome = lazy.split_outcome(split, self.lazy_requests) if split else None
         if outcome and outcome.get("error"):
             self.record("split_failed", name, detail=outcome["error"])  # the archive holds every page
-        self._answer_for(name, container)
         entry["pages"] = outcome if outcome and not outcome.get("error") else None
         entry["files"] = self._sync_files(name, staged, mapped) if staged else None
         self.record("checkpointed", name, archive=archive, sha256=entry["sha256"], size=entry["size"],
@@ -293,20 +293,25 @@ class SourceWindow(Window):
                     timings={k: v for k, v in entry["timings"].items() if k.endswith(("time", "duration"))})
         return entry
 
-    def _answer_for(self, name, container):
-        """NAME checkpointed (stopped): its addresses here go on answering its clients' established connections with
-        ICMP host-unreachable, as its own fence did (fences.ESTABLISHED_REJECT), through the host fence a rollback
-        raises too. Without it they met no route (the container's bridge gone) from the checkpoint to the traffic
-        switch, whose errors the host sends at most one a second, and a client's retransmission backoff doubled
-        through it (seen on the lab: 0.4, 0.8, 1.7 s apart). The controller's commit note lifts it
+    def _answer_for(self, containers):
+        """The cut made: the addresses here of the fenced containers go on answering their clients' established
+        connections with ICMP host-unreachable through the host fence (a rollback raises it too), at the host's
+        interfaces' ingress (fences.HOST_FENCE_INGRESS), before the packets reach a container's own fence, which
+        answers the same. Raised after each checkpoint instead, it left a gap (the container's namespace gone, its
+        address not yet answered: a retransmission met silence, and the client's backoff doubled for the rest of
+        the pause, seen on the lab); raised by nobody, the client met no route from the checkpoint to the traffic
+        switch, with errors the host sends at most one a second. The controller's commit note lifts it
         (fences.lift_answers_command), or the clean-up or the rollback. Not answering costs only that: a failure
         here is recorded, not raised."""
-        addresses = sorted(container_ips(container).values()) if self.sender else ()  # a migration's, not a keep
-        if addresses:
-            try:
-                self.host.raise_host_fence(host_fence_table(self.stack))
-                self.host.fence_addresses(host_fence_table(self.stack), addresses)
-            except EngineError as e:
+        running = [n for n in self.services if ((containers[n].get("State") or {}).get("Running"))]
+        addresses = sorted(set(ip for n in running for ip in container_ips(containers[n]).values()))
+        if not (addresses and self.sender):  # a migration's, not a keep; raised again on a rerun (idempotent)
+            return
+        try:
+            self.host.raise_host_fence(host_fence_table(self.stack))
+            self.host.fence_addresses(host_fence_table(self.stack), addresses)
+        except EngineError as e:
+            for name in running:
                 self.record("not_answered", name, detail=e.msg)
 
     def _sync_files(self, name, staged, mapped):

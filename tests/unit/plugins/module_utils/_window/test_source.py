@@ -67,9 +67,12 @@ def test_source_fences_everything_first_then_checkpoints_and_sends_each_archive(
     assert sender.sent == [] and len([c for c in runner.calls if "checkpoint" in c]) == 3
 
 
-def test_a_checkpointed_containers_addresses_answer_its_clients_until_the_clean_up_lifts_the_host_fence(tmp_path):
+def test_the_fenced_containers_addresses_answer_their_clients_from_the_cut_until_the_clean_up_lifts_the_host_fence(
+        tmp_path):
     """From its checkpoint to the traffic switch a stopped container's address met silence here (no neighbour), and
-    its clients' retransmission backoff doubled through it: the host fence answers with host-unreachable instead."""
+    its clients' retransmission backoff doubled through it: the host fence answers with host-unreachable instead,
+    raised once the cut is made, before the first checkpoint (raised after each, it left a gap between the
+    container's namespace going and its address being answered)."""
     containers = Containers(**{"shop-db": "running", "shop-cache": "running", "shop-app": "running"})
     runner = engine_runner(tmp_path, containers)
     a = make_window(window_source.SourceWindow, tmp_path, runner, sender=Sender())
@@ -82,10 +85,11 @@ def test_a_checkpointed_containers_addresses_answer_its_clients_until_the_clean_
     a.host.run = recording
     a.checkpointed()
     calls = [" ".join(c) for c in runner.calls]
+    first_checkpoint = min(i for i, c in enumerate(calls) if "container checkpoint" in c)
+    last_fence = max(i for i, c in enumerate(calls) if c.startswith("nsenter") and "nft -f -" in c)
     for name in ("shop-db", "shop-cache", "shop-app"):
-        checkpointed = next(i for i, c in enumerate(calls) if "container checkpoint" in c and c.endswith(name))
-        element = "add element inet stacklift_shop v4 { 10.89.10.%d }" % containers.pid(name)
-        assert any(at > checkpointed and element in data for at, data in scripts), (name, scripts)
+        element = "add element netdev stacklift_shop v4 { 10.89.10.%d }" % containers.pid(name)
+        assert any(last_fence < at <= first_checkpoint and element in data for at, data in scripts), (name, scripts)
     assert fences.ESTABLISHED_REJECT in scripts[0][1]  # the host fence itself, raised by the first
     assert not any(c.startswith("nft delete table") for c in calls)  # until the commit's clean-up
     a.absent()
