@@ -189,6 +189,7 @@ def with_stacklift(node1, node2, gib, memory, compression="zstd"):
     extra = Path("/tmp/stacklift-membench-stack.json")
     extra.write_text(json.dumps({"stacklift_stack": BIG_STACK, "stacklift_memory": memory, "stacklift_compression": compression,
                                  "stacklift_traffic_switch_tasks": str(REPO / "examples" / "shop" / "traffic.yml"),
+                                 "stacklift_traffic_switch_at": "cut",
                                  "stacklift_lab_client_netns": CLIENT_NETNS}))
     proc, out_path, stop = client_start(keys, memory)
     try:

@@ -76,6 +76,7 @@ SETTINGS = {
     "stacklift_cleanup_source": dict(type="bool"),
     "stacklift_keep_archives": dict(type="bool"),
     "stacklift_traffic_switch_tasks": dict(type="str"),
+    "stacklift_traffic_switch_at": dict(type="str", choices=["commit", "cut"]),
     "stacklift_report_dir": dict(type="path"),
     "stacklift_host_report_dir": dict(type="str"),
     "stacklift_journal_dir": dict(type="path"),

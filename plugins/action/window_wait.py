@@ -16,7 +16,8 @@ from ansible.utils.display import Display
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.protocol import (
     marker_path, note_body, note_command, note_path, run_archive_dir)
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.progress import (
-    NOTE_STAGES, TARGET_STAGES, WAIT_SPEC, progress_line, stage_events, service_states, wait_problem, would_wait)
+    NOTE_STAGES, STAGES, WAIT_SPEC, progress_line, stage_events, stage_result, service_states, wait_problem,
+    would_wait)
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.protocol import parse_poll, poll_command
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.fences import lift_answers_command
 
@@ -64,7 +65,7 @@ class ActionModule(ActionBase):
                             msg="cannot leave the %s note on %s: %s" % (stage, host, res["stderr"].strip()))
             if not p["wait"]:  # the caller waits later (stage served, or end), doing something else meanwhile
                 return dict(result, changed=True, note=stage, ansible_job_id=job["ansible_job_id"])
-        note, step = TARGET_STAGES.get(stage, (None, None)) if p["side"] == "target" else (None, None)
+        note, step = STAGES[p["side"]].get(stage, (None, None))
         if note:
             until = (note_path(p["archive_dir"], p["stack"], note), run_id)
         while True:
@@ -90,10 +91,10 @@ class ActionModule(ActionBase):
                 return result
             events = stage_events(p["services"], records, run_id, step) if step else None
             if events is not None:
-                # ready, fenced: the call goes on, waiting for the commit (stage=commit); or committed, serving:
-                # it goes on until its lazy memory is resident and its archives are gone (stage=end)
-                return dict(result, changed=True, ready=stage == "ready", committed=step == "committed", side="target",
-                            events=events, ansible_job_id=job["ansible_job_id"])
+                # a source's cut made: it goes on checkpointing; a target ready, fenced: it goes on, waiting for the
+                # commit (stage=commit); or committed, serving: it goes on until its lazy memory is resident and its
+                # archives are gone (stage=end)
+                return dict(result, **stage_result(p, events, job))
             if now - started > p["timeout"]:
                 return dict(result, failed=True, ansible_job_id=job["ansible_job_id"],
                             msg="the window's call on %s did not end within %d s (it may still run: its job is %s)"

@@ -66,6 +66,10 @@ options:
   stage:
     description:
       - V(end) waits for the call to end and returns its result.
+      - "V(cut), for a M(stacklift.migrate.window_source) call, returns as soon as every service of O(services) is
+        fenced there and its address answered (the cut is made; the call goes on checkpointing and sending), with
+        those steps as RV(events): the traffic may go to the target from here, whose fence answers it until the
+        commit."
       - "V(ready), for a M(stacklift.migrate.window_target) call started with
         O(stacklift.migrate.window_target#module:await_commit=true), returns as soon as every service of
         O(services) is restored and ready here (the call goes on, fenced, waiting for the commit), with
@@ -84,7 +88,7 @@ options:
         something else in between, such as the traffic switch while the targets lift their fences."
       - V(abort) leaves the abort note instead (a rollback), then waits for the call's end.
     type: str
-    choices: [end, ready, commit, served, abort]
+    choices: [end, cut, ready, commit, served, abort]
     default: end
   wait:
     description:
@@ -140,6 +144,11 @@ events:
   type: list
   elements: dict
   sample: [{"step": "restored", "service": "db", "t": 1795903863.4}]
+cut:
+  description: With O(stage=cut), that every service here is fenced and the call goes on (checkpointing, sending).
+  returned: stage=cut, before the call ended
+  type: bool
+  sample: true
 ready:
   description: With O(stage=ready), that every service here is ready and the call waits for the commit.
   returned: stage=ready, before the call ended
@@ -166,7 +175,7 @@ ansible_job_id:
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.protocol import read_note, write_note
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.fences import lift_answers_command
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.progress import (
-    NOTE_STAGES, TARGET_STAGES, WAIT_SPEC, local_wait, wait_problem, would_wait)
+    NOTE_STAGES, STAGES, WAIT_SPEC, local_wait, stage_result, wait_problem, would_wait)
 
 
 def main():
@@ -190,14 +199,13 @@ def main():
     if not p["wait"]:
         module.exit_json(changed=True, note=p["stage"], ansible_job_id=job.get("ansible_job_id"))
     until = None
-    note, step = TARGET_STAGES.get(p["stage"], (None, None)) if p["side"] == "target" else (None, None)
+    note, step = STAGES[p["side"]].get(p["stage"], (None, None))
     if note:
         def until():
             return read_note(p["archive_dir"], p["stack"], note, p["run_id"]) is not None
     result = local_wait(job["results_file"], p["timeout"], time.sleep, time.time, until=until)
     if result == {}:
-        module.exit_json(changed=True, ready=p["stage"] == "ready", committed=step == "committed", side="target",
-                         events=[], ansible_job_id=job.get("ansible_job_id"))
+        module.exit_json(**stage_result(p, [], job))
     if result is None:
         module.fail_json(msg="the window's call did not end within %d s" % module.params["timeout"],
                          ansible_job_id=job.get("ansible_job_id"))

@@ -71,7 +71,7 @@ def remove_shop(*hosts):
     """The shop gone from HOSTS, from both engines."""
     for h in hosts:
         h.run("nft delete table inet stacklift_test 2>/dev/null; nft delete table inet stacklift_shop 2>/dev/null; "
-              "nft delete table bridge stacklift_shop 2>/dev/null; "
+              "nft delete table bridge stacklift_shop 2>/dev/null; nft delete table netdev stacklift_shop 2>/dev/null; "
               "podman rm -f -t 0 {c} >/dev/null 2>&1; "
               "podman network rm -f shopnet >/dev/null 2>&1; podman volume rm -f shopcache >/dev/null 2>&1; "
               "docker rm -f {c} >/dev/null 2>&1; "

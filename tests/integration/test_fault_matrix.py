@@ -194,11 +194,8 @@ def test_a_tool_the_window_needs_missing_on_a_host_is_refused_before_anything_is
     migrates_afterwards(node1, node2, shop)
 
 
-def test_a_step_after_the_commit_fails_nothing_rolls_back_and_the_next_run_finishes(
-        node1, node2, shop, background, tmp_path):
-    """The traffic switch reports a failure once the stack serves on node2 (a load balancer's API that did
-    not confirm, say): the targets may have taken writes already, so the run must not roll back to node1.
-    It fails saying so, leaving the run open; the next run finishes it."""
+def switch_then_fail(tmp_path):
+    """Traffic tasks that switch as the demo does, then fail when they sent it to the target."""
     switch = tmp_path / "switch_then_fail.yml"
     switch.write_text(
         "- name: Switch the traffic as the demo does\n"
@@ -207,8 +204,32 @@ def test_a_step_after_the_commit_fails_nothing_rolls_back_and_the_next_run_finis
         "  ansible.builtin.fail:\n"
         "    msg: the load balancer did not confirm the switch\n"
         "  when: stacklift_traffic_to == 'target'\n" % (REPO / "examples" / "shop" / "traffic.yml"))
+    return switch
+
+
+def test_the_switch_at_the_cut_fails_the_run_rolls_back_and_the_traffic_comes_back(
+        node1, node2, shop, background, tmp_path):
+    """The demo switches at the cut (stacklift_traffic_switch_at: cut): the traffic went to node2, whose fence
+    answers it, then the switch failed before the commit. The run rolls back, sending the traffic back to node1 first:
+    the shopper holding its connection sees a pause, not an error, and its cart is whole on node1."""
     client = LiveClient(shop["tmp"], background)
-    res = playbook(MIGRATE, "-e", "stacklift_traffic_switch_tasks=%s" % switch, report_dir=shop["reports"])
+    res = playbook(MIGRATE, "-e", "stacklift_traffic_switch_tasks=%s" % switch_then_fail(tmp_path),
+                   report_dir=shop["reports"])
+    assert "the load balancer did not confirm the switch" in res.stdout
+    assert "Send the traffic back to the source" in res.stdout
+    client.result(res.stdout)
+    ends_rolled_back_then_migrates(node1, node2, shop, res.returncode, res.stdout)
+
+
+def test_a_step_after_the_commit_fails_nothing_rolls_back_and_the_next_run_finishes(
+        node1, node2, shop, background, tmp_path):
+    """The traffic switch (at the commit) reports a failure once the stack serves on node2 (a load balancer's API
+    that did not confirm, say): the targets may have taken writes already, so the run must not roll back to node1.
+    It fails saying so, leaving the run open; the next run finishes it."""
+    switch = switch_then_fail(tmp_path)
+    client = LiveClient(shop["tmp"], background)
+    res = playbook(MIGRATE, "-e", "stacklift_traffic_switch_tasks=%s" % switch, "-e", "stacklift_traffic_switch_at=commit",
+                   report_dir=shop["reports"])
     assert res.returncode != 0 and "shop was committed and runs on node2" in res.stdout, res.stdout[-5000:]
     assert "the load balancer did not confirm the switch" in res.stdout
     assert "the stack serves on node1 again" not in res.stdout and "rolled_back" not in marker_steps(node1)

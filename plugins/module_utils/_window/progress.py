@@ -17,8 +17,8 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 __all__ = [
-    "WAIT_SPEC", "TARGET_STEPS", "TARGET_STAGES", "STEP_WORDS", "stage_events", "service_states", "progress_line", "local_wait",
-    "would_wait", "wait_problem", "NOTE_STAGES",
+    "WAIT_SPEC", "TARGET_STEPS", "SOURCE_STEPS", "STAGES", "STEP_WORDS", "stage_events", "service_states", "progress_line", "local_wait",
+    "would_wait", "wait_problem", "stage_result", "NOTE_STAGES",
 ]
 
 import json
@@ -34,14 +34,19 @@ WAIT_SPEC = ArgumentSpec(dict(
     timeout=dict(type="float", default=360),
     progress_after=dict(type="float", default=3),
     progress_every=dict(type="float", default=2),
-    stage=dict(type="str", default="end", choices=["end", "ready", "commit", "served", "abort"]),
+    stage=dict(type="str", default="end", choices=["end", "cut", "ready", "commit", "served", "abort"]),
     wait=dict(type="bool", default=True),
 ))
 TARGET_STEPS = ("restored", "ready", "committed")
-# A target's call goes on after these stages: {stage: (the note it leaves then, the step each service reached)}.
-# ready: restored and ready, fenced, waiting for the commit; commit (its note left) or served (left before):
-# serving, its lazy memory still filling in.
-TARGET_STAGES = {"ready": ("ready", "ready"), "commit": ("served", "committed"), "served": ("served", "committed")}
+SOURCE_STEPS = ("quiesced", "fenced")
+# A call goes on after these stages: {side: {stage: (the note it leaves then, the step each service reached)}}.
+# A source's cut: every service fenced, its address answered, checkpoints under way. A target's ready: restored and
+# ready, fenced, waiting for the commit; commit (its note left) or served (left before): serving, its lazy memory
+# still filling in.
+STAGES = {
+    "source": {"cut": ("cut", "fenced")},
+    "target": {"ready": ("ready", "ready"), "commit": ("served", "committed"), "served": ("served", "committed")},
+}
 NOTE_STAGES = ("commit", "abort")
 
 # Each side's steps, the latest first, and what a service is doing after each (%s: for how long).
@@ -56,7 +61,8 @@ def stage_events(services, records, run_id, step="ready"):
     """The records of RUN_ID that say each of SERVICES (on this target) reached STEP ("ready": restored and
     ready, fenced; "committed": serving), as the call's events; None while one has not."""
     names = set(s.get("name") for s in services)
-    mine = [r for r in records if r.get("run") == run_id and r.get("service") in names and r.get("step") in TARGET_STEPS]
+    steps = TARGET_STEPS if step in TARGET_STEPS else SOURCE_STEPS
+    mine = [r for r in records if r.get("run") == run_id and r.get("service") in names and r.get("step") in steps]
     if not names or set(r["service"] for r in mine if r["step"] == step) != names:
         return None
     return mine
@@ -131,6 +137,13 @@ def local_wait(results_file, timeout, sleep, clock, until=None):
     return None
 
 
+def stage_result(p, events, job):
+    """What window_wait returns when the call reached its stage and goes on: that stage, with EVENTS."""
+    step = STAGES[p["side"]][p["stage"]][1]
+    return dict(changed=True, cut=p["stage"] == "cut", ready=p["stage"] == "ready", committed=step == "committed",
+                side=p["side"], events=events, ansible_job_id=job.get("ansible_job_id"))
+
+
 def wait_problem(p):
     """Why these parameters of window_wait cannot be carried out, or None."""
     if p["stage"] != "end" and not p["run_id"]:
@@ -138,8 +151,9 @@ def wait_problem(p):
     if not p["wait"] and p["stage"] not in NOTE_STAGES:
         return "wait=false leaves a note and returns: it needs stage %s, not %s" % (" or ".join(NOTE_STAGES),
                                                                                     p["stage"])
-    if p["stage"] == "served" and p["side"] != "target":
-        return "stage served is a target's call's stage: it needs side=target"
+    for side, stages in sorted(STAGES.items()):
+        if p["stage"] in stages and p["stage"] not in NOTE_STAGES + tuple(STAGES[p["side"]]):
+            return "stage %s is a %s's call's stage: it needs side=%s" % (p["stage"], side, side)
     return None
 
 

@@ -41,10 +41,11 @@ def run_archive_dir(archive_dir, run_id):
 
 # Notes: one file each, STACK.KIND, holding {"run": RUN_ID, "msg": ...}. "abort": the source gave up
 # (or a rollback came), no archive will come; "window": the source has its window (its slot, or it needs
-# none) and quiesces and fences now, so the target's wait for the archives counts from then; "ready": the
+# none) and quiesces and fences now, so the target's wait for the archives counts from then; "cut": the source's
+# services are fenced and answered, the traffic may go to the target (window_wait stage=cut); "ready": the
 # target's copies are ready and wait for the commit; "commit": the controller recorded the commit, the
 # target's copies may serve; "served": the target lifted its fence (its call goes on while lazy memory fills).
-NOTES = ("abort", "window", "ready", "commit", "served")
+NOTES = ("abort", "window", "cut", "ready", "commit", "served")
 
 
 def note_path(archive_dir, stack, kind):

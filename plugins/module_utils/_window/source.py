@@ -28,7 +28,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base im
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.fences import host_fence_table
 from ansible_collections.stacklift.migrate.plugins.module_utils._services.quiesce import QuiesceError, quiesce_service
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.slots import SLOT_DIR, NoSlot, window_slot
-from ansible_collections.stacklift.migrate.plugins.module_utils._window.protocol import first_note, remove_notes
+from ansible_collections.stacklift.migrate.plugins.module_utils._window.protocol import first_note, remove_notes, write_note
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.base import POLL, Window, WindowError
 
 
@@ -224,6 +224,7 @@ class SourceWindow(Window):
             if state.get("Running") and not self.done(name, "icmp_unlimited"):
                 self.record("icmp_unlimited", name, was=self.host.unlimit_icmp(state["Pid"]))
         self._answer_for(containers)
+        write_note(self.archive_dir, self.stack, "cut", self.run_id)  # the traffic may go (window_wait stage=cut)
         queue, cond, failures = [], threading.Condition(), []
         sender_thread = None
         if self.sender:

@@ -51,6 +51,7 @@ def test_the_source_side_commit_without_waiting_also_lifts_its_answers(run_modul
     ({"stage": "end", "wait": False}, "wait=false leaves a note and returns: it needs stage commit or abort, not end"),
     ({"stage": "served", "wait": False}, "it needs stage commit or abort, not served"),
     ({"stage": "served", "side": "source"}, "stage served is a target's call's stage: it needs side=target"),
+    ({"stage": "cut", "side": "target"}, "stage cut is a source's call's stage: it needs side=source"),
     ({"stage": "served", "run_id": None}, "stage served needs run_id"),
 ])
 def test_parameters_that_do_not_go_together_are_refused_before_any_note(run_module, tmp_path, window_wait, kw, problem):
@@ -65,3 +66,14 @@ def test_check_mode_says_it_would_only_leave_the_note(run_module, tmp_path, wind
                                 check_mode=True)
     assert not failed and result["msg"] == "check mode: would leave the commit note for the target side's call"
     assert not (tmp_path / "a").exists()
+
+
+def test_the_cut_returns_once_the_sources_call_says_every_service_is_fenced(run_module, tmp_path, window_wait):
+    """stacklift_traffic_switch_at: cut waits for this: the source's "cut" note of the run, no note of its own."""
+    args = wait_args(tmp_path, stage="cut", side="source")
+    result, failed = run_module(window_wait, args, FakeRunner())
+    assert failed and "did not end within" in result["msg"]
+    write_note(str(tmp_path / "a"), "shop", "cut", "r1")
+    result, failed = run_module(window_wait, args, FakeRunner())
+    assert not failed and result["cut"] and not result["committed"] and result["side"] == "source"
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["shop.cut"]

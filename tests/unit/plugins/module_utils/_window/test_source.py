@@ -90,6 +90,8 @@ def test_the_fenced_containers_addresses_answer_their_clients_from_the_cut_until
     for name in ("shop-db", "shop-cache", "shop-app"):
         element = "add element netdev stacklift_shop v4 { 10.89.10.%d }" % containers.pid(name)
         assert any(last_fence < at <= first_checkpoint and element in data for at, data in scripts), (name, scripts)
+    # then the "cut" note: the controller may send the traffic to the target (stacklift_traffic_switch_at: cut)
+    assert protocol.read_note(a.archive_dir, "shop", "cut", a.run_id) == ""
     assert fences.ESTABLISHED_REJECT in scripts[0][1]  # the host fence itself, raised by the first
     assert not any(c.startswith("nft delete table") for c in calls)  # until the commit's clean-up
     a.absent()
