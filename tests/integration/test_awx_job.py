@@ -134,9 +134,11 @@ def test_the_migrate_template_runs_as_awx_runs_it_with_progress_events_and_its_o
         e["event_data"]["task"] for e in starts if e["event_data"]["task_uuid"] not in ended]
     phases = ["Plan the stack", "Take the lock of stack", "Check the source hosts", "Check the target hosts",
               "Show the plan, before anything is frozen", "Give the targets the stack's images",
-              "Restore tier by tier", "Quiesce, fence, checkpoint and send", "Wait for the targets' calls",
+              "Restore tier by tier", "Quiesce, fence, checkpoint and send",
+              "Wait for the cut on the sources", "Route the clients' traffic",  # the demo switches at the cut
+              "Wait for the targets' calls",
               "Record the commit", "Tell the targets' calls, waiting fenced and ready, that the stack is committed",
-              "Route the clients' traffic", "Probe readiness on the target",
+              "Probe readiness on the target",
               "Write the migration report", "Show when each service", "Hand the outcome",
               "Remove the checkpointed containers", "Close the run"]
     at = -1
