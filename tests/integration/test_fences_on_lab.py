@@ -1,7 +1,8 @@
 """The window's container fence on a lab host, through fences.Host over SSH: a client's established connection into
 the fenced container gets ICMP host-unreachable at each retransmission, while CRIU dumps it too (its network lock
 lets the errors through by their mark), and goes on afterwards; the namespace's ICMP limit comes back with the fence
-lifted; and the host fence answers a routed client the same way, from its interfaces' ingress. Without the answers the client's retransmission backoff doubles through the fence (0.2, 0.4, 0.8, 1.6 s...)."""
+lifted; and the host fence answers a routed client the same way, from its interfaces' ingress. Without the answers
+the client's retransmission backoff doubles through the fence (0.2, 0.4, 0.8, 1.6 s...)."""
 
 import json
 import shlex
