@@ -118,8 +118,9 @@ class SourceWindow(Window):
                     raise WindowError("given up before the fence: %s" % (reason or "no reason given"), self.events)
                 self.pre_copy(containers)
                 self.stage_files(containers)
-                if self.sender:
-                    self.sender.tell("window")  # the targets' wait for the archives counts from now
+                if self.sender:  # the targets' wait for the archives counts from now; they fence these addresses
+                    self.sender.tell("window", sorted(set(ip for c in containers.values()
+                                                          for ip in container_ips(c or {}).values())))
                 events = self._checkpointed(containers, info)
                 split = self.split_services()
                 if self.sender and (slot is not None or split):

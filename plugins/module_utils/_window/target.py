@@ -28,7 +28,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils._engines.base im
 from ansible_collections.stacklift.migrate.plugins.module_utils._engines import lazy
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.fences import host_fence_table
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.protocol import (
-    note_time, remove_notes, wait_for_note, write_note)
+    note_time, read_note, remove_notes, wait_for_note, write_note)
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.base import POLL, Window, WindowError
 
 STALL_TIMEOUT = 20  # seconds a transfer under way may make no progress (the sender gives up at 15)
@@ -46,6 +46,16 @@ def bytes_of(paths):
     return total
 
 
+def _is_address(text):
+    if not isinstance(text, str):
+        return False
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 class TargetWindow(Window):
     """One target host's part of the window."""
 
@@ -58,6 +68,7 @@ class TargetWindow(Window):
         self.wait_timeout = wait_timeout
         self.windows_timeout = windows_timeout  # how long the source may wait for a window slot first
         self.started = None
+        self.announced = []  # the addresses the source's window note named, fenced here (_fence_announced)
         self.probe_timeout = probe_timeout
         self.stable_for = stable_for
 
@@ -122,12 +133,23 @@ class TargetWindow(Window):
         return (self.started + self.windows_timeout + self.wait_timeout,
                 "within %g s (the source never said it had its window)" % (self.windows_timeout + self.wait_timeout))
 
+    def _fence_announced(self):
+        """The addresses the source's "window" note names (those it is about to fence) fenced here at once: a client
+        the traffic switch sends here at the cut (stacklift_traffic_switch_at) is answered from then, not met by
+        silence (and a doubling backoff) until its container's archive arrives. Idempotent."""
+        said = read_note(self.archive_dir, self.stack, "window", self.run_id)
+        addresses = sorted(set(a for a in said if _is_address(a))) if isinstance(said, list) else []
+        if addresses and addresses != self.announced:
+            self.host.fence_addresses(self.table, addresses)
+            self.announced = addresses
+
     def _wait_for(self, name):
         archive = self.archive(name)
         manifest = archive + MANIFEST_SUFFIX
         parts = os.path.join(glob.escape(os.path.dirname(archive)), ".%s.part-*" % glob.escape(os.path.basename(archive)))
         last_size, last_change = None, time.time()
         while not os.path.exists(manifest):
+            self._fence_announced()
             reason = self.abort_reason()
             if reason is not None:
                 raise WindowError("the source gave up: %s" % (reason or "no reason given"))

@@ -83,7 +83,11 @@ def test_the_fenced_containers_addresses_answer_their_clients_from_the_cut_until
             scripts.append((len(runner.calls), data))
         return run(argv, data=data) if data is not None else run(argv)
     a.host.run = recording
+    told, tell = [], a.sender.tell
+    a.sender.tell = lambda kind, msg=None: (told.append((kind, msg)), tell(kind, msg))
     a.checkpointed()
+    # the targets are told the addresses before the fence, to answer for them as soon as the traffic may come
+    assert told[0] == ("window", ["10.89.10.%d" % containers.pid(n) for n in ("shop-app", "shop-cache", "shop-db")])
     calls = [" ".join(c) for c in runner.calls]
     first_checkpoint = min(i for i, c in enumerate(calls) if "container checkpoint" in c)
     last_fence = max(i for i, c in enumerate(calls) if c.startswith("nsenter") and "nft -f -" in c)

@@ -239,6 +239,32 @@ def test_the_targets_wait_for_its_archives_counts_from_the_sources_window_note(t
     assert time.time() - start < 2
 
 
+def test_the_addresses_the_sources_window_note_names_are_fenced_before_their_archives_come(tmp_path):
+    """With the traffic switched at the cut, clients come here while the checkpoints are still written: their
+    containers' addresses must be answered from the source's window note on, not once each archive arrived."""
+    runner = engine_runner(tmp_path, Containers())
+    ck = str(tmp_path / "ck")
+    protocol.write_note(ck, "shop", "window", "r1", ["10.89.10.9", "fd00::9", "not an address; flush ruleset", 7])
+    a = make_window(window_target.TargetWindow, tmp_path, runner, services={"db": SERVICES["db"]}, wait_timeout=5)
+    scripts, run = [], a.host.run
+
+    def recording(argv, data=None):
+        if argv[0] == "nft" and data:
+            scripts.append((len(runner.calls), data))
+        return run(argv, data=data) if data is not None else run(argv)
+    a.host.run = recording
+    arrive = threading.Timer(0.5, write_arrival, (tmp_path, "shop-db"))
+    arrive.start()
+    with pytest.raises(window.WindowError, match="no container named 'shop-db'"):  # the fake restores nothing
+        a.restored()
+    arrive.join()
+    restore = next(i for i, c in enumerate(runner.calls) if c[1:3] == ["container", "restore"])
+    early = [data for at, data in scripts if at < restore and "add element" in data]
+    assert early and "add element netdev stacklift_shop v4 { 10.89.10.9 }" in early[0]
+    assert "v6 { fd00::9 }" in early[0] and "flush" not in early[0] and "7" not in early[0].replace("10.89", "")
+    assert a.announced == ["10.89.10.9", "fd00::9"]
+
+
 def test_a_source_gives_its_slot_back_the_moment_its_targets_serve_without_waiting_for_the_controller(tmp_path):
     containers = Containers(**{"shop-db": "running", "shop-cache": "running", "shop-app": "running"})
     runner = engine_runner(tmp_path, containers)
