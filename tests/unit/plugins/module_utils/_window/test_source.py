@@ -16,7 +16,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils._archive.stream 
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.journal import Journal, fold
 from ansible_collections.stacklift.migrate.tests.unit.fakes import PRESENT, write_dump
 from ansible_collections.stacklift.migrate.tests.unit.plugins.module_utils._window.window_fakes import (
-    Containers, SERVICES, Sender, engine_runner, make_window, run_dir)
+    Containers, SERVICES, Sender, engine_runner, make_window, nft_scripts, run_dir)
 
 
 def fake_proc(tmp_path, containers, start=1000, only=None):
@@ -76,13 +76,7 @@ def test_the_fenced_containers_addresses_answer_their_clients_from_the_cut_until
     containers = Containers(**{"shop-db": "running", "shop-cache": "running", "shop-app": "running"})
     runner = engine_runner(tmp_path, containers)
     a = make_window(window_source.SourceWindow, tmp_path, runner, sender=Sender())
-    scripts, run = [], a.host.run
-
-    def recording(argv, data=None):
-        if argv[0] == "nft" and data:
-            scripts.append((len(runner.calls), data))
-        return run(argv, data=data) if data is not None else run(argv)
-    a.host.run = recording
+    scripts = nft_scripts(a.host, runner)
     told, tell = [], a.sender.tell
     a.sender.tell = lambda kind, msg=None: (told.append((kind, msg)), tell(kind, msg))
     a.checkpointed()

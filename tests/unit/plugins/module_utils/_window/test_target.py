@@ -20,7 +20,7 @@ from ansible_collections.stacklift.migrate.plugins.module_utils._engines import 
 from ansible_collections.stacklift.migrate.plugins.module_utils._window.journal import Journal, fold
 from ansible_collections.stacklift.migrate.tests.unit.fakes import FakeRunner, make_archive
 from ansible_collections.stacklift.migrate.tests.unit.plugins.module_utils._window.window_fakes import (
-    Containers, SERVICES, Sender, engine_runner, make_window, run_dir)
+    Containers, SERVICES, Sender, engine_runner, make_window, nft_scripts, run_dir)
 
 
 def test_one_checkpoint_failing_records_the_others_and_tells_the_target(tmp_path):
@@ -246,13 +246,7 @@ def test_the_addresses_the_sources_window_note_names_are_fenced_before_their_arc
     ck = str(tmp_path / "ck")
     protocol.write_note(ck, "shop", "window", "r1", ["10.89.10.9", "fd00::9", "not an address; flush ruleset", 7])
     a = make_window(window_target.TargetWindow, tmp_path, runner, services={"db": SERVICES["db"]}, wait_timeout=5)
-    scripts, run = [], a.host.run
-
-    def recording(argv, data=None):
-        if argv[0] == "nft" and data:
-            scripts.append((len(runner.calls), data))
-        return run(argv, data=data) if data is not None else run(argv)
-    a.host.run = recording
+    scripts = nft_scripts(a.host, runner)
     arrive = threading.Timer(0.5, write_arrival, (tmp_path, "shop-db"))
     arrive.start()
     with pytest.raises(window.WindowError, match="no container named 'shop-db'"):  # the fake restores nothing

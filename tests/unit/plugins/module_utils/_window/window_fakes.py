@@ -181,3 +181,15 @@ class Sender:
 def run_dir(tmp_path, run="r1"):
     """Where run RUN's archives lie on a host (protocol.run_archive_dir)."""
     return tmp_path / "ck" / "runs" / run
+
+
+def nft_scripts(host, runner):
+    """The nft scripts HOST runs from now on, each as (how many engine commands RUNNER had seen, the script)."""
+    scripts, run = [], host.run
+
+    def recording(argv, data=None):
+        if argv[0] == "nft" and data:
+            scripts.append((len(runner.calls), data))
+        return run(argv, data=data) if data is not None else run(argv)
+    host.run = recording
+    return scripts
