@@ -119,8 +119,7 @@ class SourceWindow(Window):
                 self.pre_copy(containers)
                 self.stage_files(containers)
                 if self.sender:  # the targets' wait for the archives counts from now; they fence these addresses
-                    self.sender.tell("window", sorted(set(ip for c in containers.values()
-                                                          for ip in container_ips(c or {}).values())))
+                    self.sender.tell("window", self._fenced_addresses(containers)[1])
                 events = self._checkpointed(containers, info)
                 split = self.split_services()
                 if self.sender and (slot is not None or split):
@@ -295,6 +294,11 @@ class SourceWindow(Window):
                     timings={k: v for k, v in entry["timings"].items() if k.endswith(("time", "duration"))})
         return entry
 
+    def _fenced_addresses(self, containers):
+        """(the running services, which the cut fences; their addresses)."""
+        running = [n for n in self.services if ((containers[n] or {}).get("State") or {}).get("Running")]
+        return running, sorted(set(ip for n in running for ip in container_ips(containers[n]).values()))
+
     def _answer_for(self, containers):
         """The cut made: the addresses here of the fenced containers go on answering their clients' established
         connections with ICMP host-unreachable through the host fence (a rollback raises it too), at the host's
@@ -305,8 +309,7 @@ class SourceWindow(Window):
         switch, with errors the host sends at most one a second. The controller's commit note lifts it
         (fences.lift_answers_command), or the clean-up or the rollback. Not answering costs only that: a failure
         here is recorded, not raised."""
-        running = [n for n in self.services if ((containers[n].get("State") or {}).get("Running"))]
-        addresses = sorted(set(ip for n in running for ip in container_ips(containers[n]).values()))
+        running, addresses = self._fenced_addresses(containers)
         if not (addresses and self.sender):  # a migration's, not a keep; raised again on a rerun (idempotent)
             return
         try:

@@ -136,10 +136,12 @@ class TargetWindow(Window):
     def _fence_announced(self):
         """The addresses the source's "window" note names (those it is about to fence) fenced here at once: a client
         the traffic switch sends here at the cut (stacklift_traffic_switch_at) is answered from then, not met by
-        silence (and a doubling backoff) until its container's archive arrives. Idempotent."""
+        silence (and a doubling backoff) until its container's archive arrives. The note comes once a run."""
+        if self.announced:
+            return
         said = read_note(self.archive_dir, self.stack, "window", self.run_id)
         addresses = sorted(set(a for a in said if _is_address(a))) if isinstance(said, list) else []
-        if addresses and addresses != self.announced:
+        if addresses:
             self.host.fence_addresses(self.table, addresses)
             self.announced = addresses
 
